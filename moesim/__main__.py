@@ -1,0 +1,5 @@
+"""``python -m moesim`` entry point."""
+
+from moesim.cli import main
+
+main()

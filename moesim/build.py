@@ -1,0 +1,127 @@
+"""Scenario → engine inputs: model, routing, placement, traffic and compute times for every MoE layer.
+
+Randomness: one seed per scenario, split by numpy's SeedSequence into independent streams (router
+statistics; then one stream per layer for token routing), so a layer's draws do not depend on the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moesim import costs
+from moesim.config.schema import Scenario
+from moesim.engine.records import LayerWork
+from moesim.model import MoEModel, copy_bytes
+from moesim.placement import PLACEMENTS, Placement
+from moesim.routing import RoutingParams, expert_popularity, route_layer
+from moesim.routing.router import apply_capacity
+from moesim.topology import Topology, build_topology
+from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Per-layer facts the summary needs. Arrays over GPUs [G] or experts [E]; bytes; seconds."""
+
+    gpu_tokens: np.ndarray
+    expert_tokens: np.ndarray
+    copies: float
+    dropped: float
+    intra_node_bytes: float
+    inter_node_bytes: float
+    distinct_nodes_mean: float
+    dispatch_xfer_s: np.ndarray  # each GPU's own transfer time at full link speed (lower bound)
+    combine_xfer_s: np.ndarray
+    sent_bytes: np.ndarray  # per GPU, dispatch + combine
+    received_bytes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Built:
+    """Everything the engine and the summary need."""
+
+    scenario: Scenario
+    model: MoEModel
+    routing: RoutingParams
+    topology: Topology
+    placement: Placement
+    fluid_network: bool
+    sampled_tokens_per_gpu: int
+    work: list[LayerWork]
+    stats: list[LayerStats]
+
+
+def _rng(seq: np.random.SeedSequence) -> np.random.Generator:
+    """SFC64: ~15% faster than the default PCG64 for the bulk score draws, same statistical quality class."""
+    return np.random.Generator(np.random.SFC64(seq))
+
+
+def fidelity(s: Scenario) -> tuple[bool, bool]:
+    """(fluid network?, exact routing?) after resolving ``auto`` by the scenario's size."""
+    g, tokens = s.cluster.num_gpus, s.workload.tokens_per_gpu
+    fluid = s.sim.network == "fluid" or (s.sim.network == "auto" and g <= s.sim.auto_fluid_max_gpus)
+    exact = s.sim.routing == "exact" or (s.sim.routing == "auto" and g * tokens <= s.sim.auto_exact_max_tokens)
+    return fluid, exact
+
+
+def build(s: Scenario) -> Built:
+    """Route every MoE layer and turn it into engine work."""
+    model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
+    topo = build_topology(s.cluster)
+    g, layers, tokens = topo.num_gpus, model.num_moe_layers, s.workload.tokens_per_gpu
+    fluid, exact = fidelity(s)
+    sampled = tokens if exact else min(tokens, s.sim.sampled_tokens_per_gpu)
+    stats_ss, route_ss = np.random.SeedSequence(s.seed).spawn(2)
+    popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss))
+    placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts)
+    compute = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
+    local = np.full(g, float(tokens))
+    route_s = costs.gate_time(local, model, params.top_k, compute)
+    unpermute_s = costs.combine_time(local, model, params.top_k, compute)
+    shared_s = costs.shared_expert_time(local, model, compute)
+    wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
+    src = np.repeat(np.arange(g), sampled)
+    work, stats = [], []
+    for layer, rng_ss in enumerate(route_ss.spawn(layers)):
+        ids = route_layer(popularity[layer], g * sampled, params, _rng(rng_ss))
+        keep = np.ones(ids.shape, dtype=bool)
+        if params.capacity_factor is not None:
+            keep = apply_capacity(ids, model.experts, g * sampled * params.top_k * params.capacity_factor
+                                  / model.experts)
+        slot = placement.choose_slots(layer, ids)
+        tr = layer_traffic(src, placement.slot_gpu()[slot], keep, slot, placement.phy2log.shape[1], topo,
+                           s.comm.algorithm, *wire, scale=tokens / sampled)
+        work.append(LayerWork(route_s, costs.expert_time(tr.slot_tokens, model, compute) + shared_s,
+                              unpermute_s, tr.dispatch, tr.combine))
+        expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
+        stats.append(_layer_stats(tr, expert_tokens, topo))
+    return Built(s, model, params, topo, placement, fluid, sampled, work, stats)
+
+
+def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) -> LayerStats:
+    both = FlowSet.concat([tr.dispatch, tr.combine])
+    inter = topo.node_of(both.src) != topo.node_of(both.dst)
+    g = topo.num_gpus
+    return LayerStats(
+        gpu_tokens=tr.slot_tokens.sum(axis=1), expert_tokens=expert_tokens, copies=tr.copies,
+        dropped=tr.dropped, intra_node_bytes=float(both.nbytes[~inter].sum()),
+        inter_node_bytes=float(both.nbytes[inter].sum()), distinct_nodes_mean=tr.distinct_nodes_mean,
+        dispatch_xfer_s=own_transfer_s(tr.dispatch, topo), combine_xfer_s=own_transfer_s(tr.combine, topo),
+        sent_bytes=np.bincount(both.src, weights=both.nbytes, minlength=g),
+        received_bytes=np.bincount(both.dst, weights=both.nbytes, minlength=g))
+
+
+def own_transfer_s(flows: FlowSet, topo: Topology) -> np.ndarray:
+    """Per GPU [G]: the time its busiest own link (NVLink up/down, its NIC up/down) needs for the phase's
+    bytes at full speed. A lower bound on its time in the phase; the rest is waiting."""
+    paths = topo.paths(flows.src, flows.dst)
+    valid = paths >= 0
+    load = np.bincount(paths[valid], weights=np.broadcast_to(flows.nbytes[:, None], paths.shape)[valid],
+                       minlength=topo.capacity_Bps.size)
+    t = load / topo.capacity_Bps
+    g, nn = topo.num_gpus, topo.nodes * topo.nics_per_node
+    gpus = np.arange(g)
+    nic = topo.nic_of(gpus)
+    return np.max([t[gpus], t[g + gpus], t[2 * g + nic], t[2 * g + nn + nic]], axis=0)

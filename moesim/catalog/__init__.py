@@ -1,0 +1,71 @@
+"""Catalogues shipped as data: real MoE models and GPUs, each figure with its label and source."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LABELS = ("measured", "datasheet", "published", "estimated")
+
+
+def _read(name: str) -> dict[str, Any]:
+    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+@cache
+def _models() -> dict[str, dict[str, Any]]:
+    return _read("models.yaml")
+
+
+@cache
+def _gpus() -> dict[str, dict[str, Any]]:
+    return _read("gpus.yaml")
+
+
+def model_names() -> list[str]:
+    """Catalogue model names, sorted."""
+    return sorted(_models())
+
+
+def gpu_names() -> list[str]:
+    """Catalogue GPU names, sorted."""
+    return sorted(_gpus())
+
+
+def model_entry(name: str) -> dict[str, Any]:
+    """A copy of one model's config mapping (HF key names), with ``name`` set. KeyError if unknown."""
+    return {"name": name, **_models()[name]}
+
+
+def gpu_entry(name: str) -> dict[str, Any]:
+    """A copy of one GPU's figures: ``{field: {value, label, source}}`` plus ``name``. KeyError if unknown."""
+    return dict(_gpus()[name])
+
+
+def read_gpu_file(path: Path) -> dict[str, Any]:
+    """A GPU profile file in the catalogue's format (figures as {value, label, source} or plain values)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("a GPU profile must be a mapping of figures")
+    if "gpu" in data and isinstance(data["gpu"], dict):  # calibrate/ profiles nest figures under `gpu`
+        data = data["gpu"]
+    return data
+
+
+def split_figures(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split ``{field: {value, label, source}}`` into plain values and ``{field: 'label: source'}``."""
+    values: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for key, fig in entry.items():
+        if isinstance(fig, dict) and "value" in fig:
+            values[key] = fig["value"]
+            provenance[key] = f"{fig.get('label', 'unlabelled')}: {fig.get('source', 'no source given')}"
+        else:
+            values[key] = fig
+    return values, provenance

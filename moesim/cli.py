@@ -1,0 +1,98 @@
+"""The ``moesim`` command line: a thin layer that turns arguments into moesim.api calls."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from moesim import __version__, catalog
+from moesim.errors import MoesimError
+
+SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
+
+
+class _Group(click.Group):
+    """Turns every MoesimError into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MoesimError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="moesim")
+def main() -> None:
+    """Simulate Mixture-of-Experts models on GPU clusters.
+
+    \b
+    Start from a shipped scenario:
+      moesim run scenarios/deepseek-v3-prefill-h800.yaml
+      moesim run scenarios/deepseek-v3-prefill-h800.yaml --set cluster.nodes=8 --json
+      moesim list models
+    """
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of the table.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write result.json, layers.csv and gpus.csv into this folder.")
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a Chrome trace of the iteration (open it in https://ui.perfetto.dev).")
+def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path | None,
+        trace_file: Path | None) -> None:
+    """Simulate one forward iteration through every MoE layer of SCENARIO (a YAML file).
+
+    Prints MoE-layer throughput, iteration time, the per-layer split into route / dispatch / experts /
+    combine / waiting, GPU load imbalance and bytes inside and between nodes.
+    """
+    from moesim import api, output
+
+    result = api.run(scenario, overrides)
+    click.echo(output.to_json(result.summary) if as_json else output.table(result.summary), nl=False)
+    if out_dir:
+        for path in output.write_outputs(out_dir, result.summary):
+            click.echo(f"wrote {path}", err=True)
+    if trace_file:
+        output.write_atomic(trace_file, output.chrome_trace(result.records, result.summary["gpus_per_node"]))
+        click.echo(f"wrote {trace_file}", err=True)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+def check(scenario: Path, overrides: tuple[str, ...]) -> None:
+    """Validate SCENARIO without simulating; print the resolved configuration as YAML."""
+    import yaml
+
+    from moesim.config import load_scenario
+
+    s = load_scenario(scenario, overrides)
+    click.echo(yaml.safe_dump(s.model_dump(exclude={"cluster": {"gpu_provenance"}}), sort_keys=False), nl=False)
+
+
+@main.command(name="list")
+@click.argument("what", type=click.Choice(["models", "gpus"]))
+def list_(what: str) -> None:
+    """List the catalogue: real MoE models, or GPUs with each figure's label (datasheet/published/estimated)."""
+    if what == "models":
+        click.echo(f"{'name':<20}{'hidden':>7}{'inter':>7}{'experts':>8}{'top-k':>6}{'shared':>7}{'layers':>7}"
+                   f"{'groups':>8}  weights  source")
+        for name in catalog.model_names():
+            m = catalog.model_entry(name)
+            groups = f"{m.get('n_group', 1)}/{m.get('topk_group', m.get('n_group', 1))}"
+            click.echo(f"{name:<20}{m['hidden_size']:>7}{m['moe_intermediate_size']:>7}{m['n_routed_experts']:>8}"
+                       f"{m['num_experts_per_tok']:>6}{m.get('n_shared_experts', 0):>7}{m['num_hidden_layers']:>7}"
+                       f"{groups:>8}  {m['weight_dtype']:<7}  {m['source']}")
+        return
+    for name in catalog.gpu_names():
+        values, prov = catalog.split_figures(catalog.gpu_entry(name))
+        click.echo(f"{name}: {values['name']}")
+        for key in sorted(prov):
+            click.echo(f"  {key:<20} {values[key]:<12g} {prov[key]}")

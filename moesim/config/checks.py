@@ -1,0 +1,54 @@
+"""Cross-field checks that a single field's validator cannot see (routing vs model, experts vs GPUs)."""
+
+from __future__ import annotations
+
+from moesim.config.schema import Scenario
+from moesim.errors import ScenarioError
+
+
+def check_scenario(s: Scenario) -> None:
+    """Raise ScenarioError for impossible combinations; each message names the field and the fix."""
+    m, r, c = s.model, s.router, s.cluster
+    experts = m.n_routed_experts
+    top_k = r.top_k or m.num_experts_per_tok
+    n_group = r.n_group or m.n_group
+    topk_group = r.topk_group or m.topk_group or n_group
+    where = "router" if r.top_k else "model"
+    if top_k > experts:
+        raise ScenarioError(f"top_k {top_k} exceeds the {experts} routed experts", path=f"{where}.top_k"
+                            if r.top_k else "model.num_experts_per_tok", fix=f"use top_k <= {experts}")
+    gpath = "router.n_group" if r.n_group else "model.n_group"
+    if experts % n_group:
+        raise ScenarioError(f"{experts} experts do not split into {n_group} equal groups", path=gpath,
+                            fix="use an n_group that divides n_routed_experts")
+    tpath = "router.topk_group" if r.topk_group else "model.topk_group"
+    if topk_group > n_group:
+        raise ScenarioError(f"topk_group {topk_group} exceeds n_group {n_group}", path=tpath,
+                            fix=f"use topk_group <= {n_group}")
+    if top_k > topk_group * (experts // n_group):
+        raise ScenarioError(f"top_k {top_k} cannot be met from {topk_group} groups of "
+                            f"{experts // n_group} experts", path=tpath, fix="raise topk_group or lower top_k")
+    _check_cluster(s)
+    if m.first_k_dense_replace >= m.num_hidden_layers:
+        raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
+                            fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
+
+
+def _check_cluster(s: Scenario) -> None:
+    c = s.cluster
+    experts, gpus = s.model.n_routed_experts, c.num_gpus
+    redundant = s.placement.redundant_experts
+    if (experts + redundant) % gpus:
+        need = (-experts) % gpus
+        raise ScenarioError(f"{experts} routed + {redundant} redundant experts cannot fill {gpus} GPUs "
+                            f"({c.nodes} nodes x {c.gpus_per_node}) with equal slots",
+                            path="placement.redundant_experts",
+                            fix=f"use redundant_experts = {need} (+ a multiple of {gpus}), or change the GPU count")
+    if redundant > experts * (gpus - 1):
+        raise ScenarioError(f"{redundant} redundant experts is more replicas than GPUs can usefully hold",
+                            path="placement.redundant_experts", fix="use fewer redundant experts")
+    nics = c.inter_node.nics_per_node or c.gpus_per_node
+    if nics > c.gpus_per_node or c.gpus_per_node % nics:
+        raise ScenarioError(f"{nics} NICs cannot be shared evenly by {c.gpus_per_node} GPUs",
+                            path="cluster.inter_node.nics_per_node",
+                            fix="use a divisor of gpus_per_node (default: one NIC per GPU)")

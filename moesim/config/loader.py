@@ -1,0 +1,199 @@
+"""Load a scenario: YAML → resolve catalogue names and files → apply overrides → validate → check.
+
+Every user mistake becomes one :class:`ScenarioError` naming the file, the dotted field path and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from moesim import catalog
+from moesim.config.checks import check_scenario
+from moesim.config.hf import from_hf_config, normalise_keys
+from moesim.config.schema import Scenario
+from moesim.errors import ScenarioError
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override, resolve and validate the scenario file at ``path``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError("no such file", file=str(path), fix="check the path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise ScenarioError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path), path=where,
+                            fix="fix the YAML syntax") from None
+    try:
+        raw = apply_overrides(raw, overrides)
+        return scenario_from_dict(raw, base_dir=path.parent)
+    except ScenarioError as err:
+        raise err.located(file=str(path)) from None
+
+
+def apply_overrides(raw: Any, overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values read as YAML) to a copy of ``raw``."""
+    out = json.loads(json.dumps(raw)) if raw is not None else {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError(f"override {item!r} is not KEY=VALUE", path="--set",
+                                fix="write e.g. --set router.top_k=4")
+        _set_path(out, key.strip().split("."), yaml.safe_load(text))
+    return out
+
+
+def _set_path(node: Any, parts: list[str], value: Any) -> None:
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part) if isinstance(node, dict) else None
+        if i == 0 and part == "model" and isinstance(child, str):
+            child = node[part] = {"base": child}  # override fields of a catalogue model
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(parts[: i + 1])
+            raise ScenarioError(f"cannot set inside {dotted!r}, which is {child!r}", path=dotted,
+                                fix=f"replace the whole field, e.g. --set {dotted}=...")
+        node = child
+    node[parts[-1]] = value
+
+
+def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
+    """Resolve names and files in ``raw``, validate it and check cross-field consistency."""
+    if not isinstance(raw, dict):
+        raise ScenarioError("a scenario must be a mapping of sections", fix="start from scenarios/*.yaml")
+    raw = dict(raw)
+    if "model" not in raw:
+        raise ScenarioError("missing", path="model", fix=f"name a model, e.g. one of {catalog.model_names()}")
+    raw["model"] = _resolve_model(raw["model"], Path(base_dir))
+    cluster = raw.get("cluster")
+    if not isinstance(cluster, dict):
+        raise ScenarioError("missing or not a mapping", path="cluster",
+                            fix="give cluster: {gpu: h100, nodes: 1, gpus_per_node: 8}")
+    raw["cluster"] = {**cluster, **_resolve_gpu(cluster.get("gpu"), Path(base_dir))}
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    check_scenario(scenario)
+    return scenario
+
+
+def _resolve_model(value: Any, base: Path) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            return catalog.model_entry(value)
+        except KeyError:
+            raise ScenarioError(f"unknown model {value!r}", path="model",
+                                fix=_choices(value, catalog.model_names())) from None
+    if isinstance(value, dict) and "hf_config" in value:
+        extra = {k: v for k, v in value.items() if k != "hf_config"}
+        return {**_hf_file(value["hf_config"], base), **normalise_keys(extra)}
+    if isinstance(value, dict) and "base" in value:
+        base_entry = _resolve_model(value["base"], base)
+        return {**base_entry, **normalise_keys({k: v for k, v in value.items() if k != "base"})}
+    if isinstance(value, dict):
+        return normalise_keys(value)
+    raise ScenarioError("must be a catalogue name, a mapping, {base: name, ...} or {hf_config: path}",
+                        path="model",
+                        fix=f"e.g. model: deepseek-v3 (see `moesim list models`)")
+
+
+def _hf_file(name: Any, base: Path) -> dict[str, Any]:
+    path = base / str(name)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        return from_hf_config(cfg, path.parent.name or path.stem)
+    except FileNotFoundError:
+        raise ScenarioError(f"no such file {str(path)!r}", path="model.hf_config",
+                            fix="give the path of a config.json, relative to the scenario file") from None
+    except (json.JSONDecodeError, ValueError, AttributeError) as exc:
+        raise ScenarioError(f"cannot read {str(path)!r}: {exc}", path="model.hf_config",
+                            fix="point at a Hugging Face MoE config.json") from None
+
+
+def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
+    if isinstance(value, dict):
+        entry = dict(value)
+    elif isinstance(value, str) and value in catalog.gpu_names():
+        entry = catalog.gpu_entry(value)
+    elif isinstance(value, str) and (base / value).is_file():
+        try:
+            entry = catalog.read_gpu_file(base / value)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ScenarioError(f"cannot read GPU profile {value!r}: {exc}", path="cluster.gpu",
+                                fix="use a profile written by calibrate/ or the catalogue's format") from None
+    else:
+        raise ScenarioError(f"unknown GPU {value!r}", path="cluster.gpu",
+                            fix=_choices(str(value), catalog.gpu_names()) + ", or a profile file path")
+    values, provenance = catalog.split_figures(entry)
+    return {"gpu": values, "gpu_provenance": provenance}
+
+
+def _choices(value: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(value, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}choose one of {', '.join(names)}"
+
+
+def _from_validation(exc: ValidationError) -> ScenarioError:
+    err = exc.errors(include_url=False)[0]
+    raw_loc = [str(p) for p in err["loc"]]
+    loc, _ = _walk(raw_loc)
+    path = ".".join(loc) or None
+    if err["type"] == "extra_forbidden":
+        allowed = sorted({name for m in _walk(raw_loc[:-1])[1] for name in m.model_fields})
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return ScenarioError("unknown key", path=path, fix=f"{hint}allowed keys: {', '.join(allowed)}")
+    if err["type"] == "missing":
+        return ScenarioError("missing", path=path, fix="add this required field")
+    got = err.get("input")
+    got_text = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return ScenarioError(f"{msg}{got_text}", path=path, fix=_fix_for(err["type"]))
+
+
+def _fix_for(kind: str) -> str:
+    if "union_tag" in kind:
+        return "set kind to one of the listed values"
+    if kind.startswith(("greater", "less")):
+        return "use a value in the allowed range"
+    if kind in ("literal_error", "enum"):
+        return "use one of the listed values"
+    return "use a value of the expected type, e.g. as in scenarios/*.yaml"
+
+
+def _walk(loc: list[str]) -> tuple[list[str], list[type[BaseModel]]]:
+    """Drop discriminator tags from a pydantic error location; also return the schema models reached."""
+    models: list[type[BaseModel]] = [Scenario]
+    clean: list[str] = []
+    for part in loc:
+        nxt = [a for m in models if part in m.model_fields for a in _models_in(m.model_fields[part].annotation)]
+        tagged = [m for m in models if "kind" in m.model_fields and m.model_fields["kind"].default == part]
+        if tagged and not nxt:
+            models = tagged
+            continue
+        clean.append(part)
+        models = nxt or models
+    return clean, models
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+    return []

@@ -1,0 +1,193 @@
+"""The scenario schema: pydantic models, frozen, unknown keys rejected.
+
+Quantities accept unit strings (``160GB/s``, ``400Gbps``, ``3us``, ``80GiB``) or plain SI numbers and are
+stored in SI units (bytes, seconds, bytes/s). ``model`` and ``cluster.gpu`` arrive here already resolved
+from catalogue names or files by :mod:`moesim.config.loader`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from moesim.units import parse_quantity
+
+
+def _unit(kind: str):
+    return BeforeValidator(lambda v: parse_quantity(v, kind))
+
+
+Bandwidth = Annotated[float, _unit("bandwidth"), Field(gt=0)]
+Seconds = Annotated[float, _unit("time"), Field(ge=0)]
+Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
+Flops = Annotated[float, _unit("flops"), Field(gt=0)]
+Dtype = Literal["bf16", "fp8"]
+
+
+class Strict(BaseModel):
+    """Frozen, and a key the schema does not know is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    """An MoE model's shape, keyed by Hugging Face / DeepSeek config names."""
+
+    name: str = "inline"
+    source: str = "user-supplied"
+    hidden_size: int = Field(gt=0)
+    moe_intermediate_size: int = Field(gt=0)
+    n_routed_experts: int = Field(gt=0)
+    num_experts_per_tok: int = Field(gt=0)
+    n_shared_experts: int = Field(default=0, ge=0)
+    shared_expert_intermediate_size: int | None = Field(default=None, gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    first_k_dense_replace: int = Field(default=0, ge=0)
+    moe_layer_freq: int = Field(default=1, ge=1)
+    n_group: int = Field(default=1, ge=1)
+    topk_group: int | None = Field(default=None, ge=1)
+    group_score: Literal["max", "sum_top2"] = "max"
+    scoring_func: Literal["softmax", "sigmoid"] = "softmax"
+    norm_topk_prob: bool = True
+    routed_scaling_factor: float = Field(default=1.0, gt=0)
+    weight_dtype: Literal["bf16", "fp8", "fp4"] = "bf16"
+
+
+class GpuSpecIn(Strict):
+    """A GPU's figures in SI units; labels and sources travel beside them (see moesim.hardware)."""
+
+    name: str
+    peak_bf16_flops: Flops
+    peak_fp8_flops: Flops
+    hbm_bytes: Bytes
+    hbm_bandwidth: Bandwidth
+    sms: int = Field(gt=0)
+    nvlink_bandwidth: Bandwidth
+    gemm_efficiency: float = Field(gt=0, le=1)
+    memory_efficiency: float = Field(gt=0, le=1)
+    kernel_overhead: Seconds
+    tile_rows: int = Field(gt=0)
+    collective_latency: Seconds
+    nic_bandwidth: Bandwidth
+    nic_latency: Seconds
+    nvlink_latency: Seconds
+
+
+class IntraNode(Strict):
+    """Overrides of the NVLink/NVSwitch fabric inside a node (per GPU, per direction)."""
+
+    bandwidth: Bandwidth | None = None
+    latency: Seconds | None = None
+
+
+class InterNode(Strict):
+    """The network between nodes: rail-aligned NICs into a leaf/spine fabric."""
+
+    nic_bandwidth: Bandwidth | None = None
+    nics_per_node: int | None = Field(default=None, ge=1)
+    latency: Seconds | None = None
+    oversubscription: float = Field(default=1.0, ge=1.0)
+    nodes_per_leaf: int = Field(default=32, ge=1)
+
+
+class ClusterSpec(Strict):
+    """Nodes of identical GPUs."""
+
+    gpu: GpuSpecIn
+    gpu_provenance: dict[str, str] = {}
+    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=8, ge=1)
+    intra_node: IntraNode = IntraNode()
+    inter_node: InterNode = InterNode()
+
+    @property
+    def num_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+class UniformStats(Strict):
+    """Every expert equally likely."""
+
+    kind: Literal["uniform"] = "uniform"
+
+
+class ZipfStats(Strict):
+    """Expert popularity ∝ 1/rank**alpha; alpha 0 is balanced (AIConfigurator's convention)."""
+
+    kind: Literal["zipf"] = "zipf"
+    alpha: float = Field(default=1.0, ge=0)
+
+
+class DirichletStats(Strict):
+    """Expert popularity drawn from a symmetric Dirichlet; small concentration means more skew."""
+
+    kind: Literal["dirichlet"] = "dirichlet"
+    concentration: float = Field(default=1.0, gt=0)
+
+
+Stats = Annotated[UniformStats | ZipfStats | DirichletStats, Field(discriminator="kind")]
+
+
+class RouterSpec(Strict):
+    """Where token→expert choices come from, and overrides of the model's routing parameters."""
+
+    stats: Stats = ZipfStats(alpha=0.0)
+    top_k: int | None = Field(default=None, ge=1)
+    n_group: int | None = Field(default=None, ge=1)
+    topk_group: int | None = Field(default=None, ge=1)
+    group_score: Literal["max", "sum_top2"] | None = None
+    scoring_func: Literal["softmax", "sigmoid"] | None = None
+    capacity_factor: float | None = Field(default=None, gt=0)
+
+
+class PlacementSpec(Strict):
+    """Where experts live. Strategy names are keys of moesim.placement.PLACEMENTS."""
+
+    kind: Literal["contiguous"] = "contiguous"
+    redundant_experts: int = Field(default=0, ge=0)
+
+
+class WorkloadSpec(Strict):
+    """Tokens per GPU per iteration (decode: the batch per GPU, one new token each)."""
+
+    mode: Literal["prefill", "decode"] = "prefill"
+    tokens_per_gpu: int = Field(default=4096, ge=1)
+
+
+class CommSpec(Strict):
+    """All-to-all algorithm and the wire formats of dispatch and combine."""
+
+    algorithm: Literal["flat", "hierarchical"] = "hierarchical"
+    dispatch_dtype: Dtype = "bf16"
+    combine_dtype: Dtype = "bf16"
+
+
+class SimSpec(Strict):
+    """Engine fidelity. ``auto`` keeps exact behaviour where it is affordable (see README, "Fidelity").
+
+    network: ``fluid`` shares link bandwidth max-min fairly between flows, event by event; ``drain``
+    (scalable) lets each link drain its flows as one server, with no per-flow events.
+    routing: ``exact`` routes every token; ``sampled`` (scalable) routes ``sampled_tokens_per_gpu`` tokens
+    per GPU and scales counts and bytes to the real token count.
+    """
+
+    network: Literal["auto", "fluid", "drain"] = "auto"
+    routing: Literal["auto", "exact", "sampled"] = "auto"
+    sampled_tokens_per_gpu: int = Field(default=2048, ge=16)
+    auto_fluid_max_gpus: int = Field(default=16, ge=1)
+    auto_exact_max_tokens: int = Field(default=131072, ge=1)
+
+
+class Scenario(Strict):
+    """A whole scenario, validated and frozen."""
+
+    name: str = "scenario"
+    seed: int = Field(default=0, ge=0)
+    model: ModelSpec
+    cluster: ClusterSpec
+    router: RouterSpec = RouterSpec()
+    placement: PlacementSpec = PlacementSpec()
+    workload: WorkloadSpec = WorkloadSpec()
+    comm: CommSpec = CommSpec()
+    sim: SimSpec = SimSpec()

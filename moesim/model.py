@@ -1,0 +1,61 @@
+"""MoE model shape and the bytes and FLOPs it implies per token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moesim.config.schema import ModelSpec
+
+BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5}
+
+
+@dataclass(frozen=True)
+class MoEModel:
+    """The routed-expert part of a model. Sizes in elements; bytes via ``weight_bytes_per_param``."""
+
+    name: str
+    hidden: int  # H
+    inter: int  # F, one routed expert's FFN intermediate size
+    experts: int  # E, routed experts per MoE layer
+    shared_experts: int
+    shared_inter: int  # total intermediate size of the shared expert(s), 0 if none
+    moe_layer_ids: tuple[int, ...]  # indices (0-based) of the blocks that hold an MoE layer
+    weight_dtype: str
+
+    @classmethod
+    def from_spec(cls, m: ModelSpec) -> MoEModel:
+        """Derive which blocks are MoE: after ``first_k_dense_replace`` dense blocks, every ``moe_layer_freq``-th."""
+        first, freq = m.first_k_dense_replace, m.moe_layer_freq
+        ids = tuple(i for i in range(first, m.num_hidden_layers) if (i - first + 1) % freq == 0)
+        shared = m.shared_expert_intermediate_size or m.n_shared_experts * m.moe_intermediate_size
+        return cls(name=m.name, hidden=m.hidden_size, inter=m.moe_intermediate_size,
+                   experts=m.n_routed_experts, shared_experts=m.n_shared_experts,
+                   shared_inter=shared if m.n_shared_experts else 0, moe_layer_ids=ids,
+                   weight_dtype=m.weight_dtype)
+
+    @property
+    def num_moe_layers(self) -> int:
+        return len(self.moe_layer_ids)
+
+    @property
+    def weight_bytes_per_param(self) -> float:
+        return BYTES_PER_PARAM[self.weight_dtype]
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one routed SwiGLU expert: gate, up and down projections, 3·H·F."""
+        return 3 * self.hidden * self.inter
+
+    @property
+    def expert_weight_bytes(self) -> float:
+        return self.expert_params * self.weight_bytes_per_param
+
+
+def copy_bytes(hidden: int, dtype: str) -> int:
+    """Bytes of one token's hidden state on the wire.
+
+    FP8 carries one fp32 scale per 128 elements (DeepEP / DeepSeek-V3 fine-grained quantisation).
+    """
+    if dtype == "fp8":
+        return hidden + 4 * -(-hidden // 128)
+    return 2 * hidden

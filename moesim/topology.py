@@ -1,0 +1,127 @@
+"""Cluster topology: a networkx graph of GPUs, NVSwitches, NICs, leaf and spine switches.
+
+Inside a node every GPU has an up and a down link to the node's NVSwitch (non-blocking switch, per-GPU
+NVLink bandwidth per direction). Each GPU uses one NIC (``gpus_per_node / nics_per_node`` GPUs share one);
+NIC ``i`` of every node sits on rail ``i``: rail-optimised leaves hold up to ``nodes_per_leaf`` nodes of one
+rail, and all leaves meet at an aggregated spine. A leaf's uplink carries ``nodes × nic_bandwidth /
+oversubscription`` per direction. Traffic between two NICs on the same leaf stays in the leaf; otherwise it
+crosses the spine (DGX BasePOD rail-optimised design; cross-rail traffic goes through the spine).
+
+Every directed edge that constrains bandwidth carries a ``link`` index into the link arrays used by the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from moesim.config.schema import ClusterSpec
+
+MAX_HOPS = 4  # nic_up, leaf_up, leaf_down, nic_down (or nvl_up, nvl_down)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The cluster graph plus flat arrays for fast path lookups.
+
+    ``capacity_Bps[L]`` and ``latency_s[L]`` describe the directed links; ``paths`` maps GPU pairs to link ids.
+    """
+
+    graph: nx.DiGraph
+    nodes: int
+    gpus_per_node: int
+    nics_per_node: int
+    nodes_per_leaf: int
+    capacity_Bps: np.ndarray
+    latency_s: np.ndarray
+    link_kind: np.ndarray  # 0 nvlink, 1 nic, 2 spine (leaf<->spine)
+
+    @property
+    def num_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def leaves_per_rail(self) -> int:
+        return -(-self.nodes // self.nodes_per_leaf)
+
+    def node_of(self, gpu: np.ndarray) -> np.ndarray:
+        return np.asarray(gpu) // self.gpus_per_node
+
+    def nic_of(self, gpu: np.ndarray) -> np.ndarray:
+        """Global NIC index of each GPU's NIC: node · nics_per_node + rail."""
+        gpu = np.asarray(gpu)
+        rail = (gpu % self.gpus_per_node) // (self.gpus_per_node // self.nics_per_node)
+        return (gpu // self.gpus_per_node) * self.nics_per_node + rail
+
+    def leaf_of_nic(self, nic: np.ndarray) -> np.ndarray:
+        nic = np.asarray(nic)
+        rail, node = nic % self.nics_per_node, nic // self.nics_per_node
+        return rail * self.leaves_per_rail + node // self.nodes_per_leaf
+
+    def paths(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Link ids on the path of each (src GPU, dst GPU) pair: int array [F, MAX_HOPS], -1 padded.
+
+        Same GPU: no links. Same node: NVLink up, NVLink down. Else: NIC up, (leaf up, leaf down when
+        the NICs sit on different leaves), NIC down.
+        """
+        src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        g, nn = self.num_gpus, self.nodes * self.nics_per_node
+        out = np.full((src.size, MAX_HOPS), -1, dtype=np.int64)
+        same_node = (self.node_of(src) == self.node_of(dst)) & (src != dst)
+        out[same_node, 0] = src[same_node]  # nvl_up ids: 0..g-1
+        out[same_node, 1] = g + dst[same_node]  # nvl_down ids: g..2g-1
+        net = self.node_of(src) != self.node_of(dst)
+        sn, dn = self.nic_of(src[net]), self.nic_of(dst[net])
+        sl, dl = self.leaf_of_nic(sn), self.leaf_of_nic(dn)
+        cross = sl != dl
+        base = 2 * g + 2 * nn
+        out[net, 0] = 2 * g + sn
+        out[net, 1] = np.where(cross, base + sl, 2 * g + nn + dn)
+        out[net, 2] = np.where(cross, base + self.leaves + dl, -1)
+        out[net, 3] = np.where(cross, 2 * g + nn + dn, -1)
+        return out
+
+    @property
+    def leaves(self) -> int:
+        return self.nics_per_node * self.leaves_per_rail
+
+
+def build_topology(c: ClusterSpec) -> Topology:
+    """Build the graph and link arrays from a validated cluster section."""
+    gpn, nodes = c.gpus_per_node, c.nodes
+    nics = c.inter_node.nics_per_node or gpn
+    nvl_bw = c.intra_node.bandwidth or c.gpu.nvlink_bandwidth
+    nvl_lat = c.intra_node.latency if c.intra_node.latency is not None else c.gpu.nvlink_latency
+    nic_bw = c.inter_node.nic_bandwidth or c.gpu.nic_bandwidth
+    nic_lat = c.inter_node.latency if c.inter_node.latency is not None else c.gpu.nic_latency
+    per_leaf = min(c.inter_node.nodes_per_leaf, nodes)
+    topo = Topology(nx.DiGraph(), nodes, gpn, nics, per_leaf, np.zeros(0), np.zeros(0), np.zeros(0))
+    g, nn, lv = nodes * gpn, nodes * nics, topo.leaves
+    cap, lat, kind = np.zeros(2 * g + 2 * nn + 2 * lv), np.zeros(2 * g + 2 * nn + 2 * lv), np.zeros(
+        2 * g + 2 * nn + 2 * lv, dtype=np.int8)
+    graph = topo.graph
+
+    # route_cost encodes the routing rule for shortest-path queries: a GPU's inter-node traffic leaves
+    # through its own NIC (no PXN relay over NVLink), so NVLink hops cost more than PCIe/NIC hops.
+    def link(u: str, v: str, idx: int, bw: float, latency: float, k: int) -> None:
+        graph.add_edge(u, v, link=idx, bandwidth_Bps=bw, latency_s=latency, route_cost=1.5 if k == 0 else 1.0)
+        cap[idx], lat[idx], kind[idx] = bw, latency, k
+
+    for gpu in range(g):
+        node, nic = gpu // gpn, int(topo.nic_of(gpu))
+        link(f"gpu{gpu}", f"nvswitch{node}", gpu, nvl_bw, nvl_lat, 0)
+        link(f"nvswitch{node}", f"gpu{gpu}", g + gpu, nvl_bw, nvl_lat, 0)
+        graph.add_edge(f"gpu{gpu}", f"nic{nic}", link=-1, route_cost=0.0)  # PCIe: not a bottleneck
+        graph.add_edge(f"nic{nic}", f"gpu{gpu}", link=-1, route_cost=0.0)
+    for nic in range(nn):
+        leaf = int(topo.leaf_of_nic(nic))
+        link(f"nic{nic}", f"leaf{leaf}", 2 * g + nic, nic_bw, nic_lat, 1)
+        link(f"leaf{leaf}", f"nic{nic}", 2 * g + nn + nic, nic_bw, 0.0, 1)
+    for leaf in range(lv):
+        members = int(np.sum(topo.leaf_of_nic(np.arange(nn)) == leaf))
+        up_bw = max(members, 1) * nic_bw / c.inter_node.oversubscription
+        link(f"leaf{leaf}", "spine", 2 * g + 2 * nn + leaf, up_bw, 0.0, 2)
+        link("spine", f"leaf{leaf}", 2 * g + 2 * nn + lv + leaf, up_bw, 0.0, 2)
+    return Topology(graph, nodes, gpn, nics, per_leaf, cap, lat, kind)

@@ -1,0 +1,147 @@
+"""From per-token expert assignments to per-GPU work and the real per-(source, destination) flows.
+
+``flat``: one copy per (token, expert) from the token's GPU to the expert's GPU.
+``hierarchical`` (DeepEP normal kernels): one copy per (token, destination node) crosses the network, to
+the GPU of the same local rank (same rail) in that node, which forwards one copy per (token, GPU) over
+NVLink; destinations in the token's own node get one NVLink copy per (token, GPU). Combine reverses it:
+results are reduced per (token, node) on the relay before crossing the network back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moesim.topology import Topology
+
+
+@dataclass(frozen=True)
+class FlowSet:
+    """Aggregated flows of one all-to-all phase. All arrays [F].
+
+    gate: the flow may start once gate GPU ``gate`` has joined the phase (``gate < G``), or once every GPU of
+    node ``gate - G`` has. wait_node: GPUs of this node (-1: none) also wait for the flow, besides its
+    source and destination (hierarchical dispatch: a GPU's tokens reach it through all of its node's relays).
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    nbytes: np.ndarray
+    gate: np.ndarray
+    wait_node: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.src.size)
+
+    @staticmethod
+    def concat(parts: list[FlowSet]) -> FlowSet:
+        return FlowSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                         ("src", "dst", "nbytes", "gate", "wait_node")))
+
+
+@dataclass(frozen=True)
+class LayerTraffic:
+    """Work and traffic of one MoE layer.
+
+    slot_tokens [G, S]: tokens per physical expert slot on each GPU. dispatch, combine: flows (bytes).
+    copies: (token, expert) assignments computed; dropped: assignments dropped by capacity.
+    """
+
+    slot_tokens: np.ndarray
+    dispatch: FlowSet
+    combine: FlowSet
+    copies: float
+    dropped: float
+    distinct_nodes_mean: float
+
+
+def _pairs(src: np.ndarray, dst: np.ndarray, n: int, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aggregate (src, dst) pairs into unique pairs with summed counts × weight."""
+    keys = src.astype(np.int64) * n + dst
+    counts = np.bincount(keys, minlength=n * n) if n * n <= 1 << 24 else None
+    if counts is None:
+        uniq, cnt = np.unique(keys, return_counts=True)
+    else:
+        uniq = np.flatnonzero(counts)
+        cnt = counts[uniq]
+    return uniq // n, uniq % n, cnt * weight
+
+
+def _flows(src, dst, nbytes, gate, wait_node=None) -> FlowSet:
+    wn = np.full(src.size, -1, dtype=np.int64) if wait_node is None else wait_node
+    return FlowSet(src.astype(np.int64), dst.astype(np.int64), nbytes.astype(np.float64),
+                   gate.astype(np.int64), wn.astype(np.int64))
+
+
+def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, slot: np.ndarray,
+                  slots_total: int, topo: Topology, algorithm: str, dispatch_bytes: int, combine_bytes: int,
+                  scale: float = 1.0) -> LayerTraffic:
+    """Build one layer's work and flows.
+
+    src_gpu [N]: GPU of each routed token; dst_gpu, slot [N, k]: destination GPU and physical slot of each
+    assignment; keep [N, k]: False where capacity dropped it. ``scale`` converts sampled tokens to real
+    ones (scalable mode: real tokens per GPU / sampled tokens per GPU).
+    """
+    g = topo.num_gpus
+    slot_tokens = np.bincount(slot[keep], minlength=slots_total).reshape(g, -1) * scale
+    dst = np.where(keep, dst_gpu, -1)
+    uniq_gpu = _unique_per_row(dst)  # [N, k], -1 where duplicate or dropped
+    uniq_node = _unique_per_row(np.where(dst >= 0, dst // topo.gpus_per_node, -1))
+    nodes_per_token = (uniq_node >= 0).sum(axis=1)
+    if algorithm == "flat":
+        dispatch, combine = _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale)
+    else:
+        dispatch, combine = _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes,
+                                          combine_bytes, scale)
+    return LayerTraffic(slot_tokens, dispatch, combine, copies=float(keep.sum()) * scale,
+                        dropped=float((~keep).sum()) * scale,
+                        distinct_nodes_mean=float(nodes_per_token.mean()) if nodes_per_token.size else 0.0)
+
+
+def _unique_per_row(x: np.ndarray) -> np.ndarray:
+    """Rows of x with repeated values (and -1) replaced by -1; first occurrences kept (in sorted order)."""
+    s = np.sort(x, axis=1)
+    dup = np.zeros_like(s, dtype=bool)
+    dup[:, 1:] = s[:, 1:] == s[:, :-1]
+    return np.where(dup, -1, s)
+
+
+def _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale) -> tuple[FlowSet, FlowSet]:
+    src = np.broadcast_to(src_gpu[:, None], dst.shape)
+    sel = (dst >= 0) & (dst != src)
+    s, d, cnt = _pairs(src[sel], dst[sel], g, scale)
+    return (_flows(s, d, cnt * dispatch_bytes, s), _flows(d, s, cnt * combine_bytes, d))
+
+
+def _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes, combine_bytes, scale):
+    g, gpn = topo.num_gpus, topo.gpus_per_node
+    src = np.broadcast_to(src_gpu[:, None], uniq_gpu.shape)
+    src_node = src // gpn
+    # NVLink copies to GPUs in the token's own node
+    local = (uniq_gpu >= 0) & (uniq_gpu // gpn == src_node) & (uniq_gpu != src)
+    ls, ld, lc = _pairs(src[local], uniq_gpu[local], g, scale)
+    # one network copy per (token, remote node), to the same local rank there
+    remote = (uniq_node >= 0) & (uniq_node != src_node)
+    relay_of = lambda node, s: node * gpn + s % gpn  # noqa: E731
+    rs = src[remote]
+    rd = relay_of(uniq_node[remote], rs)
+    ns, nd, nc = _pairs(rs, rd, g, scale)
+    # forwarding over NVLink from the relay to every other destination GPU in that node
+    fwd = (uniq_gpu >= 0) & (uniq_gpu // gpn != src_node)
+    relay = relay_of(uniq_gpu // gpn, src)
+    fwd &= uniq_gpu != relay
+    fs, fd, fc = _pairs(relay[fwd], uniq_gpu[fwd], g, scale)
+    dispatch = FlowSet.concat([
+        _flows(ls, ld, lc * dispatch_bytes, ls),
+        _flows(ns, nd, nc * dispatch_bytes, ns, wait_node=nd // gpn),
+        _flows(fs, fd, fc * dispatch_bytes, fs),
+    ])
+    combine = FlowSet.concat([
+        _flows(ld, ls, lc * combine_bytes, ld),
+        _flows(fd, fs, fc * combine_bytes, fd),
+        # the relay sends a token's reduced result once every GPU of its node has finished its experts
+        _flows(nd, ns, nc * combine_bytes, g + nd // gpn),
+    ])
+    return dispatch, combine
