@@ -74,7 +74,8 @@ def build(s: Scenario) -> Built:
     fluid, exact = fidelity(s)
     sampled = tokens if exact else min(tokens, s.sim.sampled_tokens_per_gpu)
     stats_ss, route_ss = np.random.SeedSequence(s.seed).spawn(2)
-    popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss))
+    popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss), g * tokens,
+                                   params.top_k)
     placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts)
     compute = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
     local = np.full(g, float(tokens))

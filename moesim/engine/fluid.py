@@ -69,6 +69,8 @@ class FluidNetwork:
             on_done: Callable[[np.ndarray, np.ndarray], None]) -> None:
         """Start flows now. paths [F, P], nbytes [F], tokens [F] (returned to ``on_done``)."""
         self._advance()
+        if paths.shape[1] < self.paths.shape[1]:
+            paths = np.pad(paths, ((0, 0), (0, self.paths.shape[1] - paths.shape[1])), constant_values=-1)
         self.owner.append((on_done, tokens))
         n = len(self.owner) - 1
         self.paths = np.concatenate([self.paths, paths])

@@ -1,0 +1,71 @@
+"""Every command through click's CliRunner, including the error path."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from moesim.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--set", "model.num_hidden_layers=4"]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.mark.parametrize("scenario", sorted((ROOT / "scenarios").glob("*.yaml")))
+def test_shipped_scenarios_run(runner, scenario):
+    res = runner.invoke(main, ["run", str(scenario), *SMALL, "--set", "workload.tokens_per_gpu=64"])
+    assert res.exit_code == 0, res.output
+    assert "MoE-layer throughput" in res.output
+
+
+def test_json_output_has_the_documented_fields(runner):
+    res = runner.invoke(main, ["run", str(ROOT / "scenarios/mixtral-8x7b-a100.yaml"), *SMALL, "--json"])
+    doc = json.loads(res.output)
+    assert {"throughput_tokens_per_s", "iteration_time_s", "layers", "totals"} <= set(doc)
+    assert {"time_s", "dispatch_s", "expert_s", "combine_s", "gpu_load_max_over_mean",
+            "expert_load_max_over_mean"} <= set(doc["layers"][0])
+    assert {"intra_node_bytes", "inter_node_bytes", "dropped_tokens"} <= set(doc["totals"])
+    assert sum(r["time_s"] for r in doc["layers"]) == pytest.approx(doc["iteration_time_s"])
+
+
+def test_out_dir_and_trace(runner, tmp_path):
+    res = runner.invoke(main, ["run", str(ROOT / "scenarios/mixtral-8x7b-a100.yaml"), *SMALL, "-o",
+                               str(tmp_path / "out"), "--trace", str(tmp_path / "t.json")])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"result.json", "layers.csv", "gpus.csv"}
+    trace = json.loads((tmp_path / "t.json").read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert len(spans) == 4 * 8 * 5 and all(e["dur"] >= 0 for e in spans)
+    assert len((tmp_path / "out/layers.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_list_and_check(runner):
+    models = runner.invoke(main, ["list", "models"])
+    assert models.exit_code == 0 and "deepseek-v3" in models.output and "qwen3-235b-a22b" in models.output
+    gpus = runner.invoke(main, ["list", "gpus"])
+    assert "datasheet" in gpus.output and "b200" in gpus.output
+    check = runner.invoke(main, ["check", str(ROOT / "scenarios/deepseek-v3-prefill-h800.yaml")])
+    assert check.exit_code == 0 and "n_routed_experts: 256" in check.output
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--set", "cluster.nodes=3"], "placement.redundant_experts"),
+    (["--set", "router.topk=2"], "router.topk: unknown key"),
+    (["--set", "cluster.gpu=tpu"], "cluster.gpu: unknown GPU"),
+])
+def test_bad_input_is_one_line_and_exit_2(runner, args, words):
+    res = runner.invoke(main, ["run", str(ROOT / "scenarios/deepseek-v3-prefill-h800.yaml"), *args])
+    assert res.exit_code == 2
+    assert words in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_missing_file_is_exit_2(runner, tmp_path):
+    res = runner.invoke(main, ["run", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2 and "no such file" in res.output

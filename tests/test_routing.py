@@ -1,0 +1,68 @@
+"""Routing invariants (hypothesis) and a brute-force reference for group-limited selection."""
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moesim.routing import RoutingParams, route_layer
+from moesim.routing.router import _scores, apply_capacity, select_topk
+
+
+@st.composite
+def rules(draw):
+    n_group = draw(st.sampled_from([1, 2, 4]))
+    size = draw(st.integers(2, 4))
+    experts = n_group * size
+    topk_group = draw(st.integers(1, n_group))
+    top_k = draw(st.integers(1, topk_group * size))
+    return RoutingParams(experts, top_k, n_group, topk_group, draw(st.sampled_from(["max", "sum_top2"])),
+                         draw(st.sampled_from(["softmax", "sigmoid"])), None)
+
+
+def brute_force(r_row, p):
+    """Try every allowed set of groups; keep the best-scoring ones; top-k inside them."""
+    size = p.experts // p.n_group
+    grouped = r_row.reshape(p.n_group, size)
+    if p.group_score == "max":
+        gscore = grouped.max(axis=1)
+    else:
+        gscore = np.sort(_scores(grouped, p.scoring_func), axis=1)[:, -2:].sum(axis=1)
+    best = max(itertools.combinations(range(p.n_group), p.topk_group), key=lambda c: gscore[list(c)].sum())
+    allowed = np.concatenate([np.arange(g * size, (g + 1) * size) for g in best])
+    return set(allowed[np.argsort(-r_row[allowed])[: p.top_k]].tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(rules(), st.integers(0, 2**31))
+def test_selection_matches_brute_force_and_respects_group_limit(p, seed):
+    r = np.random.default_rng(seed).exponential(size=(20, p.experts)).astype(np.float32)
+    ids = select_topk(r, p)
+    for row, chosen in zip(r, ids):
+        assert len(set(chosen.tolist())) == p.top_k
+        assert len(set((chosen // (p.experts // p.n_group)).tolist())) <= p.topk_group
+        assert set(chosen.tolist()) == brute_force(row, p)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rules(), st.floats(0.2, 2.0), st.integers(0, 2**31))
+def test_capacity_is_never_exceeded_and_copies_are_conserved(p, factor, seed):
+    rng = np.random.default_rng(seed)
+    ids = route_layer(np.full(p.experts, 1 / p.experts), 64, p, rng)
+    cap = 64 * p.top_k * factor / p.experts
+    keep = apply_capacity(ids, p.experts, cap)
+    assert np.bincount(ids[keep], minlength=p.experts).max() <= np.floor(cap)
+    assert keep.sum() + (~keep).sum() == ids.size
+    # position policy: what survives is a prefix of each expert's assignments in token order
+    for e in range(p.experts):
+        kept = keep[ids == e]
+        assert not (np.diff(kept.astype(int)) > 0).any()
+
+
+def test_selection_frequencies_follow_the_popularity():
+    p = RoutingParams(8, 1, 1, 1, "max", "softmax", None)
+    pop = np.array([0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])
+    ids = route_layer(pop, 200_000, p, np.random.default_rng(0))
+    freq = np.bincount(ids.ravel(), minlength=8) / ids.size
+    assert np.abs(freq - pop).max() < 0.005
