@@ -40,7 +40,8 @@ def test_two_flows_share_one_link_then_the_survivor_speeds_up():
 
 
 def test_late_arrival_reshares_bandwidth():
-    # flow A alone for 1 s (100 B), then shares: A's remaining 100 B at 50 B/s -> t=3; B 200 B: 100 by t=3, rest at 100 -> t=4
+    # A alone for 1 s (100 B), then both at 50 B/s: A's last 100 B end at t=3;
+    # B has sent 100 B by t=3, its last 100 B go at 100 B/s: t=4
     assert run_fluid([[0, -1], [0, -1]], [200.0, 200.0], [100.0], starts=[0.0, 1.0]) == pytest.approx([3.0, 4.0])
 
 

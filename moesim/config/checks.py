@@ -8,7 +8,7 @@ from moesim.errors import ScenarioError
 
 def check_scenario(s: Scenario) -> None:
     """Raise ScenarioError for impossible combinations; each message names the field and the fix."""
-    m, r, c = s.model, s.router, s.cluster
+    m, r = s.model, s.router
     experts = m.n_routed_experts
     top_k = r.top_k or m.num_experts_per_tok
     n_group = r.n_group or m.n_group

@@ -107,7 +107,7 @@ def _resolve_model(value: Any, base: Path) -> dict[str, Any]:
         return normalise_keys(value)
     raise ScenarioError("must be a catalogue name, a mapping, {base: name, ...} or {hf_config: path}",
                         path="model",
-                        fix=f"e.g. model: deepseek-v3 (see `moesim list models`)")
+                        fix="e.g. model: deepseek-v3 (see `moesim list models`)")
 
 
 def _hf_file(name: Any, base: Path) -> dict[str, Any]:
