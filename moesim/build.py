@@ -6,6 +6,8 @@ statistics; then one stream per layer for token routing), so a layer's draws do 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,39 +68,68 @@ def fidelity(s: Scenario) -> tuple[bool, bool]:
     return fluid, exact
 
 
+def routed_tokens_per_gpu(s: Scenario) -> int:
+    """Tokens routed per GPU per layer: all of them in exact mode, else the per-layer sample spread."""
+    if fidelity(s)[1]:
+        return s.workload.tokens_per_gpu
+    return min(s.workload.tokens_per_gpu, max(1, s.sim.sampled_tokens // s.cluster.num_gpus))
+
+
 def build(s: Scenario) -> Built:
-    """Route every MoE layer and turn it into engine work."""
+    """Route every MoE layer and turn it into engine work. Layers are independent (own random streams),
+    so they are built in parallel threads (numpy releases the GIL in its bulk loops); the result does not
+    depend on the thread count."""
     model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
     topo = build_topology(s.cluster)
-    g, layers, tokens = topo.num_gpus, model.num_moe_layers, s.workload.tokens_per_gpu
-    fluid, exact = fidelity(s)
-    sampled = tokens if exact else min(tokens, s.sim.sampled_tokens_per_gpu)
+    g, layers = topo.num_gpus, model.num_moe_layers
     stats_ss, route_ss = np.random.SeedSequence(s.seed).spawn(2)
-    popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss), g * tokens,
-                                   params.top_k)
+    popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss),
+                                   g * s.workload.tokens_per_gpu, params.top_k)
     placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts)
-    compute = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
-    local = np.full(g, float(tokens))
-    route_s = costs.gate_time(local, model, params.top_k, compute)
-    unpermute_s = costs.combine_time(local, model, params.top_k, compute)
-    shared_s = costs.shared_expert_time(local, model, compute)
-    wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
-    src = np.repeat(np.arange(g), sampled)
-    work, stats = [], []
-    for layer, rng_ss in enumerate(route_ss.spawn(layers)):
-        ids = route_layer(popularity[layer], g * sampled, params, _rng(rng_ss))
+    ctx = _Context(s, model, params, topo, placement, popularity, routed_tokens_per_gpu(s))
+    seeds = route_ss.spawn(layers)
+    threads = s.sim.threads or min(4, os.cpu_count() or 1)
+    if threads == 1:
+        built = [ctx.layer(i, ss) for i, ss in enumerate(seeds)]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            built = list(pool.map(ctx.layer, range(layers), seeds))
+    return Built(s, model, params, topo, placement, fidelity(s)[0], ctx.sampled,
+                 [b[0] for b in built], [b[1] for b in built])
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every layer's build shares; ``layer`` builds one."""
+
+    s: Scenario
+    model: MoEModel
+    params: RoutingParams
+    topo: Topology
+    placement: Placement
+    popularity: np.ndarray
+    sampled: int
+
+    def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerWork, LayerStats]:
+        s, model, params, topo, placement = self.s, self.model, self.params, self.topo, self.placement
+        g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
+        compute = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
+        local = np.full(g, float(tokens))
+        wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
+        ids = route_layer(self.popularity[layer], g * sampled, params, _rng(seed))
         keep = np.ones(ids.shape, dtype=bool)
         if params.capacity_factor is not None:
             keep = apply_capacity(ids, model.experts, g * sampled * params.top_k * params.capacity_factor
                                   / model.experts)
         slot = placement.choose_slots(layer, ids)
-        tr = layer_traffic(src, placement.slot_gpu()[slot], keep, slot, placement.phy2log.shape[1], topo,
-                           s.comm.algorithm, *wire, scale=tokens / sampled)
-        work.append(LayerWork(route_s, costs.expert_time(tr.slot_tokens, model, compute) + shared_s,
-                              unpermute_s, tr.dispatch, tr.combine))
+        tr = layer_traffic(np.repeat(np.arange(g), sampled), placement.slot_gpu()[slot], keep, slot,
+                           placement.phy2log.shape[1], topo, s.comm.algorithm, *wire, scale=tokens / sampled)
+        work = LayerWork(costs.gate_time(local, model, params.top_k, compute),
+                         costs.expert_time(tr.slot_tokens, model, compute)
+                         + costs.shared_expert_time(local, model, compute),
+                         costs.combine_time(local, model, params.top_k, compute), tr.dispatch, tr.combine)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
-        stats.append(_layer_stats(tr, expert_tokens, topo))
-    return Built(s, model, params, topo, placement, fluid, sampled, work, stats)
+        return work, _layer_stats(tr, expert_tokens, topo)
 
 
 def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) -> LayerStats:

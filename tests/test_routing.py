@@ -1,13 +1,16 @@
 """Routing invariants (hypothesis) and a brute-force reference for group-limited selection."""
 
 import itertools
+from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moesim.routing import RoutingParams, route_layer
-from moesim.routing.router import _scores, apply_capacity, select_topk
+from moesim.routing.router import _scores, apply_capacity, route_dense, select_topk
+from moesim.routing.topdown import sample_topk
 
 
 @st.composite
@@ -66,3 +69,40 @@ def test_selection_frequencies_follow_the_popularity():
     ids = route_layer(pop, 200_000, p, np.random.default_rng(0))
     freq = np.bincount(ids.ravel(), minlength=8) / ids.size
     assert np.abs(freq - pop).max() < 0.005
+
+
+@settings(max_examples=40, deadline=None)
+@given(rules(), st.integers(0, 2**31))
+def test_top_down_sampler_respects_group_limit(p, seed):
+    rng = np.random.default_rng(seed)
+    pop = rng.dirichlet(np.full(p.experts, 0.5))  # skewed, some experts nearly never chosen
+    ids = sample_topk(pop, 200, p, rng)
+    assert ids.shape == (200, p.top_k)
+    assert (np.diff(ids, axis=1) > 0).all()  # distinct, ascending
+    size = p.experts // p.n_group
+    groups = ids // size
+    for row in groups:
+        assert len(set(row.tolist())) <= p.topk_group
+
+
+def _two_sample_chi2(a, b):
+    """Chi-square statistic and degrees of freedom for two equal-size samples of expert sets."""
+    ca, cb = Counter(map(tuple, a.tolist())), Counter(map(tuple, b.tolist()))
+    cells = [(ca[k], cb[k]) for k in set(ca) | set(cb) if ca[k] + cb[k] >= 20]
+    return sum((x - y) ** 2 / (x + y) for x, y in cells), len(cells) - 1
+
+
+@pytest.mark.parametrize("rule", [
+    RoutingParams(8, 2, 4, 2, "sum_top2", "sigmoid", None),   # DeepSeek-V3 style
+    RoutingParams(8, 3, 4, 2, "max", "softmax", None),        # DeepSeek-V2 style
+    RoutingParams(12, 3, 3, 1, "sum_top2", "sigmoid", None),  # one group kept
+    RoutingParams(6, 2, 1, 1, "max", "softmax", None),        # no group limit
+])
+def test_top_down_sampler_has_the_dense_routers_law(rule):
+    """The joint law of the chosen expert set matches scoring every expert: a two-sample chi-square over
+    all k-subsets stays below dof + 6 sd (a wrong truncation or group score lands far above)."""
+    pop = np.random.default_rng(0).dirichlet(np.full(rule.experts, 0.7))
+    dense = route_dense(pop, 100_000, rule, np.random.default_rng(1))
+    lazy = sample_topk(pop, 100_000, rule, np.random.default_rng(2))
+    chi2, dof = _two_sample_chi2(dense, lazy)
+    assert chi2 < dof + 6 * np.sqrt(2 * dof)

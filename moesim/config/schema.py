@@ -178,13 +178,15 @@ class SimSpec(Strict):
 
     network: ``fluid`` shares link bandwidth max-min fairly between flows, event by event; ``drain``
     (scalable) lets each link drain its flows as one server, with no per-flow events.
-    routing: ``exact`` routes every token; ``sampled`` (scalable) routes ``sampled_tokens_per_gpu`` tokens
-    per GPU and scales counts and bytes to the real token count.
+    routing: ``exact`` routes every token; ``sampled`` (scalable) routes ``sampled_tokens`` tokens per layer,
+    spread evenly over the GPUs (at least one each), and scales counts and bytes to the real token count.
+    threads: worker threads that build layers in parallel (0: one per CPU core, at most 4).
     """
 
     network: Literal["auto", "fluid", "drain"] = "auto"
     routing: Literal["auto", "exact", "sampled"] = "auto"
-    sampled_tokens_per_gpu: int = Field(default=1024, ge=16)
+    sampled_tokens: int = Field(default=65536, ge=256)
+    threads: int = Field(default=0, ge=0)
     auto_fluid_max_gpus: int = Field(default=8, ge=1)
     auto_exact_max_tokens: int = Field(default=65536, ge=1)
 

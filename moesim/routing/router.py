@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.routing.params import RoutingParams
+from moesim.routing.topdown import sample_topk
 
 TINY = np.float32(1e-30)
 CHUNK_TOKENS = 8192  # bounds memory: CHUNK_TOKENS × experts float32 scores at a time
@@ -21,7 +22,17 @@ def route_layer(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
     """Route ``n_tokens`` tokens through one MoE layer.
 
     popularity: [E] expert probabilities. Returns topk_ids [n_tokens, top_k] int32, distinct experts per row.
+    Group-limited rules use the top-down sampler (same law, O(n_group + k) draws per token instead of
+    O(E)); others score every expert, which numpy's partition makes as fast at these sizes.
     """
+    if params.group_limited:
+        return sample_topk(popularity, n_tokens, params, rng)
+    return route_dense(popularity, n_tokens, params, rng)
+
+
+def route_dense(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
+                rng: np.random.Generator) -> np.ndarray:
+    """``route_layer`` by scoring every expert of every token: ``r = p / Exp(1)``, then ``select_topk``."""
     out = np.empty((n_tokens, params.top_k), dtype=np.int32)
     p32 = popularity.astype(np.float32)
     for start in range(0, n_tokens, CHUNK_TOKENS):

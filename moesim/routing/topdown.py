@@ -1,0 +1,204 @@
+"""Group-limited Gumbel-top-k without drawing a score for every expert (top-down Gumbel sampling).
+
+The dense router (``router.select_topk``) draws ``r_e = p_e / Exp(1)`` for all E experts of every token and
+keeps the top-k. Only a token's few largest scores matter, and they can be generated directly, largest
+first (the "top-down" construction of a Gumbel process; Maddison, Tarlow & Minka, NeurIPS 2014, §4):
+
+* the largest ``r`` among experts of total mass P is ``P / Exp(1)``, and which expert holds it is
+  independent of its value, drawn with probability ∝ p;
+* given the last value R and the mass P' of the experts not yet drawn, the next largest is the largest
+  of P' truncated below R: ``P' / (P'/R + Exp(1))`` (from the Gumbel CDF, in r = exp(u) space).
+
+So each group's top-1 (DeepSeek-V2 "max" group score) or top-2 ("sum_top2", DeepSeek-V3) costs 2-4 draws,
+and the token's top-k inside its ``topk_group`` kept groups is a k-way merge of the groups' descending
+sequences, generated lazily. The law of the chosen (expert set, scores) is exactly that of the dense
+router; tests compare the two. Cost per token: O(n_group + k) draws instead of O(E).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moesim.routing.params import RoutingParams
+
+_CHUNK = 8192
+_FLOOR = 1e-12  # relative floor on expert probabilities: a zero-mass expert cannot be drawn by inversion
+
+
+def sample_topk(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
+                rng: np.random.Generator) -> np.ndarray:
+    """Route ``n_tokens`` tokens: top-k expert ids [n_tokens, top_k] int32, ascending per row.
+
+    popularity: [E] probabilities. Same law as scoring every expert with ``p / Exp(1)`` and applying the
+    group limit of ``params`` then top-k.
+    """
+    p = np.maximum(popularity.astype(np.float64), _FLOOR * popularity.max())
+    p /= p.sum()
+    s = _Sampler(p, params, rng)
+    # chunks keep the working set in cache: 65,536 DeepSeek-V3 tokens took 0.16-0.20 s in 8k chunks, 0.23 s whole
+    return np.concatenate([s.run(min(_CHUNK, n_tokens - i)) for i in range(0, n_tokens, _CHUNK)] or
+                          [np.empty((0, params.top_k), dtype=np.int32)])
+
+
+class _Sampler:
+    def __init__(self, p: np.ndarray, params: RoutingParams, rng: np.random.Generator) -> None:
+        self.p, self.params, self.rng = p, params, rng
+        self.groups = params.n_group if params.group_limited else 1
+        self.size = p.size // self.groups
+        self.cum = np.concatenate([[0.0], np.cumsum(p)])  # [E+1]
+        self.mass = p.reshape(self.groups, self.size).sum(axis=1)  # [groups]
+        prob, alias = _alias_tables(p.reshape(self.groups, self.size))
+        self.prob = prob.ravel()  # [E], indexed by expert id
+        self.alias = (alias + np.arange(self.groups)[:, None] * self.size).ravel()  # expert ids
+        two = params.group_limited and params.group_score == "sum_top2" and self.size >= 2
+        self.depth = 2 if two else 1
+
+    def run(self, n: int) -> np.ndarray:
+        """Phase 1: each group's top ``depth`` values; 2: keep the best groups; 3: k-way merge."""
+        k, g, d = self.params.top_k, self.groups, self.depth
+        grp = np.tile(np.arange(g), n)  # rows: (token, group)
+        rem = self.mass[grp]
+        vals, ids = [], []
+        last = np.full(n * g, np.inf)
+        for _ in range(d):
+            drawn = np.stack(ids, axis=1) if ids else np.empty((n * g, 0), dtype=np.int64)
+            v, e = self._next(grp, rem, last, drawn, np.ones(n * g, dtype=bool))
+            rem = rem - self.p[e]
+            vals.append(v)
+            ids.append(e)
+            last = v
+        keep = self._keep_groups([v.reshape(n, g) for v in vals])  # [n, tg]
+        flat = (np.arange(n)[:, None] * g + keep).ravel()  # (token, kept group) rows into phase-1 arrays
+        excl = np.full((flat.size, k + d), -1, dtype=np.int64)
+        for j in range(d):
+            excl[:, j] = ids[j][flat]
+        state = _MergeState(keep.ravel(), vals[0][flat], ids[0][flat],
+                            vals[1][flat] if d == 2 else None, ids[1][flat] if d == 2 else None,
+                            rem[flat], excl, d)
+        return self._merge(state, n, keep.shape[1])
+
+    def _keep_groups(self, vals: list[np.ndarray]) -> np.ndarray:
+        """Group ids [n, topk_group] with the best group scores (all groups when not limited)."""
+        n, g = vals[0].shape
+        tg = self.params.topk_group if self.params.group_limited else 1
+        if tg >= g:
+            return np.broadcast_to(np.arange(g), (n, g))
+        if self.params.scoring_func == "sigmoid":
+            score = sum(v / (1.0 + v) for v in vals)  # sigmoid(u) with r = exp(u)
+        else:
+            score = sum(vals)  # softmax ∝ r; the per-token normaliser cancels
+        return np.argpartition(-score, tg - 1, axis=1)[:, :tg]
+
+    def _merge(self, st: _MergeState, n: int, tg: int) -> np.ndarray:
+        """Emit the k largest values across each token's kept groups (rows token * tg + slot)."""
+        k = self.params.top_k
+        out = np.empty((n, k), dtype=np.int64)
+        base = np.arange(n) * tg
+        for j in range(k):
+            r = base + np.argmax(st.head_v.reshape(n, tg), axis=1)
+            out[:, j] = st.head_e[r]
+            if j == k - 1:
+                break
+            emitted = st.head_v[r]
+            b = st.has_buf[r]
+            rb = r[b]
+            st.head_v[rb], st.head_e[rb], st.has_buf[rb] = st.buf_v[rb], st.buf_e[rb], False
+            rg = r[~b]
+            if rg.size:
+                v, e = self._next(st.group[rg], st.rem[rg], emitted[~b], st.excl[rg], st.used[rg] < self.size)
+                st.head_v[rg], st.head_e[rg] = v, e
+                st.excl[rg, st.used[rg]] = e
+                st.used[rg] += 1
+                st.rem[rg] -= self.p[e]
+        return np.sort(out, axis=1).astype(np.int32)
+
+    def _next(self, grp: np.ndarray, rem: np.ndarray, last: np.ndarray, excl: np.ndarray,
+              avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Next largest value [M] below ``last`` and its expert, among the group's experts not in excl.
+        Rows where ``avail`` is False (every expert of the group drawn) get value -1 and expert -1."""
+        x = self.rng.standard_exponential(rem.size)
+        rem = np.maximum(rem, 0.0)
+        v = np.where(avail, rem / (rem / last + x), -1.0)  # rem/inf = 0 on the first draw
+        e = np.full(rem.size, -1, dtype=np.int64)
+        if avail.all():
+            e[:] = self._draw(grp, rem, excl)
+        elif avail.any():
+            e[avail] = self._draw(grp[avail], rem[avail], excl[avail])
+        return v, e
+
+    def _draw(self, grp: np.ndarray, rem: np.ndarray, excl: np.ndarray) -> np.ndarray:
+        """An expert of group ``grp`` ∝ p, not in ``excl`` [M, J] (-1 = empty): alias-table draws from the
+        whole group, redrawn while excluded (rejection keeps the law ∝ p on the rest); rows still excluded
+        after a few rounds (a hot expert already drawn) use exact inversion on the remaining mass."""
+        e = self._alias_draw(grp)
+        if excl.shape[1] == 0:
+            return e
+        todo = np.flatnonzero((excl == e[:, None]).any(axis=1))
+        for _ in range(_REJECT_ROUNDS):
+            if todo.size == 0:
+                return e
+            e[todo] = self._alias_draw(grp[todo])
+            todo = todo[(excl[todo] == e[todo, None]).any(axis=1)]
+        if todo.size:
+            e[todo] = self._invert(grp[todo], rem[todo], excl[todo])
+        return e
+
+    def _alias_draw(self, grp: np.ndarray) -> np.ndarray:
+        """Walker's alias method, one uniform per draw: its integer part picks a column, its fraction
+        accepts the column or takes its alias."""
+        u = self.rng.random(grp.size) * self.size
+        col = u.astype(np.int64)
+        idx = grp * self.size + col
+        return np.where(u - col < self.prob[idx], idx, self.alias[idx])
+
+    def _invert(self, grp: np.ndarray, rem: np.ndarray, excl: np.ndarray) -> np.ndarray:
+        """Inversion on the group's cumulative mass, stepping over each excluded expert's interval in
+        ascending id order. Rounding at an interval edge can still land on an excluded expert: redraw."""
+        lo = grp * self.size
+        e = np.empty(grp.size, dtype=np.int64)
+        todo = np.arange(grp.size)
+        ex = np.sort(np.where(excl >= 0, excl, np.iinfo(np.int64).max), axis=1)
+        for _ in range(100):
+            x = self.cum[lo[todo]] + self.rng.random(todo.size) * rem[todo]
+            for c in ex[todo].T:
+                hit = c < self.p.size
+                ci = np.where(hit, c, 0)
+                x = np.where(hit & (x >= self.cum[ci]), x + self.p[ci], x)
+            got = np.clip(np.searchsorted(self.cum, x, side="right") - 1, lo[todo], lo[todo] + self.size - 1)
+            e[todo] = got
+            todo = todo[(ex[todo] == got[:, None]).any(axis=1)]
+            if todo.size == 0:
+                return e
+        raise RuntimeError("top-down sampler: could not draw outside the excluded experts")
+
+
+_REJECT_ROUNDS = 4
+
+
+class _MergeState:
+    """Per (token, kept group) row: the group's largest value not yet emitted (head), one pre-drawn value
+    after it (buffer, from the sum_top2 group score), the mass not yet drawn, and the experts drawn."""
+
+    def __init__(self, group, head_v, head_e, buf_v, buf_e, rem, excl, used: int) -> None:
+        self.group, self.head_v, self.head_e, self.rem, self.excl = group, head_v, head_e, rem, excl
+        self.has_buf = np.full(group.size, buf_v is not None)
+        self.buf_v = buf_v if buf_v is not None else head_v
+        self.buf_e = buf_e if buf_e is not None else head_e
+        self.used = np.full(group.size, used)
+
+
+def _alias_tables(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias tables per row of p [G, S]: acceptance probability and alias column, [G, S] each."""
+    g, size = p.shape
+    prob = np.ones((g, size))
+    alias = np.tile(np.arange(size), (g, 1))
+    for row in range(g):
+        scaled = p[row] * size / p[row].sum()
+        small = [i for i in range(size) if scaled[i] < 1.0]
+        large = [i for i in range(size) if scaled[i] >= 1.0]
+        while small and large:
+            s, lg = small.pop(), large.pop()
+            prob[row, s], alias[row, s] = scaled[s], lg
+            scaled[lg] -= 1.0 - scaled[s]
+            (small if scaled[lg] < 1.0 else large).append(lg)
+    return prob, alias
