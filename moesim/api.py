@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from moesim import __version__
 from moesim.build import Built, build
 from moesim.config import load_scenario
@@ -34,10 +36,15 @@ def run(path: str | Path, overrides: Iterable[str] = ()) -> Result:
     return run_scenario(load_scenario(path, overrides))
 
 
-def run_scenario(s: Scenario) -> Result:
-    """Simulate one forward iteration through every MoE layer of a validated scenario."""
-    built = build(s)
-    records = simulate(built.work, built.topology, s.cluster.gpu.collective_latency, exact=built.fluid_network)
+def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None) -> Result:
+    """Simulate one forward iteration through every MoE layer of a validated scenario.
+
+    trace: optional per-MoE-layer top-k expert ids [GPUs × tokens_per_gpu, k], GPU-major, replayed
+    instead of synthetic routing."""
+    built = build(s, trace)
+    lat = s.cluster.gpu.collective_latency
+    records = simulate(built.work, built.topology, lat, exact=built.fluid_network,
+                       dispatch_latency_s=2 * lat if s.comm.layout_exchange else lat)
     doc = summarize(records, built.stats, built.model.moe_layer_ids,
                     s.cluster.num_gpus * s.workload.tokens_per_gpu, s.cluster.gpus_per_node)
     return Result({**_meta(built), **doc}, records, built)
@@ -65,4 +72,5 @@ def _meta(b: Built) -> dict[str, Any]:
                      "routing": "exact" if b.sampled_tokens_per_gpu == s.workload.tokens_per_gpu else "sampled",
                      "routed_tokens_per_gpu": b.sampled_tokens_per_gpu},
         "cost_sources": dict(sorted(s.cluster.gpu_provenance.items())),
+        "compute_costs": b.costs_source,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,7 @@ class Built:
     sampled_tokens_per_gpu: int
     work: list[LayerWork]
     stats: list[LayerStats]
+    costs_source: str = ""
 
 
 def _rng(seq: np.random.SeedSequence) -> np.random.Generator:
@@ -75,10 +77,14 @@ def routed_tokens_per_gpu(s: Scenario) -> int:
     return min(s.workload.tokens_per_gpu, max(1, s.sim.sampled_tokens // s.cluster.num_gpus))
 
 
-def build(s: Scenario) -> Built:
+def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
     """Route every MoE layer and turn it into engine work. Layers are independent (own random streams),
     so they are built in parallel threads (numpy releases the GIL in its bulk loops); the result does not
-    depend on the thread count."""
+    depend on the thread count.
+
+    trace: optional per-MoE-layer top-k ids [G·T, k] (tokens GPU-major: GPU 0's T tokens first) replayed
+    instead of synthetic routing.
+    """
     model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
     topo = build_topology(s.cluster)
     g, layers = topo.num_gpus, model.num_moe_layers
@@ -86,7 +92,11 @@ def build(s: Scenario) -> Built:
     popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss),
                                    g * s.workload.tokens_per_gpu, params.top_k)
     placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts)
-    ctx = _Context(s, model, params, topo, placement, popularity, routed_tokens_per_gpu(s))
+    if trace is not None and len(trace) != layers:
+        raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
+    ctx = _Context(s, model, params, topo, placement, popularity,
+                   routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
+                   costs.cost_model(s.cluster, model, params.top_k), trace)
     seeds = route_ss.spawn(layers)
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     if threads == 1:
@@ -95,7 +105,7 @@ def build(s: Scenario) -> Built:
         with ThreadPoolExecutor(threads) as pool:
             built = list(pool.map(ctx.layer, range(layers), seeds))
     return Built(s, model, params, topo, placement, fidelity(s)[0], ctx.sampled,
-                 [b[0] for b in built], [b[1] for b in built])
+                 [b[0] for b in built], [b[1] for b in built], ctx.costs.source)
 
 
 @dataclass(frozen=True)
@@ -109,14 +119,18 @@ class _Context:
     placement: Placement
     popularity: np.ndarray
     sampled: int
+    costs: Any
+    trace: list[np.ndarray] | None
 
     def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerWork, LayerStats]:
         s, model, params, topo, placement = self.s, self.model, self.params, self.topo, self.placement
-        g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
-        compute = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
+        g, tokens, sampled, cm = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled, self.costs
         local = np.full(g, float(tokens))
         wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
-        ids = route_layer(self.popularity[layer], g * sampled, params, _rng(seed))
+        if self.trace is not None:
+            ids = np.asarray(self.trace[layer], dtype=np.int64)
+        else:
+            ids = route_layer(self.popularity[layer], g * sampled, params, _rng(seed))
         keep = np.ones(ids.shape, dtype=bool)
         if params.capacity_factor is not None:
             keep = apply_capacity(ids, model.experts, g * sampled * params.top_k * params.capacity_factor
@@ -124,10 +138,9 @@ class _Context:
         slot = placement.choose_slots(layer, ids)
         tr = layer_traffic(np.repeat(np.arange(g), sampled), placement.slot_gpu()[slot], keep, slot,
                            placement.phy2log.shape[1], topo, s.comm.algorithm, *wire, scale=tokens / sampled)
-        work = LayerWork(costs.gate_time(local, model, params.top_k, compute),
-                         costs.expert_time(tr.slot_tokens, model, compute)
-                         + costs.shared_expert_time(local, model, compute),
-                         costs.combine_time(local, model, params.top_k, compute), tr.dispatch, tr.combine)
+        work = LayerWork(cm.gate(local), cm.expert(tr.slot_tokens, regroup=g > 1) + cm.shared(local),
+                         cm.unpermute(local),
+                         tr.dispatch, tr.combine)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
         return work, _layer_stats(tr, expert_tokens, topo)
 

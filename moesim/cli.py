@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -96,3 +97,58 @@ def list_(what: str) -> None:
         click.echo(f"{name}: {values['name']}")
         for key in sorted(prov):
             click.echo(f"  {key:<20} {values[key]:<12g} {prov[key]}")
+    for name in catalog.profile_names():
+        doc = json.loads((catalog.profile_dir() / f"{name}.json").read_text(encoding="utf-8"))
+        prov = doc["provenance"]
+        click.echo(f"{name}: {prov['device_name']} (measured profile, {prov['date_utc']}, torch {prov['torch']}, "
+                   f"{prov['threads']} thread(s), grid {prov['grid_name']})")
+
+
+@main.command()
+@click.option("--profile", default="cpu-ref", show_default=True,
+              help="A measured profile: a name from `moesim list gpus` or a path to its JSON file.")
+@click.option("--stored/--live", default=True, show_default=True,
+              help="--stored re-predicts the measurements kept beside the profile (no torch, no timing); "
+                   "--live measures the held-out layers again on this machine first (needs torch).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a report (README.md + predicted_vs_measured.png) to this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows, errors and the DeepEP table as JSON.")
+def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) -> None:
+    """Compare the simulator's predictions with measured MoE layers it was not fitted on.
+
+    \b
+    Per piece and end to end: MAPE, P90 and max absolute percentage error, signed mean error (bias).
+    Also simulates DeepEP's published all-to-all benchmark with the catalogue H800 and prints the error.
+    Example:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
+    """
+    from moesim.report_validation import tables, write_report  # noqa: PLC0415
+    from moesim.validation import deepep_rows, predict_all, summarize_errors  # noqa: PLC0415
+
+    path = Path(profile) if profile.endswith(".json") else catalog.profile_dir() / f"{profile}.json"
+    if not path.is_file():
+        raise MoesimError(f"--profile: no profile {profile!r}; choose one of {catalog.profile_names()} "
+                          "or give a path to a calibrate/ profile JSON")
+    if not stored:
+        try:
+            from calibrate.validate import main as live  # noqa: PLC0415
+        except ImportError as exc:
+            raise MoesimError(f"--live needs torch and the calibrate package ({exc}); "
+                              "run `pip install -e '.[calibrate]'` in a moesim checkout") from None
+        live(["--profile", str(path)])
+    vpath = path.with_name(path.stem + ".validation.json")
+    if not vpath.is_file():
+        raise MoesimError(f"--profile: {profile!r} has no stored validation ({vpath.name}); "
+                          "run `moesim validate --live` or `python -m calibrate.validate` first")
+    data = json.loads(vpath.read_text(encoding="utf-8"))
+    rows = predict_all(str(path), data)
+    errors = summarize_errors(rows)
+    deepep = deepep_rows()
+    if as_json:
+        click.echo(json.dumps({"profile": path.stem, "rows": rows, "errors": errors, "deepep": deepep},
+                              indent=1, sort_keys=True))
+    else:
+        click.echo(tables(rows, errors, deepep))
+    if out_dir:
+        write_report(out_dir, path.stem, rows, errors, deepep, data["command"],
+                     data.get("drift", {}).get("median_ratio_now_over_calibration"))
+        click.echo(f"wrote {out_dir}/README.md and predicted_vs_measured.png", err=True)

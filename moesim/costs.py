@@ -82,3 +82,37 @@ def gate_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCosts) 
 def combine_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCosts) -> np.ndarray:
     """Unpermute with weighted sum of the k expert outputs per token [G]."""
     return c.kernel(2.0 * tokens * top_k * model.hidden, tokens * model.hidden * ACT_BYTES * (top_k + 1))
+
+
+class RooflineCosts:
+    """The engine's compute costs from GPU figures (datasheet / published / estimated)."""
+
+    def __init__(self, c: ComputeCosts, model: MoEModel, top_k: int) -> None:
+        self.c, self.model, self.k = c, model, top_k
+        self.source = "roofline on the GPU figures"
+
+    def gate(self, tokens: np.ndarray) -> np.ndarray:
+        return gate_time(tokens, self.model, self.k, self.c)
+
+    def unpermute(self, tokens: np.ndarray) -> np.ndarray:
+        return combine_time(tokens, self.model, self.k, self.c)
+
+    def expert(self, slot_tokens: np.ndarray, regroup: bool = False) -> np.ndarray:
+        t = expert_time(slot_tokens, self.model, self.c)
+        if regroup and slot_tokens.shape[1] > 1:  # sort received copies by local expert and back
+            copies = slot_tokens.sum(axis=1)
+            t = t + np.where(copies > 0, 2 * self.c.kernel(0.0, 2 * copies * self.model.hidden * ACT_BYTES), 0.0)
+        return t
+
+    def shared(self, tokens: np.ndarray) -> np.ndarray:
+        return shared_expert_time(tokens, self.model, self.c)
+
+
+def cost_model(cluster, model: MoEModel, top_k: int):
+    """Measured costs when the cluster's GPU is a calibrate/ profile, else the roofline."""
+    if cluster.gpu_profile:
+        from moesim.profile import MeasuredCosts, Profile  # noqa: PLC0415 (only when a profile is used)
+
+        return MeasuredCosts(Profile.load(cluster.gpu_profile), model.hidden, model.inter, model.experts, top_k,
+                             model.shared_inter)
+    return RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)

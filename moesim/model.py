@@ -58,4 +58,4 @@ def copy_bytes(hidden: int, dtype: str) -> int:
     """
     if dtype == "fp8":
         return hidden + 4 * -(-hidden // 128)
-    return 2 * hidden
+    return (4 if dtype == "fp32" else 2) * hidden

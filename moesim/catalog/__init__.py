@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -50,7 +51,8 @@ def gpu_entry(name: str) -> dict[str, Any]:
 
 def read_gpu_file(path: Path) -> dict[str, Any]:
     """A GPU profile file in the catalogue's format (figures as {value, label, source} or plain values)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ValueError("a GPU profile must be a mapping of figures")
     if "gpu" in data and isinstance(data["gpu"], dict):  # calibrate/ profiles nest figures under `gpu`
@@ -69,3 +71,27 @@ def split_figures(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]
         else:
             values[key] = fig
     return values, provenance
+
+
+PROFILE_SUFFIX = ".json"
+
+
+def profile_dir() -> Path:
+    """Measured profiles shipped with the package (written by calibrate/)."""
+    return Path(str(resources.files(__package__).joinpath("profiles")))
+
+
+def profile_names() -> list[str]:
+    """Names of the shipped measured profiles, sorted."""
+    d = profile_dir()
+    return sorted(p.stem for p in d.glob(f"*{PROFILE_SUFFIX}") if "." not in p.stem) if d.is_dir() else []
+
+
+def is_profile_file(path: Path) -> bool:
+    """Whether ``path`` is a calibrate/ profile (JSON with the moesim profile format tag)."""
+    if path.suffix != PROFILE_SUFFIX or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format", "").startswith("moesim-profile/")
+    except (OSError, ValueError, AttributeError):
+        return False

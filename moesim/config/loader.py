@@ -124,6 +124,15 @@ def _hf_file(name: Any, base: Path) -> dict[str, Any]:
 
 
 def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
+    profile = None
+    if isinstance(value, str) and value in catalog.profile_names():
+        profile = catalog.profile_dir() / f"{value}.json"
+    elif isinstance(value, str) and catalog.is_profile_file(base / value):
+        profile = (base / value).resolve()
+    if profile is not None:
+        entry = catalog.read_gpu_file(profile)
+        values, provenance = catalog.split_figures(entry)
+        return {"gpu": values, "gpu_provenance": provenance, "gpu_profile": str(profile)}
     if isinstance(value, dict):
         entry = dict(value)
     elif isinstance(value, str) and value in catalog.gpu_names():
@@ -136,7 +145,8 @@ def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
                                 fix="use a profile written by calibrate/ or the catalogue's format") from None
     else:
         raise ScenarioError(f"unknown GPU {value!r}", path="cluster.gpu",
-                            fix=_choices(str(value), catalog.gpu_names()) + ", or a profile file path")
+                            fix=_choices(str(value), catalog.gpu_names() + catalog.profile_names())
+                            + ", or a profile file path")
     values, provenance = catalog.split_figures(entry)
     return {"gpu": values, "gpu_provenance": provenance}
 

@@ -22,7 +22,7 @@ Bandwidth = Annotated[float, _unit("bandwidth"), Field(gt=0)]
 Seconds = Annotated[float, _unit("time"), Field(ge=0)]
 Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
 Flops = Annotated[float, _unit("flops"), Field(gt=0)]
-Dtype = Literal["bf16", "fp8"]
+Dtype = Literal["fp32", "bf16", "fp8"]
 
 
 class Strict(BaseModel):
@@ -96,6 +96,7 @@ class ClusterSpec(Strict):
 
     gpu: GpuSpecIn
     gpu_provenance: dict[str, str] = {}
+    gpu_profile: str | None = None  # path of a measured profile (calibrate/); set by the loader
     nodes: int = Field(default=1, ge=1)
     gpus_per_node: int = Field(default=8, ge=1)
     intra_node: IntraNode = IntraNode()
@@ -171,6 +172,9 @@ class CommSpec(Strict):
     algorithm: Literal["flat", "hierarchical"] = "hierarchical"
     dispatch_dtype: Dtype = "bf16"
     combine_dtype: Dtype = "bf16"
+    # dispatch starts with a layout exchange (per-expert counts: DeepEP's notify step, Megatron's count
+    # all-to-all), which costs one more collective start-up latency
+    layout_exchange: bool = True
 
 
 class SimSpec(Strict):

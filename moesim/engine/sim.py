@@ -19,18 +19,21 @@ from moesim.engine.records import COMBINED, COMPUTED, DISPATCHED, END, ROUTED, S
 from moesim.topology import Topology
 
 
-def simulate(work: list[LayerWork], topo: Topology, base_latency_s: float, exact: bool = True) -> SimRecords:
-    """Run all layers on all GPUs. ``exact``: max-min flow sharing (else the scalable drain model)."""
+def simulate(work: list[LayerWork], topo: Topology, base_latency_s: float, exact: bool = True,
+             dispatch_latency_s: float | None = None) -> SimRecords:
+    """Run all layers on all GPUs. ``exact``: max-min flow sharing (else the scalable drain model).
+    base_latency_s: a collective's start-up latency; dispatch_latency_s: dispatch's (default the same)."""
     env = simpy.Environment()
     g = topo.num_gpus
     net = FluidNetwork(env, topo.capacity_Bps, topo.latency_s) if exact else None
     times = np.zeros((len(work), g, 6))
 
-    def phase(flows) -> CommPhase:
+    def phase(flows, latency) -> CommPhase:
         return CommPhase(env, flows, topo.paths(flows.src, flows.dst), g, topo.gpus_per_node,
-                         base_latency_s, net, topo.capacity_Bps, topo.latency_s)
+                         latency, net, topo.capacity_Bps, topo.latency_s)
 
-    phases = [(phase(w.dispatch), phase(w.combine)) for w in work]
+    d_lat = base_latency_s if dispatch_latency_s is None else dispatch_latency_s
+    phases = [(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s)) for w in work]
     for gpu in range(g):
         env.process(_gpu(env, gpu, work, phases, times))
     env.run()

@@ -1,0 +1,139 @@
+"""Predictions for measured validation cases, their errors, and the DeepEP comparison. No torch here:
+calibrate/validate.py measures; this module predicts, so stored measurements can be re-checked anywhere.
+
+Case kinds (dicts as stored in ``<profile>.validation.json``):
+``layer``: one process runs router → permute → experts (loop) → unpermute on T tokens; stored per-piece
+and whole-layer times and the per-expert token counts the router produced.
+``ep``: 2 processes run an expert-parallel layer with all-to-all; stored the slowest rank's time and every
+rank's top-k ids, which the simulator replays (trace-driven) on a 1-node × 2-rank cluster of the profile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from moesim.profile import MeasuredCosts, Profile, _ape
+
+PIECE_KEYS = ("router", "permute", "experts", "unpermute")
+
+
+def predict_layer(profile: Profile, case: dict[str, Any]) -> dict[str, float]:
+    """Per-piece and whole-layer predicted seconds for a single-process layer case."""
+    cm = MeasuredCosts(profile, case["hidden"], case["inter"], case["experts"], case["top_k"], 0)
+    t = float(case["tokens"])
+    q = {"hidden": case["hidden"], "dtype": profile.dtype}
+    pred = {
+        "router": profile.time("router", {**q, "tokens": t, "experts": case["experts"]}),
+        "permute": profile.time("permute", {**q, "copies": t * case["top_k"]}),
+        "experts": float(cm.expert(np.asarray(case["counts"], dtype=float)[None, :])[0]),
+        "unpermute": profile.time("unpermute", {**q, "copies": t * case["top_k"], "tokens": t}),
+    }
+    pred["layer"] = sum(pred[k] for k in PIECE_KEYS)
+    return pred
+
+
+def ep_scenario(profile_path: str, case: dict[str, Any]) -> dict[str, Any]:
+    """The scenario that describes an ``ep`` case: its model shape on 1 node × world ranks of the profile."""
+    sp = case["spec"]
+    return {
+        "name": "validation-ep", "seed": 0,
+        "model": {"name": "validation", "hidden_size": sp["hidden"], "moe_intermediate_size": sp["inter"],
+                  "n_routed_experts": sp["experts"], "num_experts_per_tok": sp["top_k"], "num_hidden_layers": 1},
+        "cluster": {"gpu": profile_path, "nodes": 1, "gpus_per_node": len(case["ids"])},
+        "workload": {"mode": "prefill", "tokens_per_gpu": sp["tokens"]},
+        "comm": {"algorithm": "flat", "dispatch_dtype": "fp32", "combine_dtype": "fp32"},
+        "sim": {"network": "fluid", "routing": "exact"},
+    }
+
+
+EP_STAGES = ("route_permute", "dispatch", "experts", "combine", "unpermute")
+
+
+def predict_ep(profile_path: str, case: dict[str, Any]) -> dict[str, float]:
+    """Simulated time of an ``ep`` case, replaying its recorded routing: the iteration ('layer') and each
+    stage's longest duration over the ranks (as the measurement reports them)."""
+    from moesim.api import run_scenario  # noqa: PLC0415 (api imports this module's neighbours)
+    from moesim.config import scenario_from_dict  # noqa: PLC0415
+
+    s = scenario_from_dict(ep_scenario(profile_path, case))
+    ids = np.concatenate([np.asarray(r, dtype=np.int64) for r in case["ids"]])
+    res = run_scenario(s, trace=[ids])
+    durations = np.diff(res.records.times[0], axis=1).max(axis=0)  # [5]: START→ROUTED→…→END
+    return {"layer": float(res.summary["iteration_time_s"]), **dict(zip(EP_STAGES, durations.tolist()))}
+
+
+def summarize_errors(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """rows: {'piece', 'predicted_s', 'measured_s'} -> per piece: MAPE, P90, max, bias (percent)."""
+    out = {}
+    for piece in sorted({r["piece"] for r in rows}):
+        sel = [r for r in rows if r["piece"] == piece]
+        out[piece] = _ape(np.array([r["predicted_s"] for r in sel]), np.array([r["measured_s"] for r in sel]))
+    return out
+
+
+def predict_all(profile_path: str, stored: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prediction rows for every stored case: case id, piece, predicted and measured seconds."""
+    prof = Profile.load(profile_path)
+    rows = []
+    for case in stored["cases"]:
+        if case["kind"] == "layer":
+            pred = predict_layer(prof, case)
+            for piece in (*PIECE_KEYS, "layer"):
+                rows.append({"case": case["id"], "piece": piece if piece != "layer" else "layer (end to end)",
+                             "predicted_s": pred[piece], "measured_s": case["measured"][piece]})
+        else:
+            pred = predict_ep(profile_path, case)
+            rows.append({"case": case["id"], "piece": "ep layer, 2 processes (end to end)",
+                         "predicted_s": pred["layer"], "measured_s": case["median_s"]})
+            for stage in EP_STAGES:
+                if stage in case.get("stages_s", {}):
+                    rows.append({"case": case["id"], "piece": f"ep {stage}", "predicted_s": pred[stage],
+                                 "measured_s": case["stages_s"][stage]})
+    return rows
+
+
+# DeepEP normal kernels, H800, 4096 tokens/GPU, hidden 7168, top-8, FP8 dispatch / BF16 combine, bottleneck
+# bandwidth in GB/s (DeepEP README, first version, kept as docs/legacy.md; ../shared/reference/validation.md)
+DEEPEP = [("intranode", 8, 153.0, 158.0), ("internode", 16, 43.0, 43.0), ("internode", 32, 58.0, 57.0),
+          ("internode", 64, 51.0, 50.0)]
+
+
+def deepep_rows() -> list[dict[str, Any]]:
+    """Simulate DeepEP's benchmark settings with the catalogue H800 (datasheet/published figures, not
+    measured) and express dispatch and combine as DeepEP's bottleneck bandwidth: bytes each GPU moves over
+    the bottleneck link class (NVLink intranode, RDMA internode) divided by its phase time, averaged."""
+    from moesim.api import run_scenario  # noqa: PLC0415
+    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.engine.records import COMBINED, COMPUTED, DISPATCHED, ROUTED  # noqa: PLC0415
+
+    rows = []
+    for kind, ep, pub_d, pub_c in DEEPEP:
+        nodes = max(1, ep // 8)
+        s = scenario_from_dict({
+            "name": f"deepep-{kind}-ep{ep}", "seed": 1,
+            "model": {"base": "deepseek-v3", "num_hidden_layers": 1, "first_k_dense_replace": 0},
+            "cluster": {"gpu": "h800", "nodes": nodes, "gpus_per_node": 8},
+            "router": {"stats": {"kind": "uniform"}},
+            "workload": {"mode": "prefill", "tokens_per_gpu": 4096},
+            "comm": {"algorithm": "hierarchical", "dispatch_dtype": "fp8", "combine_dtype": "bf16"},
+            "sim": {"network": "drain", "routing": "exact"},
+        })
+        res = run_scenario(s)
+        topo, t = res.built.topology, res.records.times[0]
+        d_bytes = _class_bytes(res.built.work[0].dispatch, topo, kind, "src")
+        c_bytes = _class_bytes(res.built.work[0].combine, topo, kind, "dst")
+        d_bw = float(np.mean(d_bytes / (t[:, DISPATCHED] - t[:, ROUTED]))) / 1e9
+        c_bw = float(np.mean(c_bytes / (t[:, COMBINED] - t[:, COMPUTED]))) / 1e9
+        rows.append({"type": kind, "ep": ep, "dispatch_sim_GBps": d_bw, "dispatch_published_GBps": pub_d,
+                     "combine_sim_GBps": c_bw, "combine_published_GBps": pub_c})
+    return rows
+
+
+def _class_bytes(flows, topo, kind: str, side: str) -> np.ndarray:
+    """Per GPU [G]: bytes it sends (dispatch) or receives back (combine) over the bottleneck class."""
+    inter = topo.node_of(flows.src) != topo.node_of(flows.dst)
+    sel = inter if kind == "internode" else (~inter & (flows.src != flows.dst))
+    who = flows.src if side == "src" else flows.dst
+    return np.bincount(who[sel], weights=flows.nbytes[sel], minlength=topo.num_gpus)

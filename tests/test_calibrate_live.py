@@ -1,0 +1,71 @@
+"""Live calibration smoke tests (torch, CPU): shapes, formats and correctness, never timing."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calibrate import pieces as P  # noqa: E402
+from calibrate.distributed import a2a_splits, run_job  # noqa: E402
+from calibrate.run import calibrate  # noqa: E402
+from calibrate.timing import measure  # noqa: E402
+from moesim.profile import FORMAT, PIECES, Profile  # noqa: E402
+
+
+def _dense_reference(x, w, k, ws):
+    weights, ids = P.router(x, w, k)
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        for j in range(k):
+            e = ids[t, j]
+            h = (torch.nn.functional.silu(x[t] @ ws[0][e]) * (x[t] @ ws[1][e])) @ ws[2][e]
+            out[t] += weights[t, j] * h
+    return out
+
+
+@pytest.mark.parametrize("method", sorted(P.EXPERT_METHODS))
+def test_every_expert_method_computes_the_moe_layer(method):
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(40, 32, generator=g), torch.randn(8, 32, generator=g)
+    ws = P.expert_weights(8, 32, 16, torch.float32)
+    out = P.moe_layer(x, w, 2, ws, method)
+    assert torch.allclose(out, _dense_reference(x, w, 2, ws), atol=1e-4)
+
+
+def test_group_limited_router_keeps_topk_groups():
+    x, w = torch.randn(50, 16), torch.randn(16, 16)
+    _, ids = P.router(x, w, 4, "sigmoid", n_group=4, topk_group=2)
+    assert all(len(set((row // 4).tolist())) <= 2 for row in ids)
+
+
+def test_measure_reports_a_distribution():
+    m = measure(lambda: torch.randn(64, 64) @ torch.randn(64, 64), "cpu", threads=1, min_run_s=0.01)
+    assert {"median_s", "p20_s", "p80_s", "n", "method", "retries"} <= set(m)
+    assert m["p20_s"] <= m["median_s"] <= m["p80_s"] and m["n"] >= 5
+
+
+def test_uneven_splits_conserve_bytes():
+    for uneven in (False, True):
+        m = a2a_splits(1000, 2, uneven)
+        assert all(sum(row) == 1000 for row in m)
+    assert a2a_splits(1000, 2, True)[0][1] == 750
+
+
+def test_gloo_all_to_all_and_ep_layer_with_two_processes():
+    pts = run_job("all_to_all", {"bytes": [4096], "uneven": [True], "reps": 3})
+    assert pts[0]["bytes"] == 3072 and pts[0]["median_s"] > 0
+    res = run_job("ep_layer", {"tokens": 32, "hidden": 32, "inter": 32, "experts": 4, "top_k": 2, "seed": 1,
+                               "reps": 2, "logit_bias": [1.0, 0, 0, 0]})
+    assert len(res["ids"]) == 2 and all(len(r) == 32 and len(r[0]) == 2 for r in res["ids"])
+
+
+def test_smoke_calibration_writes_a_loadable_profile():
+    doc = calibrate("smoke-test", "smoke", "cpu", 1, ["--grid", "smoke"], log=lambda _m: None)
+    assert doc["format"] == FORMAT and doc["provenance"]["label"] == "measured"
+    assert set(doc["pieces"]) == set(PIECES)
+    for body in doc["pieces"].values():
+        for coef in body["coef"].values():
+            assert len(coef) == len(body["terms"]) and all(c >= 0 for c in coef)
+    prof = Profile.from_doc(doc)
+    assert prof.time("expert", {"tokens": 16, "hidden": 64, "inter": 64, "dtype": "float32"}) > 0
+    labels = {k: v["label"] for k, v in doc["gpu"].items() if isinstance(v, dict)}
+    assert labels["nvlink_bandwidth"] == "measured" and labels["nic_bandwidth"] == "estimated"
