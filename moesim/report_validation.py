@@ -39,7 +39,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     pieces = sorted({r["piece"] for r in rows})
     for piece in pieces:
         sel = [r for r in rows if r["piece"] == piece]
-        ax.scatter([r["measured_s"] * 1e3 for r in sel], [r["predicted_s"] * 1e3 for r in sel], label=piece, s=28)
+        ep = piece.startswith("ep")  # 2-process cases: triangles; single-process: circles
+        ax.scatter([r["measured_s"] * 1e3 for r in sel], [r["predicted_s"] * 1e3 for r in sel], label=piece,
+                   s=34 if "end to end" in piece else 22, marker="^" if ep else "o",
+                   edgecolors="black" if "end to end" in piece else "none", linewidths=0.6)
     lo = min(min(r["measured_s"], r["predicted_s"]) for r in rows) * 1e3 / 1.5
     hi = max(max(r["measured_s"], r["predicted_s"]) for r in rows) * 1e3 * 1.5
     ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="predicted = measured")
