@@ -69,7 +69,9 @@ def _meta(b: Built) -> dict[str, Any]:
         "placement": s.placement.kind,
         "comm": s.comm.model_dump(),
         "fidelity": {"network": "fluid" if b.fluid_network else "drain",
-                     "routing": "exact" if b.sampled_tokens_per_gpu == s.workload.tokens_per_gpu else "sampled",
+                     "routing": ("trace replay" + ("" if b.trace_exact else ", reused cyclically")
+                                 if b.trace_exact is not None else
+                                 "exact" if b.sampled_tokens_per_gpu == s.workload.tokens_per_gpu else "sampled"),
                      "routed_tokens_per_gpu": b.sampled_tokens_per_gpu},
         "cost_sources": dict(sorted(s.cluster.gpu_provenance.items())),
         "compute_costs": b.costs_source,

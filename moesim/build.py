@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from moesim import costs
-from moesim.config.schema import Scenario
+from moesim.config.schema import Scenario, TraceStats
 from moesim.engine.records import LayerWork
 from moesim.model import MoEModel, copy_bytes
 from moesim.placement import PLACEMENTS, Placement
 from moesim.routing import RoutingParams, expert_popularity, route_layer
 from moesim.routing.router import apply_capacity
+from moesim.routing.sources import load_trace, tokens_for
 from moesim.topology import Topology, build_topology
 from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
 
@@ -55,6 +56,7 @@ class Built:
     work: list[LayerWork]
     stats: list[LayerStats]
     costs_source: str = ""
+    trace_exact: bool | None = None  # None: no trace replayed
 
 
 def _rng(seq: np.random.SeedSequence) -> np.random.Generator:
@@ -92,6 +94,9 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
     popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss),
                                    g * s.workload.tokens_per_gpu, params.top_k)
     placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts)
+    trace_exact = None
+    if trace is None and isinstance(s.router.stats, TraceStats):
+        trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     ctx = _Context(s, model, params, topo, placement, popularity,
@@ -105,7 +110,14 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
         with ThreadPoolExecutor(threads) as pool:
             built = list(pool.map(ctx.layer, range(layers), seeds))
     return Built(s, model, params, topo, placement, fidelity(s)[0], ctx.sampled,
-                 [b[0] for b in built], [b[1] for b in built], ctx.costs.source)
+                 [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
+
+
+def _trace_tokens(s: Scenario, layers: int, experts: int, n: int) -> tuple[list[np.ndarray], bool]:
+    """The trace's first ``n`` tokens per layer (reused cyclically when it is shorter: then not exact)."""
+    ids, _ = load_trace(s.router.stats.path, layers, experts)
+    picked = [tokens_for(layer, n) for layer in ids]
+    return [p[0] for p in picked], all(p[1] for p in picked)
 
 
 @dataclass(frozen=True)

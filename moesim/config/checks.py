@@ -52,3 +52,25 @@ def _check_cluster(s: Scenario) -> None:
         raise ScenarioError(f"{nics} NICs cannot be shared evenly by {c.gpus_per_node} GPUs",
                             path="cluster.inter_node.nics_per_node",
                             fix="use a divisor of gpus_per_node (default: one NIC per GPU)")
+
+
+def check_stats_file(s: Scenario) -> None:
+    """Load a histogram or trace once so that a bad file is reported at load time, naming the field."""
+    stats = s.router.stats
+    if not hasattr(stats, "path"):
+        return
+    from moesim.model import MoEModel  # noqa: PLC0415
+    from moesim.routing.sources import SourceError, load_histogram, load_trace  # noqa: PLC0415
+
+    layers, experts = MoEModel.from_spec(s.model).num_moe_layers, s.model.n_routed_experts
+    try:
+        if stats.kind == "trace":
+            ids, _ = load_trace(stats.path, layers, experts)
+            top_k = s.router.top_k or s.model.num_experts_per_tok
+            if ids.shape[2] != top_k:
+                raise SourceError(f"the trace has top-{ids.shape[2]}, the scenario routes top-{top_k}: "
+                                  f"set router.top_k={ids.shape[2]}")
+        else:
+            load_histogram(stats.path, stats.key, stats.step, layers, experts)
+    except (SourceError, OSError, ValueError) as exc:
+        raise ScenarioError(f"{stats.path}: {exc}", path="router.stats") from None

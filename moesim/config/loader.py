@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from moesim import catalog
-from moesim.config.checks import check_scenario
+from moesim.config.checks import check_scenario, check_stats_file
 from moesim.config.hf import from_hf_config, normalise_keys
 from moesim.config.schema import Scenario
 from moesim.errors import ScenarioError
@@ -82,12 +82,27 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
         raise ScenarioError("missing or not a mapping", path="cluster",
                             fix="give cluster: {gpu: h100, nodes: 1, gpus_per_node: 8}")
     raw["cluster"] = {**cluster, **_resolve_gpu(cluster.get("gpu"), Path(base_dir))}
+    raw["router"] = _resolve_stats_path(raw.get("router"), Path(base_dir))
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise _from_validation(exc) from None
     check_scenario(scenario)
+    check_stats_file(scenario)
     return scenario
+
+
+def _resolve_stats_path(router: Any, base: Path) -> Any:
+    """Make ``router.stats.path`` absolute (relative to the scenario file) and check that it exists."""
+    if not isinstance(router, dict) or not isinstance(router.get("stats"), dict) or "path" not in router["stats"]:
+        return router if router is not None else {}
+    stats = dict(router["stats"])
+    path = base / str(stats["path"])
+    if not path.is_file():
+        raise ScenarioError(f"no such file {str(stats['path'])!r}", path="router.stats.path",
+                            fix="give the path of a histogram or trace file, relative to the scenario file")
+    stats["path"] = str(path.resolve())
+    return {**router, "stats": stats}
 
 
 def _resolve_model(value: Any, base: Path) -> dict[str, Any]:

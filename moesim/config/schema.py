@@ -107,20 +107,56 @@ class ClusterSpec(Strict):
         return self.nodes * self.gpus_per_node
 
 
+class _Synthetic(Strict):
+    """Shared by the synthetic laws. layer_correlation: 0 = each layer's hot experts are independent, 1 = the
+    same experts are hot in every layer (an AR(1) latent ranks the experts layer after layer)."""
+
+    layer_correlation: float = Field(default=0.0, ge=0, le=1)
+
+
 class UniformStats(Strict):
     """Every expert equally likely."""
 
     kind: Literal["uniform"] = "uniform"
 
 
-class ZipfStats(Strict):
+class ZipfStats(_Synthetic):
     """Expert popularity ∝ 1/rank**alpha (rank law); alpha 0 is balanced."""
 
     kind: Literal["zipf"] = "zipf"
     alpha: float = Field(default=1.0, ge=0)
 
 
-class PowerLawStats(Strict):
+class HotStats(_Synthetic):
+    """``hot`` experts share ``share`` of the traffic equally; the rest share what is left equally."""
+
+    kind: Literal["hot"] = "hot"
+    hot: int = Field(default=8, ge=1)
+    share: float = Field(default=0.5, gt=0, lt=1)
+
+
+class HistogramStats(Strict):
+    """Measured load per expert: ``[layers, experts]`` or a time series ``[steps, layers, experts]`` from
+    .npy/.npz/.csv/.json, or a .pt dump (SGLang's expert-distribution recorder ``logical_count``, vLLM's
+    EPLB ``expert_load_window``/``expert_load_pass``, DeepSeek EPLB's ``weight``; needs torch).
+    step: which step of a time series (an index), or ``mean`` over all steps."""
+
+    kind: Literal["histogram"] = "histogram"
+    path: str
+    key: str | None = None
+    step: int | Literal["mean"] = "mean"
+
+
+class TraceStats(Strict):
+    """Token-level routing, replayed exactly: ``topk_ids [layers, tokens, k]`` (and optional
+    ``topk_weights``) in .npz or .npy. Tokens are taken in order (GPU 0's first); a trace shorter than
+    GPUs × tokens_per_gpu is reused cyclically (then no longer exact: the summary says so)."""
+
+    kind: Literal["trace"] = "trace"
+    path: str
+
+
+class PowerLawStats(_Synthetic):
     """AIConfigurator's convention: per-expert loads drawn iid from p(x) ∝ x**-alpha, then normalised.
 
     alpha ≈ 1.01 fits DeepSeek-V3/R1 and ≈ 1.2 Qwen3-235B (AIConfigurator, fitted to measured latency).
@@ -130,14 +166,15 @@ class PowerLawStats(Strict):
     alpha: float = Field(default=1.01, gt=0)
 
 
-class DirichletStats(Strict):
+class DirichletStats(_Synthetic):
     """Expert popularity drawn from a symmetric Dirichlet; small concentration means more skew."""
 
     kind: Literal["dirichlet"] = "dirichlet"
     concentration: float = Field(default=1.0, gt=0)
 
 
-Stats = Annotated[UniformStats | ZipfStats | PowerLawStats | DirichletStats, Field(discriminator="kind")]
+Stats = Annotated[UniformStats | ZipfStats | PowerLawStats | DirichletStats | HotStats | HistogramStats | TraceStats,
+                  Field(discriminator="kind")]
 
 
 class RouterSpec(Strict):

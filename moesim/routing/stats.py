@@ -4,27 +4,66 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.config.schema import DirichletStats, PowerLawStats, UniformStats, ZipfStats
+from moesim.config.schema import (
+    DirichletStats,
+    HistogramStats,
+    HotStats,
+    PowerLawStats,
+    TraceStats,
+    UniformStats,
+    ZipfStats,
+)
+from moesim.routing.sources import load_histogram, load_trace
+
+FLOOR = 1e-9  # relative floor: an expert never seen in a histogram stays (barely) selectable
 
 
-def expert_popularity(stats: UniformStats | ZipfStats | PowerLawStats | DirichletStats, layers: int,
-                      experts: int, rng: np.random.Generator, tokens: int = 1, top_k: int = 1) -> np.ndarray:
-    """Return ``p[layers, experts]``; which experts are hot differs per layer (independent permutations).
+def expert_popularity(stats, layers: int, experts: int, rng: np.random.Generator, tokens: int = 1,
+                      top_k: int = 1) -> np.ndarray:
+    """Return ``p[layers, experts]`` (rows sum to 1).
 
-    zipf: ``p ∝ rank**-alpha`` (alpha 0 is balanced; AIConfigurator's power-law convention, where ≈1.01 fits
-    DeepSeek-V3/R1 and ≈1.2 Qwen3-235B). dirichlet: ``p ~ Dir(concentration · 1)`` per layer.
+    zipf: ``p ∝ rank**-alpha`` (alpha 0 is balanced). power_law: AIConfigurator's convention (≈1.01 fits
+    DeepSeek-V3/R1, ≈1.2 Qwen3-235B). dirichlet: ``Dir(concentration · 1)``. hot: ``hot`` experts share
+    ``share``. Synthetic laws rank experts per layer by an AR(1) latent with ``layer_correlation``
+    (0: independent per layer). histogram / trace: the file's per-layer loads.
     """
     if isinstance(stats, UniformStats):
         return np.full((layers, experts), 1.0 / experts)
+    if isinstance(stats, HistogramStats):
+        return _normalise(load_histogram(stats.path, stats.key, stats.step, layers, experts))
+    if isinstance(stats, TraceStats):
+        ids, _ = load_trace(stats.path, layers, experts)
+        return _normalise(np.stack([np.bincount(layer.ravel(), minlength=experts) for layer in ids]).astype(float))
     if isinstance(stats, PowerLawStats):
-        return _power_law(stats.alpha, layers, experts, tokens, top_k, rng)
-    if isinstance(stats, DirichletStats):
-        p = rng.dirichlet(np.full(experts, stats.concentration), size=layers)
-        p = np.maximum(p, 1e-12)
-        return p / p.sum(axis=1, keepdims=True)
-    base = np.arange(1, experts + 1, dtype=np.float64) ** -stats.alpha
-    base /= base.sum()
-    return np.stack([base[rng.permutation(experts)] for _ in range(layers)])
+        values = _power_law(stats.alpha, layers, experts, tokens, top_k, rng)
+    elif isinstance(stats, DirichletStats):
+        values = rng.dirichlet(np.full(experts, stats.concentration), size=layers)
+    elif isinstance(stats, HotStats):
+        hot = min(stats.hot, experts)
+        row = np.full(experts, (1 - stats.share) / max(experts - hot, 1))
+        row[:hot] = stats.share / hot
+        values = np.tile(row, (layers, 1))
+    else:
+        values = np.tile(np.arange(1, experts + 1, dtype=np.float64) ** -stats.alpha, (layers, 1))
+    return _normalise(_rank_by_latent(values, stats.layer_correlation, rng))
+
+
+def _normalise(load: np.ndarray) -> np.ndarray:
+    p = np.maximum(load, FLOOR * load.max(axis=1, keepdims=True).clip(min=1e-300))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _rank_by_latent(values: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Give layer l's largest value to the expert with the largest latent z_l, where
+    z_l = rho·z_(l-1) + sqrt(1 - rho²)·ε (independent per layer at rho 0, identical at rho 1)."""
+    layers, experts = values.shape
+    out = np.empty_like(values)
+    z = rng.standard_normal(experts)
+    for layer in range(layers):
+        if layer:
+            z = rho * z + np.sqrt(max(0.0, 1 - rho**2)) * rng.standard_normal(experts)
+        out[layer, np.argsort(-z, kind="stable")] = np.sort(values[layer])[::-1]
+    return out
 
 
 def _power_law(alpha: float, layers: int, experts: int, tokens: int, top_k: int,
