@@ -11,7 +11,6 @@ from moesim.config.schema import (
     PowerLawStats,
     TraceStats,
     UniformStats,
-    ZipfStats,
 )
 from moesim.routing.sources import load_histogram, load_trace
 
