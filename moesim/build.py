@@ -18,8 +18,8 @@ from moesim.config.schema import Scenario, TraceStats
 from moesim.engine.records import LayerWork
 from moesim.model import MoEModel, copy_bytes
 from moesim.placement import PLACEMENTS, Placement
-from moesim.routing import RoutingParams, expert_popularity, route_layer
-from moesim.routing.router import apply_capacity
+from moesim.routing import Routed, RoutingParams, expert_popularity, route
+from moesim.routing.router import capacity_keep
 from moesim.routing.sources import load_trace, tokens_for
 from moesim.topology import Topology, build_topology
 from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
@@ -40,6 +40,8 @@ class LayerStats:
     combine_xfer_s: np.ndarray
     sent_bytes: np.ndarray  # per GPU, dispatch + combine
     received_bytes: np.ndarray
+    devices_hist: np.ndarray  # [k+1] tokens by distinct destination GPUs
+    nodes_hist: np.ndarray  # [k+1] tokens by distinct destination nodes
 
 
 @dataclass(frozen=True)
@@ -140,21 +142,40 @@ class _Context:
         local = np.full(g, float(tokens))
         wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
         if self.trace is not None:
-            ids = np.asarray(self.trace[layer], dtype=np.int64)
+            rt = Routed(np.asarray(self.trace[layer], dtype=np.int64), np.ones(self.trace[layer].shape, bool))
         else:
-            ids = route_layer(self.popularity[layer], g * sampled, params, _rng(seed))
-        keep = np.ones(ids.shape, dtype=bool)
-        if params.capacity_factor is not None:
-            keep = apply_capacity(ids, model.experts, g * sampled * params.top_k * params.capacity_factor
-                                  / model.experts)
+            rt = route(self.popularity[layer], g * sampled, params, _rng(seed), home=self._home(layer))
+        ids, live = rt.ids, rt.keep
         slot = placement.choose_slots(layer, ids)
-        tr = layer_traffic(np.repeat(np.arange(g), sampled), placement.slot_gpu()[slot], keep, slot,
-                           placement.phy2log.shape[1], topo, s.comm.algorithm, *wire, scale=tokens / sampled)
+        dst = placement.slot_gpu()[slot]
+        keep = self._capacity(ids, dst, live, rt.score, g * sampled)
+        tr = layer_traffic(np.repeat(np.arange(g), sampled), dst, keep, slot, placement.phy2log.shape[1], topo,
+                           s.comm.algorithm, *wire, scale=tokens / sampled, live=live)
         work = LayerWork(cm.gate(local), cm.expert(tr.slot_tokens, regroup=g > 1) + cm.shared(local),
                          cm.unpermute(local),
                          tr.dispatch, tr.combine)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
         return work, _layer_stats(tr, expert_tokens, topo)
+
+    def _home(self, layer: int) -> np.ndarray | None:
+        """[E] the device (or node) of each expert's first replica, for placement-limited routing."""
+        if self.params.limit_scope is None:
+            return None
+        row = self.placement.phy2log[layer]
+        first = np.array([np.flatnonzero(row == e)[0] for e in range(self.model.experts)])
+        gpu = self.placement.slot_gpu()[first]
+        return gpu // self.topo.gpus_per_node if self.params.limit_scope == "nodes" else gpu
+
+    def _capacity(self, ids, dst, live, score, n_tokens: int) -> np.ndarray:
+        """Capacity drops (none for expert choice, whose capacity is its selection)."""
+        p = self.params
+        if p.capacity_factor is None or p.rule == "expert_choice":
+            return live
+        if p.capacity_scope == "device":
+            g = self.topo.num_gpus
+            return capacity_keep(dst, live, g, n_tokens * p.top_k * p.capacity_factor / g, p.drop_policy, score)
+        e = self.model.experts
+        return capacity_keep(ids, live, e, n_tokens * p.top_k * p.capacity_factor / e, p.drop_policy, score)
 
 
 def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) -> LayerStats:
@@ -167,7 +188,8 @@ def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) ->
         inter_node_bytes=float(both.nbytes[inter].sum()), distinct_nodes_mean=tr.distinct_nodes_mean,
         dispatch_xfer_s=own_transfer_s(tr.dispatch, topo), combine_xfer_s=own_transfer_s(tr.combine, topo),
         sent_bytes=np.bincount(both.src, weights=both.nbytes, minlength=g),
-        received_bytes=np.bincount(both.dst, weights=both.nbytes, minlength=g))
+        received_bytes=np.bincount(both.dst, weights=both.nbytes, minlength=g),
+        devices_hist=tr.devices_hist, nodes_hist=tr.nodes_hist)
 
 
 def own_transfer_s(flows: FlowSet, topo: Topology) -> np.ndarray:

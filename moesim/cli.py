@@ -152,3 +152,65 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
         write_report(out_dir, path.stem, rows, errors, deepep, data["command"],
                      data.get("drift", {}).get("median_ratio_now_over_calibration"))
         click.echo(f"wrote {out_dir}/README.md and predicted_vs_measured.png", err=True)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--gpus", "gpus", type=int, default=8, show_default=True,
+              help="EP size for the per-GPU figures (contiguous placement: expert e on GPU e // (E/GPUs)).")
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="For distinct nodes per token.")
+@click.option("--key", default=None, help="Array name inside .npz/.json/.pt files (default: the usual names).")
+@click.option("--step", default="mean", show_default=True, help="Time series: a step index, or mean.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str, as_json: bool) -> None:
+    """Summarise a router trace or load histogram, and fit the synthetic law's parameters.
+
+    \b
+    Per layer: Gini, max/mean and MaxVio per expert, entropy, per-GPU max/mean and balancedness for an EP
+    size, distinct devices and nodes per token (traces), and the zipf alpha that fits the loads, so that
+    measured skew can be carried into what-if scenarios (router.stats: {kind: zipf, alpha: ...}).
+    Examples:
+      moesim stats calibrate/traces/tiny-moe-stdlib.npz --gpus 4 --gpus-per-node 2
+      moesim stats sglang_dump.pt --key logical_count --gpus 32 --json
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from moesim.routing.analysis import summarize_source  # noqa: PLC0415
+    from moesim.routing.sources import SourceError, _load_any  # noqa: PLC0415
+
+    try:
+        arr, extra = _load_any(path, key, ("topk_ids", "ids", "logical_count", "expert_load_window",
+                                           "expert_load_pass", "weight", "counts", "loads"))
+    except (SourceError, OSError, ValueError) as exc:
+        raise MoesimError(f"{path}: {exc}") from None
+    trace = None
+    if np.issubdtype(np.asarray(arr).dtype, np.integer) and np.asarray(arr).ndim == 3 and key != "logical_count":
+        trace = np.asarray(arr, dtype=np.int64)
+        experts = int(extra.get("num_experts", trace.max() + 1))
+        loads = np.stack([np.bincount(layer.ravel(), minlength=experts) for layer in trace]).astype(float)
+    else:
+        a = np.asarray(arr, dtype=float)
+        loads = a if a.ndim == 2 else (a.mean(axis=0) if step == "mean" else a[int(step)])
+    if loads.shape[1] % gpus:
+        raise MoesimError(f"--gpus: {loads.shape[1]} experts do not split evenly over {gpus} GPUs; "
+                          f"choose a divisor of {loads.shape[1]}")
+    doc = summarize_source(loads, gpus, trace, gpus_per_node)
+    doc["source"] = str(path)
+    doc["kind"] = "trace" if trace is not None else "histogram"
+    if as_json:
+        click.echo(json.dumps(doc, indent=1, sort_keys=True))
+        return
+    head = f"{'layer':>5} {'gini':>6} {'max/mean':>8} {'MaxVio':>7} {'entropy':>7} {'GPU max/mean':>12} " \
+           f"{'balanced':>8} {'zipf a':>6}"
+    if trace is not None:
+        head += f" {'dev/token':>9} {'nodes/token':>11}"
+    click.echo(f"{doc['kind']} {path}: {loads.shape[0]} layers x {loads.shape[1]} experts, EP {gpus}")
+    click.echo(head)
+    for i, r in enumerate(doc["layers"]):
+        line = (f"{i:>5} {r['gini']:>6.3f} {r['expert_max_over_mean']:>8.2f} {r['max_vio']:>7.2f} {r['entropy']:>7.3f}"
+                f" {r['gpu_max_over_mean']:>12.2f} {r['balancedness']:>8.3f} {r['zipf_alpha']:>6.2f}")
+        if trace is not None:
+            line += f" {r['devices_per_token']:>9.2f} {r['nodes_per_token']:>11.2f}"
+        click.echo(line)
+    click.echo(f"mean Gini {doc['mean_gini']:.3f}; to carry this skew into a scenario: "
+               f"router: {{stats: {json.dumps(doc['suggested_stats'])}}}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from moesim.build import LayerStats
 from moesim.engine.records import COMBINED, COMPUTED, DISPATCHED, END, ROUTED, START, SimRecords
+from moesim.routing.analysis import gini, max_vio
 
 
 def _ratio(x: np.ndarray) -> float:
@@ -41,6 +42,10 @@ def layer_rows(records: SimRecords, stats: list[LayerStats], block_ids: tuple[in
             "expert_load_max_over_mean": _ratio(st.expert_tokens),
             "intra_node_bytes": st.intra_node_bytes, "inter_node_bytes": st.inter_node_bytes,
             "dropped_tokens": st.dropped, "distinct_nodes_per_token": st.distinct_nodes_mean,
+            "expert_gini": gini(st.expert_tokens), "expert_max_vio": max_vio(st.expert_tokens),
+            "gpu_max_vio": max_vio(st.gpu_tokens),
+            "tokens_by_distinct_devices": st.devices_hist.tolist(), "tokens_by_distinct_nodes": st.nodes_hist.tolist(),
+            "inter_node_bytes_per_token": st.inter_node_bytes / max(float(st.nodes_hist.sum()), 1.0),
         })
         prev_end = end
     return rows

@@ -55,6 +55,8 @@ class LayerTraffic:
     copies: float
     dropped: float
     distinct_nodes_mean: float
+    devices_hist: np.ndarray  # [k+1] tokens by number of distinct destination GPUs (scaled)
+    nodes_hist: np.ndarray  # [k+1] tokens by number of distinct destination nodes (scaled)
 
 
 def _pairs(src: np.ndarray, dst: np.ndarray, n: int, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,13 +79,15 @@ def _flows(src, dst, nbytes, gate, wait_node=None) -> FlowSet:
 
 def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, slot: np.ndarray,
                   slots_total: int, topo: Topology, algorithm: str, dispatch_bytes: int, combine_bytes: int,
-                  scale: float = 1.0) -> LayerTraffic:
+                  scale: float = 1.0, live: np.ndarray | None = None) -> LayerTraffic:
     """Build one layer's work and flows.
 
     src_gpu [N]: GPU of each routed token; dst_gpu, slot [N, k]: destination GPU and physical slot of each
-    assignment; keep [N, k]: False where capacity dropped it. ``scale`` converts sampled tokens to real
+    assignment; keep [N, k]: False where capacity dropped it (or padding); live [N, k]: False only for
+    padding (expert-choice rows are padded), default all live. ``scale`` converts sampled tokens to real
     ones (scalable mode: real tokens per GPU / sampled tokens per GPU).
     """
+    live = np.ones(keep.shape, dtype=bool) if live is None else live
     g = topo.num_gpus
     slot_tokens = np.bincount(slot[keep], minlength=slots_total).reshape(g, -1) * scale
     dst = np.where(keep, dst_gpu, -1)
@@ -95,9 +99,13 @@ def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, sl
     else:
         dispatch, combine = _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes,
                                           combine_bytes, scale)
+    width = keep.shape[1] + 1
+    devices_per_token = (uniq_gpu >= 0).sum(axis=1)
     return LayerTraffic(slot_tokens, dispatch, combine, copies=float(keep.sum()) * scale,
-                        dropped=float((~keep).sum()) * scale,
-                        distinct_nodes_mean=float(nodes_per_token.mean()) if nodes_per_token.size else 0.0)
+                        dropped=float((live & ~keep).sum()) * scale,
+                        distinct_nodes_mean=float(nodes_per_token.mean()) if nodes_per_token.size else 0.0,
+                        devices_hist=np.bincount(devices_per_token, minlength=width)[:width] * scale,
+                        nodes_hist=np.bincount(nodes_per_token, minlength=width)[:width] * scale)
 
 
 def _unique_per_row(x: np.ndarray) -> np.ndarray:

@@ -25,6 +25,20 @@ def check_scenario(s: Scenario) -> None:
     if topk_group > n_group:
         raise ScenarioError(f"topk_group {topk_group} exceeds n_group {n_group}", path=tpath,
                             fix=f"use topk_group <= {n_group}")
+    if r.limit is not None:
+        g = s.cluster.num_gpus
+        per_device = (experts + s.placement.redundant_experts) // g
+        per_scope = per_device * (s.cluster.gpus_per_node if r.limit.scope == "nodes" else 1)
+        if r.limit.max * per_scope < top_k:
+            raise ScenarioError(f"{r.limit.max} {r.limit.scope} hold at most {r.limit.max * per_scope} experts, "
+                                f"fewer than top_k {top_k}", path="router.limit.max",
+                                fix=f"use max >= {-(-top_k // per_scope)}")
+    if r.bias is not None and len(r.bias) != experts:
+        raise ScenarioError(f"{len(r.bias)} bias values for {experts} experts", path="router.bias",
+                            fix=f"give one value per routed expert ({experts})")
+    if r.rule != "token_choice" and (r.limit is not None or r.topk_group):
+        raise ScenarioError(f"group and node limits apply to token-choice routing, not {r.rule}",
+                            path="router.rule", fix="remove router.limit / router.topk_group, or use token_choice")
     if top_k > topk_group * (experts // n_group):
         raise ScenarioError(f"top_k {top_k} cannot be met from {topk_group} groups of "
                             f"{experts // n_group} experts", path=tpath, fix="raise topk_group or lower top_k")

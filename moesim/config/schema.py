@@ -177,16 +177,41 @@ Stats = Annotated[UniformStats | ZipfStats | PowerLawStats | DirichletStats | Ho
                   Field(discriminator="kind")]
 
 
+class LimitSpec(Strict):
+    """Device- or node-limited routing from where experts live (DeepSeek-V2 §2.1.2 device-limited: at most
+    M devices per token, devices scored by their best expert; DeepSeek-V3 node-limited: at most M nodes,
+    scored by the sum of their top-2 scores). An expert belongs to the GPU of its first replica."""
+
+    scope: Literal["devices", "nodes"] = "nodes"
+    max: int = Field(ge=1)
+    score: Literal["max", "sum_top2"] | None = None  # default: max for devices, sum_top2 for nodes
+
+
 class RouterSpec(Strict):
-    """Where token→expert choices come from, and overrides of the model's routing parameters."""
+    """Where token→expert choices come from, the routing rule, and overrides of the model's parameters.
+
+    rule: ``token_choice`` (top-k per token), ``expert_choice`` (each expert takes its top-C tokens by
+    score, C = tokens·k·capacity_factor/E; Zhou et al., NeurIPS 2022) or ``hash`` (a fixed random table
+    from token id to k experts; token ids follow a Zipf law over ``hash_vocab`` with ``hash_zipf``;
+    Roller et al., NeurIPS 2021). bias: per-expert values added to the scores for selection only
+    (DeepSeek-V3's auxiliary-loss-free balancing). capacity: ``capacity_factor`` per ``capacity_scope``
+    (expert or device), dropping by ``drop_policy`` (``position``: later tokens; ``probs``: lowest scores).
+    """
 
     stats: Stats = ZipfStats(alpha=0.0)
+    rule: Literal["token_choice", "expert_choice", "hash"] = "token_choice"
     top_k: int | None = Field(default=None, ge=1)
     n_group: int | None = Field(default=None, ge=1)
     topk_group: int | None = Field(default=None, ge=1)
     group_score: Literal["max", "sum_top2"] | None = None
     scoring_func: Literal["softmax", "sigmoid"] | None = None
+    bias: list[float] | None = None
+    limit: LimitSpec | None = None
     capacity_factor: float | None = Field(default=None, gt=0)
+    capacity_scope: Literal["expert", "device"] = "expert"
+    drop_policy: Literal["position", "probs"] = "position"
+    hash_vocab: int = Field(default=50000, ge=1)
+    hash_zipf: float = Field(default=1.0, ge=0)
 
 
 class PlacementSpec(Strict):
