@@ -19,7 +19,8 @@ from moesim.engine.records import LayerWork
 from moesim.model import MoEModel, copy_bytes
 from moesim.placement import PLACEMENTS, Placement
 from moesim.routing import Routed, RoutingParams, expert_popularity, route
-from moesim.routing.router import capacity_keep
+from moesim.routing.router import capacity_keep, route_clusters
+from moesim.routing.stats import coactivation_mixture
 from moesim.routing.sources import load_trace, tokens_for
 from moesim.topology import Topology, build_topology
 from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
@@ -144,7 +145,7 @@ class _Context:
         if self.trace is not None:
             rt = Routed(np.asarray(self.trace[layer], dtype=np.int64), np.ones(self.trace[layer].shape, bool))
         else:
-            rt = route(self.popularity[layer], g * sampled, params, _rng(seed), home=self._home(layer))
+            rt = self._route(layer, g * sampled, _rng(seed))
         ids, live = rt.ids, rt.keep
         slot = placement.choose_slots(layer, ids)
         dst = placement.slot_gpu()[slot]
@@ -156,6 +157,15 @@ class _Context:
                          tr.dispatch, tr.combine)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
         return work, _layer_stats(tr, expert_tokens, topo)
+
+    def _route(self, layer: int, n: int, rng: np.random.Generator) -> Routed:
+        """Synthetic routing; with co-activation, each token's cluster picks its own popularity."""
+        co = getattr(self.s.router.stats, "coactivation", None)
+        home = self._home(layer)
+        if co is None:
+            return route(self.popularity[layer], n, self.params, rng, home=home)
+        pops, _ = coactivation_mixture(self.popularity[layer], co, rng)
+        return route_clusters(pops, n, self.params, rng, home)
 
     def _home(self, layer: int) -> np.ndarray | None:
         """[E] the device (or node) of each expert's first replica, for placement-limited routing."""

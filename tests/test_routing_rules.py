@@ -162,3 +162,35 @@ def test_stats_command_summarises_and_fits(tmp_path):
     assert 1.0 <= doc["layers"][0]["nodes_per_token"] <= 2.0
     bad = CliRunner().invoke(main, ["stats", str(tmp_path / "t.npz"), "--gpus", "3"])
     assert bad.exit_code == 2 and "--gpus" in bad.output
+
+
+def test_coactivation_makes_cluster_experts_chosen_together():
+    from moesim.config.schema import Coactivation
+    from moesim.routing.router import route_clusters
+    from moesim.routing.stats import coactivation_mixture
+
+    p = rule(experts=32, k=2, n_group=1, topk_group=1)
+    rng = np.random.default_rng(0)
+    pops, _ = coactivation_mixture(np.full(32, 1 / 32), Coactivation(clusters=4, experts_per_cluster=4,
+                                                                       strength=30), rng)
+    sets = [set(np.argsort(-row)[:4].tolist()) for row in pops]
+    together = route_clusters(pops, 4000, p, rng).ids
+    apart = route(np.full(32, 1 / 32), 4000, p, rng).ids
+
+    def both_in_one_set(ids):
+        return np.mean([any({a, b} <= s for s in sets) for a, b in ids.tolist()])
+
+    assert both_in_one_set(together) > 0.5 > 5 * both_in_one_set(apart)
+
+
+def test_drift_moves_hot_experts_slowly():
+    from moesim.config.schema import ZipfStats
+    from moesim.routing.stats import expert_popularity
+
+    def hot(step, drift=0.1):
+        p = expert_popularity(ZipfStats(alpha=1.5, drift=drift, step=step), 1, 64, np.random.default_rng(0))
+        return set(np.argsort(-p[0])[:8].tolist())
+
+    assert hot(0) == hot(0, drift=0.0)  # step 0 does not depend on the drift rate
+    assert len(hot(0) & hot(1)) >= 6  # one step: almost the same hot experts
+    assert len(hot(0) & hot(400)) <= 4  # many steps: mostly different ones

@@ -107,11 +107,25 @@ class ClusterSpec(Strict):
         return self.nodes * self.gpus_per_node
 
 
+class Coactivation(Strict):
+    """Experts chosen together: every token belongs to one of ``clusters`` token types; each type favours
+    its own random set of ``experts_per_cluster`` experts by the factor ``1 + strength``."""
+
+    clusters: int = Field(default=8, ge=1)
+    experts_per_cluster: int = Field(default=8, ge=1)
+    strength: float = Field(default=4.0, ge=0)
+
+
 class _Synthetic(Strict):
     """Shared by the synthetic laws. layer_correlation: 0 = each layer's hot experts are independent, 1 = the
-    same experts are hot in every layer (an AR(1) latent ranks the experts layer after layer)."""
+    same experts are hot in every layer (an AR(1) latent ranks the experts layer after layer).
+    drift, step: the hot experts move slowly across iterations: the latent takes ``step`` AR(1) steps of
+    innovation ``drift`` (0 = static), so step t and t+1 differ a little and far steps differ a lot."""
 
     layer_correlation: float = Field(default=0.0, ge=0, le=1)
+    coactivation: Coactivation | None = None
+    drift: float = Field(default=0.0, ge=0, le=1)
+    step: int = Field(default=0, ge=0)
 
 
 class UniformStats(Strict):

@@ -66,6 +66,24 @@ def route(popularity: np.ndarray, n_tokens: int, params: RoutingParams, rng: np.
     return Routed(ids, np.ones(ids.shape, dtype=bool), score)
 
 
+def route_clusters(pops: np.ndarray, n: int, params: RoutingParams, rng: np.random.Generator,
+                   home: np.ndarray | None = None) -> Routed:
+    """Co-activation: each token draws a cluster (equally likely) and is routed with that cluster's
+    popularity pops [C, E]; experts a cluster favours are then chosen together."""
+    cluster = rng.integers(pops.shape[0], size=n)
+    parts = [(np.flatnonzero(cluster == c), route(pops[c], int((cluster == c).sum()), params, rng, home=home))
+             for c in range(pops.shape[0])]
+    width = max(p[1].ids.shape[1] for p in parts)
+    ids, keep = np.zeros((n, width), dtype=np.int64), np.zeros((n, width), dtype=bool)
+    score = np.zeros((n, width), dtype=np.float32)
+    for idx, rt in parts:
+        w = rt.ids.shape[1]
+        ids[idx, :w], keep[idx, :w] = rt.ids, rt.keep
+        if rt.score is not None:
+            score[idx, :w] = rt.score
+    return Routed(ids, keep, score)
+
+
 def route_dense(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
                 rng: np.random.Generator) -> np.ndarray:
     """``route_layer`` by scoring every expert: ``r = p / Exp(1)``, then ``select_topk``."""

@@ -44,7 +44,7 @@ def expert_popularity(stats, layers: int, experts: int, rng: np.random.Generator
         values = np.tile(row, (layers, 1))
     else:
         values = np.tile(np.arange(1, experts + 1, dtype=np.float64) ** -stats.alpha, (layers, 1))
-    return _normalise(_rank_by_latent(values, stats.layer_correlation, rng))
+    return _normalise(_rank_by_latent(values, stats.layer_correlation, rng, stats.drift, stats.step))
 
 
 def _normalise(load: np.ndarray) -> np.ndarray:
@@ -52,17 +52,36 @@ def _normalise(load: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _rank_by_latent(values: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
+def _rank_by_latent(values: np.ndarray, rho: float, rng: np.random.Generator, drift: float = 0.0,
+                    step: int = 0) -> np.ndarray:
     """Give layer l's largest value to the expert with the largest latent z_l, where
-    z_l = rho·z_(l-1) + sqrt(1 - rho²)·ε (independent per layer at rho 0, identical at rho 1)."""
+    z_l = rho·z_(l-1) + sqrt(1 - rho²)·ε (independent per layer at rho 0, identical at rho 1); then every
+    layer's latent drifts ``step`` times: z ← sqrt(1 - drift²)·z + drift·ε (a separate random stream, so
+    step 0 is the same whatever the drift)."""
     layers, experts = values.shape
+    z = np.empty((layers, experts))
+    z[0] = rng.standard_normal(experts)
+    for layer in range(1, layers):
+        z[layer] = rho * z[layer - 1] + np.sqrt(max(0.0, 1 - rho**2)) * rng.standard_normal(experts)
+    if drift > 0 and step > 0:
+        walk = np.random.default_rng(rng.integers(2**63))
+        keep = np.sqrt(1 - drift**2)
+        for _ in range(step):
+            z = keep * z + drift * walk.standard_normal(z.shape)
     out = np.empty_like(values)
-    z = rng.standard_normal(experts)
     for layer in range(layers):
-        if layer:
-            z = rho * z + np.sqrt(max(0.0, 1 - rho**2)) * rng.standard_normal(experts)
-        out[layer, np.argsort(-z, kind="stable")] = np.sort(values[layer])[::-1]
+        out[layer, np.argsort(-z[layer], kind="stable")] = np.sort(values[layer])[::-1]
     return out
+
+
+def coactivation_mixture(p: np.ndarray, co, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster popularity [C, E] (each cluster boosts its own expert set by 1 + strength) and the
+    cluster weights [C] (equal)."""
+    c, e = co.clusters, p.size
+    out = np.tile(p, (c, 1))
+    for i in range(c):
+        out[i, rng.choice(e, min(co.experts_per_cluster, e), replace=False)] *= 1.0 + co.strength
+    return out / out.sum(axis=1, keepdims=True), np.full(c, 1.0 / c)
 
 
 def _power_law(alpha: float, layers: int, experts: int, tokens: int, top_k: int,
