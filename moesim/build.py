@@ -20,8 +20,8 @@ from moesim.model import MoEModel, copy_bytes
 from moesim.placement import PLACEMENTS, Placement
 from moesim.routing import Routed, RoutingParams, expert_popularity, route
 from moesim.routing.router import capacity_keep, route_clusters
-from moesim.routing.stats import coactivation_mixture
 from moesim.routing.sources import load_trace, tokens_for
+from moesim.routing.stats import coactivation_mixture
 from moesim.topology import Topology, build_topology
 from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
 
@@ -138,7 +138,7 @@ class _Context:
     trace: list[np.ndarray] | None
 
     def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerWork, LayerStats]:
-        s, model, params, topo, placement = self.s, self.model, self.params, self.topo, self.placement
+        s, model, topo, placement = self.s, self.model, self.topo, self.placement
         g, tokens, sampled, cm = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled, self.costs
         local = np.full(g, float(tokens))
         wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
