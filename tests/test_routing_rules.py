@@ -194,3 +194,16 @@ def test_drift_moves_hot_experts_slowly():
     assert hot(0) == hot(0, drift=0.0)  # step 0 does not depend on the drift rate
     assert len(hot(0) & hot(1)) >= 6  # one step: almost the same hot experts
     assert len(hot(0) & hot(400)) <= 4  # many steps: mostly different ones
+
+
+def test_shipped_tiny_moe_trace_replays_exactly():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    res = api.run(root / "scenarios/tiny-moe-trace-cpu.yaml")
+    trace = np.load(root / "calibrate/traces/tiny-moe-stdlib.npz")["topk_ids"]
+    assert res.summary["fidelity"]["routing"] == "trace replay"
+    assert np.array_equal(res.built.stats[0].expert_tokens, np.bincount(trace[0].ravel(), minlength=16))
+    meta = json.loads((root / "calibrate/traces/tiny-moe-stdlib.json").read_text())
+    assert [round(gini(np.bincount(layer.ravel(), minlength=16)), 6) for layer in trace] == \
+        [round(g, 6) for g in meta["gini_per_layer"]]
