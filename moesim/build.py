@@ -93,10 +93,12 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
     model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
     topo = build_topology(s.cluster)
     g, layers = topo.num_gpus, model.num_moe_layers
-    stats_ss, route_ss = np.random.SeedSequence(s.seed).spawn(2)
+    stats_ss, route_ss, place_ss = np.random.SeedSequence(s.seed).spawn(3)
     popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss),
                                    g * s.workload.tokens_per_gpu, params.top_k)
-    placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts)
+    placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts,
+                                             gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
+                                             rng=_rng(place_ss))
     trace_exact = None
     if trace is None and isinstance(s.router.stats, TraceStats):
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
@@ -147,7 +149,8 @@ class _Context:
         else:
             rt = self._route(layer, g * sampled, _rng(seed))
         ids, live = rt.ids, rt.keep
-        slot = placement.choose_slots(layer, ids)
+        slot = placement.choose_slots(layer, ids, s.placement.replica_policy, np.repeat(np.arange(g), sampled),
+                                      topo.gpus_per_node, _rng(seed.spawn(1)[0]))
         dst = placement.slot_gpu()[slot]
         keep = self._capacity(ids, dst, live, rt.score, g * sampled)
         tr = layer_traffic(np.repeat(np.arange(g), sampled), dst, keep, slot, placement.phy2log.shape[1], topo,

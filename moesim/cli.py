@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from moesim import __version__, catalog
+from moesim import __version__, api, catalog
 from moesim.errors import MoesimError
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
@@ -214,3 +214,74 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
         click.echo(line)
     click.echo(f"mean Gini {doc['mean_gini']:.3f}; to carry this skew into a scenario: "
                f"router: {{stats: {json.dumps(doc['suggested_stats'])}}}")
+
+
+@main.command(name="compare")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--placements", default="contiguous,round_robin,eplb", show_default=True,
+              help="Comma-separated placement kinds: contiguous, round_robin, random, greedy, eplb, "
+                   "eplb_hierarchical, eplb_global, optimal.")
+@click.option("--redundant", default=None, help="Comma-separated redundant-expert counts, e.g. 0,16,32 "
+              "(default: the scenario's).")
+@click.option("--replica-policy", type=click.Choice(["round_robin", "even", "random", "nearest"]), default=None)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per variant (a JSON list).")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write compare.json, compare.csv and compare.png here.")
+def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_policy: str | None,
+                overrides: tuple[str, ...], as_json: bool, out_dir: Path | None) -> None:
+    """Compare expert placements on the same scenario and the same router draws.
+
+    \b
+    Prints iteration time, throughput, GPU load max/mean, inter-node bytes and the extra memory the
+    replicas take, one row per variant. A variant that cannot run (e.g. greedy with replicas) shows its
+    error; the others still run.
+    Example:
+      moesim compare scenarios/deepseek-v3-prefill-h800.yaml --placements contiguous,eplb --redundant 0,32
+    """
+    from moesim.compare import compare, plot, table  # noqa: PLC0415
+    from moesim.output import to_csv, to_json, write_atomic  # noqa: PLC0415
+
+    kinds = [k.strip() for k in placements.split(",") if k.strip()]
+    try:
+        reds = [int(x) for x in redundant.split(",")] if redundant else None
+    except ValueError:
+        raise MoesimError(f"--redundant: {redundant!r} is not a comma-separated list of integers") from None
+    api.load_scenario(scenario, list(overrides))  # bad base scenario: one clear error before any run
+    rows = compare(scenario, list(overrides), kinds, reds, replica_policy)
+    click.echo(json.dumps(rows, indent=1) if as_json else table(rows))
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(out_dir / "compare.json", to_json(rows))
+        write_atomic(out_dir / "compare.csv", to_csv(rows))
+        plot(rows, out_dir / "compare.png", f"{scenario.stem}: placements on the same router draws")
+        click.echo(f"wrote {out_dir}/compare.json, compare.csv, compare.png", err=True)
+    if all(r.get("error") for r in rows):
+        sys.exit(2)
+
+
+@main.command(name="export-placement")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path) -> None:
+    """Write the scenario's expert placement as SGLang's initial expert location JSON.
+
+    \b
+    {"physical_to_logical_map": [[...] per model layer]}: dense layers get the trivial mapping. Load it
+    with `--init-expert-location PATH` (plus --ep-num-redundant-experts matching the plan).
+    """
+    from moesim.build import build  # noqa: PLC0415
+    from moesim.output import write_atomic  # noqa: PLC0415
+
+    s = api.load_scenario(scenario, list(overrides))
+    b = build(s)
+    slots = b.placement.phy2log.shape[1]
+    rows, moe = [], dict(zip(b.model.moe_layer_ids, b.placement.phy2log.tolist()))
+    for layer in range(s.model.num_hidden_layers):
+        rows.append(moe.get(layer, [j % b.model.experts for j in range(slots)]))
+    doc = {"physical_to_logical_map": rows, "moesim": {"scenario": s.name, "placement": s.placement.kind,
+                                                       "redundant_experts": s.placement.redundant_experts,
+                                                       "ep_size": s.cluster.num_gpus}}
+    write_atomic(out_file, json.dumps(doc) + "\n")
+    click.echo(f"wrote {out_file}: {len(rows)} layers x {slots} physical experts (EP {s.cluster.num_gpus})")

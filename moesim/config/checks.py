@@ -52,6 +52,13 @@ def _check_cluster(s: Scenario) -> None:
     c = s.cluster
     experts, gpus = s.model.n_routed_experts, c.num_gpus
     redundant = s.placement.redundant_experts
+    if s.placement.kind in ("greedy", "optimal") and redundant:
+        raise ScenarioError(f"{s.placement.kind} places each expert once", path="placement.redundant_experts",
+                            fix="use redundant_experts: 0, or placement.kind: eplb for replicas")
+    if s.placement.kind == "optimal" and experts * s.cluster.num_gpus > 4096:
+        raise ScenarioError(f"the exact optimum is for small cases ({experts} experts x {s.cluster.num_gpus} "
+                            "GPUs is too many)", path="placement.kind",
+                            fix="use greedy or eplb; optimal needs E x GPUs <= 4096")
     if (experts + redundant) % gpus:
         need = (-experts) % gpus
         raise ScenarioError(f"{experts} routed + {redundant} redundant experts cannot fill {gpus} GPUs "

@@ -229,10 +229,17 @@ class RouterSpec(Strict):
 
 
 class PlacementSpec(Strict):
-    """Where experts live. Strategy names are keys of moesim.placement.PLACEMENTS."""
+    """Where experts live (keys of moesim.placement.PLACEMENTS) and how a token picks among replicas.
 
-    kind: Literal["contiguous"] = "contiguous"
+    replica_policy: ``round_robin`` over the flattened (token, k) position (vLLM), ``even`` (each expert's
+    assignments split equally over its replicas; EPLB's planning assumption), ``random`` (uniform per
+    assignment; SGLang "dynamic"), ``nearest`` (same GPU, else same node, else spread; SGLang "static").
+    """
+
+    kind: Literal["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical", "eplb_global",
+                  "optimal"] = "contiguous"
     redundant_experts: int = Field(default=0, ge=0)
+    replica_policy: Literal["round_robin", "even", "random", "nearest"] = "round_robin"
 
 
 class WorkloadSpec(Strict):

@@ -37,17 +37,47 @@ class Placement:
         row = self.phy2log[layer]
         return [np.flatnonzero(row == e) for e in range(int(row.max()) + 1)]
 
-    def choose_slots(self, layer: int, topk_ids: np.ndarray) -> np.ndarray:
-        """Physical slot for every (token, k) assignment [N, k].
+    def choose_slots(self, layer: int, topk_ids: np.ndarray, policy: str = "round_robin",
+                     src_gpu: np.ndarray | None = None, gpus_per_node: int = 8,
+                     rng: np.random.Generator | None = None) -> np.ndarray:
+        """Physical slot for every (token, k) assignment [N, k]; src_gpu [N] is each token's GPU.
 
-        One replica: that slot. Several: round-robin over the flattened (token, k) position (vLLM's rule),
-        which spreads an expert's assignments evenly over its replicas.
+        round_robin: the flattened (token, k) position modulo the replica count (vLLM). even: each expert's
+        own assignments in order, cyclically (equal split ±1). random: uniform. nearest: a replica on the
+        token's GPU, else on its node, else any; ties split by position.
         """
         row = self.phy2log[layer]
         experts = int(row.max()) + 1
         order = np.argsort(row, kind="stable")
         counts = np.bincount(row, minlength=experts)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        flat = topk_ids.ravel()
-        pick = first[flat] + np.arange(flat.size) % counts[flat]
+        flat = topk_ids.ravel().astype(np.int64)
+        if policy == "nearest" and src_gpu is not None and counts.max() > 1:
+            return self._nearest(order, first, counts, topk_ids, src_gpu, gpus_per_node)
+        if policy == "even":
+            o = np.argsort(flat, kind="stable")
+            nth = np.empty(flat.size, dtype=np.int64)
+            nth[o] = np.arange(flat.size) - np.searchsorted(flat[o], flat[o])
+            pick = first[flat] + nth % counts[flat]
+        elif policy == "random":
+            pick = first[flat] + (rng or np.random.default_rng(0)).integers(0, counts[flat])
+        else:
+            pick = first[flat] + np.arange(flat.size) % counts[flat]
         return order[pick].reshape(topk_ids.shape)
+
+    def _nearest(self, order, first, counts, topk_ids, src_gpu, gpn) -> np.ndarray:
+        n, k = topk_ids.shape
+        width = int(counts.max())
+        flat = topk_ids.ravel().astype(np.int64)
+        j = np.arange(width)
+        valid = j[None, :] < counts[flat][:, None]  # [A, width]
+        cand = order[np.minimum(first[flat][:, None] + j[None, :], order.size - 1)]  # slots
+        gpu = self.slot_gpu()[cand]
+        src = np.repeat(src_gpu, k)[:, None]
+        pri = np.where(valid, 2 * (gpu == src) + (gpu // gpn == src // gpn), -1)
+        best = pri == pri.max(axis=1, keepdims=True)
+        nbest = best.sum(axis=1)
+        want = np.arange(flat.size) % nbest  # spread ties by position
+        rank = np.cumsum(best, axis=1) - 1
+        col = np.argmax(best & (rank == want[:, None]), axis=1)
+        return cand[np.arange(flat.size), col].reshape(n, k)

@@ -10,7 +10,7 @@ import numpy as np
 from moesim.placement.base import Placement
 
 
-def contiguous(load: np.ndarray, gpus: int, redundant: int = 0) -> Placement:
+def contiguous(load: np.ndarray, gpus: int, redundant: int = 0, **_: object) -> Placement:
     """load: [layers, E] expected load per logical expert (only its order is used). Returns a Placement
     with R = E + redundant slots per layer (R divisible by ``gpus``, checked by config)."""
     layers, experts = load.shape

@@ -1,0 +1,140 @@
+"""Placement strategies beyond contiguous. Each maps expected loads ``load[layers, E]`` (only ratios matter)
+to a :class:`Placement` with ``R = E + redundant`` slots per layer, ``R / gpus`` slots per GPU.
+
+EPLB (DeepSeek's expert-parallel load balancer) is written from its published description
+(../shared/reference/algorithms.md): replicate the expert with the largest load per replica until the slots
+are used, then pack replicas onto GPUs heaviest first, each onto the lightest GPU that still has a free
+slot; the hierarchical policy first packs whole expert groups onto nodes the same way and replicates and
+packs inside each node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moesim.placement.base import Placement
+
+
+def _hottest_extra(load_row: np.ndarray, redundant: int) -> np.ndarray:
+    """Extra replicas for the expected-hottest experts, round-robin from the hottest."""
+    hottest = np.argsort(-load_row, kind="stable")
+    return hottest[np.arange(redundant) % load_row.size]
+
+
+def round_robin(load: np.ndarray, gpus: int, redundant: int = 0, **_: object) -> Placement:
+    """Expert e on GPU e mod G (strided); extra replicas of the hottest experts dealt out the same way."""
+    rows = []
+    for row in load:
+        logical = np.concatenate([np.arange(row.size), _hottest_extra(row, redundant)])
+        spg = logical.size // gpus
+        # slot (gpu, j) takes item j·G + gpu: consecutive items land on consecutive GPUs
+        rows.append(logical.reshape(spg, gpus).T.ravel())
+    return Placement(np.stack(rows), gpus)
+
+
+def random_placement(load: np.ndarray, gpus: int, redundant: int = 0, rng: np.random.Generator | None = None,
+                     **_: object) -> Placement:
+    """A random permutation of all slots (logical experts plus extra replicas of the hottest)."""
+    rng = rng or np.random.default_rng(0)
+    rows = [rng.permutation(np.concatenate([np.arange(row.size), _hottest_extra(row, redundant)])) for row in load]
+    return Placement(np.stack(rows), gpus)
+
+
+def balanced_packing(weights: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each item [n]: heaviest first onto the lightest bin with room; n / bins items per bin."""
+    n = weights.size
+    per = n // bins
+    load, count = np.zeros(bins), np.zeros(bins, dtype=int)
+    out = np.empty(n, dtype=int)
+    for i in np.argsort(-weights, kind="stable"):
+        open_bins = np.flatnonzero(count < per)
+        b = open_bins[np.argmin(load[open_bins])]
+        out[i], load[b], count[b] = b, load[b] + weights[i], count[b] + 1
+    return out
+
+
+def replicate(weights: np.ndarray, slots: int) -> np.ndarray:
+    """Replicas per expert [n]: one each, then one more at a time to the largest weight / replicas."""
+    cnt = np.ones(weights.size, dtype=int)
+    for _ in range(slots - weights.size):
+        cnt[np.argmax(weights / cnt)] += 1
+    return cnt
+
+
+def _pack_replicas(experts: np.ndarray, weights: np.ndarray, slots: int, gpus: int) -> np.ndarray:
+    """Replicate ``experts`` (ids, with ``weights``) into ``slots`` and pack them onto ``gpus`` GPUs.
+    Returns the logical expert of each slot, GPU-major [slots]."""
+    cnt = replicate(weights, slots)
+    items = np.repeat(experts, cnt)
+    item_w = np.repeat(weights / cnt, cnt)
+    gpu = balanced_packing(item_w, gpus)
+    order = np.lexsort((-item_w, gpu))  # GPU-major; inside a GPU heaviest first
+    return items[order]
+
+
+def eplb(load: np.ndarray, gpus: int, redundant: int = 0, gpus_per_node: int = 8, n_group: int = 1,
+         policy: str = "auto", **_: object) -> Placement:
+    """DeepSeek EPLB. ``hierarchical`` when expert groups divide evenly over nodes (groups stay on one node,
+    replicas stay on their group's node), else ``global`` (one group, one node)."""
+    nodes = max(1, gpus // gpus_per_node)
+    experts = load.shape[1]
+    slots = experts + redundant
+    hier = policy == "hierarchical" or (policy == "auto" and n_group > 1 and n_group % nodes == 0 and nodes > 1)
+    rows = []
+    for row in load:
+        if not hier:
+            rows.append(_pack_replicas(np.arange(experts), row, slots, gpus))
+            continue
+        size = experts // n_group
+        node_of_group = balanced_packing(row.reshape(n_group, size).sum(axis=1), nodes)
+        parts = []
+        for node in range(nodes):
+            ids = np.concatenate([np.arange(g * size, (g + 1) * size) for g in np.flatnonzero(node_of_group == node)])
+            parts.append(_pack_replicas(ids, row[ids], slots // nodes, gpus // nodes))
+        rows.append(np.concatenate(parts))
+    return Placement(np.stack(rows), gpus)
+
+
+def greedy(load: np.ndarray, gpus: int, redundant: int = 0, **_: object) -> Placement:
+    """Balanced without replicas (LPT): heaviest expert first onto the lightest GPU with a free slot."""
+    if redundant:
+        raise ValueError("greedy places each expert once: use redundant_experts 0, or eplb for replicas")
+    rows = []
+    for row in load:
+        gpu = balanced_packing(row, gpus)
+        rows.append(np.lexsort((-row, gpu)))
+    return Placement(np.stack(rows), gpus)
+
+
+def optimal(load: np.ndarray, gpus: int, redundant: int = 0, time_limit_s: float = 20.0, **_: object) -> Placement:
+    """Exact minimum of the busiest GPU's expected load without replicas (mixed-integer program solved by
+    HiGHS through scipy.optimize.milp); a lower bound to measure heuristics against. Small cases only."""
+    from scipy.optimize import Bounds, LinearConstraint, milp  # noqa: PLC0415 (solver only when asked)
+
+    if redundant:
+        raise ValueError("optimal places each expert once: use redundant_experts 0")
+    rows = []
+    for row in load:
+        e, g = row.size, gpus
+        nx = e * g  # x[e, g] binary, then T
+        c = np.zeros(nx + 1)
+        c[-1] = 1.0
+        a_one = np.zeros((e, nx + 1))
+        for i in range(e):
+            a_one[i, i * g:(i + 1) * g] = 1  # each expert on exactly one GPU
+        a_slots = np.zeros((g, nx + 1))
+        a_load = np.zeros((g, nx + 1))
+        for j in range(g):
+            a_slots[j, j:nx:g] = 1  # E / G experts per GPU
+            a_load[j, j:nx:g] = row
+            a_load[j, -1] = -1  # load_j - T <= 0
+        cons = [LinearConstraint(a_one, 1, 1), LinearConstraint(a_slots, e // g, e // g),
+                LinearConstraint(a_load, -np.inf, 0)]
+        integrality = np.r_[np.ones(nx), 0]
+        res = milp(c, constraints=cons, integrality=integrality, bounds=Bounds(0, np.r_[np.ones(nx), np.inf]),
+                   options={"time_limit": time_limit_s})
+        if res.x is None:
+            raise ValueError(f"the solver found no placement ({res.message})")
+        gpu = np.argmax(res.x[:nx].reshape(e, g), axis=1)
+        rows.append(np.lexsort((-row, gpu)))
+    return Placement(np.stack(rows), gpus)

@@ -1,0 +1,133 @@
+"""Placement invariants (hypothesis), EPLB against a hand-derived case, heuristics against the exact optimum,
+replica policies, `moesim compare` and the SGLang export."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moesim.cli import main
+from moesim.placement import PLACEMENTS, Placement
+from moesim.placement.strategies import eplb, greedy, optimal
+
+
+def expected_gpu_load(p: Placement, load_row: np.ndarray, layer: int = 0) -> np.ndarray:
+    """Per-GPU expected load with each expert's load split evenly over its replicas."""
+    share = load_row / p.logcnt[layer]
+    return np.bincount(p.slot_gpu(), weights=share[p.phy2log[layer]], minlength=p.gpus)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(sorted(set(PLACEMENTS) - {"optimal"})), st.integers(0, 2**31), st.sampled_from([2, 4, 8]),
+       st.integers(0, 3))
+def test_every_strategy_keeps_the_invariants(kind, seed, gpus, extra_per_gpu):
+    rng = np.random.default_rng(seed)
+    experts = 32
+    redundant = 0 if kind == "greedy" else extra_per_gpu * gpus
+    load = rng.pareto(1.0, (2, experts)) + 0.01
+    p = PLACEMENTS[kind](load, gpus, redundant, gpus_per_node=2, n_group=8, rng=rng)
+    assert p.phy2log.shape == (2, experts + redundant)  # equal slots per GPU
+    for layer in range(2):
+        assert (p.logcnt[layer] >= 1).all()  # every expert has a replica
+        slots = p.log2phy(layer)
+        assert sorted(np.concatenate(slots).tolist()) == list(range(experts + redundant))
+        for e, s in enumerate(slots):  # log2phy and phy2log are inverse
+            assert (p.phy2log[layer][s] == e).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 4))
+def test_hierarchical_eplb_keeps_replicas_on_their_groups_node(seed, extra):
+    rng = np.random.default_rng(seed)
+    gpus, gpn, groups, experts = 8, 4, 4, 32
+    p = eplb(rng.pareto(1.0, (1, experts)) + 0.01, gpus, extra * gpus, gpus_per_node=gpn, n_group=groups,
+             policy="hierarchical")
+    node_of_slot = p.slot_gpu() // gpn
+    size = experts // groups
+    for g in range(groups):
+        nodes = {int(node_of_slot[s]) for e in range(g * size, (g + 1) * size) for s in p.log2phy(0)[e]}
+        assert len(nodes) == 1
+
+
+def test_eplb_global_matches_the_hand_derived_example():
+    # loads [10, 4, 3, 1], 6 slots on 2 GPUs. Replicate: expert 0 gets 2 more (10/1 > 4, then 10/2 = 5 > 4).
+    # Items by weight: e1 4, e0 3.33 x3, e2 3, e3 1. Pack heaviest first onto the lightest GPU with room:
+    # e1->G0, e0->G1, e0->G1 (3.33 < 4), e0->G0 (4 < 6.67), e2->G1 (6.67 < 7.33), e3->G0 (G1 full).
+    # Inside a GPU slots go heaviest first: G0 = [1, 0, 3], G1 = [0, 0, 2].
+    p = eplb(np.array([[10.0, 4, 3, 1]]), 2, 2, gpus_per_node=2, policy="global")
+    assert p.phy2log[0].tolist() == [1, 0, 3, 0, 0, 2]
+
+
+def test_eplb_with_enough_redundancy_balances_a_skewed_load():
+    w = np.arange(1, 65, dtype=float) ** -1.0  # zipf 1.0 over 64 experts: the hottest has 21% of the load
+    no_rep = eplb(w[None], 8, 0, gpus_per_node=8, policy="global")
+    rep = eplb(w[None], 8, 64, gpus_per_node=8, policy="global")
+    ratio = lambda p: expected_gpu_load(p, w).max() / expected_gpu_load(p, w).mean()  # noqa: E731
+    assert ratio(no_rep) > 1.5  # one expert alone exceeds a GPU's fair share
+    assert ratio(rep) <= 1.05
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_heuristics_within_five_percent_of_the_exact_optimum(seed):
+    w = np.random.default_rng(seed).lognormal(0, 0.6, (1, 16))
+    best = expected_gpu_load(optimal(w, 4), w[0]).max()
+    for heuristic in (greedy(w, 4), eplb(w, 4, 0, gpus_per_node=4, policy="global")):
+        assert expected_gpu_load(heuristic, w[0]).max() <= 1.05 * best + 1e-12
+    assert best >= w[0].sum() / 4 - 1e-9  # the optimum is never below the mean
+
+
+def test_replica_policies():
+    p = Placement(np.array([[0, 1, 0, 1]]), 2)  # experts 0 and 1 each on both GPUs
+    ids = np.array([[0], [0], [0], [1]])
+    src = np.array([0, 1, 1, 0])
+    nearest = p.choose_slots(0, ids, "nearest", src, gpus_per_node=1)
+    assert (p.slot_gpu()[nearest[:, 0]] == src).all()  # same GPU whenever a replica is there
+    even = p.choose_slots(0, np.zeros((5, 1), dtype=int), "even")
+    assert sorted(np.bincount(even[:, 0], minlength=4)[[0, 2]].tolist()) == [2, 3]
+    rnd = p.choose_slots(0, ids, "random", rng=np.random.default_rng(0))
+    assert (p.phy2log[0][rnd[:, 0]] == ids[:, 0]).all()
+
+
+def _small(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("seed: 3\nmodel: {base: deepseek-v3, num_hidden_layers: 5}\n"
+                    "cluster: {gpu: h800, nodes: 2, gpus_per_node: 8}\n"
+                    "router: {stats: {kind: zipf, alpha: 1.2}}\nworkload: {tokens_per_gpu: 256}\n")
+    return path
+
+
+def test_compare_runs_every_variant_on_the_same_draws(tmp_path):
+    path = _small(tmp_path)
+    r = CliRunner().invoke(main, ["compare", str(path), "--placements", "contiguous,eplb,greedy",
+                                  "--redundant", "0,16", "--json", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output[: r.output.rindex("]") + 1])
+    assert len(rows) == 6
+    for row in rows:
+        if row["placement"] == "greedy" and row["redundant_experts"] == 16:
+            assert "greedy places each expert once" in row["error"]
+            continue
+        for key in ("iteration_time_s", "throughput_tokens_per_s", "gpu_load_max_over_mean", "inter_node_bytes"):
+            assert row[key] > 0
+    eplb_rows = [x for x in rows if x["placement"] == "eplb"]
+    cont = [x for x in rows if x["placement"] == "contiguous" and x["redundant_experts"] == 0][0]
+    assert min(x["gpu_load_max_over_mean"] for x in eplb_rows) < cont["gpu_load_max_over_mean"]
+    assert (tmp_path / "out" / "compare.png").stat().st_size > 1000
+    bad = CliRunner().invoke(main, ["compare", str(path), "--redundant", "a,b"])
+    assert bad.exit_code == 2
+
+
+def test_export_placement_writes_sglang_initial_expert_location(tmp_path):
+    path = _small(tmp_path)
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(main, ["export-placement", str(path), "--set", "placement.kind=eplb",
+                                  "--set", "placement.redundant_experts=16", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    rows = doc["physical_to_logical_map"]
+    assert len(rows) == 5 and all(len(row) == 272 for row in rows)
+    assert rows[0] == [j % 256 for j in range(272)]  # a dense layer keeps the trivial mapping
+    assert sorted(set(rows[4])) == list(range(256))
