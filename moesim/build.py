@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from moesim import costs
-from moesim.config.schema import Scenario, TraceStats
+from moesim.config.schema import HistogramStats, Scenario, TraceStats
 from moesim.engine.records import LayerWork
 from moesim.model import MoEModel, copy_bytes
 from moesim.placement import PLACEMENTS, Placement
+from moesim.placement.strategies import pair_counts
 from moesim.routing import Routed, RoutingParams, expert_popularity, route
 from moesim.routing.router import capacity_keep, route_clusters
-from moesim.routing.sources import load_trace, tokens_for
+from moesim.routing.sources import load_histogram_steps, load_trace, tokens_for
 from moesim.routing.stats import coactivation_mixture
 from moesim.topology import Topology, build_topology
 from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
@@ -96,9 +97,14 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
     stats_ss, route_ss, place_ss = np.random.SeedSequence(s.seed).spawn(3)
     popularity = expert_popularity(s.router.stats, layers, model.experts, _rng(stats_ss),
                                    g * s.workload.tokens_per_gpu, params.top_k)
+    co = getattr(s.router.stats, "coactivation", None)
+    # the clusters' favoured experts belong to the statistics: drawn once, shared by planning and routing
+    co_rng = _rng(stats_ss.spawn(1)[0])
+    mixtures = [coactivation_mixture(popularity[layer], co, co_rng)[0] for layer in range(layers)] if co else None
     placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts,
                                              gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
-                                             rng=_rng(place_ss))
+                                             rng=_rng(place_ss), **_planning_inputs(s, params, popularity,
+                                                                                    stats_ss, place_ss, mixtures))
     trace_exact = None
     if trace is None and isinstance(s.router.stats, TraceStats):
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
@@ -106,7 +112,7 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
-                   costs.cost_model(s.cluster, model, params.top_k), trace)
+                   costs.cost_model(s.cluster, model, params.top_k), trace, mixtures)
     seeds = route_ss.spawn(layers)
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     if threads == 1:
@@ -116,6 +122,35 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
             built = list(pool.map(ctx.layer, range(layers), seeds))
     return Built(s, model, params, topo, placement, fidelity(s)[0], ctx.sampled,
                  [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
+
+
+def _planning_inputs(s: Scenario, params: RoutingParams, popularity: np.ndarray,
+                     stats_ss: np.random.SeedSequence, place_ss: np.random.SeedSequence,
+                     mixtures: list[np.ndarray] | None) -> dict[str, Any]:
+    """What the affinity and time-aware planners need: co-selection counts from a routing sample (the
+    trace itself when one is replayed), or the popularity over the last ``window`` steps."""
+    kind, layers, e = s.placement.kind, popularity.shape[0], popularity.shape[1]
+    if kind == "affinity":
+        n = min(s.placement.plan_tokens, s.cluster.num_gpus * s.workload.tokens_per_gpu)
+        if isinstance(s.router.stats, TraceStats):
+            ids, _ = load_trace(s.router.stats.path, layers, e)
+            samples = [layer[:n] for layer in ids]
+        else:
+            rng = _rng(place_ss.spawn(1)[0])
+            samples = [route(popularity[layer], n, params, rng).ids if mixtures is None
+                       else route_clusters(mixtures[layer], n, params, rng).ids for layer in range(layers)]
+        return {"pairs": np.stack([pair_counts(np.asarray(x, dtype=np.int64), e) for x in samples])}
+    if kind == "time_aware":
+        stats = s.router.stats
+        if getattr(stats, "drift", 0) and hasattr(stats, "step"):
+            first = max(0, stats.step - s.placement.window + 1)
+            window = [expert_popularity(stats.model_copy(update={"step": t}), layers, e, _rng(stats_ss),
+                                        s.cluster.num_gpus * s.workload.tokens_per_gpu, params.top_k)
+                      for t in range(first, stats.step + 1)]
+            return {"window": np.stack(window)}
+        if isinstance(stats, HistogramStats):
+            return {"window": np.stack(load_histogram_steps(stats.path, stats.key, layers, e))}
+    return {}
 
 
 def _trace_tokens(s: Scenario, layers: int, experts: int, n: int) -> tuple[list[np.ndarray], bool]:
@@ -138,6 +173,7 @@ class _Context:
     sampled: int
     costs: Any
     trace: list[np.ndarray] | None
+    mixtures: list[np.ndarray] | None = None  # per layer [clusters, E] popularity, with co-activation
 
     def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerWork, LayerStats]:
         s, model, topo, placement = self.s, self.model, self.topo, self.placement
@@ -163,12 +199,10 @@ class _Context:
 
     def _route(self, layer: int, n: int, rng: np.random.Generator) -> Routed:
         """Synthetic routing; with co-activation, each token's cluster picks its own popularity."""
-        co = getattr(self.s.router.stats, "coactivation", None)
         home = self._home(layer)
-        if co is None:
+        if self.mixtures is None:
             return route(self.popularity[layer], n, self.params, rng, home=home)
-        pops, _ = coactivation_mixture(self.popularity[layer], co, rng)
-        return route_clusters(pops, n, self.params, rng, home)
+        return route_clusters(self.mixtures[layer], n, self.params, rng, home)
 
     def _home(self, layer: int) -> np.ndarray | None:
         """[E] the device (or node) of each expert's first replica, for placement-limited routing."""

@@ -40,7 +40,8 @@ def _row(res: api.Result) -> dict[str, Any]:
         "placement": s.placement.kind, "redundant_experts": s.placement.redundant_experts,
         "replica_policy": s.placement.replica_policy,
         "iteration_time_s": doc["iteration_time_s"], "throughput_tokens_per_s": doc["throughput_tokens_per_s"],
-        "gpu_load_max_over_mean": doc["totals"]["gpu_load_max_over_mean"],
+        # per layer, then averaged: a sum over layers would hide each layer's hot GPU
+        "gpu_load_max_over_mean": doc["totals"]["mean_layer_gpu_load_max_over_mean"],
         "inter_node_bytes": doc["totals"]["inter_node_bytes"],
         # replicas beyond one per expert, per GPU, every MoE layer
         "extra_memory_per_gpu_bytes": (slots - b.model.experts) / b.topology.num_gpus * expert_bytes

@@ -55,6 +55,16 @@ def _check_cluster(s: Scenario) -> None:
     if s.placement.kind in ("greedy", "optimal") and redundant:
         raise ScenarioError(f"{s.placement.kind} places each expert once", path="placement.redundant_experts",
                             fix="use redundant_experts: 0, or placement.kind: eplb for replicas")
+    nodes = s.cluster.nodes
+    n_group = s.router.n_group or s.model.n_group
+    if s.placement.kind == "affinity" and redundant % nodes:
+        raise ScenarioError(f"affinity keeps replicas inside nodes: {redundant} redundant experts do not split "
+                            f"over {nodes} nodes", path="placement.redundant_experts",
+                            fix=f"use a multiple of {nodes}")
+    if s.placement.kind == "eplb_hierarchical" and (n_group % nodes or nodes < 2):
+        raise ScenarioError(f"hierarchical EPLB packs whole groups onto nodes: {n_group} groups over {nodes} "
+                            "node(s) does not work", path="placement.kind",
+                            fix="use eplb (picks global when groups do not divide over nodes) or eplb_global")
     if s.placement.kind == "optimal" and experts * s.cluster.num_gpus > 4096:
         raise ScenarioError(f"the exact optimum is for small cases ({experts} experts x {s.cluster.num_gpus} "
                             "GPUs is too many)", path="placement.kind",

@@ -237,8 +237,11 @@ class PlacementSpec(Strict):
     """
 
     kind: Literal["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical", "eplb_global",
-                  "optimal"] = "contiguous"
+                  "optimal", "affinity", "time_aware"] = "contiguous"
     redundant_experts: int = Field(default=0, ge=0)
+    # affinity: tokens routed per layer to count co-selected expert pairs; time_aware: steps planned for
+    plan_tokens: int = Field(default=8192, ge=64)
+    window: int = Field(default=8, ge=1)
     replica_policy: Literal["round_robin", "even", "random", "nearest"] = "round_robin"
 
 

@@ -138,3 +138,96 @@ def optimal(load: np.ndarray, gpus: int, redundant: int = 0, time_limit_s: float
         gpu = np.argmax(res.x[:nx].reshape(e, g), axis=1)
         rows.append(np.lexsort((-row, gpu)))
     return Placement(np.stack(rows), gpus)
+
+
+def pair_counts(ids: np.ndarray, experts: int) -> np.ndarray:
+    """Co-selection matrix [E, E]: how many tokens chose both experts (symmetric, zero diagonal)."""
+    w = np.zeros((experts, experts))
+    k = ids.shape[1]
+    for a in range(k):
+        for b in range(a + 1, k):
+            np.add.at(w, (ids[:, a], ids[:, b]), 1.0)
+    w = w + w.T
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def _affinity_nodes(row: np.ndarray, pairs: np.ndarray, nodes: int, tol: float, max_swaps: int) -> np.ndarray:
+    """Node of each expert: balanced packing, then pairwise swaps between nodes that raise the co-selection
+    weight kept inside nodes while every node's load stays under max((1 + tol)·mean, the start's max)."""
+    node = balanced_packing(row, nodes)
+    member = np.eye(nodes)[node]  # [E, nodes]
+    aff = pairs @ member  # [E, nodes]: co-selection weight from e to each node
+    load = np.bincount(node, weights=row, minlength=nodes)
+    cap = max((1 + tol) * load.mean(), load.max())
+    for _ in range(max_swaps):
+        own = aff[np.arange(row.size), node]
+        # gain of swapping a (node X) and b (node Y): a's pull to Y and b's pull to X, minus their own ties
+        gain = (aff[:, node].T - own[:, None]).T + (aff[:, node] - own[:, None]).T - 2 * pairs
+        gain[node[:, None] == node[None, :]] = -np.inf
+        dx = row[None, :] - row[:, None]  # node X gains b, loses a
+        ok = (load[node][:, None] + dx <= cap) & (load[node][None, :] - dx <= cap)
+        gain[~ok] = -np.inf
+        a, b = np.unravel_index(np.argmax(gain), gain.shape)
+        if not gain[a, b] > 1e-9:
+            break
+        x, y = node[a], node[b]
+        load[x] += row[b] - row[a]
+        load[y] += row[a] - row[b]
+        aff[:, x] += pairs[:, b] - pairs[:, a]
+        aff[:, y] += pairs[:, a] - pairs[:, b]
+        node[a], node[b] = y, x
+    return node
+
+
+def affinity(load: np.ndarray, gpus: int, redundant: int = 0, gpus_per_node: int = 8,
+             pairs: np.ndarray | None = None, tol: float = 0.05, **_: object) -> Placement:
+    """Co-selected experts on one node, subject to balance: node assignment by balanced packing refined with
+    load-capped swaps that keep heavy co-selection edges inside nodes (the hierarchical all-to-all sends one
+    copy per token and node); then, inside each node, replicas of its hottest experts and LPT onto its GPUs.
+    pairs [layers, E, E]: co-selection counts from a routing sample (see ``pair_counts``)."""
+    nodes = max(1, gpus // gpus_per_node)
+    experts = load.shape[1]
+    if redundant % nodes:
+        raise ValueError(f"affinity places replicas inside nodes: redundant_experts must be a multiple of {nodes}")
+    rows = []
+    for layer, row in enumerate(load):
+        w = pairs[layer] if pairs is not None else np.zeros((experts, experts))
+        node = _affinity_nodes(row, w, nodes, tol, max_swaps=4 * experts) if nodes > 1 else np.zeros(experts, int)
+        parts = []
+        for n in range(nodes):
+            ids = np.flatnonzero(node == n)
+            parts.append(_pack_replicas(ids, row[ids], (experts + redundant) // nodes, gpus // nodes))
+        rows.append(np.concatenate(parts))
+    return Placement(np.stack(rows), gpus)
+
+
+def time_aware(load: np.ndarray, gpus: int, redundant: int = 0, window: np.ndarray | None = None,
+               **_: object) -> Placement:
+    """Plan for a window of steps: minimise the sum over steps of the busiest GPU's load, not the busiest
+    GPU under the average load. window [steps, layers, E] (defaults to ``load`` as one step). Replicas as in
+    EPLB (largest mean load per replica); items are placed heaviest first on the GPU with a free slot that
+    raises Σ_t max_g load_t,g the least."""
+    steps = window if window is not None else load[None]
+    experts = load.shape[1]
+    slots = experts + redundant
+    per = slots // gpus
+    rows = []
+    for layer in range(load.shape[0]):
+        w = steps[:, layer, :]  # [T, E]
+        cnt = replicate(w.mean(axis=0), slots)
+        items = np.repeat(np.arange(experts), cnt)
+        item_w = np.repeat(w / cnt, cnt, axis=1)  # [T, slots]
+        gpu_load = np.zeros((w.shape[0], gpus))
+        count = np.zeros(gpus, dtype=int)
+        gpu_of = np.empty(items.size, dtype=int)
+        for i in np.argsort(-item_w.sum(axis=0), kind="stable"):
+            trial = gpu_load + item_w[:, i:i + 1]  # [T, G]: put item i on each GPU
+            cost = np.maximum(trial, gpu_load.max(axis=1, keepdims=True)).sum(axis=0)
+            cost[count >= per] = np.inf
+            g = int(np.argmin(cost))
+            gpu_of[i], count[g] = g, count[g] + 1
+            gpu_load[:, g] += item_w[:, i]
+        order = np.lexsort((-item_w.sum(axis=0), gpu_of))
+        rows.append(items[order])
+    return Placement(np.stack(rows), gpus)

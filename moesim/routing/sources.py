@@ -113,6 +113,18 @@ def load_histogram(path: str | Path, key: str | None, step: int | str, layers: i
     return series
 
 
+def load_histogram_steps(path: str | Path, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
+    """Every step of a histogram time series, each normalised per layer [layers, experts]."""
+    arr, _ = _load_any(Path(path), key, HISTOGRAM_KEYS)
+    arr = np.asarray(arr, dtype=float)
+    steps = arr.shape[0] if arr.ndim == 3 else 1
+    out = []
+    for t in range(steps):
+        h = load_histogram(path, key, t, layers, experts)
+        out.append(np.maximum(h, 1e-12) / np.maximum(h, 1e-12).sum(axis=1, keepdims=True))
+    return out
+
+
 def _pick(arr: np.ndarray, step: int) -> np.ndarray:
     if not -arr.shape[0] <= step < arr.shape[0]:
         raise SourceError(f"step {step} out of range: the file has {arr.shape[0]} steps")
