@@ -36,12 +36,12 @@ def run(path: str | Path, overrides: Iterable[str] = ()) -> Result:
     return run_scenario(load_scenario(path, overrides))
 
 
-def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None) -> Result:
+def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None) -> Result:
     """Simulate one forward iteration through every MoE layer of a validated scenario.
 
     trace: optional per-MoE-layer top-k expert ids [GPUs × tokens_per_gpu, k], GPU-major, replayed
     instead of synthetic routing."""
-    built = build(s, trace)
+    built = build(s, trace, placement)
     lat = s.cluster.gpu.collective_latency
     records = simulate(built.work, built.topology, lat, exact=built.fluid_network,
                        dispatch_latency_s=2 * lat if s.comm.layout_exchange else lat)

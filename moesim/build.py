@@ -83,13 +83,21 @@ def routed_tokens_per_gpu(s: Scenario) -> int:
     return min(s.workload.tokens_per_gpu, max(1, s.sim.sampled_tokens // s.cluster.num_gpus))
 
 
-def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
+def popularity_of(s: Scenario) -> np.ndarray:
+    """The scenario's per-layer expert popularity [layers, E], exactly as ``build`` draws it."""
+    model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
+    stats_ss = np.random.SeedSequence(s.seed).spawn(3)[0]
+    return expert_popularity(s.router.stats, model.num_moe_layers, model.experts, _rng(stats_ss),
+                             s.cluster.num_gpus * s.workload.tokens_per_gpu, params.top_k)
+
+
+def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placement | None = None) -> Built:
     """Route every MoE layer and turn it into engine work. Layers are independent (own random streams),
     so they are built in parallel threads (numpy releases the GIL in its bulk loops); the result does not
     depend on the thread count.
 
     trace: optional per-MoE-layer top-k ids [G·T, k] (tokens GPU-major: GPU 0's T tokens first) replayed
-    instead of synthetic routing.
+    instead of synthetic routing. placement: use this plan instead of planning one (rebalancing studies).
     """
     model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
     topo = build_topology(s.cluster)
@@ -101,7 +109,7 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None) -> Built:
     # the clusters' favoured experts belong to the statistics: drawn once, shared by planning and routing
     co_rng = _rng(stats_ss.spawn(1)[0])
     mixtures = [coactivation_mixture(popularity[layer], co, co_rng)[0] for layer in range(layers)] if co else None
-    placement = PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts,
+    placement = placement or PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts,
                                              gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
                                              rng=_rng(place_ss), **_planning_inputs(s, params, popularity,
                                                                                     stats_ss, place_ss, mixtures))

@@ -285,3 +285,44 @@ def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path)
                                                        "ep_size": s.cluster.num_gpus}}
     write_atomic(out_file, json.dumps(doc) + "\n")
     click.echo(f"wrote {out_file}: {len(rows)} layers x {slots} physical experts (EP {s.cluster.num_gpus})")
+
+
+@main.command(name="rebalance")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--iterations", type=int, default=12, show_default=True)
+@click.option("--every", type=int, default=4, show_default=True, help="Re-plan every N iterations.")
+@click.option("--window", type=int, default=4, show_default=True, help="Steps of statistics a re-plan averages.")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print {rows, summary} as JSON.")
+def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, overrides: tuple[str, ...],
+                  as_json: bool) -> None:
+    """Re-plan the placement every N iterations as the router statistics drift; count what it moves.
+
+    \b
+    Needs drifting statistics (router.stats.drift > 0). Each re-plan moves the expert weights of every
+    slot whose expert changed and stalls for the slowest GPU's transfer over its NIC. The static column
+    keeps the first plan. Example:
+      moesim rebalance scenarios/deepseek-v3-decode-h800.yaml --set router.stats.drift=0.05 \\
+          --set placement.kind=eplb --iterations 12 --every 4
+    """
+    from moesim.rebalance import rebalance_study, summarize  # noqa: PLC0415
+
+    if iterations < 1 or every < 1 or window < 1:
+        raise MoesimError("--iterations, --every and --window must be at least 1")
+    s = api.load_scenario(scenario, list(overrides))
+    rows = rebalance_study(s, iterations, every, window)
+    summary = summarize(rows, every)
+    if as_json:
+        click.echo(json.dumps({"rows": rows, "summary": summary}, indent=1))
+        return
+    click.echo(f"{'iter':>4} {'re-plan':>7} {'iter ms':>9} {'stall ms':>9} {'moved GiB':>9} {'GPU max/mean':>12}"
+               f" {'static ms':>10} {'static max/mean':>15}")
+    for r in rows:
+        click.echo(f"{r['iteration']:>4} {'yes' if r['replanned'] else '':>7} {r['iteration_time_s'] * 1e3:>9.3f}"
+                   f" {r['stall_s'] * 1e3:>9.3f} {r['moved_bytes'] / 2**30:>9.3f} {r['gpu_load_max_over_mean']:>12.3f}"
+                   f" {r['static_iteration_time_s'] * 1e3:>10.3f} {r['static_gpu_load_max_over_mean']:>15.3f}")
+    fmt = lambda x: f"{x:,.0f}" if x else "-"  # noqa: E731
+    click.echo(f"tokens/s with re-planning: before {fmt(summary['throughput_before'])}, during "
+               f"{fmt(summary['throughput_during'])}, after {fmt(summary['throughput_after'])}, overall "
+               f"{fmt(summary['throughput_overall'])}; first plan kept: {fmt(summary['static_throughput_overall'])}; "
+               f"{summary['replans']} re-plans moved {summary['moved_bytes_total'] / 2**30:.2f} GiB")

@@ -163,3 +163,20 @@ def test_time_aware_lowers_the_sum_of_per_step_maxima(seed):
     planned = time_aware(window.mean(axis=0), 4, 0, window=window)
     on_mean = eplb(window.mean(axis=0), 4, 0, gpus_per_node=4, policy="global")
     assert objective(planned) <= objective(on_mean) + 1e-9
+
+
+def test_rebalancing_counts_moved_experts_and_compares_with_the_first_plan(tmp_path):
+    path = _small(tmp_path)
+    r = CliRunner().invoke(main, ["rebalance", str(path), "--set", "router.stats.drift=0.2", "--set",
+                                  "placement.kind=eplb_global", "--iterations", "5", "--every", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    rows, summary = doc["rows"], doc["summary"]
+    assert [x["replanned"] for x in rows] == [False, False, True, False, True]
+    assert rows[0]["iteration_time_s"] == rows[0]["static_iteration_time_s"]  # same plan before a re-plan
+    expert_bytes = 3 * 7168 * 2048 * 1  # DeepSeek-V3 expert in FP8
+    for x in rows:
+        assert x["moved_bytes"] % expert_bytes == 0
+    assert summary["replans"] == 2 and summary["moved_bytes_total"] > 0
+    static = CliRunner().invoke(main, ["rebalance", str(path)])
+    assert static.exit_code == 2 and "drift" in static.output
