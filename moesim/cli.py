@@ -326,3 +326,51 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
                f"{fmt(summary['throughput_during'])}, after {fmt(summary['throughput_after'])}, overall "
                f"{fmt(summary['throughput_overall'])}; first plan kept: {fmt(summary['static_throughput_overall'])}; "
                f"{summary['replans']} re-plans moved {summary['moved_bytes_total'] / 2**30:.2f} GiB")
+
+
+@main.command(name="sweep")
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Results folder: results.csv, results.jsonl and a per-point cache (points/).")
+@click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, as_json: bool) -> None:
+    """Run a scenario over axes of parameters, in parallel, resuming where an earlier run stopped.
+
+    \b
+    SWEEP.yaml:
+      base: ../scenarios/deepseek-v3-prefill-h800.yaml   # relative to the sweep file
+      set: [model.num_hidden_layers=13]                   # optional overrides for every point
+      grid: {cluster.nodes: [2, 4, 8], placement.kind: [contiguous, eplb]}   # cartesian product
+      zip: {workload.tokens_per_gpu: [1024, 4096], sim.sampled_tokens: [16384, 65536]}  # stepped together
+    Points are cached by a hash of their resolved scenario: run the same command again and only missing
+    (or failed) points run. A point that fails is recorded with its error; the sweep goes on.
+    """
+    import os  # noqa: PLC0415
+
+    from moesim.sweep import LocalProcessExecutor, load_sweep, run_sweep  # noqa: PLC0415
+
+    spec = load_sweep(sweep_file)
+    executor = LocalProcessExecutor(jobs or os.cpu_count() or 1)
+    with click.progressbar(length=len(spec.points()), label="points", file=sys.stderr) as bar:
+        state = {"n": 0}
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - state["n"])
+            state["n"] = done
+
+        summary = run_sweep(spec, out_dir, executor, progress)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    click.echo(f"{summary['points']} points: {summary['ran']} ran, {summary['cached']} cached, "
+               f"{summary['failed']} failed ({summary['invalid']} invalid); results in {out_dir}/results.csv")
+    if summary["best"]:
+        b = summary["best"]
+        params = {k: v for k, v in b.items() if k not in ("key",) and k not in _SWEEP_METRIC_KEYS}
+        click.echo(f"best throughput {b['throughput_tokens_per_s']:,.0f} tokens/s at {json.dumps(params)}")
+
+
+_SWEEP_METRIC_KEYS = {"iteration_time_s", "throughput_tokens_per_s", "tokens_per_iteration", "gpu_load_max_over_mean",
+                      "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes", "dropped_tokens",
+                      "dispatch_s", "expert_s", "combine_s", "error"}

@@ -1,0 +1,104 @@
+"""Run a sweep: resolve every point, reuse cached results, run the rest on an executor, write rows.
+
+Layout of the output folder: ``points/<hash>.json`` (one per point, written atomically as it finishes;
+the hash is of the resolved scenario and the moesim version, so an edited base scenario or a new moesim
+reruns), ``results.jsonl`` and ``results.csv`` (one row per point: parameters, then metrics or error),
+rewritten atomically after every finished point, so an interrupted sweep loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from moesim import __version__
+from moesim.errors import MoesimError
+from moesim.output import to_csv, write_atomic
+from moesim.sweep.executor import Executor
+from moesim.sweep.spec import SweepSpec
+
+METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_iteration")
+TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes",
+          "dropped_tokens", "dispatch_s", "expert_s", "combine_s")
+
+
+def point_key(scenario_json: str) -> str:
+    return hashlib.sha256(f"{__version__}\n{scenario_json}".encode()).hexdigest()[:20]
+
+
+def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(resolved scenario JSON, error) for one point; a point that does not validate keeps its error."""
+    from moesim.config import load_scenario  # noqa: PLC0415
+
+    try:
+        s = load_scenario(spec.base, [*spec.overrides, *spec.overrides_for(params)])
+    except MoesimError as exc:
+        return None, str(exc)
+    return json.dumps(s.model_dump(mode="json"), sort_keys=True), None
+
+
+def simulate_point(task: tuple[str, str, list[str]]) -> dict[str, Any]:
+    """Worker: simulate one point (base path, key, overrides) and return its metrics or its error."""
+    from moesim import api  # noqa: PLC0415
+
+    base, _key, overrides = task
+    try:
+        doc = api.run(base, overrides).summary
+    except MoesimError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 (a crashing point is recorded, the sweep goes on)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {**{m: doc[m] for m in METRICS}, **{m: doc["totals"].get(m) for m in TOTALS}}
+
+
+def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run every point not cached in ``out``; returns a summary (counts, best point)."""
+    points_dir = out / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[int, dict[str, Any]] = {}
+    todo, cached, invalid = [], 0, 0
+    points = spec.points()
+    for i, params in enumerate(points):
+        scenario_json, error = _resolve(spec, params)
+        if error:
+            rows[i] = {**params, "error": error}
+            invalid += 1
+            continue
+        key = point_key(scenario_json)
+        hit = points_dir / f"{key}.json"
+        if hit.is_file():
+            rows[i] = {**params, **json.loads(hit.read_text())["result"], "key": key}
+            cached += 1
+            continue
+        todo.append((i, key, params))
+    done = 0
+    tasks = {key: (i, params) for i, key, params in todo}
+    work = [(str(spec.base), key, [*spec.overrides, *spec.overrides_for(params)]) for _, key, params in todo]
+    _write(out, points, rows)
+    for task, result in executor.run(simulate_point, work):
+        i, params = tasks[task[1]]
+        rows[i] = {**params, **result, "key": task[1]}
+        if "error" not in result:  # failures are recorded in the table but retried next time
+            write_atomic(points_dir / f"{task[1]}.json", json.dumps({"params": params, "result": result}) + "\n")
+        done += 1
+        _write(out, points, rows)
+        if progress:
+            progress(done, len(work))
+    ok = [r for r in rows.values() if "error" not in r]
+    best = max(ok, key=lambda r: r["throughput_tokens_per_s"], default=None)
+    return {"points": len(points), "ran": len(work), "cached": cached, "invalid": invalid,
+            "failed": sum(1 for r in rows.values() if "error" in r), "best": best}
+
+
+def _write(out: Path, points: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> None:
+    ordered = [rows[i] for i in sorted(rows)]
+    cols: list[str] = []
+    for r in ordered:
+        cols += [k for k in r if k not in cols]
+    full = [{c: r.get(c) for c in cols} for r in ordered]
+    write_atomic(out / "results.jsonl", "".join(json.dumps(r, sort_keys=False) + "\n" for r in ordered))
+    write_atomic(out / "results.csv", to_csv(full))

@@ -1,0 +1,99 @@
+"""Sweeps: axes, caching and resuming, failures recorded, a pluggable executor, and clear errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from moesim.cli import main
+from moesim.errors import ScenarioError
+from moesim.sweep import SerialExecutor, load_sweep, run_sweep
+
+BASE = """seed: 3
+model: {base: deepseek-v3, num_hidden_layers: 5}
+cluster: {gpu: h800, nodes: 1, gpus_per_node: 8}
+router: {stats: {kind: zipf, alpha: 1.0}}
+workload: {tokens_per_gpu: 256}
+"""
+
+
+def _files(tmp_path, sweep: str):
+    (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "sweep.yaml").write_text(sweep)
+    return tmp_path / "sweep.yaml"
+
+
+SWEEP = """base: base.yaml
+grid:
+  cluster.nodes: [1, 2, 3]          # 3 nodes cannot hold 256 experts evenly: recorded, not fatal
+  placement.kind: [contiguous, eplb]
+zip:
+  workload.tokens_per_gpu: [128, 256]
+  router.top_k: [8, 4]
+"""
+
+
+class CountingExecutor(SerialExecutor):
+    """Any object with run(fn, items) plugs in: here one that counts what it ran."""
+
+    def __init__(self):
+        self.ran = []
+
+    def run(self, fn, items):
+        for item, result in super().run(fn, items):
+            self.ran.append(item[1])
+            yield item, result
+
+
+def test_points_are_the_grid_product_crossed_with_zipped_rows(tmp_path):
+    spec = load_sweep(_files(tmp_path, SWEEP))
+    pts = spec.points()
+    assert len(pts) == 3 * 2 * 2
+    assert {(p["workload.tokens_per_gpu"], p["router.top_k"]) for p in pts} == {(128, 8), (256, 4)}
+
+
+def test_sweep_caches_resumes_and_records_failures(tmp_path):
+    spec = load_sweep(_files(tmp_path, SWEEP))
+    out = tmp_path / "out"
+    ex = CountingExecutor()
+    first = run_sweep(spec, out, ex)
+    assert (first["points"], first["ran"], first["invalid"]) == (12, 8, 4)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+    bad = [r for r in rows if r["cluster.nodes"] == 3]
+    assert all("redundant_experts" in r["error"] for r in bad)
+    good = [r for r in rows if "error" not in r]
+    assert all(r["throughput_tokens_per_s"] > 0 for r in good)
+    assert (out / "results.csv").read_text().count("\n") == 13
+    again = run_sweep(spec, out, CountingExecutor())
+    assert (again["ran"], again["cached"]) == (0, 8)
+    # an interrupted sweep: one point's result is missing, only that point runs again
+    victim = sorted((out / "points").glob("*.json"))[0]
+    victim.unlink()
+    ex3 = CountingExecutor()
+    third = run_sweep(spec, out, ex3)
+    assert third["ran"] == 1 and ex3.ran == [victim.stem]
+    assert [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] == rows
+
+
+@pytest.mark.parametrize("text, where", [
+    ("base: base.yaml\nzip: {cluster.nodes: [1, 2], router.top_k: [8]}\n", "zip"),
+    ("base: base.yaml\ngrids: {cluster.nodes: [1]}\n", "grids"),
+    ("base: nope.yaml\n", "base"),
+    ("base: base.yaml\ngrid: {cluster.nodes: 2}\n", "grid.cluster.nodes"),
+])
+def test_bad_sweep_files_are_one_clear_error(tmp_path, text, where):
+    path = _files(tmp_path, text)
+    with pytest.raises(ScenarioError, match=where.replace(".", r"\.")):
+        load_sweep(path)
+    r = CliRunner().invoke(main, ["sweep", str(path), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_sweep_command_runs_in_parallel_processes(tmp_path):
+    path = _files(tmp_path, "base: base.yaml\ngrid: {placement.kind: [contiguous, eplb]}\n")
+    r = CliRunner().invoke(main, ["sweep", str(path), "-o", str(tmp_path / "o"), "-j", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert summary["ran"] == 2 and summary["failed"] == 0
+    assert summary["best"]["placement.kind"] in ("contiguous", "eplb")
