@@ -58,7 +58,8 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
     result = api.run(scenario, overrides)
     click.echo(output.to_json(result.summary) if as_json else output.table(result.summary), nl=False)
     if out_dir:
-        for path in output.write_outputs(out_dir, result.summary):
+        loads = [st.gpu_tokens for st in result.built.stats]
+        for path in output.write_outputs(out_dir, result.summary, loads):
             click.echo(f"wrote {path}", err=True)
     if trace_file:
         output.write_atomic(trace_file, output.chrome_trace(result.records, result.summary["gpus_per_node"]))
@@ -374,3 +375,21 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, as_json: bool) -> None
 _SWEEP_METRIC_KEYS = {"iteration_time_s", "throughput_tokens_per_s", "tokens_per_iteration", "gpu_load_max_over_mean",
                       "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes", "dropped_tokens",
                       "dispatch_s", "expert_s", "combine_s", "error"}
+
+
+@main.command(name="report")
+@click.argument("results", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--title", default=None, help="Page title (default: 'moesim <kind> report').")
+def report_cmd(results: Path, out_dir: Path, title: str | None) -> None:
+    """Write an HTML page (figures embedded, opens offline) and a Markdown page from results.
+
+    \b
+    RESULTS is the folder written by `moesim run -o`, `moesim compare -o` or `moesim sweep -o`.
+    Summary and recommendation first, then figures (per-layer time split, GPU x layer load heatmap,
+    inter-node bytes; placements side by side; throughput against the swept axis), then every row.
+    """
+    from moesim.report import write_report  # noqa: PLC0415
+
+    for path in write_report(results, out_dir, title):
+        click.echo(f"wrote {path}")

@@ -25,6 +25,9 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
     os.replace(tmp, path)
 
 
@@ -99,10 +102,13 @@ def table(summary: dict[str, Any], max_layers: int = 12) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: Path, summary: dict[str, Any]) -> list[Path]:
-    """Write result.json, layers.csv and gpus.csv into ``out_dir``; return the paths."""
+def write_outputs(out_dir: Path, summary: dict[str, Any], gpu_layer_tokens: Any = None) -> list[Path]:
+    """Write result.json, layers.csv and gpus.csv into ``out_dir`` (and gpu_layer_tokens.csv: rows = MoE
+    layers, columns = GPUs, when given); return the paths."""
     files = {"result.json": to_json(summary), "layers.csv": to_csv(summary["layers"]),
              "gpus.csv": to_csv(summary["gpus"])}
+    if gpu_layer_tokens is not None:
+        files["gpu_layer_tokens.csv"] = "\n".join(",".join(f"{x:g}" for x in row) for row in gpu_layer_tokens) + "\n"
     for name, text in files.items():
         write_atomic(out_dir / name, text)
     return [out_dir / n for n in files]

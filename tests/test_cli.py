@@ -38,7 +38,8 @@ def test_out_dir_and_trace(runner, tmp_path):
     res = runner.invoke(main, ["run", str(ROOT / "scenarios/mixtral-8x7b-a100.yaml"), *SMALL, "-o",
                                str(tmp_path / "out"), "--trace", str(tmp_path / "t.json")])
     assert res.exit_code == 0, res.output
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"result.json", "layers.csv", "gpus.csv"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"result.json", "layers.csv", "gpus.csv",
+                                                         "gpu_layer_tokens.csv"}
     trace = json.loads((tmp_path / "t.json").read_text())
     spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert len(spans) == 4 * 8 * 5 and all(e["dur"] >= 0 for e in spans)
