@@ -190,9 +190,10 @@ def write_report(results: Path, out: Path, title: str | None = None) -> list[Pat
                  f'<img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">']
     md += ["## Every row", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
-    body += ["<h2>Every row</h2>", "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
+    body += ["<h2>Every row</h2>", "<div style='overflow-x:auto'><table><tr>"
+             + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     body += ["<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows]
-    body += ["</table>"]
+    body += ["</table></div>"]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
