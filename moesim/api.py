@@ -19,6 +19,7 @@ from moesim.build import Built, build
 from moesim.config import load_scenario
 from moesim.config.schema import Scenario
 from moesim.engine import SimRecords, simulate
+from moesim.memory import memory_per_gpu
 from moesim.metrics import summarize
 
 
@@ -74,5 +75,6 @@ def _meta(b: Built) -> dict[str, Any]:
                                  "exact" if b.sampled_tokens_per_gpu == s.workload.tokens_per_gpu else "sampled"),
                      "routed_tokens_per_gpu": b.sampled_tokens_per_gpu},
         "cost_sources": dict(sorted(s.cluster.gpu_provenance.items())),
+        "memory_per_gpu": memory_per_gpu(s),
         "compute_costs": b.costs_source,
     }

@@ -83,6 +83,7 @@ def table(summary: dict[str, Any], max_layers: int = 12) -> str:
         f"  bytes                 {_fmt_bytes(tot['intra_node_bytes'])} inside nodes, "
         f"{_fmt_bytes(tot['inter_node_bytes'])} between nodes",
         f"  dropped tokens        {tot['dropped_tokens']:,.0f}",
+        f"  memory per GPU        {_memory_line(summary.get('memory_per_gpu', {}))}",
         f"  fidelity              network {s['fidelity']['network']}, routing {s['fidelity']['routing']}",
         "",
         "  where the time goes (critical GPU of each layer, summed):",
@@ -100,6 +101,16 @@ def table(summary: dict[str, Any], max_layers: int = 12) -> str:
                      f"  {r['expert_s'] * 1e3:7.3f}  {r['combine_s'] * 1e3:7.3f}  {r['waiting_s'] * 1e3:7.3f}"
                      f"  {r['gpu_load_max_over_mean']:12.3f}  {r['expert_load_max_over_mean']:15.3f}")
     return "\n".join(lines) + "\n"
+
+
+def _memory_line(mem: dict[str, Any]) -> str:
+    if not mem.get("known"):
+        return "not computed (the model gives no attention shape)"
+    gib = 2**30
+    verdict = "fits" if mem["fits"] else f"DOES NOT FIT: over by {mem['over_by_bytes'] / gib:.1f} GiB"
+    return (f"{mem['total_bytes'] / gib:.1f} of {mem['capacity_bytes'] / gib:.1f} GiB, {verdict} (experts "
+            f"{mem['expert_weights_bytes'] / gib:.1f}, other weights {mem['other_weights_bytes'] / gib:.1f}, "
+            f"KV cache {mem['kv_cache_bytes'] / gib:.1f})")
 
 
 def write_outputs(out_dir: Path, summary: dict[str, Any], gpu_layer_tokens: Any = None) -> list[Path]:

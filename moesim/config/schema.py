@@ -52,6 +52,19 @@ class ModelSpec(Strict):
     norm_topk_prob: bool = True
     routed_scaling_factor: float = Field(default=1.0, gt=0)
     weight_dtype: Literal["bf16", "fp8", "fp4"] = "bf16"
+    # the non-MoE shape (optional: memory per GPU needs it). Attention is MLA when kv_lora_rank is set
+    # (DeepSeek-V2/V3), else MHA/GQA from the head counts.
+    num_attention_heads: int | None = Field(default=None, gt=0)
+    num_key_value_heads: int | None = Field(default=None, gt=0)
+    head_dim: int | None = Field(default=None, gt=0)
+    q_lora_rank: int | None = Field(default=None, gt=0)
+    kv_lora_rank: int | None = Field(default=None, gt=0)
+    qk_nope_head_dim: int | None = Field(default=None, gt=0)
+    qk_rope_head_dim: int | None = Field(default=None, ge=0)
+    v_head_dim: int | None = Field(default=None, gt=0)
+    intermediate_size: int | None = Field(default=None, gt=0)  # dense FFN blocks
+    vocab_size: int | None = Field(default=None, gt=0)
+    tie_word_embeddings: bool = False
 
 
 class GpuSpecIn(Strict):
@@ -250,6 +263,7 @@ class WorkloadSpec(Strict):
 
     mode: Literal["prefill", "decode"] = "prefill"
     tokens_per_gpu: int = Field(default=4096, ge=1)
+    context_tokens: int = Field(default=4096, ge=1)  # decode: KV cache length per sequence (memory per GPU)
 
 
 class CommSpec(Strict):

@@ -1,0 +1,46 @@
+"""Parameter counts against published totals, and memory per GPU (fits, does not fit, KV scaling)."""
+
+import pytest
+
+from moesim import api
+from moesim.config import scenario_from_dict
+from moesim.memory import memory_per_gpu, param_counts
+
+
+def scen(model="deepseek-v3", nodes=1, **workload):
+    return scenario_from_dict({"model": model, "cluster": {"gpu": "h800", "nodes": nodes, "gpus_per_node": 8},
+                               "workload": workload})
+
+
+@pytest.mark.parametrize("model, total, active", [
+    ("deepseek-v3", 671e9, 37e9),       # DeepSeek-V3 technical report (arXiv 2412.19437), abstract
+    ("mixtral-8x7b", 46.7e9, 12.9e9),   # Mistral AI, "Mixtral of experts" announcement
+    ("qwen3-235b-a22b", 235e9, 22e9),   # Qwen3 release: 235B total, 22B activated
+])
+def test_parameter_counts_match_published_totals(model, total, active):
+    p = param_counts(scen(model).model)
+    assert p.total == pytest.approx(total, rel=0.01)
+    assert p.active == pytest.approx(active, rel=0.03)
+
+
+def test_memory_reports_what_does_not_fit_and_by_how_much():
+    small = memory_per_gpu(scen(nodes=1))  # 256 FP8 experts x 58 layers over 8 GPUs: ~82 GB of experts alone
+    assert not small["fits"] and small["over_by_bytes"] == pytest.approx(small["total_bytes"] - 80e9)
+    big = memory_per_gpu(scen(nodes=4))
+    assert big["fits"] and big["expert_weights_bytes"] == pytest.approx(small["expert_weights_bytes"] / 4)
+
+
+def test_decode_kv_cache_grows_linearly_with_context():
+    a = memory_per_gpu(scen(nodes=4, mode="decode", tokens_per_gpu=64, context_tokens=2048))
+    b = memory_per_gpu(scen(nodes=4, mode="decode", tokens_per_gpu=64, context_tokens=4096))
+    assert b["kv_cache_bytes"] == pytest.approx(2 * a["kv_cache_bytes"])
+    # MLA caches 512 + 64 elements per token per block (BF16): 61 blocks
+    assert a["kv_cache_bytes"] == pytest.approx(64 * 2048 * 576 * 2 * 61)
+
+
+def test_run_summary_carries_memory_and_says_when_unknown():
+    doc = api.run_scenario(scen(nodes=4, tokens_per_gpu=256)).summary
+    assert doc["memory_per_gpu"]["known"] and doc["memory_per_gpu"]["fits"]
+    s = scenario_from_dict({"model": "dbrx", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
+                            "workload": {"tokens_per_gpu": 64}})
+    assert memory_per_gpu(s)["known"] is False
