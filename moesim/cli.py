@@ -393,3 +393,60 @@ def report_cmd(results: Path, out_dir: Path, title: str | None) -> None:
 
     for path in write_report(results, out_dir, title):
         click.echo(f"wrote {path}")
+
+
+@main.command(name="plan")
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
+@click.option("--json", "as_json", is_flag=True, help="Print rows, best, runners-up and frontier as JSON.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write plan.json and plan.csv (for `moesim report`).")
+def plan_cmd(plan_file: Path, jobs: int, as_json: bool, out_dir: Path | None) -> None:
+    """Find the cheapest GPU type and layout that meets a throughput target.
+
+    \b
+    PLAN.yaml:
+      model: deepseek-v3
+      gpus: {h800: {price_per_hour: 2.0}, h200: {price_per_hour: 3.5}}   # USD per GPU-hour
+      gpus_per_node: 8
+      workload: {mode: decode, tokens_per_gpu: 128, context_tokens: 4096}
+      target: {throughput_tokens_per_s: 200000}
+      limits: {max_gpus: 256}
+      vary: {nodes: [4, 8, 18], placement: [contiguous, eplb], redundant_experts: [32], node_limit: [null, 4]}
+    Candidates that do not validate or do not fit in memory (experts with replicas, replicated attention
+    and dense weights, KV cache) are infeasible and say why. Throughput covers the MoE layers only.
+    """
+    import os  # noqa: PLC0415
+
+    from moesim.output import to_csv, to_json, write_atomic  # noqa: PLC0415
+    from moesim.plan import load_plan, plan  # noqa: PLC0415
+    from moesim.sweep import LocalProcessExecutor  # noqa: PLC0415
+
+    p = load_plan(plan_file)
+    result = plan(p, LocalProcessExecutor(jobs or os.cpu_count() or 1))
+    if out_dir:
+        write_atomic(out_dir / "plan.json", to_json(result))
+        write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(f"{'gpu':<10}{'nodes':>6}{'GPUs':>6} {'placement':<12}{'red':>4}{'limit':>6}{'tokens/s':>13}"
+               f"{'$/h':>9}{'$/M tok':>9}{'GiB/GPU':>9}  note")
+    for r in result["rows"]:
+        note = "" if r["feasible"] and not r["reason"] else (r["reason"] or "")
+        mark = " <- best" if result["best"] and r == result["best"] else ""
+        cpm = f"{r['cost_per_million_tokens']:.3f}" if r["cost_per_million_tokens"] else "-"
+        click.echo(f"{r['gpu']:<10}{r['nodes']:>6}{r['gpus']:>6} {r['placement']:<12}{r['redundant_experts']:>4}"
+                   f"{r['node_limit'] or '-':>6}{r['throughput_tokens_per_s']:>13,.0f}{r['cost_per_hour']:>9.1f}"
+                   f"{cpm:>9}{r['memory_per_gpu_gib']:>9.1f}  {note[:70]}{mark}")
+    b = result["best"]
+    if b:
+        click.echo(f"cheapest meeting the target: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "
+                   f"+{b['redundant_experts']} redundant, node limit {b['node_limit'] or 'none'}: "
+                   f"{b['throughput_tokens_per_s']:,.0f} MoE-layer tokens/s for ${b['cost_per_hour']:.2f}/h")
+        for r in result["runners_up"]:
+            click.echo(f"  runner-up {r['gpus']} x {r['gpu']} {r['placement']} +{r['redundant_experts']}: "
+                       f"{100 * r['cost_over_best']:.0f}% more per hour, {r['throughput_tokens_per_s']:,.0f} tokens/s")
+    else:
+        click.echo("no feasible candidate meets the target: see the notes above, add nodes or GPU types")
+    click.echo(f"cost/throughput frontier: {len(result['frontier'])} candidates (see --json or -o)")
