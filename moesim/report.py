@@ -26,10 +26,12 @@ def detect(path: Path) -> tuple[str, Any]:
         return "run", json.loads((folder / "result.json").read_text())
     if (folder / "compare.json").is_file():
         return "compare", json.loads((folder / "compare.json").read_text())
+    if (folder / "plan.json").is_file():
+        return "plan", json.loads((folder / "plan.json").read_text())
     if (folder / "results.jsonl").is_file():
         return "sweep", [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines() if x.strip()]
-    raise MoesimError(f"{path}: no result.json, compare.json or results.jsonl there; give the folder written by "
-                      "moesim run -o, moesim compare -o or moesim sweep -o")
+    raise MoesimError(f"{path}: no result.json, compare.json, plan.json or results.jsonl there; give the folder "
+                      "written by moesim run -o, compare -o, sweep -o or plan -o")
 
 
 def _fig_png(fig) -> bytes:
@@ -125,6 +127,32 @@ def sweep_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
              _fig_png(fig))]
 
 
+def plan_figures(doc: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    """Throughput and cost per million tokens against GPUs, one line per (GPU type, placement)."""
+    plt = _plt()
+    ok = [r for r in doc["rows"] if r["feasible"] and r["throughput_tokens_per_s"]]
+    if not ok:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in ok:
+        groups.setdefault(f"{r['gpu']} {r['placement']} +{r['redundant_experts']}"
+                          + (f" limit {r['node_limit']}" if r["node_limit"] else ""), []).append(r)
+    for name, rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["gpus"])
+        axes[0].plot([r["gpus"] for r in rs], [r["throughput_tokens_per_s"] / 1e3 for r in rs], "o-", label=name)
+        axes[1].plot([r["gpus"] for r in rs], [r["cost_per_million_tokens"] for r in rs], "o-", label=name)
+    target = doc.get("target_throughput_tokens_per_s")
+    if target:
+        axes[0].axhline(target / 1e3, color="grey", ls="--", lw=1, label="target")
+    axes[0].set(xlabel="GPUs", ylabel="MoE-layer throughput (k tokens/s)",
+                title="Throughput: above the line meets the target")
+    axes[1].set(xlabel="GPUs", ylabel="USD per million tokens", title="Cost per million tokens: lower is better")
+    axes[0].legend(fontsize=7)
+    return [("Throughput and cost against GPUs", "One line per GPU type and placement; infeasible points are "
+             "left out (the table says why).", _fig_png(fig))]
+
+
 def _summary(kind: str, data: Any) -> list[str]:
     """Summary and recommendation lines (plain text)."""
     if kind == "run":
@@ -140,6 +168,16 @@ def _summary(kind: str, data: Any) -> list[str]:
                                       if t["waiting_s"] > 0.3 * data["iteration_time_s"] else
                                       "compute and communication dominate; imbalance is not the bottleneck.")
                 + f" Most waiting: layer {worst['layer']}."]
+    if kind == "plan":
+        b, rows = data["best"], data["rows"]
+        infeasible = sum(1 for r in rows if not r["feasible"])
+        head = f"{len(rows)} candidates, {infeasible} infeasible (reasons in the table); throughput is MoE-layer."
+        if not b:
+            return [head, "Recommendation: none meets the target; add nodes or GPU types, or relax the limits."]
+        return [head, f"Recommendation: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "
+                f"+{b['redundant_experts']} redundant experts: {b['throughput_tokens_per_s']:,.0f} tokens/s for "
+                f"${b['cost_per_hour']:.2f}/h (${b['cost_per_million_tokens']:.3f} per million tokens).",
+                f"The cost/throughput frontier has {len(data['frontier'])} configurations."]
     ok = [r for r in data if not r.get("error")]
     if not ok:
         return ["Every point failed; see the table."]
@@ -158,7 +196,7 @@ def _summary(kind: str, data: Any) -> list[str]:
 
 
 def _table(kind: str, data: Any) -> tuple[list[str], list[list[str]]]:
-    rows = data["layers"] if kind == "run" else data
+    rows = data["layers"] if kind == "run" else data["rows"] if kind == "plan" else data
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols and not isinstance(r[k], list | dict)]
@@ -175,7 +213,8 @@ def write_report(results: Path, out: Path, title: str | None = None) -> list[Pat
     """index.html (self-contained) and README.md (+ PNGs) in ``out``."""
     kind, data = detect(results)
     figs = {"run": lambda: run_figures(data, results if results.is_dir() else results.parent),
-            "compare": lambda: compare_figures(data), "sweep": lambda: sweep_figures(data)}[kind]()
+            "compare": lambda: compare_figures(data), "sweep": lambda: sweep_figures(data),
+            "plan": lambda: plan_figures(data)}[kind]()
     title = title or f"moesim {kind} report"
     summary, (cols, rows) = _summary(kind, data), _table(kind, data)
     out.mkdir(parents=True, exist_ok=True)

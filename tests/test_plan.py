@@ -61,3 +61,13 @@ def test_bad_plan_file_is_one_clear_error(tmp_path):
     (tmp_path / "bad.yaml").write_text("model: deepseek-v3\ngpus: {h800: {}}\n")
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "bad.yaml")])
     assert r.exit_code == 2 and "price_per_hour" in r.output and "Traceback" not in r.output
+
+
+def test_plan_report_has_the_cost_and_throughput_figure(tmp_path):
+    (tmp_path / "p.yaml").write_text(PLAN.replace("CONTEXT", "2048"))
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rep = CliRunner().invoke(main, ["report", str(tmp_path / "out"), "-o", str(tmp_path / "rep")])
+    assert rep.exit_code == 0, rep.output
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "Recommendation: 8 x h800" in page

@@ -97,3 +97,32 @@ def test_sweep_command_runs_in_parallel_processes(tmp_path):
     summary = json.loads(r.output[r.output.index("{"):])
     assert summary["ran"] == 2 and summary["failed"] == 0
     assert summary["best"]["placement.kind"] in ("contiguous", "eplb")
+
+
+class KilledAfter(SerialExecutor):
+    """Stops the sweep (as Ctrl-C would) after ``n`` points have finished."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def run(self, fn, items):
+        for i, pair in enumerate(super().run(fn, items)):
+            if i == self.n:
+                raise KeyboardInterrupt
+            yield pair
+
+
+def test_a_sweep_killed_halfway_and_rerun_has_every_point_exactly_once(tmp_path):
+    spec = load_sweep(_files(tmp_path, "base: base.yaml\ngrid: {cluster.nodes: [1, 2], placement.kind: [contiguous, "
+                                       "eplb], workload.tokens_per_gpu: [64, 128]}\n"))
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, KilledAfter(3))
+    done = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(done) == 3  # what finished before the kill is on disk
+    ex = CountingExecutor()
+    summary = run_sweep(spec, out, ex)
+    assert summary["cached"] == 3 and summary["ran"] == 5 and len(ex.ran) == 5
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    keys = [tuple(r[k] for k in ("cluster.nodes", "placement.kind", "workload.tokens_per_gpu")) for r in rows]
+    assert len(keys) == 8 and len(set(keys)) == 8

@@ -7,7 +7,7 @@ PLAN.yaml:
     gpus_per_node: 8
     workload: {mode: prefill, tokens_per_gpu: 4096}
     target: {throughput_tokens_per_s: 400000}          # optional
-    limits: {max_gpus: 256, max_iteration_time_s: 2.0} # optional
+    limits: {max_gpus: 256, max_iteration_time_s: 2.0, max_token_latency_s: 0.05}   # optional
     vary: {nodes: [4, 8, 16], placement: [contiguous, eplb], redundant_experts: [0, 32], node_limit: [null, 4]}
     scenario: {router: {stats: {kind: power_law, alpha: 1.01}}, comm: {algorithm: hierarchical}}  # optional
     seed: 7
@@ -165,8 +165,12 @@ def plan(p: dict[str, Any], executor) -> dict[str, Any]:
             continue
         c.throughput_tokens_per_s, c.iteration_time_s = res["throughput"], res["iteration"]
         max_it = limits.get("max_iteration_time_s")
+        # decode emits one token per sequence per iteration, so the per-token latency is the iteration time
+        max_tok = limits.get("max_token_latency_s")
         if max_it and c.iteration_time_s > max_it:
             c.reason = f"iteration {c.iteration_time_s:.3f} s over limits.max_iteration_time_s {max_it}"
+        elif max_tok and c.iteration_time_s > max_tok:
+            c.reason = f"per-token latency {c.iteration_time_s:.4f} s over limits.max_token_latency_s {max_tok}"
         c.extra["meets"] = (not c.reason) and (target is None or c.throughput_tokens_per_s >= target)
     ok = [c for c in cands if c.feasible and c.throughput_tokens_per_s > 0]
     meeting = sorted([c for c in ok if c.extra.get("meets")],
