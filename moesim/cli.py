@@ -434,6 +434,8 @@ def plan_cmd(plan_file: Path, jobs: int, as_json: bool, out_dir: Path | None) ->
                f"{'$/h':>9}{'$/M tok':>9}{'GiB/GPU':>9}  note")
     for r in result["rows"]:
         note = "" if r["feasible"] and not r["reason"] else (r["reason"] or "")
+        if r["feasible"] and not r["memory_checked"]:
+            note = "memory not checked: the model gives no attention shape " + note
         mark = " <- best" if result["best"] and r == result["best"] else ""
         cpm = f"{r['cost_per_million_tokens']:.3f}" if r["cost_per_million_tokens"] else "-"
         click.echo(f"{r['gpu']:<10}{r['nodes']:>6}{r['gpus']:>6} {r['placement']:<12}{r['redundant_experts']:>4}"

@@ -71,3 +71,11 @@ def test_plan_report_has_the_cost_and_throughput_figure(tmp_path):
     assert rep.exit_code == 0, rep.output
     page = (tmp_path / "rep" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "Recommendation: 8 x h800" in page
+
+
+def test_models_without_a_shape_say_memory_was_not_checked(tmp_path):
+    (tmp_path / "p.yaml").write_text("model: {base: dbrx, num_hidden_layers: 2}\ngpus: {h800: {price_per_hour: 2}}\n"
+                                     "workload: {tokens_per_gpu: 64}\nvary: {nodes: [2]}\n")
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1"])
+    assert r.exit_code == 0, r.output
+    assert "memory not checked" in r.output

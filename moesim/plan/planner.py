@@ -62,6 +62,7 @@ class Candidate:
         return {"gpu": self.gpu, "nodes": self.nodes, "gpus": self.gpus, "placement": self.placement,
                 "redundant_experts": self.redundant_experts, "node_limit": self.node_limit,
                 "feasible": self.feasible, "reason": self.reason, "meets_target": self.extra.get("meets", False),
+                "memory_checked": self.extra.get("memory_checked", False),
                 "throughput_tokens_per_s": self.throughput_tokens_per_s, "iteration_time_s": self.iteration_time_s,
                 "memory_per_gpu_gib": self.memory_gib, "cost_per_hour": self.cost_per_hour,
                 "cost_per_million_tokens": self.cost_per_million_tokens}
@@ -149,6 +150,7 @@ def plan(p: dict[str, Any], executor) -> dict[str, Any]:
         c.gpus = s.cluster.num_gpus
         mem = memory_per_gpu(s)
         c.memory_gib = mem.get("total_bytes", 0.0) / 2**30
+        c.extra["memory_checked"] = bool(mem.get("known"))
         if limits.get("max_gpus") and c.gpus > limits["max_gpus"]:
             c.feasible, c.reason = False, f"{c.gpus} GPUs exceed limits.max_gpus {limits['max_gpus']}"
         elif mem.get("known") and not mem["fits"]:
