@@ -48,6 +48,7 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
                        dispatch_latency_s=2 * lat if s.comm.layout_exchange else lat)
     doc = summarize(records, built.stats, built.model.moe_layer_ids,
                     s.cluster.num_gpus * s.workload.tokens_per_gpu, s.cluster.gpus_per_node)
+    doc["throughput_scope"] = s.workload.scope
     return Result({**_meta(built), **doc}, records, built)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from moesim import costs
+from moesim.blocks import non_moe_times
 from moesim.config.schema import HistogramStats, Scenario, TraceStats
 from moesim.engine.records import LayerWork
 from moesim.model import MoEModel, copy_bytes
@@ -118,9 +119,14 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
+    non_moe = None
+    if s.workload.scope == "whole_model":
+        rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
+        non_moe = non_moe_times(s.model, model.moe_layer_ids, np.full(g, float(s.workload.tokens_per_gpu)), rc,
+                                s.workload.mode == "decode", s.workload.context_tokens)
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
-                   costs.cost_model(s.cluster, model, params.top_k), trace, mixtures)
+                   costs.cost_model(s.cluster, model, params.top_k), trace, mixtures, non_moe)
     seeds = route_ss.spawn(layers)
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     if threads == 1:
@@ -182,6 +188,7 @@ class _Context:
     costs: Any
     trace: list[np.ndarray] | None
     mixtures: list[np.ndarray] | None = None  # per layer [clusters, E] popularity, with co-activation
+    non_moe: tuple[list[np.ndarray], np.ndarray] | None = None  # whole-model scope: before each layer, after
 
     def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerWork, LayerStats]:
         s, model, topo, placement = self.s, self.model, self.topo, self.placement
@@ -199,9 +206,12 @@ class _Context:
         keep = self._capacity(ids, dst, live, rt.score, g * sampled)
         tr = layer_traffic(np.repeat(np.arange(g), sampled), dst, keep, slot, placement.phy2log.shape[1], topo,
                            s.comm.algorithm, *wire, scale=tokens / sampled, live=live)
-        work = LayerWork(cm.gate(local), cm.expert(tr.slot_tokens, regroup=g > 1) + cm.shared(local),
-                         cm.unpermute(local),
-                         tr.dispatch, tr.combine)
+        before, after = 0.0, 0.0
+        if self.non_moe is not None:
+            before = self.non_moe[0][layer]
+            after = self.non_moe[1] if layer == model.num_moe_layers - 1 else 0.0
+        work = LayerWork(cm.gate(local) + before, cm.expert(tr.slot_tokens, regroup=g > 1) + cm.shared(local),
+                         cm.unpermute(local) + after, tr.dispatch, tr.combine)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
         return work, _layer_stats(tr, expert_tokens, topo)
 

@@ -76,8 +76,10 @@ def table(summary: dict[str, Any], max_layers: int = 12) -> str:
     lines = [
         f"{s['scenario']}: {s['model']} on {s['nodes']}x{s['gpus_per_node']} {s['gpu']}, {s['mode']}, "
         f"{s['tokens_per_gpu']} tokens/GPU, {s['moe_layers']} MoE layers",
-        f"  MoE-layer throughput  {s['throughput_tokens_per_s']:,.0f} tokens/s   (MoE layers only; attention and "
-        f"dense parts not simulated)",
+        (f"  MoE-layer throughput  {s['throughput_tokens_per_s']:,.0f} tokens/s   (MoE layers only; attention and "
+         f"dense parts not simulated)" if s.get("throughput_scope") != "whole_model" else
+         f"  model throughput      {s['throughput_tokens_per_s']:,.0f} tokens/s   (whole model: attention, dense "
+         f"blocks and head from the roofline, counted in route)"),
         f"  iteration time        {it * 1e3:.3f} ms",
         f"  GPU load max/mean     {tot['mean_layer_gpu_load_max_over_mean']:.3f} (mean over layers)",
         f"  bytes                 {_fmt_bytes(tot['intra_node_bytes'])} inside nodes, "

@@ -263,7 +263,10 @@ class WorkloadSpec(Strict):
 
     mode: Literal["prefill", "decode"] = "prefill"
     tokens_per_gpu: int = Field(default=4096, ge=1)
-    context_tokens: int = Field(default=4096, ge=1)  # decode: KV cache length per sequence (memory per GPU)
+    context_tokens: int = Field(default=4096, ge=1)  # prefill: prompt length; decode: KV cache length
+    # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
+    # output head (roofline on the GPU figures; needs the model's attention shape)
+    scope: Literal["moe_layers", "whole_model"] = "moe_layers"
 
 
 class CommSpec(Strict):

@@ -1,0 +1,75 @@
+"""The non-MoE parts of every block (attention, norms, dense FFN) and the output head, as compute time on
+one GPU from the roofline (``costs.ComputeCosts``). Data-parallel attention: every GPU runs its own tokens.
+
+Per block and GPU with T tokens (prefill: sequences of ``context_tokens``; decode: T sequences, one new
+token each, attending over ``context_tokens``):
+- projections: 2·T·P_attn FLOPs (P_attn from moesim.memory), weights read once;
+- attention core: prefill causal 2·heads·(d_qk + d_v)·L/2 FLOPs per token (MLA in its naive form,
+  d_qk = nope + rope); decode 2·heads·(d_qk + d_v)·L per token reading the KV cache (L·kv bytes), with MLA's
+  absorbed form (d_qk = kv_lora + rope, d_v = kv_lora; FlashMLA) that decode kernels use;
+- two RMSNorms (read and write T·H);
+- dense FFN blocks: 3 GEMMs, 2·T·3·H·I FLOPs;
+- output head once per iteration: 2·T_out·H·V, T_out = T (decode) or one token per sequence (prefill).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moesim.config.schema import ModelSpec
+from moesim.costs import ACT_BYTES, ComputeCosts
+from moesim.memory import attention_params, kv_bytes_per_token
+from moesim.model import BYTES_PER_PARAM
+
+
+def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
+    if m.kv_lora_rank:
+        rope = m.qk_rope_head_dim or 0
+        if decode:
+            return m.kv_lora_rank + rope, m.kv_lora_rank
+        return (m.qk_nope_head_dim or 128) + rope, m.v_head_dim or 128
+    hd = m.head_dim or m.hidden_size // m.num_attention_heads
+    return hd, hd
+
+
+def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int) -> np.ndarray:
+    """One block's attention + norms per GPU [G] (seconds)."""
+    wb = BYTES_PER_PARAM[m.weight_dtype]
+    p = attention_params(m)
+    h = m.hidden_size
+    proj = c.kernel(2.0 * tokens * p, p * wb + tokens * h * ACT_BYTES * 4)
+    dqk, dv = _core_dims(m, decode)
+    span = context if decode else context / 2.0
+    core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
+    kv_read = tokens * context * kv_bytes_per_token(m) if decode else tokens * kv_bytes_per_token(m) * 2
+    core = c.kernel(core_flops, kv_read + tokens * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
+    norms = 2 * c.kernel(0.0, 2.0 * tokens * h * ACT_BYTES)
+    return proj + core + norms
+
+
+def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts) -> np.ndarray:
+    h, i = m.hidden_size, m.intermediate_size or 0
+    wb = BYTES_PER_PARAM[m.weight_dtype]
+    return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES)
+
+
+def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int) -> np.ndarray:
+    out = tokens if decode else np.maximum(tokens / context, 1.0)
+    h, v = m.hidden_size, m.vocab_size
+    return c.kernel(2.0 * out * h * v, h * v * ACT_BYTES + out * v * 4, peak=c.peak_bf16_flops)
+
+
+def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c: ComputeCosts, decode: bool,
+                  context: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per MoE layer, the non-MoE compute run before it [G] (its own block's attention, plus any blocks since
+    the previous MoE block); and what runs after the last MoE layer (trailing blocks + output head) [G]."""
+    attn = attention_time(tokens, m, c, decode, context)
+    dense = dense_ffn_time(tokens, m, c) if m.intermediate_size else np.zeros_like(tokens, dtype=float)
+    before, prev = [], -1
+    for b in moe_ids:
+        gap = b - prev - 1  # dense blocks in between: attention + dense FFN each
+        before.append(attn * (gap + 1) + dense * gap)
+        prev = b
+    trailing = m.num_hidden_layers - 1 - prev
+    after = (attn + dense) * trailing + head_time(tokens, m, c, decode, context)
+    return before, after

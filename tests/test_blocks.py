@@ -1,0 +1,47 @@
+"""Whole-model scope: attention, dense blocks and the head add hand-checkable time."""
+
+import numpy as np
+import pytest
+
+from moesim import api
+from moesim.blocks import attention_time, head_time
+from moesim.config import scenario_from_dict
+from moesim.costs import ComputeCosts
+from moesim.errors import ScenarioError
+
+
+def scen(scope="whole_model", **workload):
+    return scenario_from_dict({"model": {"base": "deepseek-v3", "num_hidden_layers": 6},
+                               "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
+                               "workload": {"scope": scope, **workload}})
+
+
+def test_decode_attention_grows_linearly_with_context_when_memory_bound():
+    s = scen()
+    c = ComputeCosts.from_gpu(s.cluster.gpu, "fp8")
+    t = np.array([128.0])
+    a, b, d = (attention_time(t, s.model, c, True, L)[0] for L in (32_768, 65_536, 98_304))
+    assert (d - b) == pytest.approx(b - a, rel=1e-6)  # constant increment per added context: linear
+    # the increment is the KV read at the effective HBM rate: 128 seqs x 32k tokens x 1152 B
+    assert b - a == pytest.approx(128 * 32_768 * 1152 / (s.cluster.gpu.hbm_bandwidth * 0.8), rel=1e-6)
+
+
+def test_prefill_head_computes_logits_once_per_sequence():
+    s = scen()
+    c = ComputeCosts.from_gpu(s.cluster.gpu, "fp8")
+    one = head_time(np.array([4096.0]), s.model, c, False, 4096)[0]
+    assert one == pytest.approx(head_time(np.array([1.0]), s.model, c, True, 4096)[0])
+
+
+def test_whole_model_adds_time_and_says_so():
+    moe = api.run_scenario(scen("moe_layers", tokens_per_gpu=512)).summary
+    whole = api.run_scenario(scen(tokens_per_gpu=512)).summary
+    assert whole["throughput_scope"] == "whole_model" and moe["throughput_scope"] == "moe_layers"
+    assert whole["iteration_time_s"] > moe["iteration_time_s"]
+    assert whole["totals"]["route_s"] > moe["totals"]["route_s"]
+
+
+def test_whole_model_needs_the_attention_shape():
+    with pytest.raises(ScenarioError, match="workload.scope"):
+        scenario_from_dict({"model": "dbrx", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
+                            "workload": {"scope": "whole_model"}})
