@@ -210,8 +210,13 @@ class _Context:
         if self.non_moe is not None:
             before = self.non_moe[0][layer]
             after = self.non_moe[1] if layer == model.num_moe_layers - 1 else 0.0
-        work = LayerWork(cm.gate(local) + before, cm.expert(tr.slot_tokens, regroup=g > 1) + cm.shared(local),
-                         cm.unpermute(local) + after, tr.dispatch, tr.combine)
+        slow = 1.0 / (1.0 - s.comm.reserved_compute_fraction)
+        shared = cm.shared(local) * slow
+        routed = cm.expert(tr.slot_tokens, regroup=g > 1) * slow
+        overlap = s.comm.overlap_shared_experts
+        work = LayerWork((cm.gate(local) + before) * slow, routed if overlap else routed + shared,
+                         (cm.unpermute(local) + after) * slow, tr.dispatch, tr.combine,
+                         during_dispatch_s=shared if overlap else None)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
         return work, _layer_stats(tr, expert_tokens, topo)
 

@@ -45,3 +45,23 @@ def test_whole_model_needs_the_attention_shape():
     with pytest.raises(ScenarioError, match="workload.scope"):
         scenario_from_dict({"model": "dbrx", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
                             "workload": {"scope": "whole_model"}})
+
+
+def test_reserving_compute_for_communication_slows_compute_only():
+    base = scenario_from_dict({"model": {"base": "deepseek-v3", "num_hidden_layers": 5},
+                               "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8},
+                               "workload": {"tokens_per_gpu": 256}})
+    reserved = base.model_copy(update={"comm": base.comm.model_copy(update={"reserved_compute_fraction": 0.5})})
+    a, b = api.run_scenario(base).built.work[0], api.run_scenario(reserved).built.work[0]
+    assert b.route_s == pytest.approx(2 * a.route_s) and b.expert_s == pytest.approx(2 * a.expert_s)
+    assert b.dispatch.nbytes.sum() == a.dispatch.nbytes.sum()
+
+
+def test_overlapping_shared_experts_never_slows_and_off_reproduces_the_default():
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 5},
+           "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}, "workload": {"tokens_per_gpu": 256}}
+    default = api.run_scenario(scenario_from_dict(raw)).summary["iteration_time_s"]
+    off = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": False}})).summary
+    on = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": True}})).summary
+    assert off["iteration_time_s"] == default
+    assert on["iteration_time_s"] < default

@@ -94,3 +94,24 @@ def test_hot_gpu_delays_only_its_partners():
     # dispatch ends at 1 s for all. Combine: GPU1 sends at 1 -> GPU0 has it at 2; GPU3 computes until 8,
     # so GPU2 receives at 9. The hot GPU delays its partner only.
     assert t[:, COMBINED] == pytest.approx([2.0, 2.0, 9.0, 9.0])
+
+
+def test_shared_experts_overlapped_with_dispatch_hide_behind_it():
+    """Each GPU: dispatch takes D; shared experts S run alongside; the GPU may go on at max(D, S)."""
+    import numpy as np
+
+    from moesim.config import scenario_from_dict
+    from moesim.engine import simulate
+    from moesim.engine.records import DISPATCHED, ROUTED, LayerWork
+    from moesim.topology import build_topology
+    from moesim.traffic import FlowSet
+
+    s = scenario_from_dict({"model": "mixtral-8x7b", "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 2,
+                                                                 "intra_node": {"bandwidth": 1e9, "latency": 0}}})
+    topo = build_topology(s.cluster)
+    flows = FlowSet(np.array([0, 1]), np.array([1, 0]), np.array([1e6, 1e6]), np.array([0, 1]), np.array([-1, -1]))
+    empty = FlowSet(*(np.zeros(0, dtype=int),) * 2, np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+    for shared, expect in ((0.5e-3, 1e-3), (3e-3, 3e-3)):  # D = 1 MB / 1 GB/s = 1 ms
+        w = LayerWork(np.zeros(2), np.zeros(2), np.zeros(2), flows, empty, during_dispatch_s=np.full(2, shared))
+        t = simulate([w], topo, 0.0).times[0]
+        assert t[:, DISPATCHED] - t[:, ROUTED] == pytest.approx([expect, expect])

@@ -278,6 +278,11 @@ class CommSpec(Strict):
     # dispatch starts with a layout exchange (per-expert counts: DeepEP's notify step, Megatron's count
     # all-to-all), which costs one more collective start-up latency
     layout_exchange: bool = True
+    # run the shared experts while dispatch is in flight (they need no dispatched tokens)
+    overlap_shared_experts: bool = False
+    # share of the GPU's compute units given to communication kernels (DeepEP runs on SMs; e.g. 24 of 132):
+    # every compute stage runs at (1 - fraction) of its speed
+    reserved_compute_fraction: float = Field(default=0.0, ge=0, lt=1)
 
 
 class SimSpec(Strict):

@@ -22,6 +22,7 @@ class LayerWork:
     unpermute_s: np.ndarray  # weighted sum of expert outputs, after combine
     dispatch: FlowSet
     combine: FlowSet
+    during_dispatch_s: np.ndarray | None = None  # compute that runs while dispatch is in flight (shared experts)
 
 
 @dataclass(frozen=True)

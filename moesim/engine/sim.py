@@ -47,7 +47,10 @@ def _gpu(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[t
         t[START] = env.now
         yield env.timeout(w.route_s[gpu])
         t[ROUTED] = env.now
-        yield dispatch.join(gpu)
+        arrived = dispatch.join(gpu)
+        if w.during_dispatch_s is not None and w.during_dispatch_s[gpu] > 0:
+            arrived = env.all_of([arrived, env.timeout(w.during_dispatch_s[gpu])])  # both must finish
+        yield arrived
         t[DISPATCHED] = env.now
         yield env.timeout(w.expert_s[gpu])
         t[COMPUTED] = env.now
