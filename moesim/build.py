@@ -92,13 +92,15 @@ def popularity_of(s: Scenario) -> np.ndarray:
                              s.cluster.num_gpus * s.workload.tokens_per_gpu, params.top_k)
 
 
-def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placement | None = None) -> Built:
+def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placement | None = None,
+          micro_batch: int = 0) -> Built:
     """Route every MoE layer and turn it into engine work. Layers are independent (own random streams),
     so they are built in parallel threads (numpy releases the GIL in its bulk loops); the result does not
     depend on the thread count.
 
     trace: optional per-MoE-layer top-k ids [G·T, k] (tokens GPU-major: GPU 0's T tokens first) replayed
     instead of synthetic routing. placement: use this plan instead of planning one (rebalancing studies).
+    micro_batch: a later micro-batch draws its own tokens (its own routing streams) from the same statistics.
     """
     model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
     topo = build_topology(s.cluster)
@@ -127,7 +129,8 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
                    costs.cost_model(s.cluster, model, params.top_k), trace, mixtures, non_moe)
-    seeds = route_ss.spawn(layers)
+    seeds = route_ss.spawn(layers) if not micro_batch else \
+        np.random.SeedSequence(s.seed, spawn_key=(1, 1_000_000 + micro_batch)).spawn(layers)
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     if threads == 1:
         built = [ctx.layer(i, ss) for i, ss in enumerate(seeds)]
@@ -246,6 +249,19 @@ class _Context:
             return capacity_keep(dst, live, g, n_tokens * p.top_k * p.capacity_factor / g, p.drop_policy, score)
         e = self.model.experts
         return capacity_keep(ids, live, e, n_tokens * p.top_k * p.capacity_factor / e, p.drop_policy, score)
+
+
+def merge_stats(a: LayerStats, b: LayerStats) -> LayerStats:
+    """Two micro-batches' statistics of one layer as one: counts and bytes add, the node mean averages."""
+    return LayerStats(
+        gpu_tokens=a.gpu_tokens + b.gpu_tokens, expert_tokens=a.expert_tokens + b.expert_tokens,
+        copies=a.copies + b.copies, dropped=a.dropped + b.dropped,
+        intra_node_bytes=a.intra_node_bytes + b.intra_node_bytes,
+        inter_node_bytes=a.inter_node_bytes + b.inter_node_bytes,
+        distinct_nodes_mean=(a.distinct_nodes_mean + b.distinct_nodes_mean) / 2,
+        dispatch_xfer_s=a.dispatch_xfer_s + b.dispatch_xfer_s, combine_xfer_s=a.combine_xfer_s + b.combine_xfer_s,
+        sent_bytes=a.sent_bytes + b.sent_bytes, received_bytes=a.received_bytes + b.received_bytes,
+        devices_hist=a.devices_hist + b.devices_hist, nodes_hist=a.nodes_hist + b.nodes_hist)
 
 
 def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) -> LayerStats:

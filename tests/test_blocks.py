@@ -65,3 +65,17 @@ def test_overlapping_shared_experts_never_slows_and_off_reproduces_the_default()
     on = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": True}})).summary
     assert off["iteration_time_s"] == default
     assert on["iteration_time_s"] < default
+
+
+def test_two_micro_batches_keep_every_token_and_hide_communication():
+    raw = {"seed": 3, "model": {"base": "deepseek-v3", "num_hidden_layers": 6},
+           "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8},
+           "router": {"stats": {"kind": "uniform"}}, "placement": {"kind": "eplb"},
+           "workload": {"tokens_per_gpu": 1024, "scope": "whole_model"}}
+    one = api.run_scenario(scenario_from_dict(raw)).summary
+    two = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "micro_batches": 2}})).summary
+    assert two["totals"]["computed_copies"] == one["totals"]["computed_copies"] == 16 * 1024 * 8 * 3
+    assert two["totals"]["inter_node_bytes"] == pytest.approx(one["totals"]["inter_node_bytes"], rel=0.02)
+    assert two["iteration_time_s"] < one["iteration_time_s"]
+    with pytest.raises(ScenarioError, match="micro_batches"):
+        scenario_from_dict({**raw, "workload": {"tokens_per_gpu": 1023, "micro_batches": 2}})

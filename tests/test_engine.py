@@ -115,3 +115,32 @@ def test_shared_experts_overlapped_with_dispatch_hide_behind_it():
         w = LayerWork(np.zeros(2), np.zeros(2), np.zeros(2), flows, empty, during_dispatch_s=np.full(2, shared))
         t = simulate([w], topo, 0.0).times[0]
         assert t[:, DISPATCHED] - t[:, ROUTED] == pytest.approx([expect, expect])
+
+
+def test_two_micro_batches_overlap_compute_with_the_other_ones_all_to_all():
+    """Per micro-batch and GPU: route 1 ms, dispatch 1 ms, experts 1 ms, combine 1 ms (1 MB each way at
+    1 GB/s). Interleaved on one compute unit: A route [0,1], A dispatch [1,2] while B routes [1,2],
+    A experts [2,3] while B dispatches, A combine [3,4] while B computes, B combine [4,5]: 5 ms.
+    One batch of twice the tokens takes 2 + 2 + 2 + 2 = 8 ms."""
+    from moesim.config import scenario_from_dict
+    from moesim.engine import simulate_overlap
+    from moesim.engine.records import START
+    from moesim.traffic import FlowSet
+
+    s = scenario_from_dict({"model": "mixtral-8x7b", "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 2,
+                                                                 "intra_node": {"bandwidth": 1e9, "latency": 0}}})
+    topo = build_topology(s.cluster)
+
+    def work(scale):
+        flows = FlowSet(np.array([0, 1]), np.array([1, 0]), np.full(2, 1e6 * scale), np.array([0, 1]),
+                        np.array([-1, -1]))
+        back = FlowSet(np.array([1, 0]), np.array([0, 1]), np.full(2, 1e6 * scale), np.array([1, 0]),
+                       np.array([-1, -1]))
+        return LayerWork(np.full(2, 1e-3 * scale), np.full(2, 1e-3 * scale), np.zeros(2), flows, back)
+
+    for exact in (True, False):
+        a, b = simulate_overlap([[work(1)], [work(1)]], topo, 0.0, exact=exact)
+        assert a.times[0, :, END] == pytest.approx([4e-3, 4e-3])
+        assert b.times[0, :, END] == pytest.approx([5e-3, 5e-3]) and b.times[0, :, START] == pytest.approx(0.0)
+        single = simulate([work(2)], topo, 0.0, exact=exact)
+        assert single.times[0, :, END] == pytest.approx([8e-3, 8e-3])

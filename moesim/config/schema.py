@@ -267,6 +267,9 @@ class WorkloadSpec(Strict):
     # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
     # output head (roofline on the GPU figures; needs the model's attention shape)
     scope: Literal["moe_layers", "whole_model"] = "moe_layers"
+    # 2: split each GPU's tokens into two micro-batches interleaved on the GPU, so one computes while the
+    # other's dispatch/combine is in flight (DeepSeek's and SGLang's two-batch overlap)
+    micro_batches: Literal[1, 2] = 1
 
 
 class CommSpec(Strict):
