@@ -22,6 +22,7 @@ from moesim.config.schema import Scenario
 from moesim.engine import SimRecords, simulate, simulate_overlap
 from moesim.memory import memory_per_gpu
 from moesim.metrics import summarize
+from moesim.training import backward_work, gradient_sync_s
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,24 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
         built, records = _two_micro_batches(s, placement, lat, d_lat)
     else:
         built = build(s, trace, placement)
-        records = simulate(built.work, built.topology, lat, exact=built.fluid_network, dispatch_latency_s=d_lat)
-    doc = summarize(records, built.stats, built.model.moe_layer_ids,
-                    s.cluster.num_gpus * s.workload.tokens_per_gpu, s.cluster.gpus_per_node)
+        work = built.work
+        if s.workload.mode == "training":
+            work = work + backward_work(s, built.work)
+            if s.workload.gradient_sync:
+                last = work[-1]
+                sync = gradient_sync_s(s, built.placement)
+                work[-1] = dataclasses.replace(last, unpermute_s=last.unpermute_s + sync)
+        records = simulate(work, built.topology, lat, exact=built.fluid_network, dispatch_latency_s=d_lat)
+    stats, ids = built.stats, built.model.moe_layer_ids
+    training = s.workload.mode == "training"
+    if training:  # backward rows follow the forward ones, last layer first
+        stats, ids = stats + stats[::-1], ids + ids[::-1]
+    doc = summarize(records, stats, ids, s.cluster.num_gpus * s.workload.tokens_per_gpu, s.cluster.gpus_per_node)
+    if training:
+        n = len(built.stats)
+        for i, row in enumerate(doc["layers"]):
+            row["pass"] = "forward" if i < n else "backward"
+        doc["gradient_sync_s"] = gradient_sync_s(s, built.placement) if s.workload.gradient_sync else 0.0
     doc["throughput_scope"] = s.workload.scope
     return Result({**_meta(built), **doc}, records, built)
 

@@ -79,3 +79,28 @@ def test_two_micro_batches_keep_every_token_and_hide_communication():
     assert two["iteration_time_s"] < one["iteration_time_s"]
     with pytest.raises(ScenarioError, match="micro_batches"):
         scenario_from_dict({**raw, "workload": {"tokens_per_gpu": 1023, "micro_batches": 2}})
+
+
+def test_training_is_about_three_forwards_when_compute_bound():
+    raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 6},
+           "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8,
+                       "intra_node": {"bandwidth": 1e15, "latency": 0}},
+           "router": {"stats": {"kind": "uniform"}},
+           "workload": {"tokens_per_gpu": 8192, "scope": "whole_model", "gradient_sync": False}}
+    fwd = api.run_scenario(scenario_from_dict(raw)).summary
+    train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}})).summary
+    assert train["iteration_time_s"] / fwd["iteration_time_s"] == pytest.approx(3.0, rel=0.03)
+    assert [r["pass"] for r in train["layers"]] == ["forward"] * 3 + ["backward"] * 3
+    assert train["gradient_sync_s"] == 0.0
+
+
+def test_gradient_sync_is_a_ring_all_reduce_over_the_slowest_tier():
+    from moesim.training import _ring_s
+
+    assert _ring_s(8e9, 8, 1e11, 0.0) == pytest.approx(2 * 7 / 8 * 8e9 / 1e11)
+    assert _ring_s(8e9, 1, 1e11, 1.0) == 0.0
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 6},
+           "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}, "workload": {"tokens_per_gpu": 256,
+                                                                                   "mode": "training"}}
+    res = api.run_scenario(scenario_from_dict(raw)).summary
+    assert res["gradient_sync_s"] > 0

@@ -37,6 +37,9 @@ def check_scenario(s: Scenario) -> None:
         raise ScenarioError(f"model {m.name!r} gives no attention shape", path="workload.scope",
                             fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
                                 "vocab_size to the model, or use scope: moe_layers")
+    if s.workload.mode == "training" and s.workload.micro_batches == 2:
+        raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
+                            fix="use micro_batches: 1 with mode: training")
     if s.workload.micro_batches == 2 and (s.workload.tokens_per_gpu % 2 or r.stats.kind == "trace"):
         raise ScenarioError("two micro-batches need an even tokens_per_gpu and synthetic or histogram statistics",
                             path="workload.micro_batches", fix="use an even tokens_per_gpu, or micro_batches: 1")

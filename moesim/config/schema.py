@@ -261,7 +261,7 @@ class PlacementSpec(Strict):
 class WorkloadSpec(Strict):
     """Tokens per GPU per iteration (decode: the batch per GPU, one new token each)."""
 
-    mode: Literal["prefill", "decode"] = "prefill"
+    mode: Literal["prefill", "decode", "training"] = "prefill"
     tokens_per_gpu: int = Field(default=4096, ge=1)
     context_tokens: int = Field(default=4096, ge=1)  # prefill: prompt length; decode: KV cache length
     # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
@@ -270,6 +270,9 @@ class WorkloadSpec(Strict):
     # 2: split each GPU's tokens into two micro-batches interleaved on the GPU, so one computes while the
     # other's dispatch/combine is in flight (DeepSeek's and SGLang's two-batch overlap)
     micro_batches: Literal[1, 2] = 1
+    # training: after the backward pass, all-reduce gradients (dense weights over all GPUs, each expert
+    # over its replicas) with a ring on the slowest link tier
+    gradient_sync: bool = True
 
 
 class CommSpec(Strict):
