@@ -123,7 +123,7 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
     Example:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
     """
     from moesim.report_validation import tables, write_report  # noqa: PLC0415
-    from moesim.validation import deepep_rows, predict_all, summarize_errors  # noqa: PLC0415
+    from moesim.validation import deepep_rows, deepseek_serving_rows, predict_all, summarize_errors  # noqa: PLC0415
 
     path = Path(profile) if profile.endswith(".json") else catalog.profile_dir() / f"{profile}.json"
     if not path.is_file():
@@ -143,15 +143,15 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
     data = json.loads(vpath.read_text(encoding="utf-8"))
     rows = predict_all(str(path), data)
     errors = summarize_errors(rows)
-    deepep = deepep_rows()
+    deepep, serving = deepep_rows(), deepseek_serving_rows()
     if as_json:
-        click.echo(json.dumps({"profile": path.stem, "rows": rows, "errors": errors, "deepep": deepep},
-                              indent=1, sort_keys=True))
+        click.echo(json.dumps({"profile": path.stem, "rows": rows, "errors": errors, "deepep": deepep,
+                               "deepseek_serving": serving}, indent=1, sort_keys=True))
     else:
-        click.echo(tables(rows, errors, deepep))
+        click.echo(tables(rows, errors, deepep, serving))
     if out_dir:
         write_report(out_dir, path.stem, rows, errors, deepep, data["command"],
-                     data.get("drift", {}).get("median_ratio_now_over_calibration"))
+                     data.get("drift", {}).get("median_ratio_now_over_calibration"), serving)
         click.echo(f"wrote {out_dir}/README.md and predicted_vs_measured.png", err=True)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def tables(rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
-           deepep: list[dict[str, Any]] | None) -> str:
+           deepep: list[dict[str, Any]] | None, serving: list[dict[str, Any]] | None = None) -> str:
     """The error summary per piece, every case, and the DeepEP comparison, as Markdown tables."""
     out = ["| piece | n | MAPE % | P90 % | max % | bias % |", "|---|---|---|---|---|---|"]
     for piece, e in errors.items():
@@ -25,6 +25,15 @@ def tables(rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
             ec = 100 * (d["combine_sim_GBps"] / d["combine_published_GBps"] - 1)
             out.append(f"| {d['type']} | {d['ep']} | {d['dispatch_sim_GBps']:.1f} | {d['dispatch_published_GBps']:.0f} "
                        f"| {ed:+.1f} | {d['combine_sim_GBps']:.1f} | {d['combine_published_GBps']:.0f} | {ec:+.1f} |")
+    if serving:
+        out += ["", "| DeepSeek-V3 serving (H800, catalogue figures, whole model) | sim tokens/s per node | "
+                "published | error % | settings |", "|---|---|---|---|---|"]
+        for r in serving:
+            extra = (f"; sim {r['sim_per_sequence_tokens_per_s']:.1f} tokens/s per sequence (published 20-22)"
+                     if r["sim_per_sequence_tokens_per_s"] else "; published counts cache hits (56.3%)")
+            out.append(f"| {r['mode']} | {r['sim_tokens_per_s_per_node']:,.0f} | "
+                       f"{r['published_tokens_per_s_per_node']:,.0f} | {r['error_percent']:+.1f} | "
+                       f"{r['settings']}{extra} |")
     return "\n".join(out)
 
 
@@ -57,7 +66,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def write_report(folder: Path, profile: str, rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
-                 deepep: list[dict[str, Any]] | None, command: str, drift: float | None = None) -> None:
+                 deepep: list[dict[str, Any]] | None, command: str, drift: float | None = None,
+                 serving: list[dict[str, Any]] | None = None) -> None:
     """README.md + predicted_vs_measured.png in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     plot(rows, folder / "predicted_vs_measured.png", f"Held-out MoE layers, profile {profile}")
@@ -69,5 +79,5 @@ def write_report(folder: Path, profile: str, rows: list[dict[str, Any]], errors:
             *([f"Machine speed check at validation time: expert GEMMs ran {drift:.2f}x the time they took at "
                "calibration (a shared machine drifts; predictions do not correct for it).", ""] if drift else []),
             "![predicted vs measured](predicted_vs_measured.png)",
-            "", tables(rows, errors, deepep), ""]
+            "", tables(rows, errors, deepep, serving), ""]
     (folder / "README.md").write_text("\n".join(text), encoding="utf-8")
