@@ -32,19 +32,33 @@ def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
     return hd, hd
 
 
-def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int) -> np.ndarray:
-    """One block's attention + norms per GPU [G] (seconds)."""
+def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
+                   tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0) -> np.ndarray:
+    """One block's attention + norms per GPU [G] (seconds).
+
+    Tensor parallel over ``tp`` GPUs (Megatron-LM, Shoeybi et al. 2019): the group's tp·T tokens pass every
+    GPU, each with 1/tp of the heads, so FLOPs per GPU stay those of T tokens but each GPU reads 1/tp of the
+    weights; a ring all-reduce of the tp·T × H output follows over NVLink. MLA's latent cache is shared by
+    all heads, so each TP rank reads all of it: decode KV traffic grows tp-fold (why DeepSeek serves MLA
+    data-parallel); GQA's cache splits by KV head.
+    """
     wb = BYTES_PER_PARAM[m.weight_dtype]
     p = attention_params(m)
     h = m.hidden_size
-    proj = c.kernel(2.0 * tokens * p, p * wb + tokens * h * ACT_BYTES * 4)
+    group = tokens * tp
+    proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4)
     dqk, dv = _core_dims(m, decode)
     span = context if decode else context / 2.0
     core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
-    kv_read = tokens * context * kv_bytes_per_token(m) if decode else tokens * kv_bytes_per_token(m) * 2
-    core = c.kernel(core_flops, kv_read + tokens * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
+    kv_share = 1.0 if m.kv_lora_rank else 1.0 / tp
+    kv_read = (group * context * kv_bytes_per_token(m) * kv_share if decode
+               else group * kv_bytes_per_token(m) * 2 * kv_share)
+    core = c.kernel(core_flops, kv_read + group * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
     norms = 2 * c.kernel(0.0, 2.0 * tokens * h * ACT_BYTES)
-    return proj + core + norms
+    reduce = 0.0
+    if tp > 1:
+        reduce = 2 * (tp - 1) / tp * group * h * ACT_BYTES / link_Bps + 2 * (tp - 1) * latency_s
+    return proj + core + norms + reduce
 
 
 def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts) -> np.ndarray:
@@ -60,10 +74,11 @@ def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, c
 
 
 def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c: ComputeCosts, decode: bool,
-                  context: int) -> tuple[list[np.ndarray], np.ndarray]:
+                  context: int, tp: int = 1, link_Bps: float = 0.0,
+                  latency_s: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
     """Per MoE layer, the non-MoE compute run before it [G] (its own block's attention, plus any blocks since
     the previous MoE block); and what runs after the last MoE layer (trailing blocks + output head) [G]."""
-    attn = attention_time(tokens, m, c, decode, context)
+    attn = attention_time(tokens, m, c, decode, context, tp, link_Bps, latency_s)
     dense = dense_ffn_time(tokens, m, c) if m.intermediate_size else np.zeros_like(tokens, dtype=float)
     before, prev = [], -1
     for b in moe_ids:

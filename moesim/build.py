@@ -125,7 +125,9 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     if s.workload.scope == "whole_model":
         rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
         non_moe = non_moe_times(s.model, model.moe_layer_ids, np.full(g, float(s.workload.tokens_per_gpu)), rc,
-                                s.workload.mode == "decode", s.workload.context_tokens)
+                                s.workload.mode == "decode", s.workload.context_tokens, s.workload.attention_tp,
+                                s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth,
+                                s.cluster.gpu.collective_latency)
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
                    costs.cost_model(s.cluster, model, params.top_k), trace, mixtures, non_moe)

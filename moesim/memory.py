@@ -94,9 +94,12 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     slots_per_gpu = (m.n_routed_experts + s.placement.redundant_experts) / g
     experts = slots_per_gpu * 3 * m.hidden_size * m.moe_intermediate_size * moe.num_moe_layers * wb
     # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head)
-    replicated = (p.attention + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES
+    tp = s.workload.attention_tp
+    replicated = (p.attention / tp + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
-    kv = (t * s.workload.context_tokens * kv_bytes_per_token(m) * m.num_hidden_layers
+    # TP: the group's tp·T sequences; GQA splits the cache by KV head, MLA's latent is whole on every rank
+    kv_share = tp if m.kv_lora_rank else 1
+    kv = (t * s.workload.context_tokens * kv_bytes_per_token(m) * m.num_hidden_layers * kv_share
           if s.workload.mode == "decode" else 0.0)
     top_k = s.router.top_k or m.num_experts_per_tok
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES  # dispatch in + combine out, worst case all remote

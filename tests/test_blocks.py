@@ -104,3 +104,22 @@ def test_gradient_sync_is_a_ring_all_reduce_over_the_slowest_tier():
                                                                                    "mode": "training"}}
     res = api.run_scenario(scenario_from_dict(raw)).summary
     assert res["gradient_sync_s"] > 0
+
+
+def test_tensor_parallel_attention_reads_fewer_weights_and_pays_an_all_reduce():
+    s = scen()
+    c = ComputeCosts.from_gpu(s.cluster.gpu, "fp8")
+    t = np.array([4.0])  # decode-like small batch: weight reads dominate the projections
+    dp = attention_time(t, s.model, c, True, 16, tp=1)[0]
+    tp = attention_time(t, s.model, c, True, 16, tp=8, link_Bps=1e30, latency_s=0.0)[0]
+    assert tp < dp  # 1/8 of the weights per GPU, all-reduce free here
+    slow = attention_time(t, s.model, c, True, 16, tp=8, link_Bps=1e9, latency_s=0.0)[0]
+    assert slow - tp == pytest.approx(2 * 7 / 8 * 8 * 4 * 7168 * 2 / 1e9)
+    from moesim.memory import memory_per_gpu
+
+    def kv(tp_):
+        raw = {"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 4, "gpus_per_node": 8},
+               "workload": {"mode": "decode", "tokens_per_gpu": 16, "attention_tp": tp_}}
+        return memory_per_gpu(scenario_from_dict(raw))["kv_cache_bytes"]
+
+    assert kv(8) == pytest.approx(8 * kv(1))  # MLA's latent cache is not split by heads

@@ -37,6 +37,9 @@ def check_scenario(s: Scenario) -> None:
         raise ScenarioError(f"model {m.name!r} gives no attention shape", path="workload.scope",
                             fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
                                 "vocab_size to the model, or use scope: moe_layers")
+    if s.cluster.gpus_per_node % s.workload.attention_tp:
+        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
+                            "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
     if s.workload.mode == "training" and s.workload.micro_batches == 2:
         raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
                             fix="use micro_batches: 1 with mode: training")
