@@ -43,7 +43,7 @@ def test_whole_model_adds_time_and_says_so():
 
 def test_whole_model_needs_the_attention_shape():
     with pytest.raises(ScenarioError, match="workload.scope"):
-        scenario_from_dict({"model": "dbrx", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
+        scenario_from_dict({"model": "llama4-scout", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
                             "workload": {"scope": "whole_model"}})
 
 
