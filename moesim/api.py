@@ -52,7 +52,8 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
         built = build(s, trace, placement)
         work = built.work
         if s.workload.mode == "training":
-            work = work + backward_work(s, built.work)
+            # every accumulation step replays the same micro-batch's routing (same statistics)
+            work = (work + backward_work(s, built.work)) * s.workload.accumulation_steps
             if s.workload.gradient_sync:
                 last = work[-1]
                 sync = gradient_sync_s(s, built.placement)
@@ -60,13 +61,16 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
         records = simulate(work, built.topology, lat, exact=built.fluid_network, dispatch_latency_s=d_lat)
     stats, ids = built.stats, built.model.moe_layer_ids
     training = s.workload.mode == "training"
-    if training:  # backward rows follow the forward ones, last layer first
-        stats, ids = stats + stats[::-1], ids + ids[::-1]
-    doc = summarize(records, stats, ids, s.cluster.num_gpus * s.workload.tokens_per_gpu, s.cluster.gpus_per_node)
+    steps = s.workload.accumulation_steps if training else 1
+    if training:  # backward rows follow the forward ones, last layer first; then the next micro-batch
+        stats, ids = (stats + stats[::-1]) * steps, (ids + ids[::-1]) * steps
+    doc = summarize(records, stats, ids, s.cluster.num_gpus * s.workload.tokens_per_gpu * steps,
+                    s.cluster.gpus_per_node)
     if training:
         n = len(built.stats)
         for i, row in enumerate(doc["layers"]):
-            row["pass"] = "forward" if i < n else "backward"
+            row["pass"] = "forward" if i % (2 * n) < n else "backward"
+            row["micro_batch"] = i // (2 * n)
         doc["gradient_sync_s"] = gradient_sync_s(s, built.placement) if s.workload.gradient_sync else 0.0
     doc["throughput_scope"] = s.workload.scope
     return Result({**_meta(built), **doc}, records, built)

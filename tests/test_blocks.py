@@ -123,3 +123,17 @@ def test_tensor_parallel_attention_reads_fewer_weights_and_pays_an_all_reduce():
         return memory_per_gpu(scenario_from_dict(raw))["kv_cache_bytes"]
 
     assert kv(8) == pytest.approx(8 * kv(1))  # MLA's latent cache is not split by heads
+
+
+def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
+    raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 5},
+           "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8},
+           "workload": {"tokens_per_gpu": 256, "mode": "training"}}
+    one = api.run_scenario(scenario_from_dict(raw)).summary
+    four = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"],
+                                                                     "accumulation_steps": 4}})).summary
+    sync = one["gradient_sync_s"]
+    assert four["gradient_sync_s"] == sync and sync > 0
+    assert four["iteration_time_s"] == pytest.approx(4 * (one["iteration_time_s"] - sync) + sync, rel=1e-9)
+    assert four["tokens_per_iteration"] == 4 * one["tokens_per_iteration"]
+    assert [r["micro_batch"] for r in four["layers"]][::4] == [0, 1, 2, 3]

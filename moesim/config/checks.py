@@ -40,6 +40,9 @@ def check_scenario(s: Scenario) -> None:
     if s.cluster.gpus_per_node % s.workload.attention_tp:
         raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
                             "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
+    if s.workload.accumulation_steps > 1 and s.workload.mode != "training":
+        raise ScenarioError("gradient accumulation applies to training", path="workload.accumulation_steps",
+                            fix="use mode: training, or accumulation_steps: 1")
     if s.workload.mode == "training" and s.workload.micro_batches == 2:
         raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
                             fix="use micro_batches: 1 with mode: training")

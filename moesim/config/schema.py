@@ -273,6 +273,9 @@ class WorkloadSpec(Strict):
     # training: after the backward pass, all-reduce gradients (dense weights over all GPUs, each expert
     # over its replicas) with a ring on the slowest link tier
     gradient_sync: bool = True
+    # training: micro-batches of tokens_per_gpu each run forward and backward in turn before one gradient
+    # sync (gradient accumulation); the iteration's tokens are micro-batches x tokens_per_gpu per GPU
+    accumulation_steps: int = Field(default=1, ge=1)
     # tensor-parallel attention inside a node: ``attention_tp`` GPUs share their tokens, each runs 1/tp of
     # the heads over all of them and an all-reduce of the outputs follows (1 = data-parallel attention)
     attention_tp: int = Field(default=1, ge=1)
