@@ -17,6 +17,8 @@ GRIDS = {
         "router": {"shapes": [(64, 8)], "tokens": [16, 64]},
         "permute": {"hidden": [64], "copies": [64, 256]},
         "all_to_all": {"bytes": [1024, 65536], "uneven": [False, True]},
+        "attention": {"shapes": [(4, 32, 4)], "prefill_seq": [64, 128], "prefill_batch": [1, 2],
+                      "decode_batch": [2], "decode_context": [128, 512]},
     },
     "quick": {
         "dtypes": ["float32"],
@@ -26,6 +28,8 @@ GRIDS = {
         "router": {"shapes": [(256, 16), (512, 64)], "tokens": [64, 512, 2048]},
         "permute": {"hidden": [256, 512], "copies": [128, 2048, 16384]},
         "all_to_all": {"bytes": [4096, 262144, 4194304], "uneven": [False, True]},
+        "attention": {"shapes": [(8, 64, 8)], "prefill_seq": [128, 512], "prefill_batch": [1, 2],
+                      "decode_batch": [4], "decode_context": [256, 2048]},
     },
     "full": {
         "dtypes": ["float32", "bfloat16"],
@@ -41,5 +45,9 @@ GRIDS = {
                     "copies": [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]},
         "all_to_all": {"bytes": [1024, 16384, 131072, 1048576, 4194304, 16777216, 33554432],
                        "uneven": [False, True]},
+        # (heads, head_dim, kv_heads): MHA and GQA; prefill tokens = batch x seq; decode over a KV cache
+        "attention": {"shapes": [(8, 64, 8), (16, 64, 4), (16, 128, 16)], "prefill_seq": [128, 256, 512, 1024],
+                      "prefill_batch": [1, 2, 4], "decode_batch": [1, 4, 16],
+                      "decode_context": [256, 1024, 2048, 4096]},
     },
 }

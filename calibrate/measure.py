@@ -132,3 +132,25 @@ def permute_points(b: Bench, grid: dict[str, Any], top_k: int = 4, experts: int 
                                     P.unpermute(xs, order, weights, t))})
         b.progress(f"permute H={h}")
     return perm, unperm
+
+
+def attention_points(b: Bench, grid: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Attention core points: causal prefill over batch x seq tokens, and decode over KV caches."""
+    a = grid["attention"]
+    dname = grid["dtypes"][0]
+    dt = DTYPES[dname]
+    prefill, decode = [], []
+    for heads, d, kv in a["shapes"]:
+        for seq in a["prefill_seq"]:
+            for batch in a["prefill_batch"]:
+                q, k, v = (torch.randn(batch, heads, seq, d, device=b.device).to(dt) for _ in range(3))
+                prefill.append({"tokens": batch * seq, "seq": seq, "heads": heads, "head_dim": d, "dtype": dname,
+                                **b.time(lambda q=q, k=k, v=v: P.attention_prefill(q, k, v))})
+        for batch in a["decode_batch"]:
+            for ctx in a["decode_context"]:
+                q = torch.randn(batch, heads, 1, d, device=b.device).to(dt)
+                k, v = (torch.randn(batch, kv, ctx, d, device=b.device).to(dt) for _ in range(2))
+                decode.append({"context": ctx, "batch": batch, "heads": heads, "kv_heads": kv, "head_dim": d,
+                               "dtype": dname, **b.time(lambda q=q, k=k, v=v: P.attention_decode(q, k, v))})
+        b.progress(f"attention {heads}x{d} kv {kv}")
+    return prefill, decode

@@ -98,3 +98,13 @@ def moe_layer(x, w_router, k, experts_w, method="loop", scoring="softmax", bias=
     xs, order, counts = permute(x, ids, w_router.shape[0])
     ys = EXPERT_METHODS[method](xs, counts.tolist(), *experts_w)
     return unpermute(ys, order, weights, x.shape[0])
+
+
+def attention_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention over whole prompts. q, k, v [B, heads, L, d] -> [B, heads, L, d]."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def attention_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One new token per sequence against its KV cache. q [B, heads, 1, d], k, v [B, kv_heads, L, d]."""
+    return F.scaled_dot_product_attention(q, k, v, enable_gqa=k.shape[1] != q.shape[1])

@@ -155,6 +155,8 @@ def calibrate(name: str, grid_name: str, device: str, threads: int, argv: list[s
         "expert_vectors": M.vector_points(bench, grid),
     }
     a2a = grid["all_to_all"]
+    pre, dec = M.attention_points(bench, grid)
+    doc["pieces"]["attn_prefill"], doc["pieces"]["attn_decode"] = {"points": pre}, {"points": dec}
     reps = 5 if grid_name == "smoke" else 20
     doc["pieces"]["all_to_all"] = {"points": run_job("all_to_all", {**a2a, "reps": reps, "threads": threads},
                                                      backend="nccl" if device == "cuda" else "gloo")}
@@ -198,9 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", type=Path, default=None, help=f"output file (default {PROFILE_DIR}/NAME.json)")
     ap.add_argument("--refit", type=Path, default=None, metavar="PROFILE",
                     help="refit a stored profile from its measured points (no timing) and rewrite it")
+    ap.add_argument("--add-attention", type=Path, default=None, metavar="PROFILE",
+                    help="measure the attention pieces of --grid on this machine and add them to PROFILE")
     a = ap.parse_args(argv)
     name = a.name or f"{a.device}-{a.grid}"
-    if a.refit:
+    if a.add_attention:
+        doc = json.loads(a.add_attention.read_text())
+        allocator = keep_host_memory() if a.device == "cpu" else "CUDA caching allocator"
+        bench = M.Bench(a.device, a.threads, min_run_s=0.1, progress=print)
+        pre, dec = M.attention_points(bench, GRIDS[a.grid])
+        doc["pieces"]["attn_prefill"], doc["pieces"]["attn_decode"] = {"points": pre}, {"points": dec}
+        doc["provenance"]["attention"] = {"date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                          "grid": GRIDS[a.grid]["attention"], "host_allocator": allocator,
+                                          "command": "python -m calibrate.run " + " ".join(argv),
+                                          "host": platform.node(), "torch": torch.__version__}
+        doc = finish(doc)
+        out = a.out or a.add_attention
+    elif a.refit:
         doc = finish(json.loads(a.refit.read_text()))
         out = a.out or a.refit
     else:

@@ -87,6 +87,34 @@ def measure_layer_case(case, threads: int) -> dict[str, Any]:
             "load": load, "counts": cl, "measured": measured, "timing_rounds": rounds}
 
 
+ATTN_CASES = [
+    # id, phase, heads, head_dim, kv_heads, batch, seq/context: off the grid in batch, length or shape
+    ("a1", "prefill", 8, 64, 8, 3, 512),      # batch 3: 1,536 tokens between grid points
+    ("a2", "prefill", 12, 64, 12, 2, 384),    # 12 heads and length 384: in no grid
+    ("a3", "prefill", 16, 128, 16, 1, 768),
+    ("a4", "decode", 16, 64, 4, 4, 3000),     # context 3,000 between grid points
+    ("a5", "decode", 16, 64, 4, 8, 1500),     # batch 8: in no grid
+    ("a6", "decode", 32, 128, 8, 2, 1500),    # 32 heads: in no grid
+]
+
+
+def measure_attention_case(case, threads: int) -> dict[str, Any]:
+    cid, phase, heads, d, kv, batch, length = case
+    g = torch.Generator().manual_seed(sum(map(ord, cid)))
+    if phase == "prefill":
+        q, k, v = (torch.randn(batch, heads, length, d, generator=g) for _ in range(3))
+        fn = lambda: P.attention_prefill(q, k, v)  # noqa: E731
+    else:
+        q = torch.randn(batch, heads, 1, d, generator=g)
+        k, v = (torch.randn(batch, kv, length, d, generator=g) for _ in range(2))
+        fn = lambda: P.attention_decode(q, k, v)  # noqa: E731
+    with torch.inference_mode():
+        rounds = [measure(fn, "cpu", threads, 0.03) for _ in range(ROUNDS)]
+    return {"id": cid, "kind": "attention", "phase": phase, "heads": heads, "head_dim": d, "kv_heads": kv,
+            "batch": batch, "length": length, "median_s": float(np.median([r["median_s"] for r in rounds])),
+            "timing_rounds": rounds}
+
+
 def drift_check(path: Path, threads: int) -> dict[str, Any]:
     """Re-time the profile's FP32 expert points of one shape now: median ratio now / at calibration.
     A diagnostic of how the (shared) machine's speed moved since calibration; predictions do not use it."""
@@ -120,9 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu-ref", help="profile name in moesim/catalog/profiles or a path")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=None, help="report folder (default reports/validation-NAME)")
+    ap.add_argument("--add-attention", action="store_true",
+                    help="measure only the held-out attention cases and add them to the stored validation")
     a = ap.parse_args(argv)
     path = Path(a.profile) if a.profile.endswith(".json") else PROFILE_DIR / f"{a.profile}.json"
     allocator = keep_host_memory()
+    if a.add_attention:
+        out = path.with_name(path.stem + ".validation.json")
+        stored = json.loads(out.read_text())
+        stored["cases"] = [c for c in stored["cases"] if c["kind"] != "attention"]
+        stored["cases"] += [measure_attention_case(c, a.threads) for c in ATTN_CASES]
+        stored["attention_command"] = "python -m calibrate.validate " + " ".join(argv)
+        stored["attention_date_utc"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+        print(f"added {len(ATTN_CASES)} attention cases to {out}")
+        return 0
     t0 = time.perf_counter()
     cases = []
     for case in LAYER_CASES:

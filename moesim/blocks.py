@@ -14,6 +14,8 @@ token each, attending over ``context_tokens``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from moesim.config.schema import ModelSpec
@@ -33,7 +35,8 @@ def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
 
 
 def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
-                   tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0) -> np.ndarray:
+                   tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
+                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None) -> np.ndarray:
     """One block's attention + norms per GPU [G] (seconds).
 
     Tensor parallel over ``tp`` GPUs (Megatron-LM, Shoeybi et al. 2019): the group's tp·T tokens pass every
@@ -54,6 +57,8 @@ def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bo
     kv_read = (group * context * kv_bytes_per_token(m) * kv_share if decode
                else group * kv_bytes_per_token(m) * 2 * kv_share)
     core = c.kernel(core_flops, kv_read + group * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
+    if core_fn is not None and tp == 1:  # a measured profile times the attention core itself
+        core = core_fn(tokens, decode, context)
     norms = 2 * c.kernel(0.0, 2.0 * tokens * h * ACT_BYTES)
     reduce = 0.0
     if tp > 1:
@@ -74,11 +79,12 @@ def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, c
 
 
 def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c: ComputeCosts, decode: bool,
-                  context: int, tp: int = 1, link_Bps: float = 0.0,
-                  latency_s: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
+                  context: int, tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
+                  core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per MoE layer, the non-MoE compute run before it [G] (its own block's attention, plus any blocks since
     the previous MoE block); and what runs after the last MoE layer (trailing blocks + output head) [G]."""
-    attn = attention_time(tokens, m, c, decode, context, tp, link_Bps, latency_s)
+    attn = attention_time(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
     dense = dense_ffn_time(tokens, m, c) if m.intermediate_size else np.zeros_like(tokens, dtype=float)
     before, prev = [], -1
     for b in moe_ids:

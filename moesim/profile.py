@@ -27,6 +27,14 @@ FORMAT = "moesim-profile/1"
 MMAP_BYTES = 32 * 2**20
 
 
+CACHE_BYTES = 8 * 2**20
+
+
+def _kv(p: dict[str, Any]) -> float:
+    return 2.0 * p.get("batch", 0) * p.get("kv_heads", 0) * p.get("head_dim", 0) * p.get("context", 0) \
+        * _elem(p.get("dtype"))
+
+
 def _elem(dtype: str | None) -> int:
     return 2 if dtype in ("bfloat16", "float16") else 4
 
@@ -37,6 +45,9 @@ PIECES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "expert": ("tokens", ("hidden", "inter", "dtype"), ("one", "weights", "flops", "act")),
     "unpermute": ("copies", ("hidden", "dtype"), ("one", "c_h", "c", "c_h_mmap")),
     "all_to_all": ("bytes", ("world",), ("one", "bytes")),
+    "attn_prefill": ("tokens", ("seq", "heads", "head_dim", "dtype"), ("one", "attn_flops", "attn_io")),
+    "attn_decode": ("context", ("batch", "heads", "kv_heads", "head_dim", "dtype"),
+                    ("one", "dec_flops", "kv_read", "kv_read_uncached")),
 }
 
 
@@ -58,6 +69,14 @@ def _term(name: str, p: dict[str, Any]) -> float:
         "flops": 6.0 * t * h * i,  # three GEMMs, 2 FLOPs per multiply-add
         "act": t * (h + 3.0 * i),  # activations in and out, SiLU·up
         "bytes": p.get("bytes", 0.0),
+        # attention core: causal prefill does QK^T and PV over L/2 keys on average; decode over all L
+        "attn_flops": 2.0 * t * p.get("heads", 0) * p.get("head_dim", 0) * p.get("seq", 0),
+        "attn_io": 4.0 * t * p.get("heads", 0) * p.get("head_dim", 0) * _elem(p.get("dtype")),
+        "dec_flops": 4.0 * p.get("batch", 0) * p.get("heads", 0) * p.get("head_dim", 0) * p.get("context", 0),
+        "kv_read": _kv(p),
+        # a KV cache larger than the cache hierarchy streams from DRAM: a second, steeper per-byte cost
+        # (measured on the reference CPU: per-byte decode time roughly doubles above ~8 MiB)
+        "kv_read_uncached": _kv(p) if _kv(p) > CACHE_BYTES else 0.0,
     }[name]
 
 
@@ -234,3 +253,28 @@ class MeasuredCosts:
             return np.zeros(len(tokens))
         return np.array([self.p.time("expert", self._q(tokens=t, inter=self.shared_i)) if t > 0 else 0.0
                          for t in tokens])
+
+
+def attention_core_fn(profile: Profile, m: Any):
+    """``(tokens [G], decode, context) -> seconds [G]`` from the profile's attention pieces, or None when the
+    profile has none. MHA/GQA map directly; MLA uses its naive prefill form (head_dim = (d_qk + d_v) / 2)
+    and its absorbed decode form (one shared latent "KV head" of (kv_lora + rope + kv_lora) / 2)."""
+    if not (profile.has("attn_prefill") and profile.has("attn_decode")):
+        return None
+    heads = m.num_attention_heads
+    if m.kv_lora_rank:
+        rope = m.qk_rope_head_dim or 0
+        pre_d = ((m.qk_nope_head_dim or 128) + rope + (m.v_head_dim or 128)) / 2
+        dec_d, kv_heads = (2 * m.kv_lora_rank + rope) / 2, 1
+    else:
+        pre_d = dec_d = m.head_dim or m.hidden_size // heads
+        kv_heads = m.num_key_value_heads or heads
+
+    def core(tokens: np.ndarray, decode: bool, context: int) -> np.ndarray:
+        q = {"heads": heads, "dtype": profile.dtype}
+        if decode:
+            return np.array([profile.time("attn_decode", {**q, "context": context, "batch": t, "kv_heads": kv_heads,
+                                                          "head_dim": dec_d}) for t in tokens])
+        return np.array([profile.time("attn_prefill", {**q, "tokens": t, "seq": context, "head_dim": pre_d})
+                         for t in tokens])
+    return core

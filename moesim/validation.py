@@ -64,6 +64,15 @@ def predict_ep(profile_path: str, case: dict[str, Any]) -> dict[str, float]:
     return {"layer": float(res.summary["iteration_time_s"]), **dict(zip(EP_STAGES, durations.tolist()))}
 
 
+def predict_attention(profile: Profile, case: dict[str, Any]) -> float:
+    """Seconds for a held-out attention case from the profile's attention pieces."""
+    q = {"heads": case["heads"], "head_dim": case["head_dim"], "dtype": profile.dtype}
+    if case["phase"] == "prefill":
+        return profile.time("attn_prefill", {**q, "tokens": case["batch"] * case["length"], "seq": case["length"]})
+    return profile.time("attn_decode", {**q, "context": case["length"], "batch": case["batch"],
+                                        "kv_heads": case["kv_heads"]})
+
+
 def summarize_errors(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """rows: {'piece', 'predicted_s', 'measured_s'} -> per piece: MAPE, P90, max, bias (percent)."""
     out = {}
@@ -83,6 +92,9 @@ def predict_all(profile_path: str, stored: dict[str, Any]) -> list[dict[str, Any
             for piece in (*PIECE_KEYS, "layer"):
                 rows.append({"case": case["id"], "piece": piece if piece != "layer" else "layer (end to end)",
                              "predicted_s": pred[piece], "measured_s": case["measured"][piece]})
+        elif case["kind"] == "attention":
+            rows.append({"case": case["id"], "piece": f"attention {case['phase']}",
+                         "predicted_s": predict_attention(prof, case), "measured_s": case["median_s"]})
         else:
             pred = predict_ep(profile_path, case)
             rows.append({"case": case["id"], "piece": "ep layer, 2 processes (end to end)",
