@@ -80,12 +80,16 @@ def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, c
 
 def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c: ComputeCosts, decode: bool,
                   context: int, tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
-                  core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None
+                  core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
+                  ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None
                   ) -> tuple[list[np.ndarray], np.ndarray]:
     """Per MoE layer, the non-MoE compute run before it [G] (its own block's attention, plus any blocks since
     the previous MoE block); and what runs after the last MoE layer (trailing blocks + output head) [G]."""
     attn = attention_time(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
-    dense = dense_ffn_time(tokens, m, c) if m.intermediate_size else np.zeros_like(tokens, dtype=float)
+    if not m.intermediate_size:
+        dense = np.zeros_like(tokens, dtype=float)
+    else:  # a measured profile's SwiGLU piece (the expert FFN) costs a dense FFN of the same form
+        dense = ffn_fn(tokens) if ffn_fn is not None else dense_ffn_time(tokens, m, c)
     before, prev = [], -1
     for b in moe_ids:
         gap = b - prev - 1  # dense blocks in between: attention + dense FFN each

@@ -124,15 +124,16 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     non_moe = None
     if s.workload.scope == "whole_model":
         rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
-        core_fn = None
+        core_fn = ffn_fn = None
         if s.cluster.gpu_profile:
-            from moesim.profile import Profile, attention_core_fn  # noqa: PLC0415
+            from moesim.profile import Profile, attention_core_fn, dense_ffn_fn  # noqa: PLC0415
 
-            core_fn = attention_core_fn(Profile.load(s.cluster.gpu_profile), s.model)
+            prof = Profile.load(s.cluster.gpu_profile)
+            core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)
         non_moe = non_moe_times(s.model, model.moe_layer_ids, np.full(g, float(s.workload.tokens_per_gpu)), rc,
                                 s.workload.mode == "decode", s.workload.context_tokens, s.workload.attention_tp,
                                 s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth,
-                                s.cluster.gpu.collective_latency, core_fn)
+                                s.cluster.gpu.collective_latency, core_fn, ffn_fn)
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
                    costs.cost_model(s.cluster, model, params.top_k), trace, mixtures, non_moe)

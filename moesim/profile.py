@@ -255,6 +255,18 @@ class MeasuredCosts:
                          for t in tokens])
 
 
+def dense_ffn_fn(profile: Profile, m: Any):
+    """``tokens [G] -> seconds [G]``: a dense SwiGLU FFN of width ``intermediate_size``, timed by the
+    profile's expert piece (the same three GEMMs), or None without that piece."""
+    if not profile.has("expert") or not m.intermediate_size:
+        return None
+
+    def ffn(tokens: np.ndarray) -> np.ndarray:
+        return np.array([profile.time("expert", {"tokens": t, "hidden": m.hidden_size, "inter": m.intermediate_size,
+                                                 "dtype": profile.dtype}) for t in tokens])
+    return ffn
+
+
 def attention_core_fn(profile: Profile, m: Any):
     """``(tokens [G], decode, context) -> seconds [G]`` from the profile's attention pieces, or None when the
     profile has none. MHA/GQA map directly; MLA uses its naive prefill form (head_dim = (d_qk + d_v) / 2)

@@ -43,7 +43,9 @@ def test_whole_model_adds_time_and_says_so():
 
 def test_whole_model_needs_the_attention_shape():
     with pytest.raises(ScenarioError, match="workload.scope"):
-        scenario_from_dict({"model": "llama4-scout", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
+        scenario_from_dict({"model": {"name": "noshape", "hidden_size": 1024, "moe_intermediate_size": 512,
+                                      "n_routed_experts": 8, "num_experts_per_tok": 2, "num_hidden_layers": 2},
+                            "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
                             "workload": {"scope": "whole_model"}})
 
 

@@ -6,6 +6,9 @@ from moesim import api
 from moesim.config import scenario_from_dict
 from moesim.memory import memory_per_gpu, param_counts
 
+NO_SHAPE = {"name": "noshape", "hidden_size": 1024, "moe_intermediate_size": 512, "n_routed_experts": 8,
+            "num_experts_per_tok": 2, "num_hidden_layers": 2}
+
 
 def scen(model="deepseek-v3", nodes=1, **workload):
     return scenario_from_dict({"model": model, "cluster": {"gpu": "h800", "nodes": nodes, "gpus_per_node": 8},
@@ -25,6 +28,9 @@ def scen(model="deepseek-v3", nodes=1, **workload):
     ("qwen2-57b-a14b", 57.4e9, 14e9, 0.01),    # Qwen2 technical report
     ("olmoe-1b-7b", 6.9e9, 1.3e9, 0.01),       # OLMoE paper (arXiv 2409.02060)
     ("dbrx", 132e9, 36e9, 0.01),               # Databricks DBRX announcement
+    ("llama4-scout", 109e9, 17e9, 0.02),       # Meta Llama 4 model card (107.8B counted here: -1.1%)
+    ("llama4-maverick", 400e9, 17e9, 0.01),    # Meta Llama 4 model card
+    ("gpt-oss-120b", 117e9, None, 0.01),       # OpenAI gpt-oss model card; its 5.1B active counts differently
 ])
 def test_parameter_counts_match_published_totals(model, total, active, rel_total):
     one_gpu = scenario_from_dict({"model": model, "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 1}})
@@ -52,6 +58,6 @@ def test_decode_kv_cache_grows_linearly_with_context():
 def test_run_summary_carries_memory_and_says_when_unknown():
     doc = api.run_scenario(scen(nodes=4, tokens_per_gpu=256)).summary
     assert doc["memory_per_gpu"]["known"] and doc["memory_per_gpu"]["fits"]
-    s = scenario_from_dict({"model": "llama4-scout", "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
+    s = scenario_from_dict({"model": NO_SHAPE, "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
                             "workload": {"tokens_per_gpu": 64}})
     assert memory_per_gpu(s)["known"] is False

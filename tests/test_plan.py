@@ -74,7 +74,8 @@ def test_plan_report_has_the_cost_and_throughput_figure(tmp_path):
 
 
 def test_models_without_a_shape_say_memory_was_not_checked(tmp_path):
-    (tmp_path / "p.yaml").write_text("model: {base: llama4-scout, num_hidden_layers: 2}\n"
+    (tmp_path / "p.yaml").write_text("model: {name: noshape, hidden_size: 1024, moe_intermediate_size: 512, "
+                                     "n_routed_experts: 16, num_experts_per_tok: 2, num_hidden_layers: 2}\n"
                                      "gpus: {h800: {price_per_hour: 2}}\n"
                                      "workload: {tokens_per_gpu: 64}\nvary: {nodes: [2]}\n")
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1"])
