@@ -61,7 +61,7 @@ def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bo
         core = core_fn(tokens, decode, context)
     norms = 2 * c.kernel(0.0, 2.0 * tokens * h * ACT_BYTES)
     reduce = 0.0
-    if tp > 1:
+    if tp > 1 and link_Bps > 0:  # analytic ring; the engine instead moves tp_allreduce_flows when it can
         reduce = 2 * (tp - 1) / tp * group * h * ACT_BYTES / link_Bps + 2 * (tp - 1) * latency_s
     return proj + core + norms + reduce
 
@@ -98,3 +98,15 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
     trailing = m.num_hidden_layers - 1 - prev
     after = (attn + dense) * trailing + head_time(tokens, m, c, decode, context)
     return before, after
+
+
+def tp_allreduce_flows(gpus: int, gpus_per_node: int, tp: int, tokens: float, hidden: int, blocks: int):
+    """Ring all-reduce of the attention output in every TP group (tp consecutive GPUs of a node), as the
+    flows the engine moves: each GPU sends 2(tp−1)/tp of the group's tp·T × H BF16 buffer to the next GPU
+    of its ring, once per attention block folded into this layer (``blocks``)."""
+    from moesim.traffic import FlowSet  # noqa: PLC0415
+
+    src = np.arange(gpus)
+    dst = (src // tp) * tp + (src % tp + 1) % tp
+    nbytes = np.full(gpus, 2 * (tp - 1) / tp * tp * tokens * hidden * ACT_BYTES * blocks)
+    return FlowSet(src, dst, nbytes, src.copy(), np.full(gpus, -1, dtype=np.int64))

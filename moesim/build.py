@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from moesim import costs
-from moesim.blocks import non_moe_times
+from moesim.blocks import non_moe_times, tp_allreduce_flows
 from moesim.config.schema import HistogramStats, Scenario, TraceStats
 from moesim.engine.records import LayerWork
 from moesim.model import MoEModel, copy_bytes
@@ -130,10 +130,14 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
 
             prof = Profile.load(s.cluster.gpu_profile)
             core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)
-        non_moe = non_moe_times(s.model, model.moe_layer_ids, np.full(g, float(s.workload.tokens_per_gpu)), rc,
-                                s.workload.mode == "decode", s.workload.context_tokens, s.workload.attention_tp,
-                                s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth,
-                                s.cluster.gpu.collective_latency, core_fn, ffn_fn)
+        tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
+        args = (s.model, model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
+        link, lat = s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth, s.cluster.gpu.collective_latency
+        # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
+        # the last one (trailing blocks, head) the analytic ring stands in
+        before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn)
+        _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn)
+        non_moe = (before, after)
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
                    costs.cost_model(s.cluster, model, params.top_k), trace, mixtures, non_moe)
@@ -225,9 +229,16 @@ class _Context:
         shared = cm.shared(local) * slow
         routed = cm.expert(tr.slot_tokens, regroup=g > 1) * slow
         overlap = s.comm.overlap_shared_experts
+        tp = s.workload.attention_tp
+        pre_s = pre_comm = None
+        if self.non_moe is not None and tp > 1:  # attention, then its all-reduce as flows, then the router
+            ids_ = model.moe_layer_ids
+            blocks = ids_[layer] - (ids_[layer - 1] if layer else -1)
+            pre_s, before = before * slow, 0.0
+            pre_comm = tp_allreduce_flows(g, topo.gpus_per_node, tp, tokens, model.hidden, blocks)
         work = LayerWork((cm.gate(local) + before) * slow, routed if overlap else routed + shared,
                          (cm.unpermute(local) + after) * slow, tr.dispatch, tr.combine,
-                         during_dispatch_s=shared if overlap else None)
+                         during_dispatch_s=shared if overlap else None, pre_s=pre_s, pre_comm=pre_comm)
         expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
         return work, _layer_stats(tr, expert_tokens, topo)
 

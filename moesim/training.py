@@ -38,8 +38,13 @@ def backward_work(s: Scenario, forward: list[LayerWork]) -> list[LayerWork]:
     grad_over_combine = GRAD_BYTES * h / copy_bytes(h, s.comm.combine_dtype)
     out = []
     for w in reversed(forward):
-        out.append(LayerWork(2 * w.unpermute_s, 2 * w.expert_s, 2 * w.route_s,
-                             _reverse(w.combine, grad_over_combine), _reverse(w.dispatch, grad_over_dispatch)))
+        # TP attention's backward all-reduce moves the same bytes; it is placed at the start of the layer's
+        # backward (its compute stays with the other backward compute at the end)
+        pre = np.zeros_like(w.route_s) if w.pre_comm is not None else None
+        attn = w.pre_s if w.pre_s is not None else 0.0
+        out.append(LayerWork(2 * w.unpermute_s, 2 * w.expert_s, 2 * (w.route_s + attn),
+                             _reverse(w.combine, grad_over_combine), _reverse(w.dispatch, grad_over_dispatch),
+                             pre_s=pre, pre_comm=w.pre_comm))
     return out
 
 

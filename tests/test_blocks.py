@@ -139,3 +139,24 @@ def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
     assert four["iteration_time_s"] == pytest.approx(4 * (one["iteration_time_s"] - sync) + sync, rel=1e-9)
     assert four["tokens_per_iteration"] == 4 * one["tokens_per_iteration"]
     assert [r["micro_batch"] for r in four["layers"]][::4] == [0, 1, 2, 3]
+
+
+def test_tp_all_reduce_runs_as_flows_on_the_topology():
+    """TP 2 on 2 GPUs: after attention each GPU sends 2·(1/2)·(2T)·H·2 bytes to its ring neighbour over
+    NVLink, then routes: ROUTED − START = attention + max(bytes / bandwidth, collective latency) + gate."""
+    from moesim.engine.records import ROUTED, START
+
+    raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 4},
+           "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 2,
+                       "intra_node": {"bandwidth": 1e10, "latency": 0}},
+           "router": {"stats": {"kind": "uniform"}}, "placement": {"redundant_experts": 0},
+           "workload": {"tokens_per_gpu": 128, "scope": "whole_model", "attention_tp": 2}}
+    res = api.run_scenario(scenario_from_dict(raw))
+    w = res.built.work[0]
+    assert w.pre_comm is not None and w.pre_comm.nbytes[0] == pytest.approx(2 * 0.5 * 256 * 7168 * 2 * 4)
+    t = res.records.times[0]
+    lat = res.built.scenario.cluster.gpu.collective_latency
+    expect = w.pre_s + max(w.pre_comm.nbytes[0] / 1e10, lat) + w.route_s
+    assert t[:, ROUTED] - t[:, START] == pytest.approx(expect, rel=1e-6)
+    train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}}))
+    assert train.summary["iteration_time_s"] > res.summary["iteration_time_s"]

@@ -23,6 +23,9 @@ class LayerWork:
     dispatch: FlowSet
     combine: FlowSet
     during_dispatch_s: np.ndarray | None = None  # compute that runs while dispatch is in flight (shared experts)
+    # tensor-parallel attention: its compute [G] and the all-reduce flows that follow it, before route_s
+    pre_s: np.ndarray | None = None
+    pre_comm: FlowSet | None = None
 
 
 @dataclass(frozen=True)

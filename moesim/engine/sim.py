@@ -33,18 +33,22 @@ def simulate(work: list[LayerWork], topo: Topology, base_latency_s: float, exact
                          latency, net, topo.capacity_Bps, topo.latency_s)
 
     d_lat = base_latency_s if dispatch_latency_s is None else dispatch_latency_s
-    phases = [(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s)) for w in work]
+    phases = [(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s),
+               phase(w.pre_comm, base_latency_s) if w.pre_comm is not None else None) for w in work]
     for gpu in range(g):
         env.process(_gpu(env, gpu, work, phases, times))
     env.run()
     return SimRecords(times, net.recomputes if net else 0)
 
 
-def _gpu(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase, CommPhase]],
+def _gpu(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase, ...]],
          times: np.ndarray) -> Generator[simpy.Event, None, None]:
-    for layer, (w, (dispatch, combine)) in enumerate(zip(work, phases)):
+    for layer, (w, (dispatch, combine, pre)) in enumerate(zip(work, phases)):
         t = times[layer, gpu]
         t[START] = env.now
+        if pre is not None:  # tensor-parallel attention, then its all-reduce over the network model
+            yield env.timeout(w.pre_s[gpu])
+            yield pre.join(gpu)
         yield env.timeout(w.route_s[gpu])
         t[ROUTED] = env.now
         arrived = dispatch.join(gpu)
@@ -78,7 +82,9 @@ def simulate_overlap(works: list[list[LayerWork]], topo: Topology, base_latency_
 
     gpus = [simpy.Resource(env, capacity=1) for _ in range(g)]
     times = [np.zeros((len(w), g, 6)) for w in works]
-    phases = [[(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s)) for w in work] for work in works]
+    phases = [[(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s),
+                phase(w.pre_comm, base_latency_s) if w.pre_comm is not None else None) for w in work]
+              for work in works]
     for gpu in range(g):
         for mb, work in enumerate(works):
             env.process(_gpu_mb(env, gpu, work, phases[mb], times[mb], gpus[gpu]))
@@ -92,11 +98,14 @@ def _compute(env: simpy.Environment, res: simpy.Resource, seconds: float) -> Gen
         yield env.timeout(seconds)
 
 
-def _gpu_mb(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase, CommPhase]],
+def _gpu_mb(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase, ...]],
             times: np.ndarray, res: simpy.Resource) -> Generator[simpy.Event, None, None]:
-    for layer, (w, (dispatch, combine)) in enumerate(zip(work, phases)):
+    for layer, (w, (dispatch, combine, pre)) in enumerate(zip(work, phases)):
         t = times[layer, gpu]
         t[START] = env.now
+        if pre is not None:
+            yield from _compute(env, res, w.pre_s[gpu])
+            yield pre.join(gpu)
         yield from _compute(env, res, w.route_s[gpu])
         t[ROUTED] = env.now
         arrived = dispatch.join(gpu)
