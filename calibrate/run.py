@@ -56,13 +56,7 @@ def provenance(device: str, threads: int, grid_name: str, grid: dict[str, Any], 
 def _device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+    return _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "cpu"
 
 
 def _driver() -> str | None:
@@ -74,13 +68,19 @@ def _driver() -> str | None:
 
 
 def _mem_total() -> float:
+    kib = _proc_field("/proc/meminfo", "MemTotal")  # "NNN kB"
+    return float(kib.split()[0]) * 1024 if kib else 0.0
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    """The value after ``key:`` in a /proc file (None where there is no such file or line)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                return float(line.split()[1]) * 1024
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
     except OSError:
-        pass
-    return 0.0
+        return None
+    return None
 
 
 def expert_call_overhead(doc: dict[str, Any]) -> float:

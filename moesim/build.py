@@ -121,26 +121,11 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
-    non_moe = None
-    if s.workload.scope == "whole_model":
-        rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
-        core_fn = ffn_fn = None
-        if s.cluster.gpu_profile:
-            from moesim.profile import Profile, attention_core_fn, dense_ffn_fn  # noqa: PLC0415
-
-            prof = Profile.load(s.cluster.gpu_profile)
-            core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)
-        tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
-        args = (s.model, model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
-        link, lat = s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth, s.cluster.gpu.collective_latency
-        # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
-        # the last one (trailing blocks, head) the analytic ring stands in
-        before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn)
-        _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn)
-        non_moe = (before, after)
+    cm = costs.cost_model(s.cluster, model, params.top_k)
+    non_moe = _non_moe(s, model, g, cm) if s.workload.scope == "whole_model" else None
     ctx = _Context(s, model, params, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
-                   costs.cost_model(s.cluster, model, params.top_k), trace, mixtures, non_moe)
+                   cm, trace, mixtures, non_moe)
     seeds = route_ss.spawn(layers) if not micro_batch else \
         np.random.SeedSequence(s.seed, spawn_key=(1, 1_000_000 + micro_batch)).spawn(layers)
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
@@ -151,6 +136,26 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
             built = list(pool.map(ctx.layer, range(layers), seeds))
     return Built(s, model, params, topo, placement, fidelity(s)[0], ctx.sampled,
                  [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
+
+
+def _non_moe(s: Scenario, model: MoEModel, g: int, cm: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """Whole-model scope: the non-MoE compute before each MoE layer and after the last one. On a measured
+    profile (the cost model's ``p``) the attention core and dense FFNs come from its pieces."""
+    rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
+    core_fn = ffn_fn = None
+    prof = getattr(cm, "p", None)
+    if prof is not None:
+        from moesim.profile import attention_core_fn, dense_ffn_fn  # noqa: PLC0415
+
+        core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)
+    tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
+    args = (s.model, model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
+    link, lat = s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth, s.cluster.gpu.collective_latency
+    # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
+    # the last one (trailing blocks, head) the analytic ring stands in
+    before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn)
+    _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn)
+    return before, after
 
 
 def _planning_inputs(s: Scenario, params: RoutingParams, popularity: np.ndarray,

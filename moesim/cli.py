@@ -177,10 +177,10 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
     import numpy as np  # noqa: PLC0415
 
     from moesim.routing.analysis import summarize_source  # noqa: PLC0415
-    from moesim.routing.sources import SourceError, _load_any  # noqa: PLC0415
+    from moesim.routing.sources import SourceError, load_array  # noqa: PLC0415
 
     try:
-        arr, extra = _load_any(path, key, ("topk_ids", "ids", "logical_count", "expert_load_window",
+        arr, extra = load_array(path, key, ("topk_ids", "ids", "logical_count", "expert_load_window",
                                            "expert_load_pass", "weight", "counts", "loads"))
     except (SourceError, OSError, ValueError) as exc:
         raise MoesimError(f"{path}: {exc}") from None

@@ -23,11 +23,10 @@ from moesim.config.schema import Scenario
 from moesim.errors import ScenarioError
 
 
-def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override, resolve and validate the scenario file at ``path``."""
-    path = Path(path)
+def read_yaml(path: Path) -> Any:
+    """A YAML file's contents; a missing file or bad syntax is one ScenarioError naming the file (and line)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError("no such file", file=str(path), fix="check the path") from None
     except yaml.YAMLError as exc:
@@ -35,6 +34,12 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
         where = f"line {mark.line + 1}" if mark else None
         raise ScenarioError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path), path=where,
                             fix="fix the YAML syntax") from None
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override, resolve and validate the scenario file at ``path``."""
+    path = Path(path)
+    raw = read_yaml(path)
     try:
         raw = apply_overrides(raw, overrides)
         return scenario_from_dict(raw, base_dir=path.parent)

@@ -23,45 +23,7 @@ def simulate(work: list[LayerWork], topo: Topology, base_latency_s: float, exact
              dispatch_latency_s: float | None = None) -> SimRecords:
     """Run all layers on all GPUs. ``exact``: max-min flow sharing (else the scalable drain model).
     base_latency_s: a collective's start-up latency; dispatch_latency_s: dispatch's (default the same)."""
-    env = simpy.Environment()
-    g = topo.num_gpus
-    net = FluidNetwork(env, topo.capacity_Bps, topo.latency_s) if exact else None
-    times = np.zeros((len(work), g, 6))
-
-    def phase(flows, latency) -> CommPhase:
-        return CommPhase(env, flows, topo.paths(flows.src, flows.dst), g, topo.gpus_per_node,
-                         latency, net, topo.capacity_Bps, topo.latency_s)
-
-    d_lat = base_latency_s if dispatch_latency_s is None else dispatch_latency_s
-    phases = [(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s),
-               phase(w.pre_comm, base_latency_s) if w.pre_comm is not None else None) for w in work]
-    for gpu in range(g):
-        env.process(_gpu(env, gpu, work, phases, times))
-    env.run()
-    return SimRecords(times, net.recomputes if net else 0)
-
-
-def _gpu(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase, ...]],
-         times: np.ndarray) -> Generator[simpy.Event, None, None]:
-    for layer, (w, (dispatch, combine, pre)) in enumerate(zip(work, phases)):
-        t = times[layer, gpu]
-        t[START] = env.now
-        if pre is not None:  # tensor-parallel attention, then its all-reduce over the network model
-            yield env.timeout(w.pre_s[gpu])
-            yield pre.join(gpu)
-        yield env.timeout(w.route_s[gpu])
-        t[ROUTED] = env.now
-        arrived = dispatch.join(gpu)
-        if w.during_dispatch_s is not None and w.during_dispatch_s[gpu] > 0:
-            arrived = env.all_of([arrived, env.timeout(w.during_dispatch_s[gpu])])  # both must finish
-        yield arrived
-        t[DISPATCHED] = env.now
-        yield env.timeout(w.expert_s[gpu])
-        t[COMPUTED] = env.now
-        yield combine.join(gpu)
-        t[COMBINED] = env.now
-        yield env.timeout(w.unpermute_s[gpu])
-        t[END] = env.now
+    return _run([work], topo, base_latency_s, exact, dispatch_latency_s, share_gpu=False)[0]
 
 
 def simulate_overlap(works: list[list[LayerWork]], topo: Topology, base_latency_s: float, exact: bool = True,
@@ -71,46 +33,58 @@ def simulate_overlap(works: list[list[LayerWork]], topo: Topology, base_latency_
     not, so one micro-batch computes while another's dispatch or combine is in flight. Micro-batch 0 starts
     first. With the exact network, concurrent phases share links; with the drain model each phase drains
     on its own. Returns one SimRecords per micro-batch."""
+    return _run(works, topo, base_latency_s, exact, dispatch_latency_s, share_gpu=True)
+
+
+def _run(works: list[list[LayerWork]], topo: Topology, base_latency_s: float, exact: bool,
+         dispatch_latency_s: float | None, share_gpu: bool) -> list[SimRecords]:
+    """One process per (GPU, micro-batch). ``share_gpu``: compute stages queue for a per-GPU resource
+    (needed only when several micro-batches share a GPU; a lone process never waits for it)."""
     env = simpy.Environment()
     g = topo.num_gpus
     net = FluidNetwork(env, topo.capacity_Bps, topo.latency_s) if exact else None
     d_lat = base_latency_s if dispatch_latency_s is None else dispatch_latency_s
 
-    def phase(flows, latency) -> CommPhase:
+    def phase(flows, latency) -> CommPhase | None:
+        if flows is None:
+            return None
         return CommPhase(env, flows, topo.paths(flows.src, flows.dst), g, topo.gpus_per_node,
                          latency, net, topo.capacity_Bps, topo.latency_s)
 
-    gpus = [simpy.Resource(env, capacity=1) for _ in range(g)]
+    gpus = [simpy.Resource(env, capacity=1) if share_gpu else None for _ in range(g)]
     times = [np.zeros((len(w), g, 6)) for w in works]
-    phases = [[(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s),
-                phase(w.pre_comm, base_latency_s) if w.pre_comm is not None else None) for w in work]
-              for work in works]
+    phases = [[(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s), phase(w.pre_comm, base_latency_s))
+               for w in work] for work in works]
     for gpu in range(g):
         for mb, work in enumerate(works):
-            env.process(_gpu_mb(env, gpu, work, phases[mb], times[mb], gpus[gpu]))
+            env.process(_gpu(env, gpu, work, phases[mb], times[mb], gpus[gpu]))
     env.run()
     return [SimRecords(t, net.recomputes if net else 0) for t in times]
 
 
-def _compute(env: simpy.Environment, res: simpy.Resource, seconds: float) -> Generator[simpy.Event, None, None]:
+def _compute(env: simpy.Environment, res: simpy.Resource | None,
+             seconds: float) -> Generator[simpy.Event, None, None]:
+    if res is None:
+        yield env.timeout(seconds)
+        return
     with res.request() as req:
         yield req
         yield env.timeout(seconds)
 
 
-def _gpu_mb(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase, ...]],
-            times: np.ndarray, res: simpy.Resource) -> Generator[simpy.Event, None, None]:
+def _gpu(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase | None, ...]],
+         times: np.ndarray, res: simpy.Resource | None) -> Generator[simpy.Event, None, None]:
     for layer, (w, (dispatch, combine, pre)) in enumerate(zip(work, phases)):
         t = times[layer, gpu]
         t[START] = env.now
-        if pre is not None:
+        if pre is not None:  # tensor-parallel attention, then its all-reduce over the network model
             yield from _compute(env, res, w.pre_s[gpu])
             yield pre.join(gpu)
         yield from _compute(env, res, w.route_s[gpu])
         t[ROUTED] = env.now
         arrived = dispatch.join(gpu)
         if w.during_dispatch_s is not None and w.during_dispatch_s[gpu] > 0:
-            arrived = env.all_of([arrived, env.timeout(w.during_dispatch_s[gpu])])
+            arrived = env.all_of([arrived, env.timeout(w.during_dispatch_s[gpu])])  # both must finish
         yield arrived
         t[DISPATCHED] = env.now
         yield from _compute(env, res, w.expert_s[gpu])

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from moesim.config.loader import read_yaml
 from moesim.errors import MoesimError, ScenarioError
 
 KEYS = ("model", "gpus", "gpus_per_node", "workload", "target", "limits", "vary", "scenario", "seed")
@@ -71,10 +70,7 @@ class Candidate:
 def load_plan(path: str | Path) -> dict[str, Any]:
     """Read and check a plan file: one ScenarioError naming the file, key and fix on bad input."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError("no such file", file=str(path), fix="check the path") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ScenarioError("a plan must be a mapping", file=str(path), fix=f"use the keys {', '.join(KEYS)}")
     for key in raw:

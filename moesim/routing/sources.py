@@ -24,7 +24,7 @@ class SourceError(ValueError):
     """A statistics file that cannot be used; the message says what to fix."""
 
 
-def _load_any(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+def load_array(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
     """The array under ``key`` (or the first of ``keys`` present) and the other entries (cached per file
     version: the config check and the build read the same file)."""
     st = path.stat()
@@ -90,7 +90,7 @@ def load_histogram(path: str | Path, key: str | None, step: int | str, layers: i
     Physical counts (more columns than experts) are folded to logical experts with the file's
     ``physical_to_logical_map`` when present.
     """
-    arr, extra = _load_any(Path(path), key, HISTOGRAM_KEYS)
+    arr, extra = load_array(Path(path), key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     if arr.ndim == 2:
         arr = arr[None]
@@ -115,7 +115,7 @@ def load_histogram(path: str | Path, key: str | None, step: int | str, layers: i
 
 def load_histogram_steps(path: str | Path, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
     """Every step of a histogram time series, each normalised per layer [layers, experts]."""
-    arr, _ = _load_any(Path(path), key, HISTOGRAM_KEYS)
+    arr, _ = load_array(Path(path), key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     steps = arr.shape[0] if arr.ndim == 3 else 1
     out = []
@@ -133,7 +133,7 @@ def _pick(arr: np.ndarray, step: int) -> np.ndarray:
 
 def load_trace(path: str | Path, layers: int, experts: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Token routing ``topk_ids [layers, tokens, k]`` int64 and optional ``topk_weights`` (same shape)."""
-    ids, extra = _load_any(Path(path), None, TRACE_KEYS)
+    ids, extra = load_array(Path(path), None, TRACE_KEYS)
     ids = np.asarray(ids)
     if ids.ndim == 2:
         ids = ids[None]

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from moesim.config.loader import read_yaml
 from moesim.errors import ScenarioError
 
 KEYS = ("base", "set", "grid", "zip")
@@ -51,12 +50,7 @@ class SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file; bad input is one ScenarioError naming the file, key and fix."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError("no such file", file=str(path), fix="check the path") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"not valid YAML ({exc})", file=str(path), fix="fix the YAML syntax") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ScenarioError("a sweep must be a mapping", file=str(path), fix=f"use the keys {', '.join(KEYS)}")
     unknown = sorted(set(raw) - set(KEYS))
