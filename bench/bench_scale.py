@@ -1,14 +1,22 @@
 """Speed and memory of `moesim run` at the issue's three scales (DeepSeek-V3, all 58 MoE layers).
 
 Each case runs in a fresh process so peak memory (max RSS) is its own. Prints one line per case.
-Usage: python bench/bench_scale.py [a|b|c ...]
+``--against REF`` also runs every case on git revision REF (a temporary worktree), alternating the two
+``--repeat`` times, and prints the median of each and their ratio: a speed comparison inside one run on
+one machine (absolute times on a shared machine are noisy; the ratio is the figure to read).
+
+Usage: python bench/bench_scale.py [a|b|c ...] [--against REF] [--repeat N] [--set PATH=VALUE ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,21 +33,58 @@ from moesim import api
 t = time.perf_counter()
 r = api.run(sys.argv[1], sys.argv[2:])
 el = time.perf_counter() - t
+s = r.summary if isinstance(r.summary, dict) else r.doc
 print(json.dumps({"seconds": el, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "iteration_time_s": r.summary["iteration_time_s"], "fidelity": r.summary["fidelity"],
-                  "gpus": r.summary["nodes"] * r.summary["gpus_per_node"]}))
+                  "iteration_time_s": s["iteration_time_s"], "fidelity": s["fidelity"],
+                  "gpus": s["nodes"] * s["gpus_per_node"]}))
 """
 
 
-def main(names: list[str]) -> None:
-    for name in names or list(CASES):
-        target, scenario, overrides = CASES[name]
-        out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / scenario), *overrides],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        ok = "met" if r["seconds"] <= target and r["peak_rss_bytes"] <= 4e9 else "NOT met"
-        print(f"case {name}: {r['gpus']} GPUs  {r['seconds']:.2f} s (target <= {target:.0f} s)  "
-              f"peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB  fidelity {r['fidelity']}  [{ok}]", flush=True)
+def _once(code_root: Path, name: str, extra: list[str]) -> dict:
+    _, scenario, overrides = CASES[name]
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / scenario), *overrides, *extra],
+                         capture_output=True, text=True, check=True, env=env, cwd=code_root)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _line(name: str, r: dict, label: str = "") -> str:
+    target = CASES[name][0]
+    ok = "met" if r["seconds"] <= target and r["peak_rss_bytes"] <= 4e9 else "NOT met"
+    return (f"case {name}{label}: {r['gpus']} GPUs  {r['seconds']:.2f} s (target <= {target:.0f} s)  "
+            f"peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB  iteration {r['iteration_time_s'] * 1e3:.3f} ms  "
+            f"fidelity {r['fidelity']}  [{ok}]")
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases", nargs="*", default=list(CASES))
+    ap.add_argument("--against", help="git revision to compare with, in the same run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="PATH=VALUE",
+                    help="extra override for every run (both trees), e.g. workload.scope=moe_layers")
+    args = ap.parse_args(argv)
+    if not args.against:
+        for name in args.cases:
+            print(_line(name, _once(ROOT, name, args.extra)), flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(ref), args.against],
+                       check=True, capture_output=True)
+        try:
+            for name in args.cases:
+                now, then = [], []
+                for _ in range(args.repeat):  # alternate, so drift on a shared machine hits both alike
+                    now.append(_once(ROOT, name, args.extra))
+                    then.append(_once(ref, name, args.extra))
+                med = lambda rs: statistics.median(r["seconds"] for r in rs)  # noqa: E731
+                print(_line(name, min(now, key=lambda r: r["seconds"]), " (this tree, best)"))
+                print(_line(name, min(then, key=lambda r: r["seconds"]), f" ({args.against}, best)"))
+                print(f"case {name}: median {med(now):.2f} s vs {med(then):.2f} s at {args.against}: "
+                      f"ratio {med(now) / med(then):.3f} ({args.repeat} runs each)", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref)], capture_output=True)
 
 
 if __name__ == "__main__":

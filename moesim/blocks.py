@@ -22,6 +22,7 @@ from moesim.config.schema import ModelSpec
 from moesim.costs import ACT_BYTES, ComputeCosts
 from moesim.memory import attention_params, kv_bytes_per_token
 from moesim.model import BYTES_PER_PARAM
+from moesim.program import FlowSet
 
 
 def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
@@ -34,10 +35,12 @@ def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
     return hd, hd
 
 
-def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
-                   tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
-                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None) -> np.ndarray:
-    """One block's attention + norms per GPU [G] (seconds).
+def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
+                    tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
+                    core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One block's (attention, norms) per GPU [G] (seconds): attention = projections + core (+ the analytic
+    TP all-reduce when ``link_Bps`` is given); norms = the block's two RMSNorms.
 
     Tensor parallel over ``tp`` GPUs (Megatron-LM, Shoeybi et al. 2019): the group's tp·T tokens pass every
     GPU, each with 1/tp of the heads, so FLOPs per GPU stay those of T tokens but each GPU reads 1/tp of the
@@ -63,7 +66,15 @@ def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bo
     reduce = 0.0
     if tp > 1 and link_Bps > 0:  # analytic ring; the engine instead moves tp_allreduce_flows when it can
         reduce = 2 * (tp - 1) / tp * group * h * ACT_BYTES / link_Bps + 2 * (tp - 1) * latency_s
-    return proj + core + norms + reduce
+    return proj + core + reduce, norms
+
+
+def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
+                   tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
+                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None) -> np.ndarray:
+    """One block's attention + norms per GPU [G] (seconds); see ``attention_parts``."""
+    attn, norms = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+    return attn + norms
 
 
 def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts) -> np.ndarray:
@@ -82,10 +93,12 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
                   context: int, tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
                   ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None
-                  ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per MoE layer, the non-MoE compute run before it [G] (its own block's attention, plus any blocks since
-    the previous MoE block); and what runs after the last MoE layer (trailing blocks + output head) [G]."""
-    attn = attention_time(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+                  ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Per MoE layer, the named non-MoE compute run before it, each [G] seconds: ``attention`` and ``norms``
+    of its own block and of any dense blocks since the previous MoE block, and those blocks' ``dense_ffn``;
+    and what runs after the last MoE layer: ``tail_blocks`` (trailing dense blocks) and the output ``head``.
+    Zero pieces are left out."""
+    attn, norms = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
     if not m.intermediate_size:
         dense = np.zeros_like(tokens, dtype=float)
     else:  # a measured profile's SwiGLU piece (the expert FFN) costs a dense FFN of the same form
@@ -93,20 +106,24 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
     before, prev = [], -1
     for b in moe_ids:
         gap = b - prev - 1  # dense blocks in between: attention + dense FFN each
-        before.append(attn * (gap + 1) + dense * gap)
+        before.append(_nonzero({"attention": attn * (gap + 1), "norms": norms * (gap + 1), "dense_ffn": dense * gap}))
         prev = b
     trailing = m.num_hidden_layers - 1 - prev
-    after = (attn + dense) * trailing + head_time(tokens, m, c, decode, context)
+    after = _nonzero({"tail_blocks": (attn + norms + dense) * trailing,
+                      "head": head_time(tokens, m, c, decode, context)})
     return before, after
 
 
-def tp_allreduce_flows(gpus: int, gpus_per_node: int, tp: int, tokens: float, hidden: int, blocks: int):
+def _nonzero(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=float) for k, v in parts.items() if np.any(v)}
+
+
+def tp_allreduce_flows(gpus: int, gpus_per_node: int, tp: int, tokens: float, hidden: int,
+                       blocks: int) -> FlowSet:
     """Ring all-reduce of the attention output in every TP group (tp consecutive GPUs of a node), as the
     flows the engine moves: each GPU sends 2(tp−1)/tp of the group's tp·T × H BF16 buffer to the next GPU
     of its ring, once per attention block folded into this layer (``blocks``)."""
-    from moesim.traffic import FlowSet  # noqa: PLC0415
-
     src = np.arange(gpus)
     dst = (src // tp) * tp + (src % tp + 1) % tp
-    nbytes = np.full(gpus, 2 * (tp - 1) / tp * tp * tokens * hidden * ACT_BYTES * blocks)
-    return FlowSet(src, dst, nbytes, src.copy(), np.full(gpus, -1, dtype=np.int64))
+    nbytes = 2 * (tp - 1) / tp * tp * tokens * hidden * ACT_BYTES * blocks
+    return FlowSet.point_to_point(src, dst, np.full(gpus, nbytes))

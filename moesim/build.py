@@ -16,10 +16,11 @@ import numpy as np
 from moesim import costs
 from moesim.blocks import non_moe_times, tp_allreduce_flows
 from moesim.config.schema import HistogramStats, Scenario, TraceStats
-from moesim.engine.records import LayerWork
-from moesim.model import MoEModel, copy_bytes
+from moesim.model import MoEModel
 from moesim.placement import PLACEMENTS, Placement
 from moesim.placement.strategies import pair_counts
+from moesim.programs import LayerPieces
+from moesim.resolve import Resolved, resolve
 from moesim.routing import Routed, RoutingParams, expert_popularity, route
 from moesim.routing.router import capacity_keep, route_clusters
 from moesim.routing.sources import load_histogram_steps, load_trace, tokens_for
@@ -52,16 +53,23 @@ class Built:
     """Everything the engine and the summary need."""
 
     scenario: Scenario
-    model: MoEModel
-    routing: RoutingParams
+    resolved: Resolved
     topology: Topology
     placement: Placement
     fluid_network: bool
     sampled_tokens_per_gpu: int
-    work: list[LayerWork]
+    pieces: list[LayerPieces]
     stats: list[LayerStats]
     costs_source: str = ""
     trace_exact: bool | None = None  # None: no trace replayed
+
+    @property
+    def model(self) -> MoEModel:
+        return self.resolved.model
+
+    @property
+    def routing(self) -> RoutingParams:
+        return self.resolved.routing
 
 
 def _rng(seq: np.random.SeedSequence) -> np.random.Generator:
@@ -86,7 +94,8 @@ def routed_tokens_per_gpu(s: Scenario) -> int:
 
 def popularity_of(s: Scenario) -> np.ndarray:
     """The scenario's per-layer expert popularity [layers, E], exactly as ``build`` draws it."""
-    model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
+    r = resolve(s)
+    model, params = r.model, r.routing
     stats_ss = np.random.SeedSequence(s.seed).spawn(3)[0]
     return expert_popularity(s.router.stats, model.num_moe_layers, model.experts, _rng(stats_ss),
                              s.cluster.num_gpus * s.workload.tokens_per_gpu, params.top_k)
@@ -102,7 +111,8 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     instead of synthetic routing. placement: use this plan instead of planning one (rebalancing studies).
     micro_batch: a later micro-batch draws its own tokens (its own routing streams) from the same statistics.
     """
-    model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
+    res = resolve(s)
+    model, params = res.model, res.routing
     topo = build_topology(s.cluster)
     g, layers = topo.num_gpus, model.num_moe_layers
     stats_ss, route_ss, place_ss = np.random.SeedSequence(s.seed).spawn(3)
@@ -122,8 +132,8 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     cm = costs.cost_model(s.cluster, model, params.top_k)
-    non_moe = _non_moe(s, model, g, cm) if s.workload.scope == "whole_model" else None
-    ctx = _Context(s, model, params, topo, placement, popularity,
+    non_moe = _non_moe(res, g, cm) if res.whole_model else None
+    ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
                    cm, trace, mixtures, non_moe)
     seeds = route_ss.spawn(layers) if not micro_batch else \
@@ -134,14 +144,15 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     else:
         with ThreadPoolExecutor(threads) as pool:
             built = list(pool.map(ctx.layer, range(layers), seeds))
-    return Built(s, model, params, topo, placement, fidelity(s)[0], ctx.sampled,
+    return Built(s, res, topo, placement, fidelity(s)[0], ctx.sampled,
                  [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
 
 
-def _non_moe(s: Scenario, model: MoEModel, g: int, cm: Any) -> tuple[list[np.ndarray], np.ndarray]:
-    """Whole-model scope: the non-MoE compute before each MoE layer and after the last one. On a measured
-    profile (the cost model's ``p``) the attention core and dense FFNs come from its pieces."""
-    rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, model.weight_dtype)
+def _non_moe(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Whole-model scope: the named non-MoE compute before each MoE layer and after the last one. On a
+    measured profile (the cost model's ``p``) the attention core and dense FFNs come from its pieces."""
+    s = r.scenario
+    rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, r.model.weight_dtype)
     core_fn = ffn_fn = None
     prof = getattr(cm, "p", None)
     if prof is not None:
@@ -149,8 +160,8 @@ def _non_moe(s: Scenario, model: MoEModel, g: int, cm: Any) -> tuple[list[np.nda
 
         core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)
     tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
-    args = (s.model, model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
-    link, lat = s.cluster.intra_node.bandwidth or s.cluster.gpu.nvlink_bandwidth, s.cluster.gpu.collective_latency
+    args = (s.model, r.model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
+    link, lat = r.links.nvlink_Bps, r.links.collective_latency_s
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
     # the last one (trailing blocks, head) the analytic ring stands in
     before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn)
@@ -199,8 +210,7 @@ class _Context:
     """What every layer's build shares; ``layer`` builds one."""
 
     s: Scenario
-    model: MoEModel
-    params: RoutingParams
+    r: Resolved
     topo: Topology
     placement: Placement
     popularity: np.ndarray
@@ -208,13 +218,19 @@ class _Context:
     costs: Any
     trace: list[np.ndarray] | None
     mixtures: list[np.ndarray] | None = None  # per layer [clusters, E] popularity, with co-activation
-    non_moe: tuple[list[np.ndarray], np.ndarray] | None = None  # whole-model scope: before each layer, after
+    non_moe: tuple[list[dict], dict] | None = None  # whole-model scope: named pieces before each layer, after
 
-    def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerWork, LayerStats]:
-        s, model, topo, placement = self.s, self.model, self.topo, self.placement
-        g, tokens, sampled, cm = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled, self.costs
-        local = np.full(g, float(tokens))
-        wire = (copy_bytes(model.hidden, s.comm.dispatch_dtype), copy_bytes(model.hidden, s.comm.combine_dtype))
+    @property
+    def model(self) -> MoEModel:
+        return self.r.model
+
+    @property
+    def params(self) -> RoutingParams:
+        return self.r.routing
+
+    def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerPieces, LayerStats]:
+        s, topo, placement, r = self.s, self.topo, self.placement, self.r
+        g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
         if self.trace is not None:
             rt = Routed(np.asarray(self.trace[layer], dtype=np.int64), np.ones(self.trace[layer].shape, bool))
         else:
@@ -225,27 +241,31 @@ class _Context:
         dst = placement.slot_gpu()[slot]
         keep = self._capacity(ids, dst, live, rt.score, g * sampled)
         tr = layer_traffic(np.repeat(np.arange(g), sampled), dst, keep, slot, placement.phy2log.shape[1], topo,
-                           s.comm.algorithm, *wire, scale=tokens / sampled, live=live)
-        before, after = 0.0, 0.0
+                           s.comm.algorithm, r.dispatch_copy_bytes, r.combine_copy_bytes, scale=tokens / sampled,
+                           live=live)
+        expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
+        return self._pieces(layer, tr), _layer_stats(tr, expert_tokens, topo)
+
+    def _pieces(self, layer: int, tr: LayerTraffic) -> LayerPieces:
+        """The layer's named compute (reserved-SM slowdown applied) and flows."""
+        s, cm, slow, g = self.s, self.costs, self.r.compute_slowdown, self.topo.num_gpus
+        local = np.full(g, float(s.workload.tokens_per_gpu))
+        regroup = cm.regroup(tr.slot_tokens) if g > 1 else np.zeros(g)  # received copies sorted by expert
+        moe = {"router": cm.router(local), "permute": cm.permute(local), "regroup": regroup,
+               "routed_experts": cm.expert(tr.slot_tokens), "shared_experts": cm.shared(local),
+               "unpermute": cm.unpermute(local)}
+        before, after, tp_flows = {}, {}, None
+        ids = self.model.moe_layer_ids
         if self.non_moe is not None:
             before = self.non_moe[0][layer]
-            after = self.non_moe[1] if layer == model.num_moe_layers - 1 else 0.0
-        slow = 1.0 / (1.0 - s.comm.reserved_compute_fraction)
-        shared = cm.shared(local) * slow
-        routed = cm.expert(tr.slot_tokens, regroup=g > 1) * slow
-        overlap = s.comm.overlap_shared_experts
-        tp = s.workload.attention_tp
-        pre_s = pre_comm = None
-        if self.non_moe is not None and tp > 1:  # attention, then its all-reduce as flows, then the router
-            ids_ = model.moe_layer_ids
-            blocks = ids_[layer] - (ids_[layer - 1] if layer else -1)
-            pre_s, before = before * slow, 0.0
-            pre_comm = tp_allreduce_flows(g, topo.gpus_per_node, tp, tokens, model.hidden, blocks)
-        work = LayerWork((cm.gate(local) + before) * slow, routed if overlap else routed + shared,
-                         (cm.unpermute(local) + after) * slow, tr.dispatch, tr.combine,
-                         during_dispatch_s=shared if overlap else None, pre_s=pre_s, pre_comm=pre_comm)
-        expert_tokens = np.bincount(ids[keep], minlength=model.experts) * (tokens / sampled)
-        return work, _layer_stats(tr, expert_tokens, topo)
+            after = self.non_moe[1] if layer == len(ids) - 1 else {}
+            tp = s.workload.attention_tp
+            if tp > 1:  # attention, then its all-reduce as flows, then the router
+                blocks = ids[layer] - (ids[layer - 1] if layer else -1)
+                tp_flows = tp_allreduce_flows(g, self.topo.gpus_per_node, tp, s.workload.tokens_per_gpu,
+                                              self.model.hidden, blocks)
+        scaled = [{k: v * slow for k, v in d.items()} for d in (before, moe, after)]
+        return LayerPieces(layer, ids[layer], *scaled, tr.dispatch, tr.combine, tp_flows)
 
     def _route(self, layer: int, n: int, rng: np.random.Generator) -> Routed:
         """Synthetic routing; with co-activation, each token's cluster picks its own popularity."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from moesim import __version__, api, catalog
+from moesim import __version__, api
 from moesim.errors import MoesimError
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
@@ -48,21 +48,28 @@ def main() -> None:
               help="Also write a Chrome trace of the iteration (open it in https://ui.perfetto.dev).")
 def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path | None,
         trace_file: Path | None) -> None:
-    """Simulate one forward iteration through every MoE layer of SCENARIO (a YAML file).
+    """Simulate one iteration of SCENARIO (a YAML file) and say where its time goes.
 
-    Prints MoE-layer throughput, iteration time, the per-layer split into route / dispatch / experts /
-    combine / waiting, GPU load imbalance and bytes inside and between nodes.
+    \b
+    Prints throughput (whole model by default when the model gives its attention shape; per GPU and per
+    node too), iteration time, the time per named stage on the critical path (attention, router,
+    dispatch, routed_experts, combine, ... and waiting; they add up to the iteration), then per layer.
+    Examples:
+      moesim run scenarios/deepseek-v3-decode-h800.yaml --set workload.micro_batches=2
+      moesim run scenarios/qwen3-235b-h100.yaml --json
+      moesim run scenarios/mixtral-8x7b-a100.yaml -o out/ --trace out/trace.json
     """
-    from moesim import api, output
+    from moesim import output, trace  # noqa: PLC0415
 
     result = api.run(scenario, overrides)
-    click.echo(output.to_json(result.summary) if as_json else output.table(result.summary), nl=False)
+    click.echo(output.to_json(result.doc) if as_json else output.table(result.summary), nl=False)
     if out_dir:
         loads = [st.gpu_tokens for st in result.built.stats]
-        for path in output.write_outputs(out_dir, result.summary, loads):
+        for path in output.write_outputs(out_dir, result.doc, loads):
             click.echo(f"wrote {path}", err=True)
     if trace_file:
-        output.write_atomic(trace_file, output.chrome_trace(result.records, result.summary["gpus_per_node"]))
+        output.write_atomic(trace_file, trace.chrome_trace(result.records, result.programs,
+                                                           result.summary.meta["gpus_per_node"]))
         click.echo(f"wrote {trace_file}", err=True)
 
 
@@ -83,26 +90,9 @@ def check(scenario: Path, overrides: tuple[str, ...]) -> None:
 @click.argument("what", type=click.Choice(["models", "gpus"]))
 def list_(what: str) -> None:
     """List the catalogue: real MoE models, or GPUs with each figure's label (datasheet/published/estimated)."""
-    if what == "models":
-        click.echo(f"{'name':<20}{'hidden':>7}{'inter':>7}{'experts':>8}{'top-k':>6}{'shared':>7}{'layers':>7}"
-                   f"{'groups':>8}  weights  source")
-        for name in catalog.model_names():
-            m = catalog.model_entry(name)
-            groups = f"{m.get('n_group', 1)}/{m.get('topk_group', m.get('n_group', 1))}"
-            click.echo(f"{name:<20}{m['hidden_size']:>7}{m['moe_intermediate_size']:>7}{m['n_routed_experts']:>8}"
-                       f"{m['num_experts_per_tok']:>6}{m.get('n_shared_experts', 0):>7}{m['num_hidden_layers']:>7}"
-                       f"{groups:>8}  {m['weight_dtype']:<7}  {m['source']}")
-        return
-    for name in catalog.gpu_names():
-        values, prov = catalog.split_figures(catalog.gpu_entry(name))
-        click.echo(f"{name}: {values['name']}")
-        for key in sorted(prov):
-            click.echo(f"  {key:<20} {values[key]:<12g} {prov[key]}")
-    for name in catalog.profile_names():
-        doc = json.loads((catalog.profile_dir() / f"{name}.json").read_text(encoding="utf-8"))
-        prov = doc["provenance"]
-        click.echo(f"{name}: {prov['device_name']} (measured profile, {prov['date_utc']}, torch {prov['torch']}, "
-                   f"{prov['threads']} thread(s), grid {prov['grid_name']})")
+    from moesim.tables import gpus_table, models_table  # noqa: PLC0415
+
+    click.echo(models_table() if what == "models" else gpus_table(), nl=False)
 
 
 @main.command()
@@ -123,34 +113,18 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
     Example:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
     """
     from moesim.report_validation import tables, write_report  # noqa: PLC0415
-    from moesim.validation import deepep_rows, deepseek_serving_rows, predict_all, summarize_errors  # noqa: PLC0415
+    from moesim.validation import validation_report  # noqa: PLC0415
 
-    path = Path(profile) if profile.endswith(".json") else catalog.profile_dir() / f"{profile}.json"
-    if not path.is_file():
-        raise MoesimError(f"--profile: no profile {profile!r}; choose one of {catalog.profile_names()} "
-                          "or give a path to a calibrate/ profile JSON")
-    if not stored:
-        try:
-            from calibrate.validate import main as live  # noqa: PLC0415
-        except ImportError as exc:
-            raise MoesimError(f"--live needs torch and the calibrate package ({exc}); "
-                              "run `pip install -e '.[calibrate]'` in a moesim checkout") from None
-        live(["--profile", str(path)])
-    vpath = path.with_name(path.stem + ".validation.json")
-    if not vpath.is_file():
-        raise MoesimError(f"--profile: {profile!r} has no stored validation ({vpath.name}); "
-                          "run `moesim validate --live` or `python -m calibrate.validate` first")
-    data = json.loads(vpath.read_text(encoding="utf-8"))
-    rows = predict_all(str(path), data)
-    errors = summarize_errors(rows)
-    deepep, serving = deepep_rows(), deepseek_serving_rows()
+    rep = validation_report(profile, stored)
+    rows, errors, deepep, serving = rep["rows"], rep["errors"], rep["deepep"], rep["deepseek_serving"]
     if as_json:
-        click.echo(json.dumps({"profile": path.stem, "rows": rows, "errors": errors, "deepep": deepep,
-                               "deepseek_serving": serving}, indent=1, sort_keys=True))
+        click.echo(json.dumps({k: rep[k] for k in ("profile", "rows", "errors", "deepep", "deepseek_serving")},
+                              indent=1, sort_keys=True))
     else:
         click.echo(tables(rows, errors, deepep, serving))
     if out_dir:
-        write_report(out_dir, path.stem, rows, errors, deepep, data["command"],
+        data = rep["data"]
+        write_report(out_dir, rep["profile"], rows, errors, deepep, data["command"],
                      data.get("drift", {}).get("median_ratio_now_over_calibration"), serving)
         click.echo(f"wrote {out_dir}/README.md and predicted_vs_measured.png", err=True)
 
@@ -174,47 +148,11 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
       moesim stats calibrate/traces/tiny-moe-stdlib.npz --gpus 4 --gpus-per-node 2
       moesim stats sglang_dump.pt --key logical_count --gpus 32 --json
     """
-    import numpy as np  # noqa: PLC0415
+    from moesim.routing.analysis import summarize_file  # noqa: PLC0415
+    from moesim.tables import stats_table  # noqa: PLC0415
 
-    from moesim.routing.analysis import summarize_source  # noqa: PLC0415
-    from moesim.routing.sources import SourceError, load_array  # noqa: PLC0415
-
-    try:
-        arr, extra = load_array(path, key, ("topk_ids", "ids", "logical_count", "expert_load_window",
-                                           "expert_load_pass", "weight", "counts", "loads"))
-    except (SourceError, OSError, ValueError) as exc:
-        raise MoesimError(f"{path}: {exc}") from None
-    trace = None
-    if np.issubdtype(np.asarray(arr).dtype, np.integer) and np.asarray(arr).ndim == 3 and key != "logical_count":
-        trace = np.asarray(arr, dtype=np.int64)
-        experts = int(extra.get("num_experts", trace.max() + 1))
-        loads = np.stack([np.bincount(layer.ravel(), minlength=experts) for layer in trace]).astype(float)
-    else:
-        a = np.asarray(arr, dtype=float)
-        loads = a if a.ndim == 2 else (a.mean(axis=0) if step == "mean" else a[int(step)])
-    if loads.shape[1] % gpus:
-        raise MoesimError(f"--gpus: {loads.shape[1]} experts do not split evenly over {gpus} GPUs; "
-                          f"choose a divisor of {loads.shape[1]}")
-    doc = summarize_source(loads, gpus, trace, gpus_per_node)
-    doc["source"] = str(path)
-    doc["kind"] = "trace" if trace is not None else "histogram"
-    if as_json:
-        click.echo(json.dumps(doc, indent=1, sort_keys=True))
-        return
-    head = f"{'layer':>5} {'gini':>6} {'max/mean':>8} {'MaxVio':>7} {'entropy':>7} {'GPU max/mean':>12} " \
-           f"{'balanced':>8} {'zipf a':>6}"
-    if trace is not None:
-        head += f" {'dev/token':>9} {'nodes/token':>11}"
-    click.echo(f"{doc['kind']} {path}: {loads.shape[0]} layers x {loads.shape[1]} experts, EP {gpus}")
-    click.echo(head)
-    for i, r in enumerate(doc["layers"]):
-        line = (f"{i:>5} {r['gini']:>6.3f} {r['expert_max_over_mean']:>8.2f} {r['max_vio']:>7.2f} {r['entropy']:>7.3f}"
-                f" {r['gpu_max_over_mean']:>12.2f} {r['balancedness']:>8.3f} {r['zipf_alpha']:>6.2f}")
-        if trace is not None:
-            line += f" {r['devices_per_token']:>9.2f} {r['nodes_per_token']:>11.2f}"
-        click.echo(line)
-    click.echo(f"mean Gini {doc['mean_gini']:.3f}; to carry this skew into a scenario: "
-               f"router: {{stats: {json.dumps(doc['suggested_stats'])}}}")
+    doc = summarize_file(path, gpus, gpus_per_node, key, step)
+    click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else stats_table(doc), nl=as_json)
 
 
 @main.command(name="compare")
@@ -272,20 +210,14 @@ def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path)
     {"physical_to_logical_map": [[...] per model layer]}: dense layers get the trivial mapping. Load it
     with `--init-expert-location PATH` (plus --ep-num-redundant-experts matching the plan).
     """
-    from moesim.build import build  # noqa: PLC0415
+    from moesim.export import sglang_expert_location  # noqa: PLC0415
     from moesim.output import write_atomic  # noqa: PLC0415
 
     s = api.load_scenario(scenario, list(overrides))
-    b = build(s)
-    slots = b.placement.phy2log.shape[1]
-    rows, moe = [], dict(zip(b.model.moe_layer_ids, b.placement.phy2log.tolist()))
-    for layer in range(s.model.num_hidden_layers):
-        rows.append(moe.get(layer, [j % b.model.experts for j in range(slots)]))
-    doc = {"physical_to_logical_map": rows, "moesim": {"scenario": s.name, "placement": s.placement.kind,
-                                                       "redundant_experts": s.placement.redundant_experts,
-                                                       "ep_size": s.cluster.num_gpus}}
+    doc = sglang_expert_location(s)
     write_atomic(out_file, json.dumps(doc) + "\n")
-    click.echo(f"wrote {out_file}: {len(rows)} layers x {slots} physical experts (EP {s.cluster.num_gpus})")
+    rows = doc["physical_to_logical_map"]
+    click.echo(f"wrote {out_file}: {len(rows)} layers x {len(rows[0])} physical experts (EP {s.cluster.num_gpus})")
 
 
 @main.command(name="rebalance")
@@ -307,26 +239,15 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
           --set placement.kind=eplb --iterations 12 --every 4
     """
     from moesim.rebalance import rebalance_study, summarize  # noqa: PLC0415
+    from moesim.tables import rebalance_table  # noqa: PLC0415
 
     if iterations < 1 or every < 1 or window < 1:
         raise MoesimError("--iterations, --every and --window must be at least 1")
     s = api.load_scenario(scenario, list(overrides))
     rows = rebalance_study(s, iterations, every, window)
     summary = summarize(rows, every)
-    if as_json:
-        click.echo(json.dumps({"rows": rows, "summary": summary}, indent=1))
-        return
-    click.echo(f"{'iter':>4} {'re-plan':>7} {'iter ms':>9} {'stall ms':>9} {'moved GiB':>9} {'GPU max/mean':>12}"
-               f" {'static ms':>10} {'static max/mean':>15}")
-    for r in rows:
-        click.echo(f"{r['iteration']:>4} {'yes' if r['replanned'] else '':>7} {r['iteration_time_s'] * 1e3:>9.3f}"
-                   f" {r['stall_s'] * 1e3:>9.3f} {r['moved_bytes'] / 2**30:>9.3f} {r['gpu_load_max_over_mean']:>12.3f}"
-                   f" {r['static_iteration_time_s'] * 1e3:>10.3f} {r['static_gpu_load_max_over_mean']:>15.3f}")
-    fmt = lambda x: f"{x:,.0f}" if x else "-"  # noqa: E731
-    click.echo(f"tokens/s with re-planning: before {fmt(summary['throughput_before'])}, during "
-               f"{fmt(summary['throughput_during'])}, after {fmt(summary['throughput_after'])}, overall "
-               f"{fmt(summary['throughput_overall'])}; first plan kept: {fmt(summary['static_throughput_overall'])}; "
-               f"{summary['replans']} re-plans moved {summary['moved_bytes_total'] / 2**30:.2f} GiB")
+    click.echo(json.dumps({"rows": rows, "summary": summary}, indent=1) if as_json else rebalance_table(rows, summary),
+               nl=as_json)
 
 
 @main.command(name="sweep")
@@ -361,20 +282,10 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, as_json: bool) -> None
             state["n"] = done
 
         summary = run_sweep(spec, out_dir, executor, progress)
-    if as_json:
-        click.echo(json.dumps(summary, indent=1))
-        return
-    click.echo(f"{summary['points']} points: {summary['ran']} ran, {summary['cached']} cached, "
-               f"{summary['failed']} failed ({summary['invalid']} invalid); results in {out_dir}/results.csv")
-    if summary["best"]:
-        b = summary["best"]
-        params = {k: v for k, v in b.items() if k not in ("key",) and k not in _SWEEP_METRIC_KEYS}
-        click.echo(f"best throughput {b['throughput_tokens_per_s']:,.0f} tokens/s at {json.dumps(params)}")
+    from moesim.sweep.run import METRIC_KEYS  # noqa: PLC0415
+    from moesim.tables import sweep_text  # noqa: PLC0415
 
-
-_SWEEP_METRIC_KEYS = {"iteration_time_s", "throughput_tokens_per_s", "tokens_per_iteration", "gpu_load_max_over_mean",
-                      "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes", "dropped_tokens",
-                      "dispatch_s", "expert_s", "combine_s", "error"}
+    click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)
 
 
 @main.command(name="report")
@@ -414,7 +325,8 @@ def plan_cmd(plan_file: Path, jobs: int, as_json: bool, out_dir: Path | None) ->
       limits: {max_gpus: 256}
       vary: {nodes: [4, 8, 18], placement: [contiguous, eplb], redundant_experts: [32], node_limit: [null, 4]}
     Candidates that do not validate or do not fit in memory (experts with replicas, replicated attention
-    and dense weights, KV cache) are infeasible and say why. Throughput covers the MoE layers only.
+    and dense weights, KV cache) are infeasible and say why. Throughput covers the whole model when the
+    model gives its attention shape (workload.scope), else the MoE layers.
     """
     import os  # noqa: PLC0415
 
@@ -427,28 +339,6 @@ def plan_cmd(plan_file: Path, jobs: int, as_json: bool, out_dir: Path | None) ->
     if out_dir:
         write_atomic(out_dir / "plan.json", to_json(result))
         write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
-    if as_json:
-        click.echo(json.dumps(result, indent=1))
-        return
-    click.echo(f"{'gpu':<10}{'nodes':>6}{'GPUs':>6} {'placement':<12}{'red':>4}{'limit':>6}{'tokens/s':>13}"
-               f"{'$/h':>9}{'$/M tok':>9}{'GiB/GPU':>9}  note")
-    for r in result["rows"]:
-        note = "" if r["feasible"] and not r["reason"] else (r["reason"] or "")
-        if r["feasible"] and not r["memory_checked"]:
-            note = "memory not checked: the model gives no attention shape " + note
-        mark = " <- best" if result["best"] and r == result["best"] else ""
-        cpm = f"{r['cost_per_million_tokens']:.3f}" if r["cost_per_million_tokens"] else "-"
-        click.echo(f"{r['gpu']:<10}{r['nodes']:>6}{r['gpus']:>6} {r['placement']:<12}{r['redundant_experts']:>4}"
-                   f"{r['node_limit'] or '-':>6}{r['throughput_tokens_per_s']:>13,.0f}{r['cost_per_hour']:>9.1f}"
-                   f"{cpm:>9}{r['memory_per_gpu_gib']:>9.1f}  {note[:70]}{mark}")
-    b = result["best"]
-    if b:
-        click.echo(f"cheapest meeting the target: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "
-                   f"+{b['redundant_experts']} redundant, node limit {b['node_limit'] or 'none'}: "
-                   f"{b['throughput_tokens_per_s']:,.0f} MoE-layer tokens/s for ${b['cost_per_hour']:.2f}/h")
-        for r in result["runners_up"]:
-            click.echo(f"  runner-up {r['gpus']} x {r['gpu']} {r['placement']} +{r['redundant_experts']}: "
-                       f"{100 * r['cost_over_best']:.0f}% more per hour, {r['throughput_tokens_per_s']:,.0f} tokens/s")
-    else:
-        click.echo("no feasible candidate meets the target: see the notes above, add nodes or GPU types")
-    click.echo(f"cost/throughput frontier: {len(result['frontier'])} candidates (see --json or -o)")
+    from moesim.tables import plan_table  # noqa: PLC0415
+
+    click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)

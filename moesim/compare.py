@@ -33,16 +33,17 @@ def compare(path: str | Path, overrides: list[str], placements: list[str], redun
 
 
 def _row(res: api.Result) -> dict[str, Any]:
-    s, b, doc = res.built.scenario, res.built, res.summary
+    s, b, sm = res.built.scenario, res.built, res.summary
     slots = b.placement.phy2log.shape[1]
-    expert_bytes = 3 * b.model.hidden * b.model.inter * b.model.weight_bytes_per_param
+    expert_bytes = b.resolved.expert_bytes
     return {
         "placement": s.placement.kind, "redundant_experts": s.placement.redundant_experts,
         "replica_policy": s.placement.replica_policy,
-        "iteration_time_s": doc["iteration_time_s"], "throughput_tokens_per_s": doc["throughput_tokens_per_s"],
+        "iteration_time_s": sm.iteration_time_s, "throughput_tokens_per_s": sm.throughput_tokens_per_s,
+        "throughput_scope": sm.scope,
         # per layer, then averaged: a sum over layers would hide each layer's hot GPU
-        "gpu_load_max_over_mean": doc["totals"]["mean_layer_gpu_load_max_over_mean"],
-        "inter_node_bytes": doc["totals"]["inter_node_bytes"],
+        "gpu_load_max_over_mean": sm.totals.mean_layer_gpu_load_max_over_mean,
+        "inter_node_bytes": sm.totals.inter_node_bytes,
         # replicas beyond one per expert, per GPU, every MoE layer
         "extra_memory_per_gpu_bytes": (slots - b.model.experts) / b.topology.num_gpus * expert_bytes
         * b.model.num_moe_layers,

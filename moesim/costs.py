@@ -69,14 +69,22 @@ def shared_expert_time(tokens: np.ndarray, model: MoEModel, c: ComputeCosts) -> 
     return gate_up + act + down
 
 
-def gate_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCosts) -> np.ndarray:
-    """Router GEMM (H×E, BF16) + top-k + permute (read and write each token's copies) per GPU [G]."""
+def router_time(tokens: np.ndarray, model: MoEModel, c: ComputeCosts) -> np.ndarray:
+    """Router GEMM (H×E, BF16) + top-k per GPU [G]."""
     h, e = model.hidden, model.experts
     gemm = c.kernel(2 * tokens * h * e, tokens * h * ACT_BYTES + h * e * ACT_BYTES + tokens * e * 4,
                     peak=c.peak_bf16_flops)
-    topk = c.kernel(0.0, tokens * e * 4)
-    permute = c.kernel(0.0, tokens * h * ACT_BYTES * (1 + top_k))
-    return gemm + topk + permute
+    return gemm + c.kernel(0.0, tokens * e * 4)
+
+
+def permute_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCosts) -> np.ndarray:
+    """Permute: read each token and write its k copies, grouped by destination, per GPU [G]."""
+    return c.kernel(0.0, tokens * model.hidden * ACT_BYTES * (1 + top_k))
+
+
+def gate_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCosts) -> np.ndarray:
+    """Router + permute per GPU [G]."""
+    return router_time(tokens, model, c) + permute_time(tokens, model, top_k, c)
 
 
 def combine_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCosts) -> np.ndarray:
@@ -94,15 +102,25 @@ class RooflineCosts:
     def gate(self, tokens: np.ndarray) -> np.ndarray:
         return gate_time(tokens, self.model, self.k, self.c)
 
+    def router(self, tokens: np.ndarray) -> np.ndarray:
+        return router_time(tokens, self.model, self.c)
+
+    def permute(self, tokens: np.ndarray) -> np.ndarray:
+        return permute_time(tokens, self.model, self.k, self.c)
+
     def unpermute(self, tokens: np.ndarray) -> np.ndarray:
         return combine_time(tokens, self.model, self.k, self.c)
 
     def expert(self, slot_tokens: np.ndarray, regroup: bool = False) -> np.ndarray:
         t = expert_time(slot_tokens, self.model, self.c)
-        if regroup and slot_tokens.shape[1] > 1:  # sort received copies by local expert and back
-            copies = slot_tokens.sum(axis=1)
-            t = t + np.where(copies > 0, 2 * self.c.kernel(0.0, 2 * copies * self.model.hidden * ACT_BYTES), 0.0)
-        return t
+        return t + self.regroup(slot_tokens) if regroup else t
+
+    def regroup(self, slot_tokens: np.ndarray) -> np.ndarray:
+        """Sort received copies by local expert before the GEMMs and back after: two permutes [G]."""
+        copies = slot_tokens.sum(axis=1)
+        if slot_tokens.shape[1] <= 1:
+            return np.zeros(copies.shape)
+        return np.where(copies > 0, 2 * self.c.kernel(0.0, 2 * copies * self.model.hidden * ACT_BYTES), 0.0)
 
     def shared(self, tokens: np.ndarray) -> np.ndarray:
         return shared_expert_time(tokens, self.model, self.c)

@@ -41,7 +41,7 @@ class ParamCounts:
 
 
 def has_shape(m: ModelSpec) -> bool:
-    return m.num_attention_heads is not None and m.vocab_size is not None
+    return m.has_attention_shape
 
 
 def attention_params(m: ModelSpec) -> float:
@@ -92,7 +92,7 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     wb = BYTES_PER_PARAM[m.weight_dtype]
     g = s.cluster.num_gpus
     slots_per_gpu = (m.n_routed_experts + s.placement.redundant_experts) / g
-    experts = slots_per_gpu * 3 * m.hidden_size * m.moe_intermediate_size * moe.num_moe_layers * wb
+    experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers
     # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head)
     tp = s.workload.attention_tp
     replicated = (p.attention / tp + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES

@@ -1,4 +1,4 @@
-"""Outputs: a readable table, JSON, per-GPU and per-layer CSVs, and a Chrome trace (Perfetto).
+"""Outputs: a readable table, JSON, per-GPU and per-layer CSVs (the Chrome/Perfetto trace: ``moesim.trace``).
 
 Files are written atomically (temporary file in the same folder, then rename).
 """
@@ -13,10 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from moesim.engine.records import SimRecords
-
-# the span between consecutive columns of SimRecords.times (records.STAGES)
-TRACE_STAGES = ("route", "dispatch", "experts", "combine", "unpermute")
+from moesim.summary import Summary
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -45,22 +42,6 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def chrome_trace(records: SimRecords, gpus_per_node: int) -> str:
-    """Chrome trace-event JSON: one complete ("X") event per GPU, layer and stage; pid = node, tid = GPU."""
-    t = records.times * 1e6  # microseconds
-    events: list[dict[str, Any]] = []
-    for layer in range(t.shape[0]):
-        for gpu in range(t.shape[1]):
-            for i, name in enumerate(TRACE_STAGES):
-                start, end = t[layer, gpu, i], t[layer, gpu, i + 1]
-                events.append({"name": name, "cat": f"layer{layer}", "ph": "X", "ts": round(start, 4),
-                               "dur": round(end - start, 4), "pid": gpu // gpus_per_node, "tid": gpu,
-                               "args": {"layer": layer}})
-    meta = [{"name": "process_name", "ph": "M", "pid": n, "args": {"name": f"node {n}"}}
-            for n in range(t.shape[1] // gpus_per_node)]
-    return json.dumps({"traceEvents": meta + events, "displayTimeUnit": "ms"}) + "\n"
-
-
 def _fmt_bytes(x: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(x) < 1000 or unit == "TB":
@@ -69,39 +50,60 @@ def _fmt_bytes(x: float) -> str:
     return f"{x:.1f} TB"
 
 
-def table(summary: dict[str, Any], max_layers: int = 12) -> str:
+# per-layer table columns: stage names (a bwd_ prefix counts for the same column) summed into each
+COLUMNS = (("dispatch", ("dispatch",)), ("experts", ("routed_experts", "shared_experts", "regroup")),
+           ("combine", ("combine",)), ("attention", ("attention", "norms", "dense_ffn", "tp_allreduce")))
+
+
+def _col(stages: dict[str, float], names: tuple[str, ...]) -> float:
+    return sum(v for k, v in stages.items() if k.removeprefix("bwd_") in names)
+
+
+def _throughput_line(s: Summary) -> str:
+    if s.scope == "whole_model":
+        return (f"  model throughput      {s.throughput_tokens_per_s:,.0f} tokens/s   (whole model, context "
+                f"{s.context_tokens:,} tokens): {s.tokens_per_s_per_gpu:,.0f} per GPU, "
+                f"{s.tokens_per_s_per_node:,.0f} per node")
+    return (f"  MoE-layer throughput  {s.throughput_tokens_per_s:,.0f} tokens/s   (MoE layers only): "
+            f"{s.tokens_per_s_per_gpu:,.0f} per GPU, {s.tokens_per_s_per_node:,.0f} per node")
+
+
+def table(s: Summary, max_layers: int = 12) -> str:
     """The human-readable summary printed by ``moesim run``."""
-    s, tot = summary, summary["totals"]
-    it = s["iteration_time_s"]
+    m, tot, it = s.meta, s.totals, s.iteration_time_s
     lines = [
-        f"{s['scenario']}: {s['model']} on {s['nodes']}x{s['gpus_per_node']} {s['gpu']}, {s['mode']}, "
-        f"{s['tokens_per_gpu']} tokens/GPU, {s['moe_layers']} MoE layers",
-        (f"  MoE-layer throughput  {s['throughput_tokens_per_s']:,.0f} tokens/s   (MoE layers only; attention and "
-         f"dense parts not simulated)" if s.get("throughput_scope") != "whole_model" else
-         f"  model throughput      {s['throughput_tokens_per_s']:,.0f} tokens/s   (whole model: attention, dense "
-         f"blocks and head from the roofline, counted in route)"),
+        f"{m['scenario']}: {m['model']} on {m['nodes']}x{m['gpus_per_node']} {m['gpu']}, {m['mode']}, "
+        f"{m['tokens_per_gpu']} tokens/GPU, {m['moe_layers']} MoE layers, scope {s.scope}",
+        _throughput_line(s),
         f"  iteration time        {it * 1e3:.3f} ms",
-        f"  GPU load max/mean     {tot['mean_layer_gpu_load_max_over_mean']:.3f} (mean over layers)",
-        f"  bytes                 {_fmt_bytes(tot['intra_node_bytes'])} inside nodes, "
-        f"{_fmt_bytes(tot['inter_node_bytes'])} between nodes",
-        f"  dropped tokens        {tot['dropped_tokens']:,.0f}",
-        f"  memory per GPU        {_memory_line(summary.get('memory_per_gpu', {}))}",
-        f"  fidelity              network {s['fidelity']['network']}, routing {s['fidelity']['routing']}",
+        f"  GPU load max/mean     {tot.mean_layer_gpu_load_max_over_mean:.3f} (mean over layers)",
+        f"  bytes                 {_fmt_bytes(tot.intra_node_bytes)} inside nodes, "
+        f"{_fmt_bytes(tot.inter_node_bytes)} between nodes",
+        f"  dropped tokens        {tot.dropped_tokens:,.0f}",
+        f"  memory per GPU        {_memory_line(m.get('memory_per_gpu', {}))}",
+        f"  fidelity              network {m['fidelity']['network']}, routing {m['fidelity']['routing']}",
         "",
-        "  where the time goes (critical GPU of each layer, summed):",
+        "  where the time goes (critical path: each layer on the GPU that finished it last):",
     ]
-    for key in ("route_s", "dispatch_s", "expert_s", "combine_s", "waiting_s"):
-        share = tot[key] / it * 100 if it else 0.0
-        lines.append(f"    {key[:-2]:<9} {tot[key] * 1e3:10.3f} ms  {share:5.1f}%")
-    lines += ["", "  layer  block   time ms  dispatch  experts  combine  waiting  GPU max/mean  expert max/mean"]
-    rows = s["layers"]
+    for name in s.stage_names:
+        if tot.stages.get(name):
+            lines.append(f"    {name:<22} {tot.stages[name] * 1e3:10.3f} ms  {tot.stages[name] / it * 100:5.1f}%")
+    lines.append(f"    {'waiting':<22} {tot.waiting_s * 1e3:10.3f} ms  {tot.waiting_s / it * 100 if it else 0:5.1f}%")
+    if len(s.micro_batches) > 1:
+        lines.append("  micro-batches: " + ", ".join(f"{t.micro_batch} ends at {t.end_s * 1e3:.3f} ms (waiting "
+                                                      f"{t.waiting_s * 1e3:.3f})" for t in s.micro_batches))
+    if s.meta.get("mode") == "training":
+        lines.append(f"  gradient sync         {s.gradient_sync_s * 1e3:.3f} ms")
+    lines += ["", "  layer  block  pass mb  time ms  " + "  ".join(f"{c:>9}" for c, _ in COLUMNS)
+              + "   waiting  GPU max/mean"]
+    rows = s.layers
     shown = rows if len(rows) <= max_layers else rows[: max_layers // 2] + rows[-max_layers // 2:]
     for i, r in enumerate(shown):
         if len(rows) > max_layers and i == max_layers // 2:
-            lines.append(f"  ... {len(rows) - max_layers} more layers (see --json or -o DIR)")
-        lines.append(f"  {r['layer']:5d}  {r['block']:5d}  {r['time_s'] * 1e3:8.3f}  {r['dispatch_s'] * 1e3:8.3f}"
-                     f"  {r['expert_s'] * 1e3:7.3f}  {r['combine_s'] * 1e3:7.3f}  {r['waiting_s'] * 1e3:7.3f}"
-                     f"  {r['gpu_load_max_over_mean']:12.3f}  {r['expert_load_max_over_mean']:15.3f}")
+            lines.append(f"  ... {len(rows) - max_layers} more rows (see --json or -o DIR)")
+        cols = "  ".join(f"{_col(r.stages, names) * 1e3:9.3f}" for _, names in COLUMNS)
+        lines.append(f"  {r.layer:5d}  {r.block:5d}  {r.pass_[:3]:>4} {r.micro_batch:2d} {r.time_s * 1e3:8.3f}  "
+                     f"{cols}  {r.waiting_s * 1e3:8.3f}  {r.gpu_load_max_over_mean:12.3f}")
     return "\n".join(lines) + "\n"
 
 
@@ -115,11 +117,10 @@ def _memory_line(mem: dict[str, Any]) -> str:
             f"KV cache {mem['kv_cache_bytes'] / gib:.1f})")
 
 
-def write_outputs(out_dir: Path, summary: dict[str, Any], gpu_layer_tokens: Any = None) -> list[Path]:
-    """Write result.json, layers.csv and gpus.csv into ``out_dir`` (and gpu_layer_tokens.csv: rows = MoE
-    layers, columns = GPUs, when given); return the paths."""
-    files = {"result.json": to_json(summary), "layers.csv": to_csv(summary["layers"]),
-             "gpus.csv": to_csv(summary["gpus"])}
+def write_outputs(out_dir: Path, doc: dict[str, Any], gpu_layer_tokens: Any = None) -> list[Path]:
+    """Write result.json, layers.csv and gpus.csv into ``out_dir`` from a summary document (and
+    gpu_layer_tokens.csv: rows = MoE layers, columns = GPUs, when given); return the paths."""
+    files = {"result.json": to_json(doc), "layers.csv": to_csv(doc["layers"]), "gpus.csv": to_csv(doc["gpus"])}
     if gpu_layer_tokens is not None:
         files["gpu_layer_tokens.csv"] = "\n".join(",".join(f"{x:g}" for x in row) for row in gpu_layer_tokens) + "\n"
     for name, text in files.items():

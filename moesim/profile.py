@@ -229,8 +229,14 @@ class MeasuredCosts:
         return {"hidden": self.h, "dtype": self.p.dtype, **kw}
 
     def gate(self, tokens: np.ndarray) -> np.ndarray:
-        return np.array([self.p.time("router", self._q(tokens=t, experts=self.e))
-                         + self.p.time("permute", self._q(copies=t * self.k)) if t > 0 else 0.0 for t in tokens])
+        return self.router(tokens) + self.permute(tokens)
+
+    def router(self, tokens: np.ndarray) -> np.ndarray:
+        return np.array([self.p.time("router", self._q(tokens=t, experts=self.e)) if t > 0 else 0.0
+                         for t in tokens])
+
+    def permute(self, tokens: np.ndarray) -> np.ndarray:
+        return np.array([self.p.time("permute", self._q(copies=t * self.k)) if t > 0 else 0.0 for t in tokens])
 
     def unpermute(self, tokens: np.ndarray) -> np.ndarray:
         return np.array([self.p.time("unpermute", self._q(copies=t * self.k, tokens=t)) if t > 0 else 0.0
@@ -243,10 +249,15 @@ class MeasuredCosts:
         vals, inv = np.unique(slot_tokens, return_inverse=True)
         per = np.array([self.p.time("expert", self._q(tokens=n, inter=self.i)) if n > 0 else 0.0 for n in vals])
         t = per[inv.reshape(slot_tokens.shape)].sum(axis=1)
-        if regroup and slot_tokens.shape[1] > 1:
-            t = t + np.array([2 * self.p.time("permute", self._q(copies=c)) if c > 0 else 0.0
-                              for c in slot_tokens.sum(axis=1)])
-        return np.where((slot_tokens > 0).any(axis=1), t + self.p.expert_call_s, 0.0)
+        t = np.where((slot_tokens > 0).any(axis=1), t + self.p.expert_call_s, 0.0)
+        return t + self.regroup(slot_tokens) if regroup else t
+
+    def regroup(self, slot_tokens: np.ndarray) -> np.ndarray:
+        """Two permutes of the received copies [G] (zero with one local expert slot)."""
+        if slot_tokens.shape[1] <= 1:
+            return np.zeros(slot_tokens.shape[0])
+        return np.array([2 * self.p.time("permute", self._q(copies=c)) if c > 0 else 0.0
+                         for c in slot_tokens.sum(axis=1)])
 
     def shared(self, tokens: np.ndarray) -> np.ndarray:
         if not self.shared_i:

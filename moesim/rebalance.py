@@ -19,9 +19,8 @@ from moesim.api import run_scenario
 from moesim.build import popularity_of
 from moesim.config.schema import Scenario
 from moesim.errors import MoesimError
-from moesim.model import MoEModel
 from moesim.placement import PLACEMENTS
-from moesim.routing import RoutingParams
+from moesim.resolve import resolve
 
 
 def _hosts(p, experts: int) -> np.ndarray:
@@ -49,10 +48,10 @@ def rebalance_study(s: Scenario, iterations: int, every: int, window: int) -> li
     if not getattr(stats, "drift", 0):
         raise MoesimError("rebalancing needs drifting statistics: set router.stats.drift (e.g. 0.05) on a "
                           "synthetic law (zipf, power_law, dirichlet, hot)")
-    model, params = MoEModel.from_spec(s.model), RoutingParams.from_scenario(s)
-    expert_bytes = 3 * model.hidden * model.inter * model.weight_bytes_per_param
+    r = resolve(s)
+    model, params, expert_bytes = r.model, r.routing, r.expert_bytes
     g, base = s.cluster.num_gpus, stats.step
-    nic = s.cluster.inter_node.nic_bandwidth or s.cluster.gpu.nic_bandwidth
+    nic = r.links.nic_Bps
     plan = PLACEMENTS[s.placement.kind]
 
     def make_plan(t: int):
@@ -73,12 +72,12 @@ def rebalance_study(s: Scenario, iterations: int, every: int, window: int) -> li
         st = _at_step(s, base + t)
         adaptive = run_scenario(st, placement=current).summary
         static = run_scenario(st, placement=first).summary
-        rows.append({"iteration": t, "replanned": bool(moved_bytes), "iteration_time_s": adaptive["iteration_time_s"],
+        rows.append({"iteration": t, "replanned": bool(moved_bytes), "iteration_time_s": adaptive.iteration_time_s,
                      "stall_s": stall, "moved_bytes": moved_bytes,
-                     "gpu_load_max_over_mean": adaptive["totals"]["mean_layer_gpu_load_max_over_mean"],
-                     "static_iteration_time_s": static["iteration_time_s"],
-                     "static_gpu_load_max_over_mean": static["totals"]["mean_layer_gpu_load_max_over_mean"],
-                     "tokens": adaptive["tokens_per_iteration"]})
+                     "gpu_load_max_over_mean": adaptive.totals.mean_layer_gpu_load_max_over_mean,
+                     "static_iteration_time_s": static.iteration_time_s,
+                     "static_gpu_load_max_over_mean": static.totals.mean_layer_gpu_load_max_over_mean,
+                     "tokens": adaptive.tokens_per_iteration})
     return rows
 
 

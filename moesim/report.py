@@ -64,15 +64,20 @@ def run_figures(doc: dict[str, Any], folder: Path) -> list[tuple[str, str, bytes
     figs = []
     fig, ax = plt.subplots(figsize=(8, 3.4))
     bottom = np.zeros(len(layers))
-    for key in ("route", "dispatch", "expert", "combine", "waiting"):
-        v = np.array([r[f"{key}_s"] for r in layers]) * 1e3
-        ax.bar(x, v, bottom=bottom, color=COLORS[key], label=key, width=0.85)
+    names = [*doc.get("stage_names", []), "waiting"]
+    cmap = plt.get_cmap("tab20")
+    for i, key in enumerate(names):
+        v = np.array([r.get(f"{key}_s", 0.0) for r in layers]) * 1e3
+        if not v.any():
+            continue
+        color = COLORS["waiting"] if key == "waiting" else cmap(i % 20)
+        ax.bar(x, v, bottom=bottom, color=color, label=key, width=0.85)
         bottom += v
-    ax.set(xlabel="MoE layer", ylabel="time on the layer's critical GPU (ms)",
+    ax.set(xlabel="program (MoE layer pass)", ylabel="time on the critical GPU (ms)",
            title="Where each layer's time goes: waiting marks imbalance or contention")
-    ax.legend(ncol=5, fontsize=8, loc="upper right")
-    figs.append(("Per-layer time split", "Route, dispatch, experts, combine and waiting on each layer's "
-                 "critical GPU.", _fig_png(fig)))
+    ax.legend(ncol=4, fontsize=7, loc="upper right")
+    figs.append(("Per-layer time split", "Every named stage's exposed time and the waiting on each layer's "
+                 "critical GPU; they add up to the layer's share of the iteration.", _fig_png(fig)))
     heat = folder / "gpu_layer_tokens.csv"
     if heat.is_file():
         m = np.loadtxt(heat, delimiter=",", ndmin=2)
@@ -160,7 +165,8 @@ def _summary(kind: str, data: Any) -> list[str]:
         worst = max(data["layers"], key=lambda r: r["waiting_s"])
         return [f"{data['scenario']}: {data['model']} on {data['nodes']}×{data['gpus_per_node']} {data['gpu']}, "
                 f"{data['mode']}, {data['tokens_per_gpu']} tokens/GPU.",
-                f"MoE-layer throughput {data['throughput_tokens_per_s']:,.0f} tokens/s; iteration "
+                f"{'Model' if data.get('throughput_scope') == 'whole_model' else 'MoE-layer'} throughput "
+                f"{data['throughput_tokens_per_s']:,.0f} tokens/s; iteration "
                 f"{data['iteration_time_s'] * 1e3:.3f} ms.",
                 f"GPU load max/mean {t['mean_layer_gpu_load_max_over_mean']:.2f} (per layer, averaged); waiting "
                 f"is {100 * t['waiting_s'] / max(data['iteration_time_s'], 1e-30):.0f}% of the iteration.",
@@ -171,7 +177,9 @@ def _summary(kind: str, data: Any) -> list[str]:
     if kind == "plan":
         b, rows = data["best"], data["rows"]
         infeasible = sum(1 for r in rows if not r["feasible"])
-        head = f"{len(rows)} candidates, {infeasible} infeasible (reasons in the table); throughput is MoE-layer."
+        scope = next((r.get("throughput_scope") for r in rows if r.get("throughput_scope")), "moe_layers")
+        head = (f"{len(rows)} candidates, {infeasible} infeasible (reasons in the table); throughput scope: "
+                f"{scope}.")
         if not b:
             return [head, "Recommendation: none meets the target; add nodes or GPU types, or relax the limits."]
         return [head, f"Recommendation: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "

@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 
 from moesim.config.schema import ClusterSpec
+from moesim.resolve import Links
 
 MAX_HOPS = 4  # nic_up, leaf_up, leaf_down, nic_down (or nvl_up, nvl_down)
 
@@ -91,11 +92,9 @@ class Topology:
 def build_topology(c: ClusterSpec) -> Topology:
     """Build the graph and link arrays from a validated cluster section."""
     gpn, nodes = c.gpus_per_node, c.nodes
-    nics = c.inter_node.nics_per_node or gpn
-    nvl_bw = c.intra_node.bandwidth or c.gpu.nvlink_bandwidth
-    nvl_lat = c.intra_node.latency if c.intra_node.latency is not None else c.gpu.nvlink_latency
-    nic_bw = c.inter_node.nic_bandwidth or c.gpu.nic_bandwidth
-    nic_lat = c.inter_node.latency if c.inter_node.latency is not None else c.gpu.nic_latency
+    lk = Links.of(c)
+    nics = lk.nics_per_node
+    nvl_bw, nvl_lat, nic_bw, nic_lat = lk.nvlink_Bps, lk.nvlink_latency_s, lk.nic_Bps, lk.nic_latency_s
     per_leaf = min(c.inter_node.nodes_per_leaf, nodes)
     topo = Topology(nx.DiGraph(), nodes, gpn, nics, per_leaf, np.zeros(0), np.zeros(0), np.zeros(0))
     g, nn, lv = nodes * gpn, nodes * nics, topo.leaves

@@ -13,32 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moesim.program import FlowSet
 from moesim.topology import Topology
 
-
-@dataclass(frozen=True)
-class FlowSet:
-    """Aggregated flows of one all-to-all phase. All arrays [F].
-
-    gate: the flow may start once gate GPU ``gate`` has joined the phase (``gate < G``), or once every GPU of
-    node ``gate - G`` has. wait_node: GPUs of this node (-1: none) also wait for the flow, besides its
-    source and destination (hierarchical dispatch: a GPU's tokens reach it through all of its node's relays).
-    """
-
-    src: np.ndarray
-    dst: np.ndarray
-    nbytes: np.ndarray
-    gate: np.ndarray
-    wait_node: np.ndarray
-
-    @property
-    def size(self) -> int:
-        return int(self.src.size)
-
-    @staticmethod
-    def concat(parts: list[FlowSet]) -> FlowSet:
-        return FlowSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                         ("src", "dst", "nbytes", "gate", "wait_node")))
+__all__ = ["FlowSet", "LayerTraffic", "layer_traffic"]
 
 
 @dataclass(frozen=True)

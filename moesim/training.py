@@ -1,74 +1,72 @@
-"""Training iterations: the forward MoE layers, then the backward pass in reverse and the gradient sync.
+"""Training's gradient all-reduces as flows on the topology (the backward stages are in ``programs``).
 
-Backward of an MoE layer (Megatron-Core's alltoall dispatcher in reverse): the unpermute's gradient, an
-all-to-all that sends output gradients to the experts (the dispatch pattern, BF16), the experts' backward,
-an all-to-all that returns input gradients to the tokens' GPUs (the combine pattern), then the router,
-permute and attention backward. Backward compute is taken as 2× the forward's (one GEMM for the input
-gradient and one for the weight gradient per forward GEMM; Narayanan et al., SC'21, §3.1).
-
-Gradient sync: a ring all-reduce moves 2(n−1)/n of the buffer through every member's link (Thakur,
-Rabenseifner & Gropp 2005): dense and attention gradients over all GPUs, expert gradients over each
-expert's replicas; both on the slowest tier their group spans (NIC across nodes, NVLink inside one).
+A ring all-reduce moves 2(n−1)/n of the buffer from every member to the next one on its ring (Thakur,
+Rabenseifner & Gropp 2005) and pays 2(n−1) start-up latencies. ``gradient_sync``: dense, attention,
+shared-expert, router and embedding gradients over all GPUs, ring in GPU order (so it crosses each node
+boundary once, on the NIC of the node's last GPU). ``expert_gradient_sync``: every replicated expert's
+gradients over the GPUs that hold its replicas, ring in slot order. Each runs as one communication stage
+that ends the last backward program, so its flows share links like any others.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from moesim.config.schema import Scenario
-from moesim.engine.records import LayerWork
-from moesim.memory import has_shape, param_counts
-from moesim.model import MoEModel, copy_bytes
+from moesim.memory import param_counts
 from moesim.placement import Placement
-from moesim.traffic import FlowSet
+from moesim.program import Comm, FlowSet
+from moesim.resolve import Resolved
 
 GRAD_BYTES = 2  # BF16 gradients
 
 
-def _reverse(flows: FlowSet, scale: float) -> FlowSet:
-    """The same pairs in the other direction; the new source may start at once."""
-    return FlowSet(flows.dst.copy(), flows.src.copy(), flows.nbytes * scale, flows.dst.copy(),
-                   np.full(flows.size, -1, dtype=np.int64))
+def _ring(members: np.ndarray, nbytes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flows of one ring all-reduce over GPUs ``members`` [n] of a ``nbytes`` buffer."""
+    n = members.size
+    if n <= 1 or nbytes <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    return members, np.roll(members, -1), np.full(n, 2 * (n - 1) / n * nbytes)
 
 
-def backward_work(s: Scenario, forward: list[LayerWork]) -> list[LayerWork]:
-    """Backward LayerWork for every MoE layer, last layer first."""
-    h = s.model.hidden_size
-    grad_over_dispatch = GRAD_BYTES * h / copy_bytes(h, s.comm.dispatch_dtype)
-    grad_over_combine = GRAD_BYTES * h / copy_bytes(h, s.comm.combine_dtype)
-    out = []
-    for w in reversed(forward):
-        # TP attention's backward all-reduce moves the same bytes; it is placed at the start of the layer's
-        # backward (its compute stays with the other backward compute at the end)
-        pre = np.zeros_like(w.route_s) if w.pre_comm is not None else None
-        attn = w.pre_s if w.pre_s is not None else 0.0
-        out.append(LayerWork(2 * w.unpermute_s, 2 * w.expert_s, 2 * (w.route_s + attn),
-                             _reverse(w.combine, grad_over_combine), _reverse(w.dispatch, grad_over_dispatch),
-                             pre_s=pre, pre_comm=w.pre_comm))
-    return out
-
-
-def _ring_s(nbytes: float, members: int, bandwidth: float, latency: float) -> float:
-    if members <= 1 or nbytes <= 0:
-        return 0.0
-    return 2 * (members - 1) / members * nbytes / bandwidth + 2 * (members - 1) * latency
-
-
-def gradient_sync_s(s: Scenario, placement: Placement) -> float:
-    """Seconds for the gradient all-reduces after backward (dense over all GPUs, experts over replicas)."""
-    c, gpu = s.cluster, s.cluster.gpu
-    nic = c.inter_node.nic_bandwidth or gpu.nic_bandwidth
-    nvl = c.intra_node.bandwidth or gpu.nvlink_bandwidth
-    multi = c.nodes > 1
-    moe = MoEModel.from_spec(s.model)
-    if has_shape(s.model):
-        p = param_counts(s.model)
-        dense = p.attention + p.dense_ffn + p.shared_experts + p.router + p.embeddings
+def dense_gradient_bytes(r: Resolved) -> float:
+    """Bytes of the gradients every GPU holds a full copy of (data-parallel attention and dense parts)."""
+    m = r.scenario.model
+    if r.has_attention_shape:
+        p = param_counts(m)
+        params = p.attention + p.dense_ffn + p.shared_experts + p.router + p.embeddings
     else:
-        dense = 3.0 * s.model.hidden_size * moe.shared_inter * moe.num_moe_layers
-    t_dense = _ring_s(dense * GRAD_BYTES, c.num_gpus, nic if multi else nvl, gpu.collective_latency)
-    replicas = int(placement.logcnt.max())
-    expert_bytes = 3.0 * s.model.hidden_size * s.model.moe_intermediate_size * GRAD_BYTES
-    per_gpu = placement.slots_per_gpu * expert_bytes * moe.num_moe_layers
-    t_expert = _ring_s(per_gpu, replicas, nic if multi else nvl, gpu.collective_latency)
-    return t_dense + t_expert
+        params = 3.0 * m.hidden_size * r.model.shared_inter * r.model.num_moe_layers
+    return params * GRAD_BYTES
+
+
+def expert_sync_flows(r: Resolved, placement: Placement, gpus: int) -> tuple[FlowSet, int]:
+    """Every replicated expert's ring over its replicas' GPUs, all layers, aggregated per (src, dst); and
+    the largest replica count (for the start-up latency)."""
+    grad = r.expert_bytes / r.model.weight_bytes_per_param * GRAD_BYTES
+    slot_gpu, logcnt = placement.slot_gpu(), placement.logcnt
+    src, dst, nbytes = [], [], []
+    for layer in range(placement.phy2log.shape[0]):
+        row = placement.phy2log[layer]
+        for e in np.flatnonzero(logcnt[layer] > 1):
+            s, d, b = _ring(slot_gpu[np.flatnonzero(row == e)], grad)
+            src.append(s), dst.append(d), nbytes.append(b)
+    if not src:
+        return FlowSet.point_to_point(np.zeros(0), np.zeros(0), np.zeros(0)), 1
+    s, d, b = np.concatenate(src), np.concatenate(dst), np.concatenate(nbytes)
+    remote = s != d  # two replicas on one GPU sum locally
+    keys = s[remote] * gpus + d[remote]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return FlowSet.point_to_point(uniq // gpus, uniq % gpus, np.bincount(inv, weights=b[remote])), \
+        int(logcnt.max())
+
+
+def gradient_sync_stages(r: Resolved, placement: Placement) -> list[Comm]:
+    """The two all-reduce stages that end a training iteration (none without ``workload.gradient_sync``)."""
+    s = r.scenario
+    if not s.workload.gradient_sync:
+        return []
+    g, lat = s.cluster.num_gpus, r.links.collective_latency_s
+    dense = FlowSet.point_to_point(*_ring(np.arange(g), dense_gradient_bytes(r)))
+    experts, replicas = expert_sync_flows(r, placement, g)
+    return [Comm("gradient_sync", dense, 2 * (g - 1) * lat if g > 1 else 0.0),
+            Comm("expert_gradient_sync", experts, 2 * (replicas - 1) * lat)]

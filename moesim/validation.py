@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from moesim.engine.records import END, ENTER
 from moesim.profile import MeasuredCosts, Profile, _ape
 
 PIECE_KEYS = ("router", "permute", "experts", "unpermute")
@@ -60,8 +61,14 @@ def predict_ep(profile_path: str, case: dict[str, Any]) -> dict[str, float]:
     s = scenario_from_dict(ep_scenario(profile_path, case))
     ids = np.concatenate([np.asarray(r, dtype=np.int64) for r in case["ids"]])
     res = run_scenario(s, trace=[ids])
-    durations = np.diff(res.records.times[0], axis=1).max(axis=0)  # [5]: START→ROUTED→…→END
-    return {"layer": float(res.summary["iteration_time_s"]), **dict(zip(EP_STAGES, durations.tolist()))}
+    rec = res.records
+
+    def span(*names: str) -> float:  # summed over the named stages on each rank, longest rank
+        per = [rec.stage(0, n)[:, END] - rec.stage(0, n)[:, ENTER] for n in names if n in rec.names[0]]
+        return float(np.sum(per, axis=0).max()) if per else 0.0
+
+    groups = (("router", "permute"), ("dispatch",), ("regroup", "routed_experts"), ("combine",), ("unpermute",))
+    return {"layer": res.summary.iteration_time_s, **{k: span(*g) for k, g in zip(EP_STAGES, groups)}}
 
 
 def predict_attention(profile: Profile, case: dict[str, Any]) -> float:
@@ -118,7 +125,6 @@ def deepep_rows() -> list[dict[str, Any]]:
     the bottleneck link class (NVLink intranode, RDMA internode) divided by its phase time, averaged."""
     from moesim.api import run_scenario  # noqa: PLC0415
     from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.engine.records import COMBINED, COMPUTED, DISPATCHED, ROUTED  # noqa: PLC0415
 
     rows = []
     for kind, ep, pub_d, pub_c in DEEPEP:
@@ -128,16 +134,16 @@ def deepep_rows() -> list[dict[str, Any]]:
             "model": {"base": "deepseek-v3", "num_hidden_layers": 1, "first_k_dense_replace": 0},
             "cluster": {"gpu": "h800", "nodes": nodes, "gpus_per_node": 8},
             "router": {"stats": {"kind": "uniform"}},
-            "workload": {"mode": "prefill", "tokens_per_gpu": 4096},
+            "workload": {"mode": "prefill", "tokens_per_gpu": 4096, "scope": "moe_layers"},
             "comm": {"algorithm": "hierarchical", "dispatch_dtype": "fp8", "combine_dtype": "bf16"},
             "sim": {"network": "drain", "routing": "exact"},
         })
         res = run_scenario(s)
-        topo, t = res.built.topology, res.records.times[0]
-        d_bytes = _class_bytes(res.built.work[0].dispatch, topo, kind, "src")
-        c_bytes = _class_bytes(res.built.work[0].combine, topo, kind, "dst")
-        d_bw = float(np.mean(d_bytes / (t[:, DISPATCHED] - t[:, ROUTED]))) / 1e9
-        c_bw = float(np.mean(c_bytes / (t[:, COMBINED] - t[:, COMPUTED]))) / 1e9
+        topo, rec, prog = res.built.topology, res.records, res.programs[0][0]
+        d, c = rec.stage(0, "dispatch"), rec.stage(0, "combine")  # time in the stage: join to leave
+        d_bw = float(np.mean(_class_bytes(prog.comm("dispatch").flows, topo, kind, "src") / (d[:, END] - d[:, ENTER])))
+        c_bw = float(np.mean(_class_bytes(prog.comm("combine").flows, topo, kind, "dst") / (c[:, END] - c[:, ENTER])))
+        d_bw, c_bw = d_bw / 1e9, c_bw / 1e9
         rows.append({"type": kind, "ep": ep, "dispatch_sim_GBps": d_bw, "dispatch_published_GBps": pub_d,
                      "combine_sim_GBps": c_bw, "combine_published_GBps": pub_c})
     return rows
@@ -179,10 +185,41 @@ def deepseek_serving_rows() -> list[dict[str, Any]]:
                          "micro_batches": 2},
             "comm": {"algorithm": "hierarchical", "dispatch_dtype": "fp8", "combine_dtype": "bf16"},
         })
-        doc = run_scenario(s).summary
-        per_node = doc["throughput_tokens_per_s"] / nodes
+        sm = run_scenario(s).summary
+        per_node = sm.tokens_per_s_per_node
         rows.append({"mode": mode, "settings": settings, "sim_tokens_per_s_per_node": per_node,
                      "published_tokens_per_s_per_node": published,
                      "error_percent": 100 * (per_node / published - 1),
-                     "sim_per_sequence_tokens_per_s": 1 / doc["iteration_time_s"] if mode == "decode" else None})
+                     "sim_per_sequence_tokens_per_s": 1 / sm.iteration_time_s if mode == "decode" else None})
     return rows
+
+
+def validation_report(profile: str, stored: bool = True) -> dict[str, Any]:
+    """``moesim validate``: resolve the profile (a catalogue name or a JSON path), measure its held-out cases
+    again first unless ``stored`` (needs torch), then predict every stored case and the published
+    DeepEP and DeepSeek serving figures. Raises ``MoesimError`` with the fix on a missing profile."""
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from moesim import catalog  # noqa: PLC0415
+    from moesim.errors import MoesimError  # noqa: PLC0415
+
+    path = Path(profile) if profile.endswith(".json") else catalog.profile_dir() / f"{profile}.json"
+    if not path.is_file():
+        raise MoesimError(f"--profile: no profile {profile!r}; choose one of {catalog.profile_names()} "
+                          "or give a path to a calibrate/ profile JSON")
+    if not stored:
+        try:
+            from calibrate.validate import main as live  # noqa: PLC0415
+        except ImportError as exc:
+            raise MoesimError(f"--live needs torch and the calibrate package ({exc}); "
+                              "run `pip install -e '.[calibrate]'` in a moesim checkout") from None
+        live(["--profile", str(path)])
+    vpath = path.with_name(path.stem + ".validation.json")
+    if not vpath.is_file():
+        raise MoesimError(f"--profile: {profile!r} has no stored validation ({vpath.name}); "
+                          "run `moesim validate --live` or `python -m calibrate.validate` first")
+    data = json.loads(vpath.read_text(encoding="utf-8"))
+    rows = predict_all(str(path), data)
+    return {"profile": path.stem, "rows": rows, "errors": summarize_errors(rows), "deepep": deepep_rows(),
+            "deepseek_serving": deepseek_serving_rows(), "data": data}

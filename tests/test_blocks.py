@@ -34,11 +34,23 @@ def test_prefill_head_computes_logits_once_per_sequence():
 
 
 def test_whole_model_adds_time_and_says_so():
-    moe = api.run_scenario(scen("moe_layers", tokens_per_gpu=512)).summary
-    whole = api.run_scenario(scen(tokens_per_gpu=512)).summary
+    moe = api.run_scenario(scen("moe_layers", tokens_per_gpu=512)).doc
+    whole = api.run_scenario(scen(tokens_per_gpu=512)).doc
     assert whole["throughput_scope"] == "whole_model" and moe["throughput_scope"] == "moe_layers"
     assert whole["iteration_time_s"] > moe["iteration_time_s"]
-    assert whole["totals"]["route_s"] > moe["totals"]["route_s"]
+    assert whole["totals"]["stages"]["attention"] > 0 and "attention" not in moe["totals"]["stages"]
+    assert whole["stage_names"][:2] == ["attention", "norms"] and "head" in whole["stage_names"]
+    assert whole["context_tokens"] == 4096
+    assert whole["tokens_per_s_per_node"] == pytest.approx(whole["throughput_tokens_per_s"] / whole["nodes"])
+
+
+def test_scope_defaults_to_the_whole_model_when_the_model_has_an_attention_shape():
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 5},
+           "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8}}
+    assert scenario_from_dict(raw).workload.scope == "whole_model"
+    bare = {"model": {"name": "noshape", "hidden_size": 1024, "moe_intermediate_size": 512, "n_routed_experts": 8,
+                      "num_experts_per_tok": 2, "num_hidden_layers": 2}, "cluster": raw["cluster"]}
+    assert scenario_from_dict(bare).workload.scope == "moe_layers"
 
 
 def test_whole_model_needs_the_attention_shape():
@@ -54,17 +66,19 @@ def test_reserving_compute_for_communication_slows_compute_only():
                                "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8},
                                "workload": {"tokens_per_gpu": 256}})
     reserved = base.model_copy(update={"comm": base.comm.model_copy(update={"reserved_compute_fraction": 0.5})})
-    a, b = api.run_scenario(base).built.work[0], api.run_scenario(reserved).built.work[0]
-    assert b.route_s == pytest.approx(2 * a.route_s) and b.expert_s == pytest.approx(2 * a.expert_s)
+    a, b = api.run_scenario(base).built.pieces[0], api.run_scenario(reserved).built.pieces[0]
+    for name in ("router", "permute", "routed_experts", "shared_experts", "unpermute"):
+        assert b.moe[name] == pytest.approx(2 * a.moe[name])
+    assert b.before["attention"] == pytest.approx(2 * a.before["attention"])
     assert b.dispatch.nbytes.sum() == a.dispatch.nbytes.sum()
 
 
 def test_overlapping_shared_experts_never_slows_and_off_reproduces_the_default():
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 5},
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}, "workload": {"tokens_per_gpu": 256}}
-    default = api.run_scenario(scenario_from_dict(raw)).summary["iteration_time_s"]
-    off = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": False}})).summary
-    on = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": True}})).summary
+    default = api.run_scenario(scenario_from_dict(raw)).doc["iteration_time_s"]
+    off = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": False}})).doc
+    on = api.run_scenario(scenario_from_dict({**raw, "comm": {"overlap_shared_experts": True}})).doc
     assert off["iteration_time_s"] == default
     assert on["iteration_time_s"] < default
 
@@ -74,8 +88,8 @@ def test_two_micro_batches_keep_every_token_and_hide_communication():
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8},
            "router": {"stats": {"kind": "uniform"}}, "placement": {"kind": "eplb"},
            "workload": {"tokens_per_gpu": 1024, "scope": "whole_model"}}
-    one = api.run_scenario(scenario_from_dict(raw)).summary
-    two = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "micro_batches": 2}})).summary
+    one = api.run_scenario(scenario_from_dict(raw)).doc
+    two = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "micro_batches": 2}})).doc
     assert two["totals"]["computed_copies"] == one["totals"]["computed_copies"] == 16 * 1024 * 8 * 3
     assert two["totals"]["inter_node_bytes"] == pytest.approx(one["totals"]["inter_node_bytes"], rel=0.02)
     assert two["iteration_time_s"] < one["iteration_time_s"]
@@ -89,23 +103,63 @@ def test_training_is_about_three_forwards_when_compute_bound():
                        "intra_node": {"bandwidth": 1e15, "latency": 0}},
            "router": {"stats": {"kind": "uniform"}},
            "workload": {"tokens_per_gpu": 8192, "scope": "whole_model", "gradient_sync": False}}
-    fwd = api.run_scenario(scenario_from_dict(raw)).summary
-    train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}})).summary
+    fwd = api.run_scenario(scenario_from_dict(raw)).doc
+    train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}})).doc
     assert train["iteration_time_s"] / fwd["iteration_time_s"] == pytest.approx(3.0, rel=0.03)
     assert [r["pass"] for r in train["layers"]] == ["forward"] * 3 + ["backward"] * 3
     assert train["gradient_sync_s"] == 0.0
 
 
-def test_gradient_sync_is_a_ring_all_reduce_over_the_slowest_tier():
-    from moesim.training import _ring_s
+def test_gradient_sync_is_a_ring_all_reduce_on_the_topology():
+    """Dense gradients: a ring over all 16 GPUs in order; each sends 2·15/16 of the buffer to the next.
+    Across the two nodes the ring's hops 7→8 and 15→0 cross NICs, so the stage takes the NIC time of that
+    many bytes (plus 2·15 start-up latencies as a floor)."""
+    from moesim.resolve import resolve
+    from moesim.training import dense_gradient_bytes, gradient_sync_stages
 
-    assert _ring_s(8e9, 8, 1e11, 0.0) == pytest.approx(2 * 7 / 8 * 8e9 / 1e11)
-    assert _ring_s(8e9, 1, 1e11, 1.0) == 0.0
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 6},
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}, "workload": {"tokens_per_gpu": 256,
                                                                                    "mode": "training"}}
-    res = api.run_scenario(scenario_from_dict(raw)).summary
-    assert res["gradient_sync_s"] > 0
+    res = api.run_scenario(scenario_from_dict(raw))
+    r = resolve(res.built.scenario)
+    dense, experts = gradient_sync_stages(r, res.built.placement)
+    nbytes = 2 * 15 / 16 * dense_gradient_bytes(r)
+    assert dense.flows.nbytes == pytest.approx(np.full(16, nbytes))
+    assert (dense.flows.dst == (dense.flows.src + 1) % 16).all()
+    d = res.records.stage(len(res.programs[0]) - 1, "gradient_sync")
+    expect = max(nbytes / r.links.nic_Bps + 2 * r.links.nic_latency_s, dense.latency_s)
+    assert (d[:, 2] - d[:, 0]).max() == pytest.approx(expect, rel=1e-3)
+    assert res.doc["gradient_sync_s"] == pytest.approx(res.doc["totals"]["stages"]["gradient_sync"]
+                                                       + res.doc["totals"]["stages"].get("expert_gradient_sync", 0))
+    # contiguous placement without redundant experts replicates no expert: nothing to sync there
+    assert experts.flows.size == 0
+
+
+def test_expert_gradients_sync_over_each_experts_replicas():
+    """8 experts + 8 redundant on 8 GPUs (contiguous: the hottest get the replicas): every replicated
+    expert's GPUs form a ring; per pair the bytes are 2(r−1)/r of one expert's BF16 gradients per layer."""
+    from moesim.build import build
+    from moesim.resolve import resolve
+    from moesim.training import expert_sync_flows
+
+    s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2},
+                            "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 8},
+                            "placement": {"kind": "contiguous", "redundant_experts": 8},
+                            "workload": {"mode": "training", "tokens_per_gpu": 64}})
+    b = build(s)
+    flows, replicas = expert_sync_flows(resolve(s), b.placement, 8)
+    grad = 3 * 4096 * 14336 * 2  # Mixtral: hidden 4096, expert width 14336, BF16
+    per_pair = {}
+    for layer in range(2):
+        row, gpu = b.placement.phy2log[layer], b.placement.slot_gpu()
+        for e in range(8):
+            g = gpu[np.flatnonzero(row == e)]
+            if len(g) > 1:
+                for a, c in zip(g, np.roll(g, -1)):
+                    if a != c:
+                        per_pair[(a, c)] = per_pair.get((a, c), 0) + 2 * (len(g) - 1) / len(g) * grad
+    got = {(int(a), int(c)): float(x) for a, c, x in zip(flows.src, flows.dst, flows.nbytes)}
+    assert got == pytest.approx(per_pair) and replicas == int(b.placement.logcnt.max())
 
 
 def test_tensor_parallel_attention_reads_fewer_weights_and_pays_an_all_reduce():
@@ -131,32 +185,34 @@ def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
     raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 5},
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8},
            "workload": {"tokens_per_gpu": 256, "mode": "training"}}
-    one = api.run_scenario(scenario_from_dict(raw)).summary
+    one = api.run_scenario(scenario_from_dict(raw)).doc
     four = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"],
-                                                                     "accumulation_steps": 4}})).summary
+                                                                     "accumulation_steps": 4}})).doc
     sync = one["gradient_sync_s"]
     assert four["gradient_sync_s"] == sync and sync > 0
     assert four["iteration_time_s"] == pytest.approx(4 * (one["iteration_time_s"] - sync) + sync, rel=1e-9)
     assert four["tokens_per_iteration"] == 4 * one["tokens_per_iteration"]
-    assert [r["micro_batch"] for r in four["layers"]][::4] == [0, 1, 2, 3]
+    assert [r["step"] for r in four["layers"]][::4] == [0, 1, 2, 3]
 
 
 def test_tp_all_reduce_runs_as_flows_on_the_topology():
     """TP 2 on 2 GPUs: after attention each GPU sends 2·(1/2)·(2T)·H·2 bytes to its ring neighbour over
     NVLink, then routes: ROUTED − START = attention + max(bytes / bandwidth, collective latency) + gate."""
-    from moesim.engine.records import ROUTED, START
-
     raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 2,
                        "intra_node": {"bandwidth": 1e10, "latency": 0}},
            "router": {"stats": {"kind": "uniform"}}, "placement": {"redundant_experts": 0},
            "workload": {"tokens_per_gpu": 128, "scope": "whole_model", "attention_tp": 2}}
     res = api.run_scenario(scenario_from_dict(raw))
-    w = res.built.work[0]
-    assert w.pre_comm is not None and w.pre_comm.nbytes[0] == pytest.approx(2 * 0.5 * 256 * 7168 * 2 * 4)
-    t = res.records.times[0]
+    pc = res.built.pieces[0]
+    assert pc.tp_allreduce is not None and pc.tp_allreduce.nbytes[0] == pytest.approx(2 * 0.5 * 256 * 7168 * 2 * 4)
+    rec = res.records
     lat = res.built.scenario.cluster.gpu.collective_latency
-    expect = w.pre_s + max(w.pre_comm.nbytes[0] / 1e10, lat) + w.route_s
-    assert t[:, ROUTED] - t[:, START] == pytest.approx(expect, rel=1e-6)
+    ar = rec.stage(0, "tp_allreduce")
+    attention = pc.before["attention"] + pc.before["norms"] + pc.before.get("dense_ffn", 0.0)
+    assert ar[:, 0] == pytest.approx(attention, rel=1e-9)
+    assert ar[:, 2] - ar[:, 0] == pytest.approx(max(pc.tp_allreduce.nbytes[0] / 1e10, lat), rel=1e-6)
+    assert rec.stage(0, "router")[:, 1] == pytest.approx(ar[:, 2], rel=1e-12)
     train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}}))
-    assert train.summary["iteration_time_s"] > res.summary["iteration_time_s"]
+    assert train.doc["iteration_time_s"] > res.doc["iteration_time_s"]
+    assert "bwd_tp_allreduce" in train.doc["stage_names"]

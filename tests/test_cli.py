@@ -21,17 +21,19 @@ def runner():
 def test_shipped_scenarios_run(runner, scenario):
     res = runner.invoke(main, ["run", str(scenario), *SMALL, "--set", "workload.tokens_per_gpu=64"])
     assert res.exit_code == 0, res.output
-    assert "MoE-layer throughput" in res.output
+    assert "model throughput" in res.output or "MoE-layer throughput" in res.output
+    assert "where the time goes" in res.output and "waiting" in res.output
 
 
 def test_json_output_has_the_documented_fields(runner):
     res = runner.invoke(main, ["run", str(ROOT / "scenarios/mixtral-8x7b-a100.yaml"), *SMALL, "--json"])
     doc = json.loads(res.output)
     assert {"throughput_tokens_per_s", "iteration_time_s", "layers", "totals"} <= set(doc)
-    assert {"time_s", "dispatch_s", "expert_s", "combine_s", "gpu_load_max_over_mean",
-            "expert_load_max_over_mean"} <= set(doc["layers"][0])
-    assert {"intra_node_bytes", "inter_node_bytes", "dropped_tokens"} <= set(doc["totals"])
+    assert {"time_s", "attention_s", "router_s", "dispatch_s", "routed_experts_s", "combine_s", "waiting_s",
+            "gpu_load_max_over_mean", "expert_load_max_over_mean"} <= set(doc["layers"][0])
+    assert {"intra_node_bytes", "inter_node_bytes", "dropped_tokens", "stages", "waiting_s"} <= set(doc["totals"])
     assert sum(r["time_s"] for r in doc["layers"]) == pytest.approx(doc["iteration_time_s"])
+    assert doc["throughput_scope"] == "whole_model" and doc["tokens_per_s_per_gpu"] > 0
 
 
 def test_out_dir_and_trace(runner, tmp_path):
@@ -41,8 +43,15 @@ def test_out_dir_and_trace(runner, tmp_path):
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"result.json", "layers.csv", "gpus.csv",
                                                          "gpu_layer_tokens.csv"}
     trace = json.loads((tmp_path / "t.json").read_text())
-    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
-    assert len(spans) == 4 * 8 * 5 and all(e["dur"] >= 0 for e in spans)
+    doc = json.loads((tmp_path / "out/result.json").read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] != "waiting"]
+    stages_per_layer = [len(doc["stage_names"]) - 1] * 3 + [len(doc["stage_names"])]  # head on the last layer
+    assert len(spans) == 8 * sum(stages_per_layer) and all(e["dur"] >= 0 for e in spans)
+    assert {e["name"] for e in spans} == set(doc["stage_names"])
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert names == {f"GPU {g}" for g in range(8)}
+    flows = [e for e in trace["traceEvents"] if e["ph"] in ("s", "f")]
+    assert flows and len(flows) % 2 == 0 and {e["name"] for e in flows} <= {"dispatch", "combine"}
     assert len((tmp_path / "out/layers.csv").read_text().splitlines()) == 1 + 4
 
 

@@ -1,15 +1,15 @@
-"""Engine tests in SimPy's style: tiny processes whose event times are computed by hand."""
+"""Engine tests in SimPy's style: tiny programs whose event times are computed by hand."""
 
 import numpy as np
 import pytest
 import simpy
 
-from moesim.engine import LayerWork, simulate
-from moesim.engine.drain import drain_finish_times
+from moesim.engine import simulate
+from moesim.engine.drain import drain_batch, drain_batches
 from moesim.engine.fluid import FluidNetwork, maxmin_rates
-from moesim.engine.records import COMBINED, DISPATCHED, END
+from moesim.engine.records import END, ENTER, START
+from moesim.program import Comm, Compute, FlowSet, Parallel, Program
 from moesim.topology import build_topology
-from moesim.traffic import FlowSet
 from tests.conftest import toy_scenario
 
 
@@ -50,97 +50,135 @@ def test_maxmin_gives_leftover_to_unconstrained_flows():
     assert rates == pytest.approx([5.0, 5.0, 12.5, 12.5])
 
 
-def test_drain_model_matches_a_single_link_queue():
-    # 100 B at t=0 and 100 B at t=0.5 over 100 B/s: the link is busy until 2.0
-    fin = drain_finish_times(np.array([[0], [0]]), np.array([100.0, 100.0]), np.array([0.0, 0.5]),
-                             np.array([100.0]), np.array([0.0]))
-    assert fin == pytest.approx([2.0, 2.0])
+def test_drain_batches_queue_first_come_first_served():
+    # 100 B at t=0 on an idle 100 B/s link: done at 1.0. A batch of 100 B at t=0.5 waits behind it: 2.0
+    free = np.zeros(1)
+    cap, lat = np.array([100.0]), np.array([0.0])
+    assert drain_batch(np.array([[0]]), np.array([100.0]), 0.0, cap, lat, free) == pytest.approx([1.0])
+    assert drain_batch(np.array([[0]]), np.array([100.0]), 0.5, cap, lat, free) == pytest.approx([2.0])
+    # one batch of two flows finishes together when the link has drained both
+    assert drain_batch(np.array([[0], [0]]), np.array([50.0, 150.0]), 5.0, cap, lat, free) == pytest.approx([7.0, 7.0])
 
 
-def two_gpu_work(expert_s):
-    """GPU0 sends 100 B to GPU1, GPU1 sends 300 B to GPU0 (NVLink 100 B/s per direction)."""
-    flows = FlowSet(np.array([0, 1]), np.array([1, 0]), np.array([100.0, 300.0]), np.array([0, 1]),
-                    np.array([-1, -1]))
-    back = FlowSet(np.array([1, 0]), np.array([0, 1]), np.array([100.0, 300.0]), np.array([1, 0]),
-                   np.array([-1, -1]))
-    one = np.ones(2)
-    return [LayerWork(one * 1.0, np.asarray(expert_s, float), one * 0.5, flows, back)]
+def prog(*stages, layer=0):
+    return Program(tuple(stages), layer=layer, block=layer)
+
+
+def comp(name, *seconds):
+    return Compute(name, np.array(seconds, dtype=float))
+
+
+def p2p(src, dst, nbytes):
+    return FlowSet.point_to_point(np.array(src), np.array(dst), np.array(nbytes, dtype=float))
+
+
+def toy(gpus=2):
+    return build_topology(toy_scenario(cluster={"gpus_per_node": gpus}).cluster)
+
+
+def test_sequence_of_compute_stages_runs_back_to_back():
+    rec = simulate([[prog(comp("a", 1.0, 2.0), comp("b", 0.5, 0.5), comp("c", 3.0, 0.0))]], toy())
+    assert rec.stage(0, "b")[:, START] == pytest.approx([1.0, 2.0])
+    assert rec.stage(0, "c")[:, END] == pytest.approx([4.5, 2.5])
+    assert rec.iteration_time_s == pytest.approx(4.5)
 
 
 @pytest.mark.parametrize("exact", [True, False])
 def test_two_gpus_layer_times_by_hand(exact):
-    topo = build_topology(toy_scenario().cluster)
-    rec = simulate(two_gpu_work([2.0, 5.0]), topo, 0.0, exact=exact)
-    t = rec.times[0]
-    # route 1 s; dispatch: each direction has its own links, 100 B -> 1 s, 300 B -> 3 s; both GPUs wait for
-    # the 300 B flow (GPU1 sends it, GPU0 receives it): dispatched at 4 s
-    assert t[:, DISPATCHED] == pytest.approx([4.0, 4.0])
-    # experts: GPU0 done at 6, GPU1 at 9. Combine: GPU1 sends 100 B from 9 (ends 10); GPU0 sends 300 B from 6
-    # (ends 9). GPU0 needs GPU1's data: 10; GPU1 needs GPU0's: 9 but cannot leave before it joins at 9 ->
-    # its own 100 B send ends at 10.
-    assert t[:, COMBINED] == pytest.approx([10.0, 10.0])
-    assert t[:, END] == pytest.approx([10.5, 10.5])
+    """GPU0 sends 100 B to GPU1, GPU1 sends 300 B to GPU0 (NVLink 100 B/s per direction)."""
+    dispatch = p2p([0, 1], [1, 0], [100.0, 300.0])
+    combine = p2p([1, 0], [0, 1], [100.0, 300.0])
+    p = prog(comp("router", 1.0, 1.0), Comm("dispatch", dispatch), comp("routed_experts", 2.0, 5.0),
+             Comm("combine", combine), comp("unpermute", 0.5, 0.5))
+    rec = simulate([[p]], toy(), exact=exact)
+    # dispatch: 100 B -> 1 s, 300 B -> 3 s on their own links; both GPUs wait for the 300 B flow: 4 s
+    assert rec.stage(0, "dispatch")[:, END] == pytest.approx([4.0, 4.0])
+    # experts: GPU0 done at 6, GPU1 at 9. Combine: GPU0 sends 300 B from 6 (ends 9); GPU1 sends 100 B from 9
+    # (ends 10). GPU0 needs GPU1's data: 10; GPU1 waits for its own send: 10.
+    c = rec.stage(0, "combine")
+    assert c[:, END] == pytest.approx([10.0, 10.0])
+    # GPU0 joined at 6 but its partner was ready only at 9: 3 s of waiting, then data moves
+    assert c[:, ENTER] == pytest.approx([6.0, 9.0]) and c[:, START] == pytest.approx([9.0, 9.0])
     assert rec.iteration_time_s == pytest.approx(10.5)
 
 
-def test_hot_gpu_delays_only_its_partners():
-    topo = build_topology(toy_scenario(cluster={"gpus_per_node": 4}).cluster)
-    flows = FlowSet(np.array([0, 2]), np.array([1, 3]), np.array([100.0, 100.0]), np.array([0, 2]),
-                    np.array([-1, -1]))
-    back = FlowSet(np.array([1, 3]), np.array([0, 2]), np.array([100.0, 100.0]), np.array([1, 3]),
-                   np.array([-1, -1]))
-    work = [LayerWork(np.zeros(4), np.array([0.0, 0.0, 0.0, 7.0]), np.zeros(4), flows, back)]
-    t = simulate(work, topo, 0.0).times[0]
-    # dispatch ends at 1 s for all. Combine: GPU1 sends at 1 -> GPU0 has it at 2; GPU3 computes until 8,
-    # so GPU2 receives at 9. The hot GPU delays its partner only.
-    assert t[:, COMBINED] == pytest.approx([2.0, 2.0, 9.0, 9.0])
+@pytest.mark.parametrize("exact", [True, False])
+def test_hot_gpu_delays_only_its_partners(exact):
+    """Pairs (0,1) and (2,3) exchange 100 B each way over 100 B/s links; GPU3 computes 7 s. Both network
+    models keep the partial order: GPU0 and GPU1 leave combine at 2 s, GPU2 and GPU3 at 9 s."""
+    flows = p2p([0, 2], [1, 3], [100.0, 100.0])
+    back = p2p([1, 3], [0, 2], [100.0, 100.0])
+    p = prog(Comm("dispatch", flows), comp("routed_experts", 0.0, 0.0, 0.0, 7.0), Comm("combine", back))
+    rec = simulate([[p]], toy(4), exact=exact)
+    assert rec.stage(0, "combine")[:, END] == pytest.approx([2.0, 2.0, 9.0, 9.0])
 
 
-def test_shared_experts_overlapped_with_dispatch_hide_behind_it():
-    """Each GPU: dispatch takes D; shared experts S run alongside; the GPU may go on at max(D, S)."""
-    import numpy as np
-
-    from moesim.config import scenario_from_dict
-    from moesim.engine import simulate
-    from moesim.engine.records import DISPATCHED, ROUTED, LayerWork
-    from moesim.topology import build_topology
-    from moesim.traffic import FlowSet
-
-    s = scenario_from_dict({"model": "mixtral-8x7b", "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 2,
-                                                                 "intra_node": {"bandwidth": 1e9, "latency": 0}}})
-    topo = build_topology(s.cluster)
-    flows = FlowSet(np.array([0, 1]), np.array([1, 0]), np.array([1e6, 1e6]), np.array([0, 1]), np.array([-1, -1]))
-    empty = FlowSet(*(np.zeros(0, dtype=int),) * 2, np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
-    for shared, expect in ((0.5e-3, 1e-3), (3e-3, 3e-3)):  # D = 1 MB / 1 GB/s = 1 ms
-        w = LayerWork(np.zeros(2), np.zeros(2), np.zeros(2), flows, empty, during_dispatch_s=np.full(2, shared))
-        t = simulate([w], topo, 0.0).times[0]
-        assert t[:, DISPATCHED] - t[:, ROUTED] == pytest.approx([expect, expect])
+def test_parallel_branch_ends_when_both_branches_have():
+    """Dispatch D = 1 MB / 1 MB/s... on the toy: 100 B over 100 B/s = 1 s; shared experts S beside it."""
+    for shared, expect in ((0.5, 1.0), (3.0, 3.0)):
+        p = prog(Parallel(((Comm("dispatch", p2p([0, 1], [1, 0], [100.0, 100.0])),),
+                           (comp("shared_experts", shared, shared),))), comp("routed_experts", 1.0, 1.0))
+        rec = simulate([[p]], toy())
+        assert rec.stage(0, "routed_experts")[:, START] == pytest.approx([expect, expect])
+        assert rec.stage(0, "shared_experts")[:, END] == pytest.approx([shared, shared])
 
 
-def test_two_micro_batches_overlap_compute_with_the_other_ones_all_to_all():
-    """Per micro-batch and GPU: route 1 ms, dispatch 1 ms, experts 1 ms, combine 1 ms (1 MB each way at
-    1 GB/s). Interleaved on one compute unit: A route [0,1], A dispatch [1,2] while B routes [1,2],
-    A experts [2,3] while B dispatches, A combine [3,4] while B computes, B combine [4,5]: 5 ms.
-    One batch of twice the tokens takes 2 + 2 + 2 + 2 = 8 ms."""
-    from moesim.config import scenario_from_dict
-    from moesim.engine import simulate_overlap
-    from moesim.engine.records import START
-    from moesim.traffic import FlowSet
+def _tbo_program(scale):
+    """Per GPU: router 1 s, dispatch 1 s (100 B at 100 B/s each way), experts 1 s, combine 1 s (× scale)."""
+    return prog(comp("router", scale, scale), Comm("dispatch", p2p([0, 1], [1, 0], [100.0 * scale] * 2)),
+                comp("routed_experts", scale, scale), Comm("combine", p2p([1, 0], [0, 1], [100.0 * scale] * 2)))
 
-    s = scenario_from_dict({"model": "mixtral-8x7b", "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 2,
-                                                                 "intra_node": {"bandwidth": 1e9, "latency": 0}}})
-    topo = build_topology(s.cluster)
 
-    def work(scale):
-        flows = FlowSet(np.array([0, 1]), np.array([1, 0]), np.full(2, 1e6 * scale), np.array([0, 1]),
-                        np.array([-1, -1]))
-        back = FlowSet(np.array([1, 0]), np.array([0, 1]), np.full(2, 1e6 * scale), np.array([1, 0]),
-                       np.array([-1, -1]))
-        return LayerWork(np.full(2, 1e-3 * scale), np.full(2, 1e-3 * scale), np.zeros(2), flows, back)
+@pytest.mark.parametrize("exact", [True, False])
+def test_two_programs_share_a_gpu(exact):
+    """Interleaved on one compute unit: A route [0,1], A dispatch [1,2] while B routes [1,2], A experts
+    [2,3] while B dispatches, A combine [3,4] while B computes, B combine [4,5]: 5 s. One batch of twice the
+    tokens takes 2 + 2 + 2 + 2 = 8 s."""
+    rec = simulate([[_tbo_program(1)], [_tbo_program(1)]], toy(), exact=exact)
+    assert rec.times[0, 0, :, -1, END] == pytest.approx([4.0, 4.0])
+    assert rec.times[1, 0, :, -1, END] == pytest.approx([5.0, 5.0])
+    # B reached its router at 0 but got the GPU at 1: queued for the resource
+    r = rec.times[1, 0, :, 0]
+    assert r[:, ENTER] == pytest.approx([0.0, 0.0]) and r[:, START] == pytest.approx([1.0, 1.0])
+    assert simulate([[_tbo_program(2)]], toy(), exact=exact).iteration_time_s == pytest.approx(8.0)
 
-    for exact in (True, False):
-        a, b = simulate_overlap([[work(1)], [work(1)]], topo, 0.0, exact=exact)
-        assert a.times[0, :, END] == pytest.approx([4e-3, 4e-3])
-        assert b.times[0, :, END] == pytest.approx([5e-3, 5e-3]) and b.times[0, :, START] == pytest.approx(0.0)
-        single = simulate([work(2)], topo, 0.0, exact=exact)
-        assert single.times[0, :, END] == pytest.approx([8e-3, 8e-3])
+
+def test_communication_holding_sms_slows_the_compute_beside_it():
+    """Dispatch (1 s on the wire) holds half the SMs while in flight; the 1 s of compute beside it runs at
+    half speed until 1 s (0.5 s of work done), then the rest at full speed: it ends at 1.5 s."""
+    for share, expect in ((0.0, 1.0), (0.5, 1.5)):
+        p = prog(Parallel(((Comm("dispatch", p2p([0, 1], [1, 0], [100.0, 100.0]), sm_share=share),),
+                           (comp("shared_experts", 1.0, 1.0),))))
+        rec = simulate([[p]], toy())
+        assert rec.stage(0, "shared_experts")[:, END] == pytest.approx([expect, expect])
+        assert rec.stage(0, "dispatch")[:, END] == pytest.approx([1.0, 1.0])
+
+
+def test_collective_start_up_latency_is_a_floor():
+    p = prog(Comm("tp_allreduce", p2p([0, 1], [1, 0], [1.0, 1.0]), latency_s=0.25))
+    assert simulate([[p]], toy()).iteration_time_s == pytest.approx(0.25)
+
+
+def test_programs_run_in_order_and_records_name_every_stage():
+    a = prog(comp("attention", 1.0, 1.0), Comm("dispatch", p2p([0], [1], [100.0])), layer=0)
+    b = prog(comp("router", 0.5, 0.25), layer=1)
+    rec = simulate([[a, b]], toy())
+    assert rec.names == (("attention", "dispatch"), ("router",))
+    assert rec.kinds == (("compute", "comm"), ("compute",))
+    assert rec.stage(1, "router")[:, END] == pytest.approx([2.5, 2.25])
+    assert np.isnan(rec.times[0, 1, :, 1]).all()  # program 1 has one stage
+
+
+def test_drain_resolves_many_batches_in_one_pass_like_one_at_a_time():
+    rng = np.random.default_rng(0)
+    paths = rng.integers(-1, 6, size=(40, 3))
+    nbytes, release = rng.uniform(1, 100, 40), np.round(rng.uniform(0, 5, 40), 1)
+    cap, lat = rng.uniform(10, 50, 6), rng.uniform(0, 0.1, 6)
+    free_a, free_b = np.zeros(6), np.zeros(6)
+    together = drain_batches(paths, nbytes, release, cap, lat, free_a)
+    one_by_one = np.zeros(40)
+    for t in np.unique(release):
+        sel = release == t
+        one_by_one[sel] = drain_batch(paths[sel], nbytes[sel], t, cap, lat, free_b)
+    assert together == pytest.approx(one_by_one, rel=1e-12)
+    assert free_a == pytest.approx(free_b, rel=1e-12)

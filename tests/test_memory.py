@@ -56,7 +56,7 @@ def test_decode_kv_cache_grows_linearly_with_context():
 
 
 def test_run_summary_carries_memory_and_says_when_unknown():
-    doc = api.run_scenario(scen(nodes=4, tokens_per_gpu=256)).summary
+    doc = api.run_scenario(scen(nodes=4, tokens_per_gpu=256)).doc
     assert doc["memory_per_gpu"]["known"] and doc["memory_per_gpu"]["fits"]
     s = scenario_from_dict({"model": NO_SHAPE, "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
                             "workload": {"tokens_per_gpu": 64}})

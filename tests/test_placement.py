@@ -147,7 +147,7 @@ def test_affinity_lowers_inter_node_bytes_on_coactivated_routing(tmp_path):
     out = {}
     for kind in ("contiguous", "affinity"):
         raw["placement"] = {"kind": kind}
-        out[kind] = api.run_scenario(scenario_from_dict(raw)).summary
+        out[kind] = api.run_scenario(scenario_from_dict(raw)).doc
     assert out["affinity"]["totals"]["inter_node_bytes"] < 0.8 * out["contiguous"]["totals"]["inter_node_bytes"]
     # balance is kept on expected loads (within 5%); realised loads of 512 tokens/GPU add sampling noise
     assert out["affinity"]["totals"]["mean_layer_gpu_load_max_over_mean"] < 1.7

@@ -104,7 +104,7 @@ def test_a_scenario_runs_on_the_measured_profile(small_v3):
     small_v3["cluster"]["gpu"] = "cpu-ref"
     s = scenario_from_dict(small_v3)
     assert s.cluster.gpu_profile and s.cluster.gpu_profile.endswith("cpu-ref.json")
-    res = api.run_scenario(s).summary
+    res = api.run_scenario(s).doc
     assert res["compute_costs"].startswith("measured profile cpu-ref")
     assert res["cost_sources"]["nvlink_bandwidth"].startswith("measured")
     assert res["cost_sources"]["nic_bandwidth"].startswith("estimated")

@@ -108,7 +108,7 @@ def test_trace_is_replayed_exactly_and_copies_are_conserved(small_v3, tmp_path):
     np.savez(tmp_path / "trace.npz", topk_ids=ids)
     raw = _toy(small_v3, stats={"kind": "trace", "path": "trace.npz"})
     res = api.run_scenario(scenario_from_dict(raw, base_dir=tmp_path))
-    assert res.summary["fidelity"]["routing"] == "trace replay"
+    assert res.doc["fidelity"]["routing"] == "trace replay"
     for layer, ls in enumerate(res.built.stats):
         assert np.array_equal(ls.expert_tokens, np.bincount(ids[layer].ravel(), minlength=256))
         assert ls.copies + ls.dropped == g * t * k
@@ -202,7 +202,7 @@ def test_shipped_tiny_moe_trace_replays_exactly():
     root = Path(__file__).resolve().parent.parent
     res = api.run(root / "scenarios/tiny-moe-trace-cpu.yaml")
     trace = np.load(root / "calibrate/traces/tiny-moe-stdlib.npz")["topk_ids"]
-    assert res.summary["fidelity"]["routing"] == "trace replay"
+    assert res.doc["fidelity"]["routing"] == "trace replay"
     assert np.array_equal(res.built.stats[0].expert_tokens, np.bincount(trace[0].ravel(), minlength=16))
     meta = json.loads((root / "calibrate/traces/tiny-moe-stdlib.json").read_text())
     assert [round(gini(np.bincount(layer.ravel(), minlength=16)), 6) for layer in trace] == \

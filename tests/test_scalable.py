@@ -7,7 +7,7 @@ from moesim.config import scenario_from_dict
 
 
 def run(raw, **sim):
-    return api.run_scenario(scenario_from_dict({**raw, "sim": sim})).summary
+    return api.run_scenario(scenario_from_dict({**raw, "sim": sim})).doc
 
 
 @pytest.mark.parametrize("algorithm", ["hierarchical", "flat"])

@@ -49,7 +49,7 @@ def test_network_copies_equal_distinct_remote_nodes(small_v3):
     """Hierarchical dispatch sends exactly one network copy per (token, remote node)."""
     s = scenario_from_dict(small_v3)
     b = build(s)
-    st, work = b.stats[0], b.work[0]
+    st, work = b.stats[0], b.pieces[0]
     node = b.topology.node_of
     remote = node(work.dispatch.src) != node(work.dispatch.dst)
     copy = 7168 + 4 * 56  # fp8 + one fp32 scale per 128 elements
@@ -62,8 +62,8 @@ def test_network_copies_equal_distinct_remote_nodes(small_v3):
 def test_same_seed_same_bytes_and_new_seed_differs(small_v3):
     from moesim.output import to_json
 
-    one = to_json(api.run_scenario(scenario_from_dict(small_v3)).summary)
-    two = to_json(api.run_scenario(scenario_from_dict(small_v3)).summary)
+    one = to_json(api.run_scenario(scenario_from_dict(small_v3)).doc)
+    two = to_json(api.run_scenario(scenario_from_dict(small_v3)).doc)
     small_v3["seed"] = 6
-    three = to_json(api.run_scenario(scenario_from_dict(small_v3)).summary)
+    three = to_json(api.run_scenario(scenario_from_dict(small_v3)).doc)
     assert one == two and one != three

@@ -33,7 +33,7 @@ def check_scenario(s: Scenario) -> None:
             raise ScenarioError(f"{r.limit.max} {r.limit.scope} hold at most {r.limit.max * per_scope} experts, "
                                 f"fewer than top_k {top_k}", path="router.limit.max",
                                 fix=f"use max >= {-(-top_k // per_scope)}")
-    if s.workload.scope == "whole_model" and (m.num_attention_heads is None or m.vocab_size is None):
+    if s.workload.scope == "whole_model" and not m.has_attention_shape:
         raise ScenarioError(f"model {m.name!r} gives no attention shape", path="workload.scope",
                             fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
                                 "vocab_size to the model, or use scope: moe_layers")

@@ -92,9 +92,18 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise _from_validation(exc) from None
+    scenario = _default_scope(scenario)
     check_scenario(scenario)
     check_stats_file(scenario)
     return scenario
+
+
+def _default_scope(s: Scenario) -> Scenario:
+    """``workload.scope`` unset: the whole model when the model gives its attention shape, else MoE layers."""
+    if s.workload.scope is not None:
+        return s
+    scope = "whole_model" if s.model.has_attention_shape else "moe_layers"
+    return s.model_copy(update={"workload": s.workload.model_copy(update={"scope": scope})})
 
 
 def _resolve_stats_path(router: Any, base: Path) -> Any:

@@ -66,6 +66,11 @@ class ModelSpec(Strict):
     vocab_size: int | None = Field(default=None, gt=0)
     tie_word_embeddings: bool = False
 
+    @property
+    def has_attention_shape(self) -> bool:
+        """Whether the spec carries what whole-model scope needs: attention heads and vocabulary."""
+        return self.num_attention_heads is not None and self.vocab_size is not None
+
 
 class GpuSpecIn(Strict):
     """A GPU's figures in SI units; labels and sources travel beside them (see moesim.hardware)."""
@@ -265,8 +270,8 @@ class WorkloadSpec(Strict):
     tokens_per_gpu: int = Field(default=4096, ge=1)
     context_tokens: int = Field(default=4096, ge=1)  # prefill: prompt length; decode: KV cache length
     # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
-    # output head (roofline on the GPU figures; needs the model's attention shape)
-    scope: Literal["moe_layers", "whole_model"] = "moe_layers"
+    # output head (needs the model's attention shape). Default: whole_model when the model has that shape
+    scope: Literal["moe_layers", "whole_model"] | None = None
     # 2: split each GPU's tokens into two micro-batches interleaved on the GPU, so one computes while the
     # other's dispatch/combine is in flight (DeepSeek's and SGLang's two-batch overlap)
     micro_batches: Literal[1, 2] = 1
@@ -295,6 +300,10 @@ class CommSpec(Strict):
     # share of the GPU's compute units given to communication kernels (DeepEP runs on SMs; e.g. 24 of 132):
     # every compute stage runs at (1 - fraction) of its speed
     reserved_compute_fraction: float = Field(default=0.0, ge=0, lt=1)
+    # share of a GPU's SMs that the dispatch and combine kernels hold only while they are in flight (NCCL-style
+    # kernels launched per collective): compute that overlaps them (two-batch overlap, shared experts beside
+    # dispatch) runs at (1 - share) of its speed meanwhile
+    sm_share: float = Field(default=0.0, ge=0, lt=1)
 
 
 class SimSpec(Strict):

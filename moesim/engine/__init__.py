@@ -1,6 +1,7 @@
-"""The SimPy engine: GPU processes, all-to-all phases and the shared network. No I/O, no plotting."""
+"""The SimPy engine: an interpreter of stage programs over GPU resources and the shared network.
+No I/O, no plotting."""
 
-from moesim.engine.records import LayerWork, SimRecords
-from moesim.engine.sim import simulate, simulate_overlap
+from moesim.engine.records import SimRecords
+from moesim.engine.sim import simulate
 
-__all__ = ["LayerWork", "SimRecords", "simulate", "simulate_overlap"]
+__all__ = ["SimRecords", "simulate"]

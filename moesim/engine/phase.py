@@ -1,36 +1,51 @@
-"""One all-to-all phase (dispatch or combine of one layer) as seen by the GPU processes.
+"""One communication stage of one program, as seen by the GPU processes.
 
-A GPU ``join``s when it is ready; flows start when their gate opens (their source GPU joined, or every GPU
-of a node did); a GPU leaves the phase when every flow it waits for has finished (it sends, it receives,
-or it waits through its node) and at least the collective start-up latency after it joined.
+A GPU ``join``s when it reaches the stage; flows are released to the network when their gate opens (their
+source GPU joined, or every GPU of a node did); a GPU leaves when every flow it waits for has finished
+(it sends, it receives, or it waits through its node) and at least the stage's start-up latency after it
+joined. ``ready_t[g]``: when the last flow GPU g waits for was released (its partners were ready): the
+time before it is waiting, the time after it is data moving.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import simpy
 
-from moesim.engine.drain import drain_finish_times
-from moesim.engine.fluid import FluidNetwork
-from moesim.traffic import FlowSet
+from moesim.program import FlowSet
+
+
+class Network(Protocol):
+    """What a communication stage needs from a network model (``FluidNetwork``, ``DrainNetwork``)."""
+
+    recomputes: int
+
+    def add(self, paths: np.ndarray, nbytes: np.ndarray, tokens: np.ndarray, on_done) -> None: ...
+
+    def request(self) -> None: ...
 
 
 class CommPhase:
-    """Joins, gates and completions of one phase. ``backend`` is a FluidNetwork or None (scalable mode)."""
+    """Joins, gates and completions of one communication stage."""
 
     def __init__(self, env: simpy.Environment, flows: FlowSet, paths: np.ndarray, gpus: int, gpn: int,
-                 base_latency: float, backend: FluidNetwork | None, capacity: np.ndarray,
-                 latency: np.ndarray) -> None:
+                 base_latency: float, net: Network) -> None:
         self.env, self.flows, self.paths, self.gpus, self.gpn = env, flows, paths, gpus, gpn
-        self.base, self.backend, self.capacity, self.latency = base_latency, backend, capacity, latency
-        self.join_t = np.full(gpus, np.nan)
+        self.base, self.net = base_latency, net
+        self.joined = np.zeros(gpus, dtype=bool)
         self.events = [env.event() for _ in range(gpus)]
         self.done_t = np.zeros(gpus)
+        self.ready_t = np.zeros(gpus)
         self.leaving = np.zeros(gpus, dtype=bool)
-        self.node_joined = np.zeros(gpus // gpn, dtype=np.int64)
+        self.node_joined = [0] * (gpus // gpn)
         self._build_waiters()
-        order = np.argsort(flows.gate, kind="stable")
-        self.by_gate = np.split(order, np.searchsorted(flows.gate[order], np.arange(1, gpus + gpus // gpn)))
+        self.flow_order = np.argsort(flows.gate, kind="stable")
+        self.flow_bounds = np.searchsorted(flows.gate[self.flow_order], np.arange(gpus + gpus // gpn + 1))
+        # flows in gate order, so that one gate's flows are a slice (a view, no copy)
+        self.paths_by_gate = paths[self.flow_order]
+        self.bytes_by_gate = flows.nbytes[self.flow_order]
 
     def _build_waiters(self) -> None:
         """CSR of flow -> waiting GPUs: src, dst (if different), and every GPU of wait_node."""
@@ -47,48 +62,68 @@ class CommPhase:
         self.w_flow, self.w_gpu = wf[order], wg[order]
         self.w_start = np.searchsorted(self.w_flow, np.arange(f.size + 1))
         self.pending = np.bincount(wg, minlength=self.gpus)
+        self.unreleased = self.pending.copy()  # waited-for flows not yet released, per GPU
+        self.group_rel = np.zeros(self.gpus + self.gpus // self.gpn)  # when each gate group was released
+        self._done_cb = self._flows_done  # one bound method: the drain network groups callbacks by identity
+        # per gate group (the flows one join releases): the distinct waiting GPUs and their entry counts
+        gate, groups = f.gate[wf], np.arange(self.gpus + self.gpus // self.gpn + 1)
+        key, span = gate * self.gpus + wg, (groups.size - 1) * self.gpus
+        if span <= 1 << 24:  # counting beats sorting: O(entries + groups × GPUs)
+            per = np.bincount(key, minlength=span)
+            keys = np.flatnonzero(per)
+            self.u_count = per[keys]
+        else:
+            keys, self.u_count = np.unique(key, return_counts=True)
+        self.u_gpu, self.u_bounds = keys % self.gpus, np.searchsorted(keys // self.gpus, groups)
 
-    def join(self, gpu: int) -> simpy.Event:
-        """GPU ``gpu`` enters the phase now; the returned event fires when it may leave."""
-        self.join_t[gpu] = self.env.now
-        self.done_t[gpu] = max(self.done_t[gpu], self.env.now + self.base)
-        self._release(self.by_gate[gpu])
-        node = gpu // self.gpn
-        self.node_joined[node] += 1
-        if self.node_joined[node] == self.gpn:
-            self._release(self.by_gate[self.gpus + node])
-        if self.backend is None and not np.isnan(self.join_t).any():
-            self._drain_all()
-        self._maybe_leave(np.array([gpu]))
-        return self.events[gpu]
-
-    def _release(self, idx: np.ndarray) -> None:
-        if idx.size == 0 or self.backend is None:
-            return
-        self.backend.add(self.paths[idx], self.flows.nbytes[idx], idx, self._flows_done)
-
-    def _drain_all(self) -> None:
-        f = self.flows
-        node_ready = self.join_t.reshape(-1, self.gpn).max(axis=1)
-        start = np.where(f.gate < self.gpus, self.join_t[np.minimum(f.gate, self.gpus - 1)],
-                         node_ready[np.maximum(f.gate - self.gpus, 0)])
-        finish = drain_finish_times(self.paths, f.nbytes, start, self.capacity, self.latency)
-        self._flows_done(np.arange(f.size), finish, at_now=True)
-
-    def _flows_done(self, idx: np.ndarray, times: np.ndarray, at_now: bool = False) -> None:
+    def _waiters(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The GPUs waiting for flows ``idx`` (with repeats) and how many each flow has."""
         lo, hi = self.w_start[idx], self.w_start[idx + 1]
         counts = hi - lo
         entries = np.repeat(lo - np.cumsum(np.concatenate([[0], counts[:-1]])), counts) + np.arange(counts.sum())
-        gpus = self.w_gpu[entries]
+        return self.w_gpu[entries], counts
+
+    def join(self, gpu: int) -> simpy.Event:
+        """GPU ``gpu`` enters the stage now; the returned event fires when it may leave."""
+        now = self.env.now
+        self.joined[gpu] = True
+        self.done_t[gpu] = max(self.done_t[gpu], now + self.base)  # (ready: the interpreter takes max with now)
+        self._release(gpu)
+        node = gpu // self.gpn
+        self.node_joined[node] += 1
+        if self.node_joined[node] == self.gpn:
+            self._release(self.gpus + node)
+        if self.pending[gpu] == 0 and not self.leaving[gpu]:
+            self._maybe_leave(np.array([gpu]))
+        return self.events[gpu]
+
+    def _release(self, k: int) -> None:
+        """Release gate group ``k`` (its flows) to the network now."""
+        lo, hi = self.flow_bounds[k], self.flow_bounds[k + 1]
+        if lo == hi:
+            return
+        ulo, uhi = self.u_bounds[k], self.u_bounds[k + 1]
+        uniq, counts = self.u_gpu[ulo:uhi], self.u_count[ulo:uhi]
+        self.group_rel[k] = self.env.now
+        self.net.add(self.paths_by_gate[lo:hi], self.bytes_by_gate[lo:hi], self.flow_order[lo:hi], self._done_cb)
+        left = self.unreleased[uniq] - counts
+        self.unreleased[uniq] = left
+        if left.min() == 0:  # some GPU has all it waits for in flight: it needs finish times
+            self.net.request()
+
+    def _flows_done(self, idx: np.ndarray, times: np.ndarray) -> None:
+        gpus, counts = self._waiters(idx)
         np.maximum.at(self.done_t, gpus, np.repeat(times, counts))
+        np.maximum.at(self.ready_t, gpus, np.repeat(self.group_rel[self.flows.gate[idx]], counts))
         np.subtract.at(self.pending, gpus, 1)
-        self._maybe_leave(np.unique(gpus))
+        self._maybe_leave(np.flatnonzero(np.bincount(gpus, minlength=self.gpus)))
 
     def _maybe_leave(self, gpus: np.ndarray) -> None:
-        for g in gpus:
-            if self.pending[g] == 0 and not np.isnan(self.join_t[g]) and not self.leaving[g]:
-                self.leaving[g] = True
-                # scalable mode can compute a finish before now (the last join resolves the phase): clamp
-                delay = max(0.0, self.done_t[g] - self.env.now)
-                ev = self.events[g]
-                self.env.timeout(delay).callbacks.append(lambda _e, ev=ev: ev.succeed())
+        gpus = gpus[(self.pending[gpus] == 0) & self.joined[gpus] & ~self.leaving[gpus]]
+        now, env = self.env.now, self.env
+        for g in gpus.tolist():
+            self.leaving[g] = True
+            # the leave event itself is scheduled at the leave time (as simpy.Timeout does): one event, not two
+            ev = self.events[g]
+            ev._ok, ev._value = True, None
+            env.schedule(ev, delay=max(0.0, float(self.done_t[g]) - now))

@@ -1,4 +1,4 @@
-"""Engine inputs (per-layer work) and outputs (timestamps). Plain arrays; no I/O."""
+"""Engine output: when every GPU entered, started and ended every stage of every program. No I/O."""
 
 from __future__ import annotations
 
@@ -6,35 +6,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moesim.traffic import FlowSet
-
-# columns of SimRecords.times
-START, ROUTED, DISPATCHED, COMPUTED, COMBINED, END = range(6)
-STAGES = ("start", "routed", "dispatched", "computed", "combined", "end")
-
-
-@dataclass(frozen=True)
-class LayerWork:
-    """What each GPU does in one MoE layer. Compute times [G] in seconds; flows in bytes."""
-
-    route_s: np.ndarray  # router GEMM + top-k + permute, before dispatch
-    expert_s: np.ndarray  # routed experts + shared experts
-    unpermute_s: np.ndarray  # weighted sum of expert outputs, after combine
-    dispatch: FlowSet
-    combine: FlowSet
-    during_dispatch_s: np.ndarray | None = None  # compute that runs while dispatch is in flight (shared experts)
-    # tensor-parallel attention: its compute [G] and the all-reduce flows that follow it, before route_s
-    pre_s: np.ndarray | None = None
-    pre_comm: FlowSet | None = None
+# last axis of SimRecords.times
+ENTER, START, END = range(3)
 
 
 @dataclass(frozen=True)
 class SimRecords:
-    """times[layer, gpu, stage]: when each GPU reached each stage (seconds; stages in STAGES order)."""
+    """times[micro_batch, program, gpu, stage, (enter, start, end)] in seconds; NaN where a program has fewer
+    stages than the widest. ``enter``: the GPU reached the stage; ``start``: a compute stage got its resource,
+    a communication stage had every partner ready; ``end``: the stage finished on that GPU.
+
+    names[p], kinds[p]: program p's stage names and kinds ("compute" | "comm"), in stage order."""
 
     times: np.ndarray
+    names: tuple[tuple[str, ...], ...]
+    kinds: tuple[tuple[str, ...], ...]
     network_recomputes: int
 
     @property
     def iteration_time_s(self) -> float:
-        return float(self.times[-1, :, END].max()) if self.times.size else 0.0
+        return float(np.nanmax(self.times[..., END])) if self.times.size else 0.0
+
+    def program_end(self) -> np.ndarray:
+        """[M, P, G] when each GPU finished each program."""
+        return np.nanmax(self.times[..., END], axis=-1)
+
+    def stage(self, p: int, name: str, m: int = 0) -> np.ndarray:
+        """[G, 3] enter/start/end of program p's first stage called ``name``."""
+        return self.times[m, p, :, self.names[p].index(name)]

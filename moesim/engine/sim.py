@@ -1,8 +1,10 @@
-"""The SimPy model: one process per GPU walking through every MoE layer.
+"""The interpreter: one SimPy process per (GPU, micro-batch) walks that micro-batch's programs in order.
 
-Per layer and GPU: route (router, top-k, permute) → dispatch all-to-all → experts (routed + shared) →
-combine all-to-all → unpermute. A GPU enters an all-to-all as soon as it is ready; it leaves when its own
-inbound and outbound data have moved, so a hot GPU delays exactly those that exchange data with it.
+Compute stages hold one of the GPU's resources (``GpuUnits``), communication stages join a ``CommPhase``
+whose flows move on the shared network (exact max-min ``FluidNetwork`` or scalable ``DrainNetwork``),
+parallel branches run as child processes. Consecutive compute stages on one resource run as one hold of
+it; a lone program that nobody shares a GPU with, with no SM-holding communication, runs them as one
+timeout (same times, fewer events).
 Events at equal times run in SimPy's (time, priority, insertion id) order, so runs are deterministic.
 """
 
@@ -13,83 +15,104 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
+from moesim.engine.drain import DrainNetwork
 from moesim.engine.fluid import FluidNetwork
 from moesim.engine.phase import CommPhase
-from moesim.engine.records import COMBINED, COMPUTED, DISPATCHED, END, ROUTED, START, LayerWork, SimRecords
+from moesim.engine.records import SimRecords
+from moesim.engine.units import GpuUnits
+from moesim.program import Comm, Parallel, Program, Stage
 from moesim.topology import Topology
 
 
-def simulate(work: list[LayerWork], topo: Topology, base_latency_s: float, exact: bool = True,
-             dispatch_latency_s: float | None = None) -> SimRecords:
-    """Run all layers on all GPUs. ``exact``: max-min flow sharing (else the scalable drain model).
-    base_latency_s: a collective's start-up latency; dispatch_latency_s: dispatch's (default the same)."""
-    return _run([work], topo, base_latency_s, exact, dispatch_latency_s, share_gpu=False)[0]
+def simulate(programs: list[list[Program]], topo: Topology, exact: bool = True) -> SimRecords:
+    """Run every micro-batch's programs on every GPU. programs[m]: micro-batch m's programs, in order; every
+    micro-batch has the same number of programs with the same stages. ``exact``: max-min flow sharing (else
+    the scalable drain model)."""
+    return _Interpreter(programs, topo, exact).run()
 
 
-def simulate_overlap(works: list[list[LayerWork]], topo: Topology, base_latency_s: float, exact: bool = True,
-                     dispatch_latency_s: float | None = None) -> list[SimRecords]:
-    """Micro-batches interleaved on every GPU (DeepSeek's and SGLang's two-batch overlap): each micro-batch is
-    its own process; compute stages hold the GPU (one at a time, first come first served), all-to-alls do
-    not, so one micro-batch computes while another's dispatch or combine is in flight. Micro-batch 0 starts
-    first. With the exact network, concurrent phases share links; with the drain model each phase drains
-    on its own. Returns one SimRecords per micro-batch."""
-    return _run(works, topo, base_latency_s, exact, dispatch_latency_s, share_gpu=True)
+def _shares_gpu(programs: list[list[Program]]) -> bool:
+    """Whether stages can compete for a GPU: several micro-batches, parallel branches or SM-holding comm."""
+    if len(programs) > 1:
+        return True
+    return any(isinstance(st, Parallel) or (isinstance(st, Comm) and st.sm_share > 0)
+               for p in programs[0] for st in p.stages + tuple(p.leaves))
 
 
-def _run(works: list[list[LayerWork]], topo: Topology, base_latency_s: float, exact: bool,
-         dispatch_latency_s: float | None, share_gpu: bool) -> list[SimRecords]:
-    """One process per (GPU, micro-batch). ``share_gpu``: compute stages queue for a per-GPU resource
-    (needed only when several micro-batches share a GPU; a lone process never waits for it)."""
-    env = simpy.Environment()
-    g = topo.num_gpus
-    net = FluidNetwork(env, topo.capacity_Bps, topo.latency_s) if exact else None
-    d_lat = base_latency_s if dispatch_latency_s is None else dispatch_latency_s
+class _Interpreter:
+    def __init__(self, programs: list[list[Program]], topo: Topology, exact: bool) -> None:
+        self.env = env = simpy.Environment()
+        self.topo, self.g = topo, topo.num_gpus
+        net_cls = FluidNetwork if exact else DrainNetwork
+        self.net = net_cls(env, topo.capacity_Bps, topo.latency_s)
+        self.shared = _shares_gpu(programs)
+        self.units = [GpuUnits(env) for _ in range(self.g)] if self.shared else []
+        width = max((len(p.leaves) for p in programs[0]), default=0)
+        self.times = np.full((len(programs), len(programs[0]), self.g, width, 3), np.nan)
+        self.compiled = [[self._compile(p.stages, [0]) for p in mb] for mb in programs]
+        self.programs = programs
 
-    def phase(flows, latency) -> CommPhase | None:
-        if flows is None:
-            return None
-        return CommPhase(env, flows, topo.paths(flows.src, flows.dst), g, topo.gpus_per_node,
-                         latency, net, topo.capacity_Bps, topo.latency_s)
+    def _compile(self, stages: tuple[Stage, ...], at: list[int]) -> list[tuple]:
+        """Stages → ops with their record index: ("c", [indexes], [seconds arrays], resource),
+        ("m", index, CommPhase, sm_share), ("p", [branch ops])."""
+        ops: list[tuple] = []
+        for st in stages:
+            if isinstance(st, Parallel):
+                ops.append(("p", [self._compile(b, at) for b in st.branches]))
+            elif isinstance(st, Comm):
+                ops.append(("m", at[0], self._phase(st), st.sm_share))
+                at[0] += 1
+            else:
+                last = ops[-1] if ops else None
+                secs = np.asarray(st.seconds, dtype=float).tolist()  # per GPU; lists index faster than arrays
+                if last is not None and last[0] == "c" and last[3] == st.resource:
+                    last[1].append(at[0])
+                    last[2].append(secs)
+                else:
+                    ops.append(("c", [at[0]], [secs], st.resource))
+                at[0] += 1
+        return ops
 
-    gpus = [simpy.Resource(env, capacity=1) if share_gpu else None for _ in range(g)]
-    times = [np.zeros((len(w), g, 6)) for w in works]
-    phases = [[(phase(w.dispatch, d_lat), phase(w.combine, base_latency_s), phase(w.pre_comm, base_latency_s))
-               for w in work] for work in works]
-    for gpu in range(g):
-        for mb, work in enumerate(works):
-            env.process(_gpu(env, gpu, work, phases[mb], times[mb], gpus[gpu]))
-    env.run()
-    return [SimRecords(t, net.recomputes if net else 0) for t in times]
+    def _phase(self, st: Comm) -> CommPhase:
+        f = st.flows
+        return CommPhase(self.env, f, self.topo.paths(f.src, f.dst), self.g, self.topo.gpus_per_node,
+                         st.latency_s, self.net)
 
+    def run(self) -> SimRecords:
+        for gpu in range(self.g):
+            for m in range(len(self.programs)):
+                self.env.process(self._walk(gpu, m))
+        self.env.run()
+        first = self.programs[0]
+        kinds = tuple(tuple("comm" if isinstance(s, Comm) else "compute" for s in p.leaves) for p in first)
+        return SimRecords(self.times, tuple(p.names for p in first), kinds, self.net.recomputes)
 
-def _compute(env: simpy.Environment, res: simpy.Resource | None,
-             seconds: float) -> Generator[simpy.Event, None, None]:
-    if res is None:
-        yield env.timeout(seconds)
-        return
-    with res.request() as req:
-        yield req
-        yield env.timeout(seconds)
+    def _walk(self, gpu: int, m: int) -> Generator[simpy.Event, object, None]:
+        for p, ops in enumerate(self.compiled[m]):
+            yield from self._seq(ops, gpu, self.times[m, p, gpu])
 
-
-def _gpu(env: simpy.Environment, gpu: int, work: list[LayerWork], phases: list[tuple[CommPhase | None, ...]],
-         times: np.ndarray, res: simpy.Resource | None) -> Generator[simpy.Event, None, None]:
-    for layer, (w, (dispatch, combine, pre)) in enumerate(zip(work, phases)):
-        t = times[layer, gpu]
-        t[START] = env.now
-        if pre is not None:  # tensor-parallel attention, then its all-reduce over the network model
-            yield from _compute(env, res, w.pre_s[gpu])
-            yield pre.join(gpu)
-        yield from _compute(env, res, w.route_s[gpu])
-        t[ROUTED] = env.now
-        arrived = dispatch.join(gpu)
-        if w.during_dispatch_s is not None and w.during_dispatch_s[gpu] > 0:
-            arrived = env.all_of([arrived, env.timeout(w.during_dispatch_s[gpu])])  # both must finish
-        yield arrived
-        t[DISPATCHED] = env.now
-        yield from _compute(env, res, w.expert_s[gpu])
-        t[COMPUTED] = env.now
-        yield combine.join(gpu)
-        t[COMBINED] = env.now
-        yield from _compute(env, res, w.unpermute_s[gpu])
-        t[END] = env.now
+    def _seq(self, ops: list[tuple], gpu: int, rec: np.ndarray) -> Generator[simpy.Event, object, None]:
+        env = self.env
+        for op in ops:
+            kind = op[0]
+            if kind == "c" and not self.shared:  # consecutive stages back to back: one event for all of them
+                t0, total = env.now, 0.0
+                for s, sec in zip(op[1], op[2]):
+                    rec[s, 0] = rec[s, 1] = t0 + total
+                    total += sec[gpu]
+                    rec[s, 2] = t0 + total
+                yield env.timeout(total)
+            elif kind == "c":
+                rec[op[1], 0] = env.now
+                yield from self.units[gpu].run(op[3], [x[gpu] for x in op[2]], [rec[s] for s in op[1]])
+            elif kind == "m":
+                _, s, phase, share = op
+                rec[s, 0] = env.now
+                if share:
+                    self.units[gpu].hold(share)
+                yield phase.join(gpu)
+                if share:
+                    self.units[gpu].hold(-share)
+                rec[s, 1], rec[s, 2] = max(phase.ready_t[gpu], rec[s, 0]), env.now
+            else:
+                yield env.all_of([env.process(self._seq(b, gpu, rec)) for b in op[1]])

@@ -13,8 +13,8 @@ PLAN.yaml:
     seed: 7
 
 Every combination is a candidate. A candidate that does not validate or does not fit in memory is
-infeasible and says why; the rest are simulated (same seed, so the same router draws). Throughput is the
-MoE layers' (attention and dense parts are not simulated yet).
+infeasible and says why; the rest are simulated (same seed, so the same router draws). Throughput covers
+the scenario's ``workload.scope``: the whole model by default when the model gives its attention shape.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Candidate:
                 "redundant_experts": self.redundant_experts, "node_limit": self.node_limit,
                 "feasible": self.feasible, "reason": self.reason, "meets_target": self.extra.get("meets", False),
                 "memory_checked": self.extra.get("memory_checked", False),
+                "throughput_scope": self.extra.get("throughput_scope"),
                 "throughput_tokens_per_s": self.throughput_tokens_per_s, "iteration_time_s": self.iteration_time_s,
                 "memory_per_gpu_gib": self.memory_gib, "cost_per_hour": self.cost_per_hour,
                 "cost_per_million_tokens": self.cost_per_million_tokens}
@@ -123,10 +124,10 @@ def _evaluate(task: tuple[dict[str, Any], str, int]) -> dict[str, Any]:
 
     raw, base_dir, _index = task
     try:
-        doc = api.run_scenario(scenario_from_dict(raw, base_dir=base_dir)).summary
+        sm = api.run_scenario(scenario_from_dict(raw, base_dir=base_dir)).summary
     except MoesimError as exc:
         return {"error": str(exc)}
-    return {"throughput": doc["throughput_tokens_per_s"], "iteration": doc["iteration_time_s"]}
+    return {"throughput": sm.throughput_tokens_per_s, "iteration": sm.iteration_time_s, "scope": sm.scope}
 
 
 def plan(p: dict[str, Any], executor) -> dict[str, Any]:
@@ -162,6 +163,7 @@ def plan(p: dict[str, Any], executor) -> dict[str, Any]:
             c.feasible, c.reason = False, res["error"]
             continue
         c.throughput_tokens_per_s, c.iteration_time_s = res["throughput"], res["iteration"]
+        c.extra["throughput_scope"] = res["scope"]
         max_it = limits.get("max_iteration_time_s")
         # decode emits one token per sequence per iteration, so the per-token latency is the iteration time
         max_tok = limits.get("max_token_latency_s")

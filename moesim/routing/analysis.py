@@ -81,3 +81,40 @@ def summarize_source(loads: np.ndarray, gpus: int, trace: np.ndarray | None = No
     return {"layers": layers, "experts": int(loads.shape[1]), "gpus": gpus, "gpus_per_node": gpus_per_node,
             "mean_gini": float(np.mean([r["gini"] for r in layers])),
             "suggested_stats": {"kind": "zipf", "alpha": round(float(np.median(alphas)), 3)}}
+
+
+TRACE_KEYS = ("topk_ids", "ids", "logical_count", "expert_load_window", "expert_load_pass", "weight", "counts",
+              "loads")
+
+
+def summarize_file(path: Any, gpus: int, gpus_per_node: int, key: str | None = None, step: str = "mean") -> dict:
+    """``moesim stats``: load a router trace or load histogram and summarise it per layer for EP ``gpus``.
+
+    A 3-D integer array (other than SGLang's ``logical_count``) is a token trace [layers, tokens, k];
+    anything else is a histogram [layers, E] or a time series [steps, layers, E] (``step``: an index or
+    ``mean``). Raises ``MoesimError`` naming the file or the option on bad input."""
+    from moesim.errors import MoesimError  # noqa: PLC0415
+    from moesim.routing.sources import SourceError, load_array  # noqa: PLC0415
+
+    try:
+        arr, extra = load_array(path, key, TRACE_KEYS)
+    except (SourceError, OSError, ValueError) as exc:
+        raise MoesimError(f"{path}: {exc}") from None
+    trace = None
+    if np.issubdtype(np.asarray(arr).dtype, np.integer) and np.asarray(arr).ndim == 3 and key != "logical_count":
+        trace = np.asarray(arr, dtype=np.int64)
+        experts = int(extra.get("num_experts", trace.max() + 1))
+        loads = np.stack([np.bincount(layer.ravel(), minlength=experts) for layer in trace]).astype(float)
+    else:
+        a = np.asarray(arr, dtype=float)
+        try:
+            loads = a if a.ndim == 2 else (a.mean(axis=0) if step == "mean" else a[int(step)])
+        except (ValueError, IndexError):
+            raise MoesimError(f"--step: {step!r} is not 'mean' or a step index below {a.shape[0]}") from None
+    if loads.shape[1] % gpus:
+        raise MoesimError(f"--gpus: {loads.shape[1]} experts do not split evenly over {gpus} GPUs; "
+                          f"choose a divisor of {loads.shape[1]}")
+    doc = summarize_source(loads, gpus, trace, gpus_per_node)
+    doc.update(source=str(path), kind="trace" if trace is not None else "histogram",
+               layers_count=int(loads.shape[0]), experts=int(loads.shape[1]), gpus=gpus)
+    return doc

@@ -20,9 +20,11 @@ from moesim.output import to_csv, write_atomic
 from moesim.sweep.executor import Executor
 from moesim.sweep.spec import SweepSpec
 
-METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_iteration")
+METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_iteration")
 TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes",
-          "dropped_tokens", "dispatch_s", "expert_s", "combine_s")
+          "dropped_tokens", "waiting_s")
+STAGES = ("dispatch", "routed_experts", "combine", "attention")  # critical-path seconds, column <name>_s
+METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope", "error"}
 
 
 def point_key(scenario_json: str) -> str:
@@ -46,12 +48,19 @@ def simulate_point(task: tuple[str, str, list[str]]) -> dict[str, Any]:
 
     base, _key, overrides = task
     try:
-        doc = api.run(base, overrides).summary
+        s = api.run(base, overrides).summary
     except MoesimError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 (a crashing point is recorded, the sweep goes on)
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {**{m: doc[m] for m in METRICS}, **{m: doc["totals"].get(m) for m in TOTALS}}
+    t = s.totals
+    return {"iteration_time_s": s.iteration_time_s, "throughput_tokens_per_s": s.throughput_tokens_per_s,
+            "tokens_per_s_per_gpu": s.tokens_per_s_per_gpu, "tokens_per_iteration": s.tokens_per_iteration,
+            "throughput_scope": s.scope, "gpu_load_max_over_mean": t.gpu_load_max_over_mean,
+            "mean_layer_gpu_load_max_over_mean": t.mean_layer_gpu_load_max_over_mean,
+            "inter_node_bytes": t.inter_node_bytes, "intra_node_bytes": t.intra_node_bytes,
+            "dropped_tokens": t.dropped_tokens, "waiting_s": t.waiting_s,
+            **{f"{n}_s": t.stages.get(n, 0.0) for n in STAGES}}
 
 
 def run_sweep(spec: SweepSpec, out: Path, executor: Executor,

@@ -36,7 +36,7 @@ def summary_json(name: str) -> str:
     from moesim import api, output  # noqa: PLC0415
     from moesim.config import scenario_from_dict  # noqa: PLC0415
 
-    return output.to_json(api.run_scenario(scenario_from_dict(scenario(name))).summary)
+    return output.to_json(api.run_scenario(scenario_from_dict(scenario(name))).doc)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""Plain-text tables the commands print (the CLI only echoes them). Pure: documents in, text out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moesim import catalog
+
+
+def models_table() -> str:
+    lines = [f"{'name':<20}{'hidden':>7}{'inter':>7}{'experts':>8}{'top-k':>6}{'shared':>7}{'layers':>7}"
+             f"{'groups':>8}  weights  source"]
+    for name in catalog.model_names():
+        m = catalog.model_entry(name)
+        groups = f"{m.get('n_group', 1)}/{m.get('topk_group', m.get('n_group', 1))}"
+        lines.append(f"{name:<20}{m['hidden_size']:>7}{m['moe_intermediate_size']:>7}{m['n_routed_experts']:>8}"
+                     f"{m['num_experts_per_tok']:>6}{m.get('n_shared_experts', 0):>7}{m['num_hidden_layers']:>7}"
+                     f"{groups:>8}  {m['weight_dtype']:<7}  {m['source']}")
+    return "\n".join(lines) + "\n"
+
+
+def gpus_table() -> str:
+    lines = []
+    for name in catalog.gpu_names():
+        values, prov = catalog.split_figures(catalog.gpu_entry(name))
+        lines.append(f"{name}: {values['name']}")
+        lines += [f"  {key:<20} {values[key]:<12g} {prov[key]}" for key in sorted(prov)]
+    for name in catalog.profile_names():
+        doc = json.loads((catalog.profile_dir() / f"{name}.json").read_text(encoding="utf-8"))
+        prov = doc["provenance"]
+        lines.append(f"{name}: {prov['device_name']} (measured profile, {prov['date_utc']}, torch {prov['torch']}, "
+                     f"{prov['threads']} thread(s), grid {prov['grid_name']})")
+    return "\n".join(lines) + "\n"
+
+
+def stats_table(doc: dict[str, Any]) -> str:
+    """``moesim stats``: one line per layer, then the fitted law to paste into a scenario."""
+    trace = doc["kind"] == "trace"
+    head = (f"{'layer':>5} {'gini':>6} {'max/mean':>8} {'MaxVio':>7} {'entropy':>7} {'GPU max/mean':>12} "
+            f"{'balanced':>8} {'zipf a':>6}") + (f" {'dev/token':>9} {'nodes/token':>11}" if trace else "")
+    lines = [f"{doc['kind']} {doc['source']}: {doc['layers_count']} layers x {doc['experts']} experts, "
+             f"EP {doc['gpus']}", head]
+    for i, r in enumerate(doc["layers"]):
+        line = (f"{i:>5} {r['gini']:>6.3f} {r['expert_max_over_mean']:>8.2f} {r['max_vio']:>7.2f} {r['entropy']:>7.3f}"
+                f" {r['gpu_max_over_mean']:>12.2f} {r['balancedness']:>8.3f} {r['zipf_alpha']:>6.2f}")
+        if trace:
+            line += f" {r['devices_per_token']:>9.2f} {r['nodes_per_token']:>11.2f}"
+        lines.append(line)
+    lines.append(f"mean Gini {doc['mean_gini']:.3f}; to carry this skew into a scenario: "
+                 f"router: {{stats: {json.dumps(doc['suggested_stats'])}}}")
+    return "\n".join(lines) + "\n"
+
+
+def rebalance_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    lines = [f"{'iter':>4} {'re-plan':>7} {'iter ms':>9} {'stall ms':>9} {'moved GiB':>9} {'GPU max/mean':>12}"
+             f" {'static ms':>10} {'static max/mean':>15}"]
+    for r in rows:
+        lines.append(f"{r['iteration']:>4} {'yes' if r['replanned'] else '':>7} {r['iteration_time_s'] * 1e3:>9.3f}"
+                     f" {r['stall_s'] * 1e3:>9.3f} {r['moved_bytes'] / 2**30:>9.3f} "
+                     f"{r['gpu_load_max_over_mean']:>12.3f} {r['static_iteration_time_s'] * 1e3:>10.3f} "
+                     f"{r['static_gpu_load_max_over_mean']:>15.3f}")
+    fmt = lambda x: f"{x:,.0f}" if x else "-"  # noqa: E731
+    lines.append(f"tokens/s with re-planning: before {fmt(summary['throughput_before'])}, during "
+                 f"{fmt(summary['throughput_during'])}, after {fmt(summary['throughput_after'])}, overall "
+                 f"{fmt(summary['throughput_overall'])}; first plan kept: "
+                 f"{fmt(summary['static_throughput_overall'])}; {summary['replans']} re-plans moved "
+                 f"{summary['moved_bytes_total'] / 2**30:.2f} GiB")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_text(summary: dict[str, Any], out_dir: Any, metric_keys: set[str]) -> str:
+    text = (f"{summary['points']} points: {summary['ran']} ran, {summary['cached']} cached, {summary['failed']} "
+            f"failed ({summary['invalid']} invalid); results in {out_dir}/results.csv\n")
+    if summary["best"]:
+        b = summary["best"]
+        params = {k: v for k, v in b.items() if k != "key" and k not in metric_keys}
+        text += f"best throughput {b['throughput_tokens_per_s']:,.0f} tokens/s at {json.dumps(params)}\n"
+    return text
+
+
+def plan_table(result: dict[str, Any]) -> str:
+    lines = [f"{'gpu':<10}{'nodes':>6}{'GPUs':>6} {'placement':<12}{'red':>4}{'limit':>6}{'tokens/s':>13}"
+             f"{'$/h':>9}{'$/M tok':>9}{'GiB/GPU':>9}  note"]
+    for r in result["rows"]:
+        note = "" if r["feasible"] and not r["reason"] else (r["reason"] or "")
+        if r["feasible"] and not r["memory_checked"]:
+            note = "memory not checked: the model gives no attention shape " + note
+        mark = " <- best" if result["best"] and r == result["best"] else ""
+        cpm = f"{r['cost_per_million_tokens']:.3f}" if r["cost_per_million_tokens"] else "-"
+        lines.append(f"{r['gpu']:<10}{r['nodes']:>6}{r['gpus']:>6} {r['placement']:<12}{r['redundant_experts']:>4}"
+                     f"{r['node_limit'] or '-':>6}{r['throughput_tokens_per_s']:>13,.0f}{r['cost_per_hour']:>9.1f}"
+                     f"{cpm:>9}{r['memory_per_gpu_gib']:>9.1f}  {note[:70]}{mark}")
+    b = result["best"]
+    if b:
+        lines.append(f"cheapest meeting the target: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "
+                     f"+{b['redundant_experts']} redundant, node limit {b['node_limit'] or 'none'}: "
+                     f"{b['throughput_tokens_per_s']:,.0f} tokens/s ({b.get('throughput_scope', 'moe_layers')}) "
+                     f"for ${b['cost_per_hour']:.2f}/h")
+        lines += [f"  runner-up {r['gpus']} x {r['gpu']} {r['placement']} +{r['redundant_experts']}: "
+                  f"{100 * r['cost_over_best']:.0f}% more per hour, {r['throughput_tokens_per_s']:,.0f} tokens/s"
+                  for r in result["runners_up"]]
+    else:
+        lines.append("no feasible candidate meets the target: see the notes above, add nodes or GPU types")
+    lines.append(f"cost/throughput frontier: {len(result['frontier'])} candidates (see --json or -o)")
+    return "\n".join(lines) + "\n"
