@@ -79,3 +79,16 @@ def test_bad_input_is_one_line_and_exit_2(runner, args, words):
 def test_missing_file_is_exit_2(runner, tmp_path):
     res = runner.invoke(main, ["run", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_trace_of_two_micro_batches_names_a_thread_per_micro_batch(runner, tmp_path):
+    res = runner.invoke(main, ["run", str(ROOT / "scenarios/mixtral-8x7b-a100.yaml"), *SMALL,
+                               "--set", "workload.micro_batches=2", "--trace", str(tmp_path / "t.json")])
+    assert res.exit_code == 0, res.output
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    names = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert names == {f"GPU {g} · mb {m}" for g in range(8) for m in (0, 1)}
+    mbs = {e["args"]["micro_batch"] for e in events if e["ph"] == "X"}
+    assert mbs == {0, 1}
+    # the second micro-batch waits for the GPU the first one holds: waiting slices exist
+    assert any(e["cat"] == "waiting" for e in events if e["ph"] == "X")

@@ -182,3 +182,26 @@ def test_drain_resolves_many_batches_in_one_pass_like_one_at_a_time():
         one_by_one[sel] = drain_batch(paths[sel], nbytes[sel], t, cap, lat, free_b)
     assert together == pytest.approx(one_by_one, rel=1e-12)
     assert free_a == pytest.approx(free_b, rel=1e-12)
+
+
+def test_training_backward_then_gradient_sync_by_hand():
+    """Toy 2 GPUs, NVLink 100 B/s, no latency. Forward: router 1, dispatch 100 B each way 1, experts 2,
+    combine 1, unpermute 0.5 = 5.5 s. Backward (2x compute, all-to-alls reversed, same bytes as BF16
+    gradients of a BF16 wire): unpermute 1, dispatch 1, experts 4, combine 1, router 2 = 9 s. Then the
+    gradient all-reduce: 200 B each way = 2 s. Iteration 16.5 s."""
+    from moesim.programs import LayerPieces, training_programs
+    from moesim.resolve import resolve
+
+    r = resolve(toy_scenario(workload={"mode": "training"}))
+    one = np.ones(2)
+    pc = LayerPieces(0, 0, {}, {"router": one, "routed_experts": 2 * one, "unpermute": 0.5 * one}, {},
+                     p2p([0, 1], [1, 0], [100.0, 100.0]), p2p([1, 0], [0, 1], [100.0, 100.0]))
+    sync = [Comm("gradient_sync", p2p([0, 1], [1, 0], [200.0, 200.0]))]
+    progs = training_programs([pc], r, sync)
+    assert [p.pass_ for p in progs] == ["forward", "backward"]
+    assert progs[1].names == ("bwd_unpermute", "bwd_dispatch", "bwd_routed_experts", "bwd_combine", "bwd_router",
+                              "gradient_sync")
+    rec = simulate([progs], toy())
+    assert rec.program_end()[0, 0] == pytest.approx([5.5, 5.5])
+    assert rec.stage(1, "bwd_router")[:, END] == pytest.approx([14.5, 14.5])
+    assert rec.iteration_time_s == pytest.approx(16.5)
