@@ -70,7 +70,7 @@ def run_figures(doc: dict[str, Any], folder: Path) -> list[tuple[str, str, bytes
         v = np.array([r.get(f"{key}_s", 0.0) for r in layers]) * 1e3
         if not v.any():
             continue
-        color = COLORS["waiting"] if key == "waiting" else cmap(i % 20)
+        color = "#3A3A3A" if key == "waiting" else cmap(i % 20)  # waiting: dark grey, apart from the stages
         ax.bar(x, v, bottom=bottom, color=color, label=key, width=0.85)
         bottom += v
     ax.set(xlabel="program (MoE layer pass)", ylabel="time on the critical GPU (ms)",
