@@ -30,11 +30,11 @@ CASES = {
 CHILD = """
 import json, resource, sys, time
 from moesim import api
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 r = api.run(sys.argv[1], sys.argv[2:])
-el = time.perf_counter() - t
+el, cpu = time.perf_counter() - t, time.process_time() - c
 s = r.summary if isinstance(r.summary, dict) else r.doc
-print(json.dumps({"seconds": el, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+print(json.dumps({"seconds": el, "cpu_seconds": cpu, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "iteration_time_s": s["iteration_time_s"], "fidelity": s["fidelity"],
                   "gpus": s["nodes"] * s["gpus_per_node"]}))
 """
@@ -78,11 +78,13 @@ def main(argv: list[str]) -> None:
                 for _ in range(args.repeat):  # alternate, so drift on a shared machine hits both alike
                     now.append(_once(ROOT, name, args.extra))
                     then.append(_once(ref, name, args.extra))
-                med = lambda rs: statistics.median(r["seconds"] for r in rs)  # noqa: E731
+                med = lambda rs, k="seconds": statistics.median(r[k] for r in rs)  # noqa: E731
                 print(_line(name, min(now, key=lambda r: r["seconds"]), " (this tree, best)"))
                 print(_line(name, min(then, key=lambda r: r["seconds"]), f" ({args.against}, best)"))
                 print(f"case {name}: median {med(now):.2f} s vs {med(then):.2f} s at {args.against}: "
-                      f"ratio {med(now) / med(then):.3f} ({args.repeat} runs each)", flush=True)
+                      f"ratio {med(now) / med(then):.3f}; CPU time (all threads) {med(now, 'cpu_seconds'):.2f} s vs "
+                      f"{med(then, 'cpu_seconds'):.2f} s: ratio {med(now, 'cpu_seconds') / med(then, 'cpu_seconds'):.3f} "
+                      f"({args.repeat} runs each)", flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref)], capture_output=True)
 

@@ -40,8 +40,6 @@ class LayerStats:
     intra_node_bytes: float
     inter_node_bytes: float
     distinct_nodes_mean: float
-    dispatch_xfer_s: np.ndarray  # each GPU's own transfer time at full link speed (lower bound)
-    combine_xfer_s: np.ndarray
     sent_bytes: np.ndarray  # per GPU, dispatch + combine
     received_bytes: np.ndarray
     devices_hist: np.ndarray  # [k+1] tokens by distinct destination GPUs
@@ -295,19 +293,6 @@ class _Context:
         return capacity_keep(ids, live, e, n_tokens * p.top_k * p.capacity_factor / e, p.drop_policy, score)
 
 
-def merge_stats(a: LayerStats, b: LayerStats) -> LayerStats:
-    """Two micro-batches' statistics of one layer as one: counts and bytes add, the node mean averages."""
-    return LayerStats(
-        gpu_tokens=a.gpu_tokens + b.gpu_tokens, expert_tokens=a.expert_tokens + b.expert_tokens,
-        copies=a.copies + b.copies, dropped=a.dropped + b.dropped,
-        intra_node_bytes=a.intra_node_bytes + b.intra_node_bytes,
-        inter_node_bytes=a.inter_node_bytes + b.inter_node_bytes,
-        distinct_nodes_mean=(a.distinct_nodes_mean + b.distinct_nodes_mean) / 2,
-        dispatch_xfer_s=a.dispatch_xfer_s + b.dispatch_xfer_s, combine_xfer_s=a.combine_xfer_s + b.combine_xfer_s,
-        sent_bytes=a.sent_bytes + b.sent_bytes, received_bytes=a.received_bytes + b.received_bytes,
-        devices_hist=a.devices_hist + b.devices_hist, nodes_hist=a.nodes_hist + b.nodes_hist)
-
-
 def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) -> LayerStats:
     both = FlowSet.concat([tr.dispatch, tr.combine])
     inter = topo.node_of(both.src) != topo.node_of(both.dst)
@@ -316,21 +301,6 @@ def _layer_stats(tr: LayerTraffic, expert_tokens: np.ndarray, topo: Topology) ->
         gpu_tokens=tr.slot_tokens.sum(axis=1), expert_tokens=expert_tokens, copies=tr.copies,
         dropped=tr.dropped, intra_node_bytes=float(both.nbytes[~inter].sum()),
         inter_node_bytes=float(both.nbytes[inter].sum()), distinct_nodes_mean=tr.distinct_nodes_mean,
-        dispatch_xfer_s=own_transfer_s(tr.dispatch, topo), combine_xfer_s=own_transfer_s(tr.combine, topo),
         sent_bytes=np.bincount(both.src, weights=both.nbytes, minlength=g),
         received_bytes=np.bincount(both.dst, weights=both.nbytes, minlength=g),
         devices_hist=tr.devices_hist, nodes_hist=tr.nodes_hist)
-
-
-def own_transfer_s(flows: FlowSet, topo: Topology) -> np.ndarray:
-    """Per GPU [G]: the time its busiest own link (NVLink up/down, its NIC up/down) needs for the phase's
-    bytes at full speed. A lower bound on its time in the phase; the rest is waiting."""
-    paths = topo.paths(flows.src, flows.dst)
-    valid = paths >= 0
-    load = np.bincount(paths[valid], weights=np.broadcast_to(flows.nbytes[:, None], paths.shape)[valid],
-                       minlength=topo.capacity_Bps.size)
-    t = load / topo.capacity_Bps
-    g, nn = topo.num_gpus, topo.nodes * topo.nics_per_node
-    gpus = np.arange(g)
-    nic = topo.nic_of(gpus)
-    return np.max([t[gpus], t[g + gpus], t[2 * g + nic], t[2 * g + nn + nic]], axis=0)

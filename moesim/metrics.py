@@ -65,15 +65,16 @@ class _Timelines:
                 per.append((np.array(idx, dtype=np.int64), ids))
             self.by_kind.append(per)
 
-    def intervals(self, ms: list[int], ps: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """start, end [G, N] and ids [N] of micro-batches ``ms``' programs ``ps``: every compute stage first
-        (so compute overlapping communication counts as compute), then every communication stage."""
+    def intervals(self, ms: list[int], ps: list[int], gpus: slice = slice(None)
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """start, end [G, N] and ids [N] of micro-batches ``ms``' programs ``ps`` on ``gpus``: every compute
+        stage first (so compute overlapping communication counts as compute), then every communication one."""
         starts, ends, ids = [], [], []
         for kind in (0, 1):
             for p in ps:
                 order, pid = self.by_kind[p][kind]
                 for m in ms:
-                    t = self.r.times[m, p][:, order]
+                    t = self.r.times[m, p, gpus][:, order]
                     starts.append(t[..., START]), ends.append(t[..., END]), ids.append(pid)
         return np.concatenate(starts, axis=1), np.concatenate(ends, axis=1), np.concatenate(ids)
 
@@ -84,14 +85,16 @@ class _Timelines:
         c = int(np.argmax(end))
         a = float(self.ends[ms, p - 1].max()) if p else 0.0
         ps = list(range(p, min(p + ahead, self.ends.shape[1])))
-        s, e, ids = self.intervals(ms, ps)
-        exp, wait = exposure(s[c:c + 1], e[c:c + 1], np.array([a]), end[c:c + 1], ids, len(self.names))
+        s, e, ids = self.intervals(ms, ps, slice(c, c + 1))
+        exp, wait = exposure(s, e, np.array([a]), end[c:c + 1], ids, len(self.names))
         return exp[0], float(wait[0]), c
 
     def per_gpu(self) -> tuple[np.ndarray, np.ndarray]:
         """Every GPU's own windows, all micro-batches: exposed [G, n] and waiting [G]."""
         m_all = list(range(self.ends.shape[0]))
         g = self.ends.shape[2]
+        if len(m_all) == 1 and self._sequential():
+            return self._durations()
         total, wait = np.zeros((g, len(self.names))), np.zeros(g)
         for p in range(self.ends.shape[1]):
             a = self.ends[:, p - 1].max(axis=0) if p else np.zeros(g)
@@ -101,6 +104,22 @@ class _Timelines:
             total += exp
             wait += w
         return total, wait
+
+
+    def _sequential(self) -> bool:
+        """One micro-batch whose stages never overlap (no parallel branches): exposure is plain duration."""
+        t = self.r.times[0]
+        gap = t[:, :, 1:, START] - t[:, :, :-1, END]
+        return not (gap < -1e-12 * max(self.r.iteration_time_s, 1e-30)).any()
+
+    def _durations(self) -> tuple[np.ndarray, np.ndarray]:
+        t = self.r.times[0]
+        dur = np.nan_to_num(t[..., END] - t[..., START])  # [P, G, S]
+        total = np.zeros((t.shape[1], len(self.names)))
+        for p, names in enumerate(self.r.names):
+            total[:, [self.index[n] for n in names]] += dur[p, :, :len(names)]
+        finish = self.ends.max(axis=(0, 1))
+        return total, finish - total.sum(axis=1)
 
 
 def _vocabulary(names: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:

@@ -205,3 +205,14 @@ def test_training_backward_then_gradient_sync_by_hand():
     assert rec.program_end()[0, 0] == pytest.approx([5.5, 5.5])
     assert rec.stage(1, "bwd_router")[:, END] == pytest.approx([14.5, 14.5])
     assert rec.iteration_time_s == pytest.approx(16.5)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_partial_order_holds_when_partners_join_at_different_times(exact):
+    """GPU0 ⇄ GPU1 and GPU2 ⇄ GPU3 (100 B each way, 1 s), but GPU1 computes 3 s and GPU3 6 s first. Each
+    pair leaves when its own slower member's data has moved: 4 s and 7 s; nobody waits for the other pair."""
+    flows = p2p([0, 1, 2, 3], [1, 0, 3, 2], [100.0] * 4)
+    p = prog(comp("routed_experts", 0.0, 3.0, 0.0, 6.0), Comm("combine", flows))
+    rec = simulate([[p]], toy(4), exact=exact)
+    assert rec.stage(0, "combine")[:, END] == pytest.approx([4.0, 4.0, 7.0, 7.0])
+    assert rec.stage(0, "combine")[:, START] == pytest.approx([3.0, 3.0, 6.0, 6.0])

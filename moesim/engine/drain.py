@@ -24,39 +24,38 @@ LATE = 2  # SimPy priority after NORMAL (1): resolved when every event of its in
 
 
 def drain_batches(paths: np.ndarray, nbytes: np.ndarray, release: np.ndarray, capacity: np.ndarray,
-                  latency: np.ndarray, link_free: np.ndarray, batch_of: np.ndarray | None = None) -> np.ndarray:
+                  latency: np.ndarray, link_free: np.ndarray, batch_of: np.ndarray | None = None,
+                  batch_times: np.ndarray | None = None) -> np.ndarray:
     """Finish time (seconds) of every flow [F] released at ``release`` [F].
 
     paths [F, P] link ids (-1 padded); nbytes [F]; capacity, latency, link_free [L] (bytes/s, s, s); flows
-    with equal release times form one batch (``batch_of`` [F]: each flow's batch index in time order, when
-    the caller knows it). ``link_free`` is updated in place.
+    with equal release times form one batch (``batch_of`` [F] and ``batch_times`` [R]: each flow's batch
+    index in time order and the batches' times, when the caller knows them). ``link_free`` is updated in
+    place.
 
     Per touched link l and batch r (in time order): f[l, r] = max(f[l, r−1], s_r) + d[l, r], with d the
     batch's bytes over the link's capacity; closed form f = P + max(f0, cummax(s − (P − d))), P = cumsum(d).
     """
+    if batch_of is None or batch_times is None:
+        batch_times, batch_of = np.unique(release, return_inverse=True)
+    n_links, n_r = capacity.size, batch_times.size
     valid = paths >= 0
-    if batch_of is None:
-        times, batch_of = np.unique(release, return_inverse=True)
-    else:
-        times = np.full(int(batch_of[-1]) + 1 if batch_of.size else 0, np.inf)
-        np.minimum.at(times, batch_of, release)
-    el = paths[valid]
-    if el.size == 0:
-        return release.astype(float).copy()
-    er = np.broadcast_to(batch_of[:, None], paths.shape)[valid]
-    present = np.bincount(el, minlength=capacity.size) > 0
+    safe = np.where(valid, paths, n_links)  # a sentinel link for the padding
+    present = np.bincount(safe.ravel(), minlength=n_links + 1)[:n_links] > 0
     touched = np.flatnonzero(present)
-    l_of = (np.cumsum(present) - 1)[el]
-    n_r = times.size
-    d = np.bincount(l_of * n_r + er, weights=np.broadcast_to(nbytes[:, None], paths.shape)[valid],
-                    minlength=touched.size * n_r).reshape(touched.size, n_r) / capacity[touched][:, None]
+    if touched.size == 0:
+        return release.astype(float).copy()
+    lmap = np.append(np.cumsum(present) - 1, touched.size)  # link -> row; sentinel -> the extra row
+    rows = lmap[safe]  # [F, P]
+    cell = rows * n_r + batch_of[:, None]
+    d = np.bincount(cell.ravel(), weights=np.broadcast_to(nbytes[:, None], paths.shape).ravel(),
+                    minlength=(touched.size + 1) * n_r).reshape(touched.size + 1, n_r)[:-1] / capacity[touched][:, None]
     p = np.cumsum(d, axis=1)
-    f = p + np.maximum(np.maximum.accumulate(times[None, :] - (p - d), axis=1), link_free[touched][:, None])
+    f = p + np.maximum(np.maximum.accumulate(batch_times[None, :] - (p - d), axis=1), link_free[touched][:, None])
     link_free[touched] = f[:, -1]
-    per_entry = np.full(paths.shape, -np.inf)
-    per_entry[valid] = f[l_of, er]
-    finish = np.maximum(per_entry.max(axis=1), release)
-    return finish + np.where(valid, latency[np.maximum(paths, 0)], 0.0).sum(axis=1)
+    f_ext = np.vstack([f, np.full((1, n_r), -np.inf)])
+    finish = np.maximum(f_ext.ravel()[cell].max(axis=1), release)
+    return finish + np.where(valid, latency[np.minimum(safe, n_links - 1)], 0.0).sum(axis=1)
 
 
 def drain_batch(paths: np.ndarray, nbytes: np.ndarray, now: float, capacity: np.ndarray,
@@ -108,9 +107,9 @@ class DrainNetwork:
         nbytes = np.concatenate([b for _, _, b, *_ in batch])
         sizes = np.array([b.size for _, _, b, *_ in batch])
         at_t = np.array([t for t, *_ in batch])
-        new_batch = np.concatenate([[0], np.diff(at_t) > 0]).cumsum()  # pending entries come in time order
+        first = np.concatenate([[True], np.diff(at_t) > 0])  # pending entries come in time order
         finish = drain_batches(paths, nbytes, np.repeat(at_t, sizes), self.capacity, self.latency, self.link_free,
-                               np.repeat(new_batch, sizes))
+                               np.repeat(np.cumsum(first) - 1, sizes), at_t[first])
         self.recomputes += 1
         # one call per run of entries with the same owner (a phase's releases are mostly consecutive)
         at, i = 0, 0

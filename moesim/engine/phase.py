@@ -62,7 +62,8 @@ class CommPhase:
         self.w_flow, self.w_gpu = wf[order], wg[order]
         self.w_start = np.searchsorted(self.w_flow, np.arange(f.size + 1))
         self.pending = np.bincount(wg, minlength=self.gpus)
-        self.unreleased = self.pending.copy()  # waited-for flows not yet released, per GPU
+        self.waited = self.pending.copy()  # flow entries each GPU waits for (pending: not yet finished)
+        self.unreleased = self.pending.copy()  # not yet released (kept from the first possible readiness on)
         self.group_rel = np.zeros(self.gpus + self.gpus // self.gpn)  # when each gate group was released
         self._done_cb = self._flows_done  # one bound method: the drain network groups callbacks by identity
         # per gate group (the flows one join releases): the distinct waiting GPUs and their entry counts
@@ -75,6 +76,12 @@ class CommPhase:
         else:
             keys, self.u_count = np.unique(key, return_counts=True)
         self.u_gpu, self.u_bounds = keys % self.gpus, np.searchsorted(keys // self.gpus, groups)
+        # no GPU can have all its flows in flight before as many groups are released as the least-waiting
+        # GPU waits on: until then releases are only counted (dense all-to-alls skip the per-GPU tracking)
+        need = np.bincount(self.u_gpu, minlength=self.gpus)
+        self.min_need = int(need[need > 0].min()) if (need > 0).any() else 0
+        self.released: list[int] = []
+        self.tracking = False
 
     def _waiters(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The GPUs waiting for flows ``idx`` (with repeats) and how many each flow has."""
@@ -106,6 +113,19 @@ class CommPhase:
         uniq, counts = self.u_gpu[ulo:uhi], self.u_count[ulo:uhi]
         self.group_rel[k] = self.env.now
         self.net.add(self.paths_by_gate[lo:hi], self.bytes_by_gate[lo:hi], self.flow_order[lo:hi], self._done_cb)
+        if not self.tracking:
+            self.released.append(k)
+            if len(self.released) < self.min_need:
+                return
+            self.tracking = True  # from now on, per GPU: waited-for flow entries not yet released
+            rel = np.zeros(self.u_bounds.size - 1, dtype=bool)
+            rel[self.released] = True
+            mask = np.repeat(rel, np.diff(self.u_bounds))
+            self.unreleased = self.waited - np.bincount(self.u_gpu[mask], weights=self.u_count[mask],
+                                                         minlength=self.gpus).astype(np.int64)
+            if (self.unreleased[self.waited > 0] == 0).any():
+                self.net.request()
+            return
         left = self.unreleased[uniq] - counts
         self.unreleased[uniq] = left
         if left.min() == 0:  # some GPU has all it waits for in flight: it needs finish times
