@@ -70,7 +70,8 @@ def _flow_events(rec: SimRecords, programs: list[list[Program]], gpn: int, budge
             common = {"name": st.name, "cat": "flow", "id": fid, "args": {"bytes": float(f.nbytes[i])}}
             out.append({**common, "ph": "s", "ts": round(max(t[src, START], t[src, ENTER]), 4),
                         "pid": src // gpn, "tid": _tid(src, m, mbs)})
-            out.append({**common, "ph": "f", "bp": "e", "ts": round(t[dst, END], 4),
+            # "f" binds to the slice enclosing its time: the receiver's stage slice, mid-way
+            out.append({**common, "ph": "f", "bp": "e", "ts": round((t[dst, START] + t[dst, END]) / 2, 4),
                         "pid": dst // gpn, "tid": _tid(dst, m, mbs)})
             fid += 1
     return out
