@@ -38,9 +38,10 @@ def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
 def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
                     tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                     core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """One block's (attention, norms) per GPU [G] (seconds): attention = projections + core (+ the analytic
-    TP all-reduce when ``link_Bps`` is given); norms = the block's two RMSNorms.
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block's (projections, core, norms, TP all-reduce) per GPU [G] (seconds): the Q/K/V/O (or MLA
+    down/up) projections, the attention core (MHA/GQA/MLA: scores and values over the context, reading the
+    KV cache in decode), the block's two RMSNorms, and the analytic TP all-reduce when ``link_Bps`` is given.
 
     Tensor parallel over ``tp`` GPUs (Megatron-LM, Shoeybi et al. 2019): the group's tp·T tokens pass every
     GPU, each with 1/tp of the heads, so FLOPs per GPU stay those of T tokens but each GPU reads 1/tp of the
@@ -66,15 +67,15 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     reduce = 0.0
     if tp > 1 and link_Bps > 0:  # analytic ring; the engine instead moves tp_allreduce_flows when it can
         reduce = 2 * (tp - 1) / tp * group * h * ACT_BYTES / link_Bps + 2 * (tp - 1) * latency_s
-    return proj + core + reduce, norms
+    return proj, core, norms, reduce + np.zeros_like(norms)
 
 
 def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
                    tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                    core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None) -> np.ndarray:
     """One block's attention + norms per GPU [G] (seconds); see ``attention_parts``."""
-    attn, norms = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
-    return attn + norms
+    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+    return proj + core + reduce + norms
 
 
 def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts) -> np.ndarray:
@@ -94,11 +95,13 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
                   ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """Per MoE layer, the named non-MoE compute run before it, each [G] seconds: ``attention`` and ``norms``
-    of its own block and of any dense blocks since the previous MoE block, and those blocks' ``dense_ffn``;
+    """Per MoE layer, the named non-MoE compute run before it, each [G] seconds: ``attention_proj``,
+    ``attention_core`` and ``norms`` of its own block and of any dense blocks since the previous MoE block,
+    and those blocks' ``dense_ffn`` (an analytic TP all-reduce, when asked for, counts with the projections);
     and what runs after the last MoE layer: ``tail_blocks`` (trailing dense blocks) and the output ``head``.
     Zero pieces are left out."""
-    attn, norms = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+    proj = proj + reduce
     if not m.intermediate_size:
         dense = np.zeros_like(tokens, dtype=float)
     else:  # a measured profile's SwiGLU piece (the expert FFN) costs a dense FFN of the same form
@@ -106,10 +109,12 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
     before, prev = [], -1
     for b in moe_ids:
         gap = b - prev - 1  # dense blocks in between: attention + dense FFN each
-        before.append(_nonzero({"attention": attn * (gap + 1), "norms": norms * (gap + 1), "dense_ffn": dense * gap}))
+        n = gap + 1
+        before.append(_nonzero({"attention_proj": proj * n, "attention_core": core * n, "norms": norms * n,
+                                "dense_ffn": dense * gap}))
         prev = b
     trailing = m.num_hidden_layers - 1 - prev
-    after = _nonzero({"tail_blocks": (attn + norms + dense) * trailing,
+    after = _nonzero({"tail_blocks": (proj + core + norms + dense) * trailing,
                       "head": head_time(tokens, m, c, decode, context)})
     return before, after
 

@@ -52,7 +52,8 @@ def _fmt_bytes(x: float) -> str:
 
 # per-layer table columns: stage names (a bwd_ prefix counts for the same column) summed into each
 COLUMNS = (("dispatch", ("dispatch",)), ("experts", ("routed_experts", "shared_experts", "regroup")),
-           ("combine", ("combine",)), ("attention", ("attention", "norms", "dense_ffn", "tp_allreduce")))
+           ("combine", ("combine",)),
+           ("attention", ("attention_proj", "attention_core", "norms", "dense_ffn", "tp_allreduce")))
 
 
 def _col(stages: dict[str, float], names: tuple[str, ...]) -> float:

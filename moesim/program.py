@@ -11,7 +11,8 @@ A neutral module: ``build``, ``programs``, ``training`` and the engine import it
   compute overlapping it runs at (1 − held share) of its speed.
 - ``Parallel``: branches that run side by side; the stage after it starts when every branch has ended.
 
-Vocabulary of stage names (records and summaries use them): attention, norms, dense_ffn, tp_allreduce,
+Vocabulary of stage names (records and summaries use them): attention_proj, attention_core, norms,
+dense_ffn, tp_allreduce,
 router, permute, dispatch, shared_experts, routed_experts, regroup, combine, unpermute, head; backward
 stages carry a ``bwd_`` prefix; gradient_sync.
 """

@@ -1,16 +1,17 @@
 """Layer pieces → stage programs: the forward pass of every MoE layer, and for training its backward pass
 and the gradient all-reduces. Pure; the engine runs what this module writes.
 
-Forward, per MoE layer (whole-model scope adds the first three and the last two):
-attention → norms → dense_ffn → [tp_allreduce] → router → permute → dispatch (∥ shared_experts when
-``comm.overlap_shared_experts``) → regroup → routed_experts → shared_experts → combine → unpermute →
-[tail_blocks → head after the last layer].
+Forward, per MoE layer (whole-model scope adds the first four and the last two):
+attention_proj → attention_core → norms → dense_ffn → [tp_allreduce] → router → permute → dispatch
+(∥ shared_experts when ``comm.overlap_shared_experts``) → regroup → routed_experts → shared_experts →
+combine → unpermute → [tail_blocks → head after the last layer].
 
 Backward (Megatron-Core's alltoall dispatcher in reverse; compute 2× the forward's, one GEMM for the input
 gradient and one for the weight gradient per forward GEMM: Narayanan et al., SC'21, §3.1): [bwd_tp_allreduce]
 → bwd_head → bwd_tail_blocks → bwd_unpermute → bwd_dispatch (output gradients to the experts: the combine
 pattern reversed) → bwd_regroup → bwd_routed_experts → bwd_shared_experts → bwd_combine (input gradients
-back: the dispatch pattern reversed) → bwd_permute → bwd_router → bwd_dense_ffn → bwd_norms → bwd_attention.
+back: the dispatch pattern reversed) → bwd_permute → bwd_router → bwd_dense_ffn → bwd_norms →
+bwd_attention_core → bwd_attention_proj.
 Gradients are BF16 on the wire.
 """
 
@@ -30,8 +31,9 @@ GRAD_BYTES = 2  # BF16 gradients
 class LayerPieces:
     """One MoE layer's named compute per GPU ([G] seconds, reserved-SM slowdown applied) and its flows.
 
-    before: attention, norms, dense_ffn (whole-model scope); moe: router, permute, regroup, routed_experts,
-    shared_experts, unpermute; after: tail_blocks, head (the last MoE layer, whole-model scope)."""
+    before: attention_proj, attention_core, norms, dense_ffn (whole-model scope); moe: router, permute,
+    regroup, routed_experts, shared_experts, unpermute; after: tail_blocks, head (the last MoE layer,
+    whole-model scope)."""
 
     layer: int
     block: int
@@ -53,7 +55,7 @@ def _computes(parts: dict[str, np.ndarray], names: tuple[str, ...], scale: float
 def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     """The forward pass of one MoE layer."""
     lk, share = r.links, r.scenario.comm.sm_share
-    stages = _computes(pc.before, ("attention", "norms", "dense_ffn"))
+    stages = _computes(pc.before, ("attention_proj", "attention_core", "norms", "dense_ffn"))
     if pc.tp_allreduce is not None:
         stages.append(Comm("tp_allreduce", pc.tp_allreduce, lk.collective_latency_s))
     stages += _computes(pc.moe, ("router", "permute"))
@@ -84,7 +86,7 @@ def backward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     stages.append(Comm("bwd_combine", pc.dispatch.reversed(GRAD_BYTES * h / r.dispatch_copy_bytes),
                        lk.collective_latency_s, share))
     stages += _computes(pc.moe, ("permute", "router"), 2.0, "bwd_")
-    stages += _computes(pc.before, ("dense_ffn", "norms", "attention"), 2.0, "bwd_")
+    stages += _computes(pc.before, ("dense_ffn", "norms", "attention_core", "attention_proj"), 2.0, "bwd_")
     return Program(tuple(stages), pc.layer, pc.block, "backward", step)
 
 

@@ -38,8 +38,8 @@ def test_whole_model_adds_time_and_says_so():
     whole = api.run_scenario(scen(tokens_per_gpu=512)).doc
     assert whole["throughput_scope"] == "whole_model" and moe["throughput_scope"] == "moe_layers"
     assert whole["iteration_time_s"] > moe["iteration_time_s"]
-    assert whole["totals"]["stages"]["attention"] > 0 and "attention" not in moe["totals"]["stages"]
-    assert whole["stage_names"][:2] == ["attention", "norms"] and "head" in whole["stage_names"]
+    assert whole["totals"]["stages"]["attention_core"] > 0 and "attention_core" not in moe["totals"]["stages"]
+    assert whole["stage_names"][:3] == ["attention_proj", "attention_core", "norms"] and "head" in whole["stage_names"]
     assert whole["context_tokens"] == 4096
     assert whole["tokens_per_s_per_node"] == pytest.approx(whole["throughput_tokens_per_s"] / whole["nodes"])
 
@@ -69,7 +69,7 @@ def test_reserving_compute_for_communication_slows_compute_only():
     a, b = api.run_scenario(base).built.pieces[0], api.run_scenario(reserved).built.pieces[0]
     for name in ("router", "permute", "routed_experts", "shared_experts", "unpermute"):
         assert b.moe[name] == pytest.approx(2 * a.moe[name])
-    assert b.before["attention"] == pytest.approx(2 * a.before["attention"])
+    assert b.before["attention_core"] == pytest.approx(2 * a.before["attention_core"])
     assert b.dispatch.nbytes.sum() == a.dispatch.nbytes.sum()
 
 
@@ -209,7 +209,7 @@ def test_tp_all_reduce_runs_as_flows_on_the_topology():
     rec = res.records
     lat = res.built.scenario.cluster.gpu.collective_latency
     ar = rec.stage(0, "tp_allreduce")
-    attention = pc.before["attention"] + pc.before["norms"] + pc.before.get("dense_ffn", 0.0)
+    attention = sum(pc.before[k] for k in ("attention_proj", "attention_core", "norms", "dense_ffn") if k in pc.before)
     assert ar[:, 0] == pytest.approx(attention, rel=1e-9)
     assert ar[:, 2] - ar[:, 0] == pytest.approx(max(pc.tp_allreduce.nbytes[0] / 1e10, lat), rel=1e-6)
     assert rec.stage(0, "router")[:, 1] == pytest.approx(ar[:, 2], rel=1e-12)

@@ -23,7 +23,7 @@ from moesim.sweep.spec import SweepSpec
 METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_iteration")
 TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes",
           "dropped_tokens", "waiting_s")
-STAGES = ("dispatch", "routed_experts", "combine", "attention")  # critical-path seconds, column <name>_s
+STAGES = ("dispatch", "routed_experts", "combine", "attention_core")  # critical-path seconds, column <name>_s
 METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope", "error"}
 
 
