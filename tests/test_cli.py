@@ -29,7 +29,8 @@ def test_json_output_has_the_documented_fields(runner):
     res = runner.invoke(main, ["run", str(ROOT / "scenarios/mixtral-8x7b-a100.yaml"), *SMALL, "--json"])
     doc = json.loads(res.output)
     assert {"throughput_tokens_per_s", "iteration_time_s", "layers", "totals"} <= set(doc)
-    assert {"time_s", "attention_proj_s", "attention_core_s", "router_s", "dispatch_s", "routed_experts_s", "combine_s", "waiting_s",
+    assert {"time_s", "attention_proj_s", "attention_core_s", "router_s", "dispatch_s", "routed_experts_s",
+            "combine_s", "waiting_s",
             "gpu_load_max_over_mean", "expert_load_max_over_mean"} <= set(doc["layers"][0])
     assert {"intra_node_bytes", "inter_node_bytes", "dropped_tokens", "stages", "waiting_s"} <= set(doc["totals"])
     assert sum(r["time_s"] for r in doc["layers"]) == pytest.approx(doc["iteration_time_s"])
