@@ -216,3 +216,27 @@ def test_partial_order_holds_when_partners_join_at_different_times(exact):
     rec = simulate([[p]], toy(4), exact=exact)
     assert rec.stage(0, "combine")[:, END] == pytest.approx([4.0, 4.0, 7.0, 7.0])
     assert rec.stage(0, "combine")[:, START] == pytest.approx([3.0, 3.0, 6.0, 6.0])
+
+
+def test_sparse_drain_scan_equals_the_dense_one():
+    """Many links, many batches, few loaded cells: the sparse scan runs; it must give the dense result."""
+    import moesim.engine.drain as drain
+
+    rng = np.random.default_rng(3)
+    n_links, flows = 400, 300
+    paths = np.full((flows, 4), -1)
+    paths[:, :2] = rng.integers(0, n_links, size=(flows, 2))
+    nbytes, release = rng.uniform(1, 100, flows), np.round(rng.uniform(0, 50, flows), 1)
+    cap, lat = rng.uniform(10, 50, n_links), rng.uniform(0, 0.1, n_links)
+    free_s, free_d = rng.uniform(0, 5, n_links), None
+    free_d = free_s.copy()
+    sparse = drain_batches(paths, nbytes, release, cap, lat, free_s)
+    times, batch_of = np.unique(release, return_inverse=True)
+    assert np.unique(paths[paths >= 0]).size * times.size > 4 * paths.size  # the sparse path was taken
+    one_by_one = np.zeros(flows)
+    for t in times:
+        sel = release == t
+        one_by_one[sel] = drain.drain_batch(paths[sel], nbytes[sel], t, cap, lat, free_d)
+    assert sparse == pytest.approx(one_by_one, rel=1e-12)
+    touched = np.unique(paths[paths >= 0])
+    assert (free_s[touched] >= free_d[touched] - 1e-9).all()  # (a free time may be advanced to the last batch)

@@ -48,14 +48,48 @@ def drain_batches(paths: np.ndarray, nbytes: np.ndarray, release: np.ndarray, ca
     lmap = np.append(np.cumsum(present) - 1, touched.size)  # link -> row; sentinel -> the extra row
     rows = lmap[safe]  # [F, P]
     cell = rows * n_r + batch_of[:, None]
-    d = np.bincount(cell.ravel(), weights=np.broadcast_to(nbytes[:, None], paths.shape).ravel(),
+    if touched.size * n_r > 4 * paths.size:  # many links x many batches, few loaded: scan the loaded ones
+        per_entry = _sparse_scan(cell, valid, nbytes, touched, n_r, batch_times, capacity, link_free)
+    else:
+        per_entry = _dense_scan(cell, nbytes, touched, n_r, batch_times, capacity, link_free).ravel()[cell]
+    finish = np.maximum(per_entry.max(axis=1), release)
+    return finish + np.where(valid, latency[np.minimum(safe, n_links - 1)], 0.0).sum(axis=1)
+
+
+def _dense_scan(cell, nbytes, touched, n_r, batch_times, capacity, link_free) -> np.ndarray:
+    """f for every (touched link, batch) cell, plus a row of −inf for the padding: [T + 1, R]."""
+    d = np.bincount(cell.ravel(), weights=np.broadcast_to(nbytes[:, None], cell.shape).ravel(),
                     minlength=(touched.size + 1) * n_r).reshape(touched.size + 1, n_r)[:-1] / capacity[touched][:, None]
     p = np.cumsum(d, axis=1)
     f = p + np.maximum(np.maximum.accumulate(batch_times[None, :] - (p - d), axis=1), link_free[touched][:, None])
     link_free[touched] = f[:, -1]
-    f_ext = np.vstack([f, np.full((1, n_r), -np.inf)])
-    finish = np.maximum(f_ext.ravel()[cell].max(axis=1), release)
-    return finish + np.where(valid, latency[np.minimum(safe, n_links - 1)], 0.0).sum(axis=1)
+    return np.vstack([f, np.full((1, n_r), -np.inf)])
+
+
+def _sparse_scan(cell, valid, nbytes, touched, n_r, batch_times, capacity, link_free) -> np.ndarray:
+    """The same recurrence over loaded cells only (sorted by link, then batch), with a segmented running
+    max by doubling (Hillis & Steele); cells without load never set a later maximum, so the result is the
+    dense scan's. Returns f per path entry [F, P] (−inf for the padding)."""
+    keys, inv = np.unique(cell[valid], return_inverse=True)
+    row, batch = keys // n_r, keys % n_r
+    d = np.bincount(inv, weights=np.broadcast_to(nbytes[:, None], cell.shape)[valid]) / capacity[touched][row]
+    first = np.concatenate([[True], row[1:] != row[:-1]])
+    c = np.cumsum(d)
+    p = c - (c - d)[first][np.cumsum(first) - 1]  # cumsum restarting at each link
+    m = batch_times[batch] - (p - d)
+    k = 1
+    while k < m.size:
+        same = row[k:] == row[:-k]
+        if not same.any():
+            break
+        m[k:] = np.maximum(m[k:], np.where(same, m[:-k], -np.inf))
+        k *= 2
+    f = p + np.maximum(m, link_free[touched][row])
+    last = np.concatenate([row[1:] != row[:-1], [True]])
+    link_free[touched[row[last]]] = np.maximum(f[last], batch_times[-1])  # as the dense scan leaves it
+    out = np.full(cell.shape, -np.inf)
+    out[valid] = f[inv]
+    return out
 
 
 def drain_batch(paths: np.ndarray, nbytes: np.ndarray, now: float, capacity: np.ndarray,

@@ -32,7 +32,7 @@ class CommPhase:
 
     def __init__(self, env: simpy.Environment, flows: FlowSet, paths: np.ndarray, gpus: int, gpn: int,
                  base_latency: float, net: Network) -> None:
-        self.env, self.flows, self.paths, self.gpus, self.gpn = env, flows, paths, gpus, gpn
+        self.env, self.flows, self.gpus, self.gpn = env, flows, gpus, gpn
         self.base, self.net = base_latency, net
         self.joined = np.zeros(gpus, dtype=bool)
         self.events = [env.event() for _ in range(gpus)]
@@ -44,7 +44,7 @@ class CommPhase:
         self.flow_order = np.argsort(flows.gate, kind="stable")
         self.flow_bounds = np.searchsorted(flows.gate[self.flow_order], np.arange(gpus + gpus // gpn + 1))
         # flows in gate order, so that one gate's flows are a slice (a view, no copy)
-        self.paths_by_gate = paths[self.flow_order]
+        self.paths_by_gate = paths[self.flow_order]  # (the only copy kept: phases of big runs hold many flows)
         self.bytes_by_gate = flows.nbytes[self.flow_order]
 
     def _build_waiters(self) -> None:
@@ -63,23 +63,17 @@ class CommPhase:
         self.w_start = np.searchsorted(self.w_flow, np.arange(f.size + 1))
         self.pending = np.bincount(wg, minlength=self.gpus)
         self.waited = self.pending.copy()  # flow entries each GPU waits for (pending: not yet finished)
-        self.unreleased = self.pending.copy()  # not yet released (kept from the first possible readiness on)
         self.group_rel = np.zeros(self.gpus + self.gpus // self.gpn)  # when each gate group was released
         self._done_cb = self._flows_done  # one bound method: the drain network groups callbacks by identity
-        # per gate group (the flows one join releases): the distinct waiting GPUs and their entry counts
-        gate, groups = f.gate[wf], np.arange(self.gpus + self.gpus // self.gpn + 1)
-        key, span = gate * self.gpus + wg, (groups.size - 1) * self.gpus
-        if span <= 1 << 24:  # counting beats sorting: O(entries + groups × GPUs)
-            per = np.bincount(key, minlength=span)
-            keys = np.flatnonzero(per)
-            self.u_count = per[keys]
-        else:
-            keys, self.u_count = np.unique(key, return_counts=True)
-        self.u_gpu, self.u_bounds = keys % self.gpus, np.searchsorted(keys // self.gpus, groups)
+        # waits[k, g]: GPU g waits for some flow of gate group k (the flows one join releases); a GPU may
+        # leave once every group it waits on is released and those flows are done
+        self.waits = np.zeros((self.gpus + self.gpus // self.gpn, self.gpus), dtype=bool)
+        self.waits[f.gate[wf], wg] = True
+        self.unreleased = self.waits.sum(axis=0)  # groups each GPU waits on, not yet released
         # no GPU can have all its flows in flight before as many groups are released as the least-waiting
         # GPU waits on: until then releases are only counted (dense all-to-alls skip the per-GPU tracking)
-        need = np.bincount(self.u_gpu, minlength=self.gpus)
-        self.min_need = int(need[need > 0].min()) if (need > 0).any() else 0
+        busy = self.unreleased[self.unreleased > 0]
+        self.min_need = int(busy.min()) if busy.size else 0
         self.released: list[int] = []
         self.tracking = False
 
@@ -109,26 +103,21 @@ class CommPhase:
         lo, hi = self.flow_bounds[k], self.flow_bounds[k + 1]
         if lo == hi:
             return
-        ulo, uhi = self.u_bounds[k], self.u_bounds[k + 1]
-        uniq, counts = self.u_gpu[ulo:uhi], self.u_count[ulo:uhi]
         self.group_rel[k] = self.env.now
         self.net.add(self.paths_by_gate[lo:hi], self.bytes_by_gate[lo:hi], self.flow_order[lo:hi], self._done_cb)
         if not self.tracking:
             self.released.append(k)
             if len(self.released) < self.min_need:
                 return
-            self.tracking = True  # from now on, per GPU: waited-for flow entries not yet released
-            rel = np.zeros(self.u_bounds.size - 1, dtype=bool)
-            rel[self.released] = True
-            mask = np.repeat(rel, np.diff(self.u_bounds))
-            self.unreleased = self.waited - np.bincount(self.u_gpu[mask], weights=self.u_count[mask],
-                                                         minlength=self.gpus).astype(np.int64)
+            self.tracking = True  # from now on, per GPU: the groups it waits on not yet released
+            self.unreleased = self.unreleased - self.waits[self.released].sum(axis=0)
             if (self.unreleased[self.waited > 0] == 0).any():
                 self.net.request()
             return
-        left = self.unreleased[uniq] - counts
+        uniq = np.flatnonzero(self.waits[k])
+        left = self.unreleased[uniq] - 1
         self.unreleased[uniq] = left
-        if left.min() == 0:  # some GPU has all it waits for in flight: it needs finish times
+        if left.size and left.min() == 0:  # some GPU has all it waits for in flight: it needs finish times
             self.net.request()
 
     def _flows_done(self, idx: np.ndarray, times: np.ndarray) -> None:

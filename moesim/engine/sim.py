@@ -39,6 +39,23 @@ def _shares_gpu(programs: list[list[Program]]) -> bool:
                for p in programs[0] for st in p.stages + tuple(p.leaves))
 
 
+class _Lazy:
+    """A communication stage's phase, made when its first GPU arrives and dropped when its last one leaves
+    (only the phases in flight are held: a big run has thousands of flows per phase)."""
+
+    def __init__(self, stage: Comm) -> None:
+        self.stage, self.phase, self.gone = stage, None, 0
+
+    def open(self, make) -> CommPhase:
+        self.phase = make(self.stage)
+        return self.phase
+
+    def left(self, gpus: int) -> None:
+        self.gone += 1
+        if self.gone == gpus:
+            self.phase = None
+
+
 class _Interpreter:
     def __init__(self, programs: list[list[Program]], topo: Topology, exact: bool) -> None:
         self.env = env = simpy.Environment()
@@ -60,7 +77,7 @@ class _Interpreter:
             if isinstance(st, Parallel):
                 ops.append(("p", [self._compile(b, at) for b in st.branches]))
             elif isinstance(st, Comm):
-                ops.append(("m", at[0], self._phase(st), st.sm_share))
+                ops.append(("m", at[0], _Lazy(st), st.sm_share))
                 at[0] += 1
             else:
                 last = ops[-1] if ops else None
@@ -106,7 +123,8 @@ class _Interpreter:
                 rec[op[1], 0] = env.now
                 yield from self.units[gpu].run(op[3], [x[gpu] for x in op[2]], [rec[s] for s in op[1]])
             elif kind == "m":
-                _, s, phase, share = op
+                _, s, lazy, share = op
+                phase = lazy.phase or lazy.open(self._phase)
                 rec[s, 0] = env.now
                 if share:
                     self.units[gpu].hold(share)
@@ -114,5 +132,6 @@ class _Interpreter:
                 if share:
                     self.units[gpu].hold(-share)
                 rec[s, 1], rec[s, 2] = max(phase.ready_t[gpu], rec[s, 0]), env.now
+                lazy.left(self.g)
             else:
                 yield env.all_of([env.process(self._seq(b, gpu, rec)) for b in op[1]])
