@@ -85,3 +85,15 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="no such file"):
         load_scenario(tmp_path / "missing.yaml")
+
+
+def test_sm_share_must_leave_the_compute_some_sms():
+    import pytest
+
+    from moesim.config import scenario_from_dict
+    from moesim.errors import ScenarioError
+
+    raw = {"model": "mixtral-8x7b", "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 8}}
+    assert scenario_from_dict({**raw, "comm": {"sm_share": 0.25}}).comm.sm_share == 0.25
+    with pytest.raises(ScenarioError, match="comm.sm_share"):
+        scenario_from_dict({**raw, "comm": {"sm_share": 1.0}})
