@@ -15,9 +15,8 @@ import numpy as np
 from moesim.memory import param_counts
 from moesim.placement import Placement
 from moesim.program import Comm, FlowSet
+from moesim.programs import GRAD_BYTES
 from moesim.resolve import Resolved
-
-GRAD_BYTES = 2  # BF16 gradients
 
 
 def _ring(members: np.ndarray, nbytes: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
