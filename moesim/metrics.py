@@ -182,8 +182,7 @@ def gpu_rows(tl: _Timelines, stats: list[list[LayerStats]], programs: list[list[
     """One row per GPU over the iteration."""
     exp, wait = tl.per_gpu()
     finish = tl.ends.max(axis=(0, 1))
-    compute = [i for i, n in enumerate(tl.names) if any(
-        n == nm and k == "compute" for nms, ks in zip(tl.r.names, tl.r.kinds) for nm, k in zip(nms, ks))]
+    compute = np.unique(np.concatenate([per[0][1] for per in tl.by_kind]))  # name ids of compute stages
     per = [stats[m][prog.layer] for m, progs in enumerate(programs) for prog in progs]
     tokens = np.sum([s.gpu_tokens for s in per], axis=0)
     sent, recv = np.sum([s.sent_bytes for s in per], axis=0), np.sum([s.received_bytes for s in per], axis=0)

@@ -62,7 +62,6 @@ class CommPhase:
         self.w_flow, self.w_gpu = wf[order], wg[order]
         self.w_start = np.searchsorted(self.w_flow, np.arange(f.size + 1))
         self.pending = np.bincount(wg, minlength=self.gpus)
-        self.waited = self.pending.copy()  # flow entries each GPU waits for (pending: not yet finished)
         self.group_rel = np.zeros(self.gpus + self.gpus // self.gpn)  # when each gate group was released
         self._done_cb = self._flows_done  # one bound method: the drain network groups callbacks by identity
         # waits[k, g]: GPU g waits for some flow of gate group k (the flows one join releases); a GPU may
@@ -70,6 +69,7 @@ class CommPhase:
         self.waits = np.zeros((self.gpus + self.gpus // self.gpn, self.gpus), dtype=bool)
         self.waits[f.gate[wf], wg] = True
         self.unreleased = self.waits.sum(axis=0)  # groups each GPU waits on, not yet released
+        self.waiting = self.unreleased > 0  # GPUs that wait for any flow at all
         # no GPU can have all its flows in flight before as many groups are released as the least-waiting
         # GPU waits on: until then releases are only counted (dense all-to-alls skip the per-GPU tracking)
         busy = self.unreleased[self.unreleased > 0]
@@ -111,7 +111,7 @@ class CommPhase:
                 return
             self.tracking = True  # from now on, per GPU: the groups it waits on not yet released
             self.unreleased = self.unreleased - self.waits[self.released].sum(axis=0)
-            if (self.unreleased[self.waited > 0] == 0).any():
+            if (self.unreleased[self.waiting] == 0).any():
                 self.net.request()
             return
         uniq = np.flatnonzero(self.waits[k])

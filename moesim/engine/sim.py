@@ -35,8 +35,8 @@ def _shares_gpu(programs: list[list[Program]]) -> bool:
     """Whether stages can compete for a GPU: several micro-batches, parallel branches or SM-holding comm."""
     if len(programs) > 1:
         return True
-    return any(isinstance(st, Parallel) or (isinstance(st, Comm) and st.sm_share > 0)
-               for p in programs[0] for st in p.stages + tuple(p.leaves))
+    return any(any(isinstance(st, Parallel) for st in p.stages) or
+               any(isinstance(st, Comm) and st.sm_share > 0 for st in p.leaves) for p in programs[0])
 
 
 class _Lazy:
@@ -70,8 +70,8 @@ class _Interpreter:
         self.programs = programs
 
     def _compile(self, stages: tuple[Stage, ...], at: list[int]) -> list[tuple]:
-        """Stages → ops with their record index: ("c", [indexes], [seconds arrays], resource),
-        ("m", index, CommPhase, sm_share), ("p", [branch ops])."""
+        """Stages → ops with their record indexes: ("c", [indexes], [seconds per GPU, as lists], resource)
+        for a run of consecutive compute stages, ("m", index, _Lazy phase, sm_share), ("p", [branch ops])."""
         ops: list[tuple] = []
         for st in stages:
             if isinstance(st, Parallel):
