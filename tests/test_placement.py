@@ -180,3 +180,33 @@ def test_rebalancing_counts_moved_experts_and_compares_with_the_first_plan(tmp_p
     assert summary["replans"] == 2 and summary["moved_bytes_total"] > 0
     static = CliRunner().invoke(main, ["rebalance", str(path)])
     assert static.exit_code == 2 and "drift" in static.output
+
+
+def test_round_robin_picks_the_replica_by_flattened_position():
+    """vLLM's rule: replica index = (token · k + j) mod replicas, over the expert's slots in slot order."""
+    p = Placement(np.array([[2, 0, 1, 0, 2, 0]]), 3)  # expert 0 on slots 1, 3, 5; expert 2 on slots 0, 4
+    ids = np.array([[0, 2], [2, 0], [0, 1], [0, 2]])
+    got = p.choose_slots(0, ids, "round_robin")
+    slots = {0: [1, 3, 5], 1: [2], 2: [0, 4]}
+    want = [[slots[e][(t * 2 + j) % len(slots[e])] for j, e in enumerate(row)] for t, row in enumerate(ids.tolist())]
+    assert got.tolist() == want
+
+
+def test_round_robin_splits_a_uniform_load_evenly_over_replicas():
+    """Routing returns each token's experts in score order, so under uniform routing a replicated expert's
+    position in the row is uniform and round-robin by position splits it evenly. Sorted by expert id (the old
+    order), a low-id expert sits at an even position almost always and piles onto its first replica."""
+    from moesim.routing import RoutingParams, route  # noqa: PLC0415
+
+    e, gpus, k, n = 64, 8, 8, 8 * 2048
+    params = RoutingParams(experts=e, top_k=k, n_group=1, topk_group=1, group_score="max", scoring_func="softmax",
+                           capacity_factor=None)
+    ids = route(np.full(e, 1 / e), n, params, np.random.default_rng(1)).ids
+    plan = eplb(np.ones((1, e)), gpus, 16, gpus_per_node=8, policy="global")
+
+    def max_over_mean(x):
+        per_gpu = np.bincount(plan.slot_gpu()[plan.choose_slots(0, x, "round_robin")].ravel(), minlength=gpus)
+        return per_gpu.max() / per_gpu.mean()
+
+    assert max_over_mean(ids) < 1.03
+    assert max_over_mean(np.sort(ids, axis=1)) > 1.06

@@ -84,7 +84,7 @@ def test_expert_choice_gives_every_expert_its_capacity():
 def test_hash_routing_is_skewed_by_token_frequency_only():
     p = rule(experts=16, k=2, n_group=1, topk_group=1, rule="hash", hash_vocab=1000, hash_zipf=1.2)
     out = route(np.full(16, 1 / 16), 5000, p, np.random.default_rng(0))
-    assert (np.diff(out.ids, axis=1) > 0).all()
+    assert (np.diff(np.sort(out.ids, axis=1), axis=1) > 0).all()  # distinct experts
     flat = rule(experts=16, k=2, n_group=1, topk_group=1, rule="hash", hash_vocab=1000, hash_zipf=0.0)
     uniform = route(np.full(16, 1 / 16), 5000, flat, np.random.default_rng(0))
     assert gini(np.bincount(out.ids.ravel(), minlength=16)) > gini(np.bincount(uniform.ids.ravel(), minlength=16))

@@ -107,7 +107,8 @@ def scores(r: np.ndarray, scoring_func: str) -> np.ndarray:
 
 def select_topk(r: np.ndarray, params: RoutingParams, groups: np.ndarray | None = None,
                 s: np.ndarray | None = None) -> np.ndarray:
-    """Top-k selection [N, top_k] (ascending ids) from affinities r [N, E] under the routing rule.
+    """Top-k selection [N, top_k] from affinities r [N, E] under the routing rule, each row in descending
+    selection-score order (as ``torch.topk`` returns them; replica choice by position depends on it).
 
     Selection uses the router scores plus ``params.bias`` (DeepSeek-V3: the bias steers selection and
     group scores, not the weights). Group limit (DeepSeek-V2 §2.1.2 device-limited; DeepSeek-V3 §2.1.2
@@ -199,12 +200,13 @@ def _hash(n: int, params: RoutingParams, rng: np.random.Generator) -> Routed:
     uniq, inv = np.unique(tid, return_inverse=True)
     table = np.argpartition(rng.random((uniq.size, params.experts), dtype=np.float32), params.top_k - 1,
                             axis=1)[:, :params.top_k]
-    ids = np.sort(table[inv], axis=1).astype(np.int32)
+    ids = table[inv].astype(np.int32)  # a fixed, arbitrary order per vocabulary id (no scores to sort by)
     return Routed(ids, np.ones(ids.shape, dtype=bool))
 
 
 def _topk(x: np.ndarray, k: int) -> np.ndarray:
-    """Column ids of the k largest entries per row, ascending id order. x: [N, C] -> [N, k] int64.
+    """Column ids of the k largest entries per row, largest first (ties: lower id first), as
+    ``torch.topk(sorted=True)`` orders them. x: [N, C] -> [N, k] int64.
 
     A partition finds each row's k-th largest value; a mask then picks the columns. Rows where ties make
     the mask pick more or fewer than k fall back to argpartition.
@@ -219,7 +221,9 @@ def _topk(x: np.ndarray, k: int) -> np.ndarray:
         fix = np.argpartition(-x[bad], k - 1, axis=1)[:, :k]
         mask[bad] = False
         mask[np.flatnonzero(bad)[:, None], fix] = True
-    return np.nonzero(mask)[1].reshape(n, k)
+    ids = np.nonzero(mask)[1].reshape(n, k)
+    order = np.argsort(-np.take_along_axis(x, ids, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1)
 
 
 def _scores(r: np.ndarray, scoring_func: str) -> np.ndarray:

@@ -27,7 +27,8 @@ _FLOOR = 1e-12  # relative floor on expert probabilities: a zero-mass expert can
 
 def sample_topk(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
                 rng: np.random.Generator) -> np.ndarray:
-    """Route ``n_tokens`` tokens: top-k expert ids [n_tokens, top_k] int32, ascending per row.
+    """Route ``n_tokens`` tokens: top-k expert ids [n_tokens, top_k] int32, each row in descending
+    score order (the order the merge emits them; a real router's ``topk`` order).
 
     popularity: [E] probabilities. Same law as scoring every expert with ``p / Exp(1)`` and applying the
     group limit of ``params`` then top-k.
@@ -110,7 +111,7 @@ class _Sampler:
                 st.excl[rg, st.used[rg]] = e
                 st.used[rg] += 1
                 st.rem[rg] -= self.p[e]
-        return np.sort(out, axis=1).astype(np.int32)
+        return out.astype(np.int32)
 
     def _next(self, grp: np.ndarray, rem: np.ndarray, last: np.ndarray, excl: np.ndarray,
               avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
