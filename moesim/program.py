@@ -5,8 +5,9 @@ A neutral module: ``build``, ``programs``, ``training`` and the engine import it
 - ``Compute``: seconds per GPU [G] on one of the GPU's resources (``SM``: the compute units; ``COPY``: the
   copy engines; ``HOST``: the host CPU). Stages on one resource of one GPU run one at a time, first come
   first served, so two programs on one GPU (two-batch overlap) interleave for real.
-- ``Comm``: flows on the topology (``FlowSet``). Each GPU joins when it reaches the stage and leaves when
-  every flow it sends, receives or relays has finished, and no sooner than ``latency_s`` after it joined.
+- ``Comm``: flows on the topology (``FlowSet``). Each GPU joins when it reaches the stage, pays the
+  start-up ``latency_s`` (launch, notify) before its flows move, and leaves when every flow it sends,
+  receives or relays has finished (and no sooner than ``latency_s`` after it joined).
   ``sm_share``: share of the GPU's SMs the communication kernel holds while the GPU is in the stage;
   compute overlapping it runs at (1 − held share) of its speed.
 - ``Parallel``: branches that run side by side; the stage after it starts when every branch has ended.

@@ -189,7 +189,7 @@ def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
     four = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"],
                                                                      "accumulation_steps": 4}})).doc
     sync = one["gradient_sync_s"]
-    assert four["gradient_sync_s"] == sync and sync > 0
+    assert four["gradient_sync_s"] == pytest.approx(sync, rel=1e-12) and sync > 0  # same work, later start
     assert four["iteration_time_s"] == pytest.approx(4 * (one["iteration_time_s"] - sync) + sync, rel=1e-9)
     assert four["tokens_per_iteration"] == 4 * one["tokens_per_iteration"]
     assert [r["step"] for r in four["layers"]][::4] == [0, 1, 2, 3]
@@ -197,7 +197,7 @@ def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
 
 def test_tp_all_reduce_runs_as_flows_on_the_topology():
     """TP 2 on 2 GPUs: after attention each GPU sends 2·(1/2)·(2T)·H·2 bytes to its ring neighbour over
-    NVLink, then routes: ROUTED − START = attention + max(bytes / bandwidth, collective latency) + gate."""
+    NVLink, then routes: ROUTED − START = attention + collective latency + bytes / bandwidth + gate."""
     raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 2,
                        "intra_node": {"bandwidth": 1e10, "latency": 0}},
@@ -211,7 +211,7 @@ def test_tp_all_reduce_runs_as_flows_on_the_topology():
     ar = rec.stage(0, "tp_allreduce")
     attention = sum(pc.before[k] for k in ("attention_proj", "attention_core", "norms", "dense_ffn") if k in pc.before)
     assert ar[:, 0] == pytest.approx(attention, rel=1e-9)
-    assert ar[:, 2] - ar[:, 0] == pytest.approx(max(pc.tp_allreduce.nbytes[0] / 1e10, lat), rel=1e-6)
+    assert ar[:, 2] - ar[:, 0] == pytest.approx(lat + pc.tp_allreduce.nbytes[0] / 1e10, rel=1e-6)
     assert rec.stage(0, "router")[:, 1] == pytest.approx(ar[:, 2], rel=1e-12)
     train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}}))
     assert train.doc["iteration_time_s"] > res.doc["iteration_time_s"]

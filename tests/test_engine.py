@@ -154,9 +154,16 @@ def test_communication_holding_sms_slows_the_compute_beside_it():
         assert rec.stage(0, "dispatch")[:, END] == pytest.approx([1.0, 1.0])
 
 
-def test_collective_start_up_latency_is_a_floor():
-    p = prog(Comm("tp_allreduce", p2p([0, 1], [1, 0], [1.0, 1.0]), latency_s=0.25))
-    assert simulate([[p]], toy()).iteration_time_s == pytest.approx(0.25)
+@pytest.mark.parametrize("exact", [True, False])
+def test_collective_start_up_latency_is_added_to_the_transfer(exact):
+    """Each GPU pays the start-up before its data moves (100 B/s links, no path latency): GPU 0 joins at 0,
+    sends 100 B from 0.25 to 1.25; GPU 1 joins at 1 after its compute, sends 50 B from 1.25 to 1.75. Both
+    wait for both flows: they leave at 1.75 (a floor would have given max(1 + 0.25, 1.5) = 1.5)."""
+    p = prog(comp("a", 0.0, 1.0), Comm("dispatch", p2p([0, 1], [1, 0], [100.0, 50.0]), latency_s=0.25))
+    rec = simulate([[p]], toy(), exact=exact)
+    assert rec.stage(0, "dispatch")[:, END] == pytest.approx([1.75, 1.75])
+    lone = prog(Comm("tp_allreduce", p2p([0, 1], [1, 0], [1.0, 1.0]), latency_s=0.25))
+    assert simulate([[lone]], toy(), exact=exact).iteration_time_s == pytest.approx(0.25 + 1.0 / 100)
 
 
 def test_programs_run_in_order_and_records_name_every_stage():

@@ -1,9 +1,11 @@
 """One communication stage of one program, as seen by the GPU processes.
 
-A GPU ``join``s when it reaches the stage; flows are released to the network when their gate opens (their
-source GPU joined, or every GPU of a node did); a GPU leaves when every flow it waits for has finished
-(it sends, it receives, or it waits through its node) and at least the stage's start-up latency after it
-joined. ``ready_t[g]``: when the last flow GPU g waits for was released (its partners were ready): the
+A GPU ``join``s when it reaches the stage and pays the stage's start-up latency (kernel launch, notify)
+before its data moves: flows are released to the network when their gate opens, one start-up latency after
+their source GPU joined (or after the last GPU of a node did); a GPU leaves when every flow it waits for
+has finished (it sends, it receives, or it waits through its node), and no sooner than one start-up
+latency after it joined. The latency is a cost added to the transfer, not a floor under it (a transfer of
+B bytes at C bytes/s joined at t leaves at t + latency + B/C + path latency). ``ready_t[g]``: when the last flow GPU g waits for was released (its partners were ready): the
 time before it is waiting, the time after it is data moving.
 """
 
@@ -89,21 +91,28 @@ class CommPhase:
         now = self.env.now
         self.joined[gpu] = True
         self.done_t[gpu] = max(self.done_t[gpu], now + self.base)  # (ready: the interpreter takes max with now)
+        if self.base > 0:
+            self.env.timeout(self.base).callbacks.append(lambda _e: self._open(gpu))
+        else:
+            self._open(gpu)
+        if self.pending[gpu] == 0 and not self.leaving[gpu]:
+            self._maybe_leave(np.array([gpu]))
+        return self.events[gpu]
+
+    def _open(self, gpu: int) -> None:
+        """GPU ``gpu``'s start-up is over: release its gate group, and its node's once every GPU there is."""
         self._release(gpu)
         node = gpu // self.gpn
         self.node_joined[node] += 1
         if self.node_joined[node] == self.gpn:
             self._release(self.gpus + node)
-        if self.pending[gpu] == 0 and not self.leaving[gpu]:
-            self._maybe_leave(np.array([gpu]))
-        return self.events[gpu]
 
     def _release(self, k: int) -> None:
         """Release gate group ``k`` (its flows) to the network now."""
         lo, hi = self.flow_bounds[k], self.flow_bounds[k + 1]
         if lo == hi:
             return
-        self.group_rel[k] = self.env.now
+        self.group_rel[k] = self.env.now - self.base  # when its partners were ready (start-up counts as moving)
         self.net.add(self.paths_by_gate[lo:hi], self.bytes_by_gate[lo:hi], self.flow_order[lo:hi], self._done_cb)
         if not self.tracking:
             self.released.append(k)
