@@ -15,15 +15,15 @@ import numpy as np
 
 from moesim import costs
 from moesim.blocks import non_moe_times, tp_allreduce_flows
-from moesim.config.schema import HistogramStats, Scenario, TraceStats
+from moesim.config.schema import Scenario, TraceStats
 from moesim.model import MoEModel
 from moesim.placement import PLACEMENTS, Placement
-from moesim.placement.strategies import pair_counts
+from moesim.planning import planning_inputs, planning_load
 from moesim.programs import LayerPieces
 from moesim.resolve import Resolved, resolve
 from moesim.routing import Routed, RoutingParams, expert_popularity, route
 from moesim.routing.router import capacity_keep, route_clusters
-from moesim.routing.sources import load_histogram_steps, load_trace, tokens_for
+from moesim.routing.sources import load_trace, tokens_for
 from moesim.routing.stats import coactivation_mixture
 from moesim.topology import Topology, build_topology
 from moesim.traffic import FlowSet, LayerTraffic, layer_traffic
@@ -120,10 +120,31 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     # the clusters' favoured experts belong to the statistics: drawn once, shared by planning and routing
     co_rng = _rng(stats_ss.spawn(1)[0])
     mixtures = [coactivation_mixture(popularity[layer], co, co_rng)[0] for layer in range(layers)] if co else None
-    placement = placement or PLACEMENTS[s.placement.kind](popularity, g, s.placement.redundant_experts,
-                                             gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
-                                             rng=_rng(place_ss), **_planning_inputs(s, params, popularity,
-                                                                                    stats_ss, place_ss, mixtures))
+    threads = s.sim.threads or min(4, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool)
+        built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return built
+
+
+def _plan(s: Scenario, params: RoutingParams, popularity: np.ndarray, stats_ss, place_ss, mixtures,
+          pool) -> Placement:
+    """The scenario's placement, planned on the load the planner sees (``planning.planning_load``)."""
+    load = planning_load(s, params, popularity, mixtures, _rng, pool)
+    extra = planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng)
+    return PLACEMENTS[s.placement.kind](load, s.cluster.num_gpus, s.placement.redundant_experts,
+                                        gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
+                                        rng=_rng(place_ss), **extra)
+
+
+def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool) -> Built:
+    """Route and cost every MoE layer (in ``pool``'s threads when given)."""
+    model, params = res.model, res.routing
+    g, layers = topo.num_gpus, model.num_moe_layers
     trace_exact = None
     if trace is None and isinstance(s.router.stats, TraceStats):
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
@@ -136,12 +157,8 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
                    cm, trace, mixtures, non_moe)
     seeds = route_ss.spawn(layers) if not micro_batch else \
         np.random.SeedSequence(s.seed, spawn_key=(1, 1_000_000 + micro_batch)).spawn(layers)
-    threads = s.sim.threads or min(4, os.cpu_count() or 1)
-    if threads == 1:
-        built = [ctx.layer(i, ss) for i, ss in enumerate(seeds)]
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            built = list(pool.map(ctx.layer, range(layers), seeds))
+    built = list(pool.map(ctx.layer, range(layers), seeds)) if pool is not None else \
+        [ctx.layer(i, ss) for i, ss in enumerate(seeds)]
     return Built(s, res, topo, placement, fidelity(s)[0], ctx.sampled,
                  [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
 
@@ -165,35 +182,6 @@ def _non_moe(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]],
     before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn)
     _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn)
     return before, after
-
-
-def _planning_inputs(s: Scenario, params: RoutingParams, popularity: np.ndarray,
-                     stats_ss: np.random.SeedSequence, place_ss: np.random.SeedSequence,
-                     mixtures: list[np.ndarray] | None) -> dict[str, Any]:
-    """What the affinity and time-aware planners need: co-selection counts from a routing sample (the
-    trace itself when one is replayed), or the popularity over the last ``window`` steps."""
-    kind, layers, e = s.placement.kind, popularity.shape[0], popularity.shape[1]
-    if kind == "affinity":
-        n = min(s.placement.plan_tokens, s.cluster.num_gpus * s.workload.tokens_per_gpu)
-        if isinstance(s.router.stats, TraceStats):
-            ids, _ = load_trace(s.router.stats.path, layers, e)
-            samples = [layer[:n] for layer in ids]
-        else:
-            rng = _rng(place_ss.spawn(1)[0])
-            samples = [route(popularity[layer], n, params, rng).ids if mixtures is None
-                       else route_clusters(mixtures[layer], n, params, rng).ids for layer in range(layers)]
-        return {"pairs": np.stack([pair_counts(np.asarray(x, dtype=np.int64), e) for x in samples])}
-    if kind == "time_aware":
-        stats = s.router.stats
-        if getattr(stats, "drift", 0) and hasattr(stats, "step"):
-            first = max(0, stats.step - s.placement.window + 1)
-            window = [expert_popularity(stats.model_copy(update={"step": t}), layers, e, _rng(stats_ss),
-                                        s.cluster.num_gpus * s.workload.tokens_per_gpu, params.top_k)
-                      for t in range(first, stats.step + 1)]
-            return {"window": np.stack(window)}
-        if isinstance(stats, HistogramStats):
-            return {"window": np.stack(load_histogram_steps(stats.path, stats.key, layers, e))}
-    return {}
 
 
 def _trace_tokens(s: Scenario, layers: int, experts: int, n: int) -> tuple[list[np.ndarray], bool]:

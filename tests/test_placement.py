@@ -148,9 +148,10 @@ def test_affinity_lowers_inter_node_bytes_on_coactivated_routing(tmp_path):
     for kind in ("contiguous", "affinity"):
         raw["placement"] = {"kind": kind}
         out[kind] = api.run_scenario(scenario_from_dict(raw)).doc
-    assert out["affinity"]["totals"]["inter_node_bytes"] < 0.8 * out["contiguous"]["totals"]["inter_node_bytes"]
-    # balance is kept on expected loads (within 5%); realised loads of 512 tokens/GPU add sampling noise
-    assert out["affinity"]["totals"]["mean_layer_gpu_load_max_over_mean"] < 1.7
+    assert out["affinity"]["totals"]["inter_node_bytes"] < 0.87 * out["contiguous"]["totals"]["inter_node_bytes"]
+    # balance is kept on the planned loads (within 5%): the window's counts see the clusters' favoured experts
+    # (planning on the base law instead, before 2026-12-02, gave 0.74x the bytes at max/mean 1.56)
+    assert out["affinity"]["totals"]["mean_layer_gpu_load_max_over_mean"] < 1.15
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -210,3 +211,32 @@ def test_round_robin_splits_a_uniform_load_evenly_over_replicas():
 
     assert max_over_mean(ids) < 1.03
     assert max_over_mean(np.sort(ids, axis=1)) > 1.06
+
+
+def test_eplb_plans_on_a_sampled_window_by_default_and_the_oracle_on_request(small_v3):
+    """The planner sees counts of window_tokens routed tokens (k per token), which approach the law as
+    the window grows; plan_on: oracle hands it the law itself."""
+    from moesim.build import _rng, popularity_of  # noqa: PLC0415
+    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.planning import planning_load  # noqa: PLC0415
+    from moesim.resolve import resolve  # noqa: PLC0415
+    from moesim.routing import route  # noqa: PLC0415
+
+    def load(**placement):
+        s = scenario_from_dict({**small_v3, "placement": {"kind": "eplb", **placement}})
+        return planning_load(s, resolve(s).routing, popularity_of(s), None, _rng), popularity_of(s)
+
+    oracle, pop = load(plan_on="oracle")
+    assert np.array_equal(oracle, pop)
+    # the selection shares of top-8 without replacement are not the law's p: a big independent sample is
+    s = scenario_from_dict(small_v3)
+    ref = np.stack([np.bincount(route(row, 200_000, resolve(s).routing, np.random.default_rng(9)).ids.ravel(),
+                                minlength=pop.shape[1]) for row in pop]).astype(float)
+    errs = []
+    for n in (1024, 65536):
+        counts, pop = load(window_tokens=n)
+        assert counts.sum(axis=1) == pytest.approx(np.full(pop.shape[0], n * 8))
+        share = counts / counts.sum(axis=1, keepdims=True)
+        errs.append(np.abs(share - ref / ref.sum(axis=1, keepdims=True)).sum())
+    assert errs[1] < 0.3 * errs[0]  # sampling error ~ 1/sqrt(window): 8x smaller expected
+    assert np.array_equal(load(window_tokens=1024)[0], load(window_tokens=1024)[0])  # its own seeded stream

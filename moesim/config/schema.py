@@ -249,6 +249,9 @@ class RouterSpec(Strict):
 class PlacementSpec(Strict):
     """Where experts live (keys of moesim.placement.PLACEMENTS) and how a token picks among replicas.
 
+    plan_on: what the planner balances. ``sampled`` (default): the counts of ``window_tokens`` tokens per layer
+    routed on a stream of their own, as real EPLB plans on a recorded window; ``oracle``: the exact law that
+    routing samples ("perfect" EPLB, an upper bound). Measured statistics are used as recorded either way.
     replica_policy: ``round_robin`` over the flattened (token, k) position (vLLM), ``even`` (each expert's
     assignments split equally over its replicas; EPLB's planning assumption), ``random`` (uniform per
     assignment; SGLang "dynamic"), ``nearest`` (same GPU, else same node, else spread; SGLang "static").
@@ -260,6 +263,8 @@ class PlacementSpec(Strict):
     # affinity: tokens routed per layer to count co-selected expert pairs; time_aware: steps planned for
     plan_tokens: int = Field(default=8192, ge=64)
     window: int = Field(default=8, ge=1)
+    plan_on: Literal["sampled", "oracle"] = "sampled"
+    window_tokens: int = Field(default=16384, ge=64)
     replica_policy: Literal["round_robin", "even", "random", "nearest"] = "round_robin"
 
 
