@@ -111,7 +111,8 @@ def _meta(s: Scenario, b: Built) -> dict[str, Any]:
                     "group_score": r.group_score, "capacity_factor": r.capacity_factor,
                     "stats": s.router.stats.model_dump()},
         "placement": s.placement.kind,
-        "comm": s.comm.model_dump(),
+        "comm": {**s.comm.model_dump(), "algorithm_used": b.resolved.algorithm, "sm_share_used": b.resolved.sm_share,
+                 "sm_share_source": b.resolved.sm_share_source},
         "fidelity": {"network": "fluid" if b.fluid_network else "drain",
                      "routing": ("trace replay" + ("" if b.trace_exact else ", reused cyclically")
                                  if b.trace_exact is not None else

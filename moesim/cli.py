@@ -118,14 +118,15 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
     rep = validation_report(profile, stored)
     rows, errors, deepep, serving = rep["rows"], rep["errors"], rep["deepep"], rep["deepseek_serving"]
     if as_json:
-        click.echo(json.dumps({k: rep[k] for k in ("profile", "rows", "errors", "deepep", "deepseek_serving")},
+        click.echo(json.dumps({k: rep[k] for k in ("profile", "rows", "errors", "deepep", "deepep_low_latency",
+                                                   "deepseek_serving")},
                               indent=1, sort_keys=True))
     else:
-        click.echo(tables(rows, errors, deepep, serving))
+        click.echo(tables(rows, errors, deepep, serving, rep["deepep_low_latency"]))
     if out_dir:
         data = rep["data"]
         write_report(out_dir, rep["profile"], rows, errors, deepep, data["command"],
-                     data.get("drift", {}).get("median_ratio_now_over_calibration"), serving)
+                     data.get("drift", {}).get("median_ratio_now_over_calibration"), serving, rep["deepep_low_latency"])
         click.echo(f"wrote {out_dir}/README.md and predicted_vs_measured.png", err=True)
 
 

@@ -54,7 +54,7 @@ def _computes(parts: dict[str, np.ndarray], names: tuple[str, ...], scale: float
 
 def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     """The forward pass of one MoE layer."""
-    lk, share = r.links, r.scenario.comm.sm_share
+    lk, share = r.links, r.sm_share
     stages = _computes(pc.before, ("attention_proj", "attention_core", "norms", "dense_ffn"))
     if pc.tp_allreduce is not None:
         stages.append(Comm("tp_allreduce", pc.tp_allreduce, lk.collective_latency_s))
@@ -74,7 +74,7 @@ def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
 
 def backward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     """The backward pass of one MoE layer (see the module docstring)."""
-    lk, share, h = r.links, r.scenario.comm.sm_share, r.model.hidden
+    lk, share, h = r.links, r.sm_share, r.model.hidden
     stages: list[Stage] = []
     if pc.tp_allreduce is not None:  # the attention all-reduce's backward moves the same bytes
         stages.append(Comm("bwd_tp_allreduce", pc.tp_allreduce, lk.collective_latency_s))

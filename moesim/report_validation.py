@@ -7,7 +7,8 @@ from typing import Any
 
 
 def tables(rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
-           deepep: list[dict[str, Any]] | None, serving: list[dict[str, Any]] | None = None) -> str:
+           deepep: list[dict[str, Any]] | None, serving: list[dict[str, Any]] | None = None,
+           low_latency: list[dict[str, Any]] | None = None) -> str:
     """The error summary per piece, every case, and the DeepEP comparison, as Markdown tables."""
     out = ["| piece | n | MAPE % | P90 % | max % | bias % |", "|---|---|---|---|---|---|"]
     for piece, e in errors.items():
@@ -25,6 +26,8 @@ def tables(rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
             ec = 100 * (d["combine_sim_GBps"] / d["combine_published_GBps"] - 1)
             out.append(f"| {d['type']} | {d['ep']} | {d['dispatch_sim_GBps']:.1f} | {d['dispatch_published_GBps']:.0f} "
                        f"| {ed:+.1f} | {d['combine_sim_GBps']:.1f} | {d['combine_published_GBps']:.0f} | {ec:+.1f} |")
+    if low_latency:
+        out += _low_latency_table(low_latency)
     if serving:
         out += ["", "| DeepSeek-V3 serving (H800, catalogue figures, whole model) | sim tokens/s per node | "
                 "published | error % | settings |", "|---|---|---|---|---|"]
@@ -35,6 +38,18 @@ def tables(rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
                        f"{r['published_tokens_per_s_per_node']:,.0f} | {r['error_percent']:+.1f} | "
                        f"{r['settings']}{extra} |")
     return "\n".join(out)
+
+
+def _low_latency_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["", "| DeepEP low latency (H800, catalogue figures, 128 tokens/GPU) | EP | dispatch sim µs | published | "
+           "error % | combine sim µs | published | error % |", "|---|---|---|---|---|---|---|---|"]
+    for d in rows:
+        ed = 100 * (d["dispatch_sim_us"] / d["dispatch_published_us"] - 1)
+        ec = 100 * (d["combine_sim_us"] / d["combine_published_us"] - 1)
+        kind = "intranode (published: RDMA; sim: NVLink)" if d["ep"] == 8 else "internode"
+        out.append(f"| {kind} | {d['ep']} | {d['dispatch_sim_us']:.0f} | {d['dispatch_published_us']:.0f} | {ed:+.1f} "
+                   f"| {d['combine_sim_us']:.0f} | {d['combine_published_us']:.0f} | {ec:+.1f} |")
+    return out
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -67,7 +82,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def write_report(folder: Path, profile: str, rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
                  deepep: list[dict[str, Any]] | None, command: str, drift: float | None = None,
-                 serving: list[dict[str, Any]] | None = None) -> None:
+                 serving: list[dict[str, Any]] | None = None,
+                 low_latency: list[dict[str, Any]] | None = None) -> None:
     """README.md + predicted_vs_measured.png in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     plot(rows, folder / "predicted_vs_measured.png", f"Held-out MoE layers, profile {profile}")
@@ -79,5 +95,5 @@ def write_report(folder: Path, profile: str, rows: list[dict[str, Any]], errors:
             *([f"Machine speed check at validation time: expert GEMMs ran {drift:.2f}x the time they took at "
                "calibration (a shared machine drifts; predictions do not correct for it).", ""] if drift else []),
             "![predicted vs measured](predicted_vs_measured.png)",
-            "", tables(rows, errors, deepep, serving), ""]
+            "", tables(rows, errors, deepep, serving, low_latency), ""]
     (folder / "README.md").write_text("\n".join(text), encoding="utf-8")

@@ -5,6 +5,9 @@
 the GPU of the same local rank (same rail) in that node, which forwards one copy per (token, GPU) over
 NVLink; destinations in the token's own node get one NVLink copy per (token, GPU). Combine reverses it:
 results are reduced per (token, node) on the relay before crossing the network back.
+``low_latency`` (DeepEP low-latency kernels) moves the same flows as ``flat``: one copy per (token, expert)
+from the token's GPU to the expert's, cross-node over RDMA with no relay, same-node over NVLink (DeepEP uses
+NVLink inside a node since its 2025-06 release); it differs in start-up (no layout exchange) and SMs held.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, sl
     uniq_gpu = _unique_per_row(dst)  # [N, k], -1 where duplicate or dropped
     uniq_node = _unique_per_row(np.where(dst >= 0, dst // topo.gpus_per_node, -1))
     nodes_per_token = (uniq_node >= 0).sum(axis=1)
-    if algorithm == "flat":
+    if algorithm in ("flat", "low_latency"):  # one copy per (token, expert), straight to the expert's GPU
         dispatch, combine = _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale)
     else:
         dispatch, combine = _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes,

@@ -67,3 +67,48 @@ def test_same_seed_same_bytes_and_new_seed_differs(small_v3):
     small_v3["seed"] = 6
     three = to_json(api.run_scenario(scenario_from_dict(small_v3)).doc)
     assert one == two and one != three
+
+
+def _two_by_two():
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
+           "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 2}}
+    return build_topology(scenario_from_dict(raw).cluster)
+
+
+def test_low_latency_sends_one_rdma_copy_per_token_expert_and_forwards_nothing():
+    """One token on GPU 0 (node 0) chose three experts: two on GPU 2 and one on GPU 3 (node 1), and one on
+    GPU 1 (its own node). FP8 copy of hidden 7168: 7168 + 4·56 = 7392 bytes. Low latency: 3 RDMA copies
+    (2 → GPU 2, 1 → GPU 3) and 1 NVLink copy to GPU 1. Hierarchical: 1 RDMA copy to GPU 2 (same local
+    rank), 1 NVLink forward 2 → 3, 1 NVLink copy to GPU 1."""
+    from moesim.model import copy_bytes  # noqa: PLC0415
+    from moesim.traffic import layer_traffic  # noqa: PLC0415
+
+    topo, c = _two_by_two(), copy_bytes(7168, "fp8")
+    assert c == 7392
+    dst = np.array([[2, 2, 3, 1]])
+    slot = np.array([[4, 5, 6, 2]])  # 2 slots per GPU
+    keep = np.ones(dst.shape, bool)
+    ll = layer_traffic(np.array([0]), dst, keep, slot, 8, topo, "low_latency", c, 2 * 7168)
+    pairs = {(int(s), int(d)): float(b) for s, d, b in zip(ll.dispatch.src, ll.dispatch.dst, ll.dispatch.nbytes)}
+    assert pairs == {(0, 2): 2 * c, (0, 3): c, (0, 1): c}
+    back = {(int(s), int(d)): float(b) for s, d, b in zip(ll.combine.src, ll.combine.dst, ll.combine.nbytes)}
+    assert back == {(2, 0): 2 * 2 * 7168, (3, 0): 2 * 7168, (1, 0): 2 * 7168}  # BF16, reduced at the source
+    hier = layer_traffic(np.array([0]), dst, keep, slot, 8, topo, "hierarchical", c, 2 * 7168)
+    pairs = {(int(s), int(d)): float(b) for s, d, b in zip(hier.dispatch.src, hier.dispatch.dst, hier.dispatch.nbytes)}
+    assert pairs == {(0, 2): c, (2, 3): c, (0, 1): c}
+
+
+def test_auto_algorithm_picks_low_latency_for_decode_and_its_defaults():
+    from moesim.resolve import resolve  # noqa: PLC0415
+
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
+           "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}}
+    decode = resolve(scenario_from_dict({**raw, "workload": {"mode": "decode", "tokens_per_gpu": 64}}))
+    prefill = resolve(scenario_from_dict({**raw, "workload": {"mode": "prefill"}}))
+    assert (decode.algorithm, decode.sm_share) == ("low_latency", 0.0)
+    assert decode.links.dispatch_latency_s == decode.links.collective_latency_s  # no layout exchange
+    assert prefill.algorithm == "hierarchical" and prefill.sm_share == pytest.approx(24 / 132)
+    assert prefill.links.dispatch_latency_s == 2 * prefill.links.collective_latency_s
+    assert "estimated" in prefill.sm_share_source
+    mine = resolve(scenario_from_dict({**raw, "comm": {"algorithm": "flat", "sm_share": 0.1}}))
+    assert (mine.algorithm, mine.sm_share, mine.sm_share_source) == ("flat", 0.1, "scenario")

@@ -292,23 +292,30 @@ class WorkloadSpec(Strict):
 
 
 class CommSpec(Strict):
-    """All-to-all algorithm and the wire formats of dispatch and combine."""
+    """All-to-all algorithm and the wire formats of dispatch and combine.
 
-    algorithm: Literal["flat", "hierarchical"] = "hierarchical"
+    algorithm: ``hierarchical`` (DeepEP normal kernels: one copy per (token, node) over RDMA, forwarded over
+    NVLink), ``low_latency`` (DeepEP low-latency kernels: one copy per (token, expert) straight to the expert's
+    GPU, no forwarding and no layout exchange, SM-free receive), ``flat`` (one copy per (token, expert), NCCL-
+    style), or ``auto`` (default): what serving engines pick per phase (SGLang ``--deepep-mode auto``): low
+    latency for decode, hierarchical for prefill and training.
+    """
+
+    algorithm: Literal["auto", "flat", "hierarchical", "low_latency"] = "auto"
     dispatch_dtype: Dtype = "bf16"
     combine_dtype: Dtype = "bf16"
     # dispatch starts with a layout exchange (per-expert counts: DeepEP's notify step, Megatron's count
-    # all-to-all), which costs one more collective start-up latency
+    # all-to-all), which costs one more collective start-up latency (low_latency kernels have none)
     layout_exchange: bool = True
     # run the shared experts while dispatch is in flight (they need no dispatched tokens)
     overlap_shared_experts: bool = False
     # share of the GPU's compute units given to communication kernels (DeepEP runs on SMs; e.g. 24 of 132):
     # every compute stage runs at (1 - fraction) of its speed
     reserved_compute_fraction: float = Field(default=0.0, ge=0, lt=1)
-    # share of a GPU's SMs that the dispatch and combine kernels hold only while they are in flight (NCCL-style
-    # kernels launched per collective): compute that overlaps them (two-batch overlap, shared experts beside
-    # dispatch) runs at (1 - share) of its speed meanwhile
-    sm_share: float = Field(default=0.0, ge=0, lt=1)
+    # share of a GPU's SMs that the dispatch and combine kernels hold only while they are in flight: compute
+    # that overlaps them (two-batch overlap, shared experts beside dispatch) runs at (1 - share) of its speed
+    # meanwhile. Default (None): from the algorithm (moesim.resolve.default_sm_share)
+    sm_share: float | None = Field(default=None, ge=0, lt=1)
 
 
 class SimSpec(Strict):
