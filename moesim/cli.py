@@ -95,9 +95,15 @@ def list_(what: str) -> None:
     click.echo(models_table() if what == "models" else gpus_table(), nl=False)
 
 
+SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4th model shape whole, the "
+                 "token counts between the fitted ones on the other shapes, and every power-law row (the fit "
+                 "used balanced rows only). Measured by others (aiconfigurator), not by calibrate/.")
+
+
 @main.command()
 @click.option("--profile", default="cpu-ref", show_default=True,
-              help="A measured profile: a name from `moesim list gpus` or a path to its JSON file.")
+              help="A measured (calibrate/) or silicon (calibrate.import_aic) profile: a name from "
+                   "`moesim list gpus` or a path to its JSON file.")
 @click.option("--stored/--live", default=True, show_default=True,
               help="--stored re-predicts the measurements kept beside the profile (no torch, no timing); "
                    "--live measures the held-out layers again on this machine first (needs torch).")
@@ -109,8 +115,11 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
 
     \b
     Per piece and end to end: MAPE, P90 and max absolute percentage error, signed mean error (bias).
-    Also simulates DeepEP's published all-to-all benchmark with the catalogue H800 and prints the error.
-    Example:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
+    A silicon profile reports its held-out table rows per group (whole shapes, off-grid token counts,
+    power-law loads). Also simulates DeepEP's published normal and low-latency benchmarks and DeepSeek's
+    published serving figures with the catalogue H800 and prints the errors.
+    Examples:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
+               moesim validate --profile h100-sglang -o reports/validation-h100-sglang
     """
     from moesim.report_validation import tables, write_report  # noqa: PLC0415
     from moesim.validation import validation_report  # noqa: PLC0415
@@ -122,11 +131,12 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
                                                    "deepseek_serving")},
                               indent=1, sort_keys=True))
     else:
-        click.echo(tables(rows, errors, deepep, serving, rep["deepep_low_latency"]))
+        click.echo(tables(rows, errors, deepep, serving, rep["deepep_low_latency"], cases=not rep.get("silicon")))
     if out_dir:
         data = rep["data"]
         write_report(out_dir, rep["profile"], rows, errors, deepep, data["command"],
-                     data.get("drift", {}).get("median_ratio_now_over_calibration"), serving, rep["deepep_low_latency"])
+                     data.get("drift", {}).get("median_ratio_now_over_calibration"), serving, rep["deepep_low_latency"],
+                     SILICON_INTRO if rep.get("silicon") else None)
         click.echo(f"wrote {out_dir}/README.md and predicted_vs_measured.png", err=True)
 
 

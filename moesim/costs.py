@@ -126,8 +126,21 @@ class RooflineCosts:
         return shared_expert_time(tokens, self.model, self.c)
 
 
+def _is_silicon(path: str) -> bool:
+    """Whether a profile file is a silicon profile (``calibrate.import_aic``) rather than a measured one."""
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    return json.loads(Path(path).read_text(encoding="utf-8")).get("format", "").startswith("moesim-silicon/")
+
+
 def cost_model(cluster, model: MoEModel, top_k: int):
     """Measured costs when the cluster's GPU is a calibrate/ profile, else the roofline."""
+    if cluster.gpu_profile and _is_silicon(cluster.gpu_profile):
+        from moesim.silicon import SiliconCosts, SiliconProfile  # noqa: PLC0415 (only when a profile is used)
+
+        roofline = RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)
+        return SiliconCosts(SiliconProfile.load(cluster.gpu_profile), roofline, model, top_k)
     if cluster.gpu_profile:
         from moesim.profile import MeasuredCosts, Profile  # noqa: PLC0415 (only when a profile is used)
 

@@ -8,13 +8,15 @@ from typing import Any
 
 def tables(rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
            deepep: list[dict[str, Any]] | None, serving: list[dict[str, Any]] | None = None,
-           low_latency: list[dict[str, Any]] | None = None) -> str:
-    """The error summary per piece, every case, and the DeepEP comparison, as Markdown tables."""
+           low_latency: list[dict[str, Any]] | None = None, cases: bool = True) -> str:
+    """The error summary per piece, every case (unless ``cases`` is False), and the DeepEP comparison, as
+    Markdown tables."""
     out = ["| piece | n | MAPE % | P90 % | max % | bias % |", "|---|---|---|---|---|---|"]
     for piece, e in errors.items():
         out.append(f"| {piece} | {e['n']} | {e['mape']:.1f} | {e['p90']:.1f} | {e['max']:.1f} | {e['bias']:+.1f} |")
-    out += ["", "| case | piece | measured ms | predicted ms | error % |", "|---|---|---|---|---|"]
-    for r in rows:
+    if cases:
+        out += ["", "| case | piece | measured ms | predicted ms | error % |", "|---|---|---|---|---|"]
+    for r in rows if cases else []:
         err = 100 * (r["predicted_s"] - r["measured_s"]) / r["measured_s"]
         out.append(f"| {r['case']} | {r['piece']} | {r['measured_s'] * 1e3:.3f} | {r['predicted_s'] * 1e3:.3f} | "
                    f"{err:+.1f} |")
@@ -83,17 +85,18 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 def write_report(folder: Path, profile: str, rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
                  deepep: list[dict[str, Any]] | None, command: str, drift: float | None = None,
                  serving: list[dict[str, Any]] | None = None,
-                 low_latency: list[dict[str, Any]] | None = None) -> None:
-    """README.md + predicted_vs_measured.png in ``folder``."""
+                 low_latency: list[dict[str, Any]] | None = None, intro: str | None = None) -> None:
+    """README.md + predicted_vs_measured.png in ``folder``. ``intro``: what the held-out cases are (default:
+    those of a calibrate/ profile)."""
     folder.mkdir(parents=True, exist_ok=True)
     plot(rows, folder / "predicted_vs_measured.png", f"Held-out MoE layers, profile {profile}")
     text = [f"# Validation of profile `{profile}`", "",
             f"Measured by `{command}`; predictions by `moesim validate --profile {profile} --stored`.", "",
-            "Held-out cases: token counts off the calibration grids, a biased router and a replayed Zipf trace, a "
-            "model shape (H=768, I=384) in no grid, and a 2-process expert-parallel layer with all-to-all, "
-            "replayed through the simulator's engine.", "",
+            intro or ("Held-out cases: token counts off the calibration grids, a biased router and a replayed Zipf "
+                      "trace, a model shape (H=768, I=384) in no grid, and a 2-process expert-parallel layer with "
+                      "all-to-all, replayed through the simulator's engine."), "",
             *([f"Machine speed check at validation time: expert GEMMs ran {drift:.2f}x the time they took at "
                "calibration (a shared machine drifts; predictions do not correct for it).", ""] if drift else []),
             "![predicted vs measured](predicted_vs_measured.png)",
-            "", tables(rows, errors, deepep, serving, low_latency), ""]
+            "", tables(rows, errors, deepep, serving, low_latency, cases=intro is None), ""]
     (folder / "README.md").write_text("\n".join(text), encoding="utf-8")

@@ -228,6 +228,16 @@ def deepseek_serving_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def silicon_rows(path) -> list[dict[str, Any]]:
+    """A silicon profile's held-out rows, predicted again from the profile (the fit never saw them)."""
+    from moesim.silicon import SiliconProfile  # noqa: PLC0415
+
+    p = SiliconProfile.load(path)
+    return [{"case": f"H{r['hidden']} I{r['inter']} k{r['top_k']} E{r['experts']} T{r['tokens']} {r['distribution']}",
+             "piece": r["group"], "measured_s": r["latency_s"], "predicted_s": p.predict_row(r)}
+            for r in p.rows("held_out")]
+
+
 def validation_report(profile: str, stored: bool = True) -> dict[str, Any]:
     """``moesim validate``: resolve the profile (a catalogue name or a JSON path), measure its held-out cases
     again first unless ``stored`` (needs torch), then predict every stored case and the published
@@ -242,6 +252,12 @@ def validation_report(profile: str, stored: bool = True) -> dict[str, Any]:
     if not path.is_file():
         raise MoesimError(f"--profile: no profile {profile!r}; choose one of {catalog.profile_names()} "
                           "or give a path to a calibrate/ profile JSON")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("format", "").startswith("moesim-silicon/"):
+        rows = silicon_rows(path)
+        return {"profile": path.stem, "rows": rows, "errors": summarize_errors(rows), "deepep": deepep_rows(),
+                "deepep_low_latency": deepep_low_latency_rows(), "deepseek_serving": deepseek_serving_rows(),
+                "data": {"command": doc["provenance"]["command"]}, "silicon": True}
     if not stored:
         try:
             from calibrate.validate import main as live  # noqa: PLC0415

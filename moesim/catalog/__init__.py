@@ -92,6 +92,7 @@ def is_profile_file(path: Path) -> bool:
     if path.suffix != PROFILE_SUFFIX or not path.is_file():
         return False
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("format", "").startswith("moesim-profile/")
+        fmt = json.loads(path.read_text(encoding="utf-8")).get("format", "")
+        return fmt.startswith(("moesim-profile/", "moesim-silicon/"))
     except (OSError, ValueError, AttributeError):
         return False

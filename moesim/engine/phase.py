@@ -5,8 +5,10 @@ before its data moves: flows are released to the network when their gate opens, 
 their source GPU joined (or after the last GPU of a node did); a GPU leaves when every flow it waits for
 has finished (it sends, it receives, or it waits through its node), and no sooner than one start-up
 latency after it joined. The latency is a cost added to the transfer, not a floor under it (a transfer of
-B bytes at C bytes/s joined at t leaves at t + latency + B/C + path latency). ``ready_t[g]``: when the last flow GPU g waits for was released (its partners were ready): the
-time before it is waiting, the time after it is data moving.
+B bytes at C bytes/s joined at t leaves at t + latency + B/C + path latency).
+
+``ready_t[g]``: when the partners of the last flow GPU g waits for had joined: the time before it is
+waiting, the time after it (start-up included) is data moving.
 """
 
 from __future__ import annotations

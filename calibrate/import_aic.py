@@ -1,0 +1,193 @@
+"""Import kernel latencies measured by NVIDIA aiconfigurator on real GPUs and fit moesim's pieces to them.
+
+    pip install aiconfigurator-core pandas pyarrow        # the database ships in aiconfigurator-core's wheel
+    python -m calibrate.import_aic --system h100_sxm --backend sglang --version 0.5.14 --gpu h100 \\
+        --name h100-sglang
+
+writes ``moesim/catalog/profiles/<name>.json`` (a ``moesim-silicon/1`` profile, label ``silicon``). Only the
+importer needs aiconfigurator, pandas and pyarrow; the profile is plain JSON and moesim reads it without them.
+
+What is imported: the fused MoE kernel table (``moe/<backend>/<version>/moe_perf.parquet``), single GPU
+(``moe_ep_size`` = ``moe_tp_size`` = 1: the collector's own definition of a row), the Triton ``fused_moe``
+lane, BF16 and FP8 block weights. Split (nothing held out is used to fit):
+- every 4th model shape (sorted) is held out whole;
+- on the other shapes, balanced rows at even positions of the token grid are fitted, odd ones held out
+  (token counts off the fitted grid);
+- every power-law row is held out (fitted on balanced rows only).
+A (shape, dtype) series whose weight streaming would exceed the GPU's datasheet HBM bandwidth is physically
+impossible as labelled and is excluded, with the reason recorded in the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from moesim import catalog
+from moesim.silicon import (
+    FLOP_EDGES,
+    FORMAT,
+    TERMS,
+    WEIGHT_BYTES,
+    SiliconProfile,
+    fit_curves,
+    fit_moe,
+    held_out_errors,
+    pack_rows,
+    shape_key,
+)
+
+LANE = "sglang_fused_moe_triton"
+LICENCE = ("Data from NVIDIA aiconfigurator (https://github.com/ai-dynamo/aiconfigurator), Apache License 2.0, "
+           "Copyright (c) NVIDIA CORPORATION & AFFILIATES. Rows reduced and refitted by moesim.")
+
+
+def data_root(explicit: str | None) -> Path:
+    """aiconfigurator-core's ``systems/data`` folder: the given one, or the installed package's."""
+    if explicit:
+        return Path(explicit)
+    spec = importlib.util.find_spec("aiconfigurator_core")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("error: aiconfigurator-core is not installed (fix: pip install aiconfigurator-core, "
+                 "or pass --data <aiconfigurator_core/systems/data>)")
+    return Path(list(spec.submodule_search_locations)[0]) / "systems" / "data"
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """A perf table's records: parquet (the shipped database; needs pandas + pyarrow) or CSV with the same
+    columns (older aiconfigurator releases wrote text tables; tests use it)."""
+    if path.suffix == ".parquet":
+        import pandas as pd  # noqa: PLC0415 (importer only)
+
+        return pd.read_parquet(path).to_dict("records")
+    import csv  # noqa: PLC0415
+
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def read_moe_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Rows of one GPU's fused-MoE lane in moesim's names, and the table's device/framework/version."""
+    recs = [r for r in _records(path) if int(r["moe_ep_size"]) == 1 and int(r["moe_tp_size"]) == 1
+            and r["kernel_source"] == LANE and r["moe_dtype"] in WEIGHT_BYTES]
+    if not recs:
+        sys.exit(f"error: {path} has no single-GPU {LANE} rows in {sorted(WEIGHT_BYTES)} "
+                 "(fix: choose another --version or --backend)")
+    meta = {"device": str(recs[0]["device"]), "framework": str(recs[0]["framework"]),
+            "version": str(recs[0]["version"])}
+    rows = [{"hidden": int(r["hidden_size"]), "inter": int(r["inter_size"]), "top_k": int(r["topk"]),
+             "experts": int(r["num_experts"]), "dtype": str(r["moe_dtype"]), "tokens": int(r["num_tokens"]),
+             "distribution": str(r["distribution"]), "latency_s": float(r["latency"]) * 1e-3}  # table: ms
+            for r in recs]
+    return sorted(rows, key=lambda r: (shape_key(r), r["distribution"], r["tokens"])), meta
+
+
+def impossible_series(rows: list[dict[str, Any]], hbm_Bps: float) -> dict[str, str]:
+    """Series whose balanced rows imply weight streaming faster than the HBM datasheet peak."""
+    from moesim.silicon import balanced_counts  # noqa: PLC0415
+
+    bad = {}
+    for r in rows:
+        if r["distribution"] != "balanced" or shape_key(r) in bad:
+            continue
+        active = int((balanced_counts(r["tokens"], r["experts"], r["top_k"]) > 0).sum())
+        rate = active * 3 * r["hidden"] * r["inter"] * WEIGHT_BYTES[r["dtype"]] / r["latency_s"]
+        if rate > hbm_Bps:
+            bad[shape_key(r)] = (f"{r['tokens']} tokens in {r['latency_s'] * 1e3:.3f} ms stream {active} experts' "
+                                 f"weights at {rate / 1e12:.2f} TB/s, above the {hbm_Bps / 1e12:.2f} TB/s HBM peak")
+    return bad
+
+
+def split(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(fit rows, held-out rows with a ``group``) as the module docstring describes."""
+    shapes = sorted({(r["hidden"], r["inter"], r["top_k"], r["experts"]) for r in rows})
+    held_shapes = set(shapes[3::4])
+    fit, held = [], []
+    by_series: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        short = r["dtype"].split("_")[0].replace("bfloat16", "bf16")
+        if (r["hidden"], r["inter"], r["top_k"], r["experts"]) in held_shapes:
+            kind = "held-out shapes, balanced" if r["distribution"] == "balanced" else "held-out shapes, power law"
+            held.append({**r, "group": f"moe {short}: {kind}"})
+        elif r["distribution"] != "balanced":
+            held.append({**r, "group": f"moe {short}: {r['distribution'].replace('_', ' ')} (fitted shapes)"})
+        else:
+            by_series.setdefault(shape_key(r), []).append(r)
+    for series in by_series.values():
+        for j, r in enumerate(sorted(series, key=lambda r: r["tokens"])):
+            if j % 2 == 0:
+                fit.append(r)
+            else:
+                held.append({**r, "group": f"moe {r['dtype'].split('_')[0].replace('bfloat16', 'bf16')}: "
+                                           "token counts off the fitted grid"})
+    return fit, held
+
+
+def build_profile(rows: list[dict[str, Any]], meta: dict[str, str], gpu: str, name: str,
+                  source: str, tool_version: str) -> dict[str, Any]:
+    """The profile document: fit on the fit rows, curves from them, errors on the held-out rows."""
+    entry = catalog.gpu_entry(gpu)
+    hbm = float(entry["hbm_bandwidth"]["value"])
+    bad = impossible_series(rows, hbm)
+    kept = [r for r in rows if shape_key(r) not in bad]
+    fit, held = split(kept)
+    coef = fit_moe(fit)
+    doc = {
+        "format": FORMAT, "name": name, "label": "silicon",
+        "provenance": {"label": "silicon", "source": source, "tool": f"aiconfigurator {tool_version}",
+                       "device_name": meta["device"], "framework": f"{meta['framework']} {meta['version']}",
+                       "kernel": LANE, "imported_on": dt.date.today().isoformat(), "licence": LICENCE,
+                       "command": "python -m calibrate.import_aic " + " ".join(sys.argv[1:]),
+                       "excluded_series": bad},
+        "gpu": {**entry, "name": meta["device"]},
+        "moe": {"terms": list(TERMS), "flop_edges": list(FLOP_EDGES), "coef": coef,
+                "curves": fit_curves(fit, coef), "rows_fit": pack_rows(fit), "rows_held_out": pack_rows(held)},
+    }
+    doc["moe"]["held_out_error_percent"] = held_out_errors(SiliconProfile(name, doc))
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m calibrate.import_aic", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--system", default="h100_sxm", help="aiconfigurator system folder (h100_sxm, h200_sxm, ...)")
+    ap.add_argument("--backend", default="sglang")
+    ap.add_argument("--version", default="0.5.14", help="backend version folder of the MoE table")
+    ap.add_argument("--gpu", default="h100", help="moesim catalogue GPU whose figures the profile carries")
+    ap.add_argument("--name", default=None, help="profile name (default: <gpu>-<backend>)")
+    ap.add_argument("--data", default=None, help="aiconfigurator_core/systems/data (default: the installed one)")
+    ap.add_argument("-o", "--out", default=None, help="output JSON (default: the catalogue's profiles folder)")
+    a = ap.parse_args(argv)
+    name = a.name or f"{a.gpu}-{a.backend}"
+    rel = Path(a.system) / "moe" / a.backend / a.version / "moe_perf.parquet"
+    path = data_root(a.data) / rel
+    if not path.is_file() and path.with_suffix(".csv").is_file():
+        rel, path = rel.with_suffix(".csv"), path.with_suffix(".csv")
+    if not path.is_file():
+        sys.exit(f"error: no table {path} (fix: check --system/--backend/--version against {data_root(a.data)})")
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        tool_version = version("aiconfigurator-core")
+    except Exception:  # noqa: BLE001 (a --data folder without the package installed)
+        tool_version = "unknown"
+    rows, meta = read_moe_rows(path)
+    doc = build_profile(rows, meta, a.gpu, name, f"aiconfigurator-core systems/data/{rel.as_posix()}", tool_version)
+    out = Path(a.out) if a.out else catalog.profile_dir() / f"{name}.json"
+    out.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
+    print(f"wrote {out}: {len(doc['moe']['rows_fit']['rows'])} rows fitted, "
+          f"{len(doc['moe']['rows_held_out']['rows'])} held out, "
+          f"{len(doc['provenance']['excluded_series'])} series excluded")
+    for group, e in doc["moe"]["held_out_error_percent"].items():
+        print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
+              f"bias {e['bias']:+.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Silicon profiles: the aiconfigurator importer on a synthetic table shaped like the real one, the fused-MoE
+cost by hand, and the shipped profiles re-fitted and re-predicted from their stored rows."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calibrate import import_aic
+from moesim import catalog
+from moesim.cli import main
+from moesim.silicon import SiliconProfile, balanced_counts, counts_of, fit_moe, held_out_errors, moe_terms, unpack_rows
+
+COEF = {"bfloat16": [2e-5, 1 / 3.0e12, 1 / 2.0e12, 1e-7, 1 / 200e12, 1 / 300e12, 1 / 400e12, 1 / 450e12],
+        "fp8_block": [2e-5, 1 / 3.0e12, 1 / 2.0e12, 1e-7, 1 / 400e12, 1 / 600e12, 1 / 800e12, 1 / 900e12]}
+COLUMNS = ["framework", "version", "device", "op_name", "kernel_source", "moe_dtype", "num_tokens", "hidden_size",
+           "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size", "distribution", "latency"]
+
+
+def _table(path, shapes, impossible=None):
+    """A moe_perf table whose latencies are the model itself at COEF (so a fit must recover COEF)."""
+    rows = []
+    for h, i, k, e in shapes:
+        for dtype in COEF:
+            for dist in ("balanced", "power_law_1.01"):
+                for t in (1, 4, 16, 64, 256, 1024, 4096):
+                    r = {"hidden": h, "inter": i, "top_k": k, "experts": e, "dtype": dtype, "tokens": t,
+                         "distribution": dist}
+                    ms = float((moe_terms(counts_of(r), h, i, dtype) @ np.array(COEF[dtype])).mean()) * 1e3
+                    if impossible == (h, i, k, e):
+                        ms /= 100  # weights streamed 100x faster than the model: above any HBM peak
+                    rows.append(["SGLang", "0.5.14", "NVIDIA H100 80GB HBM3", "moe", import_aic.LANE, dtype, t, h, i,
+                                 k, e, 1, 1, dist, ms])
+    rows.append(["SGLang", "0.5.14", "NVIDIA H100 80GB HBM3", "moe", import_aic.LANE, "bfloat16", 8, 1024, 512, 2,
+                 8, 1, 8, "balanced", 1.0])  # an EP row: not a single-GPU row, never imported
+    path.parent.mkdir(parents=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerows(rows)
+
+
+def test_importer_round_trip_recovers_the_model_and_excludes_impossible_series(tmp_path):
+    shapes = [(1024, 512, 2, 8), (2048, 768, 8, 64), (2048, 1024, 4, 32), (4096, 1536, 8, 128), (3072, 1024, 8, 16)]
+    _table(tmp_path / "data" / "toy_gpu" / "moe" / "sglang" / "0.5.14" / "moe_perf.csv", shapes,
+           impossible=(3072, 1024, 8, 16))
+    out = tmp_path / "toy-sglang.json"
+    assert import_aic.main(["--data", str(tmp_path / "data"), "--system", "toy_gpu", "--gpu", "h100",
+                            "--name", "toy-sglang", "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "moesim-silicon/1" and doc["label"] == "silicon"
+    assert "Apache License 2.0" in doc["provenance"]["licence"]
+    assert list(doc["provenance"]["excluded_series"]) == ["3072x1024x8x16:bfloat16", "3072x1024x8x16:fp8_block"]
+    for dtype, want in COEF.items():
+        got = np.array(doc["moe"]["coef"][dtype])
+        assert got[[0, 1, 3]] == pytest.approx(np.array(want)[[0, 1, 3]], rel=1e-6)
+    for group, e in doc["moe"]["held_out_error_percent"].items():
+        assert e["mape"] < 1e-6, group  # the table is the model: held-out rows are predicted exactly
+    held = unpack_rows(doc["moe"]["rows_held_out"])
+    assert {r["hidden"] for r in held if "held-out shapes" in r["group"]} == {4096}  # 4th of 4 sorted shapes
+    assert all(r["distribution"] == "balanced" for r in unpack_rows(doc["moe"]["rows_fit"]))
+    fit_tokens = {r["tokens"] for r in unpack_rows(doc["moe"]["rows_fit"])}
+    off_grid = {r["tokens"] for r in held if "off the fitted grid" in r["group"]}
+    assert fit_tokens == {1, 16, 256, 4096} and off_grid == {4, 64, 1024} and not fit_tokens & off_grid
+
+
+def test_fused_moe_cost_by_hand():
+    """One GPU, experts with 0, 10 and 200 tokens (H=1000, I=500, FP8): active 2, weights 2·3·H·I·1 B, act
+    210·(H + 3I)·2 B, tiles ⌈10/64⌉ + ⌈200/64⌉ = 5, FLOPs 6·H·I·10 in band < 16 and 6·H·I·200 in 128-1024."""
+    p = SiliconProfile("x", {"moe": {"coef": COEF, "curves": {}}})
+    h, i = 1000, 500
+    c = COEF["fp8_block"]
+    want = (c[0] + c[1] * 2 * 3 * h * i + c[2] * 210 * (h + 3 * i) * 2 + c[3] * 5
+            + c[4] * 6 * h * i * 10 + c[6] * 6 * h * i * 200)
+    assert p.moe_time(np.array([[0, 10, 200], [0, 0, 0]]), h, i, 2, "fp8_block").tolist() == \
+        pytest.approx([want, 0.0], rel=1e-12)
+
+
+def test_balanced_counts_spread_every_token_over_distinct_experts():
+    """E=16, k=2: stride s = 8. T=4 < s: token i starts at ⌊i·8/4⌋ = 0, 2, 4, 6 and its second expert is 8
+    further; T=32 ≥ s: token i takes i and i + 8 (mod 16), 4 tokens on every expert."""
+    assert balanced_counts(4, 16, 2).tolist() == [1, 0] * 8
+    assert balanced_counts(32, 16, 2).tolist() == [4] * 16
+
+
+@pytest.mark.parametrize("name", ["h100-sglang", "h200-sglang"])
+def test_shipped_silicon_profiles_refit_and_repredict_from_their_stored_rows(name):
+    p = SiliconProfile.load(catalog.profile_dir() / f"{name}.json")
+    refit = fit_moe(p.rows("fit"))
+    for dtype, coef in p.moe["coef"].items():
+        assert refit[dtype] == pytest.approx(coef, rel=1e-9, abs=1e-30)
+    again = held_out_errors(p)
+    for group, e in p.moe["held_out_error_percent"].items():
+        assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
+    fp8 = [e["mape"] for g, e in again.items() if g.startswith("moe fp8")]
+    assert max(fp8) < 10  # the issue's target per op family, met by FP8 (BF16 held-out shapes miss it)
+
+
+def test_a_scenario_runs_on_a_silicon_profile_and_says_so(tmp_path):
+    r = CliRunner().invoke(main, ["run", "scenarios/qwen3-235b-h100.yaml", "--set", "cluster.gpu=h100-sglang",
+                                  "--set", "model.num_hidden_layers=3", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["compute_costs"].startswith("silicon profile h100-sglang (aiconfigurator")
+    base = json.loads(CliRunner().invoke(main, ["run", "scenarios/qwen3-235b-h100.yaml", "--set",
+                                                "model.num_hidden_layers=3", "--json"]).output)
+    # measured kernels are slower than the 0.7-efficiency roofline on this shape (BF16, 8 experts per GPU)
+    assert doc["totals"]["routed_experts_s"] > 1.3 * base["totals"]["routed_experts_s"]
