@@ -228,7 +228,7 @@ class _Context:
         keep = self._capacity(ids, dst, live, rt.score, g * sampled)
         tr = layer_traffic(np.repeat(np.arange(g), sampled), dst, keep, slot, placement.phy2log.shape[1], topo,
                            r.algorithm, r.dispatch_copy_bytes, r.combine_copy_bytes, scale=tokens / sampled,
-                           live=live)
+                           live=live, chunks=s.comm.chunks)
         expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
         return self._pieces(layer, tr), _layer_stats(tr, expert_tokens, topo)
 

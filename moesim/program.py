@@ -32,9 +32,13 @@ RESOURCES = (SM, COPY, HOST)
 class FlowSet:
     """Aggregated flows of one communication stage. All arrays [F]; bytes.
 
-    gate: the flow may start once GPU ``gate`` has joined the stage (``gate < G``), or once every GPU of
-    node ``gate - G`` has. wait_node: GPUs of this node (-1: none) also wait for the flow, besides its
-    source and destination (hierarchical dispatch: a GPU's tokens reach it through all of its node's relays).
+    gate: the flow may start once GPU ``gate`` has joined the stage (``gate < G``), once every GPU of node
+    ``gate - G`` has (``G ≤ gate < G + N``), or once arrival gate ``a = gate - G - N`` has opened: every flow
+    that ``feeds`` it has arrived and its owner GPU ``arrival_owner[a]`` (if ≥ 0) has joined (chunked
+    forwarding: a relay forwards a chunk once that chunk has reached it). wait_node: GPUs of this node (-1:
+    none) also wait for the flow, besides its source and destination (hierarchical dispatch: a GPU's tokens
+    reach it through all of its node's relays). feeds [F, 2]: arrival gates (-1: none) the flow's arrival
+    counts towards; arrival_owner [A].
     """
 
     src: np.ndarray
@@ -42,15 +46,30 @@ class FlowSet:
     nbytes: np.ndarray
     gate: np.ndarray
     wait_node: np.ndarray
+    feeds: np.ndarray | None = None
+    arrival_owner: np.ndarray | None = None
 
     @property
     def size(self) -> int:
         return int(self.src.size)
 
+    @property
+    def arrival_gates(self) -> int:
+        return 0 if self.arrival_owner is None else int(self.arrival_owner.size)
+
+    def feeds_or_none(self) -> np.ndarray:
+        """feeds [F, 2], -1 filled when the flows feed no arrival gate."""
+        return self.feeds if self.feeds is not None else np.full((self.size, 2), -1, dtype=np.int64)
+
     @staticmethod
     def concat(parts: list[FlowSet]) -> FlowSet:
+        """One flow set; parts with arrival gates must share one ``arrival_owner`` table."""
+        owners = [p.arrival_owner for p in parts if p.arrival_owner is not None]
+        if any(o.size != owners[0].size or not np.array_equal(o, owners[0]) for o in owners[1:]):
+            raise ValueError("concatenated flow sets disagree on their arrival gates")
+        feeds = np.concatenate([p.feeds_or_none() for p in parts]) if owners else None
         return FlowSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                         ("src", "dst", "nbytes", "gate", "wait_node")))
+                         ("src", "dst", "nbytes", "gate", "wait_node")), feeds, owners[0] if owners else None)
 
     @staticmethod
     def point_to_point(src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> FlowSet:

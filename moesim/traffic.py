@@ -52,15 +52,49 @@ def _pairs(src: np.ndarray, dst: np.ndarray, n: int, weight: float) -> tuple[np.
     return uniq // n, uniq % n, cnt * weight
 
 
-def _flows(src, dst, nbytes, gate, wait_node=None) -> FlowSet:
+def _flows(src, dst, nbytes, gate, wait_node=None, feeds=None, owner=None) -> FlowSet:
     wn = np.full(src.size, -1, dtype=np.int64) if wait_node is None else wait_node
     return FlowSet(src.astype(np.int64), dst.astype(np.int64), nbytes.astype(np.float64),
-                   gate.astype(np.int64), wn.astype(np.int64))
+                   gate.astype(np.int64), wn.astype(np.int64), feeds, owner)
+
+
+class _Chunks:
+    """Arrival gates of a chunked two-hop transfer over G GPUs in C chunks (N nodes): sender gate (s, c)
+    opens when GPU s's chunk c − 1 of the first hop has arrived everywhere (a sender sends its chunks in
+    order); relay gate (r, c) opens when every first-hop chunk c into relay r has arrived and r has joined.
+    Gate values are offset by G + N (``FlowSet.gate``)."""
+
+    def __init__(self, g: int, nodes: int, c: int) -> None:
+        self.g, self.c, self.base = g, c, g + nodes
+        self.owner = np.concatenate([np.repeat(np.arange(g), c), np.repeat(np.arange(g), c)]).astype(np.int64)
+
+    def sender(self, s: np.ndarray, c: int) -> np.ndarray:
+        return s * self.c + c
+
+    def relay(self, r: np.ndarray, c: int) -> np.ndarray:
+        return self.g * self.c + r * self.c + c
+
+    def first_hop(self, src, dst, nbytes, wait_node=None) -> FlowSet:
+        """Chunk c of each flow: starts at its source's join (c = 0) or sender gate (s, c); its arrival
+        counts towards sender gate (s, c + 1) and relay gate (dst, c)."""
+        parts = []
+        for c in range(self.c):
+            gate = src if c == 0 else self.base + self.sender(src, c)
+            nxt = self.sender(src, c + 1) if c + 1 < self.c else np.full(src.size, -1)
+            feeds = np.stack([nxt, self.relay(dst, c)], axis=1).astype(np.int64)
+            parts.append(_flows(src, dst, nbytes / self.c, gate, wait_node, feeds, self.owner))
+        return FlowSet.concat(parts)
+
+    def second_hop(self, relay, dst, nbytes) -> FlowSet:
+        """Chunk c of each flow leaves relay ``relay`` once relay gate (relay, c) has opened."""
+        return FlowSet.concat([_flows(relay, dst, nbytes / self.c, self.base + self.relay(relay, c),
+                                      feeds=np.full((relay.size, 2), -1, dtype=np.int64), owner=self.owner)
+                               for c in range(self.c)])
 
 
 def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, slot: np.ndarray,
                   slots_total: int, topo: Topology, algorithm: str, dispatch_bytes: int, combine_bytes: int,
-                  scale: float = 1.0, live: np.ndarray | None = None) -> LayerTraffic:
+                  scale: float = 1.0, live: np.ndarray | None = None, chunks: int = 1) -> LayerTraffic:
     """Build one layer's work and flows.
 
     src_gpu [N]: GPU of each routed token; dst_gpu, slot [N, k]: destination GPU and physical slot of each
@@ -79,7 +113,7 @@ def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, sl
         dispatch, combine = _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale)
     else:
         dispatch, combine = _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes,
-                                          combine_bytes, scale)
+                                          combine_bytes, scale, chunks)
     width = keep.shape[1] + 1
     devices_per_token = (uniq_gpu >= 0).sum(axis=1)
     return LayerTraffic(slot_tokens, dispatch, combine, copies=float(keep.sum()) * scale,
@@ -104,7 +138,7 @@ def _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale) -> tuple[FlowSe
     return (_flows(s, d, cnt * dispatch_bytes, s), _flows(d, s, cnt * combine_bytes, d))
 
 
-def _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes, combine_bytes, scale):
+def _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes, combine_bytes, scale, chunks=1):
     g, gpn = topo.num_gpus, topo.gpus_per_node
     src = np.broadcast_to(src_gpu[:, None], uniq_gpu.shape)
     src_node = src // gpn
@@ -122,15 +156,17 @@ def _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes, combine_by
     relay = relay_of(uniq_gpu // gpn, src)
     fwd &= uniq_gpu != relay
     fs, fd, fc = _pairs(relay[fwd], uniq_gpu[fwd], g, scale)
+    ch = _Chunks(g, g // gpn, chunks)
+    # DeepEP's normal kernels pipeline both hops in chunks: a relay forwards (dispatch) or sends back the
+    # reduced results (combine) of a chunk once that chunk has reached it
     dispatch = FlowSet.concat([
-        _flows(ls, ld, lc * dispatch_bytes, ls),
-        _flows(ns, nd, nc * dispatch_bytes, ns, wait_node=nd // gpn),
-        _flows(fs, fd, fc * dispatch_bytes, fs),
+        _flows(ls, ld, lc * dispatch_bytes, ls, feeds=np.full((ls.size, 2), -1, dtype=np.int64), owner=ch.owner),
+        ch.first_hop(ns, nd, nc * dispatch_bytes, wait_node=nd // gpn),
+        ch.second_hop(fs, fd, fc * dispatch_bytes),
     ])
     combine = FlowSet.concat([
-        _flows(ld, ls, lc * combine_bytes, ld),
-        _flows(fd, fs, fc * combine_bytes, fd),
-        # the relay sends a token's reduced result once every GPU of its node has finished its experts
-        _flows(nd, ns, nc * combine_bytes, g + nd // gpn),
+        _flows(ld, ls, lc * combine_bytes, ld, feeds=np.full((ld.size, 2), -1, dtype=np.int64), owner=ch.owner),
+        ch.first_hop(fd, fs, fc * combine_bytes),
+        ch.second_hop(nd, ns, nc * combine_bytes),
     ])
     return dispatch, combine

