@@ -50,4 +50,38 @@ GRIDS = {
                       "prefill_batch": [1, 2, 4], "decode_batch": [1, 4, 16],
                       "decode_context": [256, 1024, 2048, 4096]},
     },
+    # one GPU (H100/H200), BF16 and FP8 expert GEMMs at real model shapes; finishes in a few minutes
+    # (calibrate/gpu.sh: the prepared device run). all_to_all needs two GPUs: skipped on one
+    "gpu": {
+        "dtypes": ["bfloat16"],
+        "fp8_dtypes": ["float8_e4m3fn"],
+        # DeepSeek-V3, Qwen3-235B, Mixtral-8x7B, Qwen3-30B-style and Qwen2-57B-style experts
+        "expert_shapes": [(7168, 2048), (4096, 1536), (4096, 14336), (2048, 768), (3584, 2560)],
+        "expert_tokens": [1, 2, 8, 16, 33, 64, 127, 256, 511, 1024, 2048, 4096, 8192],
+        "vector": {"local_experts": [8, 32], "copies": [1024, 16384], "skews": [0.0, 1.2]},
+        "router": {"shapes": [(7168, 256), (4096, 128), (4096, 8)], "tokens": [16, 256, 1024, 4096, 16384]},
+        "permute": {"hidden": [2048, 4096, 7168],
+                    "copies": [64, 512, 4096, 16384, 65536, 131072]},
+        "all_to_all": {"bytes": [65536, 1048576, 16777216, 134217728], "uneven": [False, True]},
+        "attention": {"shapes": [(32, 128, 8), (64, 128, 4)], "prefill_seq": [512, 1024, 2048, 4096, 8192],
+                      "prefill_batch": [1, 2], "decode_batch": [1, 8, 32, 128],
+                      "decode_context": [1024, 4096, 16384, 32768],
+                      # MLA decode (heads, kv_lora_rank, qk_rope_head_dim): DeepSeek-V3 and a 16-head variant
+                      "mla": [(128, 512, 64), (16, 512, 64)]},
+        "reps": 20,
+    },
+    # the same code paths at toy sizes: `--device cuda --dry-run` checks the GPU path on a CPU (tests)
+    "gpu-smoke": {
+        "dtypes": ["bfloat16"],
+        "fp8_dtypes": ["float8_e4m3fn"],
+        "expert_shapes": [(64, 64)],
+        "expert_tokens": [1, 16, 64],
+        "vector": {"local_experts": [4], "copies": [64], "skews": [0.0]},
+        "router": {"shapes": [(64, 8)], "tokens": [16, 64]},
+        "permute": {"hidden": [64], "copies": [64, 256]},
+        "all_to_all": {"bytes": [1024, 65536], "uneven": [False, True]},
+        "attention": {"shapes": [(4, 32, 4)], "prefill_seq": [64, 128], "prefill_batch": [1],
+                      "decode_batch": [2], "decode_context": [128, 512], "mla": [(4, 32, 8)]},
+        "reps": 5,
+    },
 }

@@ -15,23 +15,27 @@ import torch
 from calibrate import pieces as P
 from calibrate.timing import measure
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float8_e4m3fn": torch.float8_e4m3fn}
 
 
 class Bench:
-    """Where and how to time: device, threads, minimum run time per point; a progress callback."""
+    """Where and how to time: the code path (``kind``: cpu or cuda), threads, minimum run time per point,
+    repetitions (CUDA path), a progress callback. ``dry_run``: the CUDA path with tensors on the host.
+    ``device`` is where tensors live."""
 
     def __init__(self, device: str = "cpu", threads: int = 1, min_run_s: float = 0.05,
-                 progress: Callable[[str], None] | None = None) -> None:
-        self.device, self.threads, self.min_run_s = device, threads, min_run_s
+                 progress: Callable[[str], None] | None = None, dry_run: bool = False, reps: int = 30) -> None:
+        self.kind, self.dry_run = device, dry_run and device == "cuda"
+        self.device = "cpu" if self.dry_run else device
+        self.threads, self.min_run_s, self.reps = threads, min_run_s, reps
         self.progress = progress or (lambda _msg: None)
 
     def time(self, fn: Callable[[], Any]) -> dict[str, Any]:
         with torch.inference_mode():
-            return measure(fn, self.device, self.threads, self.min_run_s)
+            return measure(fn, self.kind, self.threads, self.min_run_s, reps=self.reps, dry=self.dry_run)
 
     def sync(self) -> None:
-        if self.device == "cuda":
+        if self.kind == "cuda" and not self.dry_run:
             torch.cuda.synchronize()
 
 
@@ -51,26 +55,35 @@ def expert_points(b: Bench, grid: dict[str, Any]) -> list[dict[str, Any]]:
     In a layer every expert's weights are read once, cold; timing one expert again and again would keep
     its weights in cache. So each call takes the next of enough weight copies to exceed the cache."""
     out = []
-    for dname in grid["dtypes"]:
+    for dname in grid["dtypes"] + grid.get("fp8_dtypes", []):
         lim = grid.get("limits", {}).get(dname, {})
         for h, i in lim.get("shapes", grid["expert_shapes"]):
             per_expert = 3 * h * i * torch.finfo(DTYPES[dname]).bits // 8
-            copies = 1 if b.device == "cuda" else int(min(64, max(1, COLD_BYTES // per_expert)))
-            w1, w3, w2 = P.expert_weights(copies, h, i, DTYPES[dname], b.device)
-            for n in lim.get("tokens", grid["expert_tokens"]):
-                xs = torch.randn(n, h, device=b.device).to(DTYPES[dname])
-                t = b.time(_cycling(xs, n, w1, w3, w2, copies))
-                out.append({"tokens": n, "hidden": h, "inter": i, "dtype": dname, **t})
+            # on a GPU the L2 flush before every repetition makes the weights cold; on a CPU cycle copies
+            copies = 1 if b.kind == "cuda" else int(min(64, max(1, COLD_BYTES // per_expert)))
+            fp8 = dname.startswith("float8")
+            try:
+                w = P.expert_weights_fp8(copies, h, i, b.device) if fp8 else \
+                    P.expert_weights(copies, h, i, DTYPES[dname], b.device)
+                for n in lim.get("tokens", grid["expert_tokens"]):
+                    xs = torch.randn(n, h, device=b.device).to(torch.bfloat16 if fp8 else DTYPES[dname])
+                    t = b.time(_cycling(xs, n, *w, copies, fp8))
+                    out.append({"tokens": n, "hidden": h, "inter": i, "dtype": dname, **t})
+            except (RuntimeError, NotImplementedError, TypeError) as exc:  # FP8 GEMM needs an FP8-capable GPU
+                out.append({"hidden": h, "inter": i, "dtype": dname, "error": str(exc).splitlines()[0][:200]})
+                b.progress(f"expert {dname} {h}x{i}: unavailable ({str(exc).splitlines()[0][:80]})")
+                break
             b.progress(f"expert {dname} {h}x{i}")
     return out
 
 
-def _cycling(xs, n, w1, w3, w2, copies):
+def _cycling(xs, n, w1, w3, w2, copies, fp8=False):
     state = {"i": 0}
+    loop = P.experts_loop_fp8 if fp8 else P.experts_loop
 
     def call():
         j = state["i"] = (state["i"] + 1) % copies
-        return P.experts_loop(xs, [n], w1[j:j + 1], w3[j:j + 1], w2[j:j + 1])
+        return loop(xs, [n], w1[j:j + 1], w3[j:j + 1], w2[j:j + 1])
     return call
 
 
@@ -153,4 +166,23 @@ def attention_points(b: Bench, grid: dict[str, Any]) -> tuple[list[dict[str, Any
                 decode.append({"context": ctx, "batch": batch, "heads": heads, "kv_heads": kv, "head_dim": d,
                                "dtype": dname, **b.time(lambda q=q, k=k, v=v: P.attention_decode(q, k, v))})
         b.progress(f"attention {heads}x{d} kv {kv}")
+    decode += mla_decode_points(b, a.get("mla", []), a["decode_batch"], a["decode_context"], dname)
     return prefill, decode
+
+
+def mla_decode_points(b: Bench, shapes, batches, contexts, dname: str) -> list[dict[str, Any]]:
+    """MLA decode in its absorbed form (DeepSeek-V2/V3): every head attends over one shared latent cache,
+    keys of kv_lora + rope dims, values of kv_lora dims. Stored as a decode point with one KV head and the
+    mean of the two widths as head_dim, the form ``moesim.profile.attention_core_fn`` queries for MLA."""
+    out, dt = [], DTYPES[dname]
+    for heads, lora, rope in shapes:
+        for batch in batches:
+            for ctx in contexts:
+                q = torch.randn(batch, heads, 1, lora + rope, device=b.device).to(dt)
+                k = torch.randn(batch, 1, ctx, lora + rope, device=b.device).to(dt)
+                v = torch.randn(batch, 1, ctx, lora, device=b.device).to(dt)
+                out.append({"context": ctx, "batch": batch, "heads": heads, "kv_heads": 1,
+                            "head_dim": (2 * lora + rope) / 2, "dtype": dname, "mla": [lora, rope],
+                            **b.time(lambda q=q, k=k, v=v: P.attention_decode(q, k, v))})
+        b.progress(f"attention MLA decode {heads} heads, latent {lora}+{rope}")
+    return out

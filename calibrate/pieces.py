@@ -61,6 +61,34 @@ def experts_loop(xs: torch.Tensor, counts: list[int], w1, w3, w2) -> torch.Tenso
     return out
 
 
+def expert_weights_fp8(experts: int, hidden: int, inter: int, device: str = "cpu", seed: int = 0):
+    """FP8 (e4m3) SwiGLU weights laid out for ``torch._scaled_mm`` (its second operand column-major):
+    w1, w3 [El, I, H] and w2 [El, H, I], transposed at use. Per-tensor scales of 1."""
+    w1, w3, w2 = expert_weights(experts, hidden, inter, torch.bfloat16, device, seed)
+    f8 = torch.float8_e4m3fn
+    return (w1.transpose(1, 2).contiguous().to(f8), w3.transpose(1, 2).contiguous().to(f8),
+            w2.transpose(1, 2).contiguous().to(f8))
+
+
+def _mm_fp8(x: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
+    """x [n, K] (BF16, quantised here, per-tensor scale 1) @ w_t.T (w_t [N, K] FP8) -> [n, N] BF16."""
+    one = torch.ones((), device=x.device, dtype=torch.float32)
+    return torch._scaled_mm(x.to(torch.float8_e4m3fn), w_t.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+
+def experts_loop_fp8(xs: torch.Tensor, counts: list[int], w1, w3, w2) -> torch.Tensor:
+    """``experts_loop`` with FP8 weights and activations (DeepSeek-V3-style W8A8 expert GEMMs)."""
+    out = torch.empty_like(xs)
+    start = 0
+    for e, n in enumerate(counts):
+        if n == 0:
+            continue
+        x = xs[start:start + n]
+        out[start:start + n] = _mm_fp8(F.silu(_mm_fp8(x, w1[e])) * _mm_fp8(x, w3[e]), w2[e])
+        start += n
+    return out
+
+
 def experts_bmm(xs: torch.Tensor, counts: list[int], w1, w3, w2) -> torch.Tensor:
     """Pad every expert's rows to the largest count and run three batched GEMMs."""
     el, h = len(counts), xs.shape[1]

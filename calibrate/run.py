@@ -25,24 +25,28 @@ from moesim.profile import FORMAT, Profile, fit_document
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "moesim" / "catalog" / "profiles"
 
 
-def provenance(device: str, threads: int, grid_name: str, grid: dict[str, Any], argv: list[str]) -> dict[str, Any]:
-    """Where and how the profile was measured."""
+def provenance(device: str, threads: int, grid_name: str, grid: dict[str, Any], argv: list[str],
+               dry_run: bool = False) -> dict[str, Any]:
+    """Where and how the profile was measured (a dry run: the CUDA path on this host, not a measurement)."""
+    host = "cpu" if dry_run else device
     prov = {
-        "label": "measured",
+        "label": "dry-run (not a measurement)" if dry_run else "measured",
+        "dry_run": dry_run,
         "device_kind": device,
-        "device_name": _device_name(device),
+        "device_name": f"dry run on {_device_name('cpu')}" if dry_run else _device_name(device),
         "host": platform.node(),
         "os": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "driver": _driver() if device == "cuda" else None,
+        "driver": _driver() if host == "cuda" else None,
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "threads": threads,
-        "memory_bytes": _mem_total() if device == "cpu" else float(torch.cuda.get_device_properties(0).total_memory),
-        "compute_units": os.cpu_count() if device == "cpu"
+        "memory_bytes": _mem_total() if host == "cpu" else float(torch.cuda.get_device_properties(0).total_memory),
+        "compute_units": os.cpu_count() if host == "cpu"
         else torch.cuda.get_device_properties(0).multi_processor_count,
+        "gpus_visible": torch.cuda.device_count() if host == "cuda" else 0,
         "grid_name": grid_name,
         "grid": grid,
         "timing": {"cpu": "torch.utils.benchmark.Timer blocked_autorange, per-call times of each block",
@@ -97,54 +101,77 @@ def expert_call_overhead(doc: dict[str, Any]) -> float:
 
 
 def figures(doc: dict[str, Any], device: str) -> dict[str, Any]:
-    """Figures the topology and the roofline fallback read, derived from the fits (labelled) ."""
+    """Figures the topology and the roofline fallback read, derived from the fits (labelled). A GPU profile
+    without an all-to-all fit (one GPU) keeps its catalogue GPU's link figures, labelled as such."""
     pieces = doc["pieces"]
     dtype = doc["default_dtype"]
     coef = {n: dict(zip(b["terms"], b["coef"].get(dtype, next(iter(b["coef"].values()))))) for n, b in pieces.items()}
     src = f"calibrate/ fit on {doc['provenance']['date_utc']}"
+    m, e = ("estimated", "estimated") if doc["provenance"].get("dry_run") else ("measured", "estimated")
     flops = 1.0 / coef["expert"]["flops"] if coef["expert"]["flops"] > 0 else 1e12
-    elem = 4.0 if doc["provenance"]["grid"]["dtypes"][0] == "float32" else 2.0
+    fp8 = pieces["expert"]["coef"].get("float8_e4m3fn")
+    fp8_flops = {"value": 1.0 / fp8[2], "label": m, "source": f"effective FP8 GEMM rate, expert fit; {src}"} \
+        if fp8 and fp8[2] > 0 else {"value": flops, "label": e, "source": "no FP8 GEMM measured: the BF16 rate"}
+    elem = {"float32": 4.0, "bfloat16": 2.0}.get(doc["provenance"]["grid"]["dtypes"][0], 2.0)
     mem_bw = 2 * elem / coef["permute"]["c_h"] if coef["permute"]["c_h"] > 0 else 1e11
-    a2a = coef.get("all_to_all", {"one": 1e-5, "bytes": 1e-10})
-    link_bw = 1.0 / a2a["bytes"] if a2a["bytes"] > 0 else 1e11
-    m, e = "measured", "estimated"
     return {
         "name": doc["provenance"]["device_name"],
         "peak_bf16_flops": {"value": flops, "label": m, "source": f"effective GEMM rate, expert fit FLOP term; {src}"},
-        "peak_fp8_flops": {"value": flops, "label": e, "source": "no FP8 units measured: FP8 runs at the rate above"},
+        "peak_fp8_flops": fp8_flops,
         "hbm_bytes": {"value": doc["provenance"]["memory_bytes"], "label": m,
                       "source": "/proc/meminfo MemTotal" if device == "cpu" else "torch device properties"},
         "hbm_bandwidth": {"value": mem_bw, "label": m, "source": f"permute fit byte term (read + write); {src}"},
         "sms": {"value": doc["provenance"]["compute_units"], "label": m,
                 "source": "os.cpu_count() / device properties"},
-        "nvlink_bandwidth": {"value": link_bw, "label": m,
-                             "source": f"all_to_all_single fit, {doc['provenance']['device_kind']} ranks; {src}"},
-        "collective_latency": {"value": a2a["one"], "label": m, "source": f"all_to_all_single fit constant; {src}"},
-        "nvlink_latency": {"value": 0.0, "label": e, "source": "folded into collective_latency by the fit"},
-        "nic_bandwidth": {"value": link_bw, "label": e,
-                          "source": "not measured (one host): the intra-host all-to-all figure is reused"},
-        "nic_latency": {"value": 0.0, "label": e, "source": "not measured (one host)"},
+        **_link_figures(doc, coef, m, e, src),
         "gemm_efficiency": {"value": 1.0, "label": e, "source": "the peaks above are already effective rates"},
         "memory_efficiency": {"value": 1.0, "label": e, "source": "the bandwidth above is already effective"},
         "kernel_overhead": {"value": coef["expert"]["one"], "label": m, "source": f"expert fit constant; {src}"},
-        "tile_rows": {"value": 1, "label": e, "source": "CPU GEMMs do not pad rows to a tile"},
+        "tile_rows": {"value": 64 if device == "cuda" else 1, "label": e,
+                      "source": "Hopper grouped GEMM tile height (64 or 128 rows)" if device == "cuda"
+                      else "CPU GEMMs do not pad rows to a tile"},
     }
 
 
+def _link_figures(doc: dict[str, Any], coef: dict[str, Any], m: str, e: str, src: str) -> dict[str, Any]:
+    """NVLink/NIC figures: from the all-to-all fit, else the catalogue GPU whose name the device has."""
+    if "all_to_all" in coef:
+        a2a = coef["all_to_all"]
+        link_bw = 1.0 / a2a["bytes"] if a2a["bytes"] > 0 else 1e11
+        kind = doc["provenance"]["device_kind"]
+        return {
+            "nvlink_bandwidth": {"value": link_bw, "label": m, "source": f"all_to_all_single fit, {kind} ranks; {src}"},
+            "collective_latency": {"value": a2a["one"], "label": m, "source": f"all_to_all_single fit constant; {src}"},
+            "nvlink_latency": {"value": 0.0, "label": e, "source": "folded into collective_latency by the fit"},
+            "nic_bandwidth": {"value": link_bw, "label": e,
+                              "source": "not measured (one host): the intra-host all-to-all figure is reused"},
+            "nic_latency": {"value": 0.0, "label": e, "source": "not measured (one host)"},
+        }
+    from moesim import catalog  # noqa: PLC0415
+
+    name = doc["provenance"]["device_name"].lower()
+    match = next((g for g in ("h200", "h100", "h800", "b200") if g in name), "h100")
+    entry = catalog.gpu_entry(match)
+    why = doc["provenance"].get("all_to_all", "not measured")
+    return {k: {**entry[k], "source": f"catalogue {match} ({why}): {entry[k].get('source', '')}"}
+            for k in ("nvlink_bandwidth", "collective_latency", "nvlink_latency", "nic_bandwidth", "nic_latency")}
+
+
 def calibrate(name: str, grid_name: str, device: str, threads: int, argv: list[str],
-              log=print) -> dict[str, Any]:
+              log=print, dry_run: bool = False) -> dict[str, Any]:
     """Measure everything on the grid and return the fitted profile document."""
     grid = GRIDS[grid_name]
-    allocator = keep_host_memory() if device == "cpu" else "CUDA caching allocator"
+    allocator = keep_host_memory() if device == "cpu" or dry_run else "CUDA caching allocator"
     t0 = time.perf_counter()
     bench = M.Bench(device, threads, min_run_s={"smoke": 0.002, "quick": 0.02}.get(grid_name, 0.1),
-                    progress=lambda msg: log(f"[{time.perf_counter() - t0:6.1f} s] {msg}"))
+                    progress=lambda msg: log(f"[{time.perf_counter() - t0:6.1f} s] {msg}"), dry_run=dry_run,
+                    reps=grid.get("reps", 30))
     torch.manual_seed(0)
     perm, unperm = M.permute_points(bench, grid)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "name": name,
-        "provenance": {**provenance(device, threads, grid_name, grid, argv), "host_allocator": allocator},
+        "provenance": {**provenance(device, threads, grid_name, grid, argv, dry_run), "host_allocator": allocator},
         "default_dtype": grid["dtypes"][0],
         "pieces": {
             "router": {"points": M.router_points(bench, grid)},
@@ -157,12 +184,28 @@ def calibrate(name: str, grid_name: str, device: str, threads: int, argv: list[s
     a2a = grid["all_to_all"]
     pre, dec = M.attention_points(bench, grid)
     doc["pieces"]["attn_prefill"], doc["pieces"]["attn_decode"] = {"points": pre}, {"points": dec}
-    reps = 5 if grid_name == "smoke" else 20
-    doc["pieces"]["all_to_all"] = {"points": run_job("all_to_all", {**a2a, "reps": reps, "threads": threads},
-                                                     backend="nccl" if device == "cuda" else "gloo")}
-    log(f"[{time.perf_counter() - t0:6.1f} s] all_to_all (2 processes)")
+    reps = 5 if grid_name.endswith("smoke") else 20
+    skip = _no_all_to_all(device, dry_run)
+    if skip:
+        doc["provenance"]["all_to_all"] = f"not measured: {skip}"
+        log(f"[{time.perf_counter() - t0:6.1f} s] all_to_all skipped: {skip}")
+    else:
+        doc["pieces"]["all_to_all"] = {"points": run_job("all_to_all", {**a2a, "reps": reps, "threads": threads},
+                                                         backend="nccl" if device == "cuda" else "gloo")}
+        log(f"[{time.perf_counter() - t0:6.1f} s] all_to_all (2 processes)")
     doc["provenance"]["wall_s"] = round(time.perf_counter() - t0, 1)
     return finish(doc)
+
+
+def _no_all_to_all(device: str, dry_run: bool) -> str | None:
+    """Why all-to-all cannot be measured here (None: it can)."""
+    if device != "cuda":
+        return None
+    if dry_run:
+        return "dry run (NCCL needs GPUs)"
+    if torch.cuda.device_count() < 2:
+        return "one GPU (NCCL refuses two ranks on one GPU; the catalogue's link figures stand)"
+    return None
 
 
 def finish(doc: dict[str, Any]) -> dict[str, Any]:
@@ -197,13 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="profile name (default: cpu-<grid> or cuda-<grid>)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1, help="CPU intra-op threads per process (default 1)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="with --device cuda: run the GPU code path on this host's CPU (checks it before a GPU "
+                         "is lent; its times are not GPU measurements and the profile says so)")
     ap.add_argument("-o", "--out", type=Path, default=None, help=f"output file (default {PROFILE_DIR}/NAME.json)")
     ap.add_argument("--refit", type=Path, default=None, metavar="PROFILE",
                     help="refit a stored profile from its measured points (no timing) and rewrite it")
     ap.add_argument("--add-attention", type=Path, default=None, metavar="PROFILE",
                     help="measure the attention pieces of --grid on this machine and add them to PROFILE")
     a = ap.parse_args(argv)
-    name = a.name or f"{a.device}-{a.grid}"
+    name = a.name or f"{a.device}-{a.grid}" + ("-dryrun" if a.dry_run else "")
     if a.add_attention:
         doc = json.loads(a.add_attention.read_text())
         allocator = keep_host_memory() if a.device == "cpu" else "CUDA caching allocator"
@@ -220,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = finish(json.loads(a.refit.read_text()))
         out = a.out or a.refit
     else:
-        doc = calibrate(name, a.grid, a.device, a.threads, argv)
+        doc = calibrate(name, a.grid, a.device, a.threads, argv, dry_run=a.dry_run)
         out = a.out or PROFILE_DIR / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

@@ -10,6 +10,7 @@ keeping the tightest; how many retries it took is recorded.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,29 +43,59 @@ def time_cpu(fn: Callable[[], Any], threads: int, min_run_s: float) -> dict[str,
     return _summary(times, f"torch.utils.benchmark.Timer(num_threads={threads})")
 
 
-def time_cuda(fn: Callable[[], Any], reps: int, warmup: int = 5) -> dict[str, Any]:
+class _HostEvent:
+    """``torch.cuda.Event``'s timing interface on the host clock: the dry run's stand-in."""
+
+    def __init__(self, enable_timing: bool = True) -> None:
+        self.t = 0.0
+
+    def record(self) -> None:
+        self.t = time.perf_counter()
+
+    def elapsed_time(self, end: _HostEvent) -> float:
+        return (end.t - self.t) * 1e3  # milliseconds, as CUDA events report
+
+
+class _Cuda:
+    """What ``time_cuda`` needs from ``torch.cuda``: the real module, or host stand-ins for a dry run
+    (``--device cuda --dry-run``: the GPU code path executed on the CPU, so it is checked before a GPU
+    is lent; its times are CPU times and are never a GPU measurement)."""
+
+    def __init__(self, dry: bool) -> None:
+        self.dry = dry
+        self.device = "cpu" if dry else "cuda"
+        self.Event = _HostEvent if dry else torch.cuda.Event
+        self.synchronize = (lambda: None) if dry else torch.cuda.synchronize
+        self.l2_bytes = 1 << 20 if dry else torch.cuda.get_device_properties(0).L2_cache_size
+
+
+def time_cuda(fn: Callable[[], Any], reps: int, warmup: int = 5, dry: bool = False) -> dict[str, Any]:
     """Per-repetition CUDA-event times of ``fn`` with an L2 flush before each repetition."""
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    flush = torch.empty(max(2 * l2, 1 << 20), dtype=torch.uint8, device="cuda")
+    cuda = _Cuda(dry)
+    flush = torch.empty(max(2 * cuda.l2_bytes, 1 << 20), dtype=torch.uint8, device=cuda.device)
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    cuda.synchronize()
+    starts = [cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [cuda.Event(enable_timing=True) for _ in range(reps)]
     for s, e in zip(starts, ends):
         flush.zero_()
         s.record()
         fn()
         e.record()
-    torch.cuda.synchronize()
-    return _summary([s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)], "cuda events, L2 flushed")
+        if dry:
+            cuda.synchronize()
+    cuda.synchronize()
+    method = "host clock around the CUDA path (dry run, not a GPU time)" if dry else "cuda events, L2 flushed"
+    return _summary([s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)], method)
 
 
 def measure(fn: Callable[[], Any], device: str, threads: int = 1, min_run_s: float = 0.05,
-            reps: int = 30) -> dict[str, Any]:
-    """Time ``fn``; re-measure while noisy. Returns median/p20/p80 (s), n, method, retries."""
+            reps: int = 30, dry: bool = False) -> dict[str, Any]:
+    """Time ``fn``; re-measure while noisy. Returns median/p20/p80 (s), n, method, retries.
+    ``device``: the timing path (``cuda`` or ``cpu``); ``dry``: the CUDA path on the host."""
     def once() -> dict[str, Any]:
-        return time_cuda(fn, reps) if device == "cuda" else time_cpu(fn, threads, min_run_s)
+        return time_cuda(fn, reps, dry=dry) if device == "cuda" else time_cpu(fn, threads, min_run_s)
 
     best = once()
     retries = 0
