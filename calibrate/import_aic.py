@@ -87,6 +87,64 @@ def read_moe_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
     return sorted(rows, key=lambda r: (shape_key(r), r["distribution"], r["tokens"])), meta
 
 
+DEEPEP_TABLES = {"normal": "wideep_deepep_normal_perf", "low_latency": "wideep_deepep_ll_perf"}
+
+
+def read_deepep_rows(root: Path, system: str, version: str, hidden: int = 7168, top_k: int = 8,
+                     experts: int = 256, sms: int = 24) -> tuple[list[dict[str, Any]], str | None]:
+    """DeepEP kernel times on one node (aiconfigurator's SGLang wide-EP tables): rows for one model shape
+    (DeepSeek-V3 by default) and the normal kernels' default 24 SMs, token counts up to 16,384 per GPU.
+    All held out: they validate the simulated all-to-all, nothing is fitted to them. Returns (rows, path)."""
+    rows, used = [], None
+    for mode, table in DEEPEP_TABLES.items():
+        folder = root / system / "comm" / "sglang" / version
+        path = next((folder / f"{table}{ext}" for ext in (".parquet", ".csv") if (folder / f"{table}{ext}").is_file()),
+                    None)
+        if path is None:
+            continue
+        used = str(path.relative_to(root).parent)
+        for r in _records(path):
+            if (int(r["hidden_size"]), int(r["num_topk"]), int(r["num_experts"])) != (hidden, top_k, experts) \
+                    or int(r["num_token"]) > 16384 or int(r["node_num"]) != 1:
+                continue
+            if mode == "normal" and int(r["dispatch_sms"]) != sms:
+                continue
+            d, c = ("dispatch_transmit_us", "combine_transmit_us") if mode == "normal" else \
+                ("dispatch_avg_t_us", "combine_avg_t_us")
+            rows.append({"mode": mode, "tokens": int(r["num_token"]), "hidden": hidden, "top_k": top_k,
+                         "experts": experts, "gpus": 8, "dispatch_s": float(r[d]) * 1e-6,
+                         "combine_s": float(r[c]) * 1e-6})
+    return sorted(rows, key=lambda r: (r["mode"], r["tokens"])), used
+
+
+def nvlink_copies_per_token(gpus: int, experts: int, top_k: int) -> float:
+    """Expected GPUs other than its own that a uniformly routed token reaches (hierarchical, one node):
+    (G − 1)·(1 − P(a GPU holds none of the k)), P = Π_j (E − E/G − j)/(E − j)."""
+    p_none = 1.0
+    for j in range(top_k):
+        p_none *= (experts - experts / gpus - j) / (experts - j)
+    return (gpus - 1) * (1.0 - p_none)
+
+
+def fit_nvlink(rows: list[dict[str, Any]], latency_s: float) -> tuple[float, list[dict[str, Any]]]:
+    """Achievable NVLink bandwidth (bytes/s) of DeepEP's normal kernels on one node: least squares on
+    relative error of t = start-up + bytes / bw over the normal rows with ≥ 512 tokens at even positions
+    (the start-up as the engine charges it: 2 latencies for dispatch, with its layout exchange; 1 for
+    combine). Returns bw and the rows marked ``fitted`` (True for the rows used)."""
+    from moesim.model import copy_bytes  # noqa: PLC0415
+
+    big = [r for r in rows if r["mode"] == "normal" and r["tokens"] >= 512]
+    fit_ids = {id(r) for r in big[0::2]}
+    num = den = 0.0
+    for r in big[0::2]:
+        copies = r["tokens"] * nvlink_copies_per_token(r["gpus"], r["experts"], r["top_k"])
+        for kernel, dtype, lat in (("dispatch", "fp8", 2 * latency_s), ("combine", "bf16", latency_s)):
+            t, b = r[f"{kernel}_s"], copies * copy_bytes(r["hidden"], dtype)
+            num += (b / t) * (t - lat) / t
+            den += (b / t) ** 2
+    return den / num, [{**r, "fitted": id(r) in fit_ids} for r in rows]
+
+
 def impossible_series(rows: list[dict[str, Any]], hbm_Bps: float) -> dict[str, str]:
     """Series whose balanced rows imply weight streaming faster than the HBM datasheet peak."""
     from moesim.silicon import balanced_counts  # noqa: PLC0415
@@ -161,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", default="h100", help="moesim catalogue GPU whose figures the profile carries")
     ap.add_argument("--name", default=None, help="profile name (default: <gpu>-<backend>)")
     ap.add_argument("--data", default=None, help="aiconfigurator_core/systems/data (default: the installed one)")
+    ap.add_argument("--deepep-version", default="0.5.12", help="SGLang version folder of the DeepEP tables")
     ap.add_argument("-o", "--out", default=None, help="output JSON (default: the catalogue's profiles folder)")
     a = ap.parse_args(argv)
     name = a.name or f"{a.gpu}-{a.backend}"
@@ -178,6 +237,19 @@ def main(argv: list[str] | None = None) -> int:
         tool_version = "unknown"
     rows, meta = read_moe_rows(path)
     doc = build_profile(rows, meta, a.gpu, name, f"aiconfigurator-core systems/data/{rel.as_posix()}", tool_version)
+    deepep, where = read_deepep_rows(data_root(a.data), a.system, a.deepep_version)
+    if deepep:
+        lat = float(doc["gpu"]["collective_latency"]["value"])
+        bw, deepep = fit_nvlink(deepep, lat)
+        doc["gpu"]["nvlink_bandwidth"] = {
+            "value": bw, "label": "silicon",
+            "source": f"DeepEP normal kernels on one node ({where}, aiconfigurator {tool_version}): achievable "
+                      "NVLink, fitted on the rows marked fitted in deepep.rows"}
+        doc["deepep"] = {"source": f"aiconfigurator-core systems/data/{where}", "rows": deepep,
+                         "nvlink_Bps": bw, "note": "one node (EP8), DeepSeek-V3 shape, normal kernels on 24 SMs; "
+                         "the NVLink bandwidth is fitted on the normal rows marked fitted (>= 512 tokens, every "
+                         "other one); moesim validate simulates the others (held out) with the engine"}
+        print(f"  DeepEP achievable NVLink (normal kernels, one node): {bw / 1e9:.0f} GB/s")
     out = Path(a.out) if a.out else catalog.profile_dir() / f"{name}.json"
     out.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"wrote {out}: {len(doc['moe']['rows_fit']['rows'])} rows fitted, "

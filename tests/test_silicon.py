@@ -108,3 +108,18 @@ def test_a_scenario_runs_on_a_silicon_profile_and_says_so(tmp_path):
                                                 "model.num_hidden_layers=3", "--json"]).output)
     # measured kernels are slower than the 0.7-efficiency roofline on this shape (BF16, 8 experts per GPU)
     assert doc["totals"]["routed_experts_s"] > 1.3 * base["totals"]["routed_experts_s"]
+
+
+def test_nvlink_fit_recovers_the_bandwidth_of_synthetic_deepep_rows():
+    """Rows made as start-up + bytes / 250 GB/s (the engine's start-up: 2 latencies dispatch, 1 combine)."""
+    from moesim.model import copy_bytes  # noqa: PLC0415
+
+    lat, bw = 10e-6, 250e9
+    c = import_aic.nvlink_copies_per_token(8, 256, 8)
+    assert c == pytest.approx(7 * (1 - np.prod([(256 - 32 - j) / (256 - j) for j in range(8)])))
+    rows = [{"mode": "normal", "tokens": t, "hidden": 7168, "top_k": 8, "experts": 256, "gpus": 8,
+             "dispatch_s": 2 * lat + t * c * copy_bytes(7168, "fp8") / bw,
+             "combine_s": lat + t * c * copy_bytes(7168, "bf16") / bw} for t in (128, 512, 1024, 2048, 4096)]
+    got, marked = import_aic.fit_nvlink(rows, lat)
+    assert got == pytest.approx(bw, rel=1e-9)
+    assert [r["tokens"] for r in marked if r["fitted"]] == [512, 2048]  # >= 512 tokens, every other one
