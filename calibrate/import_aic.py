@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from moesim import catalog
 from moesim.silicon import (
     FLOP_EDGES,
@@ -145,6 +147,33 @@ def fit_nvlink(rows: list[dict[str, Any]], latency_s: float) -> tuple[float, lis
     return den / num, [{**r, "fitted": id(r) in fit_ids} for r in rows]
 
 
+def fit_startups(rows: list[dict[str, Any]], bw: float, path_s: float = 0.0
+                 ) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
+    """Start-up of each DeepEP kernel (seconds), per moesim algorithm: the median of t − bytes / bw − path_s
+    (the link latency the engine adds to every flow) over the rows with ≤ 8 tokens at even positions (1 and
+    4 tokens), where the transfer is a few percent of the time.
+    Returns {algorithm: [dispatch, combine]} and the rows with those ones marked ``fitted`` too."""
+    from moesim.model import copy_bytes  # noqa: PLC0415
+
+    out, marked = {}, [dict(r) for r in rows]
+    for mode, algorithm in (("normal", "hierarchical"), ("low_latency", "low_latency")):
+        small = [r for r in marked if r["mode"] == mode and r["tokens"] <= 8][0::2]
+        if not small:
+            continue
+        per = []
+        for kernel, dtype in (("dispatch", "fp8"), ("combine", "bf16")):
+            vals = []
+            for r in small:
+                g, k = r["gpus"], r["top_k"]
+                copies = nvlink_copies_per_token(g, r["experts"], k) if mode == "normal" else k * (g - 1) / g
+                vals.append(r[f"{kernel}_s"] - r["tokens"] * copies * copy_bytes(r["hidden"], dtype) / bw - path_s)
+            per.append(max(float(np.median(vals)), 0.0))
+        for r in small:
+            r["fitted"] = True
+        out[algorithm] = per
+    return out, marked
+
+
 def impossible_series(rows: list[dict[str, Any]], hbm_Bps: float) -> dict[str, str]:
     """Series whose balanced rows imply weight streaming faster than the HBM datasheet peak."""
     from moesim.silicon import balanced_counts  # noqa: PLC0415
@@ -241,15 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     if deepep:
         lat = float(doc["gpu"]["collective_latency"]["value"])
         bw, deepep = fit_nvlink(deepep, lat)
+        startups, deepep = fit_startups(deepep, bw, float(doc["gpu"]["nvlink_latency"]["value"]))
+        doc["gpu"]["a2a_startup"] = {
+            "value": startups, "label": "silicon",
+            "source": f"DeepEP kernels at 1 and 4 tokens on one node ({where}, aiconfigurator {tool_version}), "
+                      "minus the transfer at the fitted NVLink: [dispatch, combine] seconds per algorithm"}
         doc["gpu"]["nvlink_bandwidth"] = {
             "value": bw, "label": "silicon",
             "source": f"DeepEP normal kernels on one node ({where}, aiconfigurator {tool_version}): achievable "
                       "NVLink, fitted on the rows marked fitted in deepep.rows"}
         doc["deepep"] = {"source": f"aiconfigurator-core systems/data/{where}", "rows": deepep,
                          "nvlink_Bps": bw, "note": "one node (EP8), DeepSeek-V3 shape, normal kernels on 24 SMs; "
-                         "the NVLink bandwidth is fitted on the normal rows marked fitted (>= 512 tokens, every "
-                         "other one); moesim validate simulates the others (held out) with the engine"}
-        print(f"  DeepEP achievable NVLink (normal kernels, one node): {bw / 1e9:.0f} GB/s")
+                         "the NVLink bandwidth is fitted on the normal rows with >= 512 tokens (every other one), "
+                         "the kernels' start-ups on the rows with 1 and 4 tokens; moesim validate simulates the "
+                         "others (held out) with the engine"}
+        print(f"  DeepEP achievable NVLink (normal kernels, one node): {bw / 1e9:.0f} GB/s; start-ups (us) "
+              + ", ".join(f"{a} {d * 1e6:.1f}/{c * 1e6:.1f}" for a, (d, c) in startups.items()))
     out = Path(a.out) if a.out else catalog.profile_dir() / f"{name}.json"
     out.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"wrote {out}: {len(doc['moe']['rows_fit']['rows'])} rows fitted, "

@@ -67,7 +67,7 @@ def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
         stages.append(dispatch)
     stages += _computes(pc.moe, ("regroup", "routed_experts") if overlap else
                         ("regroup", "routed_experts", "shared_experts"))
-    stages.append(Comm("combine", pc.combine, lk.collective_latency_s, share))
+    stages.append(Comm("combine", pc.combine, lk.combine_latency_s, share))
     stages += _computes(pc.moe, ("unpermute",)) + _computes(pc.after, ("tail_blocks", "head"))
     return Program(tuple(stages), pc.layer, pc.block, "forward", step)
 
@@ -84,7 +84,7 @@ def backward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
                        lk.dispatch_latency_s, share))
     stages += _computes(pc.moe, ("regroup", "routed_experts", "shared_experts"), 2.0, "bwd_")
     stages.append(Comm("bwd_combine", pc.dispatch.reversed(GRAD_BYTES * h / r.dispatch_copy_bytes),
-                       lk.collective_latency_s, share))
+                       lk.combine_latency_s, share))
     stages += _computes(pc.moe, ("permute", "router"), 2.0, "bwd_")
     stages += _computes(pc.before, ("dense_ffn", "norms", "attention_core", "attention_proj"), 2.0, "bwd_")
     return Program(tuple(stages), pc.layer, pc.block, "backward", step)

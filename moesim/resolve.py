@@ -22,17 +22,22 @@ class Links:
     nics_per_node: int
     collective_latency_s: float  # one collective's start-up latency
     dispatch_latency_s: float  # dispatch's: one more start-up with a layout exchange (DeepEP notify)
+    combine_latency_s: float = 0.0
 
     @classmethod
-    def of(cls, c: ClusterSpec, layout_exchange: bool = False) -> Links:
+    def of(cls, c: ClusterSpec, layout_exchange: bool = False, algorithm: str = "") -> Links:
+        """``algorithm``: a start-up the GPU's figures measured for it (``a2a_startup``) replaces the
+        collective latency for dispatch and combine."""
         lat = c.gpu.collective_latency
+        startup = (c.gpu.a2a_startup or {}).get(algorithm)
+        d_lat, c_lat = startup if startup else (2 * lat if layout_exchange else lat, lat)
         return cls(
             nvlink_Bps=c.intra_node.bandwidth or c.gpu.nvlink_bandwidth,
             nvlink_latency_s=c.intra_node.latency if c.intra_node.latency is not None else c.gpu.nvlink_latency,
             nic_Bps=c.inter_node.nic_bandwidth or c.gpu.nic_bandwidth,
             nic_latency_s=c.inter_node.latency if c.inter_node.latency is not None else c.gpu.nic_latency,
             nics_per_node=c.inter_node.nics_per_node or c.gpus_per_node,
-            collective_latency_s=lat, dispatch_latency_s=2 * lat if layout_exchange else lat)
+            collective_latency_s=lat, dispatch_latency_s=d_lat, combine_latency_s=c_lat)
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ def resolve(s: Scenario) -> Resolved:
         default_sm_share(algorithm, s.cluster.gpu.sms)
     return Resolved(
         scenario=s, model=model, routing=RoutingParams.from_scenario(s),
-        links=Links.of(s.cluster, s.comm.layout_exchange and algorithm != "low_latency"),
+        links=Links.of(s.cluster, s.comm.layout_exchange and algorithm != "low_latency", algorithm),
         has_attention_shape=m.has_attention_shape, expert_bytes=float(model.expert_weight_bytes),
         dispatch_copy_bytes=copy_bytes(model.hidden, s.comm.dispatch_dtype),
         combine_copy_bytes=copy_bytes(model.hidden, s.comm.combine_dtype),

@@ -112,3 +112,19 @@ def test_auto_algorithm_picks_low_latency_for_decode_and_its_defaults():
     assert "estimated" in prefill.sm_share_source
     mine = resolve(scenario_from_dict({**raw, "comm": {"algorithm": "flat", "sm_share": 0.1}}))
     assert (mine.algorithm, mine.sm_share, mine.sm_share_source) == ("flat", 0.1, "scenario")
+
+
+def test_a_measured_kernel_start_up_replaces_the_collective_latency():
+    """cluster.gpu.a2a_startup [dispatch, combine] per algorithm (silicon profiles fit it from DeepEP's
+    kernels) overrides collective_latency (doubled for a dispatch with a layout exchange)."""
+    from moesim import catalog  # noqa: PLC0415
+    from moesim.resolve import resolve  # noqa: PLC0415
+
+    gpu = {k: v["value"] if isinstance(v, dict) else v for k, v in catalog.gpu_entry("h100").items()}
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
+           "cluster": {"gpu": {**gpu, "a2a_startup": {"hierarchical": [30e-6, 50e-6]}}, "nodes": 2,
+                       "gpus_per_node": 8}}
+    lk = resolve(scenario_from_dict(raw)).links
+    assert (lk.dispatch_latency_s, lk.combine_latency_s) == (30e-6, 50e-6)
+    ll = resolve(scenario_from_dict({**raw, "comm": {"algorithm": "low_latency"}})).links
+    assert (ll.dispatch_latency_s, ll.combine_latency_s) == (gpu["collective_latency"],) * 2  # none measured

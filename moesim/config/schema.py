@@ -90,6 +90,10 @@ class GpuSpecIn(Strict):
     nic_bandwidth: Bandwidth
     nic_latency: Seconds
     nvlink_latency: Seconds
+    # measured start-up (launch, notify, buffer set-up) of each all-to-all kernel pair, seconds, per
+    # algorithm: {"hierarchical": [dispatch, combine], "low_latency": [...]}; without it a dispatch costs
+    # collective_latency (twice with a layout exchange) and a combine once
+    a2a_startup: dict[str, tuple[float, float]] | None = None
 
 
 class IntraNode(Strict):
