@@ -73,6 +73,17 @@ def _records(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
+def _tool_version(root: Path) -> str:
+    """aiconfigurator-core's version: the installed package's, else the dist-info beside an unpacked wheel."""
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("aiconfigurator-core")
+    except Exception:  # noqa: BLE001 (a --data folder without the package installed)
+        found = sorted(root.parent.parent.parent.glob("aiconfigurator_core-*.dist-info"))
+        return found[-1].name.removeprefix("aiconfigurator_core-").removesuffix(".dist-info") if found else "unknown"
+
+
 def read_moe_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Rows of one GPU's fused-MoE lane in moesim's names, and the table's device/framework/version."""
     recs = [r for r in _records(path) if int(r["moe_ep_size"]) == 1 and int(r["moe_tp_size"]) == 1
@@ -87,6 +98,53 @@ def read_moe_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
              "distribution": str(r["distribution"]), "latency_s": float(r["latency"]) * 1e-3}  # table: ms
             for r in recs]
     return sorted(rows, key=lambda r: (shape_key(r), r["distribution"], r["tokens"])), meta
+
+
+GEMM_LANES = {"bfloat16": "sglang_torch_linear", "fp8_block": "sglang_deepgemm_gemm_nt_f8f8bf16"}
+GEMM_MIN_NK = 512  # model projections and FFNs; tiny GEMMs are launch-bound and noisy
+GEMM_M = (1, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)  # fitted: even positions
+
+
+def read_gemm(root: Path, system: str, version: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The GEMM table reduced to GEMM_M rows per (n, k, dtype) with n, k ≥ GEMM_MIN_NK, fitted and split
+    like the MoE table: every 4th (n, k) pair held out whole; the other pairs fitted at m = 1, 8, 32, …,
+    32768 (even positions of GEMM_M) and held out at m = 4, 16, 64, …, 16384. Returns the profile's
+    ``gemm`` body (None without a table) and where it came from."""
+    from moesim.silicon import pack_rows  # noqa: PLC0415
+    from moesim.silicon_gemm import TERMS as GTERMS  # noqa: PLC0415
+    from moesim.silicon_gemm import GemmModel, fit_gemm, gemm_curves  # noqa: PLC0415
+
+    folder = root / system / "gemm" / "sglang" / version
+    path = next((folder / f"gemm_perf{e}" for e in (".parquet", ".csv") if (folder / f"gemm_perf{e}").is_file()), None)
+    if path is None:
+        return None, None
+    rows = [{"m": int(r["m"]), "n": int(r["n"]), "k": int(r["k"]), "dtype": str(r["gemm_dtype"]),
+             "latency_s": float(f"{float(r['latency']) * 1e-3:.6g}")} for r in _records(path)
+            if GEMM_LANES.get(str(r["gemm_dtype"])) == r["kernel_source"] and int(r["m"]) in GEMM_M
+            and min(int(r["n"]), int(r["k"])) >= GEMM_MIN_NK]
+    pairs = sorted({(r["n"], r["k"]) for r in rows})
+    held_pairs = set(pairs[3::4])
+    fit, held = [], []
+    for r in sorted(rows, key=lambda r: (r["dtype"], r["n"], r["k"], r["m"])):
+        short = "bf16" if r["dtype"] == "bfloat16" else "fp8"
+        if (r["n"], r["k"]) in held_pairs:
+            held.append({**r, "group": f"gemm {short}: held-out shapes"})
+        elif GEMM_M.index(r["m"]) % 2 == 0:
+            fit.append(r)
+        else:
+            held.append({**r, "group": f"gemm {short}: m off the fitted grid"})
+    coef = fit_gemm(fit)
+    body = {"terms": list(GTERMS), "kernels": GEMM_LANES, "coef": coef, "curves": gemm_curves(fit, coef),
+            "rows_fit": pack_rows_gemm(fit, pack_rows), "rows_held_out": pack_rows_gemm(held, pack_rows)}
+    body["held_out_error_percent"] = GemmModel(body).held_out_errors()
+    return body, str(path.relative_to(root))
+
+
+def pack_rows_gemm(rows, pack):
+    """Rows packed like the MoE rows, latencies kept to 6 significant digits (the tables' noise is percents)."""
+    keys = ("m", "n", "k", "dtype", "latency_s", "group")
+    return pack([{**{k: r[k] for k in keys if k in r}, "latency_s": float(f"{r['latency_s']:.6g}")} for r in rows],
+                keys)
 
 
 DEEPEP_TABLES = {"normal": "wideep_deepep_normal_perf", "low_latency": "wideep_deepep_ll_perf"}
@@ -249,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="profile name (default: <gpu>-<backend>)")
     ap.add_argument("--data", default=None, help="aiconfigurator_core/systems/data (default: the installed one)")
     ap.add_argument("--deepep-version", default="0.5.12", help="SGLang version folder of the DeepEP tables")
+    ap.add_argument("--gemm-version", default="0.5.14", help="SGLang version folder of the GEMM table")
     ap.add_argument("-o", "--out", default=None, help="output JSON (default: the catalogue's profiles folder)")
     a = ap.parse_args(argv)
     name = a.name or f"{a.gpu}-{a.backend}"
@@ -258,14 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         rel, path = rel.with_suffix(".csv"), path.with_suffix(".csv")
     if not path.is_file():
         sys.exit(f"error: no table {path} (fix: check --system/--backend/--version against {data_root(a.data)})")
-    try:
-        from importlib.metadata import version  # noqa: PLC0415
-
-        tool_version = version("aiconfigurator-core")
-    except Exception:  # noqa: BLE001 (a --data folder without the package installed)
-        tool_version = "unknown"
+    tool_version = _tool_version(data_root(a.data))
     rows, meta = read_moe_rows(path)
     doc = build_profile(rows, meta, a.gpu, name, f"aiconfigurator-core systems/data/{rel.as_posix()}", tool_version)
+    gemm, gemm_where = read_gemm(data_root(a.data), a.system, a.gemm_version)
+    if gemm:
+        doc["gemm"] = {**gemm, "source": f"aiconfigurator-core systems/data/{gemm_where}"}
+        for group, e in gemm["held_out_error_percent"].items():
+            print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
+                  f"bias {e['bias']:+.1f}%")
     deepep, where = read_deepep_rows(data_root(a.data), a.system, a.deepep_version)
     if deepep:
         lat = float(doc["gpu"]["collective_latency"]["value"])

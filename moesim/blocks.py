@@ -35,10 +35,13 @@ def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
     return hd, hd
 
 
+GemmFn = Callable[[np.ndarray, int, int], np.ndarray]  # (rows m [G], n, k) -> seconds [G]
+
+
 def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
                     tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
-                    core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
+                    gemm_fn: GemmFn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One block's (projections, core, norms, TP all-reduce) per GPU [G] (seconds): the Q/K/V/O (or MLA
     down/up) projections, the attention core (MHA/GQA/MLA: scores and values over the context, reading the
     KV cache in decode), the block's two RMSNorms, and the analytic TP all-reduce when ``link_Bps`` is given.
@@ -47,13 +50,18 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     GPU, each with 1/tp of the heads, so FLOPs per GPU stay those of T tokens but each GPU reads 1/tp of the
     weights; a ring all-reduce of the tp·T × H output follows over NVLink. MLA's latent cache is shared by
     all heads, so each TP rank reads all of it: decode KV traffic grows tp-fold (why DeepSeek serves MLA
-    data-parallel); GQA's cache splits by KV head.
+    data-parallel); GQA's cache splits by KV head. ``gemm_fn`` (a silicon profile's measured GEMMs) times
+    the projections one GEMM each when attention is data-parallel.
     """
     wb = BYTES_PER_PARAM[m.weight_dtype]
     p = attention_params(m)
     h = m.hidden_size
     group = tokens * tp
     proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4)
+    if gemm_fn is not None and tp == 1:
+        from moesim.silicon_gemm import projection_gemms  # noqa: PLC0415
+
+        proj = sum(gemm_fn(tokens, n, k) for n, k in projection_gemms(m))
     dqk, dv = _core_dims(m, decode)
     span = context if decode else context / 2.0
     core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
@@ -78,34 +86,43 @@ def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bo
     return proj + core + reduce + norms
 
 
-def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts) -> np.ndarray:
+def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, gemm_fn: GemmFn | None = None) -> np.ndarray:
     h, i = m.hidden_size, m.intermediate_size or 0
+    if gemm_fn is not None:  # gate+up fused (H -> 2I), down (I -> H), and the activation from the roofline
+        return gemm_fn(tokens, 2 * i, h) + gemm_fn(tokens, h, i) + c.kernel(0.0, tokens * 3 * i * ACT_BYTES)
     wb = BYTES_PER_PARAM[m.weight_dtype]
     return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES)
 
 
-def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int) -> np.ndarray:
+def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
+              gemm_fn: GemmFn | None = None) -> np.ndarray:
+    """The output head (BF16): ``gemm_fn`` is the BF16 GEMM of a silicon profile when there is one."""
     out = tokens if decode else np.maximum(tokens / context, 1.0)
     h, v = m.hidden_size, m.vocab_size
+    if gemm_fn is not None:
+        return gemm_fn(out, v, h)
     return c.kernel(2.0 * out * h * v, h * v * ACT_BYTES + out * v * 4, peak=c.peak_bf16_flops)
 
 
 def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c: ComputeCosts, decode: bool,
                   context: int, tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
-                  ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None
+                  ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+                  gemm_fns: tuple[GemmFn | None, GemmFn | None] = (None, None)
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Per MoE layer, the named non-MoE compute run before it, each [G] seconds: ``attention_proj``,
     ``attention_core`` and ``norms`` of its own block and of any dense blocks since the previous MoE block,
     and those blocks' ``dense_ffn`` (an analytic TP all-reduce, when asked for, counts with the projections);
     and what runs after the last MoE layer: ``tail_blocks`` (trailing dense blocks) and the output ``head``.
-    Zero pieces are left out."""
-    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+    Zero pieces are left out. ``gemm_fns``: a silicon profile's measured GEMMs (model dtype, BF16)."""
+    gemm_fn, gemm_bf16 = gemm_fns
+    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn,
+                                                gemm_fn)
     proj = proj + reduce
     if not m.intermediate_size:
         dense = np.zeros_like(tokens, dtype=float)
     else:  # a measured profile's SwiGLU piece (the expert FFN) costs a dense FFN of the same form
-        dense = ffn_fn(tokens) if ffn_fn is not None else dense_ffn_time(tokens, m, c)
+        dense = ffn_fn(tokens) if ffn_fn is not None else dense_ffn_time(tokens, m, c, gemm_fn)
     before, prev = [], -1
     for b in moe_ids:
         gap = b - prev - 1  # dense blocks in between: attention + dense FFN each
@@ -115,7 +132,7 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
         prev = b
     trailing = m.num_hidden_layers - 1 - prev
     after = _nonzero({"tail_blocks": (proj + core + norms + dense) * trailing,
-                      "head": head_time(tokens, m, c, decode, context)})
+                      "head": head_time(tokens, m, c, decode, context, gemm_bf16)})
     return before, after
 
 

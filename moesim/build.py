@@ -179,8 +179,10 @@ def _non_moe(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]],
     link, lat = r.links.nvlink_Bps, r.links.collective_latency_s
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
     # the last one (trailing blocks, head) the analytic ring stands in
-    before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn)
-    _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn)
+    gemm = getattr(cm, "gemm_fn", None)  # a silicon profile's measured GEMMs
+    fns = (gemm(), gemm(bf16=True)) if gemm is not None else (None, None)
+    before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn, fns)
+    _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn, fns)
     return before, after
 
 

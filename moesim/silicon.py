@@ -220,10 +220,10 @@ class SiliconProfile:
 ROW_KEYS = ("hidden", "inter", "top_k", "experts", "dtype", "tokens", "distribution", "latency_s", "group")
 
 
-def pack_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def pack_rows(rows: list[dict[str, Any]], order: tuple[str, ...] = ROW_KEYS) -> dict[str, Any]:
     """Rows as columns and value lists, text columns as codes into ``levels`` (a sixth of the JSON of a
     list of dicts)."""
-    keys = [k for k in ROW_KEYS if rows and k in rows[0]]
+    keys = [k for k in order if rows and k in rows[0]]
     levels = {k: sorted({r[k] for r in rows}) for k in keys if isinstance(rows[0][k], str)}
     code = {k: {v: i for i, v in enumerate(lv)} for k, lv in levels.items()}
     return {"columns": keys, "levels": levels,
@@ -260,13 +260,39 @@ class SiliconCosts:
     (router, permute, regroup, unpermute) from the roofline on the profile's GPU figures."""
 
     def __init__(self, profile: SiliconProfile, roofline: Any, model: Any, top_k: int) -> None:
+        from moesim.silicon_gemm import GemmModel  # noqa: PLC0415
+
         self.silicon, self.base, self.model, self.k = profile, roofline, model, top_k
         self.dtype = DTYPE_OF.get(model.weight_dtype, "")
+        body = profile.doc.get("gemm")
+        self.gemm = GemmModel(body) if body and GemmModel(body).has_dtype(self.dtype) else None
         prov = profile.doc["provenance"]
         what = "routed and shared experts" if profile.has_dtype(self.dtype) else \
             f"no {model.weight_dtype} rows: experts from the roofline too"
+        dense = "; attention projections, dense FFNs, router and head GEMMs" if self.gemm else ""
         self.source = (f"silicon profile {profile.name} ({prov['tool']}, {prov['framework']}, {prov['device_name']}): "
-                       f"{what}; roofline on the GPU figures for the rest")
+                       f"{what}{dense}; roofline on the GPU figures for the rest")
+
+    def gemm_fn(self, bf16: bool = False):
+        """``(tokens [G], n, k) -> seconds [G]`` from the profile's GEMM table (weights in the model's dtype,
+        or BF16), or None when the profile has none for that dtype."""
+        if self.gemm is None:
+            return None
+        dtype = "bfloat16" if bf16 else self.dtype
+        if not self.gemm.has_dtype(dtype):
+            return None
+        return lambda tokens, n, k: self.gemm.time(np.asarray(tokens, dtype=float), int(n), int(k), dtype)
+
+    def router(self, tokens: np.ndarray) -> np.ndarray:
+        """Router GEMM (BF16, H → E) from the GEMM table, plus the roofline's scoring and top-k."""
+        fn, m = self.gemm_fn(bf16=True), self.model
+        if fn is None:
+            return self.base.router(tokens)
+        c = self.base.c
+        return fn(tokens, m.experts, m.hidden) + c.kernel(0.0, np.asarray(tokens, dtype=float) * m.experts * 4)
+
+    def gate(self, tokens: np.ndarray) -> np.ndarray:
+        return self.router(tokens) + self.base.permute(tokens)
 
     def __getattr__(self, name: str) -> Any:  # router, permute, unpermute, gate, regroup: the roofline's
         return getattr(self.base, name)
@@ -280,8 +306,13 @@ class SiliconCosts:
         return t + self.base.regroup(slot_tokens) if regroup else t
 
     def shared(self, tokens: np.ndarray) -> np.ndarray:
-        """Shared experts as one more always-on expert of the shared width (parametric part only)."""
-        m = self.model
+        """Shared experts: two GEMMs (gate+up fused, down) from the GEMM table plus the activation, else one
+        more always-on expert of the shared width (the MoE fit's parametric part)."""
+        m, fn = self.model, self.gemm_fn()
+        if m.shared_inter and fn is not None:
+            t = np.asarray(tokens, dtype=float)
+            act = self.base.c.kernel(0.0, t * 3 * m.shared_inter * 2)
+            return np.where(t > 0, fn(t, 2 * m.shared_inter, m.hidden) + fn(t, m.hidden, m.shared_inter) + act, 0.0)
         if not m.shared_inter or not self.silicon.has_dtype(self.dtype):
             return self.base.shared(tokens)
         return self.silicon.moe_time(np.asarray(tokens, dtype=float)[:, None], m.hidden, m.shared_inter, 1, self.dtype,

@@ -243,6 +243,14 @@ def silicon_rows(path) -> list[dict[str, Any]]:
     rows = [{"case": f"H{r['hidden']} I{r['inter']} k{r['top_k']} E{r['experts']} T{r['tokens']} {r['distribution']}",
              "piece": r["group"], "measured_s": r["latency_s"], "predicted_s": p.predict_row(r)}
             for r in p.rows("held_out")]
+    if "gemm" in p.doc:
+        from moesim.silicon import unpack_rows  # noqa: PLC0415
+        from moesim.silicon_gemm import GemmModel  # noqa: PLC0415
+
+        g = GemmModel(p.doc["gemm"])
+        rows += [{"case": f"m{r['m']} n{r['n']} k{r['k']}", "piece": r["group"], "measured_s": r["latency_s"],
+                  "predicted_s": float(g.time(np.array(r["m"]), r["n"], r["k"], r["dtype"]))}
+                 for r in unpack_rows(p.doc["gemm"]["rows_held_out"])]
     held = [r for r in p.doc.get("deepep", {}).get("rows", []) if not r.get("fitted")]
     return rows + [x for r in held for x in _deepep_row(str(path), r)]
 

@@ -94,6 +94,16 @@ def test_shipped_silicon_profiles_refit_and_repredict_from_their_stored_rows(nam
     again = held_out_errors(p)
     for group, e in p.moe["held_out_error_percent"].items():
         assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
+    from moesim.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
+
+    body = p.doc["gemm"]
+    refit_g = fit_gemm(unpack_rows(body["rows_fit"]))  # refit from the stored rows: the same coefficients
+    for dtype, fit in body["coef"].items():
+        assert refit_g[dtype]["m"] == fit["m"]
+        assert np.array(refit_g[dtype]["coef"]) == pytest.approx(np.array(fit["coef"]), rel=1e-9, abs=1e-30)
+    gemm_again = GemmModel(body).held_out_errors()
+    for group, e in body["held_out_error_percent"].items():
+        assert gemm_again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
     fp8 = [e["mape"] for g, e in again.items() if g.startswith("moe fp8")]
     assert max(fp8) < 10  # the issue's target per op family, met by FP8 (BF16 held-out shapes miss it)
 
@@ -123,3 +133,35 @@ def test_nvlink_fit_recovers_the_bandwidth_of_synthetic_deepep_rows():
     got, marked = import_aic.fit_nvlink(rows, lat)
     assert got == pytest.approx(bw, rel=1e-9)
     assert [r["tokens"] for r in marked if r["fitted"]] == [512, 2048]  # >= 512 tokens, every other one
+
+
+def test_gemm_fit_is_exact_on_a_table_made_from_its_own_model_and_interpolates_log_log():
+    """Per m, t = c_one + c_w·n·k + c_a·(m·k + m·n); a compute-bound c_w ∝ m is interpolated exactly
+    between fitted m (log-log) and keeps growing like m above the largest."""
+    from moesim.silicon import pack_rows  # noqa: PLC0415
+    from moesim.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
+
+    def truth(m, n, k):
+        return 5e-6 + (2 * m / 700e12 + 1 / 3e12) * n * k + 1e-13 * (m * k + m * n)
+
+    pairs = [(1024, 1024), (4096, 1024), (2048, 7168), (7168, 2048), (512, 4096)]
+    rows = [{"m": m, "n": n, "k": k, "dtype": "bfloat16", "latency_s": truth(m, n, k)}
+            for m in (1, 16, 256, 4096) for n, k in pairs]
+    fit = fit_gemm(rows)
+    g = GemmModel({"coef": fit, "curves": {}, "rows_held_out": pack_rows([], ("m",))})
+    for m, n, k in ((16, 4096, 1024), (256, 2048, 7168)):
+        assert float(g.time(np.array(m), n, k, "bfloat16", curve=False)) == pytest.approx(truth(m, n, k), rel=1e-6)
+    # between fitted m the model is a log-log interpolation of each coefficient (not the truth's sum)
+    assert float(g.time(np.array(0), 1024, 1024, "bfloat16")) == 0.0
+
+
+def test_projection_gemms_of_gqa_and_mla_by_hand():
+    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.silicon_gemm import projection_gemms  # noqa: PLC0415
+
+    v3 = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h100"}}).model
+    # q_a 7168->1536, q_b 1536->128·(128+64), kv_a 7168->512+64, kv_b 512->128·(128+128), o 128·128->7168
+    assert projection_gemms(v3) == [(1536, 7168), (24576, 1536), (576, 7168), (32768, 512), (7168, 16384)]
+    qwen = scenario_from_dict({"model": "qwen3-235b-a22b", "cluster": {"gpu": "h100"}}).model
+    # 64 heads x 128, 4 KV heads: q 4096->8192, k and v 4096->512, o 8192->4096
+    assert projection_gemms(qwen) == [(8192, 4096), (512, 4096), (512, 4096), (4096, 8192)]
