@@ -147,6 +147,66 @@ def pack_rows_gemm(rows, pack):
                 keys)
 
 
+# kept rows (the profile stays small): heads per GPU >= 8 (fewer are launch-bound toy shapes), head_dim 128
+# (the catalogue's GQA models), batch <= 512
+ATTN_MIN_HEADS = 8
+
+
+def read_attention(root: Path, system: str, version: str) -> tuple[dict[str, Any] | None, str | None]:
+    """SGLang's attention tables (FlashAttention-3 lane, BF16 activations and KV cache, no sliding window;
+    MLA without tensor parallelism), as moesim rows per family (``moesim.silicon_attn``). Held out: every
+    4th (heads, kv, d) shape of the GQA tables whole, and every other remaining row."""
+    from moesim.silicon import pack_rows  # noqa: PLC0415
+    from moesim.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
+
+    rows: list[dict[str, Any]] = []
+    tables = {"gqa_prefill": ("attention", "context_attention_perf"),
+              "gqa_decode": ("attention", "generation_attention_perf"),
+              "mla_prefill": ("mla", "context_mla_perf"), "mla_decode": ("mla", "generation_mla_perf")}
+    where = None
+    for fam, (folder, table) in tables.items():
+        base = root / system / folder / "sglang" / version
+        path = next((base / f"{table}{e}" for e in (".parquet", ".csv") if (base / f"{table}{e}").is_file()), None)
+        if path is None:
+            continue
+        where = str(base.relative_to(root).parent)
+        for r in _records(path):
+            if r.get("kv_cache_dtype") != "bfloat16" or int(r.get("tp_size", 1)) != 1:
+                continue
+            if fam.startswith("gqa") and (r["kernel_source"] != "fa3" or int(r["window_size"]) != 0
+                                          or r["attn_dtype"] != "bfloat16" or int(r["num_heads"]) < ATTN_MIN_HEADS
+                                          or int(r["head_dim"]) != 128 or int(r["batch_size"]) > 512):
+                continue
+            row = {"family": fam, "batch": int(r["batch_size"]), "heads": int(r["num_heads"]),
+                   "latency_s": float(f"{float(r['latency']) * 1e-3:.6g}")}
+            if fam.startswith("gqa"):
+                row.update(kv=int(r["num_key_value_heads"]), d=int(r["head_dim"]))
+            if fam.endswith("decode"):
+                row["ctx"] = int(r["step"]) + 1
+            else:
+                row["seq"] = int(r["isl"])
+            rows.append(row)
+    if not rows:
+        return None, None
+    shapes = sorted({(r["heads"], r["kv"], r["d"]) for r in rows if "kv" in r})
+    held_shapes = set(shapes[3::4])
+    fit, held = [], []
+    for j, r in enumerate(sorted(rows, key=lambda r: tuple(str(r.get(k)) for k in ("family", "heads", "kv", "d",
+                                                                                      "batch", "ctx", "seq")))):
+        if (r["heads"], r.get("kv"), r.get("d")) in held_shapes:
+            held.append({**r, "group": f"attention {r['family']}: held-out shapes"})
+        elif j % 2:
+            held.append({**r, "group": f"attention {r['family']}: off the fitted rows"})
+        else:
+            fit.append(r)
+    keys = ("family", "batch", "heads", "kv", "d", "ctx", "seq", "latency_s", "group")
+    pad = lambda rs: [{k: r.get(k, 0) for k in keys if k in r or k in ("kv", "d", "ctx", "seq")} for r in rs]  # noqa: E731
+    body = {"coef": fit_attention(fit), "rows_fit": pack_rows(pad(fit), keys),
+            "rows_held_out": pack_rows(pad(held), keys)}
+    body["held_out_error_percent"] = AttentionModel(body).held_out_errors()
+    return body, where
+
+
 DEEPEP_TABLES = {"normal": "wideep_deepep_normal_perf", "low_latency": "wideep_deepep_ll_perf"}
 
 
@@ -324,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     if gemm:
         doc["gemm"] = {**gemm, "source": f"aiconfigurator-core systems/data/{gemm_where}"}
         for group, e in gemm["held_out_error_percent"].items():
+            print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
+                  f"bias {e['bias']:+.1f}%")
+    attn, attn_where = read_attention(data_root(a.data), a.system, a.gemm_version)
+    if attn:
+        doc["attention"] = {**attn, "source": f"aiconfigurator-core systems/data/{attn_where}"}
+        for group, e in attn["held_out_error_percent"].items():
             print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
                   f"bias {e['bias']:+.1f}%")
     deepep, where = read_deepep_rows(data_root(a.data), a.system, a.deepep_version)

@@ -170,7 +170,9 @@ def _non_moe(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]],
     rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, r.model.weight_dtype)
     core_fn = ffn_fn = None
     prof = getattr(cm, "p", None)
-    if prof is not None:
+    if hasattr(cm, "attention_fn"):  # a silicon profile: its attention tables time the core
+        core_fn = cm.attention_fn(s.model)
+    elif prof is not None:
         from moesim.profile import attention_core_fn, dense_ffn_fn  # noqa: PLC0415
 
         core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)

@@ -270,8 +270,17 @@ class SiliconCosts:
         what = "routed and shared experts" if profile.has_dtype(self.dtype) else \
             f"no {model.weight_dtype} rows: experts from the roofline too"
         dense = "; attention projections, dense FFNs, router and head GEMMs" if self.gemm else ""
+        dense += "; the attention core" if profile.doc.get("attention") else ""
         self.source = (f"silicon profile {profile.name} ({prov['tool']}, {prov['framework']}, {prov['device_name']}): "
                        f"{what}{dense}; roofline on the GPU figures for the rest")
+
+    def attention_fn(self, m: Any):
+        """The attention core ``(tokens [G], decode, context) -> seconds [G]`` from the profile's attention
+        tables for ``ModelSpec`` m, or None (no table, or an attention kind the tables do not cover)."""
+        from moesim.silicon_attn import AttentionModel  # noqa: PLC0415
+
+        body = self.silicon.doc.get("attention")
+        return AttentionModel(body).core_fn(m) if body else None
 
     def gemm_fn(self, bf16: bool = False):
         """``(tokens [G], n, k) -> seconds [G]`` from the profile's GEMM table (weights in the model's dtype,

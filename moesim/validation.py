@@ -251,6 +251,14 @@ def silicon_rows(path) -> list[dict[str, Any]]:
         rows += [{"case": f"m{r['m']} n{r['n']} k{r['k']}", "piece": r["group"], "measured_s": r["latency_s"],
                   "predicted_s": float(g.time(np.array(r["m"]), r["n"], r["k"], r["dtype"]))}
                  for r in unpack_rows(p.doc["gemm"]["rows_held_out"])]
+    if "attention" in p.doc:
+        from moesim.silicon import unpack_rows  # noqa: PLC0415
+        from moesim.silicon_attn import AttentionModel  # noqa: PLC0415
+
+        am = AttentionModel(p.doc["attention"])
+        rows += [{"case": f"B{r['batch']} h{r['heads']} ctx{r.get('ctx') or r.get('seq')}", "piece": r["group"],
+                  "measured_s": r["latency_s"], "predicted_s": am.time(r["family"], r)}
+                 for r in unpack_rows(p.doc["attention"]["rows_held_out"])]
     held = [r for r in p.doc.get("deepep", {}).get("rows", []) if not r.get("fitted")]
     return rows + [x for r in held for x in _deepep_row(str(path), r)]
 

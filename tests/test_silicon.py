@@ -165,3 +165,38 @@ def test_projection_gemms_of_gqa_and_mla_by_hand():
     qwen = scenario_from_dict({"model": "qwen3-235b-a22b", "cluster": {"gpu": "h100"}}).model
     # 64 heads x 128, 4 KV heads: q 4096->8192, k and v 4096->512, o 8192->4096
     assert projection_gemms(qwen) == [(8192, 4096), (512, 4096), (512, 4096), (4096, 8192)]
+
+
+def test_attention_core_from_a_silicon_profile_by_hand():
+    """GQA decode, 4 sequences x 8 heads (2 KV heads, d 128) over 1,000 cached tokens: 8 work units, so the
+    KV read (4·1000·2·128·4 bytes) runs at the < 16 band's rate; the core function of a Qwen-like spec
+    asks exactly that row."""
+    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.silicon_attn import AttentionModel, attn_terms  # noqa: PLC0415
+
+    coef = {"gqa_decode": [1e-5, 1e-12, 2e-12, 3e-12, 1e-15, 1e-9, 1e-8, 1e-13], "gqa_prefill": [1e-5, 1e-15, 1e-12]}
+    am = AttentionModel({"coef": coef})
+    row = {"batch": 4, "heads": 8, "kv": 2, "d": 128, "ctx": 1000}
+    kv_bytes = 4 * 1000 * 2 * 128 * 4
+    want = 1e-5 + 1e-12 * kv_bytes + 1e-15 * 4 * 4 * 8 * 1000 * 128 + 1e-9 * 32 + 1e-8 * 4 + 1e-13 * 4 * 8 * 128 * 4
+    assert am.time("gqa_decode", row) == pytest.approx(want, rel=1e-12)
+    assert attn_terms("gqa_decode", row)[2:4].tolist() == [0.0, 0.0]  # not in the 16-128 or >=128 bands
+    spec = scenario_from_dict({"model": {"base": "qwen3-235b-a22b", "num_attention_heads": 8,
+                                         "num_key_value_heads": 2, "head_dim": 128},
+                               "cluster": {"gpu": "h100"}}).model
+    assert am.core_fn(spec)(np.array([4.0, 0.0]), True, 1000).tolist() == pytest.approx([want, 0.0])
+    v3 = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h100"}}).model
+    assert am.core_fn(v3) is None  # no MLA fit in this profile
+
+
+def test_shipped_attention_fits_refit_and_repredict():
+    from moesim.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
+
+    p = SiliconProfile.load(catalog.profile_dir() / "h100-sglang.json")
+    body = p.doc["attention"]
+    refit = fit_attention(unpack_rows(body["rows_fit"]))
+    for fam, c in body["coef"].items():
+        assert refit[fam] == pytest.approx(c, rel=1e-9, abs=1e-30)
+    again = AttentionModel(body).held_out_errors()
+    for group, e in body["held_out_error_percent"].items():
+        assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
