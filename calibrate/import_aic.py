@@ -401,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
             "value": startups, "label": "silicon",
             "source": f"DeepEP kernels at 1 and 4 tokens on one node ({where}, aiconfigurator {tool_version}), "
                       "minus the transfer at the fitted NVLink: [dispatch, combine] seconds per algorithm"}
-        doc["gpu"]["nvlink_bandwidth"] = {
-            "value": bw, "label": "silicon",
-            "source": f"DeepEP normal kernels on one node ({where}, aiconfigurator {tool_version}): achievable "
-                      "NVLink, fitted on the rows marked fitted in deepep.rows"}
+        doc["gpu"]["a2a_nvlink_bandwidth"] = {
+            "value": {"hierarchical": bw, "low_latency": bw}, "label": "silicon",
+            "source": f"DeepEP normal kernels on one node ({where}, aiconfigurator {tool_version}): the NVLink "
+                      "rate its all-to-all reaches, fitted on the rows marked fitted in deepep.rows (used for "
+                      "low latency too); NCCL collectives keep nvlink_bandwidth"}
         doc["deepep"] = {"source": f"aiconfigurator-core systems/data/{where}", "rows": deepep,
                          "nvlink_Bps": bw, "note": "one node (EP8), DeepSeek-V3 shape, normal kernels on 24 SMs; "
                          "the NVLink bandwidth is fitted on the normal rows with >= 512 tokens (every other one), "

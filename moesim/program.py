@@ -100,6 +100,9 @@ class Comm:
     flows: FlowSet
     latency_s: float = 0.0
     sm_share: float = 0.0
+    # the stage's flows inside a node move at 1 / nvlink_scale of the NVLink capacity (an all-to-all kernel
+    # that reaches less than the link figure, as measured): bytes on the wire are scaled, records are not
+    nvlink_scale: float = 1.0
 
 
 @dataclass(frozen=True)

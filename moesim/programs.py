@@ -59,7 +59,7 @@ def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     if pc.tp_allreduce is not None:
         stages.append(Comm("tp_allreduce", pc.tp_allreduce, lk.collective_latency_s))
     stages += _computes(pc.moe, ("router", "permute"))
-    dispatch = Comm("dispatch", pc.dispatch, lk.dispatch_latency_s, share)
+    dispatch = Comm("dispatch", pc.dispatch, lk.dispatch_latency_s, share, lk.a2a_nvlink_scale)
     overlap = r.scenario.comm.overlap_shared_experts and np.any(pc.moe.get("shared_experts", 0))
     if overlap:  # the shared experts need no dispatched tokens: they run while dispatch is in flight
         stages.append(Parallel(((dispatch,), tuple(_computes(pc.moe, ("shared_experts",))))))
@@ -67,7 +67,7 @@ def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
         stages.append(dispatch)
     stages += _computes(pc.moe, ("regroup", "routed_experts") if overlap else
                         ("regroup", "routed_experts", "shared_experts"))
-    stages.append(Comm("combine", pc.combine, lk.combine_latency_s, share))
+    stages.append(Comm("combine", pc.combine, lk.combine_latency_s, share, lk.a2a_nvlink_scale))
     stages += _computes(pc.moe, ("unpermute",)) + _computes(pc.after, ("tail_blocks", "head"))
     return Program(tuple(stages), pc.layer, pc.block, "forward", step)
 
@@ -81,10 +81,10 @@ def backward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     stages += _computes(pc.after, ("head", "tail_blocks"), 2.0, "bwd_")
     stages += _computes(pc.moe, ("unpermute",), 2.0, "bwd_")
     stages.append(Comm("bwd_dispatch", pc.combine.reversed(GRAD_BYTES * h / r.combine_copy_bytes),
-                       lk.dispatch_latency_s, share))
+                       lk.dispatch_latency_s, share, lk.a2a_nvlink_scale))
     stages += _computes(pc.moe, ("regroup", "routed_experts", "shared_experts"), 2.0, "bwd_")
     stages.append(Comm("bwd_combine", pc.dispatch.reversed(GRAD_BYTES * h / r.dispatch_copy_bytes),
-                       lk.combine_latency_s, share))
+                       lk.combine_latency_s, share, lk.a2a_nvlink_scale))
     stages += _computes(pc.moe, ("permute", "router"), 2.0, "bwd_")
     stages += _computes(pc.before, ("dense_ffn", "norms", "attention_core", "attention_proj"), 2.0, "bwd_")
     return Program(tuple(stages), pc.layer, pc.block, "backward", step)

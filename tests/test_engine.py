@@ -269,3 +269,14 @@ def test_relay_forwards_a_chunk_only_after_it_has_arrived(exact, chunks):
     # over its NIC (2/C s each) once it has arrived and the NIC is free: C = 4 sends at 0.25, 0.75, 1.25,
     # 1.75 and is done at 2.25 = 2 + 1/C; GPU 3 is done when its last chunk arrives, at 1
     assert back.stage(0, "combine")[:, END] == pytest.approx([2 + 1 / chunks, 0.0, 2 + 1 / chunks, 1.0])
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_an_all_to_all_kernel_slower_than_the_link_takes_longer_by_its_nvlink_scale(exact):
+    """100 B inside a node over a 100 B/s NVLink: 1 s for a collective at the link figure; 2 s for an
+    all-to-all kernel that reaches half of it (nvlink_scale 2). The flows' bytes are not changed."""
+    flows = p2p([0], [1], [100.0])
+    fast = simulate([[prog(Comm("tp_allreduce", flows))]], toy(), exact=exact)
+    slow = simulate([[prog(Comm("dispatch", flows, nvlink_scale=2.0))]], toy(), exact=exact)
+    assert fast.iteration_time_s == pytest.approx(1.0) and slow.iteration_time_s == pytest.approx(2.0)
+    assert flows.nbytes.tolist() == [100.0]

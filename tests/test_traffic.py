@@ -128,3 +128,18 @@ def test_a_measured_kernel_start_up_replaces_the_collective_latency():
     assert (lk.dispatch_latency_s, lk.combine_latency_s) == (30e-6, 50e-6)
     ll = resolve(scenario_from_dict({**raw, "comm": {"algorithm": "low_latency"}})).links
     assert (ll.dispatch_latency_s, ll.combine_latency_s) == (gpu["collective_latency"],) * 2  # none measured
+
+
+def test_the_nvlink_rate_an_all_to_all_reaches_scales_only_its_own_stages():
+    from moesim import catalog  # noqa: PLC0415
+    from moesim.resolve import resolve  # noqa: PLC0415
+
+    gpu = {k: v["value"] if isinstance(v, dict) else v for k, v in catalog.gpu_entry("h100").items()}
+    raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
+           "cluster": {"gpu": {**gpu, "a2a_nvlink_bandwidth": {"hierarchical": 185e9}}, "nodes": 1,
+                       "gpus_per_node": 8}}
+    assert resolve(scenario_from_dict(raw)).links.a2a_nvlink_scale == pytest.approx(370e9 / 185e9)
+    flat = resolve(scenario_from_dict({**raw, "comm": {"algorithm": "flat"}})).links
+    assert flat.a2a_nvlink_scale == 1.0  # none measured for flat
+    override = {**raw, "cluster": {**raw["cluster"], "intra_node": {"bandwidth": 100e9}}}
+    assert resolve(scenario_from_dict(override)).links.a2a_nvlink_scale == 1.0  # the scenario's figure wins

@@ -94,6 +94,9 @@ class GpuSpecIn(Strict):
     # algorithm: {"hierarchical": [dispatch, combine], "low_latency": [...]}; without it a dispatch costs
     # collective_latency (twice with a layout exchange) and a combine once
     a2a_startup: dict[str, tuple[float, float]] | None = None
+    # NVLink bytes/s that each algorithm's all-to-all kernels reach, when measured (below nvlink_bandwidth,
+    # which NCCL collectives reach); default: nvlink_bandwidth
+    a2a_nvlink_bandwidth: dict[str, float] | None = None
 
 
 class IntraNode(Strict):

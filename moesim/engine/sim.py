@@ -11,6 +11,7 @@ Events at equal times run in SimPy's (time, priority, insertion id) order, so ru
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 
 import numpy as np
 import simpy
@@ -92,6 +93,9 @@ class _Interpreter:
 
     def _phase(self, st: Comm) -> CommPhase:
         f = st.flows
+        if st.nvlink_scale != 1.0:  # slower kernels inside a node: more wire time per byte, same bytes recorded
+            gpn = self.topo.gpus_per_node
+            f = replace(f, nbytes=np.where(f.src // gpn == f.dst // gpn, f.nbytes * st.nvlink_scale, f.nbytes))
         return CommPhase(self.env, f, self.topo.paths(f.src, f.dst), self.g, self.topo.gpus_per_node,
                          st.latency_s, self.net)
 
