@@ -110,7 +110,6 @@ def read_gemm(root: Path, system: str, version: str) -> tuple[dict[str, Any] | N
     like the MoE table: every 4th (n, k) pair held out whole; the other pairs fitted at m = 1, 8, 32, …,
     32768 (even positions of GEMM_M) and held out at m = 4, 16, 64, …, 16384. Returns the profile's
     ``gemm`` body (None without a table) and where it came from."""
-    from moesim.silicon import pack_rows  # noqa: PLC0415
     from moesim.silicon_gemm import TERMS as GTERMS  # noqa: PLC0415
     from moesim.silicon_gemm import GemmModel, fit_gemm, gemm_curves  # noqa: PLC0415
 
@@ -135,16 +134,16 @@ def read_gemm(root: Path, system: str, version: str) -> tuple[dict[str, Any] | N
             held.append({**r, "group": f"gemm {short}: m off the fitted grid"})
     coef = fit_gemm(fit)
     body = {"terms": list(GTERMS), "kernels": GEMM_LANES, "coef": coef, "curves": gemm_curves(fit, coef),
-            "rows_fit": pack_rows_gemm(fit, pack_rows), "rows_held_out": pack_rows_gemm(held, pack_rows)}
+            "rows_fit": pack_rows_gemm(fit), "rows_held_out": pack_rows_gemm(held)}
     body["held_out_error_percent"] = GemmModel(body).held_out_errors()
     return body, str(path.relative_to(root))
 
 
-def pack_rows_gemm(rows, pack):
+def pack_rows_gemm(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows packed like the MoE rows, latencies kept to 6 significant digits (the tables' noise is percents)."""
     keys = ("m", "n", "k", "dtype", "latency_s", "group")
-    return pack([{**{k: r[k] for k in keys if k in r}, "latency_s": float(f"{r['latency_s']:.6g}")} for r in rows],
-                keys)
+    return pack_rows([{**{k: r[k] for k in keys if k in r}, "latency_s": float(f"{r['latency_s']:.6g}")}
+                      for r in rows], keys)
 
 
 # kept rows (the profile stays small): heads per GPU >= 8 (fewer are launch-bound toy shapes), head_dim 128
@@ -156,7 +155,6 @@ def read_attention(root: Path, system: str, version: str) -> tuple[dict[str, Any
     """SGLang's attention tables (FlashAttention-3 lane, BF16 activations and KV cache, no sliding window;
     MLA without tensor parallelism), as moesim rows per family (``moesim.silicon_attn``). Held out: every
     4th (heads, kv, d) shape of the GQA tables whole, and every other remaining row."""
-    from moesim.silicon import pack_rows  # noqa: PLC0415
     from moesim.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
 
     rows: list[dict[str, Any]] = []
@@ -200,7 +198,8 @@ def read_attention(root: Path, system: str, version: str) -> tuple[dict[str, Any
         else:
             fit.append(r)
     keys = ("family", "batch", "heads", "kv", "d", "ctx", "seq", "latency_s", "group")
-    pad = lambda rs: [{k: r.get(k, 0) for k in keys if k in r or k in ("kv", "d", "ctx", "seq")} for r in rs]  # noqa: E731
+    # one column set for every family: sizes a family lacks (MLA's kv and d, decode's seq) are stored as 0
+    pad = lambda rs: [{"kv": 0, "d": 0, "ctx": 0, "seq": 0, **r} for r in rs]  # noqa: E731
     body = {"coef": fit_attention(fit), "rows_fit": pack_rows(pad(fit), keys),
             "rows_held_out": pack_rows(pad(held), keys)}
     body["held_out_error_percent"] = AttentionModel(body).held_out_errors()
@@ -383,15 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     gemm, gemm_where = read_gemm(data_root(a.data), a.system, a.gemm_version)
     if gemm:
         doc["gemm"] = {**gemm, "source": f"aiconfigurator-core systems/data/{gemm_where}"}
-        for group, e in gemm["held_out_error_percent"].items():
-            print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
-                  f"bias {e['bias']:+.1f}%")
+        _print_errors(gemm["held_out_error_percent"])
     attn, attn_where = read_attention(data_root(a.data), a.system, a.gemm_version)
     if attn:
         doc["attention"] = {**attn, "source": f"aiconfigurator-core systems/data/{attn_where}"}
-        for group, e in attn["held_out_error_percent"].items():
-            print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
-                  f"bias {e['bias']:+.1f}%")
+        _print_errors(attn["held_out_error_percent"])
     deepep, where = read_deepep_rows(data_root(a.data), a.system, a.deepep_version)
     if deepep:
         lat = float(doc["gpu"]["collective_latency"]["value"])
@@ -418,10 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}: {len(doc['moe']['rows_fit']['rows'])} rows fitted, "
           f"{len(doc['moe']['rows_held_out']['rows'])} held out, "
           f"{len(doc['provenance']['excluded_series'])} series excluded")
-    for group, e in doc["moe"]["held_out_error_percent"].items():
+    _print_errors(doc["moe"]["held_out_error_percent"])
+    return 0
+
+
+def _print_errors(errors: dict[str, dict[str, float]]) -> None:
+    for group, e in errors.items():
         print(f"  {group}: n={e['n']} MAPE {e['mape']:.1f}% P90 {e['p90']:.1f}% max {e['max']:.1f}% "
               f"bias {e['bias']:+.1f}%")
-    return 0
 
 
 if __name__ == "__main__":

@@ -48,15 +48,16 @@ def expert_weights(experts: int, hidden: int, inter: int, dtype: torch.dtype, de
     return w1, w3, w2
 
 
-def experts_loop(xs: torch.Tensor, counts: list[int], w1, w3, w2) -> torch.Tensor:
-    """One SwiGLU per expert with tokens (experts with 0 tokens are skipped). xs [C, H] grouped by expert."""
+def experts_loop(xs: torch.Tensor, counts: list[int], w1, w3, w2, mm=torch.matmul) -> torch.Tensor:
+    """One SwiGLU per expert with tokens (experts with 0 tokens are skipped). xs [C, H] grouped by expert.
+    ``mm(x, w)``: the GEMM (``experts_loop_fp8`` passes the FP8 one)."""
     out = torch.empty_like(xs)
     start = 0
     for e, n in enumerate(counts):
         if n == 0:
             continue
         x = xs[start:start + n]
-        out[start:start + n] = (F.silu(x @ w1[e]) * (x @ w3[e])) @ w2[e]
+        out[start:start + n] = mm(F.silu(mm(x, w1[e])) * mm(x, w3[e]), w2[e])
         start += n
     return out
 
@@ -78,15 +79,7 @@ def _mm_fp8(x: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
 
 def experts_loop_fp8(xs: torch.Tensor, counts: list[int], w1, w3, w2) -> torch.Tensor:
     """``experts_loop`` with FP8 weights and activations (DeepSeek-V3-style W8A8 expert GEMMs)."""
-    out = torch.empty_like(xs)
-    start = 0
-    for e, n in enumerate(counts):
-        if n == 0:
-            continue
-        x = xs[start:start + n]
-        out[start:start + n] = _mm_fp8(F.silu(_mm_fp8(x, w1[e])) * _mm_fp8(x, w3[e]), w2[e])
-        start += n
-    return out
+    return experts_loop(xs, counts, w1, w3, w2, mm=_mm_fp8)
 
 
 def experts_bmm(xs: torch.Tensor, counts: list[int], w1, w3, w2) -> torch.Tensor:

@@ -57,11 +57,12 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     p = attention_params(m)
     h = m.hidden_size
     group = tokens * tp
-    proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4)
     if gemm_fn is not None and tp == 1:
         from moesim.silicon_gemm import projection_gemms  # noqa: PLC0415
 
         proj = sum(gemm_fn(tokens, n, k) for n, k in projection_gemms(m))
+    else:
+        proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4)
     dqk, dv = _core_dims(m, decode)
     span = context if decode else context / 2.0
     core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span

@@ -8,7 +8,11 @@ all its weights from HBM (3·H·F·bytes per active expert), which dominates at 
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,24 +130,25 @@ class RooflineCosts:
         return shared_expert_time(tokens, self.model, self.c)
 
 
-def _is_silicon(path: str) -> bool:
-    """Whether a profile file is a silicon profile (``calibrate.import_aic``) rather than a measured one."""
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    return json.loads(Path(path).read_text(encoding="utf-8")).get("format", "").startswith("moesim-silicon/")
+@functools.lru_cache(maxsize=8)
+def _profile_doc(path: str, mtime_ns: int) -> dict[str, Any]:
+    """A profile file's document, parsed once per (path, modification time): every micro-batch's build asks
+    for it, and a silicon profile is about a megabyte of JSON. Callers must not change it."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def cost_model(cluster, model: MoEModel, top_k: int):
     """Measured costs when the cluster's GPU is a calibrate/ profile, else the roofline."""
-    if cluster.gpu_profile and _is_silicon(cluster.gpu_profile):
-        from moesim.silicon import SiliconCosts, SiliconProfile  # noqa: PLC0415 (only when a profile is used)
-
-        roofline = RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)
-        return SiliconCosts(SiliconProfile.load(cluster.gpu_profile), roofline, model, top_k)
     if cluster.gpu_profile:
+        path = str(cluster.gpu_profile)
+        doc = _profile_doc(path, Path(path).stat().st_mtime_ns)
+        if doc.get("format", "").startswith("moesim-silicon/"):
+            from moesim.silicon import SiliconCosts, SiliconProfile  # noqa: PLC0415 (only with such a profile)
+
+            roofline = RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)
+            return SiliconCosts(SiliconProfile(doc["name"], doc), roofline, model, top_k)
         from moesim.profile import MeasuredCosts, Profile  # noqa: PLC0415 (only when a profile is used)
 
-        return MeasuredCosts(Profile.load(cluster.gpu_profile), model.hidden, model.inter, model.experts, top_k,
+        return MeasuredCosts(Profile.from_doc(doc), model.hidden, model.inter, model.experts, top_k,
                              model.shared_inter)
     return RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)

@@ -84,10 +84,15 @@ def fit_terms(points: list[dict[str, Any]], terms: Sequence[str]) -> np.ndarray:
     """Non-negative least squares on relative error: minimise Σ((model − t)/t)² over coefficients ≥ 0.
     Active-set by elimination: refit without any term whose coefficient came out negative."""
     a = np.array([[_term(n, p) for n in terms] for p in points])
-    y = np.array([p["median_s"] for p in points])
+    return nnls_relative(a, np.array([p["median_s"] for p in points]))
+
+
+def nnls_relative(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients c ≥ 0 [T] minimising Σ((a·c − y)/y)² for regressors a [N, T] and times y [N]: least
+    squares, then without the most negative coefficient until none is negative."""
     w = 1.0 / y
-    active = list(range(len(terms)))
-    coef = np.zeros(len(terms))
+    active = list(range(a.shape[1]))
+    coef = np.zeros(a.shape[1])
     while active:
         sol, *_ = np.linalg.lstsq(a[:, active] * w[:, None], y * w, rcond=None)
         if (sol >= 0).all():

@@ -24,10 +24,12 @@ class Links:
     dispatch_latency_s: float  # dispatch's: one more start-up with a layout exchange (DeepEP notify)
     combine_latency_s: float = 0.0
     a2a_nvlink_scale: float = 1.0  # nvlink_Bps / the rate the algorithm's all-to-all kernels reach
+
     @classmethod
     def of(cls, c: ClusterSpec, layout_exchange: bool = False, algorithm: str = "") -> Links:
         """``algorithm``: a start-up the GPU's figures measured for it (``a2a_startup``) replaces the
-        collective latency for dispatch and combine."""
+        collective latency for dispatch and combine, and the NVLink rate its kernels reach
+        (``a2a_nvlink_bandwidth``) sets ``a2a_nvlink_scale``."""
         lat = c.gpu.collective_latency
         startup = (c.gpu.a2a_startup or {}).get(algorithm)
         d_lat, c_lat = startup if startup else (2 * lat if layout_exchange else lat, lat)
@@ -35,7 +37,7 @@ class Links:
         reached = (c.gpu.a2a_nvlink_bandwidth or {}).get(algorithm)
         scale = nvlink / reached if reached and not c.intra_node.bandwidth else 1.0  # an override wins
         return cls(
-            nvlink_Bps=c.intra_node.bandwidth or c.gpu.nvlink_bandwidth,
+            nvlink_Bps=nvlink,
             nvlink_latency_s=c.intra_node.latency if c.intra_node.latency is not None else c.gpu.nvlink_latency,
             nic_Bps=c.inter_node.nic_bandwidth or c.gpu.nic_bandwidth,
             nic_latency_s=c.inter_node.latency if c.inter_node.latency is not None else c.gpu.nic_latency,

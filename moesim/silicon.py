@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from moesim.profile import _ape as ape  # n, MAPE, P90, max and bias in percent: one definition
+from moesim.profile import nnls_relative
+
 FORMAT = "moesim-silicon/1"
 TILE = 64
 # FLOP terms by the expert's own token count: a grouped GEMM's efficiency rises with the rows an expert has
@@ -106,21 +109,6 @@ def counts_of(row: dict[str, Any], draws: int = 4, seed: int = 0) -> np.ndarray:
     alpha = float(dist.rsplit("_", 1)[1])
     rng = np.random.default_rng(seed)
     return np.stack([routed_counts(power_law_counts(t, e, k, alpha, rng), t, k, rng) for _ in range(draws)])
-
-
-def nnls_relative(a: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares on relative error (minimise Σ((a·c − y)/y)², c ≥ 0), by dropping the
-    most negative coefficient and refitting (the same active-set rule as ``profile.fit_terms``)."""
-    w = 1.0 / y
-    active = list(range(a.shape[1]))
-    coef = np.zeros(a.shape[1])
-    while active:
-        sol, *_ = np.linalg.lstsq(a[:, active] * w[:, None], y * w, rcond=None)
-        if (sol >= 0).all():
-            coef[active] = sol
-            return coef
-        active.pop(int(np.argmin(sol)))
-    return coef
 
 
 def shape_key(row: dict[str, Any]) -> str:
@@ -235,15 +223,6 @@ def unpack_rows(packed: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: levels[k][x] if k in levels else x for k, x in zip(keys, v)} for v in packed["rows"]]
 
 
-def ape(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
-    """n, MAPE, P90, max absolute percentage error and bias (signed mean), in percent."""
-    err = 100.0 * (np.asarray(pred) - np.asarray(meas)) / np.asarray(meas)
-    if err.size == 0:
-        return {"n": 0}
-    return {"n": int(err.size), "mape": float(np.abs(err).mean()), "p90": float(np.percentile(np.abs(err), 90)),
-            "max": float(np.abs(err).max()), "bias": float(err.mean())}
-
-
 def held_out_errors(p: SiliconProfile) -> dict[str, dict[str, float]]:
     """Per held-out group (``rows_held_out[*].group``): errors of the profile's predictions."""
     groups: dict[str, tuple[list[float], list[float]]] = {}
@@ -265,7 +244,8 @@ class SiliconCosts:
         self.silicon, self.base, self.model, self.k = profile, roofline, model, top_k
         self.dtype = DTYPE_OF.get(model.weight_dtype, "")
         body = profile.doc.get("gemm")
-        self.gemm = GemmModel(body) if body and GemmModel(body).has_dtype(self.dtype) else None
+        gemm = GemmModel(body) if body else None
+        self.gemm = gemm if gemm is not None and gemm.has_dtype(self.dtype) else None
         prov = profile.doc["provenance"]
         what = "routed and shared experts" if profile.has_dtype(self.dtype) else \
             f"no {model.weight_dtype} rows: experts from the roofline too"
