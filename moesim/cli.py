@@ -353,3 +353,8 @@ def plan_cmd(plan_file: Path, jobs: int, as_json: bool, out_dir: Path | None) ->
     from moesim.tables import plan_table  # noqa: PLC0415
 
     click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
+
+
+from moesim.cli_serve import serve_cmd  # noqa: E402  (kept in its own module; registered here)
+
+main.add_command(serve_cmd)

@@ -81,6 +81,27 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     return ParamCounts(attn, dense, routed, shared, router, emb, active)
 
 
+def kv_bytes_per_cached_token(s: Scenario) -> float:
+    """KV bytes one GPU holds per token of its sequences, all blocks. With attention TP the group's tp·T
+    sequences are shared: GQA splits the cache by KV head, MLA's latent is whole on every rank (tp times)."""
+    m = s.model
+    kv_share = s.workload.attention_tp if m.kv_lora_rank else 1
+    return kv_bytes_per_token(m) * m.num_hidden_layers * kv_share
+
+
+def kv_capacity_tokens_per_gpu(s: Scenario, max_batch: int, fraction: float) -> float | None:
+    """Tokens of KV cache one GPU can hold when ``max_batch`` sequences run on it: ``fraction`` of the HBM
+    left after weights, dispatch buffers and activations (memory_per_gpu's terms), over the bytes per cached
+    token. None when the model gives no attention shape (memory not modelled); 0 when nothing is left."""
+    probe = s.model_copy(update={"workload": s.workload.model_copy(
+        update={"mode": "decode", "tokens_per_gpu": max_batch, "context_tokens": 1})})
+    mem = memory_per_gpu(probe)
+    if not mem["known"]:
+        return None
+    free = mem["capacity_bytes"] - (mem["total_bytes"] - mem["kv_cache_bytes"])
+    return max(0.0, free * fraction / kv_bytes_per_cached_token(s))
+
+
 def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     """Bytes per GPU by kind, the GPU's capacity, and whether it fits (over_by_bytes when it does not)."""
     m = s.model
@@ -97,10 +118,7 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     tp = s.workload.attention_tp
     replicated = (p.attention / tp + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
-    # TP: the group's tp·T sequences; GQA splits the cache by KV head, MLA's latent is whole on every rank
-    kv_share = tp if m.kv_lora_rank else 1
-    kv = (t * s.workload.context_tokens * kv_bytes_per_token(m) * m.num_hidden_layers * kv_share
-          if s.workload.mode == "decode" else 0.0)
+    kv = t * s.workload.context_tokens * kv_bytes_per_cached_token(s) if s.workload.mode == "decode" else 0.0
     top_k = s.router.top_k or m.num_experts_per_tok
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES  # dispatch in + combine out, worst case all remote
     activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES

@@ -88,6 +88,7 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
                             fix="give cluster: {gpu: h100, nodes: 1, gpus_per_node: 8}")
     raw["cluster"] = {**cluster, **_resolve_gpu(cluster.get("gpu"), Path(base_dir))}
     raw["router"] = _resolve_stats_path(raw.get("router"), Path(base_dir))
+    raw = _resolve_trace_path(raw, Path(base_dir))
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -117,6 +118,19 @@ def _resolve_stats_path(router: Any, base: Path) -> Any:
                             fix="give the path of a histogram or trace file, relative to the scenario file")
     stats["path"] = str(path.resolve())
     return {**router, "stats": stats}
+
+
+def _resolve_trace_path(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make ``serving.arrival.path`` (a request trace) absolute, relative to the scenario file."""
+    serving = raw.get("serving")
+    arrival = serving.get("arrival") if isinstance(serving, dict) else None
+    if not isinstance(arrival, dict) or "path" not in arrival:
+        return raw
+    path = base / str(arrival["path"])
+    if not path.is_file():
+        raise ScenarioError(f"no such file {str(arrival['path'])!r}", path="serving.arrival.path",
+                            fix="give the path of a request trace (CSV or JSONL), relative to the scenario file")
+    return {**raw, "serving": {**serving, "arrival": {**arrival, "path": str(path.resolve())}}}
 
 
 def _resolve_model(value: Any, base: Path) -> dict[str, Any]:

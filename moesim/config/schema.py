@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from moesim.config.serving import ServingSpec
 from moesim.units import parse_quantity
 
 
@@ -358,3 +359,5 @@ class Scenario(Strict):
     workload: WorkloadSpec = WorkloadSpec()
     comm: CommSpec = CommSpec()
     sim: SimSpec = SimSpec()
+    # request-level serving (moesim serve); the iteration simulator ignores it
+    serving: ServingSpec | None = None

@@ -1,0 +1,133 @@
+"""``moesim serve``: the request-level serving simulation (registered on the main group in moesim.cli)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival.rate_per_s=8 (repeatable)."
+
+
+def columns_csv(cols: dict[str, np.ndarray]) -> str:
+    """Columns of equal length as CSV text (floats with full precision, NaN as empty)."""
+    names = list(cols)
+    n = len(next(iter(cols.values()))) if cols else 0
+    out = [",".join(names)]
+    for i in range(n):
+        cells = []
+        for k in names:
+            v = cols[k][i]
+            if isinstance(v, float | np.floating):
+                cells.append("" if np.isnan(v) else repr(float(v)))
+            else:
+                cells.append(str(v.item() if hasattr(v, "item") else v))
+        out.append(",".join(cells))
+    return "\n".join(out) + "\n"
+
+
+def write_serve_outputs(out_dir: Path, result: Any) -> list[Path]:
+    """serve.json (summary), requests.csv, timeline.csv and surfaces.json, each written atomically."""
+    from moesim.output import to_json, write_atomic  # noqa: PLC0415
+
+    files = {"serve.json": to_json(result.summary), "requests.csv": columns_csv(result.requests),
+             "timeline.csv": columns_csv(result.timeline),
+             "surfaces.json": to_json({"/".join(k): v.to_dict() for k, v in result.surfaces.items()})}
+    for name, text in files.items():
+        write_atomic(out_dir / name, text)
+    return [out_dir / n for n in files]
+
+
+@click.command(name="serve")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--rate", type=float, default=None, help="Requests per second (sets serving.arrival.rate_per_s).")
+@click.option("-j", "--jobs", type=int, default=0, help="Worker processes for the surface (default: one per core).")
+@click.option("--no-cache", is_flag=True, help="Rebuild the iteration surfaces instead of reading the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of the text.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write serve.json, requests.csv, timeline.csv and surfaces.json (for `moesim report`).")
+def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, jobs: int, no_cache: bool,
+              as_json: bool, out_dir: Path | None) -> None:
+    """Simulate a request stream served by SCENARIO's deployment: TTFT, TPOT, throughput, goodput.
+
+    \b
+    The scenario's serving section (all optional, defaults shown in docs/serving.md):
+      serving:
+        arrival: {kind: poisson, rate_per_s: 8}      # gamma {rate_per_s, cv}, constant, or
+                                                     # trace {path, format: azure|mooncake|csv}
+        requests: 2000
+        input_tokens: {kind: lognormal, mean: 4000, cv: 0.5}
+        output_tokens: {kind: constant, value: 1000}
+        prefix_hit: 0.0
+        scheduler: {policy: prefill_first, max_batch: 128, token_budget: 8192, kv_memory_fraction: 0.9}
+        deployment: {kind: aggregated, ep_gpus: 16}  # or {kind: disaggregated,
+                                                     #     prefill: {gpus: 16}, decode: {gpus: 16}}
+        mtp: {draft_tokens: 1, acceptance: 0.85}
+        slo: {ttft_s: 2.0, tpot_s: 0.05, percentile: 90}
+    Iteration times come from the iteration simulator run at grid points (tokens per GPU x context; in
+    parallel, cached) and interpolated; the held-out error of that interpolation is printed.
+    Examples:
+      moesim serve scenarios/deepseek-v3-serve-h800.yaml
+      moesim serve scenarios/deepseek-v3-serve-h800.yaml --rate 6 -o out/serve && moesim report out/serve -o out/r
+    """
+    from moesim.config import load_scenario  # noqa: PLC0415
+    from moesim.errors import ScenarioError  # noqa: PLC0415
+    from moesim.output import write_atomic  # noqa: PLC0415
+    from moesim.serve import serve  # noqa: PLC0415
+    from moesim.serve.text import serve_text  # noqa: PLC0415
+    from moesim.sweep import LocalProcessExecutor  # noqa: PLC0415
+
+    sets = list(overrides)
+    if rate is not None:
+        if rate <= 0:
+            raise ScenarioError(f"the request rate must be positive (got {rate:g})", path="--rate",
+                                fix="give requests per second above 0, e.g. --rate 4")
+        sets.append(f"serving.arrival.rate_per_s={rate}")
+    s = load_scenario(scenario, sets)
+    if s.serving is None:
+        s = s.model_copy(update={"serving": _default_serving()})
+    bar = _Bar()
+    try:
+        result = serve(s, LocalProcessExecutor(jobs or os.cpu_count() or 1), not no_cache, bar.update,
+                       write_atomic)
+    finally:
+        bar.close()
+    if out_dir:
+        write_serve_outputs(out_dir, result)
+    from moesim.output import to_json  # noqa: PLC0415
+
+    click.echo(to_json(result.summary) if as_json else serve_text(result.summary), nl=False)
+
+
+def _default_serving():
+    from moesim.config.serving import ServingSpec  # noqa: PLC0415
+
+    return ServingSpec()
+
+
+class _Bar:
+    """A progress bar on stderr for the surface points, shown only when there are points to run."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.n = 0
+
+    def update(self, done: int, total: int) -> None:
+        if total == 0:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="iteration surface points", file=sys.stderr,
+                                         show_eta=True)
+            self.bar.__enter__()
+        self.bar.length = total
+        self.bar.update(done - self.n)
+        self.n = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)

@@ -1,0 +1,184 @@
+"""The ``serving:`` section of a scenario: request stream, scheduler, deployment shape, SLOs, surface grid.
+
+Read by ``moesim serve`` (moesim.serve); the iteration simulator ignores it. Counts that say "per GPU" follow
+``workload.tokens_per_gpu``: an instance of G GPUs with data-parallel attention holds G times as many.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoissonArrival(_Strict):
+    """Exponential gaps, mean 1/rate (open-loop Poisson process)."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_per_s: float = Field(gt=0)
+
+
+class GammaArrival(_Strict):
+    """Gamma-distributed gaps with mean 1/rate and coefficient of variation ``cv`` (cv > 1: bursty; cv = 1 is
+    Poisson; cv < 1 more regular), as in DistServe's and Vidur's workload generators."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate_per_s: float = Field(gt=0)
+    cv: float = Field(default=2.0, gt=0)
+
+
+class ConstantArrival(_Strict):
+    """One request every 1/rate seconds (deterministic arrivals)."""
+
+    kind: Literal["constant"] = "constant"
+    rate_per_s: float = Field(gt=0)
+
+
+class TraceArrival(_Strict):
+    """Arrival times and token counts from a trace file. format: ``azure`` (Azure LLM inference trace CSV:
+    TIMESTAMP, ContextTokens, GeneratedTokens), ``mooncake`` (JSONL: timestamp in ms, input_length,
+    output_length), ``csv`` (arrival_s, input_tokens, output_tokens) or ``auto`` (from the file's header).
+    ``speedup`` divides every gap (2 = twice the rate); the trace's lengths replace input/output_tokens."""
+
+    kind: Literal["trace"] = "trace"
+    path: str
+    format: Literal["auto", "azure", "mooncake", "csv"] = "auto"
+    speedup: float = Field(default=1.0, gt=0)
+
+
+Arrival = Annotated[PoissonArrival | GammaArrival | ConstantArrival | TraceArrival, Field(discriminator="kind")]
+
+
+class ConstantLength(_Strict):
+    kind: Literal["constant"] = "constant"
+    value: int = Field(ge=1)
+
+
+class UniformLength(_Strict):
+    """Integers uniform on [low, high]."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformLength:
+        if self.high < self.low:
+            raise ValueError(f"high {self.high} is below low {self.low}")
+        return self
+
+
+class LognormalLength(_Strict):
+    """Lognormal with the given mean and coefficient of variation, rounded, clipped to [1, max]."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    mean: float = Field(gt=0)
+    cv: float = Field(default=1.0, gt=0)
+    max: int = Field(default=131072, ge=1)
+
+
+Length = Annotated[ConstantLength | UniformLength | LognormalLength, Field(discriminator="kind")]
+
+
+class SchedulerSpec(_Strict):
+    """Continuous batching (per instance).
+
+    policy: ``prefill_first`` (SGLang's default: a prefill iteration whenever a waiting request can be
+    admitted, else a decode iteration of every running sequence) or ``alternate`` (after each prefill
+    iteration, the running sequences get one decode step before the next prefill).
+    max_batch: running sequences per GPU. token_budget: prompt tokens per GPU in one prefill iteration; a
+    longer prompt is prefilled in chunks (chunked prefill). kv_memory_fraction: share of the HBM left after
+    weights, buffers and activations that holds the KV cache (vLLM's gpu_memory_utilization, applied to
+    the leftover). When the cache is full, the most recently admitted sequence is preempted and recomputed.
+    """
+
+    policy: Literal["prefill_first", "alternate"] = "prefill_first"
+    max_batch: int = Field(default=256, ge=1)
+    token_budget: int = Field(default=8192, ge=1)
+    kv_memory_fraction: float = Field(default=0.9, gt=0, le=1)
+
+
+class SideSpec(_Strict):
+    """One role's GPUs (prefill or decode) of a disaggregated deployment. ep_gpus: GPUs per instance (one EP
+    group; default: all of the role's GPUs); gpus / ep_gpus instances run side by side (DP replicas)."""
+
+    gpus: int = Field(ge=1)
+    ep_gpus: int | None = Field(default=None, ge=1)
+    attention_tp: int | None = Field(default=None, ge=1)
+    micro_batches: Literal[1, 2] | None = None
+
+
+class DeploymentSpec(_Strict):
+    """aggregated: every instance prefills and decodes; ``ep_gpus`` per instance (default: the cluster).
+    disaggregated: ``prefill`` and ``decode`` GPUs apart (prefill first, from GPU 0); the KV cache moves
+    from the prefill GPU to the decode GPU as a flow on the topology when the prefill ends."""
+
+    kind: Literal["aggregated", "disaggregated"] = "aggregated"
+    ep_gpus: int | None = Field(default=None, ge=1)
+    prefill: SideSpec | None = None
+    decode: SideSpec | None = None
+
+    @model_validator(mode="after")
+    def _sides(self) -> DeploymentSpec:
+        if self.kind == "disaggregated" and (self.prefill is None or self.decode is None):
+            raise ValueError("a disaggregated deployment needs prefill: {gpus: N} and decode: {gpus: M}")
+        if self.kind == "aggregated" and (self.prefill is not None or self.decode is not None):
+            raise ValueError("prefill/decode sides are for kind: disaggregated")
+        return self
+
+
+class MtpSpec(_Strict):
+    """Multi-token prediction / speculative decoding: each decode step verifies ``draft_tokens`` drafted
+    tokens per sequence; draft i is accepted when drafts 1..i-1 were and a coin of ``acceptance`` lands
+    (DeepSeek-V3 reports 85-90% for its second token). The draft module costs ``draft_cost`` of one decode
+    block's time per drafted token (DeepSeek's MTP module is one extra block)."""
+
+    draft_tokens: int = Field(default=1, ge=1, le=8)
+    acceptance: float = Field(default=0.85, ge=0, le=1)
+    draft_cost: float = Field(default=1.0, ge=0)
+
+
+class SloSpec(_Strict):
+    """Latency targets. A request meets the SLO when its TTFT and TPOT are both within their limits; the
+    run meets it when the ``percentile`` of each is within its limit."""
+
+    ttft_s: float = Field(default=2.0, gt=0)
+    tpot_s: float = Field(default=0.1, gt=0)
+    percentile: Literal[50, 90, 95, 99] = 90
+
+
+class SurfaceSpec(_Strict):
+    """The iteration-time surface: the DES is run at grid points and interpolated bilinearly.
+
+    prefill_tokens / decode_batch: per-GPU tokens of a prefill iteration / sequences of a decode iteration
+    (default: powers of two up to the scheduler's limits); contexts: context lengths (default: powers of 4
+    over the workload's range). holdout: also run the midpoints of the grid and report the interpolation
+    error there. cache: keep built surfaces on disk keyed by everything that changes them."""
+
+    prefill_tokens: list[int] | None = None
+    decode_batch: list[int] | None = None
+    contexts: list[int] | None = None
+    holdout: bool = True
+    cache: bool = True
+
+
+class ServingSpec(_Strict):
+    """A request stream served by a deployment. ``requests`` requests are generated (or the trace's first
+    ``requests``; null: all of it); ``duration_s`` stops arrivals after that time, whichever comes first.
+    prefix_hit: share of each prompt found in the prefix cache (not recomputed, but held in the KV cache)."""
+
+    arrival: Arrival = PoissonArrival(rate_per_s=1.0)
+    requests: int | None = Field(default=1000, ge=1)
+    duration_s: float | None = Field(default=None, gt=0)
+    input_tokens: Length = ConstantLength(value=1024)
+    output_tokens: Length = ConstantLength(value=256)
+    prefix_hit: float = Field(default=0.0, ge=0, lt=1)
+    scheduler: SchedulerSpec = SchedulerSpec()
+    deployment: DeploymentSpec = DeploymentSpec()
+    mtp: MtpSpec | None = None
+    slo: SloSpec = SloSpec()
+    surface: SurfaceSpec = SurfaceSpec()

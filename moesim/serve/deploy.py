@@ -1,0 +1,117 @@
+"""Deployment shapes: which GPUs form which instance (one EP group each) and what each instance can hold.
+
+aggregated: the cluster's GPUs split into instances of ``ep_gpus``; each prefills and decodes.
+disaggregated: the first ``prefill.gpus`` GPUs serve prefill, the next ``decode.gpus`` decode; each side
+splits into instances of its ``ep_gpus``. An instance's iteration is simulated as its own cluster of
+``ep_gpus`` GPUs (whole nodes, or part of one node when ``ep_gpus < gpus_per_node``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from moesim.config.checks import check_scenario
+from moesim.config.schema import Scenario
+from moesim.config.serving import SideSpec
+from moesim.errors import ScenarioError
+from moesim.memory import kv_bytes_per_token, kv_capacity_tokens_per_gpu
+
+
+@dataclass(frozen=True)
+class Role:
+    """Instances of one kind. ``scenario`` is one instance's iteration scenario (its EP group).
+    kv_tokens: KV-cache tokens one instance holds (inf when memory is not modelled)."""
+
+    name: str  # aggregated | prefill | decode
+    scenario: Scenario
+    instances: int
+    gpus_per_instance: int
+    first_gpu: int  # global index of the role's first GPU
+    kv_tokens: float
+    max_running: int  # sequences per instance (max_batch x GPUs)
+    prefill_budget: int  # prompt tokens per prefill iteration per instance (token_budget x GPUs)
+
+    @property
+    def prefills(self) -> bool:
+        return self.name != "decode"
+
+    @property
+    def decodes(self) -> bool:
+        return self.name != "prefill"
+
+    def gpu(self, instance: int, rank: int) -> int:
+        """Global GPU index of ``rank`` inside ``instance``."""
+        return self.first_gpu + instance * self.gpus_per_instance + rank
+
+
+@dataclass(frozen=True)
+class Deployment:
+    kind: str
+    roles: tuple[Role, ...]
+    world_gpus: int
+    kv_bytes_per_token: float  # bytes of one sequence token's KV cache, all blocks (what a transfer moves)
+
+    def role(self, name: str) -> Role:
+        return next(r for r in self.roles if r.name == name)
+
+
+def deployment_of(s: Scenario) -> Deployment:
+    """Resolve ``serving.deployment`` against the scenario's cluster; ScenarioError on an impossible shape."""
+    d = s.serving.deployment
+    world = s.cluster.num_gpus
+    if d.kind == "aggregated":
+        side = SideSpec(gpus=world, ep_gpus=d.ep_gpus)
+        roles = (_role(s, "aggregated", side, 0, "serving.deployment"),)
+    else:
+        used = d.prefill.gpus + d.decode.gpus
+        if used > world:
+            raise ScenarioError(f"prefill {d.prefill.gpus} + decode {d.decode.gpus} GPUs exceed the cluster's "
+                                f"{world}", path="serving.deployment", fix=f"use at most {world} GPUs in all, or "
+                                "more cluster.nodes")
+        roles = (_role(s, "prefill", d.prefill, 0, "serving.deployment.prefill"),
+                 _role(s, "decode", d.decode, d.prefill.gpus, "serving.deployment.decode"))
+    per_token = kv_bytes_per_token(s.model) * s.model.num_hidden_layers if s.model.has_attention_shape else 0.0
+    return Deployment(d.kind, roles, world, per_token)
+
+
+def _role(s: Scenario, name: str, side: SideSpec, first: int, where: str) -> Role:
+    g = side.ep_gpus or side.gpus
+    gpn = s.cluster.gpus_per_node
+    if side.gpus % g:
+        raise ScenarioError(f"{side.gpus} GPUs do not split into instances of {g}", path=f"{where}.ep_gpus",
+                            fix="use an ep_gpus that divides the GPU count")
+    if (g >= gpn and g % gpn) or (g < gpn and gpn % g):
+        raise ScenarioError(f"an instance of {g} GPUs is neither whole nodes of {gpn} nor an even part of one",
+                            path=f"{where}.ep_gpus", fix=f"use a multiple or a divisor of {gpn}")
+    if name != "aggregated" and (first % gpn or side.gpus % gpn) and side.gpus >= gpn:
+        raise ScenarioError(f"{side.gpus} GPUs is not whole nodes of {gpn}", path=f"{where}.gpus",
+                            fix=f"use a multiple of {gpn} GPUs per side")
+    sc = instance_scenario(s, g, side)
+    try:
+        check_scenario(sc)
+    except ScenarioError as err:
+        raise ScenarioError(f"an instance of {g} GPUs: {err.problem}", path=f"{where} ({err.path})",
+                            fix=err.fix) from None
+    sched = s.serving.scheduler
+    cap = kv_capacity_tokens_per_gpu(sc, sched.max_batch, sched.kv_memory_fraction)
+    if cap is not None and cap < 1:
+        raise ScenarioError(f"weights, buffers and activations fill the {sc.cluster.gpu.name} HBM: no room for a "
+                            "KV cache", path=f"{where}.ep_gpus",
+                            fix="use more GPUs per instance (fewer experts per GPU) or a smaller max_batch")
+    kv = math.inf if cap is None else math.floor(cap) * g
+    return Role(name, sc, side.gpus // g, g, first, kv, sched.max_batch * g, sched.token_budget * g)
+
+
+def instance_scenario(s: Scenario, gpus: int, side: SideSpec) -> Scenario:
+    """The iteration scenario of one instance of ``gpus`` GPUs (its cluster cut to those GPUs)."""
+    gpn = s.cluster.gpus_per_node
+    cluster = s.cluster.model_copy(update={"nodes": max(1, gpus // gpn), "gpus_per_node": min(gpus, gpn)})
+    nics = cluster.inter_node.nics_per_node
+    if nics and nics > cluster.gpus_per_node:
+        cluster = cluster.model_copy(update={"inter_node": cluster.inter_node.model_copy(
+            update={"nics_per_node": cluster.gpus_per_node})})
+    wl = {k: v for k, v in (("attention_tp", side.attention_tp), ("micro_batches", side.micro_batches))
+          if v is not None}
+    return s.model_copy(update={"cluster": cluster, "serving": None,
+                                "workload": s.workload.model_copy(update=wl)})

@@ -1,0 +1,124 @@
+"""scenario with ``serving:`` → deployment · request stream · iteration surfaces → serving DES → summary.
+
+The surface grids follow the request stream: prefill tokens per GPU up to the scheduler's budget, decode
+batches up to ``max_batch`` (times the MTP step), contexts over the lengths the stream can reach.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moesim.config.schema import Scenario
+from moesim.errors import ScenarioError
+from moesim.serve.deploy import Deployment, deployment_of
+from moesim.serve.metrics import request_table, summarize, timeline
+from moesim.serve.sim import ServeSim
+from moesim.serve.surface import Grid, Surface, build_surfaces, geometric_grid
+from moesim.serve.workload import Requests, generate
+from moesim.topology import build_topology
+
+TOKEN_RATIO = 4.0  # prefill grid: tokens per GPU 4x apart (prefill time is near-affine in tokens)
+BATCH_RATIO = 2.0  # decode grid: 2x apart (the weight-bound knee needs finer steps)
+CONTEXT_RATIO = 4.0
+
+
+@dataclass(frozen=True)
+class ServeResult:
+    summary: dict[str, Any]
+    requests: dict[str, np.ndarray]
+    timeline: dict[str, np.ndarray]
+    surfaces: dict[tuple[str, str], Surface]
+
+
+def requests_of(s: Scenario) -> Requests:
+    """The request stream on the scenario's workload stream of the seed (independent of routing's)."""
+    rng = np.random.default_rng([s.seed, 0x5E7E])
+    req = generate(s.serving, rng)
+    if not len(req):
+        raise ScenarioError("no request arrives", path="serving", fix="raise requests or duration_s")
+    return req
+
+
+def check_fits(dep: Deployment, req: Requests) -> None:
+    """Every request's prompt and output must fit one instance's KV cache, or it could never run."""
+    longest = int((req.input_tokens + req.output_tokens).max())
+    for role in dep.roles:
+        if longest > role.kv_tokens:
+            raise ScenarioError(f"a request of {longest} tokens needs more KV cache than a {role.name} instance "
+                                f"holds ({int(role.kv_tokens)} tokens)", path="serving.input_tokens",
+                                fix="shorten the requests, or give each instance more GPUs (ep_gpus)")
+
+
+def grids_of(s: Scenario, dep: Deployment, req: Requests) -> list[Grid]:
+    """The grids every role needs: prefill (aggregated, prefill) and decode (aggregated, decode)."""
+    sv, out = s.serving, []
+    isl, osl = req.input_tokens, req.output_tokens
+    h = sv.prefix_hit
+    step = 1 + (sv.mtp.draft_tokens if sv.mtp else 0)
+    for role in dep.roles:
+        g = role.gpus_per_instance
+        if role.prefills:
+            chunked = (1 - h) * isl.max() > role.prefill_budget
+            hi_ctx = 2 * isl.max() if chunked or h else isl.max()
+            lo_tok = max(1, math.ceil(max(1, (1 - h) * isl.min()) / g) if not chunked else 1)
+            tokens = sv.surface.prefill_tokens or geometric_grid(min(lo_tok, sv.scheduler.token_budget),
+                                                                 sv.scheduler.token_budget, TOKEN_RATIO)
+            ctx = sv.surface.contexts or geometric_grid(max(1, (1 - h) * isl.min()), hi_ctx, CONTEXT_RATIO)
+            out.append(Grid(f"{role.name}/prefill", role.scenario, "prefill", tokens, ctx, sv.surface.holdout))
+        if role.decodes:
+            top = role.max_running // g * step
+            tokens = sv.surface.decode_batch or geometric_grid(step, top, BATCH_RATIO)
+            ctx = sv.surface.contexts or geometric_grid(isl.min() + 1, (isl + osl).max(), CONTEXT_RATIO)
+            out.append(Grid(f"{role.name}/decode", role.scenario, "decode", tokens, ctx, sv.surface.holdout))
+    return out
+
+
+def serve(s: Scenario, executor: Any, use_cache: bool = True,
+          progress: Callable[[int, int], None] | None = None,
+          store: Callable[[Path, str], None] | None = None) -> ServeResult:
+    """Simulate the scenario's request stream on its deployment."""
+    if s.serving is None:
+        raise ScenarioError("the scenario has no serving section", path="serving",
+                            fix="add serving: {arrival: {kind: poisson, rate_per_s: 4}} (see `moesim serve --help`)")
+    dep = deployment_of(s)
+    req = requests_of(s)
+    check_fits(dep, req)
+    built = build_surfaces(grids_of(s, dep, req), executor, use_cache and s.serving.surface.cache, progress, store)
+    surfaces = {tuple(k.split("/")): v for k, v in built.items()}
+    return simulate_serving(s, dep, req, surfaces)
+
+
+def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
+                     surfaces: dict[tuple[str, str], Surface]) -> ServeResult:
+    """The serving DES on given surfaces (tests hand it surfaces whose times they chose)."""
+    sv = s.serving
+    topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
+    rng = np.random.default_rng([s.seed, 0x3A7])
+    sim = ServeSim(dep, surfaces, req, sv.prefix_hit, sv.scheduler.policy, sv.mtp, rng, topo)
+    sim.run()
+    doc = summarize(sim, sv.slo, s.cluster.gpus_per_node)
+    doc = {"scenario": s.name, "seed": s.seed, "model": s.model.name, "gpu": s.cluster.gpu.name,
+           "nodes": s.cluster.nodes, "gpus_per_node": s.cluster.gpus_per_node,
+           "deployment": sv.deployment.model_dump(), "scheduler": sv.scheduler.model_dump(),
+           "mtp": sv.mtp.model_dump() if sv.mtp else None, "workload_source": req.source,
+           "prefix_hit": sv.prefix_hit, "throughput_scope": s.workload.scope,
+           "iteration_model": _iteration_note(dep), **doc,
+           "surfaces": {"/".join(k): _surface_doc(v) for k, v in surfaces.items()}}
+    return ServeResult(doc, request_table(sim), timeline(sim), surfaces)
+
+
+def _iteration_note(dep: Deployment) -> str:
+    return ("iteration times from the iteration DES at grid points, interpolated bilinearly; an instance's "
+            "tokens spread evenly over its GPUs (data-parallel attention, balanced ranks)")
+
+
+def _surface_doc(v: Surface) -> dict[str, Any]:
+    imb = [x for row in v.imbalance for x in row]
+    return {"mode": v.mode, "tokens": list(v.tokens), "contexts": list(v.contexts), "points": len(imb),
+            "holdout_error": v.holdout_error(), "gpu_load_max_over_mean": {"min": min(imb), "max": max(imb)}}

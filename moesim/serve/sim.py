@@ -1,0 +1,326 @@
+"""The request-level serving DES (SimPy): arrivals, continuous batching, KV-cache admission and preemption,
+chunked prefill, MTP, and disaggregated KV transfer as flows on the topology. No I/O.
+
+Each instance is one SimPy process that runs one iteration at a time; an iteration's duration comes from
+the role's surface (tokens per GPU, mean context). Data-parallel attention: an instance's tokens are
+spread evenly over its GPUs. Preemption recomputes (vLLM's default): the sequence frees its KV cache and
+goes back to the front of a prefill queue with its prompt and the tokens generated so far.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from moesim.config.serving import MtpSpec
+from moesim.engine.fluid import FluidNetwork
+from moesim.serve.deploy import Deployment, Role
+from moesim.serve.surface import Surface
+from moesim.serve.workload import Requests
+from moesim.topology import Topology
+
+
+@dataclass
+class State:
+    """Per-request state, struct of arrays [R]. t_first / t_done are NaN until set."""
+
+    arrival: np.ndarray
+    isl: np.ndarray
+    osl: np.ndarray
+    cached: np.ndarray  # prompt tokens found in the prefix cache
+    generated: np.ndarray
+    computed: np.ndarray  # prompt tokens computed in the current prefill
+    kv: np.ndarray  # KV tokens held (on the instance that has the request now)
+    t_first: np.ndarray
+    t_done: np.ndarray
+    preemptions: np.ndarray
+    transfer_s: np.ndarray
+
+    @classmethod
+    def of(cls, req: Requests, prefix_hit: float) -> State:
+        n = len(req)
+        z = np.zeros(n, dtype=np.int64)
+        return cls(req.arrival_s, req.input_tokens, req.output_tokens,
+                   np.floor(prefix_hit * req.input_tokens).astype(np.int64), z.copy(), z.copy(), z.copy(),
+                   np.full(n, np.nan), np.full(n, np.nan), z.copy(), np.zeros(n))
+
+    def prompt(self, r: int) -> int:
+        """Tokens the next prefill of request r must hold: its prompt and what it generated before."""
+        return int(self.isl[r] + self.generated[r])
+
+
+@dataclass
+class Log:
+    """One row per iteration: start, seconds, role, instance, kind (0 prefill, 1 decode), tokens per GPU,
+    context, running sequences, waiting requests, KV tokens used."""
+
+    rows: list[tuple[float, float, int, int, int, float, float, int, int, float]] = field(default_factory=list)
+
+
+class Instance:
+    """One EP group's scheduler loop."""
+
+    def __init__(self, sim: ServeSim, role: Role, index: int, role_id: int) -> None:
+        self.sim, self.role, self.index, self.role_id = sim, role, index, role_id
+        self.waiting: deque[int] = deque()  # prefill queue
+        self.arrived: deque[int] = deque()  # decode side: prefilled elsewhere, waiting for KV room
+        self.prefilling: list[int] = []  # admitted, prompt partly computed (hold their KV)
+        self.running: list[int] = []  # decoding, in admission order
+        self.kv_used = 0.0
+        self.reserved = 0.0  # decode side: KV reserved for transfers in flight
+        self.queued = 0.0  # prompt tokens in ``waiting``
+        self.wake = sim.env.event()
+        self.last_prefill = False
+        sim.env.process(self.loop())
+
+    def load(self) -> float:
+        """How busy: queued prompt tokens plus KV in use (join-the-shortest-queue dispatch)."""
+        return self.queued + self.kv_used + self.reserved + len(self.arrived)
+
+    def enqueue(self, r: int, front: bool = False) -> None:
+        (self.waiting.appendleft if front else self.waiting.append)(r)
+        self.queued += self.sim.state.prompt(r)
+        self.kick()
+
+    def kick(self) -> None:
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def loop(self):
+        env = self.sim.env
+        while True:
+            self._admit_arrived()
+            work = self._next()
+            if work is None:
+                self.wake = env.event()
+                yield self.wake
+                continue
+            kind, dt, apply, tokens, ctx = work
+            self.sim.log.rows.append((env.now, dt, self.role_id, self.index, kind, tokens, ctx, len(self.running),
+                                      len(self.waiting) + len(self.arrived), self.kv_used))
+            yield env.timeout(dt)
+            apply()
+
+    def _next(self):
+        decode_due = self.running and (self.sim.policy == "alternate" and self.last_prefill)
+        if self.role.prefills and not decode_due:
+            chunks = self._prefill_batch()
+            if chunks:
+                self.last_prefill = True
+                return self._prefill_work(chunks)
+        self.last_prefill = False
+        if self.running:
+            return self._decode_work()
+        return None
+
+    # ---- prefill -------------------------------------------------------------------------------------
+    def _prefill_batch(self) -> list[tuple[int, int]]:
+        """(request, tokens to compute) up to the token budget: the partly prefilled first, then new ones
+        admitted in arrival order while their whole prompt fits in the KV cache."""
+        s, budget, out = self.sim.state, self.role.prefill_budget, []
+        for r in self.prefilling:
+            c = min(budget, s.prompt(r) - s.cached[r] - s.computed[r])
+            if c > 0:
+                out.append((r, c))
+                budget -= c
+        while self.waiting and budget > 0:
+            r = self.waiting[0]
+            need = s.prompt(r)
+            if (self.kv_used + need > self.role.kv_tokens
+                    or len(self.running) + len(self.prefilling) >= self.role.max_running):
+                break
+            self.waiting.popleft()
+            self.queued -= need
+            self.prefilling.append(r)
+            self.kv_used += need
+            s.kv[r], s.computed[r] = need, 0
+            c = min(budget, need - s.cached[r])
+            out.append((r, c))
+            budget -= c
+        return out
+
+    def _prefill_work(self, chunks: list[tuple[int, int]]):
+        s = self.sim.state
+        total = sum(c for _, c in chunks)
+        # causal attention: a chunk of c new tokens after p earlier ones attends on average over p + c/2,
+        # which is what a prefill of context 2p + c costs per token (moesim.blocks)
+        ctx = sum(c * (2 * (s.cached[r] + s.computed[r]) + c) for r, c in chunks) / total
+        g = self.role.gpus_per_instance
+        tokens = math.ceil(total / g)
+        dt = self.sim.surfaces[(self.role.name, "prefill")](tokens, ctx)
+
+        def apply() -> None:
+            for r, c in chunks:
+                s.computed[r] += c
+                if s.cached[r] + s.computed[r] >= s.prompt(r):
+                    self.prefilling.remove(r)
+                    self._prefilled(r)
+
+        return 0, dt, apply, tokens, ctx
+
+    def _prefilled(self, r: int) -> None:
+        s, now = self.sim.state, self.sim.env.now
+        if s.generated[r] == 0:  # the prefill's last position emits the first token
+            s.generated[r] = 1
+            s.t_first[r] = now
+        if s.generated[r] >= s.osl[r]:
+            self._finish(r)
+        elif self.role.decodes:
+            self.running.append(r)
+        else:
+            self.sim.hand_over(self, r)
+
+    # ---- decode --------------------------------------------------------------------------------------
+    def _decode_work(self):
+        s, mtp = self.sim.state, self.sim.mtp
+        step = 1 + (mtp.draft_tokens if mtp else 0)
+        while self.kv_used + step * len(self.running) > self.role.kv_tokens and len(self.running) > 1:
+            self._preempt(self.running[-1])
+        batch = list(self.running)
+        g = self.role.gpus_per_instance
+        tokens = math.ceil(len(batch) / g) * step
+        ctx = float(np.mean(s.kv[batch]))
+        dt = self.sim.surfaces[(self.role.name, "decode")](tokens, ctx)
+        if mtp:  # the draft module: one block per drafted token (DeepSeek-V3's MTP module)
+            layers = self.role.scenario.model.num_hidden_layers
+            dt *= 1 + mtp.draft_tokens * mtp.draft_cost / layers
+
+        def apply() -> None:
+            acc = self.sim.accepted(len(batch))
+            for r, a in zip(batch, acc, strict=True):
+                a = int(min(a, s.osl[r] - s.generated[r]))
+                s.generated[r] += a
+                s.kv[r] += a
+                self.kv_used += a
+                if s.generated[r] >= s.osl[r]:
+                    self.running.remove(r)
+                    self._finish(r)
+
+        return 1, dt, apply, tokens, ctx
+
+    def _preempt(self, r: int) -> None:
+        s = self.sim.state
+        self.running.remove(r)
+        self.kv_used -= s.kv[r]
+        s.kv[r], s.computed[r] = 0, 0
+        s.preemptions[r] += 1
+        self.sim.requeue(self, r)
+
+    def _finish(self, r: int) -> None:
+        s = self.sim.state
+        s.t_done[r] = self.sim.env.now
+        self.kv_used -= s.kv[r]
+        s.kv[r] = 0
+        self.sim.finished += 1
+        self.sim.check_done()
+
+    # ---- disaggregated decode side -------------------------------------------------------------------
+    def _admit_arrived(self) -> None:
+        s = self.sim.state
+        while self.arrived:
+            r = self.arrived[0]
+            need = s.prompt(r) + 1
+            if self.kv_used + self.reserved + need > self.role.kv_tokens or (
+                    len(self.running) + self.sim.in_flight(self) >= self.role.max_running):
+                return
+            self.arrived.popleft()
+            self.reserved += need
+            self.sim.start_transfer(r, self, need)
+
+
+class ServeSim:
+    """Every instance, the arrival process and the KV-transfer network, in one SimPy environment."""
+
+    def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
+                 prefix_hit: float, policy: str, mtp: MtpSpec | None, rng: np.random.Generator,
+                 topology: Topology | None) -> None:
+        self.env = simpy.Environment()
+        self.deployment, self.surfaces, self.policy, self.mtp, self.rng = deployment, surfaces, policy, mtp, rng
+        self.state = State.of(requests, prefix_hit)
+        self.log = Log()
+        self.finished = 0
+        self.all_done = self.env.event()
+        self.instances: dict[str, list[Instance]] = {
+            role.name: [Instance(self, role, i, k) for i in range(role.instances)]
+            for k, role in enumerate(deployment.roles)}
+        self.net = (FluidNetwork(self.env, topology.capacity_Bps, topology.latency_s)
+                    if topology is not None else None)
+        self.topology = topology
+        self.transfers: dict[int, tuple[Instance, Instance, float]] = {}
+        self.flows = 0
+        self.env.process(self._arrivals())
+
+    def run(self) -> None:
+        if len(self.state.arrival):
+            self.env.run(until=self.all_done)
+
+    def check_done(self) -> None:
+        if self.finished == len(self.state.arrival) and not self.all_done.triggered:
+            self.all_done.succeed()
+
+    def _prefill_instances(self) -> list[Instance]:
+        return self.instances.get("aggregated") or self.instances["prefill"]
+
+    def _arrivals(self):
+        for r, t in enumerate(self.state.arrival):
+            if t > self.env.now:
+                yield self.env.timeout(t - self.env.now)
+            min(self._prefill_instances(), key=Instance.load).enqueue(r)
+
+    def requeue(self, inst: Instance, r: int) -> None:
+        """A preempted sequence: back to the front of a prefill queue (its own instance when it prefills)."""
+        target = inst if inst.role.prefills else min(self._prefill_instances(), key=Instance.load)
+        target.enqueue(r, front=True)
+
+    def accepted(self, n: int) -> np.ndarray:
+        """Tokens each of n sequences emits in one decode step: 1 without MTP; with d drafts, 1 plus the
+        number of leading drafts accepted (each with probability ``acceptance`` given the earlier ones)."""
+        if self.mtp is None:
+            return np.ones(n, dtype=np.int64)
+        coins = self.rng.random((n, self.mtp.draft_tokens)) < self.mtp.acceptance
+        return 1 + np.cumprod(coins, axis=1).sum(axis=1)
+
+    # ---- disaggregated: prefill → decode ------------------------------------------------------------
+    def hand_over(self, src: Instance, r: int) -> None:
+        """A prefilled request waits, its KV still on the prefill GPU, for room on a decode instance."""
+        dst = min(self.instances["decode"], key=Instance.load)
+        self.transfers[r] = (src, dst, 0.0)
+        dst.arrived.append(r)
+        dst.kick()
+
+    def in_flight(self, dst: Instance) -> int:
+        return sum(1 for _, d, _ in self.transfers.values() if d is dst)
+
+    def start_transfer(self, r: int, dst: Instance, need: float) -> None:
+        """The KV cache of request r moves from its prefill GPU to its decode GPU, as one flow."""
+        src, _, _ = self.transfers[r]
+        self.transfers[r] = (src, dst, self.env.now)
+        nbytes = self.deployment.kv_bytes_per_token * float(self.state.kv[r])  # the prompt's cache
+        a = src.role.gpu(src.index, r % src.role.gpus_per_instance)
+        b = dst.role.gpu(dst.index, r % dst.role.gpus_per_instance)
+        if self.net is None or nbytes <= 0 or a == b:
+            self._arrive(np.array([r]), np.array([self.env.now]), need)
+            return
+        paths = self.topology.paths(np.array([a]), np.array([b]))
+        self.net.add(paths, np.array([nbytes]), np.array([r]),
+                     lambda tok, times: self._arrive(tok, times, need))
+
+    def _arrive(self, tokens: np.ndarray, times: np.ndarray, need: float) -> None:
+        for r, t in zip(tokens.tolist(), times.tolist(), strict=True):
+            delay = max(0.0, t - self.env.now)
+            self.env.timeout(delay).callbacks.append(lambda _e, r=r, need=need: self._land(r, need))
+
+    def _land(self, r: int, need: float) -> None:
+        s = self.state
+        src, dst, t0 = self.transfers.pop(r)
+        s.transfer_s[r] += self.env.now - t0
+        src.kv_used -= s.kv[r]  # the prefill side lets go
+        src.kick()
+        dst.reserved -= need
+        dst.kv_used += s.kv[r]
+        dst.running.append(r)
+        dst.kick()

@@ -1,0 +1,245 @@
+"""Iteration-time surfaces: the iteration DES run at grid points (tokens per GPU × context length) and
+interpolated bilinearly, so a serving run asks for thousands of iterations without simulating each.
+
+Bilinear in linear coordinates is exact where the time is affine in tokens (prefill, the GEMM-bound side
+of decode) and in the product tokens × context (decode attention reading the KV cache), which is why the
+grid is spaced geometrically but interpolated linearly. The held-out midpoints of the grid are run too and
+their error is reported (``holdout``). Surfaces are cached on disk, keyed by everything that changes them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moesim import __version__
+from moesim.config.schema import Scenario
+
+
+@dataclass(frozen=True)
+class Surface:
+    """time_s[T, C] and imbalance[T, C] (GPU load max/mean) of one iteration at tokens[T] per GPU and
+    contexts[C]; ``holdout`` rows are (tokens, context, direct_s, interpolated_s)."""
+
+    mode: str
+    tokens: tuple[int, ...]
+    contexts: tuple[int, ...]
+    time_s: tuple[tuple[float, ...], ...]
+    imbalance: tuple[tuple[float, ...], ...]
+    holdout: tuple[tuple[int, int, float, float], ...] = ()
+
+    def __call__(self, tokens: float, context: float) -> float:
+        """Interpolated iteration seconds. Outside the grid: the context is clamped; tokens below the first
+        point cost the first point, above the last they extrapolate along the last segment."""
+        ti, tw = _bracket(self.tokens, tokens, extrapolate_high=True)
+        ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
+        return _blend(self.time_s, ti, tw, ci, cw)
+
+    def imbalance_at(self, tokens: float, context: float) -> float:
+        ti, tw = _bracket(self.tokens, tokens, extrapolate_high=False)
+        ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
+        return _blend(self.imbalance, ti, tw, ci, cw)
+
+    def holdout_error(self) -> dict[str, float] | None:
+        """Max and mean relative error of the interpolation on the held-out points (None without them)."""
+        if not self.holdout:
+            return None
+        err = [abs(i - d) / d for _, _, d, i in self.holdout]
+        return {"points": len(err), "max": max(err), "mean": sum(err) / len(err)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "tokens": list(self.tokens), "contexts": list(self.contexts),
+                "time_s": [list(r) for r in self.time_s], "imbalance": [list(r) for r in self.imbalance],
+                "holdout": [list(h) for h in self.holdout], "holdout_error": self.holdout_error()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Surface:
+        return cls(d["mode"], tuple(d["tokens"]), tuple(d["contexts"]), tuple(tuple(r) for r in d["time_s"]),
+                   tuple(tuple(r) for r in d["imbalance"]), tuple(tuple(h) for h in d["holdout"]))
+
+
+def _bracket(grid: tuple[int, ...], x: float, extrapolate_high: bool) -> tuple[int, float]:
+    """(i, w): x sits between grid[i] and grid[i+1] at weight w (w may exceed 1 when extrapolating)."""
+    if len(grid) == 1 or x <= grid[0]:
+        return 0, 0.0
+    if x >= grid[-1] and not extrapolate_high:
+        return len(grid) - 2, 1.0
+    i = min(bisect.bisect_right(grid, x) - 1, len(grid) - 2)
+    return i, (x - grid[i]) / (grid[i + 1] - grid[i])
+
+
+def _blend(z: tuple[tuple[float, ...], ...], ti: int, tw: float, ci: int, cw: float) -> float:
+    def row(i: int) -> float:
+        r = z[min(i, len(z) - 1)]
+        return r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw
+
+    return row(ti) if len(z) == 1 else row(ti) * (1 - tw) + row(ti + 1) * tw
+
+
+def geometric_grid(lo: float, hi: float, ratio: float) -> list[int]:
+    """Integers from lo to hi (both included), consecutive points at most ``ratio`` apart."""
+    lo, hi = max(1, math.floor(lo)), max(1, math.ceil(hi))
+    if hi <= lo * 1.02:
+        return [lo]
+    n = math.ceil(math.log(hi / lo) / math.log(ratio)) + 1
+    pts = sorted({round(v) for v in np.geomspace(lo, hi, n)})
+    return pts
+
+
+def midpoints(grid: list[int]) -> list[int]:
+    """Geometric midpoints of consecutive grid points (the held-out points), where distinct from both."""
+    out = [round(math.sqrt(a * b)) for a, b in zip(grid, grid[1:], strict=False)]
+    return [m for m, a, b in zip(out, grid, grid[1:], strict=False) if a < m < b]
+
+
+def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenario:
+    """The instance scenario at one grid point. Two micro-batches need an even token count; a single
+    token runs as one micro-batch."""
+    wl = s.workload
+    mb = wl.micro_batches if tokens >= 2 else 1
+    t = tokens + (tokens % 2 if mb == 2 else 0)
+    return s.model_copy(update={"workload": wl.model_copy(update={
+        "mode": mode, "tokens_per_gpu": t, "context_tokens": max(1, int(context)), "micro_batches": mb})})
+
+
+def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float]:
+    """Worker: one iteration DES at a grid point → (iteration seconds, GPU load max/mean)."""
+    from moesim.api import run_scenario  # noqa: PLC0415
+
+    s, mode, tokens, context = task
+    sm = run_scenario(point_scenario(s, mode, tokens, context)).summary
+    return sm.iteration_time_s, float(sm.totals.gpu_load_max_over_mean)
+
+
+REFINE_ABOVE = 0.02  # a held-out point interpolated worse than this becomes a grid row
+REFINE_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What to build for one instance scenario: mode, tokens and contexts, and whether to hold out points."""
+
+    key: str  # role/mode, for progress and outputs
+    scenario: Scenario
+    mode: str
+    tokens: list[int]
+    contexts: list[int]
+    holdout: bool
+
+    def cache_key(self) -> str:
+        prof = self.scenario.cluster.gpu_profile
+        stamp = ""
+        if prof and Path(prof).is_file():
+            st = Path(prof).stat()
+            stamp = f"{st.st_mtime_ns}:{st.st_size}"
+        blob = json.dumps({"v": __version__, "s": self.scenario.model_dump(mode="json"), "m": self.mode,
+                           "t": self.tokens, "c": self.contexts, "h": self.holdout, "p": stamp,
+                           "r": [REFINE_ABOVE, REFINE_ROUNDS]}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def holdout_points(tokens: list[int], contexts: list[int]) -> list[tuple[int, int]]:
+    """One held-out point per token segment: its geometric midpoint, at context midpoints taken in turn
+    (the grid's contexts when there is a single one)."""
+    mc = midpoints(contexts) or list(contexts)
+    return [(t, mc[i % len(mc)]) for i, t in enumerate(midpoints(tokens))]
+
+
+def cache_dir() -> Path:
+    """Where surfaces are cached: $MOESIM_CACHE, else $XDG_CACHE_HOME/moesim, else ~/.cache/moesim."""
+    env = os.environ.get("MOESIM_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moesim"
+
+
+class _Build:
+    """One grid being built: its points so far, and the held-out points not (yet) in the grid."""
+
+    def __init__(self, g: Grid) -> None:
+        self.g, self.tokens, self.res = g, list(g.tokens), {}
+        self.hold = holdout_points(self.tokens, g.contexts) if g.holdout else []
+
+    def missing(self) -> list[tuple[int, int]]:
+        pts = [(t, c) for t in self.tokens for c in self.g.contexts] + self.hold
+        return [p for p in pts if p not in self.res]
+
+    def refine(self) -> bool:
+        """Held-out points interpolated worse than REFINE_ABOVE join the grid as whole token rows; the new
+        segments get held-out midpoints of their own. True when something changed."""
+        surf = self.surface()
+        bad = [t for t, c in self.hold if abs(surf(t, c) - self.res[(t, c)][0]) > REFINE_ABOVE * self.res[(t, c)][0]]
+        if not bad:
+            return False
+        self.tokens = sorted(set(self.tokens) | set(bad))
+        fresh = holdout_points(self.tokens, self.g.contexts)
+        self.hold = [p for p in fresh if p[0] not in self.tokens]
+        return True
+
+    def surface(self) -> Surface:
+        cs = self.g.contexts
+        time_s = tuple(tuple(self.res[(t, c)][0] for c in cs) for t in self.tokens)
+        imb = tuple(tuple(self.res[(t, c)][1] for c in cs) for t in self.tokens)
+        base = Surface(self.g.mode, tuple(self.tokens), tuple(cs), time_s, imb)
+        hold = tuple((t, c, self.res[(t, c)][0], base(t, c)) for t, c in self.hold if (t, c) in self.res)
+        return Surface(self.g.mode, base.tokens, base.contexts, time_s, imb, hold)
+
+
+def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
+                   progress: Callable[[int, int], None] | None = None,
+                   store: Callable[[Path, str], None] | None = None) -> dict[str, Surface]:
+    """Build (or load from the cache) one surface per grid, running every missing point through
+    ``executor`` (one task per point, all grids at once), then refining where held-out points miss by
+    more than REFINE_ABOVE (at most REFINE_ROUNDS times). ``store(path, text)`` writes a cache file."""
+    out: dict[str, Surface] = {}
+    todo: list[_Build] = []
+    for g in grids:
+        path = cache_dir() / "surfaces" / f"{g.cache_key()}.json"
+        if use_cache and path.is_file():
+            try:
+                out[g.key] = Surface.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                continue
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged cache file is rebuilt
+        todo.append(_Build(g))
+    done, total = 0, sum(len(b.missing()) for b in todo)
+    for round_ in range(REFINE_ROUNDS + 1):
+        tasks = [(bi, pt, (b.g.scenario, b.g.mode, pt[0], pt[1])) for bi, b in enumerate(todo) for pt in b.missing()]
+        if not tasks:
+            break
+        total = max(total, done + len(tasks))
+        if progress:
+            progress(done, total)
+        for task, res in executor.run(_task, tasks):
+            todo[task[0]].res[task[1]] = res
+            done += 1
+            if progress:
+                progress(done, total)
+        if round_ < REFINE_ROUNDS:
+            for b in todo:
+                b.refine()
+    for b in todo:
+        out[b.g.key] = surf = b.surface()
+        if use_cache and store:
+            store(cache_dir() / "surfaces" / f"{b.g.cache_key()}.json", json.dumps(surf.to_dict()))
+    return out
+
+
+def _task(item: tuple[int, tuple[int, int], tuple[Scenario, str, int, int]]) -> tuple[float, float]:
+    return _run_point(item[2])
+
+
+def direct_errors(surface: Surface, scenario: Scenario, points: Iterable[tuple[int, int]],
+                  executor: Any) -> list[tuple[int, int, float, float]]:
+    """(tokens, context, direct_s, interpolated_s) at extra points, for checks beyond the built holdout."""
+    tasks = [(0, pt, (scenario, surface.mode, pt[0], pt[1])) for pt in points]
+    return [(t[1][0], t[1][1], r[0], surface(*t[1])) for t, r in executor.run(_task, tasks)]

@@ -1,0 +1,218 @@
+"""Serving DES: queueing checks with answers computed by hand, KV-memory bounds, disaggregated KV transfer,
+MTP, workload generators and traces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from moesim.config import scenario_from_dict
+from moesim.config.serving import ServingSpec
+from moesim.errors import ScenarioError
+from moesim.memory import kv_bytes_per_token, kv_capacity_tokens_per_gpu, memory_per_gpu
+from moesim.serve import simulate_serving
+from moesim.serve.deploy import deployment_of
+from moesim.serve.run import requests_of
+from moesim.serve.surface import Surface
+from moesim.serve.workload import Requests, generate, read_trace
+
+
+def scenario(serving: dict, nodes: int = 1, gpn: int = 1, layers: int = 4, gpu: str = "h200", **extra):
+    raw = {"seed": 3, "model": {"base": "mixtral-8x7b", "num_hidden_layers": layers},
+           "cluster": {"gpu": gpu, "nodes": nodes, "gpus_per_node": gpn}, "serving": serving, **extra}
+    return scenario_from_dict(raw)
+
+
+def flat(mode: str, seconds: float) -> Surface:
+    """A surface whose every iteration takes ``seconds``."""
+    return Surface(mode, (1,), (1,), ((seconds,),), ((1.0,),))
+
+
+def sim(s, prefill_s=0.1, decode_s=0.02, req=None, surfaces=None):
+    dep = deployment_of(s)
+    req = req if req is not None else requests_of(s)
+    surf = surfaces or {(r.name, m): flat(m, prefill_s if m == "prefill" else decode_s)
+                        for r in dep.roles for m in ("prefill", "decode")}
+    return simulate_serving(s, dep, req, surf)
+
+
+def test_md1_mean_wait_matches_pollaczek_khinchine():
+    # batch size 1, one output token: each request is one prefill of D seconds, service deterministic.
+    # P-K for M/D/1: Wq = rho * D / (2 (1 - rho)); TTFT = Wq + D.
+    d, lam = 0.1, 5.0  # rho = 0.5
+    s = scenario({"arrival": {"kind": "poisson", "rate_per_s": lam}, "requests": 40000,
+                  "output_tokens": {"kind": "constant", "value": 1}, "scheduler": {"max_batch": 1}})
+    res = sim(s, prefill_s=d)
+    rho = lam * d
+    expect = rho * d / (2 * (1 - rho)) + d
+    assert res.summary["ttft_s"]["mean"] == pytest.approx(expect, rel=0.03)
+
+
+def test_deterministic_arrivals_give_ttft_and_tpot_from_the_iteration_times():
+    s = scenario({"arrival": {"kind": "constant", "rate_per_s": 1.0}, "requests": 20,
+                  "input_tokens": {"kind": "constant", "value": 100},
+                  "output_tokens": {"kind": "constant", "value": 5}})
+    res = sim(s, prefill_s=0.1, decode_s=0.02)
+    t = res.requests
+    assert np.allclose(t["ttft_s"], 0.1)
+    assert np.allclose(t["tpot_s"], 0.02)  # 4 decode steps after the first token
+    assert np.allclose(t["e2e_s"], 0.1 + 4 * 0.02)
+    assert res.summary["throughput"]["requests_per_s"] == pytest.approx(20 / (19 + 0.18))
+
+
+def test_two_requests_at_once_share_a_prefill_and_the_decode_batch():
+    s = scenario({"requests": 2})
+    both = Requests(np.zeros(2), np.array([1024, 1024]), np.array([3, 3]), "test")
+    res = sim(s, prefill_s=0.1, decode_s=0.02, req=both)
+    # both admitted in one prefill iteration (budget 8192 >= 2 x 1024), then decoded together
+    assert np.allclose(res.requests["ttft_s"], 0.1)
+    assert np.allclose(res.requests["e2e_s"], 0.1 + 2 * 0.02)
+
+
+def test_kv_capacity_is_the_memory_models_and_bounds_the_batch():
+    s = scenario({"arrival": {"kind": "constant", "rate_per_s": 1e6}, "requests": 400,
+                  "input_tokens": {"kind": "constant", "value": 8000},
+                  "output_tokens": {"kind": "constant", "value": 400},
+                  "scheduler": {"max_batch": 1024, "kv_memory_fraction": 1.0}}, gpu="h100", layers=8)
+    dep = deployment_of(s)
+    role = dep.role("aggregated")
+    per_gpu = kv_capacity_tokens_per_gpu(role.scenario, 1024, 1.0)
+    assert role.kv_tokens == math.floor(per_gpu)
+    # memory model: that many KV tokens (as sequences of one token) exactly fill the HBM
+    probe = role.scenario.model_copy(update={"workload": role.scenario.workload.model_copy(
+        update={"mode": "decode", "tokens_per_gpu": 1024, "context_tokens": int(per_gpu // 1024)})})
+    mem = memory_per_gpu(probe)
+    assert mem["fits"] and mem["capacity_bytes"] - mem["total_bytes"] < 1024 * 8 * kv_bytes_per_token(s.model) * 8
+    res = sim(s)
+    tl = res.timeline
+    first_decode = int(np.argmax(tl["kind"] == "decode"))
+    assert tl["running"][first_decode] == role.kv_tokens // 8000  # admitted while whole prompts fit
+    assert tl["kv_used_tokens"].max() <= role.kv_tokens
+    assert res.summary["preemptions"] > 0  # growing sequences overflow and are recomputed
+    assert np.isfinite(res.requests["e2e_s"]).all()  # and every request still finishes
+
+
+def test_disaggregated_kv_transfer_time_by_hand():
+    # 2 nodes x 1 GPU: prefill on node 0, decode on node 1; the KV crosses node 0's NIC and node 1's NIC
+    s = scenario({"arrival": {"kind": "constant", "rate_per_s": 0.1}, "requests": 1,
+                  "input_tokens": {"kind": "constant", "value": 1000},
+                  "output_tokens": {"kind": "constant", "value": 3},
+                  "deployment": {"kind": "disaggregated", "prefill": {"gpus": 1}, "decode": {"gpus": 1}}},
+                 nodes=2)
+    res = sim(s, prefill_s=0.1, decode_s=0.02)
+    nbytes = 1000 * kv_bytes_per_token(s.model) * s.model.num_hidden_layers
+    nic = s.cluster.gpu.nic_bandwidth
+    expect = nbytes / nic + s.cluster.gpu.nic_latency
+    assert res.requests["kv_transfer_s"][0] == pytest.approx(expect, rel=1e-6)
+    assert res.requests["ttft_s"][0] == pytest.approx(0.1)
+    assert res.requests["e2e_s"][0] == pytest.approx(0.1 + expect + 2 * 0.02, rel=1e-6)
+
+
+def test_two_transfers_share_the_nic():
+    s = scenario({"deployment": {"kind": "disaggregated", "prefill": {"gpus": 1}, "decode": {"gpus": 1}}},
+                 nodes=2)
+    both = Requests(np.zeros(2), np.array([1000, 1000]), np.array([2, 2]), "test")
+    res = sim(s, prefill_s=0.1, decode_s=0.02, req=both)
+    nbytes = 1000 * kv_bytes_per_token(s.model) * s.model.num_hidden_layers
+    expect = 2 * nbytes / s.cluster.gpu.nic_bandwidth + s.cluster.gpu.nic_latency
+    assert res.requests["kv_transfer_s"] == pytest.approx([expect, expect], rel=1e-6)
+
+
+def test_mtp_emits_more_tokens_per_step():
+    base = {"arrival": {"kind": "constant", "rate_per_s": 0.01}, "requests": 50,
+            "output_tokens": {"kind": "constant", "value": 201}}
+    plain = sim(scenario(base)).summary["tpot_s"]["mean"]
+    spec = sim(scenario({**base, "mtp": {"draft_tokens": 1, "acceptance": 0.8, "draft_cost": 0.0}}))
+    # each step emits 1 + Bernoulli(0.8) tokens: TPOT falls by about 1.8x
+    assert plain / spec.summary["tpot_s"]["mean"] == pytest.approx(1.8, rel=0.05)
+    never = sim(scenario({**base, "mtp": {"draft_tokens": 2, "acceptance": 0.0, "draft_cost": 0.0}}))
+    assert never.summary["tpot_s"]["mean"] == pytest.approx(plain)
+
+
+def test_several_ep_groups_split_the_stream():
+    s = scenario({"arrival": {"kind": "poisson", "rate_per_s": 50}, "requests": 400,
+                  "deployment": {"kind": "aggregated", "ep_gpus": 4}}, gpn=8)
+    dep = deployment_of(s)
+    assert dep.role("aggregated").instances == 2 and dep.role("aggregated").scenario.cluster.num_gpus == 4
+    res = sim(s)
+    assert {int(i) for i in res.timeline["instance"]} == {0, 1}
+
+
+def test_same_seed_same_output():
+    s = scenario({"arrival": {"kind": "gamma", "rate_per_s": 10, "cv": 3}, "requests": 300,
+                  "input_tokens": {"kind": "lognormal", "mean": 500, "cv": 1.0},
+                  "mtp": {"draft_tokens": 2, "acceptance": 0.7}})
+    a, b = sim(s).summary, sim(s).summary
+    assert a == b
+
+
+def test_length_and_arrival_laws():
+    spec = ServingSpec.model_validate({"arrival": {"kind": "gamma", "rate_per_s": 4, "cv": 2}, "requests": 20000,
+                                       "input_tokens": {"kind": "lognormal", "mean": 1000, "cv": 0.5}})
+    req = generate(spec, np.random.default_rng(0))
+    gaps = np.diff(req.arrival_s)
+    assert gaps.mean() == pytest.approx(0.25, rel=0.05)
+    assert gaps.std() / gaps.mean() == pytest.approx(2.0, rel=0.07)
+    assert req.input_tokens.mean() == pytest.approx(1000, rel=0.03)
+
+
+def test_trace_formats(tmp_path):
+    (tmp_path / "a.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                                    "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.1805900,396,109\n")
+    (tmp_path / "m.jsonl").write_text('{"timestamp": 0, "input_length": 6955, "output_length": 52}\n'
+                                      '{"timestamp": 1500, "input_length": 6472, "output_length": 26}\n')
+    a, m = read_trace(tmp_path / "a.csv"), read_trace(tmp_path / "m.jsonl")
+    assert a.arrival_s.tolist() == pytest.approx([0.0, 0.5]) and a.input_tokens.tolist() == [374, 396]
+    assert m.arrival_s.tolist() == [0.0, 1.5] and m.output_tokens.tolist() == [52, 26]
+
+
+@pytest.mark.parametrize("text,words", [("", "empty"), ("arrival_s,input_tokens\n1,2\n", "missing column"),
+                                         ("arrival_s,input_tokens,output_tokens\n0,x,3\n", "line 2"),
+                                         ('{"timestamp": 1}\n', "input_length")])
+def test_bad_traces_are_one_clear_error(tmp_path, text, words):
+    p = tmp_path / ("t.jsonl" if text.startswith("{") else "t.csv")
+    p.write_text(text)
+    with pytest.raises(ScenarioError, match=words):
+        read_trace(p)
+
+
+def test_request_longer_than_the_kv_cache_is_refused():
+    from moesim.serve.run import check_fits
+
+    s = scenario({"input_tokens": {"kind": "constant", "value": 100_000_000}, "requests": 2})
+    with pytest.raises(ScenarioError, match="KV cache"):
+        check_fits(deployment_of(s), requests_of(s))
+
+
+def test_requests_stream_is_cut_by_duration():
+    s = scenario({"arrival": {"kind": "constant", "rate_per_s": 10}, "requests": 1000, "duration_s": 2.0})
+    req: Requests = requests_of(s)
+    assert len(req) == 21
+
+
+def test_surface_interpolation_error_on_held_out_points(tmp_path, monkeypatch):
+    from moesim.serve.surface import Grid, build_surfaces
+    from moesim.sweep import SerialExecutor
+
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path))
+    s = scenario({}, gpn=8, layers=2, router={"stats": {"kind": "dirichlet", "concentration": 8.0}})
+    inst = deployment_of(s).role("aggregated").scenario
+    grids = [Grid("a/prefill", inst, "prefill", [256, 1024, 4096], [512, 2048], True),
+             Grid("a/decode", inst, "decode", [1, 4, 16, 64, 256], [1024, 4096], True)]
+    seen = []
+    stored = {}
+    surf = build_surfaces(grids, SerialExecutor(), True, lambda d, n: seen.append((d, n)),
+                          lambda p, t: stored.setdefault(p, t))
+    for k, v in surf.items():
+        err = v.holdout_error()
+        assert err["points"] >= 2 and err["max"] <= 0.03, (k, v.holdout)
+        assert all(t not in v.tokens for t, *_ in v.holdout)  # held out: never a grid row
+    assert seen[-1][0] == seen[-1][1] > 0
+    for p, t in stored.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(t)
+    again = []
+    surf2 = build_surfaces(grids, SerialExecutor(), True, lambda d, n: again.append((d, n)))
+    assert not again and surf2["a/decode"].time_s == surf["a/decode"].time_s  # read from the cache
