@@ -320,40 +320,62 @@ def report_cmd(results: Path, out_dir: Path, title: str | None) -> None:
 @main.command(name="plan")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
-@click.option("--json", "as_json", is_flag=True, help="Print rows, best, runners-up and frontier as JSON.")
+@click.option("--no-cache", is_flag=True, help="Rebuild iteration surfaces instead of reading the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows, answers, runners-up and frontier as JSON.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write plan.json and plan.csv (for `moesim report`).")
-def plan_cmd(plan_file: Path, jobs: int, as_json: bool, out_dir: Path | None) -> None:
-    """Find the cheapest GPU type and layout that meets a throughput target.
+def plan_cmd(plan_file: Path, jobs: int, no_cache: bool, as_json: bool, out_dir: Path | None) -> None:
+    """Find the cheapest deployment that serves a throughput target within TTFT/TPOT SLOs.
 
     \b
     PLAN.yaml:
       model: deepseek-v3
-      gpus: {h800: {price_per_hour: 2.0}, h200: {price_per_hour: 3.5}}   # USD per GPU-hour
+      gpus: {h100: {price_per_hour: 2.2}, h200: {price_per_hour: 3.2}}   # USD per GPU-hour
       gpus_per_node: 8
-      workload: {mode: decode, tokens_per_gpu: 128, context_tokens: 4096}
-      target: {throughput_tokens_per_s: 200000}
-      limits: {max_gpus: 256}
-      vary: {nodes: [4, 8, 18], placement: [contiguous, eplb], redundant_experts: [32], node_limit: [null, 4]}
-    Candidates that do not validate or do not fit in memory (experts with replicas, replicated attention
-    and dense weights, KV cache) are infeasible and say why. Throughput covers the whole model when the
-    model gives its attention shape (workload.scope), else the MoE layers.
+      serving:                                  # the request stream and SLOs (rate: searched)
+        input_tokens: {kind: constant, value: 4000}
+        output_tokens: {kind: constant, value: 1000}
+        slo: {ttft_s: 2.0, tpot_s: 0.03, percentile: 90}
+      target: {output_tokens_per_s: 7000}
+      limits: {max_gpus: 64}
+      search: {nodes: [2, 4, 8], deployment: [aggregated, disaggregated], max_batch: [8, 16, 32, 64]}
+    Search axes: GPU type x nodes x shape (aggregated with every whole-node EP size; disaggregated
+    with prefill_share) x micro_batches x placement x redundant_slots (the redundant-expert count is
+    derived per EP size) x node_limit x attention_tp; max_batch is searched upwards per deployment.
+    Each deployment's capacity is the highest request rate whose serving run meets the SLO. Infeasible
+    deployments say why. Progress and ETA go to stderr; Ctrl-C stops and keeps what finished.
     """
     import os  # noqa: PLC0415
 
     from moesim.output import to_csv, to_json, write_atomic  # noqa: PLC0415
     from moesim.plan import load_plan, plan  # noqa: PLC0415
     from moesim.sweep import LocalProcessExecutor  # noqa: PLC0415
+    from moesim.tables import plan_table  # noqa: PLC0415
 
-    p = load_plan(plan_file)
-    result = plan(p, LocalProcessExecutor(jobs or os.cpu_count() or 1))
+    p, path = load_plan(plan_file)
+    last = {"t": 0.0}
+
+    def progress(phase: str, done: int, total: int, label: str) -> None:
+        import time  # noqa: PLC0415
+
+        now = time.monotonic()
+        if done == total or now - last["t"] > 2.0 or phase == "deployments":
+            last["t"] = now
+            click.echo(f"[plan] {phase} {done}/{total} {label}".rstrip(), err=True)
+
+    result = plan(p, path.parent, LocalProcessExecutor(jobs or os.cpu_count() or 1), progress, not no_cache,
+                  write_atomic)
     if out_dir:
         write_atomic(out_dir / "plan.json", to_json(result))
         write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
-    from moesim.tables import plan_table  # noqa: PLC0415
-
     click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
-
+    if result["interrupted"]:
+        click.echo("interrupted: the rows above are the deployments that finished", err=True)
+        sys.exit(130)
+    if result["best"] is None:
+        click.echo("error: no deployment meets the target at the SLO (the notes above say why; outputs kept): "
+                   "add nodes or GPU types, or relax serving.slo / target", err=True)
+        sys.exit(2)
 
 from moesim.cli_serve import serve_cmd  # noqa: E402  (kept in its own module; registered here)
 

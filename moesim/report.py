@@ -1,5 +1,6 @@
 """``moesim report``: a self-contained HTML page (figures embedded) and a Markdown page from a run
-(`moesim run -o DIR`), a comparison (`moesim compare -o DIR`) or a sweep (`moesim sweep -o DIR`).
+(`moesim run -o DIR`), a comparison (`moesim compare -o DIR`), a sweep (`moesim sweep -o DIR`), a serving
+run (`moesim serve -o DIR`) or a plan (`moesim plan -o DIR`).
 Summary and recommendation first, then figures, then every number in a table. Reads files only."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from moesim.errors import MoesimError
 from moesim.output import write_atomic
+from moesim.report_serve import plan_figures, plan_summary, serve_figures, serve_summary
 
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.25, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 9}
@@ -28,10 +30,12 @@ def detect(path: Path) -> tuple[str, Any]:
         return "compare", json.loads((folder / "compare.json").read_text())
     if (folder / "plan.json").is_file():
         return "plan", json.loads((folder / "plan.json").read_text())
+    if (folder / "serve.json").is_file():
+        return "serve", json.loads((folder / "serve.json").read_text())
     if (folder / "results.jsonl").is_file():
         return "sweep", [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines() if x.strip()]
-    raise MoesimError(f"{path}: no result.json, compare.json, plan.json or results.jsonl there; give the folder "
-                      "written by moesim run -o, compare -o, sweep -o or plan -o")
+    raise MoesimError(f"{path}: no result.json, compare.json, plan.json, serve.json or results.jsonl there; give "
+                      "the folder written by moesim run -o, compare -o, sweep -o, serve -o or plan -o")
 
 
 def _fig_png(fig) -> bytes:
@@ -132,32 +136,6 @@ def sweep_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
              _fig_png(fig))]
 
 
-def plan_figures(doc: dict[str, Any]) -> list[tuple[str, str, bytes]]:
-    """Throughput and cost per million tokens against GPUs, one line per (GPU type, placement)."""
-    plt = _plt()
-    ok = [r for r in doc["rows"] if r["feasible"] and r["throughput_tokens_per_s"]]
-    if not ok:
-        return []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in ok:
-        groups.setdefault(f"{r['gpu']} {r['placement']} +{r['redundant_experts']}"
-                          + (f" limit {r['node_limit']}" if r["node_limit"] else ""), []).append(r)
-    for name, rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r["gpus"])
-        axes[0].plot([r["gpus"] for r in rs], [r["throughput_tokens_per_s"] / 1e3 for r in rs], "o-", label=name)
-        axes[1].plot([r["gpus"] for r in rs], [r["cost_per_million_tokens"] for r in rs], "o-", label=name)
-    target = doc.get("target_throughput_tokens_per_s")
-    if target:
-        axes[0].axhline(target / 1e3, color="grey", ls="--", lw=1, label="target")
-    axes[0].set(xlabel="GPUs", ylabel="MoE-layer throughput (k tokens/s)",
-                title="Throughput: above the line meets the target")
-    axes[1].set(xlabel="GPUs", ylabel="USD per million tokens", title="Cost per million tokens: lower is better")
-    axes[0].legend(fontsize=7)
-    return [("Throughput and cost against GPUs", "One line per GPU type and placement; infeasible points are "
-             "left out (the table says why).", _fig_png(fig))]
-
-
 def _summary(kind: str, data: Any) -> list[str]:
     """Summary and recommendation lines (plain text)."""
     if kind == "run":
@@ -175,17 +153,9 @@ def _summary(kind: str, data: Any) -> list[str]:
                                       "compute and communication dominate; imbalance is not the bottleneck.")
                 + f" Most waiting: layer {worst['layer']}."]
     if kind == "plan":
-        b, rows = data["best"], data["rows"]
-        infeasible = sum(1 for r in rows if not r["feasible"])
-        scope = next((r.get("throughput_scope") for r in rows if r.get("throughput_scope")), "moe_layers")
-        head = (f"{len(rows)} candidates, {infeasible} infeasible (reasons in the table); throughput scope: "
-                f"{scope}.")
-        if not b:
-            return [head, "Recommendation: none meets the target; add nodes or GPU types, or relax the limits."]
-        return [head, f"Recommendation: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "
-                f"+{b['redundant_experts']} redundant experts: {b['throughput_tokens_per_s']:,.0f} tokens/s for "
-                f"${b['cost_per_hour']:.2f}/h (${b['cost_per_million_tokens']:.3f} per million tokens).",
-                f"The cost/throughput frontier has {len(data['frontier'])} configurations."]
+        return plan_summary(data)
+    if kind == "serve":
+        return serve_summary(data)
     ok = [r for r in data if not r.get("error")]
     if not ok:
         return ["Every point failed; see the table."]
@@ -204,7 +174,12 @@ def _summary(kind: str, data: Any) -> list[str]:
 
 
 def _table(kind: str, data: Any) -> tuple[list[str], list[list[str]]]:
-    rows = data["layers"] if kind == "run" else data["rows"] if kind == "plan" else data
+    if kind == "serve":
+        rows = [{"surface": k, **{kk: vv for kk, vv in v.items() if not isinstance(vv, list | dict)},
+                 "holdout_max_error": (v.get("holdout_error") or {}).get("max")} for k, v in data["surfaces"].items()]
+        rows += [{"surface": f"instances: {i['role']}", **i} for i in data["instances"]]
+    else:
+        rows = data["layers"] if kind == "run" else data["rows"] if kind == "plan" else data
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols and not isinstance(r[k], list | dict)]
@@ -222,7 +197,8 @@ def write_report(results: Path, out: Path, title: str | None = None) -> list[Pat
     kind, data = detect(results)
     figs = {"run": lambda: run_figures(data, results if results.is_dir() else results.parent),
             "compare": lambda: compare_figures(data), "sweep": lambda: sweep_figures(data),
-            "plan": lambda: plan_figures(data)}[kind]()
+            "plan": lambda: plan_figures(data, _fig_png, _plt()),
+            "serve": lambda: serve_figures(results, _fig_png, _plt())}[kind]()
     title = title or f"moesim {kind} report"
     summary, (cols, rows) = _summary(kind, data), _table(kind, data)
     out.mkdir(parents=True, exist_ok=True)

@@ -83,28 +83,43 @@ def sweep_text(summary: dict[str, Any], out_dir: Any, metric_keys: set[str]) -> 
     return text
 
 
+def _ms(x: Any) -> str:
+    return "-" if x is None else f"{x * 1e3:,.0f}"
+
+
 def plan_table(result: dict[str, Any]) -> str:
-    lines = [f"{'gpu':<10}{'nodes':>6}{'GPUs':>6} {'placement':<12}{'red':>4}{'limit':>6}{'tokens/s':>13}"
-             f"{'$/h':>9}{'$/M tok':>9}{'GiB/GPU':>9}  note"]
+    """Every evaluated row, then the answer per GPU type and overall, runners-up and the frontier size."""
+    slo = result["slo"]
+    p = slo["percentile"]
+    lines = [f"SLO: p{p} TTFT <= {slo['ttft_s'] * 1e3:g} ms, p{p} TPOT <= {slo['tpot_s'] * 1e3:g} ms; scope "
+             f"{result['throughput_scope']}",
+             f"{'deployment':<44}{'batch':>6}{'tok/s':>10}{'tok/s/GPU':>10}{'TTFT ms':>9}{'TPOT ms':>9}"
+             f"{'$/h':>8}{'$/Mtok':>8}  note"]
     for r in result["rows"]:
-        note = "" if r["feasible"] and not r["reason"] else (r["reason"] or "")
-        if r["feasible"] and not r["memory_checked"]:
-            note = "memory not checked: the model gives no attention shape " + note
-        mark = " <- best" if result["best"] and r == result["best"] else ""
-        cpm = f"{r['cost_per_million_tokens']:.3f}" if r["cost_per_million_tokens"] else "-"
-        lines.append(f"{r['gpu']:<10}{r['nodes']:>6}{r['gpus']:>6} {r['placement']:<12}{r['redundant_experts']:>4}"
-                     f"{r['node_limit'] or '-':>6}{r['throughput_tokens_per_s']:>13,.0f}{r['cost_per_hour']:>9.1f}"
-                     f"{cpm:>9}{r['memory_per_gpu_gib']:>9.1f}  {note[:70]}{mark}")
+        cpm = f"{r['cost_per_million_tokens']:.2f}" if r["cost_per_million_tokens"] else "-"
+        tput = f"{r['output_tokens_per_s']:,.0f}" if r["output_tokens_per_s"] else "-"
+        per = f"{r['output_tokens_per_s_per_gpu']:,.1f}" if r["output_tokens_per_s_per_gpu"] else "-"
+        note = r["reason"] or ("meets the target" if r["meets_target"] else "below the target")
+        lines.append(f"{r['label']:<44}{r['max_batch'] or '-':>6}{tput:>10}{per:>10}"
+                     f"{_ms(r.get(f'ttft_p{p}_s')):>9}{_ms(r.get(f'tpot_p{p}_s')):>9}{r['cost_per_hour']:>8,.0f}"
+                     f"{cpm:>8}  {note[:90]}")
+    lines.append("")
+    for gpu, r in result["best_per_gpu"].items():
+        lines.append(f"{gpu}: " + (_answer(r) if r else "no deployment meets the target and the SLO"))
     b = result["best"]
-    if b:
-        lines.append(f"cheapest meeting the target: {b['gpus']} x {b['gpu']} ({b['nodes']} nodes), {b['placement']} "
-                     f"+{b['redundant_experts']} redundant, node limit {b['node_limit'] or 'none'}: "
-                     f"{b['throughput_tokens_per_s']:,.0f} tokens/s ({b.get('throughput_scope', 'moe_layers')}) "
-                     f"for ${b['cost_per_hour']:.2f}/h")
-        lines += [f"  runner-up {r['gpus']} x {r['gpu']} {r['placement']} +{r['redundant_experts']}: "
-                  f"{100 * r['cost_over_best']:.0f}% more per hour, {r['throughput_tokens_per_s']:,.0f} tokens/s"
-                  for r in result["runners_up"]]
-    else:
-        lines.append("no feasible candidate meets the target: see the notes above, add nodes or GPU types")
-    lines.append(f"cost/throughput frontier: {len(result['frontier'])} candidates (see --json or -o)")
+    lines.append(("overall: " + _answer(b)) if b else
+                 "overall: nothing meets the target at the SLO: see the notes, add nodes or GPU types, or relax it")
+    lines += [f"  runner-up {r['label']}, max_batch {r['max_batch']}: {100 * r['cost_over_best']:.0f}% more per "
+              f"hour, ${r['cost_per_million_tokens']:.2f}/Mtok" for r in result["runners_up"]]
+    c = result["counts"]
+    lines.append(f"{c['deployments']} deployments: {c['simulated']} simulated, {c['screened_out']} screened out or "
+                 f"pruned; cost/throughput frontier: {len(result['frontier'])} rows; {result['wall_s']:.0f} s"
+                 + ("; INTERRUPTED: partial results" if result["interrupted"] else ""))
     return "\n".join(lines) + "\n"
+
+
+def _answer(r: dict[str, Any]) -> str:
+    return (f"{r['gpus']} GPUs ({r['nodes']} nodes), {r['label']}, max_batch {r['max_batch']}: "
+            f"{r['output_tokens_per_s']:,.0f} output tokens/s at the SLO "
+            f"({r['output_tokens_per_s_per_gpu']:,.1f} per GPU), ${r['cost_per_hour']:,.2f}/h, "
+            f"${r['cost_per_million_tokens']:.2f}/Mtok")

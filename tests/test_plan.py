@@ -1,83 +1,160 @@
-"""`moesim plan`: candidates, feasibility with reasons, the cheapest meeting the target, the frontier."""
+"""`moesim plan` on serving: derived redundant counts, the batch search, answers per GPU type, pruning,
+interruption, bad input."""
+
+from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from moesim.cli import main
-from moesim.plan import Candidate, pareto
+from moesim.plan import load_plan, pareto, plan
+from moesim.plan.space import deployments, redundant_for
+from moesim.sweep import SerialExecutor
 
-PLAN = """model: {base: deepseek-v3, num_hidden_layers: 5}
-gpus: {h800: {price_per_hour: 2.0}, h200: {price_per_hour: 3.0}}
-gpus_per_node: 8
-workload: {mode: decode, tokens_per_gpu: 64, context_tokens: CONTEXT}
-target: {throughput_tokens_per_s: 1}
-limits: {max_gpus: 16}
-vary: {nodes: [1, 2, 4], placement: [contiguous, eplb]}
-seed: 1
+PLAN = """model: {base: mixtral-8x7b, num_hidden_layers: 2}
+gpus: GPUS
+gpus_per_node: 4
+serving:
+  input_tokens: {kind: constant, value: 512}
+  output_tokens: {kind: constant, value: 64}
+  slo: {ttft_s: 0.5, tpot_s: 0.05}
+target: {output_tokens_per_s: TARGET}
+search: {nodes: [3], ep_gpus: [12], redundant_slots: [0], max_batch: [2, 16, 64]}
+effort: {requests: 100, max_requests: 300, rate_steps: 3}
+scenario: {router: {stats: {kind: dirichlet, concentration: 8}}, comm: {algorithm: flat}}
+seed: 2
 """
 
 
-def _run(tmp_path, context=2048, target=1):
-    (tmp_path / "p.yaml").write_text(PLAN.replace("CONTEXT", str(context)).replace(
-        "throughput_tokens_per_s: 1", f"throughput_tokens_per_s: {target}"))
-    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1", "--json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.output)
+def _plan(tmp_path, monkeypatch, target=1, gpus="{h100: {price_per_hour: 2.5}}", executor=None):
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", str(target)).replace("GPUS", gpus))
+    p, path = load_plan(tmp_path / "p.yaml")
+    return plan(p, path.parent, executor or SerialExecutor())
 
 
-def test_plan_picks_the_cheapest_candidate_meeting_the_target(tmp_path):
-    res = _run(tmp_path)
-    rows = res["rows"]
-    assert len(rows) == 2 * 3 * 2
-    too_big = [r for r in rows if r["nodes"] == 4]
-    assert all(not r["feasible"] and "max_gpus" in r["reason"] for r in too_big)
-    meeting = [r for r in rows if r["meets_target"]]
-    assert res["best"]["cost_per_hour"] == min(r["cost_per_hour"] for r in meeting)
-    assert res["best"]["gpu"] == "h800" and res["best"]["nodes"] == 1  # 8 x $2 is the cheapest
-    for r in res["runners_up"]:
-        assert r["cost_over_best"] >= 0
+def test_redundant_counts_are_derived_for_every_gpu_count():
+    assert redundant_for(256, 576, 0) == 320  # 72 nodes of 8 H100: 576 GPUs need 320
+    assert redundant_for(256, 32, 0) == 0 and redundant_for(256, 32, 1) == 32
+    assert redundant_for(256, 144, 0) == 32  # DeepSeek-V3's EP144 decode: 288 slots
+    for g in range(1, 300):
+        assert (256 + redundant_for(256, g, 0)) % g == 0
 
 
-def test_memory_infeasible_candidates_say_by_how_much(tmp_path):
-    res = _run(tmp_path, context=400_000)  # a 400k-token KV cache per sequence cannot fit
-    notes = [r["reason"] for r in res["rows"] if r["nodes"] < 4]
-    assert all("GiB per GPU" in n and "over by" in n for n in notes)
-    assert res["best"] is None
+def test_the_planner_finds_a_layout_needing_an_unlisted_redundant_count_and_a_larger_batch(tmp_path, monkeypatch):
+    # 8 experts on 12 GPUs need 4 redundant experts, which no one listed (slots: [0] extra per GPU)
+    first = _plan(tmp_path, monkeypatch)
+    rows = [r for r in first["rows"] if r["feasible"]]
+    assert rows and all(r["gpus"] == 12 for r in rows)
+    by_batch = {r["max_batch"]: r["output_tokens_per_s"] for r in rows}
+    assert by_batch[16] > by_batch[2] * 1.5  # bigger batches serve more at the same SLO
+    # a target only a larger batch than the smallest can meet
+    target = (by_batch[2] + by_batch[16]) / 2
+    res = _plan(tmp_path, monkeypatch, target=round(target))
+    assert res["best"] is not None and res["best"]["max_batch"] >= 16
+    assert res["best"]["output_tokens_per_s"] >= target
+    small = next(r for r in res["rows"] if r["max_batch"] == 2)
+    assert not small["meets_target"]
 
 
-def test_unreachable_target_gives_no_best(tmp_path):
-    assert _run(tmp_path, target=10**12)["best"] is None
+def test_answer_per_gpu_type_and_overall(tmp_path, monkeypatch):
+    res = _plan(tmp_path, monkeypatch, gpus="{h100: {price_per_hour: 2.5}, h200: {price_per_hour: 4.0}}")
+    per = res["best_per_gpu"]
+    assert set(per) == {"h100", "h200"}
+    assert per["h100"]["gpu"] == "h100" and per["h200"]["gpu"] == "h200"
+    assert res["best"]["gpu"] == "h100"  # 12 x $2.5 is cheaper than 12 x $4.0
+    assert res["best"]["cost_per_million_tokens"] == pytest.approx(
+        res["best"]["cost_per_hour"] / (res["best"]["output_tokens_per_s"] * 3600) * 1e6)
+    assert [r["label"] for r in res["frontier"]][0].startswith("h100")
 
 
-def test_pareto_frontier_keeps_only_undominated():
-    cs = [Candidate("a", 1, "x", 0, None, 1.0, gpus=8, throughput_tokens_per_s=100),
-          Candidate("b", 1, "x", 0, None, 2.0, gpus=8, throughput_tokens_per_s=90),   # costs more, slower
-          Candidate("c", 2, "x", 0, None, 1.0, gpus=16, throughput_tokens_per_s=150)]
-    assert [c.gpu for c in pareto(cs)] == ["a", "c"]
+def test_costlier_deployments_are_pruned_once_a_type_meets_the_target(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    text = PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}").replace(
+        "nodes: [3], ep_gpus: [12]", "nodes: [3, 9], ep_gpus: [12]").replace("rate_steps: 3}",
+                                                                             "rate_steps: 3, cost_slack: 0.5}")
+    (tmp_path / "p.yaml").write_text(text)
+    p, path = load_plan(tmp_path / "p.yaml")
+    res = plan(p, path.parent, SerialExecutor(), wave=1)
+    big = [r for r in res["rows"] if r["nodes"] == 9]
+    assert big and all("not simulated" in r["reason"] for r in big)
 
 
-def test_bad_plan_file_is_one_clear_error(tmp_path):
-    (tmp_path / "bad.yaml").write_text("model: deepseek-v3\ngpus: {h800: {}}\n")
+def test_space_enumerates_aggregated_ep_sizes_and_disaggregated_splits(tmp_path):
+    (tmp_path / "p.yaml").write_text("model: deepseek-v3\ngpus: {h800: {price_per_hour: 2}}\n"
+                                     "search: {nodes: [4], deployment: [aggregated, disaggregated], "
+                                     "prefill_share: [0.25, 0.5]}\n")
+    p, _ = load_plan(tmp_path / "p.yaml")
+    labels = [d.label() for d in deployments(p)]
+    assert any("agg EP8x4" in x for x in labels) and any("agg EP32x1" in x for x in labels)
+    assert any("disagg P8/D24" in x for x in labels) and any("disagg P16/D16" in x for x in labels)
+
+
+class _StopAfter:
+    """An executor that raises KeyboardInterrupt (a user's Ctrl-C) after ``n`` evaluations."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run(self, fn, items):
+        for item in items:
+            if fn.__name__ == "evaluate":
+                if self.n == 0:
+                    raise KeyboardInterrupt
+                self.n -= 1
+            yield item, fn(item)
+
+
+def test_interrupted_plan_keeps_the_finished_deployments(tmp_path, monkeypatch):
+    res = _plan(tmp_path, monkeypatch, gpus="{h100: {price_per_hour: 2.5}, h200: {price_per_hour: 4.0}}",
+                executor=_StopAfter(1))
+    assert res["interrupted"]
+    done = [r for r in res["rows"] if r["feasible"]]
+    assert done and {r["gpu"] for r in done} == {"h100"}
+    assert any("interrupted" in r["reason"] for r in res["rows"] if r["gpu"] == "h200")
+
+
+def test_unmeetable_slo_is_one_clear_line_exit_2_and_outputs_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}")
+                                     .replace("tpot_s: 0.05", "tpot_s: 0.00001"))
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 2, r.output
+    assert "misses the SLO even at a light load" in r.output
+    assert "no deployment meets the target" in r.output.splitlines()[-1]
+    assert json.loads((tmp_path / "out" / "plan.json").read_text())["best"] is None
+
+
+@pytest.mark.parametrize("text,words", [
+    ("model: deepseek-v3\ngpus: {h800: {}}\n", "price_per_hour"),
+    ("model: deepseek-v3\ngpus: {h800: {price_per_hour: 2}}\nworkload: {mode: decode}\n", "plans now search"),
+    ("model: deepseek-v3\ngpus: {h800: {price_per_hour: -1}}\n", "greater than 0"),
+    ("model: deepseek-v3\ngpus: {h800: {price_per_hour: 2}}\nserving: {deployment: {kind: aggregated}}\n",
+     "searched by the planner"),
+    ("model: deepseek-v3\ngpus: {h800: {price_per_hour: 2}}\nsearch: {nodez: [1]}\n", "unknown key"),
+])
+def test_bad_plan_file_is_one_clear_error(tmp_path, text, words):
+    (tmp_path / "bad.yaml").write_text(text)
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "bad.yaml")])
-    assert r.exit_code == 2 and "price_per_hour" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
-def test_plan_report_has_the_cost_and_throughput_figure(tmp_path):
-    (tmp_path / "p.yaml").write_text(PLAN.replace("CONTEXT", "2048"))
+def test_plan_report_has_the_capacity_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}"))
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1", "-o", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
+    assert "h100: 12 GPUs" in r.output and "overall:" in r.output
     rep = CliRunner().invoke(main, ["report", str(tmp_path / "out"), "-o", str(tmp_path / "rep")])
     assert rep.exit_code == 0, rep.output
     page = (tmp_path / "rep" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 1 and "Recommendation: 8 x h800" in page
+    assert page.count("data:image/png;base64,") == 1 and "Recommendation: h100 3n agg EP12" in page
 
 
-def test_models_without_a_shape_say_memory_was_not_checked(tmp_path):
-    (tmp_path / "p.yaml").write_text("model: {name: noshape, hidden_size: 1024, moe_intermediate_size: 512, "
-                                     "n_routed_experts: 16, num_experts_per_tok: 2, num_hidden_layers: 2}\n"
-                                     "gpus: {h800: {price_per_hour: 2}}\n"
-                                     "workload: {tokens_per_gpu: 64}\nvary: {nodes: [2]}\n")
-    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1"])
-    assert r.exit_code == 0, r.output
-    assert "memory not checked" in r.output
+def test_pareto_frontier_keeps_only_undominated():
+    rows = [{"cost_per_hour": 1.0, "output_tokens_per_s": 100}, {"cost_per_hour": 2.0, "output_tokens_per_s": 90},
+            {"cost_per_hour": 2.0, "output_tokens_per_s": 150}]
+    assert [r["output_tokens_per_s"] for r in pareto(rows)] == [100, 150]

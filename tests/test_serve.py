@@ -3,6 +3,7 @@ MTP, workload generators and traces."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -216,3 +217,64 @@ def test_surface_interpolation_error_on_held_out_points(tmp_path, monkeypatch):
     again = []
     surf2 = build_surfaces(grids, SerialExecutor(), True, lambda d, n: again.append((d, n)))
     assert not again and surf2["a/decode"].time_s == surf["a/decode"].time_s  # read from the cache
+
+
+FAST = ["--set", "model.num_hidden_layers=2", "--set", "serving.surface.holdout=false",
+        "--set", "serving.surface.decode_batch=[1,8,64]", "--set", "serving.surface.prefill_tokens=[64,512,4096]"]
+
+
+def test_serve_cli_on_the_shipped_trace_scenario_writes_every_output(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from moesim.cli import main
+
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    sc = Path(__file__).resolve().parent.parent / "scenarios" / "mixtral-8x7b-serve-trace-a100.yaml"
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["serve", str(sc), *FAST, "--set", "serving.requests=80", "-j", "1", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "TTFT" in r.output and "goodput" in r.output and "iteration surfaces" in r.output
+    doc = json.loads((out / "serve.json").read_text())
+    assert doc["requests"] == 80 and doc["throughput_scope"] == "whole_model"
+    assert (out / "requests.csv").read_text().count("\n") == 81
+    assert "kv_utilisation" in (out / "timeline.csv").read_text().splitlines()[0]
+    again = CliRunner().invoke(main, ["serve", str(sc), *FAST, "--set", "serving.requests=80", "--json"])
+    assert json.loads(again.output) == doc  # same seed, same output (and the surfaces came from the cache)
+    rep = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "rep")])
+    assert rep.exit_code == 0, rep.output
+    assert (tmp_path / "rep" / "index.html").read_text().count("data:image/png;base64,") == 2
+
+
+@pytest.mark.parametrize("sets,words", [
+    (["--set", "serving.arrival.rate_per_s=-3"], "serving.arrival.rate_per_s"),
+    (["--rate", "0"], "--rate"),
+    (["--set", "serving.deployment={kind: disaggregated}"], "needs prefill"),
+    (["--set", "serving.deployment.ep_gpus=3"], "ep_gpus"),
+    (["--set", "serving.arrival={kind: trace, path: nowhere.csv}"], "no such file"),
+])
+def test_serve_bad_input_is_one_line_exit_2(tmp_path, sets, words):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from moesim.cli import main
+
+    sc = Path(__file__).resolve().parent.parent / "scenarios" / "deepseek-v3-serve-h800.yaml"
+    r = CliRunner().invoke(main, ["serve", str(sc), *sets])
+    assert r.exit_code == 2, r.output
+    assert words in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["", "arrival_s,input_tokens,output_tokens\n", "{not json\n"])
+def test_serve_with_an_empty_or_malformed_trace_is_exit_2(tmp_path, text):
+    from click.testing import CliRunner
+
+    from moesim.cli import main
+
+    (tmp_path / "t.jsonl").write_text(text)
+    (tmp_path / "s.yaml").write_text("model: mixtral-8x7b\ncluster: {gpu: a100-80gb}\n"
+                                     "serving: {arrival: {kind: trace, path: t.jsonl}}\n")
+    r = CliRunner().invoke(main, ["serve", str(tmp_path / "s.yaml")])
+    assert r.exit_code == 2 and "t.jsonl" in r.output and "Traceback" not in r.output, r.output

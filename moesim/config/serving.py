@@ -108,6 +108,8 @@ class SideSpec(_Strict):
 
     gpus: int = Field(ge=1)
     ep_gpus: int | None = Field(default=None, ge=1)
+    # redundant experts of one instance (default: placement.redundant_experts)
+    redundant_experts: int | None = Field(default=None, ge=0)
     attention_tp: int | None = Field(default=None, ge=1)
     micro_batches: Literal[1, 2] | None = None
 
@@ -119,6 +121,7 @@ class DeploymentSpec(_Strict):
 
     kind: Literal["aggregated", "disaggregated"] = "aggregated"
     ep_gpus: int | None = Field(default=None, ge=1)
+    redundant_experts: int | None = Field(default=None, ge=0)  # per aggregated instance
     prefill: SideSpec | None = None
     decode: SideSpec | None = None
 

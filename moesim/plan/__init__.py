@@ -1,5 +1,6 @@
-"""``moesim plan``: the cheapest configuration that meets a target, and the cost/throughput frontier."""
+"""Capacity planning on the serving simulation (``moesim plan``)."""
 
-from moesim.plan.planner import Candidate, load_plan, pareto, plan
+from moesim.plan.planner import pareto, plan
+from moesim.plan.spec import PlanSpec, load_plan
 
-__all__ = ["Candidate", "load_plan", "pareto", "plan"]
+__all__ = ["PlanSpec", "load_plan", "pareto", "plan"]

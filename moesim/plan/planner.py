@@ -1,194 +1,216 @@
-"""Capacity planning over candidate GPU types and layouts.
+"""Capacity planning on the serving simulation: the cheapest deployment that serves a throughput target
+with TTFT and TPOT within their SLOs, per GPU type and overall.
 
-PLAN.yaml:
-
-    model: deepseek-v3                   # catalogue name, inline mapping, or {hf_config: path}
-    gpus: {h800: {price_per_hour: 2.0}, h200: {price_per_hour: 3.5}}   # catalogue GPUs, USD per GPU-hour
-    gpus_per_node: 8
-    workload: {mode: prefill, tokens_per_gpu: 4096}
-    target: {throughput_tokens_per_s: 400000}          # optional
-    limits: {max_gpus: 256, max_iteration_time_s: 2.0, max_token_latency_s: 0.05}   # optional
-    vary: {nodes: [4, 8, 16], placement: [contiguous, eplb], redundant_experts: [0, 32], node_limit: [null, 4]}
-    scenario: {router: {stats: {kind: power_law, alpha: 1.01}}, comm: {algorithm: hierarchical}}  # optional
-    seed: 7
-
-Every combination is a candidate. A candidate that does not validate or does not fit in memory is
-infeasible and says why; the rest are simulated (same seed, so the same router draws). Throughput covers
-the scenario's ``workload.scope``: the whole model by default when the model gives its attention shape.
+Search: every deployment of the space (moesim.plan.space) is first checked without simulation (the
+scenario validates, the weights fit with room for a KV cache, the GPU limit); the rest go in order of cost
+per hour, a few at a time: their iteration surfaces are built (shared between deployments whose instances
+are the same, cached on disk), then each deployment's capacity at the SLO is searched per batch limit
+(moesim.plan.search). Once a GPU type has a deployment meeting the target, its deployments costing more
+than (1 + effort.cost_slack) times that are not simulated (their rows say so). Interrupted (Ctrl-C), the
+plan keeps every finished deployment and says it was interrupted.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from moesim.config.loader import read_yaml
-from moesim.errors import MoesimError, ScenarioError
+from moesim.config import scenario_from_dict
+from moesim.errors import MoesimError
+from moesim.memory import memory_per_gpu
+from moesim.plan.search import evaluate
+from moesim.plan.space import Deployment, deployments, scenario_dict
+from moesim.plan.spec import PlanSpec
+from moesim.serve.deploy import deployment_of
+from moesim.serve.run import grids_of, requests_of
+from moesim.serve.surface import Grid, build_surfaces
 
-KEYS = ("model", "gpus", "gpus_per_node", "workload", "target", "limits", "vary", "scenario", "seed")
-VARY = ("nodes", "placement", "redundant_experts", "node_limit")
-
-
-@dataclass
-class Candidate:
-    gpu: str
-    nodes: int
-    placement: str
-    redundant_experts: int
-    node_limit: int | None
-    price_per_hour: float
-    gpus: int = 0
-    feasible: bool = True
-    reason: str = ""
-    throughput_tokens_per_s: float = 0.0
-    iteration_time_s: float = 0.0
-    memory_gib: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cost_per_hour(self) -> float:
-        return self.gpus * self.price_per_hour
-
-    @property
-    def cost_per_million_tokens(self) -> float | None:
-        if not self.throughput_tokens_per_s:
-            return None
-        return self.cost_per_hour / (self.throughput_tokens_per_s * 3600) * 1e6
-
-    def row(self) -> dict[str, Any]:
-        return {"gpu": self.gpu, "nodes": self.nodes, "gpus": self.gpus, "placement": self.placement,
-                "redundant_experts": self.redundant_experts, "node_limit": self.node_limit,
-                "feasible": self.feasible, "reason": self.reason, "meets_target": self.extra.get("meets", False),
-                "memory_checked": self.extra.get("memory_checked", False),
-                "throughput_scope": self.extra.get("throughput_scope"),
-                "throughput_tokens_per_s": self.throughput_tokens_per_s, "iteration_time_s": self.iteration_time_s,
-                "memory_per_gpu_gib": self.memory_gib, "cost_per_hour": self.cost_per_hour,
-                "cost_per_million_tokens": self.cost_per_million_tokens}
+Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
 
 
-def load_plan(path: str | Path) -> dict[str, Any]:
-    """Read and check a plan file: one ScenarioError naming the file, key and fix on bad input."""
-    path = Path(path)
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ScenarioError("a plan must be a mapping", file=str(path), fix=f"use the keys {', '.join(KEYS)}")
-    for key in raw:
-        if key not in KEYS:
-            raise ScenarioError("unknown key", file=str(path), path=str(key), fix=f"allowed keys: {', '.join(KEYS)}")
-    for key in ("model", "gpus"):
-        if key not in raw:
-            raise ScenarioError("missing", file=str(path), path=key, fix="see `moesim plan --help` for an example")
-    if not isinstance(raw["gpus"], dict) or not raw["gpus"]:
-        raise ScenarioError("must map GPU names to {price_per_hour: ...}", file=str(path), path="gpus",
-                            fix="e.g. gpus: {h800: {price_per_hour: 2.0}}")
-    for name, spec in raw["gpus"].items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("price_per_hour"), int | float):
-            raise ScenarioError("needs price_per_hour (USD per GPU-hour)", file=str(path), path=f"gpus.{name}",
-                                fix=f"e.g. {name}: {{price_per_hour: 2.0}}")
-    vary = raw.get("vary") or {}
-    for key, vals in vary.items():
-        if key not in VARY or not isinstance(vals, list) or not vals:
-            raise ScenarioError("unknown or empty axis", file=str(path), path=f"vary.{key}",
-                                fix=f"vary takes lists for {', '.join(VARY)}")
-    return {**raw, "file": str(path), "base_dir": str(path.parent)}
+def _screen(p: PlanSpec, base_dir: str, d: Deployment) -> tuple[list[tuple[int, dict]], Any]:
+    """(scenario dicts by batch limit, the largest batch's scenario) or raise MoesimError with the reason."""
+    experts = _experts(p, base_dir)
+    by_batch = [(b, scenario_dict(p, d, b, experts)) for b in sorted(p.search.max_batch)]
+    s = scenario_from_dict(by_batch[-1][1], base_dir=base_dir)
+    if p.limits.max_gpus and d.gpus > p.limits.max_gpus:
+        raise MoesimError(f"{d.gpus} GPUs exceed limits.max_gpus {p.limits.max_gpus}")
+    if s.serving.arrival.kind == "trace":
+        raise MoesimError("the planner sets the request rate: use an arrival law, not a trace")
+    dep = deployment_of(s)
+    mem = memory_per_gpu(dep.roles[0].scenario)
+    d.extra["memory_per_gpu_gib"] = mem.get("total_bytes", 0.0) / 2**30
+    d.extra["kv_tokens_per_instance"] = [r.kv_tokens for r in dep.roles]
+    return by_batch, (s, dep)
 
 
-def candidates(p: dict[str, Any]) -> list[Candidate]:
-    vary = p.get("vary") or {}
-    axes = [list(p["gpus"]), vary.get("nodes", [1]), vary.get("placement", ["contiguous"]),
-            vary.get("redundant_experts", [0]), vary.get("node_limit", [None])]
-    return [Candidate(gpu, nodes, pl, red, nl, float(p["gpus"][gpu]["price_per_hour"]))
-            for gpu, nodes, pl, red, nl in itertools.product(*axes)]
+_EXPERTS: dict[str, int] = {}
 
 
-def scenario_dict(p: dict[str, Any], c: Candidate) -> dict[str, Any]:
-    base = dict(p.get("scenario") or {})
-    router = dict(base.get("router") or {})
-    if c.node_limit:
-        router["limit"] = {"scope": "nodes", "max": c.node_limit}
-    return {**base, "name": f"{c.gpu}-{c.nodes}n-{c.placement}-{c.redundant_experts}", "seed": p.get("seed", 0),
-            "model": p["model"], "router": router,
-            "cluster": {**(base.get("cluster") or {}), "gpu": c.gpu, "nodes": c.nodes,
-                        "gpus_per_node": p.get("gpus_per_node", 8)},
-            "placement": {**(base.get("placement") or {}), "kind": c.placement,
-                          "redundant_experts": c.redundant_experts},
-            "workload": {**(base.get("workload") or {}), **(p.get("workload") or {})}}
+def _experts(p: PlanSpec, base_dir: str) -> int:
+    key = repr(p.model)
+    if key not in _EXPERTS:
+        raw = {"model": p.model, "cluster": {"gpu": next(iter(p.gpus)), "nodes": 1}}
+        _EXPERTS[key] = scenario_from_dict(raw, base_dir=base_dir).model.n_routed_experts
+    return _EXPERTS[key]
 
 
-def _evaluate(task: tuple[dict[str, Any], str, int]) -> dict[str, Any]:
-    """Worker: simulate one feasible candidate's scenario."""
-    from moesim import api  # noqa: PLC0415
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-
-    raw, base_dir, _index = task
-    try:
-        sm = api.run_scenario(scenario_from_dict(raw, base_dir=base_dir)).summary
-    except MoesimError as exc:
-        return {"error": str(exc)}
-    return {"throughput": sm.throughput_tokens_per_s, "iteration": sm.iteration_time_s, "scope": sm.scope}
-
-
-def plan(p: dict[str, Any], executor) -> dict[str, Any]:
-    """Evaluate every candidate; return rows, the recommendation, the frontier and runner-ups."""
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.memory import memory_per_gpu  # noqa: PLC0415
-
-    limits, target = p.get("limits") or {}, (p.get("target") or {}).get("throughput_tokens_per_s")
-    cands, tasks = candidates(p), []
-    for i, c in enumerate(cands):
-        raw = scenario_dict(p, c)
+def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | None = None,
+         use_cache: bool = True, store: Callable[[Path, str], None] | None = None,
+         wave: int = 4) -> dict[str, Any]:
+    """Search the plan's space; rows, the answer per GPU type and overall, runners-up and the frontier."""
+    base_dir = str(base_dir)
+    started = time.monotonic()
+    space = deployments(p)
+    ready: list[tuple[Deployment, list, Any]] = []
+    for d in space:
         try:
-            s = scenario_from_dict(raw, base_dir=p["base_dir"])
+            by_batch, sd = _screen(p, base_dir, d)
         except MoesimError as exc:
-            c.feasible, c.reason = False, str(exc).split(": ", 1)[-1]
+            d.reason = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
             continue
-        c.gpus = s.cluster.num_gpus
-        mem = memory_per_gpu(s)
-        c.memory_gib = mem.get("total_bytes", 0.0) / 2**30
-        c.extra["memory_checked"] = bool(mem.get("known"))
-        if limits.get("max_gpus") and c.gpus > limits["max_gpus"]:
-            c.feasible, c.reason = False, f"{c.gpus} GPUs exceed limits.max_gpus {limits['max_gpus']}"
-        elif mem.get("known") and not mem["fits"]:
-            gib = 2**30
-            c.feasible = False
-            c.reason = (f"needs {mem['total_bytes'] / gib:.1f} GiB per GPU, has {mem['capacity_bytes'] / gib:.1f} "
-                        f"(over by {mem['over_by_bytes'] / gib:.1f})")
-        else:
-            tasks.append((raw, p["base_dir"], i))
-    for task, res in executor.run(_evaluate, tasks):
-        c = cands[task[2]]
-        if "error" in res:
-            c.feasible, c.reason = False, res["error"]
-            continue
-        c.throughput_tokens_per_s, c.iteration_time_s = res["throughput"], res["iteration"]
-        c.extra["throughput_scope"] = res["scope"]
-        max_it = limits.get("max_iteration_time_s")
-        # decode emits one token per sequence per iteration, so the per-token latency is the iteration time
-        max_tok = limits.get("max_token_latency_s")
-        if max_it and c.iteration_time_s > max_it:
-            c.reason = f"iteration {c.iteration_time_s:.3f} s over limits.max_iteration_time_s {max_it}"
-        elif max_tok and c.iteration_time_s > max_tok:
-            c.reason = f"per-token latency {c.iteration_time_s:.4f} s over limits.max_token_latency_s {max_tok}"
-        c.extra["meets"] = (not c.reason) and (target is None or c.throughput_tokens_per_s >= target)
-    ok = [c for c in cands if c.feasible and c.throughput_tokens_per_s > 0]
-    meeting = sorted([c for c in ok if c.extra.get("meets")],
-                     key=lambda c: (c.cost_per_hour, -c.throughput_tokens_per_s))
+        ready.append((d, by_batch, sd))
+    ready.sort(key=lambda x: (x[0].cost_per_hour, x[0].gpus, x[0].label()))
+    rows: dict[int, list[dict[str, Any]]] = {}
+    best_cost: dict[str, float] = {}
+    interrupted = False
+    done = 0
+    try:
+        for start in range(0, len(ready), wave):
+            batch = [x for x in ready[start:start + wave] if not _pruned(p, x[0], best_cost)]
+            done += sum(1 for d, _, _ in ready[start:start + wave] if d.reason)
+            if not batch:
+                continue
+            surfaces = _surfaces(batch, executor, use_cache, store, progress, p)
+            tasks = [(id(d), by_batch, base_dir, surfaces[id(d)], p.effort) for d, by_batch, _ in batch]
+            index = {id(d): d for d, _, _ in batch}
+            for task, res in executor.run(evaluate, tasks):
+                d = index[task[0]]
+                rows[id(d)] = res
+                done += 1
+                _update_best(p, d, res, best_cost)
+                if progress:
+                    progress("deployments", done, len(ready), f"{d.label()} ({_eta(started, done, len(ready))})")
+    except KeyboardInterrupt:
+        interrupted = True
+    scope = ready[0][2][0].workload.scope if ready else None
+    return _result(p, space, rows, interrupted, time.monotonic() - started, scope)
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    el = time.monotonic() - started
+    left = el / max(done, 1) * (total - done)
+    return f"elapsed {el:.0f} s, ETA {left:.0f} s"
+
+
+def _pruned(p: PlanSpec, d: Deployment, best_cost: dict[str, float]) -> bool:
+    bound = best_cost.get(d.gpu)
+    if bound is not None and d.cost_per_hour > bound * (1 + p.effort.cost_slack):
+        d.reason = (f"not simulated: costs ${d.cost_per_hour:,.0f}/h, over {1 + p.effort.cost_slack:g}x the "
+                    f"cheapest {d.gpu} deployment meeting the target (${bound:,.0f}/h)")
+        return True
+    return False
+
+
+def _surfaces(batch, executor, use_cache, store, progress, p: PlanSpec) -> dict[int, dict]:
+    """Build every surface the batch needs at once; map each deployment to its role surfaces."""
+    grids: dict[str, Grid] = {}
+    need: dict[int, dict[tuple[str, str], str]] = {}
+    for d, _, (s, dep) in batch:
+        need[id(d)] = {}
+        for g in grids_of(s, dep, requests_of(s)):
+            g = Grid(g.key, g.scenario, g.mode, g.tokens, g.contexts, p.effort.surface_holdout)
+            key = g.cache_key()
+            grids[key] = Grid(key, g.scenario, g.mode, g.tokens, g.contexts, g.holdout)
+            need[id(d)][tuple(g.key.split("/"))] = key
+
+    def prog(done: int, total: int) -> None:
+        if progress:
+            progress("surface points", done, total, "")
+
+    built = build_surfaces(list(grids.values()), executor, use_cache, prog, store)
+    return {k: {role: built[key] for role, key in v.items()} for k, v in need.items()}
+
+
+def _update_best(p: PlanSpec, d: Deployment, res: list[dict[str, Any]], best_cost: dict[str, float]) -> None:
+    if any(_meets(p, r) for r in res):
+        best_cost[d.gpu] = min(best_cost.get(d.gpu, float("inf")), d.cost_per_hour)
+
+
+def _meets(p: PlanSpec, r: dict[str, Any]) -> bool:
+    sm = r.get("summary")
+    if not sm:
+        return False
+    t = p.target
+    if t.output_tokens_per_s and sm["output_tokens_per_s"] < t.output_tokens_per_s:
+        return False
+    return not (t.requests_per_s and sm["requests_per_s"] < t.requests_per_s)
+
+
+def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any]:
+    row = {**d.row(), "memory_per_gpu_gib": d.extra.get("memory_per_gpu_gib"), "max_batch": None,
+           "feasible": False, "reason": d.reason, "meets_target": False, "capacity_requests_per_s": None,
+           "output_tokens_per_s": None, "output_tokens_per_s_per_gpu": None, "cost_per_million_tokens": None}
+    if r is None:
+        return row
+    sm = r.get("summary") or {}
+    tput = sm.get("output_tokens_per_s")
+    row.update({"max_batch": r["max_batch"], "feasible": bool(sm), "reason": r.get("reason", ""),
+                "meets_target": _meets(p, r), "capacity_requests_per_s": r.get("capacity_requests_per_s"),
+                "output_tokens_per_s": tput, "output_tokens_per_s_per_gpu": sm.get("output_tokens_per_s_per_gpu"),
+                "cost_per_million_tokens": d.cost_per_hour / (tput * 3600) * 1e6 if tput else None,
+                **{k: v for k, v in sm.items() if k.startswith(("ttft", "tpot"))}})
+    return row
+
+
+def _result(p: PlanSpec, space: list[Deployment], rows: dict[int, list], interrupted: bool,
+            wall_s: float, scope: str | None) -> dict[str, Any]:
+    flat = []
+    for d in space:
+        res = rows.get(id(d))
+        if res is None and not d.reason:
+            d.reason = "not evaluated: the plan was interrupted" if interrupted else "not evaluated"
+        flat += [_flat(p, d, r) for r in res] if res else [_flat(p, d, None)]
+    ok = [r for r in flat if r["feasible"]]
+    meeting = sorted([r for r in ok if r["meets_target"]], key=_cost_key)
+    per_gpu = {g: next((r for r in meeting if r["gpu"] == g), None) for g in p.gpus}
     best = meeting[0] if meeting else None
-    return {"rows": [c.row() for c in cands], "target_throughput_tokens_per_s": target,
-            "best": best.row() if best else None,
-            "runners_up": [{**c.row(), "cost_over_best": c.cost_per_hour / best.cost_per_hour - 1.0}
-                           for c in meeting[1:6]] if best else [],
-            "frontier": [c.row() for c in pareto(ok)],
-            "throughput_scope": "moe_layers"}
+    return {"rows": flat, "best": best, "best_per_gpu": per_gpu,
+            "runners_up": [{**r, "cost_over_best": r["cost_per_hour"] / best["cost_per_hour"] - 1.0}
+                           for r in _distinct(meeting[1:], best)[:5]] if best else [],
+            "frontier": pareto(ok), "target": p.target.model_dump(), "slo": _slo(p),
+            "throughput_scope": scope, "interrupted": interrupted, "wall_s": wall_s,
+            "counts": {"deployments": len(space), "simulated": len(rows),
+                       "screened_out": sum(1 for d in space if id(d) not in rows)}}
 
 
-def pareto(cands: list[Candidate]) -> list[Candidate]:
-    """Candidates no other beats on both cost per hour (lower) and throughput (higher), by cost."""
-    out, best_tp = [], -1.0
-    for c in sorted(cands, key=lambda c: (c.cost_per_hour, -c.throughput_tokens_per_s)):
-        if c.throughput_tokens_per_s > best_tp:
-            out.append(c)
-            best_tp = c.throughput_tokens_per_s
+def _cost_key(r: dict[str, Any]) -> tuple:
+    return (r["cost_per_hour"], r["cost_per_million_tokens"] or float("inf"), r["label"])
+
+
+def _distinct(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per deployment (its cheapest per token batch limit), the best's deployment left out."""
+    seen, out = {best["label"]} if best else set(), []
+    for r in sorted(rows, key=lambda r: (_cost_key(r)[0], r["cost_per_million_tokens"] or 0)):
+        if r["label"] not in seen:
+            seen.add(r["label"])
+            out.append(r)
+    return out
+
+
+def _slo(p: PlanSpec) -> dict[str, Any]:
+    from moesim.config.serving import SloSpec  # noqa: PLC0415
+
+    return SloSpec.model_validate(p.serving.get("slo") or {}).model_dump()
+
+
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows no other beats on both cost per hour (lower) and SLO throughput (higher), by cost."""
+    out, best = [], -1.0
+    for r in sorted(rows, key=lambda r: (r["cost_per_hour"], -(r["output_tokens_per_s"] or 0))):
+        if (r["output_tokens_per_s"] or 0) > best:
+            out.append(r)
+            best = r["output_tokens_per_s"]
     return out

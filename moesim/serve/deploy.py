@@ -61,7 +61,7 @@ def deployment_of(s: Scenario) -> Deployment:
     d = s.serving.deployment
     world = s.cluster.num_gpus
     if d.kind == "aggregated":
-        side = SideSpec(gpus=world, ep_gpus=d.ep_gpus)
+        side = SideSpec(gpus=world, ep_gpus=d.ep_gpus, redundant_experts=d.redundant_experts)
         roles = (_role(s, "aggregated", side, 0, "serving.deployment"),)
     else:
         used = d.prefill.gpus + d.decode.gpus
@@ -113,5 +113,7 @@ def instance_scenario(s: Scenario, gpus: int, side: SideSpec) -> Scenario:
             update={"nics_per_node": cluster.gpus_per_node})})
     wl = {k: v for k, v in (("attention_tp", side.attention_tp), ("micro_batches", side.micro_batches))
           if v is not None}
-    return s.model_copy(update={"cluster": cluster, "serving": None,
+    placement = s.placement if side.redundant_experts is None else s.placement.model_copy(
+        update={"redundant_experts": side.redundant_experts})
+    return s.model_copy(update={"cluster": cluster, "serving": None, "placement": placement,
                                 "workload": s.workload.model_copy(update=wl)})

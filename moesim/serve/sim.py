@@ -18,6 +18,7 @@ import simpy
 
 from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
+from moesim.errors import MoesimError
 from moesim.serve.deploy import Deployment, Role
 from moesim.serve.surface import Surface
 from moesim.serve.workload import Requests
@@ -73,6 +74,7 @@ class Instance:
         self.kv_used = 0.0
         self.reserved = 0.0  # decode side: KV reserved for transfers in flight
         self.queued = 0.0  # prompt tokens in ``waiting``
+        self.incoming = 0  # decode side: KV transfers in flight to this instance
         self.wake = sim.env.event()
         self.last_prefill = False
         sim.env.process(self.loop())
@@ -180,24 +182,26 @@ class Instance:
         step = 1 + (mtp.draft_tokens if mtp else 0)
         while self.kv_used + step * len(self.running) > self.role.kv_tokens and len(self.running) > 1:
             self._preempt(self.running[-1])
-        batch = list(self.running)
+        batch = list(self.running)  # a snapshot: transfers may land during the step
         g = self.role.gpus_per_instance
         tokens = math.ceil(len(batch) / g) * step
-        ctx = float(np.mean(s.kv[batch]))
+        ctx = float(s.kv[batch].mean())
         dt = self.sim.surfaces[(self.role.name, "decode")](tokens, ctx)
         if mtp:  # the draft module: one block per drafted token (DeepSeek-V3's MTP module)
             layers = self.role.scenario.model.num_hidden_layers
             dt *= 1 + mtp.draft_tokens * mtp.draft_cost / layers
 
         def apply() -> None:
-            acc = self.sim.accepted(len(batch))
-            for r, a in zip(batch, acc, strict=True):
-                a = int(min(a, s.osl[r] - s.generated[r]))
-                s.generated[r] += a
-                s.kv[r] += a
-                self.kv_used += a
-                if s.generated[r] >= s.osl[r]:
-                    self.running.remove(r)
+            b = np.asarray(batch, dtype=np.int64)
+            acc = np.minimum(self.sim.accepted(b.size), s.osl[b] - s.generated[b])
+            s.generated[b] += acc
+            s.kv[b] += acc
+            self.kv_used += float(acc.sum())
+            done = b[s.generated[b] >= s.osl[b]]
+            if done.size:
+                gone = set(done.tolist())
+                self.running = [r for r in self.running if r not in gone]
+                for r in done.tolist():
                     self._finish(r)
 
         return 1, dt, apply, tokens, ctx
@@ -216,7 +220,6 @@ class Instance:
         self.kv_used -= s.kv[r]
         s.kv[r] = 0
         self.sim.finished += 1
-        self.sim.check_done()
 
     # ---- disaggregated decode side -------------------------------------------------------------------
     def _admit_arrived(self) -> None:
@@ -225,7 +228,7 @@ class Instance:
             r = self.arrived[0]
             need = s.prompt(r) + 1
             if self.kv_used + self.reserved + need > self.role.kv_tokens or (
-                    len(self.running) + self.sim.in_flight(self) >= self.role.max_running):
+                    len(self.running) + self.incoming >= self.role.max_running):
                 return
             self.arrived.popleft()
             self.reserved += need
@@ -243,7 +246,6 @@ class ServeSim:
         self.state = State.of(requests, prefix_hit)
         self.log = Log()
         self.finished = 0
-        self.all_done = self.env.event()
         self.instances: dict[str, list[Instance]] = {
             role.name: [Instance(self, role, i, k) for i in range(role.instances)]
             for k, role in enumerate(deployment.roles)}
@@ -255,12 +257,14 @@ class ServeSim:
         self.env.process(self._arrivals())
 
     def run(self) -> None:
-        if len(self.state.arrival):
-            self.env.run(until=self.all_done)
-
-    def check_done(self) -> None:
-        if self.finished == len(self.state.arrival) and not self.all_done.triggered:
-            self.all_done.succeed()
+        """Run until every request has finished; a stall (no event left before that) is an error."""
+        if not len(self.state.arrival):
+            return
+        self.env.run()
+        if self.finished < len(self.state.arrival):
+            left = len(self.state.arrival) - self.finished
+            raise MoesimError(f"serving stalled at t={self.env.now:.3f} s with {left} "
+                              "requests unfinished (a scheduling deadlock: please report it with the scenario)")
 
     def _prefill_instances(self) -> list[Instance]:
         return self.instances.get("aggregated") or self.instances["prefill"]
@@ -292,13 +296,11 @@ class ServeSim:
         dst.arrived.append(r)
         dst.kick()
 
-    def in_flight(self, dst: Instance) -> int:
-        return sum(1 for _, d, _ in self.transfers.values() if d is dst)
-
     def start_transfer(self, r: int, dst: Instance, need: float) -> None:
         """The KV cache of request r moves from its prefill GPU to its decode GPU, as one flow."""
         src, _, _ = self.transfers[r]
         self.transfers[r] = (src, dst, self.env.now)
+        dst.incoming += 1
         nbytes = self.deployment.kv_bytes_per_token * float(self.state.kv[r])  # the prompt's cache
         a = src.role.gpu(src.index, r % src.role.gpus_per_instance)
         b = dst.role.gpu(dst.index, r % dst.role.gpus_per_instance)
@@ -321,6 +323,7 @@ class ServeSim:
         src.kv_used -= s.kv[r]  # the prefill side lets go
         src.kick()
         dst.reserved -= need
+        dst.incoming -= 1
         dst.kv_used += s.kv[r]
         dst.running.append(r)
         dst.kick()

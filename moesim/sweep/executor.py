@@ -23,7 +23,9 @@ class SerialExecutor:
 
 
 class LocalProcessExecutor:
-    """A pool of local worker processes (``jobs`` of them)."""
+    """A pool of local worker processes (``jobs`` of them). Interrupted (Ctrl-C, or the caller stops
+    iterating), it cancels what has not started and terminates the workers at once instead of waiting
+    for the running items."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = max(1, jobs)
@@ -33,7 +35,26 @@ class LocalProcessExecutor:
         if self.jobs == 1 or len(items) <= 1:
             yield from SerialExecutor().run(fn, items)
             return
-        with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)))
+        finished = False
+        try:
             futures = {pool.submit(fn, item): item for item in items}
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:
+                _kill(pool)
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: drop queued work and terminate the worker processes."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=1.0)

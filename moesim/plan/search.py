@@ -1,0 +1,125 @@
+"""One deployment's capacity at the SLO: the highest request rate whose serving run still meets the TTFT
+and TPOT percentiles, found by bisection between a light load and an upper bound from the surfaces, for
+each batch limit in turn (upwards, until a larger batch stops raising the capacity).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from moesim.config import scenario_from_dict
+from moesim.config.schema import Scenario
+from moesim.errors import MoesimError
+from moesim.plan.spec import EffortSpec
+from moesim.serve.deploy import Deployment, deployment_of
+from moesim.serve.run import check_fits, requests_of, simulate_serving
+from moesim.serve.surface import Surface
+
+LIGHT = 1 / 64  # the light-load probe, as a share of the upper bound
+GAIN = 1.02  # a larger batch must raise the capacity by 2% to keep searching upwards
+
+
+def rate_bound(s: Scenario, dep: Deployment, surfaces: dict[tuple[str, str], Surface]) -> float:
+    """Requests/s the deployment could not exceed even without queueing: each instance's prefill rate
+    (full token budgets) and decode rate (full batches, KV-bound), combined over instances; an aggregated
+    instance spends its time on both, so their times add."""
+    req = requests_of(s)
+    isl, osl = float(req.input_tokens.mean()), float(req.output_tokens.mean())
+    rates: dict[str, float] = {}
+    for role in dep.roles:
+        g, per = role.gpus_per_instance, []
+        pre = dec = math.inf
+        if role.prefills:
+            k = max(1.0, role.prefill_budget / isl)
+            pre = k / surfaces[(role.name, "prefill")](math.ceil(k * isl / g), isl)
+        if role.decodes:
+            n = max(1.0, min(role.max_running, role.kv_tokens / (isl + osl / 2)))
+            dec = n / (osl * surfaces[(role.name, "decode")](math.ceil(n / g), isl + osl / 2))
+        per.append(1 / (1 / pre + 1 / dec))
+        rates[role.name] = role.instances * per[0]
+    return min(rates.values())
+
+
+def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec) -> dict[str, Any]:
+    in_flight = sum(r.instances * r.max_running for r in dep.roles if r.decodes)
+    n = int(min(effort.max_requests, max(effort.requests, 3 * in_flight)))
+    sv = s.serving
+    arrival = sv.arrival.model_copy(update={"rate_per_s": rate})
+    st = s.model_copy(update={"serving": sv.model_copy(update={"arrival": arrival, "requests": n,
+                                                                "duration_s": None})})
+    return simulate_serving(st, dep, requests_of(st), surfaces).summary
+
+
+def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) -> dict[str, Any]:
+    """{rate, summary} at the highest rate found that meets the SLO, or {reason} when even a light load
+    misses it."""
+    bound = rate_bound(s, dep, surfaces)
+    lo, hi = bound * LIGHT, bound * 1.2
+    light = _trial(s, dep, surfaces, lo, effort)
+    if not light["slo"]["met"]:
+        p = light["slo"]["percentile"]
+        return {"reason": f"misses the SLO even at a light load ({lo:.3g} requests/s): p{p} TTFT "
+                          f"{light['slo'][f'ttft_p{p}_s']:.3g} s, TPOT {light['slo'][f'tpot_p{p}_s'] * 1e3:.3g} ms"}
+    best = (lo, light)
+    top = _trial(s, dep, surfaces, hi, effort)
+    if top["slo"]["met"]:
+        return {"rate": hi, "summary": top}
+    for _ in range(effort.rate_steps):
+        mid = math.sqrt(lo * hi)
+        res = _trial(s, dep, surfaces, mid, effort)
+        if res["slo"]["met"]:
+            lo, best = mid, (mid, res)
+        else:
+            hi = mid
+    return {"rate": best[0], "summary": best[1]}
+
+
+def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, EffortSpec]) -> list[dict[str, Any]]:
+    """Worker: one deployment at each batch limit (ascending). Rows carry the capacity at the SLO, or why
+    the batch limit was not searched."""
+    _idx, by_batch, base_dir, surfaces, effort = task
+    rows, prev = [], 0.0
+    for i, (b, raw) in enumerate(by_batch):
+        row: dict[str, Any] = {"max_batch": b}
+        try:
+            s = scenario_from_dict(raw, base_dir=base_dir)
+            dep = deployment_of(s)
+            check_fits(dep, requests_of(s))
+            res = capacity(s, dep, surfaces, effort)
+        except MoesimError as exc:
+            rows.append({**row, "reason": str(exc).split(": ", 1)[-1]})
+            continue
+        if "reason" in res:
+            rows.append({**row, **res})
+            break  # larger batches only lengthen steps: the light load would miss the SLO again
+        sm = res["summary"]
+        rows.append({**row, "capacity_requests_per_s": res["rate"], "summary": _brief(sm)})
+        tput = sm["throughput"]["output_tokens_per_s"]
+        if tput < prev * GAIN:
+            rows += [{"max_batch": bb, "reason": f"not searched: max_batch {b} did not raise the capacity"}
+                     for bb, _ in by_batch[i + 1:]]
+            break
+        prev = max(prev, tput)
+        kv_seqs = min(r.kv_tokens / r.gpus_per_instance for r in dep.roles if r.decodes)
+        if kv_seqs < b * _mean_len(s):
+            rows += [{"max_batch": bb, "reason": f"not searched: the KV cache holds fewer than {b} sequences "
+                                                 "per GPU"} for bb, _ in by_batch[i + 1:]]
+            break
+    return rows
+
+
+def _mean_len(s: Scenario) -> float:
+    req = requests_of(s)
+    return float(req.input_tokens.mean() + req.output_tokens.mean() / 2)
+
+
+def _brief(sm: dict[str, Any]) -> dict[str, Any]:
+    p = sm["slo"]["percentile"]
+    return {"output_tokens_per_s": sm["throughput"]["output_tokens_per_s"],
+            "requests_per_s": sm["throughput"]["requests_per_s"],
+            "output_tokens_per_s_per_gpu": sm["throughput"]["output_tokens_per_s_per_gpu"],
+            f"ttft_p{p}_s": sm["slo"][f"ttft_p{p}_s"], f"tpot_p{p}_s": sm["slo"][f"tpot_p{p}_s"],
+            "ttft_p50_s": sm["ttft_s"]["p50"], "tpot_p50_s": sm["tpot_s"]["p50"],
+            "attainment": sm["slo"]["attainment"], "preemptions": sm["preemptions"],
+            "mean_decode_batch": [i["mean_decode_batch"] for i in sm["instances"]]}

@@ -1,0 +1,124 @@
+"""The plan file: GPU offers, the request stream and SLOs, the throughput target and the search space.
+
+PLAN.yaml:
+
+    model: deepseek-v3
+    gpus: {h100: {price_per_hour: 2.2}, h200: {price_per_hour: 3.2}}    # USD per GPU-hour
+    gpus_per_node: 8
+    serving:                                      # a serving section without deployment/scheduler
+      input_tokens: {kind: constant, value: 4000}
+      output_tokens: {kind: constant, value: 1000}
+      slo: {ttft_s: 2.0, tpot_s: 0.05, percentile: 90}
+    target: {output_tokens_per_s: 20000}
+    limits: {max_gpus: 64}
+    search: {nodes: [2, 4], deployment: [aggregated, disaggregated], max_batch: [32, 64, 128]}
+    scenario: {router: {stats: {kind: power_law, alpha: 1.01}}, comm: {algorithm: auto}}
+    seed: 7
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from moesim.config.loader import read_yaml
+from moesim.errors import ScenarioError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Offer(_Strict):
+    price_per_hour: float = Field(gt=0)
+
+
+class SearchSpec(_Strict):
+    """The axes. ep_gpus ``auto``: every whole-node EP size that divides the GPUs (several EP groups run as
+    data-parallel replicas). prefill_share: disaggregated, the share of nodes that prefill (at least one
+    node each side). redundant_slots: expert slots per GPU beyond the fewest that fill every GPU evenly;
+    the redundant-expert count is derived from it for each EP size (e.g. 256 experts on 576 GPUs: 320 for
+    0 extra slots), so no GPU count is dropped for want of a listed value. max_batch: sequences per GPU,
+    searched upwards until a larger batch stops raising the capacity at the SLO."""
+
+    nodes: list[int] = Field(default=[1, 2, 4], min_length=1)
+    deployment: list[Literal["aggregated", "disaggregated"]] = Field(default=["aggregated"], min_length=1)
+    ep_gpus: list[int] | Literal["auto"] = "auto"
+    prefill_share: list[float] = Field(default=[0.25, 0.5], min_length=1)
+    max_batch: list[int] = Field(default=[16, 32, 64, 128, 256], min_length=1)
+    micro_batches: list[Literal[1, 2]] = Field(default=[1], min_length=1)
+    placement: list[str] = Field(default=["eplb"], min_length=1)
+    redundant_slots: list[int] = Field(default=[0, 1], min_length=1)
+    node_limit: list[int | None] = Field(default=[None], min_length=1)
+    attention_tp: list[int] = Field(default=[1], min_length=1)
+    token_budget: int = Field(default=8192, ge=1)
+
+
+class TargetSpec(_Strict):
+    """Serve at least this much with the SLO met (output tokens per second, or requests per second)."""
+
+    output_tokens_per_s: float | None = Field(default=None, gt=0)
+    requests_per_s: float | None = Field(default=None, gt=0)
+
+
+class LimitsSpec(_Strict):
+    max_gpus: int | None = Field(default=None, ge=1)
+
+
+class EffortSpec(_Strict):
+    """How hard each candidate is searched. requests: per serving run (raised to cover 3x the sequences
+    in flight); rate_steps: bisection steps on the request rate; cost_slack: candidates costing more than
+    (1 + slack) x the cheapest found meeting the target for their GPU type are not simulated.
+    surface_holdout: also run the grid's midpoints and refine (what ``moesim serve`` does; slower)."""
+
+    requests: int = Field(default=600, ge=50)
+    max_requests: int = Field(default=6000, ge=50)
+    rate_steps: int = Field(default=6, ge=1, le=20)
+    cost_slack: float = Field(default=1.0, ge=0)
+    # also hold out grid midpoints and refine the surfaces (moesim serve does; slower)
+    surface_holdout: bool = False
+
+
+class PlanSpec(_Strict):
+    model: Any
+    gpus: dict[str, Offer] = Field(min_length=1)
+    gpus_per_node: int = Field(default=8, ge=1)
+    serving: dict[str, Any] = {}
+    target: TargetSpec = TargetSpec()
+    limits: LimitsSpec = LimitsSpec()
+    search: SearchSpec = SearchSpec()
+    effort: EffortSpec = EffortSpec()
+    scenario: dict[str, Any] = {}
+    seed: int = Field(default=0, ge=0)
+
+
+OLD_KEYS = {"workload", "vary"}
+
+
+def load_plan(path: str | Path) -> tuple[PlanSpec, Path]:
+    """Read and validate a plan file; one ScenarioError naming the file, the key and the fix."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ScenarioError("a plan must be a mapping", file=str(path), fix="see `moesim plan --help`")
+    old = sorted(OLD_KEYS & set(raw))
+    if old:
+        raise ScenarioError(f"{', '.join(old)}: plans now search serving deployments", file=str(path),
+                            path=old[0], fix="describe the request stream under serving: and the axes under "
+                                             "search: (see `moesim plan --help`)")
+    for key in ("deployment", "scheduler"):
+        if isinstance(raw.get("serving"), dict) and key in raw["serving"]:
+            raise ScenarioError("is searched by the planner", file=str(path), path=f"serving.{key}",
+                                fix="remove it; list the shapes under search:")
+    try:
+        return PlanSpec.model_validate(raw), path
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = ("allowed keys: " + ", ".join(PlanSpec.model_fields) if err["type"] == "extra_forbidden" and
+               len(err["loc"]) == 1 else "see `moesim plan --help`")
+        raise ScenarioError(msg if err["type"] != "extra_forbidden" else "unknown key", file=str(path),
+                            path=loc, fix=fix) from None
