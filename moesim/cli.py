@@ -347,35 +347,15 @@ def plan_cmd(plan_file: Path, jobs: int, no_cache: bool, as_json: bool, out_dir:
     """
     import os  # noqa: PLC0415
 
-    from moesim.output import to_csv, to_json, write_atomic  # noqa: PLC0415
+    from moesim.cli_serve import PlanProgress, finish_plan  # noqa: PLC0415
+    from moesim.output import write_atomic  # noqa: PLC0415
     from moesim.plan import load_plan, plan  # noqa: PLC0415
     from moesim.sweep import LocalProcessExecutor  # noqa: PLC0415
-    from moesim.tables import plan_table  # noqa: PLC0415
 
     p, path = load_plan(plan_file)
-    last = {"t": 0.0}
-
-    def progress(phase: str, done: int, total: int, label: str) -> None:
-        import time  # noqa: PLC0415
-
-        now = time.monotonic()
-        if done == total or now - last["t"] > 2.0 or phase == "deployments":
-            last["t"] = now
-            click.echo(f"[plan] {phase} {done}/{total} {label}".rstrip(), err=True)
-
-    result = plan(p, path.parent, LocalProcessExecutor(jobs or os.cpu_count() or 1), progress, not no_cache,
+    result = plan(p, path.parent, LocalProcessExecutor(jobs or os.cpu_count() or 1), PlanProgress(), not no_cache,
                   write_atomic)
-    if out_dir:
-        write_atomic(out_dir / "plan.json", to_json(result))
-        write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
-    click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
-    if result["interrupted"]:
-        click.echo("interrupted: the rows above are the deployments that finished", err=True)
-        sys.exit(130)
-    if result["best"] is None:
-        click.echo("error: no deployment meets the target at the SLO (the notes above say why; outputs kept): "
-                   "add nodes or GPU types, or relax serving.slo / target", err=True)
-        sys.exit(2)
+    finish_plan(result, out_dir, as_json)
 
 from moesim.cli_serve import serve_cmd  # noqa: E402  (kept in its own module; registered here)
 

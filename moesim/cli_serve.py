@@ -1,9 +1,12 @@
-"""``moesim serve``: the request-level serving simulation (registered on the main group in moesim.cli)."""
+"""``moesim serve`` (registered on the main group in moesim.cli) and the plan command's progress and
+result handling: the terminal side of the serving simulation and the planner."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +134,42 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+
+class PlanProgress:
+    """Progress lines on stderr: surface points (every 2 s, with an ETA) and each finished deployment."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.started: dict[str, float] = {}
+
+    def __call__(self, phase: str, done: int, total: int, label: str) -> None:
+        now = time.monotonic()
+        if done == 0:
+            self.started[phase] = now
+        if done < total and now - self.last <= 2.0 and phase != "deployments":
+            return
+        self.last = now
+        eta = ""
+        if phase != "deployments" and done:
+            eta = f" (ETA {(now - self.started.get(phase, now)) / done * (total - done):.0f} s)"
+        click.echo(f"[plan] {phase} {done}/{total} {label}{eta}".rstrip(), err=True)
+
+
+def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool) -> None:
+    """Write plan.json/plan.csv, print the table (or JSON), then exit 130 when interrupted and 2 when
+    nothing meets the target (after writing: nothing is lost)."""
+    from moesim.output import to_csv, to_json, write_atomic  # noqa: PLC0415
+    from moesim.tables import plan_table  # noqa: PLC0415
+
+    if out_dir:
+        write_atomic(out_dir / "plan.json", to_json(result))
+        write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
+    click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
+    if result["interrupted"]:
+        click.echo("interrupted: the rows above are the deployments that finished", err=True)
+        sys.exit(130)
+    if result["best"] is None:
+        click.echo("error: no deployment meets the target at the SLO (the notes above say why; outputs kept): "
+                   "add nodes or GPU types, or relax serving.slo / target", err=True)
+        sys.exit(2)

@@ -93,7 +93,7 @@ def plan_table(result: dict[str, Any]) -> str:
     p = slo["percentile"]
     lines = [f"SLO: p{p} TTFT <= {slo['ttft_s'] * 1e3:g} ms, p{p} TPOT <= {slo['tpot_s'] * 1e3:g} ms; scope "
              f"{result['throughput_scope']}",
-             f"{'deployment':<44}{'batch':>6}{'tok/s':>10}{'tok/s/GPU':>10}{'TTFT ms':>9}{'TPOT ms':>9}"
+             f"{'deployment':<44}{'batch':>6}{'tok/s':>10}{'tok/s/GPU':>10}{f'TTFT p{p}':>9}{f'TPOT p{p}':>9}"
              f"{'$/h':>8}{'$/Mtok':>8}  note"]
     for r in result["rows"]:
         cpm = f"{r['cost_per_million_tokens']:.2f}" if r["cost_per_million_tokens"] else "-"
@@ -101,7 +101,7 @@ def plan_table(result: dict[str, Any]) -> str:
         per = f"{r['output_tokens_per_s_per_gpu']:,.1f}" if r["output_tokens_per_s_per_gpu"] else "-"
         note = r["reason"] or ("meets the target" if r["meets_target"] else "below the target")
         lines.append(f"{r['label']:<44}{r['max_batch'] or '-':>6}{tput:>10}{per:>10}"
-                     f"{_ms(r.get(f'ttft_p{p}_s')):>9}{_ms(r.get(f'tpot_p{p}_s')):>9}{r['cost_per_hour']:>8,.0f}"
+                     f"{_ms(r['ttft_slo_s']):>9}{_ms(r['tpot_slo_s']):>9}{r['cost_per_hour']:>8,.0f}"
                      f"{cpm:>8}  {note[:90]}")
     lines.append("")
     for gpu, r in result["best_per_gpu"].items():
@@ -109,6 +109,9 @@ def plan_table(result: dict[str, Any]) -> str:
     b = result["best"]
     lines.append(("overall: " + _answer(b)) if b else
                  "overall: nothing meets the target at the SLO: see the notes, add nodes or GPU types, or relax it")
+    t = result.get("best_per_token")
+    if t and b and t["label"] != b["label"]:
+        lines.append("lowest cost per token at the SLO capacity: " + _answer(t))
     lines += [f"  runner-up {r['label']}, max_batch {r['max_batch']}: {100 * r['cost_over_best']:.0f}% more per "
               f"hour, ${r['cost_per_million_tokens']:.2f}/Mtok" for r in result["runners_up"]]
     c = result["counts"]

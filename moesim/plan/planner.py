@@ -152,16 +152,19 @@ def _meets(p: PlanSpec, r: dict[str, Any]) -> bool:
 def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any]:
     row = {**d.row(), "memory_per_gpu_gib": d.extra.get("memory_per_gpu_gib"), "max_batch": None,
            "feasible": False, "reason": d.reason, "meets_target": False, "capacity_requests_per_s": None,
-           "output_tokens_per_s": None, "output_tokens_per_s_per_gpu": None, "cost_per_million_tokens": None}
+           "output_tokens_per_s": None, "output_tokens_per_s_per_gpu": None, "cost_per_million_tokens": None,
+           "ttft_slo_s": None, "tpot_slo_s": None, "ttft_p50_s": None, "tpot_p50_s": None}
     if r is None:
         return row
     sm = r.get("summary") or {}
+    pct = _slo(p)["percentile"]
     tput = sm.get("output_tokens_per_s")
     row.update({"max_batch": r["max_batch"], "feasible": bool(sm), "reason": r.get("reason", ""),
                 "meets_target": _meets(p, r), "capacity_requests_per_s": r.get("capacity_requests_per_s"),
                 "output_tokens_per_s": tput, "output_tokens_per_s_per_gpu": sm.get("output_tokens_per_s_per_gpu"),
                 "cost_per_million_tokens": d.cost_per_hour / (tput * 3600) * 1e6 if tput else None,
-                **{k: v for k, v in sm.items() if k.startswith(("ttft", "tpot"))}})
+                "ttft_slo_s": sm.get(f"ttft_p{pct}_s"), "tpot_slo_s": sm.get(f"tpot_p{pct}_s"),
+                "ttft_p50_s": sm.get("ttft_p50_s"), "tpot_p50_s": sm.get("tpot_p50_s")})
     return row
 
 
@@ -177,7 +180,8 @@ def _result(p: PlanSpec, space: list[Deployment], rows: dict[int, list], interru
     meeting = sorted([r for r in ok if r["meets_target"]], key=_cost_key)
     per_gpu = {g: next((r for r in meeting if r["gpu"] == g), None) for g in p.gpus}
     best = meeting[0] if meeting else None
-    return {"rows": flat, "best": best, "best_per_gpu": per_gpu,
+    per_token = min(meeting, key=lambda r: (r["cost_per_million_tokens"], r["cost_per_hour"]), default=None)
+    return {"rows": flat, "best": best, "best_per_gpu": per_gpu, "best_per_token": per_token,
             "runners_up": [{**r, "cost_over_best": r["cost_per_hour"] / best["cost_per_hour"] - 1.0}
                            for r in _distinct(meeting[1:], best)[:5]] if best else [],
             "frontier": pareto(ok), "target": p.target.model_dump(), "slo": _slo(p),

@@ -94,9 +94,13 @@ def _instance_stats(sim: ServeSim) -> list[dict[str, Any]]:
         sel = tl["role"] == role.name
         busy = float(tl["seconds"][sel].sum())
         dec = sel & (tl["kind"] == "decode")
+        imb = [sim.surfaces[(role.name, k)].imbalance_at(t, c) * dt for k, t, c, dt in
+               zip(tl["kind"][sel], tl["tokens_per_gpu"][sel], tl["context"][sel], tl["seconds"][sel], strict=True)]
         out.append({"role": role.name, "instances": role.instances, "gpus_per_instance": role.gpus_per_instance,
                     "kv_tokens_per_instance": role.kv_tokens if np.isfinite(role.kv_tokens) else None,
                     "max_running_per_instance": role.max_running, "iterations": int(sel.sum()),
+                    # GPU load max/mean of the iterations run (from the surfaces), weighted by their time
+                    "gpu_load_max_over_mean": float(sum(imb) / busy) if busy else None,
                     "busy_s_per_instance": busy / role.instances,
                     "mean_decode_batch": float(tl["running"][dec].mean()) if dec.any() else 0.0,
                     "max_waiting": int(tl["waiting"][sel].max()) if sel.any() else 0,

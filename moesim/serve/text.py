@@ -34,7 +34,8 @@ def serve_text(doc: dict[str, Any]) -> str:
         kv = inst["kv_tokens_per_instance"]
         lines.append(f"  {inst['role']}: {inst['instances']} x {inst['gpus_per_instance']} GPUs, KV "
                      f"{'unbounded' if kv is None else f'{kv:,.0f} tokens'}, mean decode batch "
-                     f"{inst['mean_decode_batch']:.1f}, max queue {inst['max_waiting']}, KV use mean "
+                     f"{inst['mean_decode_batch']:.1f}, GPU load max/mean {inst['gpu_load_max_over_mean'] or 1:.2f}, "
+                     f"max queue {inst['max_waiting']}, KV use mean "
                      f"{inst['mean_kv_utilisation']:.0%} max {inst['max_kv_utilisation']:.0%}")
     if doc.get("kv_transfer_s", {}).get("mean") is not None:
         kt = doc["kv_transfer_s"]
