@@ -153,7 +153,8 @@ def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any
     row = {**d.row(), "memory_per_gpu_gib": d.extra.get("memory_per_gpu_gib"), "max_batch": None,
            "feasible": False, "reason": d.reason, "meets_target": False, "capacity_requests_per_s": None,
            "output_tokens_per_s": None, "output_tokens_per_s_per_gpu": None, "cost_per_million_tokens": None,
-           "ttft_slo_s": None, "tpot_slo_s": None, "ttft_p50_s": None, "tpot_p50_s": None}
+           "ttft_slo_s": None, "tpot_slo_s": None, "ttft_p50_s": None, "tpot_p50_s": None,
+           "decode_batch_per_gpu": None}
     if r is None:
         return row
     sm = r.get("summary") or {}
@@ -164,7 +165,8 @@ def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any
                 "output_tokens_per_s": tput, "output_tokens_per_s_per_gpu": sm.get("output_tokens_per_s_per_gpu"),
                 "cost_per_million_tokens": d.cost_per_hour / (tput * 3600) * 1e6 if tput else None,
                 "ttft_slo_s": sm.get(f"ttft_p{pct}_s"), "tpot_slo_s": sm.get(f"tpot_p{pct}_s"),
-                "ttft_p50_s": sm.get("ttft_p50_s"), "tpot_p50_s": sm.get("tpot_p50_s")})
+                "ttft_p50_s": sm.get("ttft_p50_s"), "tpot_p50_s": sm.get("tpot_p50_s"),
+                "decode_batch_per_gpu": sm.get("decode_batch_per_gpu")})
     return row
 
 

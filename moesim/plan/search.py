@@ -122,4 +122,5 @@ def _brief(sm: dict[str, Any]) -> dict[str, Any]:
             f"ttft_p{p}_s": sm["slo"][f"ttft_p{p}_s"], f"tpot_p{p}_s": sm["slo"][f"tpot_p{p}_s"],
             "ttft_p50_s": sm["ttft_s"]["p50"], "tpot_p50_s": sm["tpot_s"]["p50"],
             "attainment": sm["slo"]["attainment"], "preemptions": sm["preemptions"],
-            "mean_decode_batch": [i["mean_decode_batch"] for i in sm["instances"]]}
+            "decode_batch_per_gpu": max(i["mean_decode_batch"] / i["gpus_per_instance"] for i in sm["instances"]
+                                        if i["role"] != "prefill")}
