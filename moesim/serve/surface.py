@@ -86,8 +86,10 @@ def _blend(z: tuple[tuple[float, ...], ...], ti: int, tw: float, ci: int, cw: fl
 
 
 def geometric_grid(lo: float, hi: float, ratio: float) -> list[int]:
-    """Integers from lo to hi (both included), consecutive points at most ``ratio`` apart."""
-    lo, hi = max(1, math.floor(lo)), max(1, math.ceil(hi))
+    """Integers from lo to hi (both included), consecutive points at most ``ratio`` apart. The ends are
+    rounded out to powers of two, so request streams of one law give the same grid (and hit the cache)."""
+    lo = 2 ** math.floor(math.log2(max(1.0, lo)))
+    hi = 2 ** math.ceil(math.log2(max(1.0, hi)))
     if hi <= lo * 1.02:
         return [lo]
     n = math.ceil(math.log(hi / lo) / math.log(ratio)) + 1
