@@ -278,3 +278,32 @@ def test_serve_with_an_empty_or_malformed_trace_is_exit_2(tmp_path, text):
                                      "serving: {arrival: {kind: trace, path: t.jsonl}}\n")
     r = CliRunner().invoke(main, ["serve", str(tmp_path / "s.yaml")])
     assert r.exit_code == 2 and "t.jsonl" in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("kind", ["aggregated", "disaggregated"])
+def test_invariants_on_random_streams(kind):
+    """Every request finishes with all its tokens; KV use never exceeds the capacity; TTFT >= a prefill."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    dep_spec = ({"kind": "aggregated", "ep_gpus": 1} if kind == "aggregated" else
+                {"kind": "disaggregated", "prefill": {"gpus": 1}, "decode": {"gpus": 1}})
+    s = scenario({"deployment": dep_spec, "scheduler": {"max_batch": 8, "token_budget": 512},
+                  "mtp": {"draft_tokens": 1, "acceptance": 0.5}}, nodes=2)
+    dep = deployment_of(s)
+    small = [r.__class__(**{**r.__dict__, "kv_tokens": 3000.0}) for r in dep.roles]  # force preemption
+    dep = dep.__class__(dep.kind, tuple(small), dep.world_gpus, dep.kv_bytes_per_token)
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(st.tuples(st.floats(0, 2), st.integers(1, 1500), st.integers(1, 300)), min_size=1, max_size=40))
+    def check(reqs):
+        t = np.sort(np.array([r[0] for r in reqs]))
+        req = Requests(t, np.array([r[1] for r in reqs]), np.array([r[2] for r in reqs]), "h")
+        surf = {(r.name, m): flat(m, 0.05 if m == "prefill" else 0.01) for r in dep.roles for m in ("prefill", "decode")}
+        res = simulate_serving(s, dep, req, surf)
+        assert np.isfinite(res.requests["e2e_s"]).all()
+        assert (res.requests["ttft_s"] >= 0.05 - 1e-12).all()
+        assert (res.timeline["kv_used_tokens"] <= 3000.0 + 1e-9).all()
+        assert (res.requests["e2e_s"] >= res.requests["ttft_s"]).all()
+
+    check()
