@@ -299,7 +299,8 @@ def test_invariants_on_random_streams(kind):
     def check(reqs):
         t = np.sort(np.array([r[0] for r in reqs]))
         req = Requests(t, np.array([r[1] for r in reqs]), np.array([r[2] for r in reqs]), "h")
-        surf = {(r.name, m): flat(m, 0.05 if m == "prefill" else 0.01) for r in dep.roles for m in ("prefill", "decode")}
+        surf = {(r.name, m): flat(m, 0.05 if m == "prefill" else 0.01)
+                for r in dep.roles for m in ("prefill", "decode")}
         res = simulate_serving(s, dep, req, surf)
         assert np.isfinite(res.requests["e2e_s"]).all()
         assert (res.requests["ttft_s"] >= 0.05 - 1e-12).all()
