@@ -87,11 +87,14 @@ def _blend(z: tuple[tuple[float, ...], ...], ti: int, tw: float, ci: int, cw: fl
 
 def geometric_grid(lo: float, hi: float, ratio: float) -> list[int]:
     """Integers from lo to hi (both included), consecutive points at most ``ratio`` apart. The ends are
-    rounded out to powers of two, so request streams of one law give the same grid (and hit the cache)."""
-    lo = 2 ** math.floor(math.log2(max(1.0, lo)))
-    hi = 2 ** math.ceil(math.log2(max(1.0, hi)))
+    rounded out to powers of sqrt(2) unless they coincide, so request streams drawn from one law give the
+    same grid (and hit the cache) while a constant length keeps its single point."""
+    lo, hi = max(1.0, lo), max(1.0, hi)
+    if hi > lo * 1.02:
+        lo = max(1, math.floor(2 ** (math.floor(2 * math.log2(lo)) / 2)))
+        hi = math.ceil(2 ** (math.ceil(2 * math.log2(hi)) / 2))
     if hi <= lo * 1.02:
-        return [lo]
+        return [max(1, round(lo))]
     n = math.ceil(math.log(hi / lo) / math.log(ratio)) + 1
     pts = sorted({round(v) for v in np.geomspace(lo, hi, n)})
     return pts
