@@ -308,3 +308,20 @@ def test_invariants_on_random_streams(kind):
         assert (res.requests["e2e_s"] >= res.requests["ttft_s"]).all()
 
     check()
+
+
+def test_a_scenario_without_a_serving_section_takes_one_from_set_and_rate(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from moesim.cli import main
+
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    sc = Path(__file__).resolve().parent.parent / "scenarios" / "mixtral-8x7b-a100.yaml"
+    r = CliRunner().invoke(main, ["serve", str(sc), "--set", "model.num_hidden_layers=2", "--rate", "4", "-j", "1",
+                                  "--json", "--set", "serving={requests: 40, surface: {holdout: false, "
+                                  "decode_batch: [1, 16, 256], prefill_tokens: [64, 1024, 8192]}}"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # progress goes to stderr
+    assert doc["requests"] == 40 and doc["workload_source"].startswith("poisson")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -50,7 +50,13 @@ class TraceArrival(_Strict):
     speedup: float = Field(default=1.0, gt=0)
 
 
-Arrival = Annotated[PoissonArrival | GammaArrival | ConstantArrival | TraceArrival, Field(discriminator="kind")]
+def _kind_default(kind: str):
+    """A mapping without ``kind`` takes ``kind`` (so ``--set serving.arrival.rate_per_s=4`` works alone)."""
+    return BeforeValidator(lambda v: {"kind": kind, **v} if isinstance(v, dict) and "kind" not in v else v)
+
+
+Arrival = Annotated[PoissonArrival | GammaArrival | ConstantArrival | TraceArrival, Field(discriminator="kind"),
+                    _kind_default("poisson")]
 
 
 class ConstantLength(_Strict):
@@ -81,7 +87,8 @@ class LognormalLength(_Strict):
     max: int = Field(default=131072, ge=1)
 
 
-Length = Annotated[ConstantLength | UniformLength | LognormalLength, Field(discriminator="kind")]
+Length = Annotated[ConstantLength | UniformLength | LognormalLength, Field(discriminator="kind"),
+                   _kind_default("constant")]
 
 
 class SchedulerSpec(_Strict):
