@@ -70,18 +70,13 @@ GRIDS = {
                       "mla": [(128, 512, 64), (16, 512, 64)]},
         "reps": 20,
     },
-    # the same code paths at toy sizes: `--device cuda --dry-run` checks the GPU path on a CPU (tests)
-    "gpu-smoke": {
-        "dtypes": ["bfloat16"],
-        "fp8_dtypes": ["float8_e4m3fn"],
-        "expert_shapes": [(64, 64)],
-        "expert_tokens": [1, 16, 64],
-        "vector": {"local_experts": [4], "copies": [64], "skews": [0.0]},
-        "router": {"shapes": [(64, 8)], "tokens": [16, 64]},
-        "permute": {"hidden": [64], "copies": [64, 256]},
-        "all_to_all": {"bytes": [1024, 65536], "uneven": [False, True]},
-        "attention": {"shapes": [(4, 32, 4)], "prefill_seq": [64, 128], "prefill_batch": [1],
-                      "decode_batch": [2], "decode_context": [128, 512], "mla": [(4, 32, 8)]},
-        "reps": 5,
-    },
+}
+
+# the smoke grid's code paths on the GPU dtypes: `--device cuda --dry-run` checks the GPU path on a CPU (tests)
+GRIDS["gpu-smoke"] = {
+    **GRIDS["smoke"],
+    "dtypes": ["bfloat16"],
+    "fp8_dtypes": ["float8_e4m3fn"],
+    "attention": {**GRIDS["smoke"]["attention"], "prefill_batch": [1], "mla": [(4, 32, 8)]},
+    "reps": 5,
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,8 @@ from moesim.serve.surface import Grid, build_surfaces
 Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
 
 
-def _screen(p: PlanSpec, base_dir: str, d: Deployment) -> tuple[list[tuple[int, dict]], Any]:
+def _screen(p: PlanSpec, base_dir: str, d: Deployment, experts: int) -> tuple[list[tuple[int, dict]], Any]:
     """(scenario dicts by batch limit, the largest batch's scenario) or raise MoesimError with the reason."""
-    experts = _experts(p, base_dir)
     by_batch = [(b, scenario_dict(p, d, b, experts)) for b in sorted(p.search.max_batch)]
     s = scenario_from_dict(by_batch[-1][1], base_dir=base_dir)
     if p.limits.max_gpus and d.gpus > p.limits.max_gpus:
@@ -46,15 +46,10 @@ def _screen(p: PlanSpec, base_dir: str, d: Deployment) -> tuple[list[tuple[int, 
     return by_batch, (s, dep)
 
 
-_EXPERTS: dict[str, int] = {}
-
-
 def _experts(p: PlanSpec, base_dir: str) -> int:
-    key = repr(p.model)
-    if key not in _EXPERTS:
-        raw = {"model": p.model, "cluster": {"gpu": next(iter(p.gpus)), "nodes": 1}}
-        _EXPERTS[key] = scenario_from_dict(raw, base_dir=base_dir).model.n_routed_experts
-    return _EXPERTS[key]
+    """The model's routed experts (what the redundant counts are derived from)."""
+    raw = {"model": p.model, "cluster": {"gpu": next(iter(p.gpus)), "nodes": 1}}
+    return scenario_from_dict(raw, base_dir=base_dir).model.n_routed_experts
 
 
 def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | None = None,
@@ -63,11 +58,11 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
     """Search the plan's space; rows, the answer per GPU type and overall, runners-up and the frontier."""
     base_dir = str(base_dir)
     started = time.monotonic()
-    space = deployments(p)
+    space, experts = deployments(p), _experts(p, base_dir)
     ready: list[tuple[Deployment, list, Any]] = []
     for d in space:
         try:
-            by_batch, sd = _screen(p, base_dir, d)
+            by_batch, sd = _screen(p, base_dir, d, experts)
         except MoesimError as exc:
             d.reason = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
             continue
@@ -121,10 +116,11 @@ def _surfaces(batch, executor, use_cache, store, progress, p: PlanSpec) -> dict[
     for d, _, (s, dep) in batch:
         need[id(d)] = {}
         for g in grids_of(s, dep, requests_of(s)):
-            g = Grid(g.key, g.scenario, g.mode, g.tokens, g.contexts, p.effort.surface_holdout)
+            role = tuple(g.key.split("/"))
+            g = replace(g, holdout=p.effort.surface_holdout)
             key = g.cache_key()
-            grids[key] = Grid(key, g.scenario, g.mode, g.tokens, g.contexts, g.holdout)
-            need[id(d)][tuple(g.key.split("/"))] = key
+            grids[key] = replace(g, key=key)  # deployments with the same instance share one surface
+            need[id(d)][role] = key
 
     def prog(done: int, total: int) -> None:
         if progress:
@@ -149,7 +145,7 @@ def _meets(p: PlanSpec, r: dict[str, Any]) -> bool:
     return not (t.requests_per_s and sm["requests_per_s"] < t.requests_per_s)
 
 
-def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any]:
+def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None, pct: int) -> dict[str, Any]:
     row = {**d.row(), "memory_per_gpu_gib": d.extra.get("memory_per_gpu_gib"), "max_batch": None,
            "feasible": False, "reason": d.reason, "meets_target": False, "capacity_requests_per_s": None,
            "output_tokens_per_s": None, "output_tokens_per_s_per_gpu": None, "cost_per_million_tokens": None,
@@ -158,7 +154,6 @@ def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any
     if r is None:
         return row
     sm = r.get("summary") or {}
-    pct = _slo(p)["percentile"]
     tput = sm.get("output_tokens_per_s")
     row.update({"max_batch": r["max_batch"], "feasible": bool(sm), "reason": r.get("reason", ""),
                 "meets_target": _meets(p, r), "capacity_requests_per_s": r.get("capacity_requests_per_s"),
@@ -172,12 +167,12 @@ def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None) -> dict[str, Any
 
 def _result(p: PlanSpec, space: list[Deployment], rows: dict[int, list], interrupted: bool,
             wall_s: float, scope: str | None) -> dict[str, Any]:
-    flat = []
+    flat, pct = [], _slo(p)["percentile"]
     for d in space:
         res = rows.get(id(d))
         if res is None and not d.reason:
             d.reason = "not evaluated: the plan was interrupted" if interrupted else "not evaluated"
-        flat += [_flat(p, d, r) for r in res] if res else [_flat(p, d, None)]
+        flat += [_flat(p, d, r, pct) for r in res] if res else [_flat(p, d, None, pct)]
     ok = [r for r in flat if r["feasible"]]
     meeting = sorted([r for r in ok if r["meets_target"]], key=_cost_key)
     per_gpu = {g: next((r for r in meeting if r["gpu"] == g), None) for g in p.gpus}

@@ -20,25 +20,21 @@ LIGHT = 1 / 64  # the light-load probe, as a share of the upper bound
 GAIN = 1.02  # a larger batch must raise the capacity by 2% to keep searching upwards
 
 
-def rate_bound(s: Scenario, dep: Deployment, surfaces: dict[tuple[str, str], Surface]) -> float:
+def rate_bound(dep: Deployment, surfaces: dict[tuple[str, str], Surface], isl: float, osl: float) -> float:
     """Requests/s the deployment could not exceed even without queueing: each instance's prefill rate
-    (full token budgets) and decode rate (full batches, KV-bound), combined over instances; an aggregated
-    instance spends its time on both, so their times add."""
-    req = requests_of(s)
-    isl, osl = float(req.input_tokens.mean()), float(req.output_tokens.mean())
-    rates: dict[str, float] = {}
+    (full token budgets) and decode rate (full batches, KV-bound), for mean prompt ``isl`` and answer ``osl``,
+    combined over instances; an aggregated instance spends its time on both, so their times add."""
+    rates = []
     for role in dep.roles:
-        g, per = role.gpus_per_instance, []
-        pre = dec = math.inf
+        g, pre, dec = role.gpus_per_instance, math.inf, math.inf
         if role.prefills:
             k = max(1.0, role.prefill_budget / isl)
             pre = k / surfaces[(role.name, "prefill")](math.ceil(k * isl / g), isl)
         if role.decodes:
             n = max(1.0, min(role.max_running, role.kv_tokens / (isl + osl / 2)))
             dec = n / (osl * surfaces[(role.name, "decode")](math.ceil(n / g), isl + osl / 2))
-        per.append(1 / (1 / pre + 1 / dec))
-        rates[role.name] = role.instances * per[0]
-    return min(rates.values())
+        rates.append(role.instances / (1 / pre + 1 / dec))
+    return min(rates)
 
 
 def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec) -> dict[str, Any]:
@@ -51,10 +47,10 @@ def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSp
     return simulate_serving(st, dep, requests_of(st), surfaces).summary
 
 
-def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) -> dict[str, Any]:
+def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec, isl: float, osl: float) -> dict[str, Any]:
     """{rate, summary} at the highest rate found that meets the SLO, or {reason} when even a light load
     misses it."""
-    bound = rate_bound(s, dep, surfaces)
+    bound = rate_bound(dep, surfaces, isl, osl)
     lo, hi = bound * LIGHT, bound * 1.2
     light = _trial(s, dep, surfaces, lo, effort)
     if not light["slo"]["met"]:
@@ -84,9 +80,10 @@ def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, Effor
         row: dict[str, Any] = {"max_batch": b}
         try:
             s = scenario_from_dict(raw, base_dir=base_dir)
-            dep = deployment_of(s)
-            check_fits(dep, requests_of(s))
-            res = capacity(s, dep, surfaces, effort)
+            dep, req = deployment_of(s), requests_of(s)
+            check_fits(dep, req)
+            isl, osl = float(req.input_tokens.mean()), float(req.output_tokens.mean())
+            res = capacity(s, dep, surfaces, effort, isl, osl)
         except MoesimError as exc:
             rows.append({**row, "reason": str(exc).split(": ", 1)[-1]})
             continue
@@ -102,16 +99,11 @@ def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, Effor
             break
         prev = max(prev, tput)
         kv_seqs = min(r.kv_tokens / r.gpus_per_instance for r in dep.roles if r.decodes)
-        if kv_seqs < b * _mean_len(s):
+        if kv_seqs < b * (isl + osl / 2):
             rows += [{"max_batch": bb, "reason": f"not searched: the KV cache holds fewer than {b} sequences "
                                                  "per GPU"} for bb, _ in by_batch[i + 1:]]
             break
     return rows
-
-
-def _mean_len(s: Scenario) -> float:
-    req = requests_of(s)
-    return float(req.input_tokens.mean() + req.output_tokens.mean() / 2)
 
 
 def _brief(sm: dict[str, Any]) -> dict[str, Any]:

@@ -36,9 +36,9 @@ def request_table(sim: ServeSim) -> dict[str, np.ndarray]:
             "kv_transfer_s": s.transfer_s}
 
 
-def summarize(sim: ServeSim, slo: SloSpec, gpus_per_node: int) -> dict[str, Any]:
-    """The serving summary document (JSON-ready)."""
-    t = request_table(sim)
+def summarize(sim: ServeSim, t: dict[str, np.ndarray], tl: dict[str, np.ndarray], slo: SloSpec,
+              gpus_per_node: int) -> dict[str, Any]:
+    """The serving summary document (JSON-ready) from the request table and timeline of ``sim``."""
     n = len(t["arrival_s"])
     done = float(np.nanmax(sim.state.t_done)) if n else 0.0
     span = max(done - (float(t["arrival_s"][0]) if n else 0.0), 1e-12)
@@ -68,7 +68,7 @@ def summarize(sim: ServeSim, slo: SloSpec, gpus_per_node: int) -> dict[str, Any]
                 "goodput_output_tokens_per_s": float(t["output_tokens"][good].sum()) / span},
         "preemptions": int(t["preemptions"].sum()),
         "kv_transfer_s": _pcts(np.where(t["kv_transfer_s"] > 0, t["kv_transfer_s"], np.nan)),
-        "instances": _instance_stats(sim),
+        "instances": _instance_stats(sim, tl),
     }
 
 
@@ -87,8 +87,7 @@ def timeline(sim: ServeSim) -> dict[str, np.ndarray]:
             "kv_utilisation": np.where(np.isfinite(cap), rows[:, 9] / np.where(np.isfinite(cap), cap, 1), 0.0)}
 
 
-def _instance_stats(sim: ServeSim) -> list[dict[str, Any]]:
-    tl = timeline(sim)
+def _instance_stats(sim: ServeSim, tl: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     out = []
     for role in sim.deployment.roles:
         sel = tl["role"] == role.name

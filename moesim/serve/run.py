@@ -26,6 +26,8 @@ from moesim.topology import build_topology
 TOKEN_RATIO = 4.0  # prefill grid: tokens per GPU 4x apart (prefill time is near-affine in tokens)
 BATCH_RATIO = 2.0  # decode grid: 2x apart (the weight-bound knee needs finer steps)
 CONTEXT_RATIO = 4.0
+ITERATION_NOTE = ("iteration times from the iteration DES at grid points, interpolated bilinearly; an instance's "
+                  "tokens spread evenly over its GPUs (data-parallel attention, balanced ranks)")
 
 
 @dataclass(frozen=True)
@@ -102,20 +104,16 @@ def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
     rng = np.random.default_rng([s.seed, 0x3A7])
     sim = ServeSim(dep, surfaces, req, sv.prefix_hit, sv.scheduler.policy, sv.mtp, rng, topo)
     sim.run()
-    doc = summarize(sim, sv.slo, s.cluster.gpus_per_node)
+    requests, tl = request_table(sim), timeline(sim)
+    doc = summarize(sim, requests, tl, sv.slo, s.cluster.gpus_per_node)
     doc = {"scenario": s.name, "seed": s.seed, "model": s.model.name, "gpu": s.cluster.gpu.name,
            "nodes": s.cluster.nodes, "gpus_per_node": s.cluster.gpus_per_node,
            "deployment": sv.deployment.model_dump(), "scheduler": sv.scheduler.model_dump(),
            "mtp": sv.mtp.model_dump() if sv.mtp else None, "workload_source": req.source,
            "prefix_hit": sv.prefix_hit, "throughput_scope": s.workload.scope,
-           "iteration_model": _iteration_note(dep), **doc,
+           "iteration_model": ITERATION_NOTE, **doc,
            "surfaces": {"/".join(k): _surface_doc(v) for k, v in surfaces.items()}}
-    return ServeResult(doc, request_table(sim), timeline(sim), surfaces)
-
-
-def _iteration_note(dep: Deployment) -> str:
-    return ("iteration times from the iteration DES at grid points, interpolated bilinearly; an instance's "
-            "tokens spread evenly over its GPUs (data-parallel attention, balanced ranks)")
+    return ServeResult(doc, requests, tl, surfaces)
 
 
 def _surface_doc(v: Surface) -> dict[str, Any]:

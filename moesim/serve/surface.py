@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,8 +170,8 @@ def cache_dir() -> Path:
 class _Build:
     """One grid being built: its points so far, and the held-out points not (yet) in the grid."""
 
-    def __init__(self, g: Grid) -> None:
-        self.g, self.tokens, self.res = g, list(g.tokens), {}
+    def __init__(self, g: Grid, path: Path) -> None:
+        self.g, self.path, self.tokens, self.res = g, path, list(g.tokens), {}
         self.hold = holdout_points(self.tokens, g.contexts) if g.holdout else []
 
     def missing(self) -> list[tuple[int, int]]:
@@ -215,7 +215,7 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
                 continue
             except (ValueError, KeyError, TypeError):
                 pass  # a damaged cache file is rebuilt
-        todo.append(_Build(g))
+        todo.append(_Build(g, path))
     done, total = 0, sum(len(b.missing()) for b in todo)
     for round_ in range(REFINE_ROUNDS + 1):
         tasks = [(bi, pt, (b.g.scenario, b.g.mode, pt[0], pt[1])) for bi, b in enumerate(todo) for pt in b.missing()]
@@ -235,16 +235,9 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     for b in todo:
         out[b.g.key] = surf = b.surface()
         if use_cache and store:
-            store(cache_dir() / "surfaces" / f"{b.g.cache_key()}.json", json.dumps(surf.to_dict()))
+            store(b.path, json.dumps(surf.to_dict()))
     return out
 
 
 def _task(item: tuple[int, tuple[int, int], tuple[Scenario, str, int, int]]) -> tuple[float, float]:
     return _run_point(item[2])
-
-
-def direct_errors(surface: Surface, scenario: Scenario, points: Iterable[tuple[int, int]],
-                  executor: Any) -> list[tuple[int, int, float, float]]:
-    """(tokens, context, direct_s, interpolated_s) at extra points, for checks beyond the built holdout."""
-    tasks = [(0, pt, (scenario, surface.mode, pt[0], pt[1])) for pt in points]
-    return [(t[1][0], t[1][1], r[0], surface(*t[1])) for t, r in executor.run(_task, tasks)]
