@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 
 from moesim import __version__
-from moesim.build import Built, build
+from moesim.build import Built, RouteReuse, build
 from moesim.config import load_scenario
 from moesim.config.schema import Scenario
 from moesim.engine import SimRecords, simulate
+from moesim.errors import ScenarioError
 from moesim.memory import memory_per_gpu
 from moesim.metrics import summarize
 from moesim.program import Program
 from moesim.programs import inference_programs, training_programs
+from moesim.sizing import guard
 from moesim.summary import Summary
 from moesim.training import gradient_sync_stages
 
@@ -44,20 +46,26 @@ class Result:
         return self.summary.to_dict()
 
 
-def run(path: str | Path, overrides: Iterable[str] = ()) -> Result:
+def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Result:
     """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it."""
-    return run_scenario(load_scenario(path, overrides))
+    s = load_scenario(path, overrides)
+    try:
+        guard(s)
+    except ScenarioError as err:
+        raise err.located(file=str(path)) from None
+    return run_scenario(s, reuse=reuse)
 
 
-def build_micro_batches(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None) -> list[Built]:
+def build_micro_batches(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None,
+                        reuse: RouteReuse | None = None) -> list[Built]:
     """One build per micro-batch. With two, each GPU's tokens split in halves that share the statistics and
     the placement and draw their own routing."""
     if s.workload.micro_batches == 1:
-        return [build(s, trace, placement)]
+        return [build(s, trace, placement, reuse=reuse)]
     half = s.model_copy(update={"workload": s.workload.model_copy(
         update={"tokens_per_gpu": s.workload.tokens_per_gpu // 2})})
-    b0 = build(half, None, placement)
-    return [b0, build(half, None, b0.placement, micro_batch=1)]
+    b0 = build(half, None, placement, reuse=reuse)
+    return [b0, build(half, None, b0.placement, micro_batch=1, reuse=reuse)]
 
 
 def programs_of(s: Scenario, builds: list[Built]) -> list[list[Program]]:
@@ -68,18 +76,21 @@ def programs_of(s: Scenario, builds: list[Built]) -> list[list[Program]]:
     return [inference_programs(b.pieces, b.resolved) for b in builds]
 
 
-def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None) -> Result:
+def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None,
+                 reuse: RouteReuse | None = None) -> Result:
     """Simulate one iteration of a validated scenario.
 
     trace: optional per-MoE-layer top-k expert ids [GPUs × tokens_per_gpu, k], GPU-major, replayed
-    instead of synthetic routing. placement: a plan to use instead of planning one."""
-    builds = build_micro_batches(s, trace, placement)
+    instead of synthetic routing. placement: a plan to use instead of planning one. reuse: routings of
+    runs that differed only in placement, shared (``build.RouteReuse``)."""
+    guard(s)
+    builds = build_micro_batches(s, trace, placement, reuse)
     programs = programs_of(s, builds)
-    records = simulate(programs, builds[0].topology, exact=builds[0].fluid_network)
+    records = simulate(programs, builds[0].topology, exact=builds[0].fluid_network, engine=s.sim.engine)
     steps = s.workload.accumulation_steps if s.workload.mode == "training" else 1
     summary = summarize(records, programs, [b.stats for b in builds],
                         s.cluster.num_gpus * s.workload.tokens_per_gpu * steps, s.cluster.gpus_per_node,
-                        _meta(s, builds[0]), s.workload.scope, s.workload.context_tokens)
+                        _meta(s, builds[0], records), s.workload.scope, s.workload.context_tokens)
     return Result(summary, records, builds[0], tuple(tuple(p) for p in programs))
 
 
@@ -93,7 +104,7 @@ def _attention_kind(m: Any) -> str | None:
     return "gqa" if kv < m.num_attention_heads else "mha"
 
 
-def _meta(s: Scenario, b: Built) -> dict[str, Any]:
+def _meta(s: Scenario, b: Built, rec: SimRecords) -> dict[str, Any]:
     r = b.routing
     return {
         "moesim_version": __version__,
@@ -113,7 +124,9 @@ def _meta(s: Scenario, b: Built) -> dict[str, Any]:
         "placement": s.placement.kind,
         "comm": {**s.comm.model_dump(), "algorithm_used": b.resolved.algorithm, "sm_share_used": b.resolved.sm_share,
                  "sm_share_source": b.resolved.sm_share_source},
-        "fidelity": {"network": "fluid" if b.fluid_network else "drain",
+        "fidelity": {"network": ("fluid" if b.fluid_network else "drain") if rec.engine != "bound" else "none",
+                     "engine": rec.engine,
+                     **({"interleaved_phases": rec.interleaved_phases} if rec.engine == "lockstep" else {}),
                      "routing": ("trace replay" + ("" if b.trace_exact else ", reused cyclically")
                                  if b.trace_exact is not None else
                                  "exact" if b.sampled_tokens_per_gpu == b.scenario.workload.tokens_per_gpu

@@ -70,6 +70,33 @@ class Built:
         return self.resolved.routing
 
 
+class RouteReuse:
+    """Routings shared by runs that differ only in where experts live (``compare``, ``rebalance``, the
+    planner's variants): each layer's routed tokens and planning-window counts, keyed by everything they
+    depend on. Held by the caller and passed in, never global; same results with or without it."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, Any] = {}
+        self.hits = 0
+
+    def get(self, key: tuple, make):
+        """The entry for ``key``, made by ``make()`` the first time."""
+        hit = self.entries.get(key)
+        if hit is None:
+            hit = self.entries[key] = make()
+        else:
+            self.hits += 1
+        return hit
+
+
+def routing_key(s: Scenario) -> str:
+    """What a layer's routing depends on: the scenario without its placement, communication, serving and
+    engine settings (the window's size and use are added by the planning load)."""
+    return s.model_dump_json(exclude={"name": True, "placement": True, "comm": True, "serving": True,
+                                      "sim": {"threads", "engine", "network", "auto_fluid_max_gpus",
+                                              "size_guard"}})
+
+
 def _rng(seq: np.random.SeedSequence) -> np.random.Generator:
     """SFC64: ~15% faster than the default PCG64 for the bulk score draws, same statistical quality class."""
     return np.random.Generator(np.random.SFC64(seq))
@@ -100,7 +127,7 @@ def popularity_of(s: Scenario) -> np.ndarray:
 
 
 def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placement | None = None,
-          micro_batch: int = 0) -> Built:
+          micro_batch: int = 0, reuse: RouteReuse | None = None) -> Built:
     """Route every MoE layer and turn it into engine work. Layers are independent (own random streams),
     so they are built in parallel threads (numpy releases the GIL in its bulk loops); the result does not
     depend on the thread count.
@@ -108,6 +135,7 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     trace: optional per-MoE-layer top-k ids [G·T, k] (tokens GPU-major: GPU 0's T tokens first) replayed
     instead of synthetic routing. placement: use this plan instead of planning one (rebalancing studies).
     micro_batch: a later micro-batch draws its own tokens (its own routing streams) from the same statistics.
+    reuse: routings already made by a run that differed only in placement (``RouteReuse``).
     """
     res = resolve(s)
     model, params = res.model, res.routing
@@ -123,8 +151,9 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
-        placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool)
-        built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool)
+        placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse)
+        built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
+                              reuse)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -132,16 +161,21 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
 
 
 def _plan(s: Scenario, params: RoutingParams, popularity: np.ndarray, stats_ss, place_ss, mixtures,
-          pool) -> Placement:
+          pool, reuse: RouteReuse | None = None) -> Placement:
     """The scenario's placement, planned on the load the planner sees (``planning.planning_load``)."""
-    load = planning_load(s, params, popularity, mixtures, _rng, pool)
+    if reuse is None:
+        load = planning_load(s, params, popularity, mixtures, _rng, pool)
+    else:
+        key = ("window", routing_key(s), s.placement.window_tokens, s.placement.plan_on)
+        load = reuse.get(key, lambda: planning_load(s, params, popularity, mixtures, _rng, pool))
     extra = planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng)
     return PLACEMENTS[s.placement.kind](load, s.cluster.num_gpus, s.placement.redundant_experts,
                                         gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
                                         rng=_rng(place_ss), **extra)
 
 
-def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool) -> Built:
+def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
+                  reuse: RouteReuse | None = None) -> Built:
     """Route and cost every MoE layer (in ``pool``'s threads when given)."""
     model, params = res.model, res.routing
     g, layers = topo.num_gpus, model.num_moe_layers
@@ -154,7 +188,7 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
     non_moe = _non_moe(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
-                   cm, trace, mixtures, non_moe)
+                   cm, trace, mixtures, non_moe, reuse, (routing_key(s), micro_batch) if reuse else None)
     seeds = route_ss.spawn(layers) if not micro_batch else \
         np.random.SeedSequence(s.seed, spawn_key=(1, 1_000_000 + micro_batch)).spawn(layers)
     built = list(pool.map(ctx.layer, range(layers), seeds)) if pool is not None else \
@@ -209,6 +243,8 @@ class _Context:
     trace: list[np.ndarray] | None
     mixtures: list[np.ndarray] | None = None  # per layer [clusters, E] popularity, with co-activation
     non_moe: tuple[list[dict], dict] | None = None  # whole-model scope: named pieces before each layer, after
+    reuse: RouteReuse | None = None
+    reuse_key: tuple | None = None
 
     @property
     def model(self) -> MoEModel:
@@ -224,7 +260,7 @@ class _Context:
         if self.trace is not None:
             rt = Routed(np.asarray(self.trace[layer], dtype=np.int64), np.ones(self.trace[layer].shape, bool))
         else:
-            rt = self._route(layer, g * sampled, _rng(seed))
+            rt = self._routed(layer, g * sampled, seed)
         ids, live = rt.ids, rt.keep
         slot = placement.choose_slots(layer, ids, s.placement.replica_policy, np.repeat(np.arange(g), sampled),
                                       topo.gpus_per_node, _rng(seed.spawn(1)[0]))
@@ -256,6 +292,14 @@ class _Context:
                                               self.model.hidden, blocks)
         scaled = [{k: v * slow for k, v in d.items()} for d in (before, moe, after)]
         return LayerPieces(layer, ids[layer], *scaled, tr.dispatch, tr.combine, tp_flows)
+
+    def _routed(self, layer: int, n: int, seed: np.random.SeedSequence) -> Routed:
+        """The layer's routing, from ``reuse`` when a run with another placement made it already."""
+        if self.reuse is None:
+            return self._route(layer, n, _rng(seed))
+        home = self._home(layer)
+        key = ("layer", *self.reuse_key, layer, n, None if home is None else home.tobytes())
+        return self.reuse.get(key, lambda: self._route(layer, n, _rng(seed)))
 
     def _route(self, layer: int, n: int, rng: np.random.Generator) -> Routed:
         """Synthetic routing; with co-activation, each token's cluster picks its own popularity."""

@@ -23,6 +23,10 @@ class _Group(click.Group):
         except MoesimError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except MemoryError:
+            click.echo("error: out of memory: the run is larger than this machine (fix: fewer nodes or "
+                       "sim.sampled_tokens; `moesim check` prints the size estimate)", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,8 +193,8 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
     Example:
       moesim compare scenarios/deepseek-v3-prefill-h800.yaml --placements contiguous,eplb --redundant 0,32
     """
-    from moesim.compare import compare, plot, table  # noqa: PLC0415
-    from moesim.output import to_csv, to_json, write_atomic  # noqa: PLC0415
+    from moesim.compare import Interrupted, compare, variants  # noqa: PLC0415
+    from moesim.progress import Progress  # noqa: PLC0415
 
     kinds = [k.strip() for k in placements.split(",") if k.strip()]
     try:
@@ -198,16 +202,15 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
     except ValueError:
         raise MoesimError(f"--redundant: {redundant!r} is not a comma-separated list of integers") from None
     api.load_scenario(scenario, list(overrides))  # bad base scenario: one clear error before any run
-    rows = compare(scenario, list(overrides), kinds, reds, replica_policy)
-    click.echo(json.dumps(rows, indent=1) if as_json else table(rows))
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(out_dir / "compare.json", to_json(rows))
-        write_atomic(out_dir / "compare.csv", to_csv(rows))
-        plot(rows, out_dir / "compare.png", f"{scenario.stem}: placements on the same router draws")
-        click.echo(f"wrote {out_dir}/compare.json, compare.csv, compare.png", err=True)
-    if all(r.get("error") for r in rows):
-        sys.exit(2)
+    bar = Progress("compare", len(variants(kinds, reds)))
+    try:
+        rows, stopped = compare(scenario, list(overrides), kinds, reds, replica_policy, bar.step), False
+    except Interrupted as exc:
+        rows, stopped = exc.rows, True
+    bar.close()
+    from moesim.cli_study import finish_compare  # noqa: PLC0415
+
+    finish_compare(rows, scenario, out_dir, as_json, stopped)
 
 
 @main.command(name="export-placement")
@@ -249,16 +252,26 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
       moesim rebalance scenarios/deepseek-v3-decode-h800.yaml --set router.stats.drift=0.05 \\
           --set placement.kind=eplb --iterations 12 --every 4
     """
+    from moesim.compare import Interrupted  # noqa: PLC0415
+    from moesim.progress import Progress  # noqa: PLC0415
     from moesim.rebalance import rebalance_study, summarize  # noqa: PLC0415
     from moesim.tables import rebalance_table  # noqa: PLC0415
 
     if iterations < 1 or every < 1 or window < 1:
         raise MoesimError("--iterations, --every and --window must be at least 1")
     s = api.load_scenario(scenario, list(overrides))
-    rows = rebalance_study(s, iterations, every, window)
+    bar = Progress("rebalance", iterations)
+    try:
+        rows, stopped = rebalance_study(s, iterations, every, window, bar.step), False
+    except Interrupted as exc:
+        rows, stopped = exc.rows, True
+    bar.close()
     summary = summarize(rows, every)
     click.echo(json.dumps({"rows": rows, "summary": summary}, indent=1) if as_json else rebalance_table(rows, summary),
                nl=as_json)
+    if stopped:
+        click.echo(f"interrupted after {len(rows)} of {iterations} iterations (their rows are above)", err=True)
+        sys.exit(130)
 
 
 @main.command(name="sweep")
@@ -266,8 +279,14 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Results folder: results.csv, results.jsonl and a per-point cache (points/).")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a pool of processes on this machine; ray: tasks on a Ray cluster "
+                   "(pip install 'moesim[ray]').")
+@click.option("--address", default=None, help="Ray cluster to join (e.g. ray://head:10001 or auto); "
+              "default: a local Ray instance started for this run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, as_json: bool) -> None:
+def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, address: str | None,
+              as_json: bool) -> None:
     """Run a scenario over axes of parameters, in parallel, resuming where an earlier run stopped.
 
     \b
@@ -279,20 +298,10 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, as_json: bool) -> None
     Points are cached by a hash of their resolved scenario: run the same command again and only missing
     (or failed) points run. A point that fails is recorded with its error; the sweep goes on.
     """
-    import os  # noqa: PLC0415
+    from moesim.cli_study import sweep_with_progress  # noqa: PLC0415
+    from moesim.sweep import load_sweep, make_executor  # noqa: PLC0415
 
-    from moesim.sweep import LocalProcessExecutor, load_sweep, run_sweep  # noqa: PLC0415
-
-    spec = load_sweep(sweep_file)
-    executor = LocalProcessExecutor(jobs or os.cpu_count() or 1)
-    with click.progressbar(length=len(spec.points()), label="points", file=sys.stderr) as bar:
-        state = {"n": 0}
-
-        def progress(done: int, total: int) -> None:
-            bar.update(done - state["n"])
-            state["n"] = done
-
-        summary = run_sweep(spec, out_dir, executor, progress)
+    summary = sweep_with_progress(load_sweep(sweep_file), out_dir, make_executor(executor_kind, jobs, address))
     from moesim.sweep.run import METRIC_KEYS  # noqa: PLC0415
     from moesim.tables import sweep_text  # noqa: PLC0415
 
@@ -319,12 +328,17 @@ def report_cmd(results: Path, out_dir: Path, title: str | None) -> None:
 
 @main.command(name="plan")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a pool of processes here; ray: tasks on a Ray cluster (pip install 'moesim[ray]'); "
+                   "plan tasks name files (arrival traces) by path: workers must see them at the same path.")
+@click.option("--address", default=None, help="Ray cluster to join (default: a local Ray instance for this run).")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
 @click.option("--no-cache", is_flag=True, help="Rebuild iteration surfaces instead of reading the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows, answers, runners-up and frontier as JSON.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write plan.json and plan.csv (for `moesim report`).")
-def plan_cmd(plan_file: Path, jobs: int, no_cache: bool, as_json: bool, out_dir: Path | None) -> None:
+def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int, no_cache: bool, as_json: bool,
+             out_dir: Path | None) -> None:
     """Find the cheapest deployment that serves a throughput target within TTFT/TPOT SLOs.
 
     \b
@@ -345,15 +359,13 @@ def plan_cmd(plan_file: Path, jobs: int, no_cache: bool, as_json: bool, out_dir:
     Each deployment's capacity is the highest request rate whose serving run meets the SLO. Infeasible
     deployments say why. Progress and ETA go to stderr; Ctrl-C stops and keeps what finished.
     """
-    import os  # noqa: PLC0415
-
     from moesim.cli_serve import PlanProgress, finish_plan  # noqa: PLC0415
     from moesim.output import write_atomic  # noqa: PLC0415
     from moesim.plan import load_plan, plan  # noqa: PLC0415
-    from moesim.sweep import LocalProcessExecutor  # noqa: PLC0415
+    from moesim.sweep import make_executor  # noqa: PLC0415
 
     p, path = load_plan(plan_file)
-    result = plan(p, path.parent, LocalProcessExecutor(jobs or os.cpu_count() or 1), PlanProgress(), not no_cache,
+    result = plan(p, path.parent, make_executor(executor_kind, jobs, address), PlanProgress(), not no_cache,
                   write_atomic)
     finish_plan(result, out_dir, as_json)
 

@@ -11,12 +11,14 @@ it that the old plan did not, over its NIC; the transfer is counted as a stall b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from moesim.api import run_scenario
-from moesim.build import popularity_of
+from moesim.build import RouteReuse, popularity_of
+from moesim.compare import Interrupted
 from moesim.config.schema import Scenario
 from moesim.errors import MoesimError
 from moesim.placement import PLACEMENTS
@@ -42,8 +44,11 @@ def _at_step(s: Scenario, step: int) -> Scenario:
         update={"step": step})})})
 
 
-def rebalance_study(s: Scenario, iterations: int, every: int, window: int) -> list[dict[str, Any]]:
-    """One row per iteration: iteration time with re-planning and with the first plan kept."""
+def rebalance_study(s: Scenario, iterations: int, every: int, window: int,
+                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One row per iteration: iteration time with re-planning and with the first plan kept (both on the
+    same routing, made once). ``progress(label)`` after each iteration; Ctrl-C raises
+    ``compare.Interrupted`` with the rows that finished."""
     stats = s.router.stats
     if not getattr(stats, "drift", 0):
         raise MoesimError("rebalancing needs drifting statistics: set router.stats.drift (e.g. 0.05) on a "
@@ -61,24 +66,36 @@ def rebalance_study(s: Scenario, iterations: int, every: int, window: int) -> li
                     n_group=params.n_group, rng=np.random.default_rng(s.seed))
 
     first = current = make_plan(0)
-    rows = []
-    for t in range(iterations):
-        moved_bytes, stall = 0.0, 0.0
-        if t and t % every == 0:
-            new = make_plan(t)
-            per_gpu = _new_experts_per_gpu(current, new, model.experts) * expert_bytes
-            moved_bytes, stall = float(per_gpu.sum()), float(per_gpu.max() / nic)
-            current = new
-        st = _at_step(s, base + t)
-        adaptive = run_scenario(st, placement=current).summary
-        static = run_scenario(st, placement=first).summary
-        rows.append({"iteration": t, "replanned": bool(moved_bytes), "iteration_time_s": adaptive.iteration_time_s,
-                     "stall_s": stall, "moved_bytes": moved_bytes,
-                     "gpu_load_max_over_mean": adaptive.totals.mean_layer_gpu_load_max_over_mean,
-                     "static_iteration_time_s": static.iteration_time_s,
-                     "static_gpu_load_max_over_mean": static.totals.mean_layer_gpu_load_max_over_mean,
-                     "tokens": adaptive.tokens_per_iteration})
+    rows: list[dict[str, Any]] = []
+    try:
+        for t in range(iterations):
+            current = _iteration(s, t, every, base, current, first, make_plan, model, expert_bytes, nic, rows)
+            if progress:
+                progress(f"iteration {t}")
+    except KeyboardInterrupt:
+        raise Interrupted(rows) from None
     return rows
+
+
+def _iteration(s, t, every, base, current, first, make_plan, model, expert_bytes, nic, rows):
+    """Run iteration ``t`` (re-planning first when due), append its row, return the plan in use."""
+    moved_bytes, stall = 0.0, 0.0
+    if t and t % every == 0:
+        new = make_plan(t)
+        per_gpu = _new_experts_per_gpu(current, new, model.experts) * expert_bytes
+        moved_bytes, stall = float(per_gpu.sum()), float(per_gpu.max() / nic)
+        current = new
+    st = _at_step(s, base + t)
+    reuse = RouteReuse()  # the static plan routes the same tokens: made once, for this step only
+    adaptive = run_scenario(st, placement=current, reuse=reuse).summary
+    static = run_scenario(st, placement=first, reuse=reuse).summary
+    rows.append({"iteration": t, "replanned": bool(moved_bytes), "iteration_time_s": adaptive.iteration_time_s,
+                 "stall_s": stall, "moved_bytes": moved_bytes,
+                 "gpu_load_max_over_mean": adaptive.totals.mean_layer_gpu_load_max_over_mean,
+                 "static_iteration_time_s": static.iteration_time_s,
+                 "static_gpu_load_max_over_mean": static.totals.mean_layer_gpu_load_max_over_mean,
+                 "tokens": adaptive.tokens_per_iteration})
+    return current
 
 
 def summarize(rows: list[dict[str, Any]], every: int) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_compare_runs_every_variant_on_the_same_draws(tmp_path):
     r = CliRunner().invoke(main, ["compare", str(path), "--placements", "contiguous,eplb,greedy",
                                   "--redundant", "0,16", "--json", "-o", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output[: r.output.rindex("]") + 1])
+    rows = json.loads(r.stdout[: r.stdout.rindex("]") + 1])
     assert len(rows) == 6
     for row in rows:
         if row["placement"] == "greedy" and row["redundant_experts"] == 16:
@@ -171,7 +171,7 @@ def test_rebalancing_counts_moved_experts_and_compares_with_the_first_plan(tmp_p
     r = CliRunner().invoke(main, ["rebalance", str(path), "--set", "router.stats.drift=0.2", "--set",
                                   "placement.kind=eplb_global", "--iterations", "5", "--every", "2", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     rows, summary = doc["rows"], doc["summary"]
     assert [x["replanned"] for x in rows] == [False, False, True, False, True]
     assert rows[0]["iteration_time_s"] == rows[0]["static_iteration_time_s"]  # same plan before a re-plan

@@ -59,9 +59,24 @@ def check_scenario(s: Scenario) -> None:
         raise ScenarioError(f"top_k {top_k} cannot be met from {topk_group} groups of "
                             f"{experts // n_group} experts", path=tpath, fix="raise topk_group or lower top_k")
     _check_cluster(s)
+    _check_engine(s)
     if m.first_k_dense_replace >= m.num_hidden_layers:
         raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
                             fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
+
+
+def _check_engine(s: Scenario) -> None:
+    """sim.engine: lockstep runs the drain network, bound no network; both one micro-batch, no parallel
+    branches."""
+    e = s.sim.engine
+    if e not in ("lockstep", "bound"):
+        return
+    why = ("the fluid network runs event by event" if s.sim.network == "fluid" and e == "lockstep" else
+           "two micro-batches share each GPU" if s.workload.micro_batches > 1 else
+           "shared experts overlapping dispatch run in parallel" if s.comm.overlap_shared_experts else None)
+    if why:
+        raise ScenarioError(f"{e} cannot run this scenario: {why}", path="sim.engine",
+                            fix="use sim.engine: auto (lockstep where it applies) or des")
 
 
 def _check_cluster(s: Scenario) -> None:

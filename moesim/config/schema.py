@@ -337,9 +337,17 @@ class SimSpec(Strict):
     routing: ``exact`` routes every token; ``sampled`` (scalable) routes ``sampled_tokens`` tokens per layer,
     spread evenly over the GPUs (at least one each), and scales counts and bytes to the real token count.
     threads: worker threads that build layers in parallel (0: one per CPU core, at most 4).
+    engine: on the drain network, ``lockstep`` evaluates every GPU's walk phase by phase on arrays (no event
+    per GPU; links serve phases in program order, see moesim/engine/lockstep.py), ``des`` runs one SimPy
+    process per GPU and micro-batch; ``auto`` (default): lockstep where it applies (one micro-batch, no
+    parallel branches), else des. The fluid network always runs on des. ``bound``: no engine, the
+    closed-form bulk-synchronous bottleneck evaluation (moesim/engine/bound.py), a fast first estimate.
     """
 
     network: Literal["auto", "fluid", "drain"] = "auto"
+    engine: Literal["auto", "des", "lockstep", "bound"] = "auto"
+    # refuse a run whose memory estimate (moesim/sizing.py) exceeds this machine's memory
+    size_guard: bool = True
     routing: Literal["auto", "exact", "sampled"] = "auto"
     sampled_tokens: int = Field(default=65536, ge=256)
     threads: int = Field(default=0, ge=0)

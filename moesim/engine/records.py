@@ -22,6 +22,8 @@ class SimRecords:
     names: tuple[tuple[str, ...], ...]
     kinds: tuple[tuple[str, ...], ...]
     network_recomputes: int
+    engine: str = "des"  # des | lockstep
+    interleaved_phases: int = 0  # lockstep: phases whose first release came before the previous phase's last
 
     @property
     def iteration_time_s(self) -> float:

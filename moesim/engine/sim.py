@@ -16,8 +16,10 @@ from dataclasses import replace
 import numpy as np
 import simpy
 
+from moesim.engine.bound import simulate_bound
 from moesim.engine.drain import DrainNetwork
 from moesim.engine.fluid import FluidNetwork
+from moesim.engine.lockstep import simulate_lockstep, supports
 from moesim.engine.phase import CommPhase
 from moesim.engine.records import SimRecords
 from moesim.engine.units import GpuUnits
@@ -25,11 +27,24 @@ from moesim.program import Comm, Parallel, Program, Stage
 from moesim.topology import Topology
 
 
-def simulate(programs: list[list[Program]], topo: Topology, exact: bool = True) -> SimRecords:
+def simulate(programs: list[list[Program]], topo: Topology, exact: bool = True, engine: str = "des") -> SimRecords:
     """Run every micro-batch's programs on every GPU. programs[m]: micro-batch m's programs, in order; every
     micro-batch has the same number of programs with the same stages. ``exact``: max-min flow sharing (else
-    the scalable drain model)."""
+    the scalable drain model). ``engine``: des | lockstep | auto (``engine_for``) | bound (the closed-form
+    bulk-synchronous floor, ``bound.py``)."""
+    if engine == "bound":
+        return simulate_bound(programs, topo)
+    if engine_for(programs, exact, engine) == "lockstep":
+        rec, interleaved = simulate_lockstep(programs, topo, _shares_gpu(programs))
+        return replace(rec, engine="lockstep", interleaved_phases=interleaved)
     return _Interpreter(programs, topo, exact).run()
+
+
+def engine_for(programs: list[list[Program]], exact: bool, engine: str) -> str:
+    """The engine that runs: lockstep (drain network only) where it applies and was asked for or ``auto``."""
+    if exact or engine == "des":
+        return "des"
+    return "lockstep" if supports(programs) else "des"
 
 
 def _shares_gpu(programs: list[list[Program]]) -> bool:

@@ -10,6 +10,8 @@ packs inside each node.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from moesim.placement.base import Placement
@@ -44,20 +46,30 @@ def balanced_packing(weights: np.ndarray, bins: int) -> np.ndarray:
     """Bin of each item [n]: heaviest first onto the lightest bin with room; n / bins items per bin."""
     n = weights.size
     per = n // bins
-    load, count = np.zeros(bins), np.zeros(bins, dtype=int)
     out = np.empty(n, dtype=int)
-    for i in np.argsort(-weights, kind="stable"):
-        open_bins = np.flatnonzero(count < per)
-        b = open_bins[np.argmin(load[open_bins])]
-        out[i], load[b], count[b] = b, load[b] + weights[i], count[b] + 1
+    # a heap of (load, bin) over the bins with room: the lightest, lowest-numbered first (as an argmin
+    # over the open bins picks it); O(n log bins), where a scan of every bin per item was O(n · bins)
+    heap = [(0.0, b, 0) for b in range(bins)]
+    w = weights.tolist()
+    for i in np.argsort(-weights, kind="stable").tolist():
+        load, b, count = heapq.heappop(heap)
+        out[i] = b
+        if count + 1 < per:
+            heapq.heappush(heap, (load + w[i], b, count + 1))
     return out
 
 
 def replicate(weights: np.ndarray, slots: int) -> np.ndarray:
     """Replicas per expert [n]: one each, then one more at a time to the largest weight / replicas."""
     cnt = np.ones(weights.size, dtype=int)
+    # a heap of (-weight per replica, expert): the largest, lowest id first (as argmax picks it)
+    w = weights.astype(float).tolist()
+    heap = [(-x, e) for e, x in enumerate(w)]
+    heapq.heapify(heap)
     for _ in range(slots - weights.size):
-        cnt[np.argmax(weights / cnt)] += 1
+        _, e = heapq.heappop(heap)
+        cnt[e] += 1
+        heapq.heappush(heap, (-(w[e] / cnt[e]), e))
     return cnt
 
 

@@ -3,6 +3,7 @@ finish, in any order; callers depend only on this, so a distributed engine can r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
@@ -47,6 +48,15 @@ class LocalProcessExecutor:
                 pool.shutdown(wait=True)
             else:
                 _kill(pool)
+
+
+def make_executor(kind: str, jobs: int = 0, address: str | None = None) -> Executor:
+    """``local`` (a process pool of ``jobs`` workers, 0: one per core) or ``ray`` (``RayExecutor``)."""
+    if kind == "ray":
+        from moesim.sweep.ray_executor import RayExecutor  # noqa: PLC0415
+
+        return RayExecutor(address, jobs)
+    return LocalProcessExecutor(jobs or os.cpu_count() or 1)
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:

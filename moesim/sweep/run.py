@@ -17,6 +17,7 @@ from typing import Any
 from moesim import __version__
 from moesim.errors import MoesimError
 from moesim.output import to_csv, write_atomic
+from moesim.sweep.bundle import referenced_files
 from moesim.sweep.executor import Executor
 from moesim.sweep.spec import SweepSpec
 
@@ -31,24 +32,26 @@ def point_key(scenario_json: str) -> str:
     return hashlib.sha256(f"{__version__}\n{scenario_json}".encode()).hexdigest()[:20]
 
 
-def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(resolved scenario JSON, error) for one point; a point that does not validate keeps its error."""
+def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, str | None]:
+    """(resolved scenario, its JSON, error) for one point; a point that does not validate keeps its error."""
     from moesim.config import load_scenario  # noqa: PLC0415
 
     try:
         s = load_scenario(spec.base, [*spec.overrides, *spec.overrides_for(params)])
     except MoesimError as exc:
-        return None, str(exc)
-    return json.dumps(s.model_dump(mode="json"), sort_keys=True), None
+        return None, None, str(exc)
+    return s, json.dumps(s.model_dump(mode="json"), sort_keys=True), None
 
 
-def simulate_point(task: tuple[str, str, list[str]]) -> dict[str, Any]:
-    """Worker: simulate one point (base path, key, overrides) and return its metrics or its error."""
+def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
+    """Worker: simulate one point (resolved scenario, key, bundled files: see ``bundle``) and return its
+    metrics or its error."""
     from moesim import api  # noqa: PLC0415
+    from moesim.sweep.bundle import materialize  # noqa: PLC0415
 
-    base, _key, overrides = task
+    scenario, _key, files = task
     try:
-        s = api.run(base, overrides).summary
+        s = api.run_scenario(materialize(scenario, files) if files else scenario).summary
     except MoesimError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 (a crashing point is recorded, the sweep goes on)
@@ -64,15 +67,18 @@ def simulate_point(task: tuple[str, str, list[str]]) -> dict[str, Any]:
 
 
 def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run every point not cached in ``out``; returns a summary (counts, best point)."""
+              progress: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
+    """Run every point not cached in ``out``; returns a summary (counts, best point). ``progress(done,
+    to run, cached)`` is called once before any point runs and after each one. Ctrl-C propagates after
+    every finished point is on disk (rows are written as each finishes)."""
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[int, dict[str, Any]] = {}
     todo, cached, invalid = [], 0, 0
     points = spec.points()
+    scenarios: dict[str, Any] = {}
     for i, params in enumerate(points):
-        scenario_json, error = _resolve(spec, params)
+        scenario, scenario_json, error = _resolve(spec, params)
         if error:
             rows[i] = {**params, "error": error}
             invalid += 1
@@ -84,10 +90,14 @@ def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
             cached += 1
             continue
         todo.append((i, key, params))
+        scenarios[key] = scenario
     done = 0
     tasks = {key: (i, params) for i, key, params in todo}
-    work = [(str(spec.base), key, [*spec.overrides, *spec.overrides_for(params)]) for _, key, params in todo]
+    bundle = getattr(executor, "self_contained", False)  # workers elsewhere get the files' bytes too
+    work = [(scenarios[key], key, referenced_files(scenarios[key]) if bundle else {}) for _, key, _ in todo]
     _write(out, points, rows)
+    if progress:
+        progress(0, len(work), cached)
     for task, result in executor.run(simulate_point, work):
         i, params = tasks[task[1]]
         rows[i] = {**params, **result, "key": task[1]}
@@ -96,7 +106,7 @@ def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
         done += 1
         _write(out, points, rows)
         if progress:
-            progress(done, len(work))
+            progress(done, len(work), cached)
     ok = [r for r in rows.values() if "error" not in r]
     best = max(ok, key=lambda r: r["throughput_tokens_per_s"], default=None)
     return {"points": len(points), "ran": len(work), "cached": cached, "invalid": invalid,

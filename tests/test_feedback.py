@@ -1,0 +1,101 @@
+"""Feedback on long work: progress lines with an ETA that ignores cached items, Ctrl-C keeping what
+finished (compare), routing made once across placement variants, and the size guard's one-line refusal."""
+
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from moesim import api, compare
+from moesim.build import RouteReuse
+from moesim.cli import main
+from moesim.config import scenario_from_dict
+from moesim.progress import Progress
+from moesim.sizing import estimate
+
+SCEN = """seed: 2
+model: {base: mixtral-8x7b, num_hidden_layers: 2}
+cluster: {gpu: h100, nodes: 1, gpus_per_node: 4}
+router: {stats: {kind: zipf, alpha: 1.2}}
+workload: {tokens_per_gpu: 64, scope: moe_layers}
+"""
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_eta_counts_only_items_that_ran():
+    out, clock = io.StringIO(), Clock()
+    p = Progress("sweep", 10, cached=6, stream=out, every_s=0.0, clock=clock)
+    assert p.eta_s() is None
+    clock.t = 4.0
+    p.step("a")  # one item in 4 s, 3 left: 12 s
+    assert p.eta_s() == pytest.approx(12.0)
+    assert out.getvalue().splitlines()[-1] == "[sweep] 7/10, 6 cached  4 s ETA 12 s  a"
+    for _ in range(3):
+        p.step()
+    p.close()
+    assert out.getvalue().splitlines()[-1].startswith("[sweep] 10/10, 6 cached")
+
+
+def test_progress_off_a_terminal_prints_at_most_every_interval():
+    out, clock = io.StringIO(), Clock()
+    p = Progress("compare", 100, stream=out, every_s=2.0, clock=clock)
+    for i in range(100):
+        clock.t = i * 0.1
+        p.step()
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert 4 <= len(lines) <= 7 and lines[-1].startswith("[compare] 100/100")
+
+
+def test_variants_share_routing_and_give_the_runs_alone(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCEN)
+    reuse = RouteReuse()
+    a = api.run(path, ["placement.kind=eplb", "placement.redundant_experts=4"], reuse=reuse)
+    b = api.run(path, ["placement.kind=contiguous"], reuse=reuse)
+    assert reuse.hits >= 2  # b reused a's window and layers
+    alone = api.run(path, ["placement.kind=contiguous"])
+    assert b.doc == alone.doc and a.doc != b.doc
+
+
+def test_compare_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCEN)
+    real, calls = api.run, []
+
+    def run(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(compare.api, "run", run)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["compare", str(path), "--placements", "contiguous,eplb", "-o", str(out)])
+    assert r.exit_code == 130, r.output
+    rows = json.loads((out / "compare.json").read_text())
+    assert [row["placement"] for row in rows] == ["contiguous"]
+    assert "interrupted" in r.output and "[compare] 1/2" in r.output
+
+
+def test_size_guard_refuses_in_one_line_and_can_be_overridden(tmp_path, monkeypatch):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCEN)
+    monkeypatch.setattr("moesim.sizing.available_bytes", lambda: 1e6)  # a machine with 1 MB
+    r = CliRunner().invoke(main, ["run", str(path)])
+    assert r.exit_code == 2
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: {path}: cluster.nodes: this run needs about") and "sim.size_guard=false" in line
+    ok = CliRunner().invoke(main, ["run", str(path), "--set", "sim.size_guard=false", "--json"])
+    assert ok.exit_code == 0, ok.output
+    s = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 2}})
+    bigger = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 32}})
+    assert estimate(bigger).bytes > estimate(s).bytes > 0
