@@ -1,6 +1,8 @@
-"""Speed and memory of `moesim run` at the issue's three scales (DeepSeek-V3, all 58 MoE layers).
+"""Speed and memory of `moesim run` at the issue's scales (DeepSeek-V3, all 58 MoE layers).
 
-Each case runs in a fresh process so peak memory (max RSS) is its own. Prints one line per case.
+Each case runs in a fresh process so peak memory (max RSS) is its own. Prints one line per case, then the
+same case on the closed-form floor (``sim.engine=bound``: no events, numpy only) with the ratio of the two
+wall times and the floor's error on iteration time.
 ``--against REF`` also runs every case on git revision REF (a temporary worktree), alternating the two
 ``--repeat`` times, and prints the median of each and their ratio: a speed comparison inside one run on
 one machine (absolute times on a shared machine are noisy; the ratio is the figure to read).
@@ -22,11 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     # name: (target seconds, overrides on the decode/prefill example scenarios)
-    "a": (2.0, "scenarios/deepseek-v3-decode-h800.yaml", []),
-    "b": (10.0, "scenarios/deepseek-v3-prefill-h800.yaml", ["workload.tokens_per_gpu=16384"]),
+    "a": (1.0, "scenarios/deepseek-v3-decode-h800.yaml", []),
+    "b": (3.0, "scenarios/deepseek-v3-prefill-h800.yaml", ["workload.tokens_per_gpu=16384"]),
     "c": (60.0, "scenarios/deepseek-v3-prefill-h800.yaml",
           ["cluster.nodes=128", "placement.redundant_experts=768", "workload.tokens_per_gpu=4096"]),
+    # 1,250 x 8 = 10,000 GPUs, one slot each (EPLB with 9,744 redundant experts)
+    "10k": (20.0, "scenarios/deepseek-v3-decode-h800.yaml",
+            ["cluster.nodes=1250", "placement.kind=eplb", "placement.redundant_experts=9744"]),
+    "100k": (float("inf"), "scenarios/deepseek-v3-decode-h800.yaml",
+             ["cluster.nodes=12500", "placement.kind=eplb", "placement.redundant_experts=99744"]),
 }
+MEMORY_TARGET = {"10k": 3e9, "100k": 8e9}
 CHILD = """
 import json, resource, sys, time
 from moesim import api
@@ -50,7 +58,7 @@ def _once(code_root: Path, name: str, extra: list[str]) -> dict:
 
 def _line(name: str, r: dict, label: str = "") -> str:
     target = CASES[name][0]
-    ok = "met" if r["seconds"] <= target and r["peak_rss_bytes"] <= 4e9 else "NOT met"
+    ok = "met" if r["seconds"] <= target and r["peak_rss_bytes"] <= MEMORY_TARGET.get(name, 4e9) else "NOT met"
     return (f"case {name}{label}: {r['gpus']} GPUs  {r['seconds']:.2f} s (target <= {target:.0f} s)  "
             f"peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB  iteration {r['iteration_time_s'] * 1e3:.3f} ms  "
             f"fidelity {r['fidelity']}  [{ok}]")
@@ -66,7 +74,13 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     if not args.against:
         for name in args.cases:
-            print(_line(name, _once(ROOT, name, args.extra)), flush=True)
+            r = _once(ROOT, name, args.extra)
+            print(_line(name, r), flush=True)
+            b = _once(ROOT, name, [*args.extra, "sim.engine=bound"])
+            err = b["iteration_time_s"] / r["iteration_time_s"] - 1
+            print(f"case {name} on the closed-form floor: {b['seconds']:.2f} s, peak RSS "
+                  f"{b['peak_rss_bytes'] / 2**30:.2f} GiB; engine / floor wall time {r['seconds'] / b['seconds']:.2f}; "
+                  f"floor iteration {b['iteration_time_s'] * 1e3:.3f} ms ({err:+.2%} vs the engine)", flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         ref = Path(tmp) / "ref"
