@@ -32,7 +32,8 @@ CASES = {
     "10k": (20.0, "scenarios/deepseek-v3-decode-h800.yaml",
             ["cluster.nodes=1250", "placement.kind=eplb", "placement.redundant_experts=9744"]),
     "100k": (float("inf"), "scenarios/deepseek-v3-decode-h800.yaml",
-             ["cluster.nodes=12500", "placement.kind=eplb", "placement.redundant_experts=99744"]),
+             ["cluster.nodes=12500", "placement.kind=eplb", "placement.redundant_experts=99744",
+              "sim.min_sampled_per_gpu=1"]),
 }
 MEMORY_TARGET = {"10k": 3e9, "100k": 8e9}
 CHILD = """

@@ -114,7 +114,8 @@ def routed_tokens_per_gpu(s: Scenario) -> int:
     """Tokens routed per GPU per layer: all of them in exact mode, else the per-layer sample spread."""
     if fidelity(s)[1]:
         return s.workload.tokens_per_gpu
-    return min(s.workload.tokens_per_gpu, max(1, s.sim.sampled_tokens // s.cluster.num_gpus))
+    per_gpu = max(s.sim.min_sampled_per_gpu, s.sim.sampled_tokens // s.cluster.num_gpus)
+    return min(s.workload.tokens_per_gpu, per_gpu)
 
 
 def popularity_of(s: Scenario) -> np.ndarray:
@@ -168,7 +169,11 @@ def _plan(s: Scenario, params: RoutingParams, popularity: np.ndarray, stats_ss, 
     else:
         key = ("window", routing_key(s), s.placement.window_tokens, s.placement.plan_on)
         load = reuse.get(key, lambda: planning_load(s, params, popularity, mixtures, _rng, pool))
-    extra = planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng)
+    if reuse is not None and s.placement.kind == "affinity":  # co-selection counts: no placement in them
+        key = ("pairs", routing_key(s), s.placement.plan_tokens)
+        extra = reuse.get(key, lambda: planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng))
+    else:
+        extra = planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng)
     return PLACEMENTS[s.placement.kind](load, s.cluster.num_gpus, s.placement.redundant_experts,
                                         gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
                                         rng=_rng(place_ss), **extra)

@@ -75,8 +75,8 @@ def guard(s: Scenario) -> None:
         raise ScenarioError(
             f"this run needs about {est.bytes / 2**30:.1f} GiB and {_t(est.seconds)} (estimate: {est.flows:.3g} "
             f"flows for {s.cluster.num_gpus:,} GPUs), this machine has {have / 2**30:.1f} GiB",
-            path="cluster.nodes", fix="fewer nodes, fewer sim.sampled_tokens, or --set sim.size_guard=false "
-                                      "to run anyway")
+            path="cluster.nodes", fix="fewer nodes, fewer sim.sampled_tokens or sim.min_sampled_per_gpu (coarser "
+                                      "routing), or --set sim.size_guard=false to run anyway")
 
 
 def _t(seconds: float) -> str:

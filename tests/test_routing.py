@@ -106,3 +106,40 @@ def test_top_down_sampler_has_the_dense_routers_law(rule):
     lazy = sample_topk(pop, 100_000, rule, np.random.default_rng(2))
     chi2, dof = _two_sample_chi2(dense, lazy)
     assert chi2 < dof + 6 * np.sqrt(2 * dof)
+
+
+def _pure(pop, n, rule, rng, monkeypatch):
+    from moesim.routing import topdown_jit  # noqa: PLC0415
+
+    with monkeypatch.context() as m:
+        m.setattr(topdown_jit, "available", lambda: False)
+        return sample_topk(pop, n, rule, rng)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rules(), st.integers(0, 2**31), st.integers(1, 300))
+def test_compiled_sampler_gives_the_numpy_samplers_ids_bit_for_bit(p, seed, n):
+    """numba (when installed) runs the same draws in the same order: identical ids, not just the same law."""
+    from moesim.routing import topdown_jit  # noqa: PLC0415
+
+    if not topdown_jit.available():
+        pytest.skip("numba is not installed (pip install 'moesim[fast]')")
+    pop = np.random.default_rng(seed).dirichlet(np.full(p.experts, 0.3))  # hot experts: rejection and inversion
+    fast = sample_topk(pop, n, p, np.random.default_rng(seed + 1))
+    mp = pytest.MonkeyPatch()
+    try:
+        slow = _pure(pop, n, p, np.random.default_rng(seed + 1), mp)
+    finally:
+        mp.undo()
+    assert np.array_equal(fast, slow)
+
+
+def test_compiled_sampler_matches_across_chunks_on_deepseek_v3_shape(monkeypatch):
+    from moesim.routing import topdown_jit  # noqa: PLC0415
+
+    if not topdown_jit.available():
+        pytest.skip("numba is not installed (pip install 'moesim[fast]')")
+    rule = RoutingParams(256, 8, 8, 4, "sum_top2", "sigmoid", None)
+    pop = np.random.default_rng(3).dirichlet(np.full(256, 0.2))
+    rng = lambda: np.random.Generator(np.random.SFC64(9))  # noqa: E731 (the build's generator)
+    assert np.array_equal(sample_topk(pop, 9000, rule, rng()), _pure(pop, 9000, rule, rng(), monkeypatch))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from moesim.routing import topdown_jit
 from moesim.routing.params import RoutingParams
 
 _CHUNK = 8192
@@ -36,8 +37,9 @@ def sample_topk(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
     p = np.maximum(popularity.astype(np.float64), _FLOOR * popularity.max())
     p /= p.sum()
     s = _Sampler(p, params, rng)
+    run = (lambda m: topdown_jit.run_chunk(s, m)) if topdown_jit.available() else s.run  # same draws, compiled
     # chunks keep the working set in cache: 65,536 DeepSeek-V3 tokens took 0.16-0.20 s in 8k chunks, 0.23 s whole
-    return np.concatenate([s.run(min(_CHUNK, n_tokens - i)) for i in range(0, n_tokens, _CHUNK)] or
+    return np.concatenate([run(min(_CHUNK, n_tokens - i)) for i in range(0, n_tokens, _CHUNK)] or
                           [np.empty((0, params.top_k), dtype=np.int32)])
 
 
