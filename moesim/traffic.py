@@ -53,9 +53,11 @@ def _pairs(src: np.ndarray, dst: np.ndarray, n: int, weight: float) -> tuple[np.
 
 
 def _flows(src, dst, nbytes, gate, wait_node=None, feeds=None, owner=None) -> FlowSet:
-    wn = np.full(src.size, -1, dtype=np.int64) if wait_node is None else wait_node
-    return FlowSet(src.astype(np.int64), dst.astype(np.int64), nbytes.astype(np.float64),
-                   gate.astype(np.int64), wn.astype(np.int64), feeds, owner)
+    """A FlowSet with compact ids: GPU, node and gate ids in int32 (every layer's flows live from build to
+    the engine: at 10,000 GPUs they are most of the memory), bytes in float64."""
+    wn = np.full(src.size, -1, dtype=np.int32) if wait_node is None else wait_node
+    return FlowSet(src.astype(np.int32), dst.astype(np.int32), nbytes.astype(np.float64),
+                   gate.astype(np.int32), wn.astype(np.int32), feeds, owner)
 
 
 class _Chunks:
@@ -81,14 +83,14 @@ class _Chunks:
         for c in range(self.c):
             gate = src if c == 0 else self.base + self.sender(src, c)
             nxt = self.sender(src, c + 1) if c + 1 < self.c else np.full(src.size, -1)
-            feeds = np.stack([nxt, self.relay(dst, c)], axis=1).astype(np.int64)
+            feeds = np.stack([nxt, self.relay(dst, c)], axis=1).astype(np.int32)
             parts.append(_flows(src, dst, nbytes / self.c, gate, wait_node, feeds, self.owner))
         return FlowSet.concat(parts)
 
     def second_hop(self, relay, dst, nbytes) -> FlowSet:
         """Chunk c of each flow leaves relay ``relay`` once relay gate (relay, c) has opened."""
         return FlowSet.concat([_flows(relay, dst, nbytes / self.c, self.base + self.relay(relay, c),
-                                      feeds=np.full((relay.size, 2), -1, dtype=np.int64), owner=self.owner)
+                                      feeds=np.full((relay.size, 2), -1, dtype=np.int32), owner=self.owner)
                                for c in range(self.c)])
 
 

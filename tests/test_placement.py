@@ -240,3 +240,19 @@ def test_eplb_plans_on_a_sampled_window_by_default_and_the_oracle_on_request(sma
         errs.append(np.abs(share - ref / ref.sum(axis=1, keepdims=True)).sum())
     assert errs[1] < 0.3 * errs[0]  # sampling error ~ 1/sqrt(window): 8x smaller expected
     assert np.array_equal(load(window_tokens=1024)[0], load(window_tokens=1024)[0])  # its own seeded stream
+
+
+def test_compiled_affinity_swaps_give_the_numpy_placement(monkeypatch):
+    """numba (when installed) runs the same swap loop: the same node of every expert."""
+    from moesim.placement import affinity_jit, strategies
+
+    if not affinity_jit.available:
+        pytest.skip("numba is not installed (pip install 'moesim[fast]')")
+    rng = np.random.default_rng(4)
+    ids = np.stack([rng.choice(64, size=6, replace=False, p=rng.dirichlet(np.full(64, 0.4))) for _ in range(3000)])
+    pairs = strategies.pair_counts(ids, 64)
+    row = np.bincount(ids.ravel(), minlength=64).astype(float)
+    fast = strategies._affinity_nodes(row, pairs, 4, 0.05, 256)
+    monkeypatch.setattr(affinity_jit, "available", False)
+    slow = strategies._affinity_nodes(row, pairs, 4, 0.05, 256)
+    assert np.array_equal(fast, slow)

@@ -14,6 +14,7 @@ import heapq
 
 import numpy as np
 
+from moesim.placement import affinity_jit
 from moesim.placement.base import Placement
 
 
@@ -172,6 +173,9 @@ def _affinity_nodes(row: np.ndarray, pairs: np.ndarray, nodes: int, tol: float, 
     aff = pairs @ member  # [E, nodes]: co-selection weight from e to each node
     load = np.bincount(node, weights=row, minlength=nodes)
     cap = max((1 + tol) * load.mean(), load.max())
+    if affinity_jit.available:  # the same swaps, compiled
+        affinity_jit.swaps(row.astype(float), pairs.astype(float), node, aff, load, float(cap), max_swaps)
+        return node
     for _ in range(max_swaps):
         own = aff[np.arange(row.size), node]
         # gain of swapping a (node X) and b (node Y): a's pull to Y and b's pull to X, minus their own ties
