@@ -81,13 +81,16 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 def check(scenario: Path, overrides: tuple[str, ...]) -> None:
-    """Validate SCENARIO without simulating; print the resolved configuration as YAML."""
+    """Validate SCENARIO without simulating; print the resolved configuration as YAML, then the run's size
+    estimate (peak memory, time) as a YAML comment."""
     import yaml
 
     from moesim.config import load_scenario
+    from moesim.sizing import describe
 
     s = load_scenario(scenario, overrides)
     click.echo(yaml.safe_dump(s.model_dump(exclude={"cluster": {"gpu_provenance"}}), sort_keys=False), nl=False)
+    click.echo(f"# {describe(s)}")
 
 
 @main.command(name="list")

@@ -79,6 +79,13 @@ def guard(s: Scenario) -> None:
                                       "routing), or --set sim.size_guard=false to run anyway")
 
 
+def describe(s: Scenario) -> str:
+    """One line: the estimate and this machine's memory."""
+    est, have = estimate(s), available_bytes()
+    return (f"size estimate: about {est.bytes / 2**30:.2f} GiB peak memory and {_t(est.seconds)} on one reference "
+            f"core ({est.flows:.3g} flows); this machine has {have / 2**30:.1f} GiB")
+
+
 def _t(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
         f"{seconds / 3600:.1f} h"

@@ -99,3 +99,11 @@ def test_size_guard_refuses_in_one_line_and_can_be_overridden(tmp_path, monkeypa
     s = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 2}})
     bigger = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 32}})
     assert estimate(bigger).bytes > estimate(s).bytes > 0
+
+
+def test_check_prints_the_size_estimate_as_a_yaml_comment(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCEN)
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[-1].startswith("# size estimate: about ")
