@@ -161,10 +161,16 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     return built
 
 
+# placements whose layout does not look at the load when there are no replicas to give the hottest experts
+LOAD_BLIND = ("contiguous", "round_robin", "random")
+
+
 def _plan(s: Scenario, params: RoutingParams, popularity: np.ndarray, stats_ss, place_ss, mixtures,
           pool, reuse: RouteReuse | None = None) -> Placement:
     """The scenario's placement, planned on the load the planner sees (``planning.planning_load``)."""
-    if reuse is None:
+    if s.placement.kind in LOAD_BLIND and s.placement.redundant_experts == 0:
+        load = popularity  # the layout ignores the load: the window is not routed (its counts go unused)
+    elif reuse is None:
         load = planning_load(s, params, popularity, mixtures, _rng, pool)
     else:
         key = ("window", routing_key(s), s.placement.window_tokens, s.placement.plan_on)

@@ -256,3 +256,13 @@ def test_compiled_affinity_swaps_give_the_numpy_placement(monkeypatch):
     monkeypatch.setattr(affinity_jit, "available", False)
     slow = strategies._affinity_nodes(row, pairs, 4, 0.05, 256)
     assert np.array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "round_robin", "random"])
+def test_load_blind_layouts_do_not_depend_on_the_load_without_replicas(kind):
+    """build skips routing the planning window for these (their layout ignores it): check that it may."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 16)), rng.random((3, 16))
+    pa = PLACEMENTS[kind](a, 4, 0, rng=np.random.default_rng(7)).phy2log
+    pb = PLACEMENTS[kind](b, 4, 0, rng=np.random.default_rng(7)).phy2log
+    assert np.array_equal(pa, pb)
