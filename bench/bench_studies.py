@@ -31,7 +31,8 @@ def bench_compare() -> None:
 def bench_sweep(points: int, jobs: int) -> None:
     tokens = [16, 32, 48, 64, 96, 128, 160, 192, 256, 320]
     nodes = [2, 4, 8, 16]
-    combos = list(itertools.islice(itertools.product(nodes, tokens, range(100)), points))
+    # seeds outermost: every (nodes, tokens) cell of the grid before any cell repeats with a new seed
+    combos = [(n, t, seed) for seed, n, t in itertools.islice(itertools.product(range(1000), nodes, tokens), points)]
     with tempfile.TemporaryDirectory() as tmp:
         sweep = Path(tmp) / "sweep.yaml"
         zipped = {"workload.tokens_per_gpu": [c[1] for c in combos], "cluster.nodes": [c[0] for c in combos],

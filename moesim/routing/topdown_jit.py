@@ -58,28 +58,21 @@ def run_chunk(sm, n: int) -> np.ndarray:
 
 
 def _next(sm, grp, rem, last, excl, avail):
-    """``_Sampler._next``: each row's next largest value below ``last`` and its expert (-1 if none left)."""
+    """``_Sampler._next``: each row's next largest value below ``last`` and its expert (-1 if none left).
+    Draws as the numpy sampler does: M exponentials, one uniform per available row, then the redraws."""
     x = sm.rng.standard_exponential(rem.size)
-    v, remc, rows = _values(rem, last, x, avail)
-    e = np.full(rem.size, -1, dtype=np.int64)
-    if rows.size:
-        e[rows] = _draw(sm, grp[rows], remc[rows], excl[rows])
-    return v, e
-
-
-def _draw(sm, grp, rem, excl):
-    """``_Sampler._draw``: alias draws, redrawn while excluded, then inversion."""
-    e = _alias_pick(sm.rng.random(grp.size), grp, sm.prob, sm.alias, sm.size)
-    if excl.shape[1] == 0:
-        return e
-    todo = _hits(excl, e)
+    n_av = int(np.count_nonzero(avail))
+    u = sm.rng.random(n_av) if n_av else np.empty(0)
+    v, e, remc, todo = _first_pass(rem, last, x, avail, u, grp, excl, sm.prob, sm.alias, sm.size)
+    if n_av == 0 or excl.shape[1] == 0:
+        return v, e
     for _ in range(REJECT_ROUNDS):
         if todo.size == 0:
-            return e
+            return v, e
         todo = _redraw(sm.rng.random(todo.size), todo, grp, excl, e, sm.prob, sm.alias, sm.size)
     if todo.size:
-        e[todo] = _invert(sm, grp[todo], rem[todo], excl[todo])
-    return e
+        e[todo] = _invert(sm, grp[todo], remc[todo], excl[todo])
+    return v, e
 
 
 def _invert(sm, grp, rem, excl):
@@ -96,45 +89,32 @@ def _invert(sm, grp, rem, excl):
 
 # ---- compiled per-row work (plain Python when numba is missing; then unused) ----
 
-def _values(rem, last, x, avail):
+def _first_pass(rem, last, x, avail, u, grp, excl, prob, alias, size):
+    """Values of every row, the alias draw of every available row (uniforms ``u`` in row order) and the
+    rows whose draw is excluded (to redraw)."""
     m = rem.size
     v = np.empty(m)
     remc = np.empty(m)
-    count = 0
+    e = np.full(m, -1, dtype=np.int64)
+    hit = np.zeros(m, dtype=np.bool_)
+    j = 0
     for i in range(m):
         r = rem[i] if rem[i] > 0.0 else 0.0
         remc[i] = r
-        if avail[i]:
-            v[i] = r / (r / last[i] + x[i])
-            count += 1
-        else:
+        if not avail[i]:
             v[i] = -1.0
-    rows = np.empty(count, dtype=np.int64)
-    c = 0
-    for i in range(m):
-        if avail[i]:
-            rows[c] = i
-            c += 1
-    return v, remc, rows
-
-
-def _alias_pick(u0, grp, prob, alias, size):
-    out = np.empty(grp.size, dtype=np.int64)
-    for i in range(grp.size):
-        u = u0[i] * size
-        col = np.int64(u)
+            continue
+        v[i] = r / (r / last[i] + x[i])
+        w = u[j] * size
+        j += 1
+        col = np.int64(w)
         idx = grp[i] * size + col
-        out[i] = idx if u - col < prob[idx] else alias[idx]
-    return out
-
-
-def _hits(excl, e):
-    hit = np.zeros(e.size, dtype=np.bool_)
-    for i in range(e.size):
+        ee = idx if w - col < prob[idx] else alias[idx]
+        e[i] = ee
         for c in range(excl.shape[1]):
-            if excl[i, c] == e[i]:
+            if excl[i, c] == ee:
                 hit[i] = True
-    return np.flatnonzero(hit)
+    return v, e, remc, np.flatnonzero(hit)
 
 
 def _redraw(u0, todo, grp, excl, e, prob, alias, size):
@@ -259,6 +239,6 @@ def _apply(rg, v, e, head_v, head_e, excl, used, rem, p):
 
 if njit is not None:
     _jit = njit(cache=True, nogil=True)  # nogil: layers route in parallel threads
-    _values, _alias_pick, _hits, _redraw = _jit(_values), _jit(_alias_pick), _jit(_hits), _jit(_redraw)
+    _first_pass, _redraw = _jit(_first_pass), _jit(_redraw)
     _invert_step, _keep, _merge_init = _jit(_invert_step), _jit(_keep), _jit(_merge_init)
     _emit, _apply = _jit(_emit), _jit(_apply)
