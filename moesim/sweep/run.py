@@ -3,13 +3,16 @@
 Layout of the output folder: ``points/<hash>.json`` (one per point, written atomically as it finishes;
 the hash is of the resolved scenario and the moesim version, so an edited base scenario or a new moesim
 reruns), ``results.jsonl`` and ``results.csv`` (one row per point: parameters, then metrics or error),
-rewritten atomically after every finished point, so an interrupted sweep loses nothing.
+rewritten atomically at most every ``TABLE_EVERY_S`` seconds while points finish, and at the end or on
+an interrupt (each point's own file is written the moment it finishes, so even a killed sweep loses no
+finished point: the next run reads them back and rewrites the tables).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from moesim.sweep.bundle import referenced_files
 from moesim.sweep.executor import Executor
 from moesim.sweep.spec import SweepSpec
 
+TABLE_EVERY_S = 2.0
 METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_iteration")
 TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes",
           "dropped_tokens", "waiting_s")
@@ -98,15 +102,21 @@ def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
     _write(out, points, rows)
     if progress:
         progress(0, len(work), cached)
-    for task, result in executor.run(simulate_point, work):
-        i, params = tasks[task[1]]
-        rows[i] = {**params, **result, "key": task[1]}
-        if "error" not in result:  # failures are recorded in the table but retried next time
-            write_atomic(points_dir / f"{task[1]}.json", json.dumps({"params": params, "result": result}) + "\n")
-        done += 1
+    last = time.monotonic()
+    try:
+        for task, result in executor.run(simulate_point, work):
+            i, params = tasks[task[1]]
+            rows[i] = {**params, **result, "key": task[1]}
+            if "error" not in result:  # failures are recorded in the table but retried next time
+                write_atomic(points_dir / f"{task[1]}.json", json.dumps({"params": params, "result": result}) + "\n")
+            done += 1
+            if time.monotonic() - last >= TABLE_EVERY_S:  # a 1,000-point sweep rewrote 1,000-row tables 1,000 times
+                _write(out, points, rows)
+                last = time.monotonic()
+            if progress:
+                progress(done, len(work), cached)
+    finally:
         _write(out, points, rows)
-        if progress:
-            progress(done, len(work), cached)
     ok = [r for r in rows.values() if "error" not in r]
     best = max(ok, key=lambda r: r["throughput_tokens_per_s"], default=None)
     return {"points": len(points), "ran": len(work), "cached": cached, "invalid": invalid,
