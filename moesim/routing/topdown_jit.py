@@ -8,16 +8,9 @@ few thousand rows; here each step is one pass. ``tests/test_routing.py`` checks 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-try:  # numba is optional: the numpy sampler is the reference and stays
-    if os.environ.get("MOESIM_NO_JIT"):
-        raise ImportError
-    from numba import njit
-except ImportError:  # pragma: no cover (exercised by MOESIM_NO_JIT in tests)
-    njit = None
+from moesim.jit import njit  # None without numba: the numpy sampler is the reference and stays
 
 REJECT_ROUNDS = 4  # as topdown._REJECT_ROUNDS
 INT_MAX = np.iinfo(np.int64).max
