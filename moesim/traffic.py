@@ -41,16 +41,63 @@ class LayerTraffic:
     nodes_hist: np.ndarray  # [k+1] tokens by number of distinct destination nodes (scaled)
 
 
+_DENSE_PAIRS = 1 << 24  # up to this many (src, dst) keys, pairs are counted in a dense array
+
+
 def _pairs(src: np.ndarray, dst: np.ndarray, n: int, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Aggregate (src, dst) pairs into unique pairs with summed counts × weight."""
     keys = src.astype(np.int64) * n + dst
-    counts = np.bincount(keys, minlength=n * n) if n * n <= 1 << 24 else None
+    counts = np.bincount(keys, minlength=n * n) if n * n <= _DENSE_PAIRS else None
     if counts is None:
         uniq, cnt = np.unique(keys, return_counts=True)
-    else:
-        uniq = np.flatnonzero(counts)
-        cnt = counts[uniq]
-    return uniq // n, uniq % n, cnt * weight
+        return uniq // n, uniq % n, cnt * weight
+    return _from_counts(counts, n, weight)
+
+
+def _from_counts(counts: np.ndarray, n: int, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(src, dst, count × weight) of the non-zero cells of a dense count array [n · n]."""
+    uniq = np.flatnonzero(counts)
+    return uniq // n, uniq % n, counts[uniq] * weight
+
+
+def _hier_pairs(src_gpu, uniq_gpu, uniq_node, g: int, gpn: int, scale: float):
+    """The hierarchical all-to-all's three pair sets: NVLink copies inside the token's node, one network
+    copy per (token, remote node) to the same local rank there, and the relay's NVLink forwards."""
+    src = np.broadcast_to(src_gpu[:, None], uniq_gpu.shape)
+    src_node = src // gpn
+    local = (uniq_gpu >= 0) & (uniq_gpu // gpn == src_node) & (uniq_gpu != src)
+    remote = (uniq_node >= 0) & (uniq_node != src_node)
+    relay_of = lambda node, s: node * gpn + s % gpn  # noqa: E731
+    rs = src[remote]
+    fwd = (uniq_gpu >= 0) & (uniq_gpu // gpn != src_node)
+    relay = relay_of(uniq_gpu // gpn, src)
+    fwd &= uniq_gpu != relay
+    return (_pairs(src[local], uniq_gpu[local], g, scale), _pairs(rs, relay_of(uniq_node[remote], rs), g, scale),
+            _pairs(relay[fwd], uniq_gpu[fwd], g, scale))
+
+
+def _hier_counts_py(src_gpu, uniq_gpu, uniq_node, g, gpn):
+    """``_hier_pairs``'s three dense count arrays [3, g · g] in one pass (integers: the same counts)."""
+    n, k = uniq_gpu.shape
+    counts = np.zeros((3, g * g), dtype=np.int64)
+    for i in range(n):
+        s = src_gpu[i]
+        sn, rank = s // gpn, s % gpn
+        for j in range(k):
+            d = uniq_gpu[i, j]
+            if d >= 0:
+                dn = d // gpn
+                if dn == sn:
+                    if d != s:
+                        counts[0, s * g + d] += 1
+                else:
+                    relay = dn * gpn + rank
+                    if d != relay:
+                        counts[2, relay * g + d] += 1
+            nd = uniq_node[i, j]
+            if nd >= 0 and nd != sn:
+                counts[1, s * g + nd * gpn + rank] += 1
+    return counts
 
 
 def _flows(src, dst, nbytes, gate, wait_node=None, feeds=None, owner=None) -> FlowSet:
@@ -155,6 +202,7 @@ def _unique_rows_py(x):
 
 
 _unique_rows_jit = njit(cache=True, nogil=True)(_unique_rows_py) if njit is not None else None
+_hier_counts_jit = njit(cache=True, nogil=True)(_hier_counts_py) if njit is not None else None
 
 
 def _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale) -> tuple[FlowSet, FlowSet]:
@@ -166,22 +214,12 @@ def _flat(src_gpu, dst, g, dispatch_bytes, combine_bytes, scale) -> tuple[FlowSe
 
 def _hierarchical(src_gpu, uniq_gpu, uniq_node, topo, dispatch_bytes, combine_bytes, scale, chunks=1):
     g, gpn = topo.num_gpus, topo.gpus_per_node
-    src = np.broadcast_to(src_gpu[:, None], uniq_gpu.shape)
-    src_node = src // gpn
-    # NVLink copies to GPUs in the token's own node
-    local = (uniq_gpu >= 0) & (uniq_gpu // gpn == src_node) & (uniq_gpu != src)
-    ls, ld, lc = _pairs(src[local], uniq_gpu[local], g, scale)
-    # one network copy per (token, remote node), to the same local rank there
-    remote = (uniq_node >= 0) & (uniq_node != src_node)
-    relay_of = lambda node, s: node * gpn + s % gpn  # noqa: E731
-    rs = src[remote]
-    rd = relay_of(uniq_node[remote], rs)
-    ns, nd, nc = _pairs(rs, rd, g, scale)
-    # forwarding over NVLink from the relay to every other destination GPU in that node
-    fwd = (uniq_gpu >= 0) & (uniq_gpu // gpn != src_node)
-    relay = relay_of(uniq_gpu // gpn, src)
-    fwd &= uniq_gpu != relay
-    fs, fd, fc = _pairs(relay[fwd], uniq_gpu[fwd], g, scale)
+    if _hier_counts_jit is not None and g * g <= _DENSE_PAIRS:  # the same counts in one compiled pass
+        counts = _hier_counts_jit(np.ascontiguousarray(src_gpu, dtype=np.int64), np.ascontiguousarray(uniq_gpu),
+                                  np.ascontiguousarray(uniq_node), g, gpn)
+        (ls, ld, lc), (ns, nd, nc), (fs, fd, fc) = (_from_counts(c, g, scale) for c in counts)
+    else:
+        (ls, ld, lc), (ns, nd, nc), (fs, fd, fc) = _hier_pairs(src_gpu, uniq_gpu, uniq_node, g, gpn, scale)
     ch = _Chunks(g, g // gpn, chunks)
     # DeepEP's normal kernels pipeline both hops in chunks: a relay forwards (dispatch) or sends back the
     # reduced results (combine) of a chunk once that chunk has reached it

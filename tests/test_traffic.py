@@ -154,3 +154,22 @@ def test_compiled_unique_per_row_gives_the_numpy_result(monkeypatch):
     fast = traffic._unique_per_row(x)
     monkeypatch.setattr(traffic, "_unique_rows_jit", None)
     assert np.array_equal(fast, traffic._unique_per_row(x))
+
+
+def test_compiled_hierarchical_counts_give_the_numpy_pairs():
+    from moesim import traffic
+
+    if traffic._hier_counts_jit is None:
+        pytest.skip("numba is not installed (pip install 'moesim[fast]')")
+    rng = np.random.default_rng(2)
+    g, gpn, n, k = 32, 8, 3000, 8
+    src = np.repeat(np.arange(g), n // g + 1)[:n]
+    dst = np.where(rng.random((n, k)) < 0.1, -1, rng.integers(0, g, (n, k)))
+    ug = traffic._unique_per_row(dst)
+    un = traffic._unique_per_row(np.where(dst >= 0, dst // gpn, -1))
+    counts = traffic._hier_counts_jit(src, ug, un, g, gpn)
+    fast = [traffic._from_counts(c, g, 2.5) for c in counts]
+    slow = traffic._hier_pairs(src, ug, un, g, gpn, 2.5)
+    for a, b in zip(fast, slow):
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
