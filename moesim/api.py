@@ -46,10 +46,15 @@ class Result:
         return self.summary.to_dict()
 
 
-def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Result:
-    """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it."""
+def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Any:
+    """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it: a ``Result``, or
+    for a scenario with an ``offload`` section a ``moesim.offload.OffloadResult``."""
     s = load_scenario(path, overrides)
     try:
+        if s.offload is not None:  # experts across memory tiers: its own walk over decode steps
+            from moesim.offload import run_offload  # noqa: PLC0415
+
+            return run_offload(s)
         guard(s)
     except ScenarioError as err:
         raise err.located(file=str(path)) from None

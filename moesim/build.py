@@ -196,7 +196,7 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     cm = costs.cost_model(s.cluster, model, params.top_k)
-    non_moe = _non_moe(res, g, cm) if res.whole_model else None
+    non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
                    cm, trace, mixtures, non_moe, reuse, (routing_key(s), micro_batch) if reuse else None)
@@ -208,7 +208,7 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
                  [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
 
 
-def _non_moe(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+def non_moe_pieces(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Whole-model scope: the named non-MoE compute before each MoE layer and after the last one. On a
     measured profile (the cost model's ``p``) the attention core and dense FFNs come from its pieces."""
     s = r.scenario

@@ -66,6 +66,8 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
     from moesim import output, trace  # noqa: PLC0415
 
     result = api.run(scenario, overrides)
+    if getattr(result, "offload", False):
+        return _offload_out(result, as_json, out_dir, trace_file)
     click.echo(output.to_json(result.doc) if as_json else output.table(result.summary), nl=False)
     if out_dir:
         loads = [st.gpu_tokens for st in result.built.stats]
@@ -74,6 +76,21 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
     if trace_file:
         output.write_atomic(trace_file, trace.chrome_trace(result.records, result.programs,
                                                            result.summary.meta["gpus_per_node"]))
+        click.echo(f"wrote {trace_file}", err=True)
+
+
+def _offload_out(result, as_json: bool, out_dir: Path | None, trace_file: Path | None) -> None:
+    """An offload run's table or JSON, its result.json and its trace."""
+    from moesim import output, trace  # noqa: PLC0415
+    from moesim.offload.text import table  # noqa: PLC0415
+
+    click.echo(output.to_json(result.doc) if as_json else table(result.doc), nl=False)
+    if out_dir:
+        path = out_dir / "result.json"
+        output.write_atomic(path, output.to_json(result.doc))
+        click.echo(f"wrote {path}", err=True)
+    if trace_file:
+        output.write_atomic(trace_file, trace.chrome_trace(result.records, result.programs, result.doc["gpus"]))
         click.echo(f"wrote {trace_file}", err=True)
 
 
@@ -89,17 +106,23 @@ def check(scenario: Path, overrides: tuple[str, ...]) -> None:
     from moesim.sizing import describe
 
     s = load_scenario(scenario, overrides)
-    click.echo(yaml.safe_dump(s.model_dump(exclude={"cluster": {"gpu_provenance"}}), sort_keys=False), nl=False)
+    click.echo(yaml.safe_dump(s.model_dump(exclude={"cluster": {"gpu_provenance", "host_provenance"}}),
+                              sort_keys=False), nl=False)
+    if s.offload is not None:  # the tier plan, checked (a plan that does not fit is refused here too)
+        from moesim.offload.text import describe_plan  # noqa: PLC0415
+
+        return click.echo(f"# {describe_plan(s)}")
     click.echo(f"# {describe(s)}")
 
 
 @main.command(name="list")
-@click.argument("what", type=click.Choice(["models", "gpus"]))
+@click.argument("what", type=click.Choice(["models", "gpus", "hosts"]))
 def list_(what: str) -> None:
-    """List the catalogue: real MoE models, or GPUs with each figure's label (datasheet/published/estimated)."""
-    from moesim.tables import gpus_table, models_table  # noqa: PLC0415
+    """List the catalogue: real MoE models, GPUs, or host machines (DRAM, NVMe, host link, CPU: for
+    offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source."""
+    from moesim.tables import gpus_table, hosts_table, models_table  # noqa: PLC0415
 
-    click.echo(models_table() if what == "models" else gpus_table(), nl=False)
+    click.echo({"models": models_table, "gpus": gpus_table, "hosts": hosts_table}[what](), nl=False)
 
 
 SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4th model shape whole, the "

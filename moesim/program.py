@@ -26,6 +26,8 @@ import numpy as np
 
 SM, COPY, HOST = "sm", "copy_engine", "host_cpu"
 RESOURCES = (SM, COPY, HOST)
+# FlowSet.tier: where a flow runs (the cluster fabric, or between a GPU and its node's host memory / NVMe)
+FABRIC, FROM_DRAM, FROM_NVME, TO_HOST, FROM_HOST, NVME_TO_DRAM = range(6)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class FlowSet:
     none) also wait for the flow, besides its source and destination (hierarchical dispatch: a GPU's tokens
     reach it through all of its node's relays). feeds [F, 2]: arrival gates (-1: none) the flow's arrival
     counts towards; arrival_owner [A].
+    tier [F] (None: all 0): 0 GPU ``src`` to GPU ``dst`` on the cluster fabric; a host-side transfer for
+    GPU ``src`` (= ``dst``, the GPU that issues and waits for it): ``FROM_DRAM``, ``FROM_NVME`` (expert
+    weights into GPU memory), ``TO_HOST``, ``FROM_HOST`` (activations to and from CPU experts),
+    ``NVME_TO_DRAM`` (weights a CPU expert needs); paths in ``Topology.flow_paths``.
     """
 
     src: np.ndarray
@@ -48,6 +54,7 @@ class FlowSet:
     wait_node: np.ndarray
     feeds: np.ndarray | None = None
     arrival_owner: np.ndarray | None = None
+    tier: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -68,8 +75,26 @@ class FlowSet:
         if any(o.size != owners[0].size or not np.array_equal(o, owners[0]) for o in owners[1:]):
             raise ValueError("concatenated flow sets disagree on their arrival gates")
         feeds = np.concatenate([p.feeds_or_none() for p in parts]) if owners else None
+        tier = np.concatenate([p.tiers() for p in parts]) if any(p.tier is not None for p in parts) else None
         return FlowSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                         ("src", "dst", "nbytes", "gate", "wait_node")), feeds, owners[0] if owners else None)
+                         ("src", "dst", "nbytes", "gate", "wait_node")), feeds, owners[0] if owners else None,
+                       tier)
+
+    def tiers(self) -> np.ndarray:
+        """tier [F], zeros when the flows are all on the cluster fabric."""
+        return self.tier if self.tier is not None else np.zeros(self.size, dtype=np.int8)
+
+    def intra_node(self, gpus_per_node: int) -> np.ndarray:
+        """[F] bool: fabric flows inside one node (NVLink), the ones an all-to-all kernel's rate applies to."""
+        same = self.src // gpus_per_node == self.dst // gpus_per_node
+        return same if self.tier is None else same & (self.tier == FABRIC)
+
+    @staticmethod
+    def host(gpu: np.ndarray, nbytes: np.ndarray, tier: int) -> FlowSet:
+        """Host-side transfers of one ``tier`` for each GPU in ``gpu`` [F] (bytes [F])."""
+        gpu = np.asarray(gpu, dtype=np.int64)
+        return FlowSet(gpu, gpu.copy(), np.asarray(nbytes, dtype=np.float64), gpu.copy(),
+                       np.full(gpu.size, -1, dtype=np.int64), tier=np.full(gpu.size, tier, dtype=np.int8))
 
     @staticmethod
     def point_to_point(src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> FlowSet:

@@ -38,6 +38,17 @@ def gpus_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def hosts_table() -> str:
+    """``moesim list hosts``: every host machine's figures with label and source."""
+    lines = []
+    for name in catalog.host_names():
+        values, prov = catalog.split_figures(catalog.host_entry(name))
+        lines.append(f"{name}: {values['name']}")
+        lines += [f"  {key:<22} {values[key]!s:<14} {prov[key]}" if isinstance(values[key], (str, bool)) else
+                  f"  {key:<22} {values[key]:<14g} {prov[key]}" for key in sorted(prov)]
+    return "\n".join(lines) + "\n"
+
+
 def stats_table(doc: dict[str, Any]) -> str:
     """``moesim stats``: one line per layer, then the fitted law to paste into a scenario."""
     trace = doc["kind"] == "trace"

@@ -7,6 +7,11 @@ rail, and all leaves meet at an aggregated spine. A leaf's uplink carries ``node
 oversubscription`` per direction. Traffic between two NICs on the same leaf stays in the leaf; otherwise it
 crosses the spine (DGX BasePOD rail-optimised design; cross-rail traffic goes through the spine).
 
+With a host side (``cluster.host``, for offload) every GPU also has a host link in each direction (PCIe or
+NVLink-C2C; none on unified memory), and every node a DRAM read link and an NVMe read link: expert weights
+fetched from DRAM cross the node's DRAM link and the GPU's host link, from NVMe the NVMe link and the host
+link, so fetches of all the node's GPUs contend where they share hardware.
+
 Every directed edge that constrains bandwidth carries a ``link`` index into the link arrays used by the engine.
 """
 
@@ -18,6 +23,7 @@ import networkx as nx
 import numpy as np
 
 from moesim.config.schema import ClusterSpec
+from moesim.program import FABRIC, FROM_DRAM, FROM_HOST, FROM_NVME, NVME_TO_DRAM, TO_HOST, FlowSet
 from moesim.resolve import Links
 
 MAX_HOPS = 4  # nic_up, leaf_up, leaf_down, nic_down (or nvl_up, nvl_down)
@@ -37,7 +43,9 @@ class Topology:
     nodes_per_leaf: int
     capacity_Bps: np.ndarray
     latency_s: np.ndarray
-    link_kind: np.ndarray  # 0 nvlink, 1 nic, 2 spine (leaf<->spine)
+    link_kind: np.ndarray  # 0 nvlink, 1 nic, 2 spine (leaf<->spine), 3 host link, 4 DRAM, 5 NVMe
+    host: bool = False  # host links exist (after the fabric's: see host_base)
+    unified: bool = False  # unified memory: no host link between GPU and DRAM
 
     @property
     def num_gpus(self) -> int:
@@ -88,6 +96,36 @@ class Topology:
     def leaves(self) -> int:
         return self.nics_per_node * self.leaves_per_rail
 
+    @property
+    def host_base(self) -> int:
+        """First host link id: h2d[g], d2h[g], dram[node], nvme[node] follow the fabric's links."""
+        return 2 * self.num_gpus + 2 * self.nodes * self.nics_per_node + 2 * self.leaves
+
+    def flow_paths(self, f: FlowSet) -> np.ndarray:
+        """Link ids [F, MAX_HOPS] of a flow set: fabric flows as ``paths``, host-side ones by their tier."""
+        if f.tier is None or not np.any(f.tier != FABRIC):
+            return self.paths(f.src, f.dst)
+        if not self.host:
+            raise ValueError("host-side flows need a cluster with a host (cluster.host)")
+        out = self.paths(f.src, f.dst)
+        tier, gpu = f.tier, np.asarray(f.dst, dtype=np.int64)
+        g, b, node = self.num_gpus, self.host_base, self.node_of(gpu)
+        h2d, d2h = b + gpu, b + g + gpu
+        dram, nvme = b + 2 * g + node, b + 2 * g + self.nodes + node
+        for code, hops in ((FROM_DRAM, (dram, h2d)), (FROM_NVME, (nvme, h2d)), (TO_HOST, (d2h,)),
+                           (FROM_HOST, (h2d,)), (NVME_TO_DRAM, (nvme,))):
+            rows = tier == code
+            if not rows.any():
+                continue
+            out[rows] = -1
+            col = 0
+            for hop in hops:
+                if self.unified and (hop is h2d or hop is d2h):
+                    continue  # one memory: nothing crosses a host link
+                out[rows, col] = hop[rows]
+                col += 1
+        return out
+
 
 def build_topology(c: ClusterSpec) -> Topology:
     """Build the graph and link arrays from a validated cluster section."""
@@ -123,4 +161,28 @@ def build_topology(c: ClusterSpec) -> Topology:
         up_bw = max(members, 1) * nic_bw / c.inter_node.oversubscription
         link(f"leaf{leaf}", "spine", 2 * g + 2 * nn + leaf, up_bw, 0.0, 2)
         link("spine", f"leaf{leaf}", 2 * g + 2 * nn + lv + leaf, up_bw, 0.0, 2)
-    return Topology(graph, nodes, gpn, nics, per_leaf, cap, lat, kind)
+    if c.host is None:
+        return Topology(graph, nodes, gpn, nics, per_leaf, cap, lat, kind)
+    cap, lat, kind = _host_links(c, graph, cap, lat, kind)
+    return Topology(graph, nodes, gpn, nics, per_leaf, cap, lat, kind, True, c.host.unified)
+
+
+def _host_links(c: ClusterSpec, graph: nx.DiGraph, cap: np.ndarray, lat: np.ndarray, kind: np.ndarray):
+    """Append the host links (per GPU: h2d, d2h; per node: DRAM read, NVMe read) to the link arrays."""
+    h, g, nodes, b = c.host, c.num_gpus, c.nodes, cap.size
+    host_bw = np.full(g, h.host_link_bandwidth)
+    cap = np.concatenate([cap, host_bw, host_bw, np.full(nodes, h.dram_bandwidth), np.full(nodes, h.nvme_read_bandwidth)])
+    lat = np.concatenate([lat, np.full(2 * g, h.host_link_latency), np.zeros(nodes), np.full(nodes, h.nvme_latency)])
+    kind = np.concatenate([kind, np.full(2 * g, 3), np.full(nodes, 4), np.full(nodes, 5)]).astype(np.int8)
+    for gpu in range(g):
+        node = gpu // c.gpus_per_node
+        graph.add_edge(f"host{node}", f"gpu{gpu}", link=b + gpu, bandwidth_Bps=h.host_link_bandwidth,
+                       latency_s=h.host_link_latency, route_cost=1.0)
+        graph.add_edge(f"gpu{gpu}", f"host{node}", link=b + g + gpu, bandwidth_Bps=h.host_link_bandwidth,
+                       latency_s=h.host_link_latency, route_cost=1.0)
+    for node in range(nodes):
+        graph.add_edge(f"dram{node}", f"host{node}", link=b + 2 * g + node, bandwidth_Bps=h.dram_bandwidth,
+                       latency_s=0.0, route_cost=1.0)
+        graph.add_edge(f"nvme{node}", f"host{node}", link=b + 2 * g + nodes + node,
+                       bandwidth_Bps=h.nvme_read_bandwidth, latency_s=h.nvme_latency, route_cost=1.0)
+    return cap, lat, kind

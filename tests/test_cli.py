@@ -17,7 +17,11 @@ def runner():
     return CliRunner()
 
 
-@pytest.mark.parametrize("scenario", sorted((ROOT / "scenarios").glob("*.yaml")))
+ITERATION_SCENARIOS = [p for p in sorted((ROOT / "scenarios").glob("*.yaml"))
+                       if "\noffload:" not in p.read_text()]  # offload examples: tests/test_offload.py
+
+
+@pytest.mark.parametrize("scenario", ITERATION_SCENARIOS)
 def test_shipped_scenarios_run(runner, scenario):
     res = runner.invoke(main, ["run", str(scenario), *SMALL, "--set", "workload.tokens_per_gpu=64"])
     assert res.exit_code == 0, res.output

@@ -29,6 +29,26 @@ def _gpus() -> dict[str, dict[str, Any]]:
     return _read("gpus.yaml")
 
 
+@cache
+def _hosts() -> dict[str, dict[str, Any]]:
+    """hosts.yaml plus the measured host profiles in hosts/ (written by calibrate/host.py)."""
+    out = _read("hosts.yaml")
+    d = Path(str(resources.files(__package__).joinpath("hosts")))
+    for path in sorted(d.glob("*.json")) if d.is_dir() else []:
+        out[path.stem] = json.loads(path.read_text(encoding="utf-8"))["host"]
+    return out
+
+
+def host_names() -> list[str]:
+    """Catalogue host machines (offload scenarios), sorted."""
+    return sorted(_hosts())
+
+
+def host_entry(name: str) -> dict[str, Any]:
+    """A copy of one host's figures ``{field: {value, label, source}}``. KeyError if unknown."""
+    return dict(_hosts()[name])
+
+
 def model_names() -> list[str]:
     """Catalogue model names, sorted."""
     return sorted(_models())

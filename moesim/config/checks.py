@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moesim.config.schema import Scenario
 from moesim.errors import ScenarioError
+from moesim.model import MoEModel
 
 
 def check_scenario(s: Scenario) -> None:
@@ -60,6 +61,7 @@ def check_scenario(s: Scenario) -> None:
                             f"{experts // n_group} experts", path=tpath, fix="raise topk_group or lower top_k")
     _check_cluster(s)
     _check_engine(s)
+    _check_offload(s)
     if m.first_k_dense_replace >= m.num_hidden_layers:
         raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
                             fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
@@ -136,3 +138,31 @@ def check_stats_file(s: Scenario) -> None:
             load_histogram(stats.path, stats.key, stats.step, layers, experts)
     except (SourceError, OSError, ValueError) as exc:
         raise ScenarioError(f"{stats.path}: {exc}", path="router.stats") from None
+
+
+def _check_offload(s: Scenario) -> None:
+    """An offload section needs a host, one node, inference, and a plan the model can take."""
+    o, c = s.offload, s.cluster
+    if o is None:
+        return
+    if c.host is None:
+        raise ScenarioError("offload needs the host side of the machine", path="cluster.host",
+                            fix="name a host, e.g. host: workstation-4090 (see `moesim list hosts`)")
+    if c.nodes != 1:
+        raise ScenarioError(f"offload is modelled on one machine, not {c.nodes} nodes", path="cluster.nodes",
+                            fix="use nodes: 1 (gpus_per_node GPUs share the host)")
+    if s.workload.mode == "training" or s.workload.micro_batches != 1:
+        raise ScenarioError("offload runs model inference with one micro-batch", path="workload",
+                            fix="use mode: decode or prefill, micro_batches: 1")
+    layers = len(MoEModel.from_spec(s.model).moe_layer_ids)
+    if o.plan == "layers" and o.cpu_moe_layers > layers:
+        raise ScenarioError(f"cpu_moe_layers {o.cpu_moe_layers} exceeds the model's {layers} MoE layers",
+                            path="offload.cpu_moe_layers", fix=f"use 0..{layers}")
+    if o.gpu_expert_bytes is not None and o.gpu_expert_share is not None:
+        raise ScenarioError("give the expert budget one way", path="offload.gpu_expert_share",
+                            fix="set gpu_expert_bytes or gpu_expert_share, not both")
+    if c.host.unified and o.miss != "fetch" and o.home == "dram":
+        raise ScenarioError("unified memory has no separate host DRAM", path="offload.home", fix="use home: nvme")
+    if s.router.rule != "token_choice":
+        raise ScenarioError(f"offload routes with token choice, not {s.router.rule}", path="router.rule",
+                            fix="use rule: token_choice")

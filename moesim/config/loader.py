@@ -87,6 +87,8 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
         raise ScenarioError("missing or not a mapping", path="cluster",
                             fix="give cluster: {gpu: h100, nodes: 1, gpus_per_node: 8}")
     raw["cluster"] = {**cluster, **_resolve_gpu(cluster.get("gpu"), Path(base_dir))}
+    if cluster.get("host") is not None:
+        raw["cluster"].update(_resolve_host(cluster["host"], Path(base_dir)))
     raw["router"] = _resolve_stats_path(raw.get("router"), Path(base_dir))
     raw = _resolve_trace_path(raw, Path(base_dir))
     try:
@@ -192,6 +194,27 @@ def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
                             + ", or a profile file path")
     values, provenance = catalog.split_figures(entry)
     return {"gpu": values, "gpu_provenance": provenance}
+
+
+def _resolve_host(value: Any, base: Path) -> dict[str, Any]:
+    """``cluster.host``: a catalogue machine, a YAML/JSON file of figures, or the figures inline."""
+    if isinstance(value, str) and value in catalog.host_names():
+        entry = {"name": value, **catalog.host_entry(value)}
+    elif isinstance(value, str) and (base / value).is_file():
+        try:
+            entry = dict(catalog.read_gpu_file(base / value))
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ScenarioError(f"cannot read host file {value!r}: {exc}", path="cluster.host",
+                                fix="use the format of moesim/catalog/hosts.yaml") from None
+        entry = entry.get("host", entry) if isinstance(entry.get("host"), dict) else entry
+    elif isinstance(value, dict):
+        entry = dict(value)
+    else:
+        raise ScenarioError(f"unknown host {value!r}", path="cluster.host",
+                            fix=_choices(str(value), catalog.host_names()) + ", or a file of host figures")
+    values, provenance = catalog.split_figures(entry)
+    values.setdefault("name", str(value) if isinstance(value, str) else "inline")
+    return {"host": values, "host_provenance": provenance}
 
 
 def _choices(value: str, names: list[str]) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from moesim.config.offload import HostSpec, OffloadSpec
 from moesim.config.serving import ServingSpec
 from moesim.units import parse_quantity
 
@@ -127,6 +128,8 @@ class ClusterSpec(Strict):
     gpus_per_node: int = Field(default=8, ge=1)
     intra_node: IntraNode = IntraNode()
     inter_node: InterNode = InterNode()
+    host: HostSpec | None = None  # a catalogue machine (``moesim list hosts``) or its figures; for offload
+    host_provenance: dict[str, str] = {}
 
     @property
     def num_gpus(self) -> int:
@@ -152,6 +155,9 @@ class _Synthetic(Strict):
     coactivation: Coactivation | None = None
     drift: float = Field(default=0.0, ge=0, le=1)
     step: int = Field(default=0, ge=0)
+    # temporal locality over decode steps (offload runs): each expert a sequence's previous token chose in a
+    # layer is chosen again with this probability, the rest are drawn afresh (0: tokens are independent)
+    locality: float = Field(default=0.0, ge=0, le=1)
 
 
 class UniformStats(Strict):
@@ -374,3 +380,5 @@ class Scenario(Strict):
     sim: SimSpec = SimSpec()
     # request-level serving (moesim serve); the iteration simulator ignores it
     serving: ServingSpec | None = None
+    # experts across memory tiers (moesim/offload); needs cluster.host
+    offload: OffloadSpec | None = None

@@ -49,8 +49,8 @@ def phase_seconds(st: Comm, topo: Topology) -> float:
     nbytes = f.nbytes
     if st.nvlink_scale != 1.0:
         gpn = topo.gpus_per_node
-        nbytes = np.where(f.src // gpn == f.dst // gpn, nbytes * st.nvlink_scale, nbytes)
-    paths = topo.paths(f.src, f.dst)
+        nbytes = np.where(f.intra_node(gpn), nbytes * st.nvlink_scale, nbytes)
+    paths = topo.flow_paths(f)
     valid = paths >= 0
     links = paths[valid]
     load = np.bincount(links, weights=np.broadcast_to(nbytes[:, None], paths.shape)[valid],

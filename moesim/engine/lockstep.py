@@ -106,13 +106,13 @@ def comm_phase(st: Comm, join: np.ndarray, topo: Topology, link_free: np.ndarray
     base = st.latency_s
     nbytes = f.nbytes
     if st.nvlink_scale != 1.0:  # as the interpreter: slower kernels inside a node mean more wire time per byte
-        nbytes = np.where(f.src // gpn == f.dst // gpn, nbytes * st.nvlink_scale, nbytes)
+        nbytes = np.where(f.intra_node(gpn), nbytes * st.nvlink_scale, nbytes)
     opened = join + base
     node_open = opened.reshape(-1, gpn).max(axis=1)
     gates = _Gates(f, g, opened, node_open, base)
     if f.size == 0:
         return opened, np.zeros(g), np.inf, -np.inf
-    paths = topo.paths(f.src, f.dst)
+    paths = topo.flow_paths(f)
     finish = _drain(paths, nbytes, gates, topo, link_free)
     leave, ready = _leave(f, finish, gates.group_rel[f.gate], opened, g, gpn)
     return leave, ready, float(gates.release.min()), float(gates.release.max())

@@ -110,8 +110,8 @@ class _Interpreter:
         f = st.flows
         if st.nvlink_scale != 1.0:  # slower kernels inside a node: more wire time per byte, same bytes recorded
             gpn = self.topo.gpus_per_node
-            f = replace(f, nbytes=np.where(f.src // gpn == f.dst // gpn, f.nbytes * st.nvlink_scale, f.nbytes))
-        return CommPhase(self.env, f, self.topo.paths(f.src, f.dst), self.g, self.topo.gpus_per_node,
+            f = replace(f, nbytes=np.where(f.intra_node(gpn), f.nbytes * st.nvlink_scale, f.nbytes))
+        return CommPhase(self.env, f, self.topo.flow_paths(f), self.g, self.topo.gpus_per_node,
                          st.latency_s, self.net)
 
     def run(self) -> SimRecords:

@@ -1,0 +1,79 @@
+"""Scenario sections for experts across memory tiers: a node's host side (``cluster.host``) and the
+``offload`` section. Quantities accept unit strings, as in :mod:`moesim.config.schema`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from moesim.units import parse_quantity
+
+
+def _unit(kind: str):
+    return BeforeValidator(lambda v: parse_quantity(v, kind))
+
+
+Bandwidth = Annotated[float, _unit("bandwidth"), Field(gt=0)]
+Seconds = Annotated[float, _unit("time"), Field(ge=0)]
+Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
+Flops = Annotated[float, _unit("flops"), Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostSpec(Strict):
+    """A node's host side, for experts that do not all fit in GPU memory (``offload``): host DRAM, NVMe,
+    the GPU's host link (PCIe, or NVLink-C2C on a GH200) and the CPU as a device that can run experts.
+    Bandwidths are per direction; the host link's is per GPU. ``unified``: one memory that GPU and CPU
+    share (Apple M-series): the GPU's ``hbm_bytes`` is that memory, and there is no host link to cross."""
+
+    name: str
+    unified: bool = False
+    dram_bytes: Bytes
+    dram_bandwidth: Bandwidth
+    host_link: str = "PCIe"
+    host_link_bandwidth: Bandwidth
+    host_link_latency: Seconds
+    nvme_bytes: Bytes
+    nvme_read_bandwidth: Bandwidth
+    nvme_latency: Seconds
+    cpu: str = "CPU"
+    cpu_cores: int = Field(ge=1)
+    cpu_flops: Flops  # peak FLOP/s of all cores at the experts' compute type
+    cpu_gemm_efficiency: float = Field(gt=0, le=1)  # share of cpu_flops an expert GEMM reaches
+    cpu_memory_efficiency: float = Field(gt=0, le=1)  # share of dram_bandwidth an expert streams weights at
+    cpu_expert_overhead: Seconds  # per expert call on the CPU (dispatch to threads, quantised-kernel set-up)
+
+
+class OffloadSpec(Strict):
+    """Experts across memory tiers (see moesim/offload/__init__.py): which routed experts sit in GPU memory,
+    how that set changes, and how a token's other experts are served.
+
+    plan: the experts in GPU memory at the start, within the expert budget: ``hottest`` (the most popular
+    (layer, expert) pairs of the router statistics first), ``layers`` (every expert of the MoE layers from
+    ``cpu_moe_layers`` on; the first ``cpu_moe_layers`` layers' experts stay on the host, as llama.cpp's
+    ``--n-cpu-moe``) or ``host`` (none: every routed expert on the host, as KTransformers).
+    Budget: ``gpu_expert_bytes`` of GPU memory per GPU for routed experts, or ``gpu_expert_share`` of the
+    model's routed experts; default: all the GPU memory left after the other weights, the KV cache and
+    ``hbm_headroom``. cache: ``static`` (the set never changes), ``lru`` or ``lfu`` (a fetched expert
+    takes the place of the least recently / least frequently used one; LFU counts every use since the
+    start, ties to the least recent). miss: ``fetch`` the weights over the host link, run the expert on
+    the ``cpu`` where its weights are (its tokens' activations cross instead), or the ``cheaper`` of the
+    two per expert and step. prefetch: while a layer's attention runs, fetch ``prefetch_experts`` of its
+    experts: the most popular ones (``stats``), or the ones its tokens will choose (``oracle``, a bound).
+    home: where experts that are not in GPU memory live (``dram`` or ``nvme``)."""
+
+    plan: Literal["hottest", "layers", "host"] = "hottest"
+    cpu_moe_layers: int = Field(default=0, ge=0)
+    gpu_expert_bytes: Bytes | None = None
+    gpu_expert_share: float | None = Field(default=None, ge=0, le=1)
+    hbm_headroom: float = Field(default=0.05, ge=0, lt=1)  # share of GPU memory kept free (runtime, fragments)
+    cache: Literal["static", "lru", "lfu"] = "static"
+    miss: Literal["fetch", "cpu", "cheaper"] = "fetch"
+    prefetch: Literal["none", "stats", "oracle"] = "none"
+    prefetch_experts: int = Field(default=2, ge=1)
+    home: Literal["dram", "nvme"] = "dram"
+    steps: int = Field(default=16, ge=1, le=4096)  # decode steps simulated (prefill: one pass)

@@ -1,0 +1,113 @@
+"""Step by step, layer by layer: which experts each GPU needs, which of them its cache holds, what it
+prefetches, fetches or hands to the CPU. Pure; the cache policies are in ``cache.py``.
+
+Per (step, layer) and GPU (as the owner of its experts): the experts its tokens and the other GPUs' tokens
+chose, in expert order. Prefetch (``offload.prefetch``) happens first, during the layer's attention: up to
+``prefetch_experts`` experts not in the cache, the most popular ones of the layer (``stats``) or the ones
+the layer's tokens will choose, most tokens first (``oracle``). A prefetched expert is kept by lru / lfu
+caches and staged (dropped after use) by a static one. Then every needed expert is a hit, a prefetch hit,
+or a miss served by ``offload.miss``; a fetched miss is kept by lru / lfu.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from moesim.config.schema import Scenario
+from moesim.offload.cache import ExpertCache
+from moesim.offload.tiers import MissCosts, TierPlan, initial_set
+
+
+@dataclass
+class LayerAccess:
+    """One (step, layer) on every GPU. Counts [G] of expert uses; token lists per GPU: one entry per expert
+    it runs on the GPU (``gpu_tokens``: hits, prefetch hits; ``fetched_tokens``: demand fetches) or has
+    the CPU run (``cpu_tokens``). pairs [G, G]: token copies from each token's GPU to each expert's GPU."""
+
+    gpus: int
+    hits: np.ndarray = field(init=False)
+    prefetch_hits: np.ndarray = field(init=False)
+    fetched: np.ndarray = field(init=False)
+    cpu: np.ndarray = field(init=False)
+    prefetched: np.ndarray = field(init=False)
+    gpu_tokens: list[list[int]] = field(init=False)
+    fetched_tokens: list[list[int]] = field(init=False)
+    cpu_tokens: list[list[int]] = field(init=False)
+    pairs: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        g = self.gpus
+        for name in ("hits", "prefetch_hits", "fetched", "cpu", "prefetched"):
+            setattr(self, name, np.zeros(g, dtype=np.int64))
+        self.gpu_tokens, self.fetched_tokens, self.cpu_tokens = ([[] for _ in range(g)] for _ in range(3))
+
+    @property
+    def uses(self) -> np.ndarray:
+        return self.hits + self.prefetch_hits + self.fetched + self.cpu
+
+
+def walk(s: Scenario, plan: TierPlan, popularity: np.ndarray, ids: np.ndarray, costs: MissCosts
+         ) -> list[list[LayerAccess]]:
+    """[steps][layers] accesses. ids [steps, layers, seqs, k] (sequences GPU-major); popularity [layers, E]."""
+    g = s.cluster.gpus_per_node
+    per_gpu = ids.shape[2] // g
+    caches = [ExpertCache(plan.slots, s.offload.cache, initial_set(s, popularity, plan.owner, gpu))
+              for gpu in range(g)]
+    hot = [[[int(e) for e in np.argsort(-popularity[layer], kind="stable") if plan.owner[e] == gpu]
+            for layer in range(popularity.shape[0])] for gpu in range(g)]
+    src_gpu = np.repeat(np.arange(g), per_gpu)
+    out = []
+    for t in range(ids.shape[0]):
+        row = []
+        for layer in range(ids.shape[1]):
+            la = LayerAccess(g)
+            chosen = ids[t, layer]  # [seqs, k]
+            owners = plan.owner[chosen]
+            if g > 1:
+                la.pairs = np.bincount((src_gpu[:, None] * g + owners).ravel(), minlength=g * g).reshape(g, g)
+            counts = np.bincount(chosen.ravel(), minlength=plan.owner.size)
+            for gpu in range(g):
+                need = [(int(e), int(counts[e])) for e in np.flatnonzero((counts > 0) & (plan.owner == gpu))]
+                _serve(s, caches[gpu], layer, need, hot[gpu][layer], la, gpu, costs)
+            row.append(la)
+        out.append(row)
+    return out
+
+
+def _prefetch(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, int]], hot: list[int]) -> set[int]:
+    o = s.offload
+    if o.prefetch == "none":
+        return set()
+    cands = hot if o.prefetch == "stats" else [e for e, _ in sorted(need, key=lambda x: (-x[1], x[0]))]
+    picked = [e for e in cands if (layer, e) not in cache][:o.prefetch_experts]
+    for e in picked:
+        cache.insert((layer, e))
+    return set(picked)
+
+
+def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, int]], hot: list[int],
+           la: LayerAccess, gpu: int, costs: MissCosts) -> None:
+    staged = _prefetch(s, cache, layer, need, hot)
+    la.prefetched[gpu] = len(staged)
+    miss = s.offload.miss
+    fetch_s = costs.fetch_s() if miss == "cheaper" else 0.0
+    for e, n in need:
+        key = (layer, e)
+        if e in staged:
+            la.prefetch_hits[gpu] += 1
+            la.gpu_tokens[gpu].append(n)
+            cache.use(key)
+            continue
+        if cache.use(key):
+            la.hits[gpu] += 1
+            la.gpu_tokens[gpu].append(n)
+            continue
+        if miss == "fetch" or (miss == "cheaper" and fetch_s <= costs.cpu_s(n)):
+            la.fetched[gpu] += 1
+            la.fetched_tokens[gpu].append(n)
+            cache.insert(key)
+        else:
+            la.cpu[gpu] += 1
+            la.cpu_tokens[gpu].append(n)

@@ -1,0 +1,178 @@
+"""Where experts live: the GPU's expert budget, the planned resident set, memory per tier, and the cost of
+serving a miss either way. Pure functions of the scenario; a plan that cannot fit is a ScenarioError.
+
+GPU memory per GPU = the other weights (attention, dense FFNs, shared experts, router, embeddings, as in
+moesim/memory.py) + KV cache + activations + staging for experts fetched but not kept + the expert slots.
+Routed experts are split over the node's GPUs contiguously (expert ``e`` on GPU ``e·G // E``); each GPU
+caches only its own. Every routed expert also has its home copy on the host (``offload.home``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moesim.config.schema import Scenario
+from moesim.errors import ScenarioError
+from moesim.memory import memory_per_gpu, param_counts
+from moesim.model import BYTES_PER_PARAM, MoEModel
+
+GiB = 2**30
+ACT_BYTES = 2  # BF16 activations to and from CPU experts
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """The plan for one scenario. slots: expert slots per GPU; staging_bytes: room for fetched experts that
+    are not kept; memory: bytes per tier (``memory_doc``); owner [E]: the GPU of each expert."""
+
+    slots: int
+    expert_bytes: float
+    staging_bytes: float
+    owner: np.ndarray
+    memory: dict
+
+
+def owner_of(experts: int, gpus: int) -> np.ndarray:
+    """[E] GPU of each routed expert: contiguous blocks."""
+    return (np.arange(experts) * gpus) // experts
+
+
+def plan_tiers(s: Scenario) -> TierPlan:
+    """Budget, slots and memory per tier; raises ScenarioError when the plan does not fit."""
+    o, h, gpu = s.offload, s.cluster.host, s.cluster.gpu
+    moe = MoEModel.from_spec(s.model)
+    eb = moe.expert_weight_bytes
+    g = s.cluster.gpus_per_node
+    owned = -(-moe.experts // g) * moe.num_moe_layers  # (layer, expert) pairs one GPU can hold at most
+    fixed = _fixed_bytes(s)
+    fetches = o.miss != "cpu"
+    top_k = s.router.top_k or s.model.num_experts_per_tok
+    staging = (top_k + (o.prefetch_experts if o.prefetch != "none" else 0)) * eb if fetches else 0.0
+    usable = gpu.hbm_bytes * (1 - o.hbm_headroom)
+    left = usable - sum(fixed.values()) - staging
+    if left < 0:
+        raise ScenarioError(f"the non-expert weights, KV cache and staging need {sum(fixed.values()) + staging:.3g} B "
+                            f"of the GPU's {usable:.3g} usable bytes", path="offload",
+                            fix="use a GPU with more memory, fewer tokens_per_gpu or context_tokens, or a smaller "
+                                "weight_dtype")
+    budget = _budget(s, left, eb, owned)
+    slots = int(min(owned, budget // eb))
+    owner = owner_of(moe.experts, g)
+    memory = _memory_doc(s, fixed, staging, slots * eb, usable, moe)
+    return TierPlan(slots, eb, staging, owner, memory)
+
+
+def _budget(s: Scenario, left: float, eb: float, owned: int) -> float:
+    o = s.offload
+    if o.gpu_expert_bytes is not None:
+        if o.gpu_expert_bytes > left:
+            raise ScenarioError(f"{o.gpu_expert_bytes / GiB:.2f} GiB of expert cache exceeds the "
+                                f"{left / GiB:.2f} GiB of GPU memory left after the other weights, KV cache and "
+                                "staging", path="offload.gpu_expert_bytes",
+                                fix=f"use at most {left / GiB:.2f}GiB, or leave it unset (all that is left)")
+        return o.gpu_expert_bytes
+    if o.gpu_expert_share is not None:
+        want = np.floor(o.gpu_expert_share * owned) * eb
+        if want > left:
+            raise ScenarioError(f"{o.gpu_expert_share:g} of the routed experts needs {want / GiB:.2f} GiB per GPU, "
+                                f"more than the {left / GiB:.2f} GiB left", path="offload.gpu_expert_share",
+                                fix=f"use at most {left / eb / owned:.3f}")
+        return float(want)
+    return 0.0 if s.offload.plan == "host" and s.offload.cache == "static" else left
+
+
+def _fixed_bytes(s: Scenario) -> dict[str, float]:
+    """Per GPU: weights other than routed experts, KV cache, activations and dispatch buffers (bytes)."""
+    mem = memory_per_gpu(s)
+    if mem["known"]:
+        return {"other_weights": mem["other_weights_bytes"], "kv_cache": mem["kv_cache_bytes"],
+                "activations": mem["activations_bytes"] + mem["dispatch_buffers_bytes"]}
+    moe = MoEModel.from_spec(s.model)
+    wb = BYTES_PER_PARAM[s.model.weight_dtype]
+    shared = 3.0 * moe.hidden * moe.shared_inter * moe.num_moe_layers
+    router = float(moe.experts * moe.hidden * moe.num_moe_layers)
+    return {"other_weights": (shared + router) * wb, "kv_cache": 0.0, "activations": 0.0}
+
+
+def _memory_doc(s: Scenario, fixed: dict[str, float], staging: float, slots_bytes: float, usable: float,
+                moe: MoEModel) -> dict:
+    """Bytes per tier and whether each fits; raises when the host tiers cannot hold the experts' home."""
+    o, h = s.offload, s.cluster.host
+    all_experts = moe.expert_weight_bytes * moe.experts * moe.num_moe_layers
+    hbm_used = sum(fixed.values()) + staging + slots_bytes
+    every = slots_bytes * s.cluster.gpus_per_node >= all_experts - 0.5
+    home = "hbm" if every else o.home
+    if h.unified and home == "dram":
+        raise ScenarioError("on unified memory the experts that do not fit have no separate host DRAM to live in",
+                            path="offload.home", fix="use home: nvme (the SSD), or a smaller weight_dtype")
+    dram = all_experts if home == "dram" else 0.0
+    if dram > h.dram_bytes:
+        raise ScenarioError(f"the routed experts' home copies ({dram / GiB:.1f} GiB) do not fit in the host's "
+                            f"{h.dram_bytes / GiB:.1f} GiB of DRAM", path="offload.home",
+                            fix="use home: nvme, a host with more DRAM, or a smaller weight_dtype")
+    nvme = all_experts if home == "nvme" else 0.0
+    if nvme > h.nvme_bytes:
+        raise ScenarioError(f"the routed experts ({nvme / GiB:.1f} GiB) do not fit on the host's NVMe",
+                            path="offload.home", fix="use a host with a larger NVMe, or home: dram")
+    return {"hbm_per_gpu": {**{f"{k}_bytes": v for k, v in fixed.items()}, "staging_bytes": staging,
+                            "expert_slots_bytes": slots_bytes, "total_bytes": hbm_used,
+                            "capacity_bytes": s.cluster.gpu.hbm_bytes, "usable_bytes": usable,
+                            "fits": hbm_used <= usable},
+            "dram_per_node": {"experts_bytes": dram, "capacity_bytes": h.dram_bytes, "fits": dram <= h.dram_bytes},
+            "nvme_per_node": {"experts_bytes": nvme, "capacity_bytes": h.nvme_bytes, "fits": nvme <= h.nvme_bytes},
+            "experts_home": home, "model_params": param_counts(s.model).total if s.model.has_attention_shape else None}
+
+
+def initial_set(s: Scenario, popularity: np.ndarray, owner: np.ndarray, gpu: int) -> list[tuple[int, int]]:
+    """The planned (layer, expert) pairs of ``gpu``, in the order they claim slots (``offload.plan``).
+    popularity [layers, E]."""
+    layers, e = popularity.shape
+    mine = np.flatnonzero(owner == gpu)
+    plan = s.offload.plan
+    if plan == "host":
+        return []
+    if plan == "layers":
+        return [(layer, int(x)) for layer in range(s.offload.cpu_moe_layers, layers) for x in mine]
+    sub = popularity[:, mine]
+    order = np.argsort(-sub, axis=None, kind="stable")  # hottest first; ties: lower layer, lower expert
+    return [(int(i // mine.size), int(mine[i % mine.size])) for i in order]
+
+
+@dataclass(frozen=True)
+class MissCosts:
+    """Seconds to serve one missed expert each way, for ``miss: cheaper`` and the CPU stage's time."""
+
+    s: Scenario
+    expert_bytes: float
+
+    def cpu_expert_s(self, tokens: np.ndarray) -> np.ndarray:
+        """CPU time of experts with ``tokens`` [n] tokens each (the node's cores split over its GPUs):
+        call overhead + weight streaming + GEMM FLOPs (the CPU overlaps little of the two)."""
+        h, m = self.s.cluster.host, MoEModel.from_spec(self.s.model)
+        share = 1.0 / self.s.cluster.gpus_per_node
+        flops = 2.0 * 3 * m.hidden * m.inter * np.asarray(tokens, dtype=float)
+        mem_s = self.expert_bytes / (h.dram_bandwidth * h.cpu_memory_efficiency * share)
+        return h.cpu_expert_overhead + mem_s + flops / (h.cpu_flops * h.cpu_gemm_efficiency * share)
+
+    def act_bytes(self, tokens: np.ndarray) -> np.ndarray:
+        """Activation bytes one way for experts run on the CPU (zero on unified memory)."""
+        if self.s.cluster.host.unified:
+            return np.zeros(np.shape(tokens))
+        return np.asarray(tokens, dtype=float) * self.s.model.hidden_size * ACT_BYTES
+
+    def fetch_s(self) -> float:
+        """One expert's weights over the host link from its home (alone on the link)."""
+        h = self.s.cluster.host
+        src = h.nvme_read_bandwidth if self.s.offload.home == "nvme" else h.dram_bandwidth
+        link = src if h.unified else min(src, h.host_link_bandwidth)
+        return self.expert_bytes / link + h.host_link_latency
+
+    def cpu_s(self, tokens: int) -> float:
+        """Run it on the CPU instead: the CPU time, the activations both ways, and an NVMe read first when
+        the weights live on NVMe."""
+        h = self.s.cluster.host
+        t = float(self.cpu_expert_s(np.array([tokens]))[0]) + 2 * float(self.act_bytes(np.array([tokens]))[0]) / \
+            h.host_link_bandwidth
+        return t + (self.expert_bytes / h.nvme_read_bandwidth if self.s.offload.home == "nvme" else 0.0)
