@@ -102,14 +102,19 @@ def _row(h: int, f: int, n: int, threads: int) -> dict:
             "seconds": expert_call(h, f, n, threads)}
 
 
-def fit(rows: list[dict]) -> tuple[float, float, float]:
-    """(overhead s, weight B/s, FLOP/s) by non-negative least squares on relative error."""
-    a = np.array([[1.0, r["weight_bytes"], r["flops"]] for r in rows])
-    y = np.array([r["seconds"] for r in rows])
+def fit(rows: list[dict]) -> tuple[float, float, float, float]:
+    """(overhead s, weight B/s, FLOP/s, single-token weight B/s): non-negative least squares on relative
+    error over the rows of 2+ tokens (a GEMM); the 1-token rows (a matrix-vector product, another kernel)
+    give their own weight rate beside the same overhead."""
+    multi = [r for r in rows if r["tokens"] > 1]
+    a = np.array([[1.0, r["weight_bytes"], r["flops"]] for r in multi])
+    y = np.array([r["seconds"] for r in multi])
     w = 1.0 / y  # relative errors: small calls count as much as large ones
-    coef = _nnls(a * w[:, None], y * w)
-    c0, inv_b, inv_f = coef
-    return float(c0), float(1 / inv_b) if inv_b > 0 else float("inf"), float(1 / inv_f) if inv_f > 0 else float("inf")
+    c0, inv_b, inv_f = _nnls(a * w[:, None], y * w)
+    one = [r for r in rows if r["tokens"] == 1]
+    inv_b1 = float(np.median([max(r["seconds"] - c0 - r["flops"] * inv_f, 1e-9) / r["weight_bytes"] for r in one]))
+    return (float(c0), float(1 / inv_b) if inv_b > 0 else float("inf"),
+            float(1 / inv_f) if inv_f > 0 else float("inf"), 1 / inv_b1)
 
 
 def _nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -128,8 +133,8 @@ def _nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
-def predict(r: dict, c0: float, b: float, f: float) -> float:
-    return c0 + r["weight_bytes"] / b + r["flops"] / f
+def predict(r: dict, c0: float, b: float, f: float, b1: float) -> float:
+    return c0 + r["weight_bytes"] / (b1 if r["tokens"] == 1 else b) + r["flops"] / f
 
 
 def _fig(value, source: str, label: str = "measured") -> dict:
@@ -148,18 +153,19 @@ def main(argv: list[str] | None = None) -> None:
     shapes = (FIT[:1], HELD_OUT[:1]) if args.quick else (FIT, HELD_OUT)
     fit_rows = [_row(h, f, n, threads) for h, f in shapes[0] for n in BATCHES]
     held = [_row(h, f, n, threads) for h, f in shapes[1] for n in BATCHES]
-    c0, wb, fl = fit(fit_rows)
+    c0, wb, fl, wb1 = fit(fit_rows)
     for r in fit_rows + held:
-        r["predicted_s"] = predict(r, c0, wb, fl)
+        r["predicted_s"] = predict(r, c0, wb, fl, wb1)
         r["error"] = r["predicted_s"] / r["seconds"] - 1
     read, copy = memory_rates()
     disk = disk_read_rate(Path(args.dir), 256 if args.quick else 1024)
-    doc = _document(args, threads, c0, wb, fl, read, copy, disk, fit_rows, held, time.time() - t0)
+    doc = _document(args, threads, (c0, wb, fl, wb1), (read, copy, disk), fit_rows, held, time.time() - t0)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.name}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     errs = [abs(r["error"]) for r in held]
-    print(f"wrote {path}: CPU expert overhead {c0 * 1e6:.1f} us, weights {wb / 1e9:.2f} GB/s, {fl / 1e9:.1f} GFLOP/s; "
+    print(f"wrote {path}: CPU expert overhead {c0 * 1e6:.1f} us, weights {wb / 1e9:.2f} GB/s ({wb1 / 1e9:.2f} at one "
+          f"token), {fl / 1e9:.1f} GFLOP/s; "
           f"read {read / 1e9:.2f} GB/s, copy {copy / 1e9:.2f} GB/s, disk {disk / 1e9:.2f} GB/s; held-out "
           f"|error| median {np.median(errs):.1%}, max {max(errs):.1%}")
 
@@ -174,7 +180,8 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _document(args, threads, c0, wb, fl, read, copy, disk, fit_rows, held, wall) -> dict:
+def _document(args, threads, fitted, rates, fit_rows, held, wall) -> dict:
+    (c0, wb, fl, wb1), (read, copy, disk) = fitted, rates
     cmd = "python -m calibrate.host" + (f" --name {args.name}" if args.name != "cpu-ref" else "")
     src = f"calibrate/host.py on this machine ({_cpu_name()}, {threads} threads), {cmd}"
     mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -194,6 +201,8 @@ def _document(args, threads, c0, wb, fl, read, copy, disk, fit_rows, held, wall)
             "cpu_gemm_efficiency": _fig(1.0, "cpu_flops is already the fitted effective rate"),
             "cpu_memory_efficiency": _fig(min(1.0, wb / read), f"{src}: fitted weight-streaming rate {wb:.4g} B/s "
                                                               "over the measured read rate"),
+            "cpu_gemv_memory_efficiency": _fig(min(1.0, wb1 / read), f"{src}: one-token weight rate {wb1:.4g} B/s "
+                                                                    "over the measured read rate"),
             "cpu_expert_overhead": _fig(c0, f"{src}: fitted per-call overhead")}
     return {"format": "moesim-host/1", "name": args.name, "host": host,
             "provenance": {"command": cmd, "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -201,7 +210,7 @@ def _document(args, threads, c0, wb, fl, read, copy, disk, fit_rows, held, wall)
                            "python": platform.python_version(), "os": platform.platform(),
                            "grid": {"fit": FIT, "held_out": HELD_OUT, "batches": BATCHES, "dtype": "float32",
                                     "repeats": "15, or one call per distinct expert of a 512 MiB set", "statistic": "median"}, "quick": args.quick, "wall_s": wall},
-            "fit": {"rows": fit_rows, "overhead_s": c0, "weight_Bps": wb, "flops": fl},
+            "fit": {"rows": fit_rows, "overhead_s": c0, "weight_Bps": wb, "flops": fl, "single_token_weight_Bps": wb1},
             "held_out": {"rows": held, "median_abs_error": float(np.median([abs(r["error"]) for r in held])),
                          "max_abs_error": float(max(abs(r["error"]) for r in held))}}
 

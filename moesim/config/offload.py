@@ -45,6 +45,8 @@ class HostSpec(Strict):
     cpu_flops: Flops  # peak FLOP/s of all cores at the experts' compute type
     cpu_gemm_efficiency: float = Field(gt=0, le=1)  # share of cpu_flops an expert GEMM reaches
     cpu_memory_efficiency: float = Field(gt=0, le=1)  # share of dram_bandwidth an expert streams weights at
+    # the share for a single token, when its kernel differs (a matrix-vector product); default: the above
+    cpu_gemv_memory_efficiency: float | None = Field(default=None, gt=0, le=1)
     cpu_expert_overhead: Seconds  # per expert call on the CPU (dispatch to threads, quantised-kernel set-up)
 
 
@@ -72,6 +74,11 @@ class OffloadSpec(Strict):
     gpu_expert_share: float | None = Field(default=None, ge=0, le=1)
     hbm_headroom: float = Field(default=0.05, ge=0, lt=1)  # share of GPU memory kept free (runtime, fragments)
     cache: Literal["static", "lru", "lfu"] = "static"
+    # the slots form one pool for every layer (``model``), or each MoE layer gets an equal share of them
+    # (``layer``: per-layer LRU as in Eliseev & Mazur 2023, "Fast inference of MoE language models with
+    # offloading"; a model-wide LRU evicts the next layers' experts, which a decode step needs next).
+    # auto: model for a static cache, layer for lru / lfu
+    cache_scope: Literal["auto", "model", "layer"] = "auto"
     miss: Literal["fetch", "cpu", "cheaper"] = "fetch"
     prefetch: Literal["none", "stats", "oracle"] = "none"
     prefetch_experts: int = Field(default=2, ge=1)

@@ -53,8 +53,7 @@ def walk(s: Scenario, plan: TierPlan, popularity: np.ndarray, ids: np.ndarray, c
     """[steps][layers] accesses. ids [steps, layers, seqs, k] (sequences GPU-major); popularity [layers, E]."""
     g = s.cluster.gpus_per_node
     per_gpu = ids.shape[2] // g
-    caches = [ExpertCache(plan.slots, s.offload.cache, initial_set(s, popularity, plan.owner, gpu))
-              for gpu in range(g)]
+    caches = [_caches(s, plan, popularity, gpu) for gpu in range(g)]
     hot = [[[int(e) for e in np.argsort(-popularity[layer], kind="stable") if plan.owner[e] == gpu]
             for layer in range(popularity.shape[0])] for gpu in range(g)]
     src_gpu = np.repeat(np.arange(g), per_gpu)
@@ -70,10 +69,32 @@ def walk(s: Scenario, plan: TierPlan, popularity: np.ndarray, ids: np.ndarray, c
             counts = np.bincount(chosen.ravel(), minlength=plan.owner.size)
             for gpu in range(g):
                 need = [(int(e), int(counts[e])) for e in np.flatnonzero((counts > 0) & (plan.owner == gpu))]
-                _serve(s, caches[gpu], layer, need, hot[gpu][layer], la, gpu, costs)
+                _serve(s, caches[gpu][layer], layer, need, hot[gpu][layer], la, gpu, costs)
             row.append(la)
         out.append(row)
     return out
+
+
+def cache_scope(s: Scenario) -> str:
+    """``offload.cache_scope`` with auto resolved: model for a static cache, layer for lru / lfu."""
+    o = s.offload
+    return o.cache_scope if o.cache_scope != "auto" else ("model" if o.cache == "static" else "layer")
+
+
+def _caches(s: Scenario, plan: TierPlan, popularity: np.ndarray, gpu: int) -> list[ExpertCache]:
+    """The cache each MoE layer of ``gpu`` uses: one shared pool, or one per layer with an equal share of
+    the slots (the remainder to the first layers)."""
+    layers = popularity.shape[0]
+    initial = initial_set(s, popularity, plan.owner, gpu)
+
+    def prior(key: tuple[int, int]) -> float:
+        return float(popularity[key])
+
+    if cache_scope(s) == "model":
+        return [ExpertCache(plan.slots, s.offload.cache, initial, prior)] * layers
+    share, extra = divmod(plan.slots, layers)
+    return [ExpertCache(share + (layer < extra), s.offload.cache, [k for k in initial if k[0] == layer], prior)
+            for layer in range(layers)]
 
 
 def _prefetch(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, int]], hot: list[int]) -> set[int]:
@@ -89,25 +110,26 @@ def _prefetch(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int,
 
 def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, int]], hot: list[int],
            la: LayerAccess, gpu: int, costs: MissCosts) -> None:
+    """One layer's batch on one GPU: prefetch, then hits judged against the cache as the batch found it,
+    then the misses; the fetched ones compete for the slots with what the cache holds (lru / lfu)."""
     staged = _prefetch(s, cache, layer, need, hot)
     la.prefetched[gpu] = len(staged)
     miss = s.offload.miss
     fetch_s = costs.fetch_s() if miss == "cheaper" else 0.0
-    for e, n in need:
-        key = (layer, e)
+    hits = cache.use_batch([(layer, e) for e, _ in need])
+    fetched = []
+    for (e, n), hit in zip(need, hits):
         if e in staged:
             la.prefetch_hits[gpu] += 1
             la.gpu_tokens[gpu].append(n)
-            cache.use(key)
-            continue
-        if cache.use(key):
+        elif hit:
             la.hits[gpu] += 1
             la.gpu_tokens[gpu].append(n)
-            continue
-        if miss == "fetch" or (miss == "cheaper" and fetch_s <= costs.cpu_s(n)):
+        elif miss == "fetch" or (miss == "cheaper" and fetch_s <= costs.cpu_s(n)):
             la.fetched[gpu] += 1
             la.fetched_tokens[gpu].append(n)
-            cache.insert(key)
+            fetched.append(e)
         else:
             la.cpu[gpu] += 1
             la.cpu_tokens[gpu].append(n)
+    cache.insert_batch([(layer, e) for e in fetched])

@@ -13,7 +13,7 @@ from moesim import __version__, costs
 from moesim.build import fidelity, non_moe_pieces, popularity_of
 from moesim.config.schema import Scenario, TraceStats
 from moesim.engine import SimRecords, simulate
-from moesim.offload.access import LayerAccess, walk
+from moesim.offload.access import LayerAccess, cache_scope, walk
 from moesim.offload.programs import layer_program
 from moesim.offload.steps import step_ids
 from moesim.offload.summary import PARTS, breakdown, bytes_doc, cache_doc
@@ -81,7 +81,7 @@ def _summary(s: Scenario, plan: TierPlan, acc, rec: SimRecords, exact: bool, flu
         "time_per_token_s": total_s / per,
         "per_sequence_tokens_per_s": (steps / total_s if total_s else float("inf")) if decode else None,
         "time_per_token_split_s": {k: parts[k] / per for k in PARTS},
-        "cache": cache_doc(acc, plan, s.offload.cache),
+        "cache": cache_doc(acc, plan, s.offload.cache, cache_scope(s)),
         "host_bytes_per_token": bytes_doc(acc, plan, s.model.hidden_size * ACT_BYTES *
                                           (0 if s.cluster.host.unified else 1), tokens),
         "memory": plan.memory,

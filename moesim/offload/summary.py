@@ -2,7 +2,8 @@
 
 Time per decode step is split on the GPU that finishes last, stage by stage: ``attention`` (the non-MoE
 blocks), ``gpu_experts`` (router, permute, routed, fetched and shared experts, unpermute: time the SMs
-ran), ``communication`` (dispatch, combine between GPUs), ``fetch_stall`` (a prefetch still in flight when
+ran), ``communication`` (dispatch, combine between GPUs, once every partner is ready), ``waiting`` (for
+the other GPUs to reach dispatch or combine: their fetches or experts took longer), ``fetch_stall`` (a prefetch still in flight when
 attention ended, and waiting for fetched weights) and ``cpu_experts`` (waiting for the CPU's experts).
 The parts add up to the step time.
 """
@@ -18,7 +19,7 @@ from moesim.offload.access import LayerAccess
 from moesim.offload.programs import ATTENTION, GPU_EXPERTS
 from moesim.offload.tiers import TierPlan
 
-PARTS = ("attention", "gpu_experts", "communication", "fetch_stall", "cpu_experts")
+PARTS = ("attention", "gpu_experts", "communication", "waiting", "fetch_stall", "cpu_experts")
 
 
 def breakdown(rec: SimRecords) -> dict[str, float]:
@@ -45,7 +46,9 @@ def _program_parts(names: tuple[str, ...], x: np.ndarray, total: float) -> dict[
         return float(x[names.index(n), END]) if n in names else -np.inf
 
     part = {"attention": sum(span(n) for n in ATTENTION), "gpu_experts": sum(span(n) for n in GPU_EXPERTS),
-            "communication": span("dispatch", ENTER) + span("combine", ENTER),
+            "communication": span("dispatch") + span("combine"),
+            "waiting": sum(float(x[names.index(n), START] - x[names.index(n), ENTER])
+                           for n in ("dispatch", "combine") if n in names),
             "fetch_stall": max(0.0, end("prefetch") - end("permute")) if "prefetch" in names else 0.0,
             "cpu_experts": 0.0}
     rest = max(0.0, total - sum(part.values()))
@@ -54,7 +57,7 @@ def _program_parts(names: tuple[str, ...], x: np.ndarray, total: float) -> dict[
     return part
 
 
-def cache_doc(acc: list[list[LayerAccess]], plan: TierPlan, policy: str) -> dict[str, Any]:
+def cache_doc(acc: list[list[LayerAccess]], plan: TierPlan, policy: str, scope: str) -> dict[str, Any]:
     """Hit rates overall and per MoE layer; uses of experts per step by where they ran."""
     def total(name: str, layer: int | None = None) -> int:
         rows = [row[layer] for row in acc] if layer is not None else [la for row in acc for la in row]
@@ -68,7 +71,7 @@ def cache_doc(acc: list[list[LayerAccess]], plan: TierPlan, policy: str) -> dict
         return (total("hits", layer) + total("prefetch_hits", layer)) / u if u else 1.0
 
     steps = len(acc)
-    return {"policy": policy, "slots_per_gpu": plan.slots, "hit_rate": rate(),
+    return {"policy": policy, "scope": scope, "slots_per_gpu": plan.slots, "hit_rate": rate(),
             "resident_hit_rate": total("hits") / uses if uses else 1.0,
             "prefetch_hit_rate": total("prefetch_hits") / uses if uses else 0.0,
             "prefetch_used": total("prefetch_hits") / total("prefetched") if total("prefetched") else None,

@@ -44,7 +44,7 @@ def table(d: dict[str, Any], max_layers: int = 12) -> str:
     split = d["time_per_token_split_s"]
     lines += [f"    {k:<20}{split[k] * 1e3:10.3f} ms  {split[k] / per * 100 if per else 0:5.1f}%" for k in PARTS]
     u = c["expert_uses_per_step"]
-    lines += [f"  expert cache          {c['slots_per_gpu']} slots/GPU, hit rate {c['hit_rate']:.3f} "
+    lines += [f"  expert cache          {c['slots_per_gpu']} slots/GPU ({c['scope']}), hit rate {c['hit_rate']:.3f} "
               f"(resident {c['resident_hit_rate']:.3f}, prefetched {c['prefetch_hit_rate']:.3f})",
               f"  expert uses per step  {u['gpu_cached']:.1f} cached, {u['gpu_prefetched']:.1f} prefetched, "
               f"{u['gpu_fetched']:.1f} fetched, {u['cpu']:.1f} on the CPU",

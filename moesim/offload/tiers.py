@@ -152,8 +152,10 @@ class MissCosts:
         call overhead + weight streaming + GEMM FLOPs (the CPU overlaps little of the two)."""
         h, m = self.s.cluster.host, MoEModel.from_spec(self.s.model)
         share = 1.0 / self.s.cluster.gpus_per_node
-        flops = 2.0 * 3 * m.hidden * m.inter * np.asarray(tokens, dtype=float)
-        mem_s = self.expert_bytes / (h.dram_bandwidth * h.cpu_memory_efficiency * share)
+        tokens = np.asarray(tokens, dtype=float)
+        flops = 2.0 * 3 * m.hidden * m.inter * tokens
+        eff = np.where(tokens == 1, h.cpu_gemv_memory_efficiency or h.cpu_memory_efficiency, h.cpu_memory_efficiency)
+        mem_s = self.expert_bytes / (h.dram_bandwidth * eff * share)
         return h.cpu_expert_overhead + mem_s + flops / (h.cpu_flops * h.cpu_gemm_efficiency * share)
 
     def act_bytes(self, tokens: np.ndarray) -> np.ndarray:
