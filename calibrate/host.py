@@ -30,7 +30,7 @@ import torch
 
 FIT = [(2048, 768), (2048, 1408), (4096, 1024)]  # (hidden, expert intermediate): Qwen3-30B, V2-Lite, wide
 HELD_OUT = [(2048, 1024), (3072, 1536)]  # OLMoE-like, and one between
-BATCHES = [1, 2, 4, 8, 16]
+BATCHES = [1, 2, 4, 8, 16, 64, 256]  # decode batches, and two larger ones so the FLOP term is identified
 OUT = Path(__file__).resolve().parent.parent / "moesim" / "catalog" / "hosts"
 
 
@@ -209,7 +209,8 @@ def _document(args, threads, fitted, rates, fit_rows, held, wall) -> dict:
                            "device_name": _cpu_name(), "threads": threads, "torch": torch.__version__,
                            "python": platform.python_version(), "os": platform.platform(),
                            "grid": {"fit": FIT, "held_out": HELD_OUT, "batches": BATCHES, "dtype": "float32",
-                                    "repeats": "15, or one call per distinct expert of a 512 MiB set", "statistic": "median"}, "quick": args.quick, "wall_s": wall},
+                                    "repeats": "15, or one call per distinct expert of a 512 MiB set",
+                                    "statistic": "median"}, "quick": args.quick, "wall_s": wall},
             "fit": {"rows": fit_rows, "overhead_s": c0, "weight_Bps": wb, "flops": fl, "single_token_weight_Bps": wb1},
             "held_out": {"rows": held, "median_abs_error": float(np.median([abs(r["error"]) for r in held])),
                          "max_abs_error": float(max(abs(r["error"]) for r in held))}}

@@ -171,7 +171,8 @@ def _host_links(c: ClusterSpec, graph: nx.DiGraph, cap: np.ndarray, lat: np.ndar
     """Append the host links (per GPU: h2d, d2h; per node: DRAM read, NVMe read) to the link arrays."""
     h, g, nodes, b = c.host, c.num_gpus, c.nodes, cap.size
     host_bw = np.full(g, h.host_link_bandwidth)
-    cap = np.concatenate([cap, host_bw, host_bw, np.full(nodes, h.dram_bandwidth), np.full(nodes, h.nvme_read_bandwidth)])
+    cap = np.concatenate([cap, host_bw, host_bw, np.full(nodes, h.dram_bandwidth),
+                          np.full(nodes, h.nvme_read_bandwidth)])
     lat = np.concatenate([lat, np.full(2 * g, h.host_link_latency), np.zeros(nodes), np.full(nodes, h.nvme_latency)])
     kind = np.concatenate([kind, np.full(2 * g, 3), np.full(nodes, 4), np.full(nodes, 5)]).astype(np.int8)
     for gpu in range(g):

@@ -4,14 +4,13 @@ monotonicity properties, the shipped examples and bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pathlib import Path
 
 from moesim.cli import main
 from moesim.config.loader import scenario_from_dict
@@ -262,3 +261,74 @@ def test_offload_without_a_host_is_one_line(tmp_path):
                  "offload: {home: ssd}\n")
     r = CliRunner().invoke(main, ["run", str(p)])
     assert r.exit_code == 2 and "offload.home" in r.output
+
+
+def test_trace_replay_keeps_the_trace_order():
+    """The tiny LM's real routing: sequence j reads tokens j·steps ... in order, so its hit rate comes from
+    the trace's own locality; a long enough trace is exact."""
+    trace = str(ROOT / "calibrate/traces/tiny-moe-stdlib.npz")
+    raw = {"model": {"name": "tiny", "hidden_size": 96, "moe_intermediate_size": 192, "n_routed_experts": 16,
+                     "num_experts_per_tok": 2, "num_hidden_layers": 4},
+           "cluster": {"gpu": _gpu(), "nodes": 1, "gpus_per_node": 1, "host": _host()},
+           "router": {"stats": {"kind": "trace", "path": trace}},
+           "workload": {"mode": "decode", "tokens_per_gpu": 2, "scope": "moe_layers"},
+           "offload": {"gpu_expert_share": 0.25, "cache": "lru", "steps": 64}}
+    r = run_offload(scenario_from_dict(raw))
+    assert r.doc["fidelity"]["routing"] == "trace replay"
+    ids = np.load(trace)["topk_ids"]
+    from moesim.offload.steps import step_ids  # noqa: PLC0415
+
+    got, exact = step_ids(scenario_from_dict(raw), None, np.ones((4, 16)) / 16, 64, 2)
+    assert exact and (got[:, 0, 1] == ids[0, 64:128]).all()
+    assert 0 < r.doc["cache"]["hit_rate"] < 1
+
+
+def test_host_calibration_pieces(tmp_path):
+    """calibrate/host.py's measurements on tiny sizes, and its fit recovering known rates."""
+    pytest.importorskip("torch")
+    from calibrate import host  # noqa: PLC0415
+
+    read, copy = host.memory_rates(mib=8, reps=2)
+    assert read > 0 and copy > 0
+    assert host.disk_read_rate(tmp_path, mib=16, reps=1) > 0
+    assert host.expert_call(64, 128, 2, 1, stream_bytes=1 << 20) > 0
+    rows = [{"tokens": n, "weight_bytes": w, "flops": 2.0 * n * w, "seconds": 1e-4 + w / 5e9 + 2.0 * n * w / 2e10}
+            for w in (1e6, 4e6, 1.6e7) for n in (2, 4, 8, 16)]
+    rows += [{"tokens": 1, "weight_bytes": w, "flops": 2.0 * w, "seconds": 1e-4 + w / 1e10 + 2.0 * w / 2e10}
+             for w in (1e6, 4e6)]
+    c0, wb, fl, wb1 = host.fit(rows)
+    assert c0 == pytest.approx(1e-4, rel=1e-6) and wb == pytest.approx(5e9, rel=1e-6)
+    assert fl == pytest.approx(2e10, rel=1e-6) and wb1 == pytest.approx(1e10, rel=1e-6)
+
+
+def test_measured_host_profile_is_labelled_and_loads():
+    from moesim import catalog  # noqa: PLC0415
+
+    assert "cpu-ref" in catalog.host_names()
+    entry = catalog.host_entry("cpu-ref")
+    assert entry["cpu_flops"]["label"] == "measured" and entry["nvme_read_bandwidth"]["label"] == "measured"
+    doc = json.loads((ROOT / "moesim/catalog/hosts/cpu-ref.json").read_text())
+    assert {"device_name", "date_utc", "torch", "grid", "command"} <= set(doc["provenance"])
+    assert doc["held_out"]["rows"] and all("error" in r for r in doc["held_out"]["rows"])
+
+
+def test_list_hosts_and_check():
+    r = CliRunner().invoke(main, ["list", "hosts"])
+    assert r.exit_code == 0 and "workstation-4090" in r.output and "datasheet" in r.output
+    r = CliRunner().invoke(main, ["check", str(ROOT / "scenarios/mixtral-8x7b-offload-4090.yaml")])
+    assert r.exit_code == 0 and "tier plan" in r.output
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.0, 0.9), st.floats(0.05, 0.5), st.sampled_from(["lfu", "static", "lru"]),
+       st.sampled_from(["model", "layer"]))
+def test_more_gpu_memory_never_lowers_the_hit_rate(share, more, cache, scope):
+    """A whole run: a larger expert budget never lowers the hit rate (no prefetch: prefetches are
+    inserted outside the batch order and break the stack property on purpose)."""
+    stats = {"kind": "zipf", "alpha": 0.9, "locality": 0.3}
+
+    def rate(x):
+        off = {"gpu_expert_share": min(1.0, x), "cache": cache, "cache_scope": scope, "steps": 6}
+        return run_offload(_scenario(off, stats=stats, tokens=2)).doc["cache"]["hit_rate"]
+
+    assert rate(share + more) >= rate(share) - 1e-12

@@ -23,7 +23,7 @@ from moesim.offload.tiers import MissCosts, TierPlan, initial_set
 @dataclass
 class LayerAccess:
     """One (step, layer) on every GPU. Counts [G] of expert uses; token lists per GPU: one entry per expert
-    it runs on the GPU (``gpu_tokens``: hits, prefetch hits; ``fetched_tokens``: demand fetches) or has
+    it runs on the GPU (``gpu_tokens``: hits; ``prefetched_tokens``; ``fetched_tokens``: demand fetches) or has
     the CPU run (``cpu_tokens``). pairs [G, G]: token copies from each token's GPU to each expert's GPU."""
 
     gpus: int
@@ -33,6 +33,7 @@ class LayerAccess:
     cpu: np.ndarray = field(init=False)
     prefetched: np.ndarray = field(init=False)
     gpu_tokens: list[list[int]] = field(init=False)
+    prefetched_tokens: list[list[int]] = field(init=False)
     fetched_tokens: list[list[int]] = field(init=False)
     cpu_tokens: list[list[int]] = field(init=False)
     pairs: np.ndarray | None = None
@@ -41,7 +42,8 @@ class LayerAccess:
         g = self.gpus
         for name in ("hits", "prefetch_hits", "fetched", "cpu", "prefetched"):
             setattr(self, name, np.zeros(g, dtype=np.int64))
-        self.gpu_tokens, self.fetched_tokens, self.cpu_tokens = ([[] for _ in range(g)] for _ in range(3))
+        self.gpu_tokens, self.prefetched_tokens, self.fetched_tokens, self.cpu_tokens = (
+            [[] for _ in range(g)] for _ in range(4))
 
     @property
     def uses(self) -> np.ndarray:
@@ -121,7 +123,7 @@ def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, in
     for (e, n), hit in zip(need, hits):
         if e in staged:
             la.prefetch_hits[gpu] += 1
-            la.gpu_tokens[gpu].append(n)
+            la.prefetched_tokens[gpu].append(n)
         elif hit:
             la.hits[gpu] += 1
             la.gpu_tokens[gpu].append(n)

@@ -1,11 +1,13 @@
 """Stage programs of an offload run: one per (decode step, MoE layer), run in that order by the engine.
 
 Per layer, on every GPU (empty stages are left out):
-  [attention_proj → attention_core → norms → dense_ffn] → router → permute   ∥ prefetch (host → GPU)
-  → [dispatch]  (several GPUs: token copies to the experts' GPUs)
-  → routed_experts (cached and prefetched experts, on the SMs)
+  [attention_proj → attention_core → norms → dense_ffn] → router → permute → [dispatch] (several GPUs:
+  token copies to the experts' GPUs) → routed_experts (the cached experts, on the SMs)
     ∥ expert_fetch → fetched_experts  (missed experts' weights over the host link, then their GEMMs)
     ∥ to_cpu → cpu_experts → from_cpu  (activations to the host, experts on the CPU, results back)
+With prefetch, ``prefetch`` (host → GPU) runs beside everything up to routed_experts, and
+``prefetched_experts`` takes routed_experts' place in the region after it; the demand fetch then starts
+once the prefetch is in (the host link serves the two in turn, as one copy engine would).
   → shared_experts → [combine] → unpermute [→ tail_blocks → head after the last layer]
 Fetched bytes are flows on the topology (DRAM or NVMe link, then the GPU's host link), so fetches of one
 node's GPUs, prefetches and activations contend where they share a link.
@@ -17,12 +19,25 @@ import numpy as np
 
 from moesim.offload.access import LayerAccess
 from moesim.offload.tiers import MissCosts, TierPlan
-from moesim.program import (FROM_DRAM, FROM_HOST, FROM_NVME, HOST, NVME_TO_DRAM, TO_HOST, Comm, Compute, FlowSet,
-                            Parallel, Program, Stage)
+from moesim.program import (
+    FROM_DRAM,
+    FROM_HOST,
+    FROM_NVME,
+    HOST,
+    NVME_TO_DRAM,
+    TO_HOST,
+    Comm,
+    Compute,
+    FlowSet,
+    Parallel,
+    Program,
+    Stage,
+)
 from moesim.resolve import Resolved
 
 ATTENTION = ("attention_proj", "attention_core", "norms", "dense_ffn", "tail_blocks", "head")
-GPU_EXPERTS = ("router", "permute", "routed_experts", "fetched_experts", "shared_experts", "unpermute")
+GPU_EXPERTS = ("router", "permute", "routed_experts", "prefetched_experts", "fetched_experts", "shared_experts",
+               "unpermute")
 
 
 def _slot_matrix(tokens: list[list[int]]) -> np.ndarray:
@@ -48,22 +63,26 @@ def layer_program(r: Resolved, cm, plan: TierPlan, costs: MissCosts, la: LayerAc
     tier = FROM_NVME if plan.memory["experts_home"] == "nvme" else FROM_DRAM
     pre: list[Stage] = [Compute(n, before[n]) for n in ATTENTION[:4] if n in before and np.any(before[n])]
     pre += [Compute("router", cm.router(tokens)), Compute("permute", cm.permute(tokens))]
+    if la.pairs is not None and la.pairs.sum() > np.trace(la.pairs):
+        pre.append(Comm("dispatch", _pairs(la.pairs, r.dispatch_copy_bytes), r.links.dispatch_latency_s))
+    hits = Compute("routed_experts", cm.expert(_slot_matrix(la.gpu_tokens)))
     pf = _host_flows(la.prefetched * plan.expert_bytes, tier)
-    stages: list[Stage] = [Parallel((tuple(pre), (Comm("prefetch", pf),)))] if pf is not None else pre
-    if la.pairs is not None:
-        stages.append(Comm("dispatch", _pairs(la.pairs, r.dispatch_copy_bytes), r.links.dispatch_latency_s))
-    stages.append(_experts(cm, plan, costs, la, tier))
+    if pf is None:
+        stages: list[Stage] = [*pre, _experts(cm, plan, costs, la, tier, hits)]
+    else:  # the prefetch runs beside attention and the cached experts; prefetched ones run once it is in
+        later = Compute("prefetched_experts", cm.expert(_slot_matrix(la.prefetched_tokens)))
+        stages = [Parallel(((*pre, hits), (Comm("prefetch", pf),))), _experts(cm, plan, costs, la, tier, later)]
     stages.append(Compute("shared_experts", cm.shared(tokens)))
-    if la.pairs is not None:
+    if la.pairs is not None and la.pairs.sum() > np.trace(la.pairs):
         stages.append(Comm("combine", _pairs(la.pairs.T, r.combine_copy_bytes), r.links.combine_latency_s))
     stages.append(Compute("unpermute", cm.unpermute(tokens)))
     stages += [Compute(n, after[n]) for n in ATTENTION[4:] if n in after and np.any(after[n])]
     return Program(tuple(_flat(stages)), layer, block, "forward", step)
 
 
-def _experts(cm, plan: TierPlan, costs: MissCosts, la: LayerAccess, tier: int) -> Stage:
-    """The routed experts' region: GPU branch, fetch branch, CPU branch (the ones with work)."""
-    branches: list[tuple[Stage, ...]] = [(Compute("routed_experts", cm.expert(_slot_matrix(la.gpu_tokens))),)]
+def _experts(cm, plan: TierPlan, costs: MissCosts, la: LayerAccess, tier: int, gpu: Compute) -> Stage:
+    """The routed experts' region: GPU branch (``gpu``), fetch branch, CPU branch (the ones with work)."""
+    branches: list[tuple[Stage, ...]] = [(gpu,)]
     fetch = _host_flows(la.fetched * plan.expert_bytes, tier)
     if fetch is not None:
         branches.append((Comm("expert_fetch", fetch), Compute("fetched_experts",
@@ -92,4 +111,4 @@ def _pairs(pairs: np.ndarray, copy_bytes: int) -> FlowSet:
 
 def _flat(stages: list[Stage]) -> list[Stage]:
     return [st for st in stages if not (isinstance(st, Compute) and not np.any(st.seconds))
-            or st.name == "routed_experts"]
+            or st.name in ("routed_experts", "prefetched_experts")]

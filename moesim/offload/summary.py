@@ -3,8 +3,9 @@
 Time per decode step is split on the GPU that finishes last, stage by stage: ``attention`` (the non-MoE
 blocks), ``gpu_experts`` (router, permute, routed, fetched and shared experts, unpermute: time the SMs
 ran), ``communication`` (dispatch, combine between GPUs, once every partner is ready), ``waiting`` (for
-the other GPUs to reach dispatch or combine: their fetches or experts took longer), ``fetch_stall`` (a prefetch still in flight when
-attention ended, and waiting for fetched weights) and ``cpu_experts`` (waiting for the CPU's experts).
+the other GPUs to reach dispatch or combine: their fetches or experts took longer), ``fetch_stall`` (a
+prefetch still in flight when attention ended, and waiting for fetched weights) and ``cpu_experts``
+(waiting for the CPU's experts).
 The parts add up to the step time.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from moesim.engine.records import END, START, ENTER, SimRecords
+from moesim.engine.records import END, ENTER, START, SimRecords
 from moesim.offload.access import LayerAccess
 from moesim.offload.programs import ATTENTION, GPU_EXPERTS
 from moesim.offload.tiers import TierPlan
@@ -49,7 +50,8 @@ def _program_parts(names: tuple[str, ...], x: np.ndarray, total: float) -> dict[
             "communication": span("dispatch") + span("combine"),
             "waiting": sum(float(x[names.index(n), START] - x[names.index(n), ENTER])
                            for n in ("dispatch", "combine") if n in names),
-            "fetch_stall": max(0.0, end("prefetch") - end("permute")) if "prefetch" in names else 0.0,
+            "fetch_stall": max(0.0, end("prefetch") - max(end("routed_experts"), end("permute"), end("dispatch")))
+            if "prefetch" in names else 0.0,
             "cpu_experts": 0.0}
     rest = max(0.0, total - sum(part.values()))
     cpu_end = max(end("cpu_experts"), end("from_cpu"))

@@ -41,7 +41,7 @@ def owner_of(experts: int, gpus: int) -> np.ndarray:
 
 def plan_tiers(s: Scenario) -> TierPlan:
     """Budget, slots and memory per tier; raises ScenarioError when the plan does not fit."""
-    o, h, gpu = s.offload, s.cluster.host, s.cluster.gpu
+    o, gpu = s.offload, s.cluster.gpu
     moe = MoEModel.from_spec(s.model)
     eb = moe.expert_weight_bytes
     g = s.cluster.gpus_per_node
