@@ -95,6 +95,10 @@ def kv_capacity_tokens_per_gpu(s: Scenario, max_batch: int, fraction: float) -> 
     token. None when the model gives no attention shape (memory not modelled); 0 when nothing is left."""
     probe = s.model_copy(update={"workload": s.workload.model_copy(
         update={"mode": "decode", "tokens_per_gpu": max_batch, "context_tokens": 1})})
+    if s.offload is not None:  # experts across memory tiers: the expert budget, not every expert, is in HBM
+        from moesim.offload.tiers import kv_room_bytes  # noqa: PLC0415
+
+        return max(0.0, kv_room_bytes(probe) * fraction / kv_bytes_per_cached_token(s))
     mem = memory_per_gpu(probe)
     if not mem["known"]:
         return None

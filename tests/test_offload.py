@@ -332,3 +332,31 @@ def test_more_gpu_memory_never_lowers_the_hit_rate(share, more, cache, scope):
         return run_offload(_scenario(off, stats=stats, tokens=2)).doc["cache"]["hit_rate"]
 
     assert rate(share + more) >= rate(share) - 1e-12
+
+
+def test_serving_an_offload_scenario(tmp_path, monkeypatch):
+    """`moesim serve` on an offload scenario: its iteration surface comes from offload runs, its KV cache
+    from the GPU memory the expert budget leaves."""
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    path = str(ROOT / "scenarios/mixtral-8x7b-offload-serve-4090.yaml")
+    small = ["--set", "serving.requests=20", "--set", "model.num_hidden_layers=4"]
+    r = CliRunner().invoke(main, ["serve", path, *small, "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["throughput"]["output_tokens_per_s"] > 0 and doc["requests"]
+    assert doc["instances"][0]["kv_tokens_per_instance"] > 0
+    r = CliRunner().invoke(main, ["serve", path, *small, "--set", "offload.gpu_expert_bytes=null"])
+    assert r.exit_code == 2 and "offload.gpu_expert_bytes" in r.output
+
+
+def test_kv_room_is_what_the_budget_leaves():
+    from moesim.memory import kv_bytes_per_cached_token, kv_capacity_tokens_per_gpu  # noqa: PLC0415
+    from moesim.offload.tiers import kv_room_bytes  # noqa: PLC0415
+
+    s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "weight_dtype": "fp8"},
+                            "cluster": {"gpu": "rtx-4090", "nodes": 1, "gpus_per_node": 1, "host": "workstation-4090"},
+                            "workload": {"mode": "decode", "tokens_per_gpu": 1},
+                            "offload": {"gpu_expert_bytes": 12 * 2**30}})
+    room = kv_room_bytes(s)
+    assert 0 < room < 24e9 - 12 * 2**30
+    assert kv_capacity_tokens_per_gpu(s, 1, 1.0) == pytest.approx(room / kv_bytes_per_cached_token(s))

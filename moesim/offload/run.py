@@ -44,10 +44,11 @@ def steps_of(s: Scenario) -> int:
     return s.offload.steps if s.workload.mode == "decode" else 1
 
 
-def run_offload(s: Scenario) -> OffloadResult:
-    """Simulate ``steps`` decode steps (or one prefill pass) of a validated offload scenario."""
+def run_offload(s: Scenario, kv: bool = True) -> OffloadResult:
+    """Simulate ``steps`` decode steps (or one prefill pass) of a validated offload scenario. ``kv``: the
+    scenario's KV cache must fit beside the expert budget (serving's points leave that to its scheduler)."""
     r = resolve(s)
-    plan = plan_tiers(s)
+    plan = plan_tiers(s, kv)
     mc = MissCosts(s, plan.expert_bytes)
     popularity = popularity_of(s)
     g, b, steps = s.cluster.gpus_per_node, s.workload.tokens_per_gpu, steps_of(s)
@@ -82,6 +83,7 @@ def _summary(s: Scenario, plan: TierPlan, acc, rec: SimRecords, exact: bool, flu
         "per_sequence_tokens_per_s": (steps / total_s if total_s else float("inf")) if decode else None,
         "time_per_token_split_s": {k: parts[k] / per for k in PARTS},
         "cache": cache_doc(acc, plan, s.offload.cache, cache_scope(s)),
+        "gpu_load_max_over_mean": _load_imbalance(acc),
         "host_bytes_per_token": bytes_doc(acc, plan, s.model.hidden_size * ACT_BYTES *
                                           (0 if s.cluster.host.unified else 1), tokens),
         "memory": plan.memory,
@@ -93,6 +95,17 @@ def _summary(s: Scenario, plan: TierPlan, acc, rec: SimRecords, exact: bool, flu
         "cost_sources": {**{f"gpu.{k}": v for k, v in sorted(s.cluster.gpu_provenance.items())},
                          **{f"host.{k}": v for k, v in sorted(s.cluster.host_provenance.items())}},
     }
+
+
+def _load_imbalance(acc: list[list[LayerAccess]]) -> float:
+    """Mean over steps and layers of the busiest GPU's expert tokens over the mean (1 on one GPU)."""
+    vals = []
+    for row in acc:
+        for la in row:
+            tok = np.array([sum(a) + sum(b) + sum(c) + sum(d) for a, b, c, d in
+                            zip(la.gpu_tokens, la.prefetched_tokens, la.fetched_tokens, la.cpu_tokens)], dtype=float)
+            vals.append(tok.max() / tok.mean() if tok.mean() > 0 else 1.0)
+    return float(np.mean(vals)) if vals else 1.0
 
 
 def expert_uses(acc: list[list[LayerAccess]]) -> np.ndarray:

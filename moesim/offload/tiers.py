@@ -39,14 +39,17 @@ def owner_of(experts: int, gpus: int) -> np.ndarray:
     return (np.arange(experts) * gpus) // experts
 
 
-def plan_tiers(s: Scenario) -> TierPlan:
-    """Budget, slots and memory per tier; raises ScenarioError when the plan does not fit."""
+def plan_tiers(s: Scenario, kv: bool = True) -> TierPlan:
+    """Budget, slots and memory per tier; raises ScenarioError when the plan does not fit. ``kv``: count
+    the scenario's KV cache (serving's iteration points leave it to the scheduler's KV limit)."""
     o, gpu = s.offload, s.cluster.gpu
     moe = MoEModel.from_spec(s.model)
     eb = moe.expert_weight_bytes
     g = s.cluster.gpus_per_node
     owned = -(-moe.experts // g) * moe.num_moe_layers  # (layer, expert) pairs one GPU can hold at most
     fixed = _fixed_bytes(s)
+    if not kv:
+        fixed["kv_cache"] = 0.0
     fetches = o.miss != "cpu"
     top_k = s.router.top_k or s.model.num_experts_per_tok
     staging = (top_k + (o.prefetch_experts if o.prefetch != "none" else 0)) * eb if fetches else 0.0
@@ -62,6 +65,19 @@ def plan_tiers(s: Scenario) -> TierPlan:
     owner = owner_of(moe.experts, g)
     memory = _memory_doc(s, fixed, staging, slots * eb, usable, moe)
     return TierPlan(slots, eb, staging, owner, memory)
+
+
+def kv_room_bytes(s: Scenario) -> float:
+    """GPU memory per GPU left for the KV cache when serving an offload scenario: what is usable after the
+    other weights, activations, staging and the expert budget, which serving needs stated explicitly."""
+    o = s.offload
+    if o.gpu_expert_bytes is None and o.gpu_expert_share is None:
+        raise ScenarioError("serving needs the expert budget stated: the GPU memory it leaves holds the KV cache",
+                            path="offload.gpu_expert_bytes", fix="set gpu_expert_bytes (e.g. 16GiB) or "
+                                                                 "gpu_expert_share")
+    p = plan_tiers(s, kv=False)
+    hbm = p.memory["hbm_per_gpu"]
+    return hbm["usable_bytes"] - hbm["total_bytes"]
 
 
 def _budget(s: Scenario, left: float, eb: float, owned: int) -> float:

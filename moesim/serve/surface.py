@@ -121,6 +121,11 @@ def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float]:
     from moesim.api import run_scenario  # noqa: PLC0415
 
     s, mode, tokens, context = task
+    if s.offload is not None:  # experts across memory tiers: a decode step's (or a prefill pass's) time
+        from moesim.offload import run_offload  # noqa: PLC0415
+
+        doc = run_offload(point_scenario(s, mode, tokens, context), kv=False).doc
+        return doc["time_per_token_s"] if mode == "decode" else doc["simulated_s"], doc["gpu_load_max_over_mean"]
     sm = run_scenario(point_scenario(s, mode, tokens, context)).summary
     return sm.iteration_time_s, float(sm.totals.gpu_load_max_over_mean)
 
