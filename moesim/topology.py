@@ -110,20 +110,15 @@ class Topology:
         out = self.paths(f.src, f.dst)
         tier, gpu = f.tier, np.asarray(f.dst, dtype=np.int64)
         g, b, node = self.num_gpus, self.host_base, self.node_of(gpu)
-        h2d, d2h = b + gpu, b + g + gpu
-        dram, nvme = b + 2 * g + node, b + 2 * g + self.nodes + node
-        for code, hops in ((FROM_DRAM, (dram, h2d)), (FROM_NVME, (nvme, h2d)), (TO_HOST, (d2h,)),
-                           (FROM_HOST, (h2d,)), (NVME_TO_DRAM, (nvme,))):
+        h2d, d2h = [] if self.unified else [b + gpu], [] if self.unified else [b + g + gpu]  # one memory: none
+        dram, nvme = [b + 2 * g + node], [b + 2 * g + self.nodes + node]
+        for code, hops in ((FROM_DRAM, dram + h2d), (FROM_NVME, nvme + h2d), (TO_HOST, d2h), (FROM_HOST, h2d),
+                           (NVME_TO_DRAM, nvme)):
             rows = tier == code
-            if not rows.any():
-                continue
-            out[rows] = -1
-            col = 0
-            for hop in hops:
-                if self.unified and (hop is h2d or hop is d2h):
-                    continue  # one memory: nothing crosses a host link
-                out[rows, col] = hop[rows]
-                col += 1
+            if rows.any():
+                out[rows] = -1
+                for col, hop in enumerate(hops):
+                    out[rows, col] = hop[rows]
         return out
 
 

@@ -3,25 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
-from moesim.units import parse_quantity
-
-
-def _unit(kind: str):
-    return BeforeValidator(lambda v: parse_quantity(v, kind))
-
-
-Bandwidth = Annotated[float, _unit("bandwidth"), Field(gt=0)]
-Seconds = Annotated[float, _unit("time"), Field(ge=0)]
-Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
-Flops = Annotated[float, _unit("flops"), Field(gt=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from moesim.config.types import Bandwidth, Bytes, Flops, Seconds, Strict
 
 
 class HostSpec(Strict):

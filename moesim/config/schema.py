@@ -9,28 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
 from moesim.config.offload import HostSpec, OffloadSpec
 from moesim.config.serving import ServingSpec
-from moesim.units import parse_quantity
+from moesim.config.types import Bandwidth, Bytes, Flops, Seconds, Strict
 
-
-def _unit(kind: str):
-    return BeforeValidator(lambda v: parse_quantity(v, kind))
-
-
-Bandwidth = Annotated[float, _unit("bandwidth"), Field(gt=0)]
-Seconds = Annotated[float, _unit("time"), Field(ge=0)]
-Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
-Flops = Annotated[float, _unit("flops"), Field(gt=0)]
 Dtype = Literal["fp32", "bf16", "fp8"]
-
-
-class Strict(BaseModel):
-    """Frozen, and a key the schema does not know is an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelSpec(Strict):

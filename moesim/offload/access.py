@@ -45,10 +45,6 @@ class LayerAccess:
         self.gpu_tokens, self.prefetched_tokens, self.fetched_tokens, self.cpu_tokens = (
             [[] for _ in range(g)] for _ in range(4))
 
-    @property
-    def uses(self) -> np.ndarray:
-        return self.hits + self.prefetch_hits + self.fetched + self.cpu
-
 
 def walk(s: Scenario, plan: TierPlan, popularity: np.ndarray, ids: np.ndarray, costs: MissCosts
          ) -> list[list[LayerAccess]]:

@@ -106,8 +106,3 @@ def _load_imbalance(acc: list[list[LayerAccess]]) -> float:
                             zip(la.gpu_tokens, la.prefetched_tokens, la.fetched_tokens, la.cpu_tokens)], dtype=float)
             vals.append(tok.max() / tok.mean() if tok.mean() > 0 else 1.0)
     return float(np.mean(vals)) if vals else 1.0
-
-
-def expert_uses(acc: list[list[LayerAccess]]) -> np.ndarray:
-    """[steps, layers] expert uses (for tests and plots)."""
-    return np.array([[int(la.uses.sum()) for la in row] for row in acc])

@@ -10,6 +10,7 @@ caches only its own. Every routed expert also has its home copy on the host (``o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -163,13 +164,18 @@ class MissCosts:
     s: Scenario
     expert_bytes: float
 
+    @cached_property
+    def expert_flops_per_token(self) -> float:
+        """FLOPs of one routed expert on one token: 2 · 3·H·F."""
+        return 2.0 * MoEModel.from_spec(self.s.model).expert_params
+
     def cpu_expert_s(self, tokens: np.ndarray) -> np.ndarray:
         """CPU time of experts with ``tokens`` [n] tokens each (the node's cores split over its GPUs):
         call overhead + weight streaming + GEMM FLOPs (the CPU overlaps little of the two)."""
-        h, m = self.s.cluster.host, MoEModel.from_spec(self.s.model)
+        h = self.s.cluster.host
         share = 1.0 / self.s.cluster.gpus_per_node
         tokens = np.asarray(tokens, dtype=float)
-        flops = 2.0 * 3 * m.hidden * m.inter * tokens
+        flops = self.expert_flops_per_token * tokens
         eff = np.where(tokens == 1, h.cpu_gemv_memory_efficiency or h.cpu_memory_efficiency, h.cpu_memory_efficiency)
         mem_s = self.expert_bytes / (h.dram_bandwidth * eff * share)
         return h.cpu_expert_overhead + mem_s + flops / (h.cpu_flops * h.cpu_gemm_efficiency * share)
