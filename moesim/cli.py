@@ -172,13 +172,16 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--gpus", "gpus", type=int, default=8, show_default=True,
+@click.option("--gpus", "gpus", type=click.IntRange(min=1), default=8, show_default=True,
               help="EP size for the per-GPU figures (contiguous placement: expert e on GPU e // (E/GPUs)).")
-@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="For distinct nodes per token.")
+@click.option("--gpus-per-node", type=click.IntRange(min=1), default=8, show_default=True,
+              help="For distinct nodes per token.")
 @click.option("--key", default=None, help="Array name inside .npz/.json/.pt files (default: the usual names).")
 @click.option("--step", default="mean", show_default=True, help="Time series: a step index, or mean.")
+@click.option("--kind", type=click.Choice(["auto", "trace", "histogram"]), default="auto", show_default=True,
+              help="What the file holds; auto reads it from the entry's name (needed for a bare 3-D int array).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
-def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str, as_json: bool) -> None:
+def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str, kind: str, as_json: bool) -> None:
     """Summarise a router trace or load histogram, and fit the synthetic law's parameters.
 
     \b
@@ -187,12 +190,13 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
     measured skew can be carried into what-if scenarios (router.stats: {kind: zipf, alpha: ...}).
     Examples:
       moesim stats calibrate/traces/tiny-moe-stdlib.npz --gpus 4 --gpus-per-node 2
-      moesim stats sglang_dump.pt --key logical_count --gpus 32 --json
+      moesim stats expert_distribution_recorder_1750000000.pt --gpus 32 --json   (SGLang, any mode)
+      moesim stats eplb_state.pt --gpus 32   (vLLM EplbModelState tensors, torch.save)
     """
     from moesim.routing.analysis import summarize_file  # noqa: PLC0415
     from moesim.tables import stats_table  # noqa: PLC0415
 
-    doc = summarize_file(path, gpus, gpus_per_node, key, step)
+    doc = summarize_file(path, gpus, gpus_per_node, key, step, kind)
     click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else stats_table(doc), nl=as_json)
 
 
@@ -237,27 +241,6 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
     from moesim.cli_study import finish_compare  # noqa: PLC0415
 
     finish_compare(rows, scenario, out_dir, as_json, stopped)
-
-
-@main.command(name="export-placement")
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path) -> None:
-    """Write the scenario's expert placement as SGLang's initial expert location JSON.
-
-    \b
-    {"physical_to_logical_map": [[...] per model layer]}: dense layers get the trivial mapping. Load it
-    with `--init-expert-location PATH` (plus --ep-num-redundant-experts matching the plan).
-    """
-    from moesim.export import sglang_expert_location  # noqa: PLC0415
-    from moesim.output import write_atomic  # noqa: PLC0415
-
-    s = api.load_scenario(scenario, list(overrides))
-    doc = sglang_expert_location(s)
-    write_atomic(out_file, json.dumps(doc) + "\n")
-    rows = doc["physical_to_logical_map"]
-    click.echo(f"wrote {out_file}: {len(rows)} layers x {len(rows[0])} physical experts (EP {s.cluster.num_gpus})")
 
 
 @main.command(name="rebalance")
@@ -395,6 +378,8 @@ def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int
                   write_atomic)
     finish_plan(result, out_dir, as_json)
 
-from moesim.cli_serve import serve_cmd  # noqa: E402  (kept in its own module; registered here)
+from moesim.cli_formats import export_placement  # noqa: E402  (kept in their own modules; registered here)
+from moesim.cli_serve import serve_cmd  # noqa: E402
 
 main.add_command(serve_cmd)
+main.add_command(export_placement)

@@ -90,20 +90,20 @@ def test_shipped_silicon_profiles_refit_and_repredict_from_their_stored_rows(nam
     p = SiliconProfile.load(catalog.profile_dir() / f"{name}.json")
     refit = fit_moe(p.rows("fit"))
     for dtype, coef in p.moe["coef"].items():
-        assert refit[dtype] == pytest.approx(coef, rel=1e-9, abs=1e-30)
+        assert refit[dtype] == pytest.approx(coef, rel=1e-6, abs=1e-30)
     again = held_out_errors(p)
     for group, e in p.moe["held_out_error_percent"].items():
-        assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
+        assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-6), group
     from moesim.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
 
     body = p.doc["gemm"]
     refit_g = fit_gemm(unpack_rows(body["rows_fit"]))  # refit from the stored rows: the same coefficients
     for dtype, fit in body["coef"].items():
         assert refit_g[dtype]["m"] == fit["m"]
-        assert np.array(refit_g[dtype]["coef"]) == pytest.approx(np.array(fit["coef"]), rel=1e-9, abs=1e-30)
+        assert np.array(refit_g[dtype]["coef"]) == pytest.approx(np.array(fit["coef"]), rel=1e-6, abs=1e-30)
     gemm_again = GemmModel(body).held_out_errors()
     for group, e in body["held_out_error_percent"].items():
-        assert gemm_again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
+        assert gemm_again[group]["mape"] == pytest.approx(e["mape"], rel=1e-6), group
     fp8 = [e["mape"] for g, e in again.items() if g.startswith("moe fp8")]
     assert max(fp8) < 10  # the target per op family, met by FP8 (BF16 held-out shapes miss it)
 
@@ -195,8 +195,11 @@ def test_shipped_attention_fits_refit_and_repredict():
     p = SiliconProfile.load(catalog.profile_dir() / "h100-sglang.json")
     body = p.doc["attention"]
     refit = fit_attention(unpack_rows(body["rows_fit"]))
-    for fam, c in body["coef"].items():
-        assert refit[fam] == pytest.approx(c, rel=1e-9, abs=1e-30)
+    # non-negative least squares: a coefficient at the edge of zero (4e-16 vs 0) moves with the LAPACK build,
+    # so the refit is compared by what it predicts on the fit rows, and the held-out errors by value
+    ref, new = AttentionModel(body), AttentionModel({**body, "coef": refit})
+    for row in unpack_rows(body["rows_fit"]):
+        assert new.time(row["family"], row) == pytest.approx(ref.time(row["family"], row), rel=1e-4)
     again = AttentionModel(body).held_out_errors()
     for group, e in body["held_out_error_percent"].items():
-        assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-9), group
+        assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-6), group

@@ -17,6 +17,17 @@ class Placement:
 
     phy2log: np.ndarray  # [layers, R] int
     gpus: int
+    phyrank: np.ndarray | None = None  # [layers, R] replica rank of each slot (EPLB's order), if known
+
+    def log2phy_table(self) -> np.ndarray:
+        """[layers, E, max replicas] the slots of each expert by replica rank, padded with -1 (EPLB's
+        ``log2phy``); slot order where the rank is not known."""
+        layers, slots = self.phy2log.shape
+        rank = self.phyrank if self.phyrank is not None else _slot_rank(self.phy2log)
+        cnt = self.logcnt
+        out = np.full((layers, cnt.shape[1], int(cnt.max())), -1, dtype=np.int64)
+        out[np.arange(layers)[:, None], self.phy2log, rank] = np.arange(slots)
+        return out
 
     @property
     def slots_per_gpu(self) -> int:
@@ -81,3 +92,13 @@ class Placement:
         rank = np.cumsum(best, axis=1) - 1
         col = np.argmax(best & (rank == want[:, None]), axis=1)
         return cand[np.arange(flat.size), col].reshape(n, k)
+
+
+def _slot_rank(phy2log: np.ndarray) -> np.ndarray:
+    """[layers, R] how many earlier slots of the layer hold the same expert."""
+    rank = np.empty_like(phy2log)
+    for layer, row in enumerate(phy2log):
+        order = np.argsort(row, kind="stable")
+        first = np.searchsorted(row[order], row[order])
+        rank[layer, order] = np.arange(row.size) - first
+    return rank

@@ -1,11 +1,12 @@
 """Placement strategies beyond contiguous. Each maps expected loads ``load[layers, E]`` (only ratios matter)
 to a :class:`Placement` with ``R = E + redundant`` slots per layer, ``R / gpus`` slots per GPU.
 
-EPLB (DeepSeek's expert-parallel load balancer) is written from its published description
-(../shared/reference/algorithms.md): replicate the expert with the largest load per replica until the slots
-are used, then pack replicas onto GPUs heaviest first, each onto the lightest GPU that still has a free
-slot; the hierarchical policy first packs whole expert groups onto nodes the same way and replicates and
-packs inside each node.
+EPLB (DeepSeek's expert-parallel load balancer) is written from its published description (docs/sources.md):
+replicate the expert with the largest load per replica until the slots are used, then pack replicas onto
+GPUs heaviest first, each onto the lightest GPU that still has a free slot; the hierarchical policy first
+packs whole expert groups onto nodes the same way and replicates and packs inside each node. It reproduces
+the reference's outputs exactly (tests/fixtures/eplb-golden): float32 loads, a stable descending sort, slot
+order (originals first, then replicas in the order they were added), and the one-item-per-bin shortcut.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from moesim.placement import affinity_jit
 from moesim.placement.base import Placement
+from moesim.placement.introsort import descending_order
 
 
 def _hottest_extra(load_row: np.ndarray, redundant: int) -> np.ndarray:
@@ -45,38 +47,58 @@ def random_placement(load: np.ndarray, gpus: int, redundant: int = 0, rng: np.ra
 
 def balanced_packing(weights: np.ndarray, bins: int) -> np.ndarray:
     """Bin of each item [n]: heaviest first onto the lightest bin with room; n / bins items per bin."""
+    return _pack(weights, bins, reference=False)[0]
+
+
+def _pack(weights: np.ndarray, bins: int, reference: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(bin of each item [n], its position in the bin [n]): heaviest first onto the lightest,
+    lowest-numbered bin with room, n / bins items per bin. Bin loads add up in the items' dtype (float32 for
+    EPLB). ``reference``: as DeepSeek's EPLB does it, equal weights in PyTorch's sort order and, with one
+    item per bin, item i in bin i; else a stable sort and the greedy order throughout."""
     n = weights.size
     per = n // bins
+    if per == 1 and reference:
+        return np.arange(n), np.zeros(n, dtype=int)
     out = np.empty(n, dtype=int)
-    # a heap of (load, bin) over the bins with room: the lightest, lowest-numbered first (as an argmin
-    # over the open bins picks it); O(n log bins), where a scan of every bin per item was O(n · bins)
-    heap = [(0.0, b, 0) for b in range(bins)]
-    w = weights.tolist()
-    for i in np.argsort(-weights, kind="stable").tolist():
+    rank = np.empty(n, dtype=int)
+    # a heap of (load, bin, count) over the bins with room: O(n log bins)
+    heap = [(weights.dtype.type(0), b, 0) for b in range(bins)]
+    order = descending_order(weights) if reference else np.argsort(-weights, kind="stable")
+    for i in order.tolist():
         load, b, count = heapq.heappop(heap)
-        out[i] = b
+        out[i], rank[i] = b, count
         if count + 1 < per:
-            heapq.heappush(heap, (load + w[i], b, count + 1))
-    return out
+            heapq.heappush(heap, (load + weights[i], b, count + 1))
+    return out, rank
 
 
 def replicate(weights: np.ndarray, slots: int) -> np.ndarray:
     """Replicas per expert [n]: one each, then one more at a time to the largest weight / replicas."""
-    cnt = np.ones(weights.size, dtype=int)
-    # a heap of (-weight per replica, expert): the largest, lowest id first (as argmax picks it)
-    w = weights.astype(float).tolist()
-    heap = [(-x, e) for e, x in enumerate(w)]
+    return _replicate(np.asarray(weights, dtype=float), slots)[2]
+
+
+def _replicate(w: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EPLB's replication of experts with loads ``w`` [n] into ``slots``: slot i < n holds expert i, each
+    later slot the expert with the largest ``w / replicas`` (in w's dtype; ties to the lowest id).
+    Returns (expert of each slot [slots], its replica rank [slots], replicas per expert [n])."""
+    n = w.size
+    cnt = np.ones(n, dtype=int)
+    phy = np.concatenate([np.arange(n), np.zeros(slots - n, dtype=int)])
+    rank = np.zeros(slots, dtype=int)
+    heap = [(-x, e) for e, x in enumerate(w.tolist())]  # float32 values are exact as Python floats
     heapq.heapify(heap)
-    for _ in range(slots - weights.size):
+    as_w = w.dtype.type
+    for i in range(n, slots):
         _, e = heapq.heappop(heap)
+        phy[i], rank[i] = e, cnt[e]
         cnt[e] += 1
-        heapq.heappush(heap, (-(w[e] / cnt[e]), e))
-    return cnt
+        heapq.heappush(heap, (-float(w[e] / as_w(cnt[e])), e))
+    return phy, rank, cnt
 
 
 def _pack_replicas(experts: np.ndarray, weights: np.ndarray, slots: int, gpus: int) -> np.ndarray:
-    """Replicate ``experts`` (ids, with ``weights``) into ``slots`` and pack them onto ``gpus`` GPUs.
-    Returns the logical expert of each slot, GPU-major [slots]."""
+    """Replicate ``experts`` (ids, with ``weights``) into ``slots`` and pack them onto ``gpus`` GPUs
+    (affinity's step inside a node). Returns the logical expert of each slot, GPU-major [slots]."""
     cnt = replicate(weights, slots)
     items = np.repeat(experts, cnt)
     item_w = np.repeat(weights / cnt, cnt)
@@ -85,27 +107,46 @@ def _pack_replicas(experts: np.ndarray, weights: np.ndarray, slots: int, gpus: i
     return items[order]
 
 
+def _inverse(perm: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    return inv
+
+
+def _eplb_layer(w: np.ndarray, slots: int, groups: int, nodes: int, gpus: int) -> tuple[np.ndarray, np.ndarray]:
+    """One layer of DeepSeek's hierarchical EPLB, float32 loads ``w`` [E]: pack expert groups onto nodes,
+    replicate inside each node, pack each node's slots onto its GPUs. Returns (phy2log [slots], replica
+    rank of each slot [slots]). The global policy is this with one group and one node."""
+    experts = w.size
+    size, per_node = experts // groups, experts // nodes
+    node, rank = _pack(w.reshape(groups, size).sum(axis=1, dtype=np.float32), nodes)
+    # node-major ("mlog") order: the groups of node 0 in packing order, then node 1, ...
+    log2mlog = (((node * (groups // nodes) + rank) * size)[:, None] + np.arange(size)).ravel()
+    mlog2log = _inverse(log2mlog)
+    phy2log, phyrank = [], []
+    for n in range(nodes):
+        tokens = w[mlog2log[n * per_node:(n + 1) * per_node]]
+        phy, prank, cnt = _replicate(tokens, slots // nodes)
+        gpu, pos = _pack((tokens / cnt.astype(np.float32))[phy], gpus // nodes)
+        pphy2phy = _inverse(gpu * (slots // gpus) + pos)
+        phy2log.append(mlog2log[phy[pphy2phy] + n * per_node])
+        phyrank.append(prank[pphy2phy])
+    return np.concatenate(phy2log), np.concatenate(phyrank)
+
+
 def eplb(load: np.ndarray, gpus: int, redundant: int = 0, gpus_per_node: int = 8, n_group: int = 1,
          policy: str = "auto", **_: object) -> Placement:
-    """DeepSeek EPLB. ``hierarchical`` when expert groups divide evenly over nodes (groups stay on one node,
-    replicas stay on their group's node), else ``global`` (one group, one node)."""
+    """DeepSeek EPLB (github.com/deepseek-ai/EPLB), bit-identical to its reference on float32 loads:
+    ``hierarchical`` keeps expert groups and their replicas on one node; ``global`` is the hierarchical
+    policy with one group and one node. ``auto`` picks hierarchical when groups divide evenly over the nodes,
+    as the reference does."""
     nodes = max(1, gpus // gpus_per_node)
-    experts = load.shape[1]
-    slots = experts + redundant
-    hier = policy == "hierarchical" or (policy == "auto" and n_group > 1 and n_group % nodes == 0 and nodes > 1)
-    rows = []
-    for row in load:
-        if not hier:
-            rows.append(_pack_replicas(np.arange(experts), row, slots, gpus))
-            continue
-        size = experts // n_group
-        node_of_group = balanced_packing(row.reshape(n_group, size).sum(axis=1), nodes)
-        parts = []
-        for node in range(nodes):
-            ids = np.concatenate([np.arange(g * size, (g + 1) * size) for g in np.flatnonzero(node_of_group == node)])
-            parts.append(_pack_replicas(ids, row[ids], slots // nodes, gpus // nodes))
-        rows.append(np.concatenate(parts))
-    return Placement(np.stack(rows), gpus)
+    hier = policy == "hierarchical" or (policy == "auto" and n_group % nodes == 0)
+    groups, nodes = (n_group, nodes) if hier else (1, 1)
+    w32 = np.asarray(load, dtype=np.float32)
+    slots = w32.shape[1] + redundant
+    rows = [_eplb_layer(row, slots, groups, nodes, gpus) for row in w32]
+    return Placement(np.stack([r[0] for r in rows]), gpus, phyrank=np.stack([r[1] for r in rows]))
 
 
 def greedy(load: np.ndarray, gpus: int, redundant: int = 0, **_: object) -> Placement:

@@ -83,34 +83,34 @@ def summarize_source(loads: np.ndarray, gpus: int, trace: np.ndarray | None = No
             "suggested_stats": {"kind": "zipf", "alpha": round(float(np.median(alphas)), 3)}}
 
 
-TRACE_KEYS = ("topk_ids", "ids", "logical_count", "expert_load_window", "expert_load_pass", "weight", "counts",
-              "loads")
+ANY_KEYS = ("topk_ids", "ids", "logical_count", "expert_load_window", "global_physical_count", "expert_load_pass",
+            "weight", "counts", "loads")
 
 
-def summarize_file(path: Any, gpus: int, gpus_per_node: int, key: str | None = None, step: str = "mean") -> dict:
+def summarize_file(path: Any, gpus: int, gpus_per_node: int, key: str | None = None, step: str = "mean",
+                   kind: str = "auto") -> dict:
     """``moesim stats``: load a router trace or load histogram and summarise it per layer for EP ``gpus``.
 
-    A 3-D integer array (other than SGLang's ``logical_count``) is a token trace [layers, tokens, k];
-    anything else is a histogram [layers, E] or a time series [steps, layers, E] (``step``: an index or
-    ``mean``). Raises ``MoesimError`` naming the file or the option on bad input."""
+    kind ``auto``: the file's entry decides (``topk_ids`` / ``ids`` are traces [layers, tokens, k]; the
+    engines' count entries are histograms [steps, layers, E], physical counts folded with the file's map);
+    a bare 3-D integer array could be either, and must be named with ``kind``. Layers that counted nothing
+    (dense layers in a per-model-layer dump) are left out. Raises ``MoesimError`` naming the file or option."""
     from moesim.errors import MoesimError  # noqa: PLC0415
-    from moesim.routing.sources import SourceError, load_array  # noqa: PLC0415
+    from moesim.routing import sources  # noqa: PLC0415
 
     try:
-        arr, extra = load_array(path, key, TRACE_KEYS)
-    except (SourceError, OSError, ValueError) as exc:
+        arr, extra = sources.load_array(path, key, ANY_KEYS)
+        found = extra.get("source_key")
+        if kind == "auto":
+            kind = _kind_of(found, np.asarray(arr))
+        if kind == "trace":
+            trace = np.asarray(arr, dtype=np.int64)
+            trace = trace[~(trace < 0).all(axis=(1, 2))] if trace.ndim == 3 else trace
+            loads = _trace_loads(trace, int(extra.get("num_experts", trace.max() + 1)))
+        else:
+            trace, loads = None, _histogram_loads(path, found or key, step, extra)
+    except (sources.SourceError, OSError, ValueError) as exc:
         raise MoesimError(f"{path}: {exc}") from None
-    trace = None
-    if np.issubdtype(np.asarray(arr).dtype, np.integer) and np.asarray(arr).ndim == 3 and key != "logical_count":
-        trace = np.asarray(arr, dtype=np.int64)
-        experts = int(extra.get("num_experts", trace.max() + 1))
-        loads = np.stack([np.bincount(layer.ravel(), minlength=experts) for layer in trace]).astype(float)
-    else:
-        a = np.asarray(arr, dtype=float)
-        try:
-            loads = a if a.ndim == 2 else (a.mean(axis=0) if step == "mean" else a[int(step)])
-        except (ValueError, IndexError):
-            raise MoesimError(f"--step: {step!r} is not 'mean' or a step index below {a.shape[0]}") from None
     if loads.shape[1] % gpus:
         raise MoesimError(f"--gpus: {loads.shape[1]} experts do not split evenly over {gpus} GPUs; "
                           f"choose a divisor of {loads.shape[1]}")
@@ -118,3 +118,32 @@ def summarize_file(path: Any, gpus: int, gpus_per_node: int, key: str | None = N
     doc.update(source=str(path), kind="trace" if trace is not None else "histogram",
                layers_count=int(loads.shape[0]), experts=int(loads.shape[1]), gpus=gpus)
     return doc
+
+
+def _kind_of(found: str | None, arr: np.ndarray) -> str:
+    if found in ("topk_ids", "ids"):
+        return "trace"
+    if found is None and arr.ndim == 3 and np.issubdtype(arr.dtype, np.integer):
+        raise ValueError("a bare 3-D integer array is either a trace [layers, tokens, k] or counts "
+                         "[steps, layers, experts]: say which with --kind trace or --kind histogram")
+    return "histogram"
+
+
+def _trace_loads(trace: np.ndarray, experts: int) -> np.ndarray:
+    if trace.ndim != 3:
+        raise ValueError(f"a trace is [layers, tokens, k], got shape {trace.shape}")
+    return np.stack([np.bincount(layer.ravel(), minlength=experts) for layer in trace]).astype(float)
+
+
+def _histogram_loads(path: Any, key: str | None, step: str, extra: dict) -> np.ndarray:
+    """[counted layers, logical experts] of one step (or the mean), empty steps and layers left out."""
+    from moesim.routing import dumps, sources  # noqa: PLC0415
+
+    series = dumps.drop_empty_steps(sources._series(path, key))  # noqa: SLF001 (same package)
+    p2l = extra.get("physical_to_logical_map")
+    experts = int(np.asarray(p2l).max()) + 1 if p2l is not None else series.shape[2]
+    if step != "mean" and not (step.lstrip("-").isdigit() and -series.shape[0] <= int(step) < series.shape[0]):
+        raise ValueError(f"--step: {step!r} is not 'mean' or a step index below {series.shape[0]}")
+    one = series.mean(axis=0) if step == "mean" else series[int(step)]
+    loads = sources._logical(one, extra, experts)  # noqa: SLF001
+    return loads[series.sum(axis=(0, 2)) > 0]

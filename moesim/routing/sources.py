@@ -1,9 +1,9 @@
 """Router statistics from files: load histograms ``[steps, layers, experts]`` and token traces
-``[layers, tokens, k]``. Formats: .npy, .npz, .csv (one row per layer), .json, and .pt (torch.load; only
-when torch is installed) as dumped by SGLang's expert-distribution recorder (``logical_count``,
-``[buffered_steps, layers, logical_experts]``), vLLM's EPLB state (``expert_load_window``
-``[window, layers, physical]``, ``expert_load_pass`` ``[layers, physical]``) or the ``weight`` argument
-of DeepSeek's EPLB (``[layers, logical_experts]``).
+``[layers, tokens, k]``. Formats: .npy, .npz, .csv (one row per layer), .json, and .pt (``torch.load`` with
+``weights_only=True``; only when torch is installed) as the engines dump them (``dumps``): SGLang's
+expert-distribution recorder in all three modes, vLLM's EPLB state, or the ``weight`` argument of DeepSeek's
+EPLB (``[layers, logical_experts]``). Steps that counted nothing (unwritten ring-buffer slots) are dropped;
+rows of dense layers (a file with one row per model layer) are dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-HISTOGRAM_KEYS = ("logical_count", "expert_load_window", "expert_load_pass", "weight", "counts", "loads")
+from moesim.routing import dumps
+
+HISTOGRAM_KEYS = ("logical_count", "expert_load_window", "global_physical_count", "expert_load_pass", "weight",
+                  "counts", "loads")
 TRACE_KEYS = ("topk_ids", "ids")
 
 
@@ -25,8 +28,9 @@ class SourceError(ValueError):
 
 
 def load_array(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The array under ``key`` (or the first of ``keys`` present) and the other entries (cached per file
-    version: the config check and the build read the same file)."""
+    """The array under ``key`` (or the first of ``keys`` present) and the other entries, with the name of
+    the chosen entry under ``source_key`` (cached per file version: the config check and the build read the
+    same file)."""
     st = path.stat()
     arr, extra = _load_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, key, keys)
     return arr.copy(), dict(extra)
@@ -57,11 +61,13 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
         raise SourceError(f"unknown format {suffix!r}: use .npy, .npz, .csv, .json or .pt")
     if not isinstance(data, dict):
         return np.asarray(_to_numpy(data)), {}
+    data = dumps.unpack(data)
     name = key or next((k for k in keys if k in data), None)
     if name is None or name not in data:
         raise SourceError(f"no array {key or ' / '.join(keys)!r} in the file (it has {sorted(data)}): "
                           "set router.stats.key")
-    return np.asarray(_to_numpy(data[name])), {k: _to_numpy(v) for k, v in data.items() if k != name}
+    extra = {k: _to_numpy(v) for k, v in data.items() if k != name}
+    return np.asarray(_to_numpy(data[name])), {**extra, "source_key": name}
 
 
 def _numeric(text: str) -> bool:
@@ -77,7 +83,12 @@ def _torch_load(path: Path) -> Any:
         import torch  # noqa: PLC0415 (optional: only for .pt dumps)
     except ImportError:
         raise SourceError("reading .pt needs torch (pip install torch), or save the array as .npy") from None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: tensors, dicts, lists and numbers only; a pickle that runs code is refused
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (torch raises UnpicklingError, RuntimeError, EOFError, ...)
+        raise SourceError(f"not a readable torch file of tensors ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from None
 
 
 def _to_numpy(x: Any) -> Any:
@@ -90,34 +101,57 @@ def load_histogram(path: str | Path, key: str | None, step: int | str, layers: i
     Physical counts (more columns than experts) are folded to logical experts with the file's
     ``physical_to_logical_map`` when present.
     """
-    arr, extra = load_array(Path(path), key, HISTOGRAM_KEYS)
+    arr = _series(path, key)
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise SourceError("loads must be finite and non-negative")
+    try:
+        arr = dumps.drop_empty_steps(arr)
+        empty = arr.sum(axis=(0, 2)) == 0
+        series = arr.mean(axis=0) if step == "mean" else _pick(arr, int(step))
+        series = dumps.moe_rows(_logical(series, _extra(path, key), experts), layers, empty)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    return series
+
+
+def _series(path: str | Path, key: str | None) -> np.ndarray:
+    arr, _ = load_array(Path(path), key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
         raise SourceError(f"expected [layers, experts] or [steps, layers, experts], got shape {arr.shape}")
-    series = arr.mean(axis=0) if step == "mean" else _pick(arr, int(step))
-    if series.shape[1] != experts:
-        p2l = extra.get("physical_to_logical_map")
-        if p2l is None:
-            raise SourceError(f"{series.shape[1]} experts per layer in the file, the model has {experts}: "
-                              "give logical counts, or include physical_to_logical_map")
-        p2l = np.asarray(p2l, dtype=int)
-        series = np.stack([np.bincount(p2l[i % len(p2l)], weights=row, minlength=experts)
-                           for i, row in enumerate(series)])
-    if series.shape[0] != layers:
-        raise SourceError(f"{series.shape[0]} layers in the file, the model has {layers} MoE layers: "
-                          "use a matching model (e.g. --set model.num_hidden_layers=...) or file")
-    if (series < 0).any() or not np.isfinite(series).all():
-        raise SourceError("loads must be finite and non-negative")
-    return series
+    return arr
+
+
+def _extra(path: str | Path, key: str | None) -> dict[str, Any]:
+    return load_array(Path(path), key, HISTOGRAM_KEYS)[1]
+
+
+def _logical(series: np.ndarray, extra: dict[str, Any], experts: int) -> np.ndarray:
+    """Physical counts [layers, physical] folded onto logical experts with the file's map."""
+    if series.shape[1] == experts:
+        return series
+    p2l = extra.get("physical_to_logical_map")
+    if p2l is None:
+        raise SourceError(f"{series.shape[1]} experts per layer in the file, the model has {experts}: "
+                          "give logical counts, or include physical_to_logical_map")
+    p2l = np.asarray(p2l, dtype=int)
+    if p2l.ndim == 1:
+        p2l = p2l[None]
+    if p2l.shape[-1] != series.shape[1] or p2l.min() < 0 or p2l.max() >= experts:
+        raise SourceError(f"physical_to_logical_map {p2l.shape} does not match {series.shape[1]} physical "
+                          f"experts of a {experts}-expert model")
+    return np.stack([np.bincount(p2l[i % len(p2l)], weights=row, minlength=experts)
+                     for i, row in enumerate(series)])
 
 
 def load_histogram_steps(path: str | Path, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
     """Every step of a histogram time series, each normalised per layer [layers, experts]."""
-    arr, _ = load_array(Path(path), key, HISTOGRAM_KEYS)
-    arr = np.asarray(arr, dtype=float)
-    steps = arr.shape[0] if arr.ndim == 3 else 1
+    try:
+        steps = dumps.drop_empty_steps(_series(path, key)).shape[0]
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
     out = []
     for t in range(steps):
         h = load_histogram(path, key, t, layers, experts)
@@ -139,9 +173,10 @@ def load_trace(path: str | Path, layers: int, experts: int) -> tuple[np.ndarray,
         ids = ids[None]
     if ids.ndim != 3 or not np.issubdtype(ids.dtype, np.integer):
         raise SourceError(f"topk_ids must be integers [layers, tokens, k], got {ids.dtype} {ids.shape}")
-    if ids.shape[0] != layers:
-        raise SourceError(f"the trace has {ids.shape[0]} layers, the model has {layers} MoE layers: "
-                          "use a matching model (e.g. --set model.num_hidden_layers=...) or trace")
+    try:
+        ids = dumps.moe_rows(ids, layers, (ids < 0).all(axis=(1, 2)))
+    except ValueError as exc:
+        raise SourceError(str(exc).replace("in the file", "in the trace")) from None
     if ids.min() < 0 or ids.max() >= experts:
         raise SourceError(f"expert ids must lie in [0, {experts}), found {ids.min()}..{ids.max()}")
     if any(len(set(row)) != len(row) for row in ids.reshape(-1, ids.shape[2])[:1000].tolist()):
