@@ -6,8 +6,9 @@ Parameter counts (per model, elements):
   (without q_lora: ``H·heads·(nope + rope)``);
 - dense FFN blocks ``3·H·intermediate_size``; per MoE block routed experts ``E·3·H·F``, shared ``3·H·F_shared``,
   router ``E·H``; embeddings and output head ``V·H`` each (one if tied).
-Checked in tests against the published totals of DeepSeek-V3 (671B, 37B active), Mixtral 8x7B (46.7B,
-12.9B active) and Qwen3-235B-A22B (235B, 22B active).
+Active parameters leave out the input embedding (a lookup), as DeepSeek's and OpenAI's published figures
+do; ``active_with_embedding`` counts it, as Mistral's and Qwen's do. Checked in tests against the published
+figures of the catalogue models and of the Hugging Face corpus (tests/fixtures/hf-configs).
 
 Per GPU (expert parallel for the routed experts, data-parallel attention as DeepSeek and SGLang serve):
 every non-expert weight is replicated; each GPU holds its slots' experts (replicas included); decode keeps a
@@ -32,7 +33,14 @@ class ParamCounts:
     shared_experts: float
     router: float
     embeddings: float
-    active: float  # parameters a token touches
+    active: float  # parameters a token multiplies with: all but the input embedding (a lookup) and the
+    # routed experts it does not choose; the convention of DeepSeek's and OpenAI's published figures
+    input_embedding: float = 0.0  # the input embedding (0 when tied: the one matrix is the output head)
+
+    @property
+    def active_with_embedding(self) -> float:
+        """Active parameters counting the input embedding too (Mistral's and Qwen's published figures)."""
+        return self.active + self.input_embedding
 
     @property
     def total(self) -> float:
@@ -51,10 +59,19 @@ def attention_params(m: ModelSpec) -> float:
         nope, rope, v = m.qk_nope_head_dim or 128, m.qk_rope_head_dim or 0, m.v_head_dim or 128
         q = h * m.q_lora_rank + m.q_lora_rank * heads * (nope + rope) if m.q_lora_rank else h * heads * (nope + rope)
         kv = h * (m.kv_lora_rank + rope) + m.kv_lora_rank * heads * (nope + v)
-        return float(q + kv + heads * v * h)
+        return float(q + kv + heads * v * h + _indexer_params(m))
     hd = m.head_dim or h // heads
     kv_heads = m.num_key_value_heads or heads
     return float(h * (heads + 2 * kv_heads) * hd + heads * hd * h)
+
+
+def _indexer_params(m: ModelSpec) -> float:
+    """DeepSeek sparse attention's lightning indexer (V3.2, GLM-5): query heads from the query latent, one
+    key head and the per-head weights from the hidden state."""
+    if not (m.index_n_heads and m.index_head_dim):
+        return 0.0
+    q_in = m.q_lora_rank or m.hidden_size
+    return float(q_in * m.index_n_heads * m.index_head_dim + m.hidden_size * (m.index_head_dim + m.index_n_heads))
 
 
 def kv_bytes_per_token(m: ModelSpec) -> float:
@@ -77,8 +94,9 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     shared = 3.0 * h * moe.shared_inter * n_moe
     router = float(m.n_routed_experts * h * n_moe)
     emb = float(m.vocab_size * h * (1 if m.tie_word_embeddings else 2))
-    active = attn + dense + shared + router + emb + m.num_experts_per_tok * expert * n_moe
-    return ParamCounts(attn, dense, routed, shared, router, emb, active)
+    head = float(m.vocab_size * h)
+    active = attn + dense + shared + router + head + m.num_experts_per_tok * expert * n_moe
+    return ParamCounts(attn, dense, routed, shared, router, emb, active, input_embedding=emb - head)
 
 
 def kv_bytes_per_cached_token(s: Scenario) -> float:

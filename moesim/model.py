@@ -24,9 +24,10 @@ class MoEModel:
 
     @classmethod
     def from_spec(cls, m: ModelSpec) -> MoEModel:
-        """Derive which blocks are MoE: after ``first_k_dense_replace`` dense blocks, every ``moe_layer_freq``-th."""
-        first, freq = m.first_k_dense_replace, m.moe_layer_freq
-        ids = tuple(i for i in range(first, m.num_hidden_layers) if (i - first + 1) % freq == 0)
+        """Derive which blocks are MoE: after ``first_k_dense_replace`` dense blocks, every ``moe_layer_freq``-th,
+        except the blocks in ``mlp_only_layers``."""
+        first, freq, dense = m.first_k_dense_replace, m.moe_layer_freq, set(m.mlp_only_layers)
+        ids = tuple(i for i in range(first, m.num_hidden_layers) if (i - first + 1) % freq == 0 and i not in dense)
         shared = m.shared_expert_intermediate_size or m.n_shared_experts * m.moe_intermediate_size
         return cls(name=m.name, hidden=m.hidden_size, inter=m.moe_intermediate_size,
                    experts=m.n_routed_experts, shared_experts=m.n_shared_experts,

@@ -62,9 +62,7 @@ def check_scenario(s: Scenario) -> None:
     _check_cluster(s)
     _check_engine(s)
     _check_offload(s)
-    if m.first_k_dense_replace >= m.num_hidden_layers:
-        raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
-                            fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
+    _check_layers(m)
 
 
 def _check_engine(s: Scenario) -> None:
@@ -116,6 +114,21 @@ def _check_cluster(s: Scenario) -> None:
         raise ScenarioError(f"{nics} NICs cannot be shared evenly by {c.gpus_per_node} GPUs",
                             path="cluster.inter_node.nics_per_node",
                             fix="use a divisor of gpus_per_node (default: one NIC per GPU)")
+
+
+def _check_layers(m) -> None:
+    """The layer rule must leave at least one MoE block, and name blocks of this model."""
+    from moesim.model import MoEModel  # noqa: PLC0415
+
+    if m.first_k_dense_replace >= m.num_hidden_layers:
+        raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
+                            fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
+    if any(not 0 <= i < m.num_hidden_layers for i in m.mlp_only_layers):
+        raise ScenarioError(f"names a block outside 0..{m.num_hidden_layers - 1}", path="model.mlp_only_layers",
+                            fix="list block indices of this model")
+    if not MoEModel.from_spec(m).moe_layer_ids:
+        raise ScenarioError("leaves no MoE layer", path="model.mlp_only_layers",
+                            fix="keep at least one block that the layer rule makes MoE")
 
 
 def check_stats_file(s: Scenario) -> None:

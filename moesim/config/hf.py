@@ -1,22 +1,32 @@
-"""Read a model's shape from a Hugging Face ``config.json`` (DeepSeek, Mixtral, Qwen, Llama 4, OLMoE ...).
+"""Read a model's shape from a Hugging Face ``config.json`` (and DeepSeek's native inference config).
 
-Each family names the same quantity differently; everything is mapped onto DeepSeek's key names.
+Each family names the same quantity differently; everything is mapped onto DeepSeek's key names, family by
+family (``hf_families``). What moesim cannot represent is refused naming the key and why, never read
+half-way: linear-attention and Mamba layers, per-layer head shapes, scoring functions the router does
+not implement, per-layer expert counts. The corpus in tests/fixtures/hf-configs checks every family
+against the published parameter totals.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from moesim.config.hf_families import adapt, refuse
 from moesim.config.schema import ModelSpec
 
 # other families' names -> ours
 ALIASES = {
-    "num_local_experts": "n_routed_experts",  # Mixtral, Llama 4
-    "num_experts": "n_routed_experts",  # Qwen2-MoE, Qwen3-MoE, OLMoE
-    "decoder_sparse_step": "moe_layer_freq",  # Qwen2-MoE
-    "interleave_moe_layer_step": "moe_layer_freq",  # Llama 4
+    "num_local_experts": "n_routed_experts",  # Mixtral, Llama 4, MiniMax, gpt-oss
+    "num_experts": "n_routed_experts",  # Qwen2/3-MoE, OLMoE, Gemma 4
+    "moe_num_experts": "n_routed_experts",  # ERNIE-4.5
+    "top_k_experts": "num_experts_per_tok",  # Gemma 4
+    "moe_k": "num_experts_per_tok",  # ERNIE-4.5
+    "moe_topk": "num_experts_per_tok",  # Hunyuan
+    "decoder_sparse_step": "moe_layer_freq",  # Qwen2/3-MoE: block i is MoE when (i + 1) % step == 0
+    "interleave_moe_layer_step": "moe_layer_freq",  # Llama 4, the same convention
+    "moe_num_shared_experts": "n_shared_experts",  # ERNIE-4.5
+    "num_shared_expert": "n_shared_experts",  # Hunyuan
 }
-_TOPK_METHOD = {"noaux_tc": "sum_top2", "group_limited_greedy": "max", "greedy": "max"}
 
 
 def normalise_keys(raw: dict[str, Any]) -> dict[str, Any]:
@@ -27,33 +37,46 @@ def normalise_keys(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def from_hf_config(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    """Map a HF config.json mapping onto ModelSpec fields; keys moesim does not model are ignored."""
-    if isinstance(cfg.get("text_config"), dict):  # Llama 4 nests the language model
-        cfg = cfg["text_config"]
-    out = normalise_keys(cfg)
+def from_hf_config(cfg: dict[str, Any], name: str, quant: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Map a HF config.json mapping onto ModelSpec fields; keys moesim does not model are ignored, keys
+    that change what it models and that it cannot represent raise ValueError naming them. ``quant``: the
+    repository's ``hf_quant_config.json`` (NVIDIA ModelOpt checkpoints keep the format there)."""
+    if not isinstance(cfg, dict):
+        raise ValueError("a config.json holds one JSON object")
+    for nest in ("text_config", "language_config"):  # Llama 4, Qwen3-VL, Kimi-K2.5 nest the language model
+        if isinstance(cfg.get(nest), dict):
+            cfg = {**cfg[nest], "quantization_config": cfg.get("quantization_config")}
+    refuse(cfg)
+    out = normalise_keys(adapt(cfg))
     if out.get("n_routed_experts") is None:
         raise ValueError("the config names no routed experts (n_routed_experts / num_local_experts / "
                          "num_experts): is this an MoE model?")
-    if out.get("shared_expert_intermediate_size") and not out.get("n_shared_experts"):
+    for key in ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts"):
+        if isinstance(out.get(key), list):  # Hunyuan writes some of these per layer
+            values = set(out[key])
+            if len(values) != 1:
+                raise ValueError(f"{key} differs between layers ({sorted(values)}): moesim models one "
+                                 "expert shape for every MoE layer")
+            out[key] = values.pop()
+    if not out.get("shared_expert_intermediate_size"):  # 0 or absent: Qwen3-Coder writes 0 for none
+        out.pop("shared_expert_intermediate_size", None)
+    elif not out.get("n_shared_experts"):
         out["n_shared_experts"] = 1  # Qwen's single gated shared expert
-    if out.get("n_shared_experts") and "shared_expert_intermediate_size" not in out:
-        if "intermediate_size_mlp" not in out and cfg.get("model_type", "").startswith("llama4"):
-            out["shared_expert_intermediate_size"] = out["moe_intermediate_size"]
-    if out.get("topk_method") in _TOPK_METHOD:
-        out["group_score"] = _TOPK_METHOD[out["topk_method"]]
     out["n_group"] = out.get("n_group") or 1
-    out["weight_dtype"] = _weight_dtype(cfg)
+    out["weight_dtype"] = _weight_dtype(cfg, quant)
     out["name"], out["source"] = name, f"Hugging Face config {name}"
+    if "sliding_attention" in (cfg.get("layer_types") or ()):
+        out["source"] += " (sliding-window layers: the KV cache counts them as full attention, an upper bound)"
     keep = set(ModelSpec.model_fields)
     return {k: v for k, v in out.items() if k in keep and v is not None}
 
 
-def _weight_dtype(cfg: dict[str, Any]) -> str:
-    quant = cfg.get("quantization_config") or {}
-    method = str(quant.get("quant_method", "")).lower()
-    if method == "fp8" or "fp8" in str(quant.get("fmt", "")).lower():
-        return "fp8"
-    if "mxfp4" in method:
+def _weight_dtype(cfg: dict[str, Any], quant: dict[str, Any] | None) -> str:
+    q = cfg.get("quantization_config") or {}
+    algo = str(q.get("quant_algo") or ((quant or {}).get("quantization") or {}).get("quant_algo") or "").lower()
+    method = str(q.get("quant_method", "")).lower()
+    if "fp4" in algo or "mxfp4" in method or str(cfg.get("expert_dtype", "")).lower() == "fp4":
         return "fp4"
+    if method == "fp8" or "fp8" in algo or "fp8" in str(q.get("fmt", "")).lower() or cfg.get("dtype") == "fp8":
+        return "fp8"
     return "bf16"

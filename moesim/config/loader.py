@@ -159,7 +159,9 @@ def _hf_file(name: Any, base: Path) -> dict[str, Any]:
     path = base / str(name)
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
-        return from_hf_config(cfg, path.parent.name or path.stem)
+        quant_file = path.with_name("hf_quant_config.json")  # NVIDIA ModelOpt checkpoints: the format is here
+        quant = json.loads(quant_file.read_text(encoding="utf-8")) if quant_file.is_file() else None
+        return from_hf_config(cfg, path.parent.name or path.stem, quant)
     except FileNotFoundError:
         raise ScenarioError(f"no such file {str(path)!r}", path="model.hf_config",
                             fix="give the path of a config.json, relative to the scenario file") from None

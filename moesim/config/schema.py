@@ -32,6 +32,7 @@ class ModelSpec(Strict):
     num_hidden_layers: int = Field(gt=0)
     first_k_dense_replace: int = Field(default=0, ge=0)
     moe_layer_freq: int = Field(default=1, ge=1)
+    mlp_only_layers: tuple[int, ...] = ()  # blocks kept dense where the rule above puts an MoE (Qwen, GLM)
     n_group: int = Field(default=1, ge=1)
     topk_group: int | None = Field(default=None, ge=1)
     group_score: Literal["max", "sum_top2"] = "max"
@@ -49,6 +50,8 @@ class ModelSpec(Strict):
     qk_nope_head_dim: int | None = Field(default=None, gt=0)
     qk_rope_head_dim: int | None = Field(default=None, ge=0)
     v_head_dim: int | None = Field(default=None, gt=0)
+    index_n_heads: int | None = Field(default=None, gt=0)  # DeepSeek sparse attention's indexer (V3.2, GLM-5)
+    index_head_dim: int | None = Field(default=None, gt=0)
     intermediate_size: int | None = Field(default=None, gt=0)  # dense FFN blocks
     vocab_size: int | None = Field(default=None, gt=0)
     tie_word_embeddings: bool = False

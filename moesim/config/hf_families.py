@@ -1,0 +1,119 @@
+"""Family by family: what a Hugging Face config means, in moesim's (DeepSeek's) key names, and what moesim
+refuses. Each rule cites the family; the configs themselves are in tests/fixtures/hf-configs (sources in
+its corpus.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# keys whose presence means layers moesim cannot represent, and why
+_REFUSED_KEYS = {
+    "hybrid_override_pattern": "Mamba and attention layers interleaved (Nemotron-H): Mamba layers are not modelled",
+    "attn_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
+    "expert_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
+    "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
+    "hybrid_layer_pattern": "per-layer attention shapes (full and sliding-window layers with their own heads) "
+                            "are not modelled",
+    "global_head_dim": "full-attention layers with their own head shape (Gemma) are not modelled",
+    "compress_ratios": "compressed attention (DeepSeek-V4) is not modelled",
+}
+_ATTENTION_KINDS = {"full_attention", "sliding_attention", "attention", "deepseek_sparse_attention"}
+_SCORING = {"softmax": "softmax", "sigmoid": "sigmoid"}
+_TOPK_METHOD = {"noaux_tc": "sum_top2", "group_limited_greedy": "max", "greedy": "max"}
+
+
+def refuse(cfg: dict[str, Any]) -> None:
+    """Raise ValueError naming the first key that describes something moesim does not model."""
+    for key, why in _REFUSED_KEYS.items():
+        if cfg.get(key) not in (None, [], "", 0):
+            raise ValueError(f"{key}: {why}")
+    kinds = set(cfg.get("layer_types") or ()) - _ATTENTION_KINDS
+    if kinds:
+        raise ValueError(f"layer_types: {sorted(kinds)} layers (linear attention) are not modelled; "
+                         "moesim models full and sliding-window attention only")
+    func = cfg.get("scoring_func") or cfg.get("score_func") or cfg.get("moe_router_activation_func")
+    if func is not None and str(func).lower() not in _SCORING:
+        raise ValueError(f"scoring_func: {func!r} routing is not implemented (softmax or sigmoid)")
+    if cfg.get("enable_moe_block") is False:
+        raise ValueError("enable_moe_block: false: the model has no MoE layers")
+
+
+def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config with its family's conventions made explicit in DeepSeek's names."""
+    kind = str(cfg.get("model_type", ""))
+    if "dim" in cfg and "n_layers" in cfg:
+        return _deepseek_native(cfg)
+    if "ffn_config" in cfg:
+        return _dbrx(cfg)
+    out = dict(cfg)
+    func = cfg.get("scoring_func") or cfg.get("moe_router_activation_func")
+    if func is not None:
+        out["scoring_func"] = _SCORING[str(func).lower()]
+    if kind.startswith("llama4"):
+        out.update(_llama4(cfg))
+    elif kind.startswith(("glm4_moe", "glm_moe")):
+        out.setdefault("scoring_func", "sigmoid")  # GLM-4.5 / GLM-5 route with sigmoid and a bias
+    elif kind.startswith("minimax"):
+        out["scoring_func"] = _SCORING[str(cfg.get("scoring_func", "softmax")).lower()]
+    elif kind.startswith("ernie"):
+        out.update(_ernie(cfg))
+    if out.get("topk_method") in _TOPK_METHOD:
+        out["group_score"] = _TOPK_METHOD[out["topk_method"]]
+    out["mlp_only_layers"] = _dense_layers(cfg)
+    return out
+
+
+def _dense_layers(cfg: dict[str, Any]) -> list[int]:
+    """Blocks with a dense FFN where the layer rule would put an MoE: Qwen's ``mlp_only_layers``, GLM's
+    ``mlp_layer_types`` ("dense" / "sparse"), a 0/1 ``moe_layer_freq`` list (MiMo)."""
+    dense = set(cfg.get("mlp_only_layers") or ())
+    types = cfg.get("mlp_layer_types")
+    if types:
+        dense |= {i for i, t in enumerate(types) if t == "dense"}
+    freq = cfg.get("moe_layer_freq")
+    if isinstance(freq, list):
+        dense |= {i for i, f in enumerate(freq) if not f}
+    return sorted(dense)
+
+
+def _llama4(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Llama 4: every MoE block has one shared expert as wide as a routed one (Meta's config has no key for
+    it); routing is top-k then a sigmoid of the chosen logit; dense blocks use intermediate_size_mlp."""
+    inter = cfg["intermediate_size"]
+    return {"moe_intermediate_size": inter, "n_shared_experts": 1, "shared_expert_intermediate_size": inter,
+            "intermediate_size": cfg.get("intermediate_size_mlp", inter), "scoring_func": "sigmoid",
+            "norm_topk_prob": False}
+
+
+def _ernie(cfg: dict[str, Any]) -> dict[str, Any]:
+    """ERNIE-4.5: MoE from ``moe_layer_start_index`` every ``moe_layer_interval`` blocks."""
+    out: dict[str, Any] = {}
+    if "moe_layer_start_index" in cfg:
+        out["first_k_dense_replace"] = cfg["moe_layer_start_index"]
+    if "moe_layer_interval" in cfg:
+        out["moe_layer_freq"] = cfg["moe_layer_interval"]
+    return out
+
+
+def _dbrx(cfg: dict[str, Any]) -> dict[str, Any]:
+    """DBRX nests its MoE (``ffn_config``) and attention (``attn_config``) shapes."""
+    ffn, attn = cfg["ffn_config"], cfg.get("attn_config") or {}
+    return {"model_type": "dbrx", "hidden_size": cfg["d_model"], "num_hidden_layers": cfg["n_layers"],
+            "num_attention_heads": cfg["n_heads"], "num_key_value_heads": attn.get("kv_n_heads"),
+            "vocab_size": cfg.get("vocab_size"), "n_routed_experts": ffn["moe_num_experts"],
+            "num_experts_per_tok": ffn["moe_top_k"], "moe_intermediate_size": ffn["ffn_hidden_size"],
+            "tie_word_embeddings": cfg.get("tie_word_embeddings", False)}
+
+
+def _deepseek_native(cfg: dict[str, Any]) -> dict[str, Any]:
+    """DeepSeek's own inference config (``inference/configs/config_671B.json``: dim, n_layers, ...)."""
+    names = {"dim": "hidden_size", "inter_dim": "intermediate_size", "moe_inter_dim": "moe_intermediate_size",
+             "n_layers": "num_hidden_layers", "n_dense_layers": "first_k_dense_replace",
+             "n_heads": "num_attention_heads", "n_activated_experts": "num_experts_per_tok",
+             "n_expert_groups": "n_group", "n_limited_groups": "topk_group", "route_scale": "routed_scaling_factor",
+             "score_func": "scoring_func"}
+    out = {names.get(k, k): v for k, v in cfg.items()}
+    out["scoring_func"] = _SCORING[str(out.get("scoring_func", "softmax")).lower()]
+    if (out.get("n_group") or 1) > 1:  # V3 ranks groups by the sum of their top two scores, V2 by the max
+        out["group_score"] = "sum_top2" if out["scoring_func"] == "sigmoid" else "max"
+    return out
