@@ -45,6 +45,13 @@ class Result:
         """The JSON document of the summary."""
         return self.summary.to_dict()
 
+    def to_records(self, table: str = "layers") -> list[dict[str, Any]]:
+        """Flat rows for a data frame (``pandas.DataFrame(result.to_records())``): ``layers`` (one per MoE
+        layer pass: stage times in s, bytes, load balance) or ``gpus`` (one per GPU)."""
+        if table not in ("layers", "gpus"):
+            raise ValueError("table must be 'layers' or 'gpus'")
+        return [{k: v for k, v in row.items() if not isinstance(v, list | dict)} for row in self.doc[table]]
+
 
 def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Any:
     """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it: a ``Result``, or
@@ -141,3 +148,41 @@ def _meta(s: Scenario, b: Built, rec: SimRecords) -> dict[str, Any]:
         "memory_per_gpu": memory_per_gpu(s),
         "compute_costs": b.costs_source,
     }
+
+
+def sweep(path: str | Path, out_dir: str | Path, jobs: int = 1, executor: str = "local",
+          address: str | None = None) -> list[dict[str, Any]]:
+    """Run a sweep file as ``moesim sweep`` does (cached points are not run again) and return its rows:
+    one flat dict per point (the swept parameters, then the metrics or ``error``), ready for
+    ``pandas.DataFrame``."""
+    import json  # noqa: PLC0415
+
+    from moesim.sweep import load_sweep, make_executor, run_sweep  # noqa: PLC0415
+
+    out = Path(out_dir)
+    run_sweep(load_sweep(Path(path)), out, make_executor(executor, jobs, address))
+    lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
+
+
+def plan(path: str | Path, jobs: int = 1, executor: str = "local", address: str | None = None,
+         use_cache: bool = True) -> dict[str, Any]:
+    """Run a plan file as ``moesim plan`` does and return its document: ``rows`` (one flat dict per
+    deployment and batch limit, for ``pandas.DataFrame(doc["rows"])``), ``best``, ``best_per_gpu``,
+    ``frontier`` and the counts."""
+    from moesim.output import write_atomic  # noqa: PLC0415
+    from moesim.plan import load_plan  # noqa: PLC0415
+    from moesim.plan import plan as run_plan  # noqa: PLC0415
+    from moesim.sweep import make_executor  # noqa: PLC0415
+
+    spec, where = load_plan(path)
+    return run_plan(spec, where.parent, make_executor(executor, jobs, address), None, use_cache, write_atomic)
+
+
+def report(results: str | Path | Iterable[str | Path], out_dir: str | Path, title: str | None = None) -> list[Path]:
+    """Write the report page(s) of one results folder, or of several compared on one page, as
+    ``moesim report`` does; returns the paths written (index.html, README.md)."""
+    from moesim.report import write_report  # noqa: PLC0415
+
+    paths = [Path(results)] if isinstance(results, str | Path) else [Path(p) for p in results]
+    return write_report(paths, Path(out_dir), title)

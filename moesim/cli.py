@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from moesim import __version__, api
+from moesim.cli_types import PLACEMENT_LIST
 from moesim.errors import MoesimError
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
@@ -75,7 +76,8 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
             click.echo(f"wrote {path}", err=True)
     if trace_file:
         output.write_atomic(trace_file, trace.chrome_trace(result.records, result.programs,
-                                                           result.summary.meta["gpus_per_node"]))
+                                                           result.summary.meta["gpus_per_node"],
+                                                           topology=result.built.topology))
         click.echo(f"wrote {trace_file}", err=True)
 
 
@@ -97,32 +99,31 @@ def _offload_out(result, as_json: bool, out_dir: Path | None, trace_file: Path |
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-def check(scenario: Path, overrides: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def check(scenario: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SCENARIO without simulating; print the resolved configuration as YAML, then the run's size
-    estimate (peak memory, time) as a YAML comment."""
-    import yaml
+    estimate (peak memory, time) as a YAML comment (--json: one object with both)."""
+    from moesim.cli_formats import check_doc  # noqa: PLC0415
 
-    from moesim.config import load_scenario
-    from moesim.sizing import describe
+    doc, note = check_doc(scenario, overrides)
+    if as_json:
+        return click.echo(json.dumps({**doc, "estimate": note}, indent=1))
+    import yaml  # noqa: PLC0415
 
-    s = load_scenario(scenario, overrides)
-    click.echo(yaml.safe_dump(s.model_dump(exclude={"cluster": {"gpu_provenance", "host_provenance"}}),
-                              sort_keys=False), nl=False)
-    if s.offload is not None:  # the tier plan, checked (a plan that does not fit is refused here too)
-        from moesim.offload.text import describe_plan  # noqa: PLC0415
-
-        return click.echo(f"# {describe_plan(s)}")
-    click.echo(f"# {describe(s)}")
+    click.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
+    click.echo(f"# {note}")
 
 
 @main.command(name="list")
-@click.argument("what", type=click.Choice(["models", "gpus", "hosts"]))
-def list_(what: str) -> None:
+@click.argument("what", type=click.Choice(["models", "gpus", "hosts", "placements"]))
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue entries as JSON.")
+def list_(what: str, as_json: bool) -> None:
     """List the catalogue: real MoE models, GPUs, or host machines (DRAM, NVMe, host link, CPU: for
-    offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source."""
-    from moesim.tables import gpus_table, hosts_table, models_table  # noqa: PLC0415
+    offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source;
+    or the placement strategies."""
+    from moesim.cli_formats import list_doc, list_text  # noqa: PLC0415
 
-    click.echo({"models": models_table, "gpus": gpus_table, "hosts": hosts_table}[what](), nl=False)
+    click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
 
 
 SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4th model shape whole, the "
@@ -202,9 +203,8 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
 
 @main.command(name="compare")
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--placements", default="contiguous,round_robin,eplb", show_default=True,
-              help="Comma-separated placement kinds: contiguous, round_robin, random, greedy, eplb, "
-                   "eplb_hierarchical, eplb_global, optimal.")
+@click.option("--placements", type=PLACEMENT_LIST, default="contiguous,round_robin,eplb", show_default=True,
+              help="Comma-separated placement kinds (see `moesim list placements`).")
 @click.option("--redundant", default=None, help="Comma-separated redundant-expert counts, e.g. 0,16,32 "
               "(default: the scenario's).")
 @click.option("--replica-policy", type=click.Choice(["round_robin", "even", "random", "nearest"]), default=None)
@@ -315,24 +315,32 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, ad
     from moesim.tables import sweep_text  # noqa: PLC0415
 
     click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)
+    if summary["points"] and summary["failed"] + summary["invalid"] >= summary["points"]:
+        click.echo(f"error: every point of the sweep failed (results and errors kept in {out_dir})", err=True)
+        sys.exit(2)
 
 
 @main.command(name="report")
-@click.argument("results", type=click.Path(exists=True, path_type=Path))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--title", default=None, help="Page title (default: 'moesim <kind> report').")
-def report_cmd(results: Path, out_dir: Path, title: str | None) -> None:
-    """Write an HTML page (figures embedded, opens offline) and a Markdown page from results.
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def report_cmd(results: tuple[Path, ...], out_dir: Path, title: str | None, as_json: bool) -> None:
+    """Write an interactive HTML page (one file, opens offline) and a Markdown page from results.
 
     \b
-    RESULTS is the folder written by `moesim run -o`, `moesim compare -o` or `moesim sweep -o`.
-    Summary and recommendation first, then figures (per-layer time split, GPU x layer load heatmap,
-    inter-node bytes; placements side by side; throughput against the swept axis), then every row.
+    RESULTS: folders written by `moesim run/compare/sweep/serve/plan -o`; several give one page comparing
+    them (runs side by side, plans overlaid). Summary and recommendation first, then charts (hover for
+    values, drag to zoom), then every row (sortable, units, the recommended row highlighted).
+      moesim report out/run-a out/run-b -o reports/a-vs-b --title "A vs B"
     """
     from moesim.report import write_report  # noqa: PLC0415
 
-    for path in write_report(results, out_dir, title):
-        click.echo(f"wrote {path}")
+    paths = write_report(list(results), out_dir, title)
+    if as_json:
+        click.echo(json.dumps({"wrote": [str(p) for p in paths]}))
+    for path in paths:
+        click.echo(f"wrote {path}", err=True)
 
 
 @main.command(name="plan")

@@ -5,20 +5,17 @@ Summary and recommendation first, then figures, then every number in a table. Re
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
+from moesim import report_charts as charts
+from moesim import report_tables
 from moesim.errors import MoesimError
 from moesim.output import write_atomic
+from moesim.report_multi import multi_figures, multi_rows, multi_summary
 from moesim.report_serve import plan_figures, plan_summary, serve_figures, serve_summary
-
-STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.25, "axes.spines.top": False,
-         "axes.spines.right": False, "font.size": 9}
-COLORS = {"route": "#8C8C8C", "dispatch": "#4C72B0", "expert": "#55A868", "combine": "#C44E52", "waiting": "#DD8452"}
 
 
 def detect(path: Path) -> tuple[str, Any]:
@@ -38,102 +35,71 @@ def detect(path: Path) -> tuple[str, Any]:
                       "the folder written by moesim run -o, compare -o, sweep -o, serve -o or plan -o")
 
 
-def _fig_png(fig) -> bytes:
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _plt():
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    plt.rcParams.update(STYLE)
-    return plt
-
-
-def run_figures(doc: dict[str, Any], folder: Path) -> list[tuple[str, str, bytes]]:
-    """(title, caption, png) for a run: per-layer split, GPU × layer load heatmap, inter-node bytes."""
+def run_figures(doc: dict[str, Any], folder: Path) -> list[dict]:
+    """Chart specs for a run: per-layer time split, GPU × layer load heatmap, inter-node bytes."""
     import numpy as np  # noqa: PLC0415
 
-    plt = _plt()
     layers = doc["layers"]
-    x = np.arange(len(layers))
-    figs = []
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    bottom = np.zeros(len(layers))
-    names = [*doc.get("stage_names", []), "waiting"]
-    cmap = plt.get_cmap("tab20")
-    for i, key in enumerate(names):
-        v = np.array([r.get(f"{key}_s", 0.0) for r in layers]) * 1e3
-        if not v.any():
-            continue
-        color = "#3A3A3A" if key == "waiting" else cmap(i % 20)  # waiting: dark grey, apart from the stages
-        ax.bar(x, v, bottom=bottom, color=color, label=key, width=0.85)
-        bottom += v
-    ax.set(xlabel="program (MoE layer pass)", ylabel="time on the critical GPU (ms)",
-           title="Where each layer's time goes: waiting marks imbalance or contention")
-    ax.legend(ncol=4, fontsize=7, loc="upper right")
-    figs.append(("Per-layer time split", "Every named stage's exposed time and the waiting on each layer's "
-                 "critical GPU; they add up to the layer's share of the iteration.", _fig_png(fig)))
+    cats = [str(r["layer"]) for r in layers]
+    series = []
+    for key in [*doc.get("stage_names", []), "waiting"]:
+        v = [r.get(f"{key}_s", 0.0) * 1e3 for r in layers]
+        if any(v):
+            series.append({"name": key, "y": v})
+    figs = [charts.bar("Per-layer time split", "Every named stage's exposed time and the waiting on each "
+                       "layer's critical GPU; they add up to the layer's share of the iteration.", cats,
+                       "time on the critical GPU (ms)", series, stacked=True, xlabel="MoE layer pass",
+                       yunit="ms")]
     heat = folder / "gpu_layer_tokens.csv"
     if heat.is_file():
         m = np.loadtxt(heat, delimiter=",", ndmin=2)
-        fig, ax = plt.subplots(figsize=(8, 3.4))
-        im = ax.imshow(m / m.mean(axis=1, keepdims=True), aspect="auto", cmap="magma", interpolation="nearest")
-        fig.colorbar(im, ax=ax, label="tokens / layer mean")
-        ax.set(xlabel="GPU", ylabel="MoE layer", title="GPU × layer load: bright cells are hot GPUs")
-        ax.grid(False)
-        figs.append(("GPU × layer load", "Expert tokens per GPU, relative to the layer's mean.", _fig_png(fig)))
-    fig, ax = plt.subplots(figsize=(8, 2.8))
-    ax.bar(x, [r["inter_node_bytes"] / 1e9 for r in layers], color="#4C72B0", width=0.85)
-    ax.set(xlabel="MoE layer", ylabel="inter-node GB", title="Bytes between nodes per layer (dispatch + combine)")
-    figs.append(("Inter-node bytes", "Dispatch plus combine bytes that cross the network.", _fig_png(fig)))
+        figs.append(charts.heatmap("GPU × layer load", "Expert tokens per GPU, relative to the layer's mean: "
+                                   "bright cells are hot GPUs.", (m / m.mean(axis=1, keepdims=True)).tolist(),
+                                   "GPU", "MoE layer", "tokens / layer mean"))
+    figs.append(charts.bar("Inter-node bytes", "Dispatch plus combine bytes that cross the network, per layer.",
+                           cats, "inter-node GB", [{"name": "inter-node", "y": [r["inter_node_bytes"] / 1e9
+                                                                                for r in layers]}],
+                           xlabel="MoE layer", yunit="GB"))
     return figs
 
 
-def compare_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
-    plt = _plt()
+def compare_figures(rows: list[dict[str, Any]]) -> list[dict]:
     ok = [r for r in rows if not r.get("error")]
-    labels = [f"{r['placement']}\n+{r['redundant_experts']}" for r in ok]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-    for ax, key, scale, ylabel, title in (
-            (axes[0], "throughput_tokens_per_s", 1e-3, "k tokens/s", "Throughput (higher is better)"),
-            (axes[1], "gpu_load_max_over_mean", 1.0, "max / mean", "GPU load imbalance"),
-            (axes[2], "inter_node_bytes", 1e-9, "GB", "Inter-node bytes")):
-        ax.bar(range(len(ok)), [r[key] * scale for r in ok], color="#4C72B0")
-        ax.set_xticks(range(len(ok)), labels, fontsize=7)
-        ax.set(ylabel=ylabel, title=title)
-    return [("Placements side by side", "Same scenario, same router draws; only the placement differs.",
-             _fig_png(fig))]
+    cats = [f"{r['placement']} +{r['redundant_experts']}" for r in ok]
+    out = []
+    for key, scale, ylabel, title in (
+            ("throughput_tokens_per_s", 1e-3, "k tokens/s", "Throughput (higher is better)"),
+            ("gpu_load_max_over_mean", 1.0, "max / mean", "GPU load imbalance (lower is better)"),
+            ("inter_node_bytes", 1e-9, "GB", "Inter-node bytes")):
+        out.append(charts.bar(title, "Same scenario, same router draws; only the placement differs.", cats,
+                              ylabel, [{"name": key, "y": [r[key] * scale for r in ok]}],
+                              xlabel="placement +redundant", yunit=ylabel))
+    return out
 
 
-def sweep_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
-    """Throughput against GPUs, one line per other-parameter combination (when nodes were swept)."""
-    plt = _plt()
+def sweep_figures(rows: list[dict[str, Any]]) -> list[dict]:
+    """Throughput against the first numeric swept axis, one line per combination of the others."""
     ok = [r for r in rows if "error" not in r and r.get("throughput_tokens_per_s")]
     params = [k for k in (rows[0] if rows else {}) if "." in k]
     if not ok or not params:
         return []
-    xkey = "cluster.nodes" if "cluster.nodes" in params else params[0]
+    numeric = [p for p in params if all(isinstance(r.get(p), int | float) for r in ok)]
+    xkey = "cluster.nodes" if "cluster.nodes" in params else (numeric or params)[0]
     others = [p for p in params if p != xkey]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in ok:
         groups.setdefault(", ".join(f"{p.split('.')[-1]}={r[p]}" for p in others) or "all", []).append(r)
-    for name, rs in groups.items():
-        rs = sorted(rs, key=lambda r: r[xkey])
-        ax.plot([r[xkey] for r in rs], [r["throughput_tokens_per_s"] / 1e3 for r in rs], "o-", label=name)
-    ax.set(xlabel=xkey, ylabel="MoE-layer throughput (k tokens/s)", title=f"Throughput against {xkey}")
-    ax.legend(fontsize=7)
-    return [(f"Throughput against {xkey}", "One line per combination of the other swept parameters.",
-             _fig_png(fig))]
+    if xkey not in numeric:  # a categorical axis: bars
+        cats = sorted({str(r[xkey]) for r in ok})
+        series = [{"name": n, "y": [next((r["throughput_tokens_per_s"] / 1e3 for r in rs if str(r[xkey]) == c), None)
+                                    for c in cats]} for n, rs in groups.items()]
+        return [charts.bar(f"Throughput against {xkey}", "One bar per combination of the other swept parameters.",
+                           cats, "k tokens/s", series, xlabel=xkey, yunit="k tokens/s")]
+    series = [{"name": n, "x": [r[xkey] for r in sorted(rs, key=lambda r: r[xkey])],
+               "y": [r["throughput_tokens_per_s"] / 1e3 for r in sorted(rs, key=lambda r: r[xkey])]}
+              for n, rs in groups.items()]
+    return [charts.line(f"Throughput against {xkey}", "One line per combination of the other swept parameters.",
+                        xkey, "k tokens/s", series, yunit="k tokens/s")]
 
 
 def _summary(kind: str, data: Any) -> list[str]:
@@ -173,54 +139,81 @@ def _summary(kind: str, data: Any) -> list[str]:
             f"{best['throughput_tokens_per_s']:,.0f} tokens/s."]
 
 
-def _table(kind: str, data: Any) -> tuple[list[str], list[list[str]]]:
+def _rows(kind: str, data: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """The table's rows and the index of the recommended one."""
     if kind == "serve":
         rows = [{"surface": k, **{kk: vv for kk, vv in v.items() if not isinstance(vv, list | dict)},
                  "holdout_max_error": (v.get("holdout_error") or {}).get("max")} for k, v in data["surfaces"].items()]
-        rows += [{"surface": f"instances: {i['role']}", **i} for i in data["instances"]]
-    else:
-        rows = data["layers"] if kind == "run" else data["rows"] if kind == "plan" else data
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols and not isinstance(r[k], list | dict)]
-    fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    return cols, [[fmt(r.get(c)) for c in cols] for r in rows]
+        return rows + [{"surface": f"instances: {i['role']}", **i} for i in data["instances"]], None
+    if kind == "multi":
+        return multi_rows(data)
+    if kind == "run":
+        return data["layers"], None
+    if kind == "plan":
+        b = data.get("best") or {}
+        best = next((i for i, r in enumerate(data["rows"]) if b and r.get("label") == b.get("label")
+                     and r.get("max_batch") == b.get("max_batch")), None)
+        return data["rows"], best
+    ok = [i for i, r in enumerate(data) if not r.get("error") and r.get("throughput_tokens_per_s")]
+    return data, max(ok, key=lambda i: data[i]["throughput_tokens_per_s"]) if ok else None
 
 
-# the page reports how many figures decoded, so a headless browser can check it (reports/check_html.sh)
-_SELF_CHECK = ("<script>window.addEventListener('load',()=>{const i=[...document.images];document.body.setAttribute("
-               "'data-figures',i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length)})</script>")
+PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;color:#222;padding:0 1em}"
+              ".chart{position:relative;margin:0 0 1.5em}.chart svg{display:block;user-select:none}"
+              ".tick{font-size:11px;fill:#444}.label{font-size:12px;fill:#222}.grid{stroke:#e6e6e6}"
+              ".hline{stroke:#777;stroke-dasharray:5 3}.overlay{fill:transparent;cursor:crosshair}"
+              ".brush{fill:rgba(0,103,165,.15)}.tip{position:absolute;display:none;pointer-events:none;"
+              "background:#fff;border:1px solid #bbb;padding:4px 6px;font-size:12px;box-shadow:0 1px 4px #0002;"
+              "z-index:2;white-space:nowrap}.legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;"
+              "margin:4px 0 0 70px}.legend i{display:inline-block;width:11px;height:11px;margin-right:5px;"
+              "vertical-align:-1px}.scroll{overflow-x:auto}table.rows{border-collapse:collapse;font-size:12px}"
+              "td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}"
+              "td.text{text-align:left;white-space:normal;min-width:6em;max-width:32em}"
+              "th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}th[data-dir=asc]:after{content:' ▲'}"
+              "th[data-dir=desc]:after{content:' ▼'}tr.best td{background:#e3f4e3;font-weight:600}"
+              ".hint{color:#666;font-size:12px}")
 
 
-def write_report(results: Path, out: Path, title: str | None = None) -> list[Path]:
-    """index.html (self-contained) and README.md (+ PNGs) in ``out``."""
-    kind, data = detect(results)
-    figs = {"run": lambda: run_figures(data, results if results.is_dir() else results.parent),
-            "compare": lambda: compare_figures(data), "sweep": lambda: sweep_figures(data),
-            "plan": lambda: plan_figures(data, _fig_png, _plt()),
-            "serve": lambda: serve_figures(results, _fig_png, _plt())}[kind]()
+def detect_all(paths: list[Path]) -> tuple[str, Any]:
+    """One results folder as ``detect`` reads it; several: ('multi', [(name, kind, data), ...])."""
+    if len(paths) == 1:
+        return detect(paths[0])
+    items = []
+    for p in paths:
+        kind, data = detect(p)
+        items.append((p.name if p.is_dir() else p.parent.name, kind, data))
+    return "multi", items
+
+
+def write_report(results: Path | list[Path], out: Path, title: str | None = None) -> list[Path]:
+    """index.html (self-contained, interactive) and README.md (+ PNGs) in ``out``; several results folders
+    give one page comparing them."""
+    paths = results if isinstance(results, list) else [results]
+    kind, data = detect_all(paths)
+    folder = paths[0] if paths[0].is_dir() else paths[0].parent
+    figs = {"run": lambda: run_figures(data, folder), "compare": lambda: compare_figures(data),
+            "sweep": lambda: sweep_figures(data), "plan": lambda: plan_figures(data),
+            "serve": lambda: serve_figures(folder), "multi": lambda: multi_figures(data)}[kind]()
     title = title or f"moesim {kind} report"
-    summary, (cols, rows) = _summary(kind, data), _table(kind, data)
+    summary = multi_summary(data) if kind == "multi" else _summary(kind, data)
+    rows, best = _rows(kind, data)
+    _, table_html, table_md = report_tables.table(rows, best)
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# {title}", "", *[f"- {s}" for s in summary], ""]
-    body = [f"<h1>{html.escape(title)}</h1>", "<ul>", *[f"<li>{html.escape(s)}</li>" for s in summary], "</ul>"]
-    for i, (name, caption, png) in enumerate(figs, 1):
+    body = [f"<h1>{html.escape(title)}</h1>", "<ul>", *[f"<li>{html.escape(s)}</li>" for s in summary], "</ul>",
+            "<p class='hint'>Charts: hover for values, drag across a chart to zoom, double-click to reset. "
+            "Tables: click a header to sort; the recommended row is highlighted.</p>"]
+    for i, spec in enumerate(figs, 1):
         fname = f"figure{i}.png"
-        (out / fname).write_bytes(png)
-        md += [f"## {name}", "", caption, "", f"![{name}]({fname})", ""]
-        b64 = base64.b64encode(png).decode()
-        body += [f"<h2>{html.escape(name)}</h2>", f"<p>{html.escape(caption)}</p>",
-                 f'<img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">']
-    md += ["## Every row", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    body += ["<h2>Every row</h2>", "<div style='overflow-x:auto'><table><tr>"
-             + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
-    body += ["<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows]
-    body += ["</table></div>"]
+        (out / fname).write_bytes(charts.png(spec))
+        md += [f"## {spec['title']}", "", spec["caption"], "", f"![{spec['title']}]({fname})", ""]
+        body += [f"<h2>{html.escape(spec['title'])}</h2>", f"<p>{html.escape(spec['caption'])}</p>",
+                 charts.html_div(spec)]
+    md += ["## Every row", "", *table_md]
+    body += ["<h2>Every row</h2>", table_html]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}"
-            "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-            "</style></head><body>" + "\n".join(body) + _SELF_CHECK + "</body></html>\n")
+            + PAGE_STYLE + "</style></head><body>" + "\n".join(body) + "<script>" + charts.script()
+            + "</script></body></html>\n")
     write_atomic(out / "index.html", page)
     write_atomic(out / "README.md", "\n".join(md) + "\n")
     return [out / "index.html", out / "README.md"]

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from moesim import report_charts as charts
+
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
     with path.open(encoding="utf-8") as fh:
@@ -37,31 +39,34 @@ def _binned(t: np.ndarray, v: np.ndarray, bins: int = 200) -> tuple[np.ndarray, 
     return (edges[:-1] + edges[1:])[keep] / 2, s[keep] / cnt[keep]
 
 
-def serve_figures(folder: Path, fig_png, plt) -> list[tuple[str, str, bytes]]:
-    """Queue, batch and KV use over time per role; TTFT and TPOT distributions against the SLO."""
+def serve_figures(folder: Path) -> list[dict]:
+    """Queue, batch and KV use over time per role; TTFT and TPOT distributions."""
     tl, rq = _read_csv(folder / "timeline.csv"), _read_csv(folder / "requests.csv")
     out = []
     if tl:
-        fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-        for role in sorted(set(tl["role"].tolist())):
-            sel = tl["role"] == role
-            for ax, key, name in ((axes[0], "waiting", "waiting requests"), (axes[1], "running", "running sequences"),
-                                  (axes[2], "kv_utilisation", "KV cache used")):
+        roles = sorted(set(tl["role"].tolist()))
+        for key, name in (("waiting", "waiting requests"), ("running", "running sequences"),
+                          ("kv_utilisation", "KV cache used (share)")):
+            series = []
+            for role in roles:
+                sel = tl["role"] == role
                 x, y = _binned(tl["start_s"][sel], tl[key][sel].astype(float))
-                ax.plot(x, y, label=role)
-                ax.set_ylabel(name)
-        axes[2].set_xlabel("time (s)")
-        axes[0].legend(fontsize=7)
-        out.append(("Queue, batch and KV cache over time", "Per role, averaged over instances and time bins.",
-                    fig_png(fig)))
+                series.append({"name": role, "x": x.tolist(), "y": y.tolist()})
+            out.append(charts.line(f"{name.capitalize()} over time", "Per role, averaged over instances and "
+                                   "time bins.", "time (s)", name, series))
     if rq:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-        for ax, key, name in ((axes[0], "ttft_s", "TTFT (s)"), (axes[1], "tpot_s", "TPOT (ms)")):
-            v = rq[key][np.isfinite(rq[key])] * (1e3 if key == "tpot_s" else 1)
+        series = []
+        for key, name, scale in (("ttft_s", "TTFT", 1.0), ("tpot_s", "TPOT", 1e3)):
+            v = np.sort(rq[key][np.isfinite(rq[key])] * scale)
             if v.size:
-                ax.plot(np.sort(v), np.linspace(0, 1, v.size), lw=1.5)
-            ax.set(xlabel=name, ylabel="share of requests", title=f"{name.split()[0]} distribution")
-        out.append(("Latency distributions", "Cumulative share of requests by TTFT and TPOT.", fig_png(fig)))
+                step = max(1, v.size // 400)  # at most ~400 points per curve
+                q = np.linspace(0, 1, v.size)
+                series.append((name, key, v[::step].tolist(), q[::step].tolist()))
+        for name, key, x, y in series:
+            unit = "s" if key == "ttft_s" else "ms"
+            out.append(charts.line(f"{name} distribution", f"Cumulative share of requests by {name}.",
+                                   f"{name} ({unit})", "share of requests", [{"name": name, "x": x, "y": y}],
+                                   zero=True))
     return out
 
 
@@ -80,31 +85,29 @@ def serve_summary(d: dict[str, Any]) -> list[str]:
             + (f"{max(errs):.1%}." if errs else "not measured.")]
 
 
-def plan_figures(doc: dict[str, Any], fig_png, plt) -> list[tuple[str, str, bytes]]:
+def plan_figures(doc: dict[str, Any]) -> list[dict]:
     """SLO throughput and cost per million tokens against GPUs, one series per GPU type and shape."""
     ok = [r for r in doc["rows"] if r["feasible"] and r["output_tokens_per_s"]]
     if not ok:
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in ok:
         groups.setdefault(f"{r['gpu']} {r['deployment']}", []).append(r)
+    cap, cost = [], []
     for name, rs in sorted(groups.items()):
         best: dict[int, dict[str, Any]] = {}
         for r in rs:  # the best row per GPU count
             if r["gpus"] not in best or r["output_tokens_per_s"] > best[r["gpus"]]["output_tokens_per_s"]:
                 best[r["gpus"]] = r
         xs = sorted(best)
-        axes[0].plot(xs, [best[x]["output_tokens_per_s"] / 1e3 for x in xs], "o-", label=name)
-        axes[1].plot(xs, [best[x]["cost_per_million_tokens"] for x in xs], "o-", label=name)
+        cap.append({"name": name, "x": xs, "y": [best[x]["output_tokens_per_s"] / 1e3 for x in xs]})
+        cost.append({"name": name, "x": xs, "y": [best[x]["cost_per_million_tokens"] for x in xs]})
     target = (doc.get("target") or {}).get("output_tokens_per_s")
-    if target:
-        axes[0].axhline(target / 1e3, color="grey", ls="--", lw=1, label="target")
-    axes[0].set(xlabel="GPUs", ylabel="output k tokens/s at the SLO", title="Capacity at the SLO")
-    axes[1].set(xlabel="GPUs", ylabel="USD per million output tokens", title="Cost per million tokens")
-    axes[0].legend(fontsize=7)
-    return [("Capacity and cost against GPUs", "Best batch limit per GPU count; infeasible rows are left out "
-             "(the table says why).", fig_png(fig))]
+    hl = [{"y": target / 1e3, "label": "target"}] if target else []
+    note = "Best batch limit per GPU count; infeasible rows are left out (the table says why)."
+    return [charts.line("Capacity at the SLO", note, "GPUs", "output k tokens/s at the SLO", cap, hlines=hl,
+                        yunit="k tokens/s"),
+            charts.line("Cost per million tokens", note, "GPUs", "USD per million output tokens", cost, yunit="$")]
 
 
 def plan_summary(data: dict[str, Any]) -> list[str]:

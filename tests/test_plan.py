@@ -151,10 +151,22 @@ def test_plan_report_has_the_capacity_figure(tmp_path, monkeypatch):
     rep = CliRunner().invoke(main, ["report", str(tmp_path / "out"), "-o", str(tmp_path / "rep")])
     assert rep.exit_code == 0, rep.output
     page = (tmp_path / "rep" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 1 and "Recommendation: h100 3n agg EP12" in page
+    assert page.count('class="chart" data-spec=') == 2  # capacity, cost
+    assert "Recommendation: h100 3n agg EP12" in page
+    assert page.count("class='best'") == 1
 
 
 def test_pareto_frontier_keeps_only_undominated():
     rows = [{"cost_per_hour": 1.0, "output_tokens_per_s": 100}, {"cost_per_hour": 2.0, "output_tokens_per_s": 90},
             {"cost_per_hour": 2.0, "output_tokens_per_s": 150}]
     assert [r["output_tokens_per_s"] for r in pareto(rows)] == [100, 150]
+
+
+def test_the_python_api_plans_a_plan_file(tmp_path, monkeypatch):
+    from moesim import api  # noqa: PLC0415
+
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}"))
+    doc = api.plan(tmp_path / "p.yaml", jobs=1)
+    assert doc["rows"] and all(not isinstance(v, dict) for v in doc["rows"][0].values())
+    assert doc["best"] is not None and doc["best"]["gpu"] == "h100"

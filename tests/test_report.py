@@ -1,11 +1,18 @@
-"""`moesim report` from a run, a compare and a sweep: self-contained HTML, Markdown, figures, clear errors."""
+"""`moesim report`: one self-contained interactive HTML page (charts drawn from embedded specs, no network),
+a Markdown page with PNGs, tables with units in a reading order and the recommended row marked, several
+results compared on one page, clear errors; and the page drawn in headless Chromium when it is installed."""
 
-import base64
+import html
+import json
 import re
+import shutil
+import subprocess
 
+import pytest
 from click.testing import CliRunner
 
 from moesim.cli import main
+from moesim.report_tables import cell, header, order
 
 SCEN = """seed: 2
 model: {base: deepseek-v3, num_hidden_layers: 6}
@@ -15,33 +22,79 @@ workload: {tokens_per_gpu: 256}
 """
 
 
-def _check_page(folder, figures):
+def specs(folder) -> list[dict]:
     page = (folder / "index.html").read_text()
-    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(imgs) == figures
-    assert all(base64.b64decode(x)[:8] == b"\x89PNG\r\n\x1a\n" for x in imgs)  # embedded, offline
-    assert "data-figures" in page and "Recommendation" in page
+    return [json.loads(html.unescape(x)) for x in re.findall(r'class="chart" data-spec="([^"]+)"', page)]
+
+
+def _check_page(folder, charts):
+    page = (folder / "index.html").read_text()
+    got = specs(folder)
+    assert len(got) == charts and all(s["kind"] in ("line", "bar", "heatmap") for s in got)
+    assert not re.search(r'(src|href)=["\']?https?:', page)  # nothing fetched: opens offline
+    assert "<script>" in page and "data-charts" in page and "Recommendation" in page
     md = (folder / "README.md").read_text()
-    assert md.count("](figure") == figures and "Every row" in md
-    for i in range(1, figures + 1):
-        assert (folder / f"figure{i}.png").stat().st_size > 1000
+    assert md.count("](figure") == charts and "Every row" in md
+    for i in range(1, charts + 1):
+        assert (folder / f"figure{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return page
 
 
-def test_reports_from_run_compare_and_sweep(tmp_path):
-    (tmp_path / "s.yaml").write_text(SCEN)
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rep")
+    (tmp / "s.yaml").write_text(SCEN)
+    (tmp / "s2.yaml").write_text(SCEN.replace("alpha: 1.0", "alpha: 1.4"))
     r = CliRunner()
-    assert r.invoke(main, ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "run")]).exit_code == 0
-    assert r.invoke(main, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "rep1")]).exit_code == 0
-    _check_page(tmp_path / "rep1", 3)  # time split, GPU x layer heatmap, inter-node bytes
-    res = r.invoke(main, ["compare", str(tmp_path / "s.yaml"), "--placements", "contiguous,eplb",
-                          "-o", str(tmp_path / "cmp")])
+    for name, scen in (("run", "s.yaml"), ("run2", "s2.yaml")):
+        assert r.invoke(main, ["run", str(tmp / scen), "-o", str(tmp / name)]).exit_code == 0
+    res = r.invoke(main, ["compare", str(tmp / "s.yaml"), "--placements", "contiguous,eplb", "-o", str(tmp / "cmp")])
     assert res.exit_code == 0, res.output
-    assert r.invoke(main, ["report", str(tmp_path / "cmp"), "-o", str(tmp_path / "rep2")]).exit_code == 0
-    _check_page(tmp_path / "rep2", 1)
-    (tmp_path / "sw.yaml").write_text("base: s.yaml\n"
-                                      "grid: {cluster.nodes: [1, 2], placement.kind: [contiguous, eplb]}\n")
-    assert r.invoke(main, ["sweep", str(tmp_path / "sw.yaml"), "-o", str(tmp_path / "sw"), "-j", "1"]).exit_code == 0
-    assert r.invoke(main, ["report", str(tmp_path / "sw"), "-o", str(tmp_path / "rep3")]).exit_code == 0
-    _check_page(tmp_path / "rep3", 1)
-    bad = r.invoke(main, ["report", str(tmp_path), "-o", str(tmp_path / "rep4")])
+    (tmp / "sw.yaml").write_text("base: s.yaml\ngrid: {cluster.nodes: [1, 2], placement.kind: [contiguous, eplb]}\n")
+    assert r.invoke(main, ["sweep", str(tmp / "sw.yaml"), "-o", str(tmp / "sw"), "-j", "1"]).exit_code == 0
+    return tmp
+
+
+def test_reports_from_run_compare_and_sweep(results):
+    r = CliRunner()
+    for src, out, charts in (("run", "rep1", 3), ("cmp", "rep2", 3), ("sw", "rep3", 1)):
+        res = r.invoke(main, ["report", str(results / src), "-o", str(results / out)])
+        assert res.exit_code == 0, res.output
+        assert "wrote" in res.stderr and not res.stdout  # results on stdout, "wrote" lines on stderr
+        _check_page(results / out, charts)
+    assert specs(results / "rep1")[0]["stacked"] and specs(results / "rep1")[1]["kind"] == "heatmap"
+    page = (results / "rep2" / "index.html").read_text()
+    assert page.count("class='best'") == 1  # the recommended variant is marked
+    bad = r.invoke(main, ["report", str(results), "-o", str(results / "rep4")])
     assert bad.exit_code == 2 and "result.json" in bad.output
+
+
+def test_several_runs_on_one_page(results):
+    res = CliRunner().invoke(main, ["report", str(results / "run"), str(results / "run2"), "-o",
+                                    str(results / "both"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["wrote"][0].endswith("index.html")
+    page = _check_page(results / "both", 2)
+    bars = specs(results / "both")[0]
+    assert bars["categories"] == ["run", "run2"] and len(bars["series"][0]["y"]) == 2
+    assert "2 results compared" in page and page.count("class='best'") == 1
+
+
+def test_table_columns_units_and_order():
+    cols = order(["zeta", "iteration_time_s", "error", "placement", "cluster.nodes", "throughput_tokens_per_s"])
+    assert cols == ["placement", "cluster.nodes", "throughput_tokens_per_s", "iteration_time_s", "zeta", "error"]
+    assert header("iteration_time_s") == "iteration_time (ms)" and header("inter_node_bytes") == "inter_node (GB)"
+    assert cell("inter_node_bytes", 1.3189e11, {})[0] == "131.9"  # GB, not 1.3189e+11
+    assert cell("throughput_tokens_per_s", 722646.2, {})[0] == "722,646"
+    assert cell("gpus", 0, {"feasible": False})[0] == "–"  # an infeasible row shows no GPU count
+    assert cell("ttft_slo_s", float("nan"), {})[0] == "–"
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_pages_draw_in_headless_chromium(results):
+    CliRunner().invoke(main, ["report", str(results / "run"), "-o", str(results / "rep5")])
+    out = subprocess.run(["bash", "reports/check_html.sh", str(results / "rep5" / "index.html")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "3/3 charts drawn" in out.stdout, out.stdout + out.stderr
+    assert (results / "rep5" / "screenshot.png").stat().st_size > 10_000
