@@ -168,7 +168,7 @@ PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em
               "margin:4px 0 0 70px}.legend i{display:inline-block;width:11px;height:11px;margin-right:5px;"
               "vertical-align:-1px}.scroll{overflow-x:auto}table.rows{border-collapse:collapse;font-size:12px}"
               "td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}"
-              "td.text{text-align:left;white-space:normal;min-width:6em;max-width:32em}"
+              "td.text{text-align:left}td.note{text-align:left;white-space:normal;min-width:24em;max-width:60em}"
               "th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}th[data-dir=asc]:after{content:' ▲'}"
               "th[data-dir=desc]:after{content:' ▼'}tr.best td{background:#e3f4e3;font-weight:600}"
               ".hint{color:#666;font-size:12px}")
@@ -197,7 +197,9 @@ def write_report(results: Path | list[Path], out: Path, title: str | None = None
     title = title or f"moesim {kind} report"
     summary = multi_summary(data) if kind == "multi" else _summary(kind, data)
     rows, best = _rows(kind, data)
-    _, table_html, table_md = report_tables.table(rows, best)
+    prefer = (["block", "time_s", "waiting_s", "critical_gpu", "gpu_load_max_over_mean"]
+              + [f"{n}_s" for n in data.get("stage_names", [])]) if kind == "run" else None
+    _, table_html, table_md = report_tables.table(rows, best, prefer)
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# {title}", "", *[f"- {s}" for s in summary], ""]
     body = [f"<h1>{html.escape(title)}</h1>", "<ul>", *[f"<li>{html.escape(s)}</li>" for s in summary], "</ul>",

@@ -17,11 +17,13 @@ HEADLINE = ("throughput_tokens_per_s", "output_tokens_per_s", "iteration_time_s"
             "cost_per_hour", "gpu_load_max_over_mean", "ttft_slo_s", "tpot_slo_s", "inter_node_bytes")
 
 
-def order(cols: list[str]) -> list[str]:
-    """Identity columns, swept parameters (dotted names), headline figures, then the others as listed."""
+def order(cols: list[str], prefer: list[str] | None = None) -> list[str]:
+    """Identity columns, swept parameters (dotted names), headline figures, ``prefer`` (e.g. a run's stages
+    in program order), then the others as listed."""
     first = [c for c in IDENTITY if c in cols]
     params = [c for c in cols if "." in c and c not in first]
     head = [c for c in HEADLINE if c in cols and c not in first]
+    head += [c for c in (prefer or []) if c in cols and c not in first + head]
     last = [c for c in LAST if c in cols]
     rest = [c for c in cols if c not in first + params + head + last]
     return first + params + head + rest + last
@@ -39,12 +41,14 @@ def unit(col: str) -> tuple[str, float]:
 
 
 def header(col: str) -> str:
+    """The column's name without the unit suffix, and the unit: ``iteration_time (ms)``."""
     name, _ = unit(col)
-    base = col
-    for suffix in ("_s", "_bytes", "_gib"):
-        if name and base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return f"{base} ({name})" if name else base
+    if not name:
+        return col
+    for suffix in ("_per_s_per_gpu", "_per_million_tokens", "_per_hour", "_per_s", "_bytes", "_gib", "_flops", "_s"):
+        if col.endswith(suffix) and len(col) > len(suffix):
+            return f"{col[: -len(suffix)]} ({name})"
+    return f"{col} ({name})"
 
 
 def cell(col: str, v: Any, row: dict[str, Any]) -> tuple[str, str]:
@@ -65,28 +69,29 @@ def cell(col: str, v: Any, row: dict[str, Any]) -> tuple[str, str]:
     return str(v), str(v)
 
 
-def _td(text: str, raw: str) -> str:
+def _td(text: str, raw: str, col: str) -> str:
     try:
         float(raw)
         kind = ""
     except ValueError:
-        kind = " class='text'"
+        kind = " class='note'" if col in LAST else " class='text'"
     return f"<td{kind} data-v='{html.escape(raw, quote=True)}'>{html.escape(text)}</td>"
 
 
-def table(rows: list[dict[str, Any]], best: int | None = None) -> tuple[list[str], str, list[str]]:
+def table(rows: list[dict[str, Any]], best: int | None = None,
+          prefer: list[str] | None = None) -> tuple[list[str], str, list[str]]:
     """(ordered columns, HTML table, Markdown lines). ``best``: the index of the recommended row."""
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols and not isinstance(r[k], list | dict)]
-    cols = order(cols)
+    cols = order(cols, prefer)
     head = "".join(f"<th title='click to sort'>{html.escape(header(c))}</th>" for c in cols)
     body = []
     md = ["| " + " | ".join(header(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for i, r in enumerate(rows):
         cells = [cell(c, r.get(c), r) for c in cols]
         mark = " class='best' title='recommended'" if i == best else ""
-        body.append(f"<tr{mark}>" + "".join(_td(text, raw) for text, raw in cells) + "</tr>")
+        body.append(f"<tr{mark}>" + "".join(_td(text, raw, c) for c, (text, raw) in zip(cols, cells)) + "</tr>")
         md.append("| " + " | ".join(("**" + t + "**" if i == best else t) for t, _ in cells) + " |")
     page = (f"<div class='scroll'><table class='rows'><thead><tr>{head}</tr></thead><tbody>" + "".join(body)
             + "</tbody></table></div>")
