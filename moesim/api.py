@@ -21,6 +21,7 @@ from moesim.config import load_scenario
 from moesim.config.schema import Scenario
 from moesim.engine import SimRecords, simulate
 from moesim.errors import ScenarioError
+from moesim.invariants import check_run
 from moesim.memory import memory_per_gpu
 from moesim.metrics import summarize
 from moesim.program import Program
@@ -103,6 +104,9 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
     summary = summarize(records, programs, [b.stats for b in builds],
                         s.cluster.num_gpus * s.workload.tokens_per_gpu * steps, s.cluster.gpus_per_node,
                         _meta(s, builds[0], records), s.workload.scope, s.workload.context_tokens)
+    routing = builds[0].resolved.routing
+    check_run(summary, [b.stats for b in builds], s.cluster.num_gpus * s.workload.tokens_per_gpu / len(builds),
+              routing.top_k, routing.rule)
     return Result(summary, records, builds[0], tuple(tuple(p) for p in programs))
 
 

@@ -9,28 +9,13 @@ from pathlib import Path
 import click
 
 from moesim import __version__, api
-from moesim.cli_types import PLACEMENT_LIST
+from moesim.cli_types import PLACEMENT_LIST, Group
 from moesim.errors import MoesimError
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
 
 
-class _Group(click.Group):
-    """Turns every MoesimError into one line on stderr and exit code 2, never a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except MoesimError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except MemoryError:
-            click.echo("error: out of memory: the run is larger than this machine (fix: fewer nodes or "
-                       "sim.sampled_tokens; `moesim check` prints the size estimate)", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="moesim")
 def main() -> None:
     """Simulate Mixture-of-Experts models on GPU clusters.
@@ -377,13 +362,17 @@ def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int
     deployments say why. Progress and ETA go to stderr; Ctrl-C stops and keeps what finished.
     """
     from moesim.cli_serve import PlanProgress, finish_plan  # noqa: PLC0415
+    from moesim.errors import ScenarioError  # noqa: PLC0415
     from moesim.output import write_atomic  # noqa: PLC0415
     from moesim.plan import load_plan, plan  # noqa: PLC0415
     from moesim.sweep import make_executor  # noqa: PLC0415
 
     p, path = load_plan(plan_file)
-    result = plan(p, path.parent, make_executor(executor_kind, jobs, address), PlanProgress(), not no_cache,
-                  write_atomic)
+    try:
+        result = plan(p, path.parent, make_executor(executor_kind, jobs, address), PlanProgress(), not no_cache,
+                      write_atomic)
+    except ScenarioError as err:
+        raise err.located(file=str(plan_file)) from None
     finish_plan(result, out_dir, as_json)
 
 from moesim.cli_formats import export_placement  # noqa: E402  (kept in their own modules; registered here)

@@ -3,7 +3,12 @@ the shell (``eval "$(_MOESIM_COMPLETE=bash_source moesim)"``)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
+
+from moesim.errors import MoesimError
 
 
 class CommaChoice(click.ParamType):
@@ -33,3 +38,46 @@ class CommaChoice(click.ParamType):
 
 PLACEMENT_LIST = CommaChoice(["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical",
                               "eplb_global", "optimal", "affinity", "time_aware"])
+
+
+class Group(click.Group):
+    """Every MoesimError is one line on stderr and exit code 2; anything unexpected one "internal error" line
+    and exit code 3 (MOESIM_DEBUG=1 shows the traceback); never a raw traceback."""
+
+    def invoke(self, ctx: click.Context):
+        import warnings  # noqa: PLC0415
+
+        from moesim.errors import MoesimWarning  # noqa: PLC0415
+
+        def show(message, category, *_args, **_kw):
+            if issubclass(category, MoesimWarning):
+                click.echo(f"warning: {message}", err=True)
+
+        warnings.showwarning = show
+        try:
+            return super().invoke(ctx)
+        except MoesimError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo("error: out of memory: the run is larger than this machine (fix: fewer nodes or "
+                       "sim.sampled_tokens; `moesim check` prints the size estimate)", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 (the last line of defence: one line, not a traceback)
+            if os.environ.get("MOESIM_DEBUG"):
+                raise
+            click.echo(internal_error_line(exc), err=True)
+            sys.exit(3)
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """One line for an unexpected exception: its type, message and innermost frame."""
+    where = exc.__traceback__
+    while where is not None and where.tb_next is not None:
+        where = where.tb_next
+    at = f" at {where.tb_frame.f_code.co_filename.rsplit('/', 2)[-1]}:{where.tb_lineno}" if where else ""
+    return (f"internal error: {type(exc).__name__}: {str(exc)[:200]}{at} (a bug in moesim: please report it "
+            "with the command; MOESIM_DEBUG=1 shows the traceback)")

@@ -29,3 +29,13 @@ class ScenarioError(MoesimError):
         """A copy with the file and/or a path prefix filled in."""
         path = ".".join(p for p in (prefix, self.path) if p) or None
         return ScenarioError(self.problem, file=file or self.file, path=path, fix=self.fix)
+
+
+class EngineError(MoesimError):
+    """The engine cannot go on with these numbers (simulated time stopped advancing, a solver did not
+    converge): one line saying which, exit code 2."""
+
+
+class MoesimWarning(UserWarning):
+    """Something the user should know before waiting (e.g. the exact network model forced on many GPUs);
+    the CLI prints it as one "warning:" line on stderr."""

@@ -19,18 +19,24 @@ from moesim.report_serve import plan_figures, plan_summary, serve_figures, serve
 
 
 def detect(path: Path) -> tuple[str, Any]:
-    """('run' | 'compare' | 'sweep', data) from a results folder or file."""
+    """('run' | 'compare' | 'plan' | 'serve' | 'sweep', data) from a results folder or file."""
+    from moesim import safeio  # noqa: PLC0415
+
     folder = path if path.is_dir() else path.parent
-    if (folder / "result.json").is_file():
-        return "run", json.loads((folder / "result.json").read_text())
-    if (folder / "compare.json").is_file():
-        return "compare", json.loads((folder / "compare.json").read_text())
-    if (folder / "plan.json").is_file():
-        return "plan", json.loads((folder / "plan.json").read_text())
-    if (folder / "serve.json").is_file():
-        return "serve", json.loads((folder / "serve.json").read_text())
+    for name, kind, want in (("result.json", "run", dict), ("compare.json", "compare", list),
+                             ("plan.json", "plan", dict), ("serve.json", "serve", dict)):
+        if (folder / name).is_file():
+            data = safeio.load_json(folder / name, what=name)
+            if not isinstance(data, want):
+                raise MoesimError(f"{folder / name}: not a moesim {kind} result (a {type(data).__name__}); "
+                                  f"make it again with moesim {kind} -o")
+            return kind, data
     if (folder / "results.jsonl").is_file():
-        return "sweep", [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines() if x.strip()]
+        text = safeio.read_text(folder / "results.jsonl", what="results.jsonl")
+        rows = [safeio.parse_json(x, str(folder / "results.jsonl")) for x in text.splitlines() if x.strip()]
+        if not all(isinstance(r, dict) for r in rows):
+            raise MoesimError(f"{folder / 'results.jsonl'}: not a moesim sweep result; run the sweep again")
+        return "sweep", rows
     raise MoesimError(f"{path}: no result.json, compare.json, plan.json, serve.json or results.jsonl there; give "
                       "the folder written by moesim run -o, compare -o, sweep -o, serve -o or plan -o")
 
@@ -190,6 +196,14 @@ def write_report(results: Path | list[Path], out: Path, title: str | None = None
     give one page comparing them."""
     paths = results if isinstance(results, list) else [results]
     kind, data = detect_all(paths)
+    try:
+        return _write(paths, kind, data, out, title)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise MoesimError(f"{paths[0]}: not a complete moesim {kind} result (missing or wrong {exc}); make it "
+                          f"again with moesim {kind} -o") from None
+
+
+def _write(paths: list[Path], kind: str, data: Any, out: Path, title: str | None) -> list[Path]:
     folder = paths[0] if paths[0].is_dir() else paths[0].parent
     figs = {"run": lambda: run_figures(data, folder), "compare": lambda: compare_figures(data),
             "sweep": lambda: sweep_figures(data), "plan": lambda: plan_figures(data),

@@ -64,10 +64,21 @@ def available_bytes() -> float:
         return float("inf")
 
 
+FLUID_WARN_GPUS = 64
+
+
 def guard(s: Scenario) -> None:
     """Raise ScenarioError when the memory estimate exceeds this machine's memory."""
     from moesim.errors import ScenarioError  # noqa: PLC0415
 
+    if s.sim.network == "fluid" and s.cluster.num_gpus > FLUID_WARN_GPUS:
+        import warnings  # noqa: PLC0415
+
+        from moesim.errors import MoesimWarning  # noqa: PLC0415
+
+        warnings.warn(MoesimWarning(
+            f"sim.network: fluid on {s.cluster.num_gpus} GPUs recomputes max-min rates at every flow event: "
+            "expect minutes where the default (auto: the drain model above 8 GPUs) takes seconds"), stacklevel=2)
     if not s.sim.size_guard:
         return
     est, have = estimate(s), available_bytes()

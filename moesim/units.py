@@ -6,6 +6,7 @@ Internal units: seconds, bytes, bytes per second, FLOP/s. Decimal prefixes (k, M
 
 from __future__ import annotations
 
+import math
 import re
 
 _PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
@@ -39,14 +40,28 @@ def parse_quantity(value: object, kind: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a {kind}, got a boolean")
     if isinstance(value, int | float):
-        return float(value)
+        return _simulable(float(value), kind, value)
     if not isinstance(value, str):
         raise ValueError(f"expected a {kind} such as {_EXAMPLES[kind]}")
     number, unit = _split(value)
     scale = _UNIT_READERS[kind](unit)
     if scale is None:
         raise ValueError(f"unknown {kind} unit in {value!r}; use e.g. {_EXAMPLES[kind]}")
-    return number * scale
+    return _simulable(number * scale, kind, value)
+
+
+# the largest value of each kind a simulation can use: past these, sums of times stop advancing in float64
+# (a 9e99-minute latency) or rates make every transfer instant (1e30 GB/s). 1e30 bandwidth and flops stay
+# allowed as "effectively infinite" (tests and what-ifs use them); the engine's time guard catches the rest
+LIMITS = {"time": 1e6, "bytes": 1e21, "bandwidth": 1e30, "flops": 1e30}
+
+
+def _simulable(x: float, kind: str, given: object) -> float:
+    if not math.isfinite(x):
+        raise ValueError(f"{given!r} is not a finite {kind}")
+    if abs(x) > LIMITS[kind]:
+        raise ValueError(f"{given!r} is beyond any real {kind} (at most {LIMITS[kind]:g} in SI units)")
+    return x
 
 
 def _time_unit(unit: str) -> float | None:

@@ -71,8 +71,9 @@ def gpu_entry(name: str) -> dict[str, Any]:
 
 def read_gpu_file(path: Path) -> dict[str, Any]:
     """A GPU profile file in the catalogue's format (figures as {value, label, source} or plain values)."""
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    from moesim import safeio  # noqa: PLC0415
+
+    data = safeio.load_json(path, "GPU profile") if path.suffix == ".json" else safeio.load_yaml(path, "GPU profile")
     if not isinstance(data, dict):
         raise ValueError("a GPU profile must be a mapping of figures")
     if "gpu" in data and isinstance(data["gpu"], dict):  # calibrate/ profiles nest figures under `gpu`

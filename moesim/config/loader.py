@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from moesim import catalog
+from moesim import catalog, safeio
 from moesim.config.checks import check_scenario, check_stats_file
 from moesim.config.hf import from_hf_config, normalise_keys
 from moesim.config.schema import Scenario
@@ -24,16 +24,9 @@ from moesim.errors import ScenarioError
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file's contents; a missing file or bad syntax is one ScenarioError naming the file (and line)."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError("no such file", file=str(path), fix="check the path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise ScenarioError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path), path=where,
-                            fix="fix the YAML syntax") from None
+    """A YAML file's contents as plain data (``moesim.safeio``: regular files, UTF-8, JSON types, aliases
+    bounded); anything else is one ScenarioError naming the file (and line)."""
+    return safeio.load_yaml(Path(path), what="YAML file")
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
@@ -55,7 +48,7 @@ def apply_overrides(raw: Any, overrides: Iterable[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ScenarioError(f"override {item!r} is not KEY=VALUE", path="--set",
                                 fix="write e.g. --set router.top_k=4")
-        _set_path(out, key.strip().split("."), yaml.safe_load(text))
+        _set_path(out, key.strip().split("."), safeio.parse_yaml(text, f"--set {key.strip()}"))
     return out
 
 
@@ -74,8 +67,8 @@ def _set_path(node: Any, parts: list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
-def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
-    """Resolve names and files in ``raw``, validate it and check cross-field consistency."""
+def scenario_from_dict(raw: Any, base_dir: str | Path = ".", checks: bool = True) -> Scenario:
+    """Resolve names and files in ``raw``, validate it and (``checks``) check cross-field consistency."""
     if not isinstance(raw, dict):
         raise ScenarioError("a scenario must be a mapping of sections", fix="start from scenarios/*.yaml")
     raw = dict(raw)
@@ -86,6 +79,8 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
     if not isinstance(cluster, dict):
         raise ScenarioError("missing or not a mapping", path="cluster",
                             fix="give cluster: {gpu: h100, nodes: 1, gpus_per_node: 8}")
+    # what the loader derives (the profile's path, provenance) is never taken from the file: recomputed
+    cluster = {k: v for k, v in cluster.items() if k not in ("gpu_profile", "gpu_provenance", "host_provenance")}
     raw["cluster"] = {**cluster, **_resolve_gpu(cluster.get("gpu"), Path(base_dir))}
     if cluster.get("host") is not None:
         raw["cluster"].update(_resolve_host(cluster["host"], Path(base_dir)))
@@ -96,8 +91,9 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".") -> Scenario:
     except ValidationError as exc:
         raise _from_validation(exc) from None
     scenario = _default_scope(scenario)
-    check_scenario(scenario)
-    check_stats_file(scenario)
+    if checks:
+        check_scenario(scenario)
+        check_stats_file(scenario)
     return scenario
 
 
@@ -116,7 +112,8 @@ def _resolve_stats_path(router: Any, base: Path) -> Any:
     stats = dict(router["stats"])
     path = base / str(stats["path"])
     if not path.is_file():
-        raise ScenarioError(f"no such file {str(stats['path'])!r}", path="router.stats.path",
+        what = "is not a regular file" if path.exists() else "no such file"
+        raise ScenarioError(f"{what} {str(stats['path'])!r}", path="router.stats.path",
                             fix="give the path of a histogram or trace file, relative to the scenario file")
     stats["path"] = str(path.resolve())
     return {**router, "stats": stats}
@@ -158,10 +155,12 @@ def _resolve_model(value: Any, base: Path) -> dict[str, Any]:
 def _hf_file(name: Any, base: Path) -> dict[str, Any]:
     path = base / str(name)
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
+        cfg = safeio.load_json(path, what="config.json")
         quant_file = path.with_name("hf_quant_config.json")  # NVIDIA ModelOpt checkpoints: the format is here
-        quant = json.loads(quant_file.read_text(encoding="utf-8")) if quant_file.is_file() else None
+        quant = safeio.load_json(quant_file, what="hf_quant_config.json") if quant_file.is_file() else None
         return from_hf_config(cfg, path.parent.name or path.stem, quant)
+    except ScenarioError as err:
+        raise ScenarioError(err.problem, file=err.file, path="model.hf_config", fix=err.fix) from None
     except FileNotFoundError:
         raise ScenarioError(f"no such file {str(path)!r}", path="model.hf_config",
                             fix="give the path of a config.json, relative to the scenario file") from None

@@ -23,15 +23,15 @@ class ModelSpec(Strict):
 
     name: str = "inline"
     source: str = "user-supplied"
-    hidden_size: int = Field(gt=0)
-    moe_intermediate_size: int = Field(gt=0)
-    n_routed_experts: int = Field(gt=0)
-    num_experts_per_tok: int = Field(gt=0)
-    n_shared_experts: int = Field(default=0, ge=0)
+    hidden_size: int = Field(gt=0, le=2**20)
+    moe_intermediate_size: int = Field(gt=0, le=2**22)
+    n_routed_experts: int = Field(gt=0, le=2**16)
+    num_experts_per_tok: int = Field(gt=0, le=1024)
+    n_shared_experts: int = Field(default=0, ge=0, le=1024)
     shared_expert_intermediate_size: int | None = Field(default=None, gt=0)
-    num_hidden_layers: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0, le=10_000)
     first_k_dense_replace: int = Field(default=0, ge=0)
-    moe_layer_freq: int = Field(default=1, ge=1)
+    moe_layer_freq: int = Field(default=1, ge=1, le=10_000)
     mlp_only_layers: tuple[int, ...] = ()  # blocks kept dense where the rule above puts an MoE (Qwen, GLM)
     n_group: int = Field(default=1, ge=1)
     topk_group: int | None = Field(default=None, ge=1)
@@ -53,7 +53,7 @@ class ModelSpec(Strict):
     index_n_heads: int | None = Field(default=None, gt=0)  # DeepSeek sparse attention's indexer (V3.2, GLM-5)
     index_head_dim: int | None = Field(default=None, gt=0)
     intermediate_size: int | None = Field(default=None, gt=0)  # dense FFN blocks
-    vocab_size: int | None = Field(default=None, gt=0)
+    vocab_size: int | None = Field(default=None, gt=0, le=2**24)
     tie_word_embeddings: bool = False
 
     @property
@@ -112,8 +112,8 @@ class ClusterSpec(Strict):
     gpu: GpuSpecIn
     gpu_provenance: dict[str, str] = {}
     gpu_profile: str | None = None  # path of a measured profile (calibrate/); set by the loader
-    nodes: int = Field(default=1, ge=1)
-    gpus_per_node: int = Field(default=8, ge=1)
+    nodes: int = Field(default=1, ge=1, le=10**8)
+    gpus_per_node: int = Field(default=8, ge=1, le=4096)
     intra_node: IntraNode = IntraNode()
     inter_node: InterNode = InterNode()
     host: HostSpec | None = None  # a catalogue machine (``moesim list hosts``) or its figures; for offload
@@ -261,7 +261,7 @@ class PlacementSpec(Strict):
 
     kind: Literal["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical", "eplb_global",
                   "optimal", "affinity", "time_aware"] = "contiguous"
-    redundant_experts: int = Field(default=0, ge=0)
+    redundant_experts: int = Field(default=0, ge=0, le=2**27)
     # affinity: tokens routed per layer to count co-selected expert pairs; time_aware: steps planned for
     plan_tokens: int = Field(default=8192, ge=64)
     window: int = Field(default=8, ge=1)
@@ -274,8 +274,8 @@ class WorkloadSpec(Strict):
     """Tokens per GPU per iteration (decode: the batch per GPU, one new token each)."""
 
     mode: Literal["prefill", "decode", "training"] = "prefill"
-    tokens_per_gpu: int = Field(default=4096, ge=1)
-    context_tokens: int = Field(default=4096, ge=1)  # prefill: prompt length; decode: KV cache length
+    tokens_per_gpu: int = Field(default=4096, ge=1, le=10**9)
+    context_tokens: int = Field(default=4096, ge=1, le=10**8)  # prefill: prompt length; decode: KV cache length
     # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
     # output head (needs the model's attention shape). Default: whole_model when the model has that shape
     scope: Literal["moe_layers", "whole_model"] | None = None
@@ -287,7 +287,7 @@ class WorkloadSpec(Strict):
     gradient_sync: bool = True
     # training: micro-batches of tokens_per_gpu each run forward and backward in turn before one gradient
     # sync (gradient accumulation); the iteration's tokens are micro-batches x tokens_per_gpu per GPU
-    accumulation_steps: int = Field(default=1, ge=1)
+    accumulation_steps: int = Field(default=1, ge=1, le=10**4)
     # tensor-parallel attention inside a node: ``attention_tp`` GPUs share their tokens, each runs 1/tp of
     # the heads over all of them and an all-reduce of the outputs follows (1 = data-parallel attention)
     attention_tp: int = Field(default=1, ge=1)
@@ -313,7 +313,7 @@ class CommSpec(Strict):
     overlap_shared_experts: bool = False
     # share of the GPU's compute units given to communication kernels (DeepEP runs on SMs; e.g. 24 of 132):
     # every compute stage runs at (1 - fraction) of its speed
-    reserved_compute_fraction: float = Field(default=0.0, ge=0, lt=1)
+    reserved_compute_fraction: float = Field(default=0.0, ge=0, le=0.95)  # the rest must still compute
     # share of a GPU's SMs that the dispatch and combine kernels hold only while they are in flight: compute
     # that overlaps them (two-batch overlap, shared experts beside dispatch) runs at (1 - share) of its speed
     # meanwhile. Default (None): from the algorithm (moesim.resolve.default_sm_share)

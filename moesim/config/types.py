@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from moesim.units import parse_quantity
 
@@ -20,7 +20,18 @@ Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
 Flops = Annotated[float, _unit("flops"), Field(gt=0)]
 
 
-class Strict(BaseModel):
-    """Frozen, and a key the schema does not know is an error."""
+MAX_COUNT = 10**12
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Strict(BaseModel):
+    """Frozen, a key the schema does not know is an error, and NaN or infinite numbers are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, v, info):
+        """No count in a scenario comes near 10^12 (sizes past it overflow int64 products); seeds may."""
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_COUNT and info.field_name != "seed":
+            raise ValueError(f"{v} is beyond any real count (at most {MAX_COUNT:.0e})")
+        return v

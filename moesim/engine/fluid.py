@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
+from moesim.errors import EngineError
+
 DONE_BYTES = 1e-6  # a flow with fewer bytes left than this (relative to its size) has finished
 
 
@@ -29,18 +31,26 @@ def maxmin_rates(paths: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     active = np.bincount(entry_flow, minlength=f) > 0
     residual = capacity.astype(np.float64).copy()
     level = 0.0
-    while active.any():
+    for _ in range(capacity.size + 1):  # each round saturates at least one link
+        if not active.any():
+            break
         live = active[entry_flow]
         count = np.bincount(entry_link[live], minlength=capacity.size)
         used = count > 0
-        step = np.min(residual[used] / count[used])
+        share = np.where(used, residual / np.maximum(count, 1), np.inf)
+        step = float(share.min())
         level += step
         residual[used] -= step * count[used]
-        saturated = used & (residual <= 1e-9 * capacity)
+        # the links at the minimum share are saturated by construction (not by a tolerance on the residual,
+        # which huge or tiny capacities defeat)
+        saturated = used & ((share <= step * (1 + 1e-12)) | (residual <= 1e-9 * capacity))
         hit = np.zeros(f, dtype=bool)
         hit[entry_flow[live & saturated[entry_link]]] = True
         rates[hit] = level
         active &= ~hit
+    else:
+        if active.any():
+            raise EngineError("the max-min rate solver did not converge (link capacities out of range?)")
     return rates
 
 
@@ -103,6 +113,10 @@ class FluidNetwork:
         self.rates = maxmin_rates(self.paths, self.capacity)
         self.recomputes += 1
         dt = float(np.min(self.left / self.rates))
+        if dt > 0 and self.env.now + dt == self.env.now:
+            raise EngineError(f"simulated time stopped advancing at t = {self.env.now:.3g} s: a transfer of "
+                              f"{dt:.3g} s is below the clock's resolution there (a latency, size or bandwidth "
+                              "out of any real range?)")
         self.generation += 1
         gen = self.generation
         self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._wake(gen))

@@ -46,6 +46,24 @@ def _screen(p: PlanSpec, base_dir: str, d: Deployment, experts: int) -> tuple[li
     return by_batch, (s, dep)
 
 
+def check_plan(p: PlanSpec, base_dir: str) -> None:
+    """Mistakes in the plan itself, found before any deployment runs (not reported as every candidate being
+    infeasible): a GPU type moesim does not know, a key no scenario has, a value no scenario accepts."""
+    from moesim.errors import ScenarioError  # noqa: PLC0415
+
+    space = deployments(p)
+    for gpu in p.gpus:
+        d = next((x for x in space if x.gpu == gpu), None)
+        if d is None:
+            continue
+        try:  # names and values only: whether a shape fits is the search's to find out
+            scenario_from_dict(scenario_dict(p, d, max(p.search.max_batch), _experts(p, base_dir)),
+                               base_dir=base_dir, checks=False)
+        except ScenarioError as err:
+            where = "gpus" if err.path == "cluster.gpu" else err.path
+            raise ScenarioError(err.problem, path=where, fix=err.fix) from None
+
+
 def _experts(p: PlanSpec, base_dir: str) -> int:
     """The model's routed experts (what the redundant counts are derived from)."""
     raw = {"model": p.model, "cluster": {"gpu": next(iter(p.gpus)), "nodes": 1}}
@@ -58,6 +76,7 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
     """Search the plan's space; rows, the answer per GPU type and overall, runners-up and the frontier."""
     base_dir = str(base_dir)
     started = time.monotonic()
+    check_plan(p, base_dir)
     space, experts = deployments(p), _experts(p, base_dir)
     ready: list[tuple[Deployment, list, Any]] = []
     for d in space:

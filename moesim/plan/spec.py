@@ -19,20 +19,27 @@ PLAN.yaml:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from moesim.config.loader import read_yaml
+from moesim.config.types import Strict
 from moesim.errors import ScenarioError
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(Strict):
+    """The scenario's strict base: unknown keys, NaN, infinities and counts past 10^12 refused."""
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("a price is a number of USD per GPU-hour, not true/false")
+    return v
 
 
 class Offer(_Strict):
-    price_per_hour: float = Field(gt=0)
+    price_per_hour: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=1e4)]
 
 
 class SearchSpec(_Strict):

@@ -9,7 +9,7 @@ rows of dense layers (a file with one row per model layer) are dropped.
 from __future__ import annotations
 
 import csv
-import json
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,30 @@ class SourceError(ValueError):
     """A statistics file that cannot be used; the message says what to fix."""
 
 
+MAX_STATS_BYTES = 8 * 2**30  # a statistics file past this is not one moesim can hold in memory anyway
+
+
 def load_array(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
     """The array under ``key`` (or the first of ``keys`` present) and the other entries, with the name of
     the chosen entry under ``source_key`` (cached per file version: the config check and the build read the
-    same file)."""
+    same file). Not a regular file, too large, corrupt or truncated: one SourceError saying which."""
+    from moesim import safeio  # noqa: PLC0415
+    from moesim.errors import ScenarioError  # noqa: PLC0415
+
+    path = Path(path)
+    try:
+        safeio.read_bytes(path, limit=MAX_STATS_BYTES, what="statistics file", probe=True)
+    except ScenarioError as err:
+        raise SourceError(err.problem + (f" (fix: {err.fix})" if err.fix else "")) from None
     st = path.stat()
-    arr, extra = _load_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, key, keys)
+    try:
+        arr, extra = _load_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, key, keys)
+    except SourceError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, RecursionError,
+            zipfile.BadZipFile) as exc:
+        raise SourceError(f"cannot read it as {path.suffix or 'a'} data ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120] if str(exc) else 'truncated or corrupt'})") from None
     return arr.copy(), dict(extra)
 
 
@@ -44,7 +62,7 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
     if suffix == ".npy":
         return np.load(path), {}
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8", errors="strict") as fh:
             rows = [r for r in csv.reader(fh) if r]
         if rows and not _numeric(rows[0][0]):
             rows = rows[1:]  # a header
@@ -52,7 +70,9 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
     if suffix == ".npz":
         data = dict(np.load(path))
     elif suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        from moesim import safeio  # noqa: PLC0415
+
+        data = safeio.load_json(path, what="statistics file", limit=MAX_STATS_BYTES)
         if isinstance(data, list):
             return np.asarray(data), {}
     elif suffix in (".pt", ".pth"):

@@ -36,7 +36,8 @@ class LocalProcessExecutor:
         if self.jobs == 1 or len(items) <= 1:
             yield from SerialExecutor().run(fn, items)
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)))
+        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), initializer=die_with_parent,
+                                   initargs=(os.getpid(),))
         finished = False
         try:
             futures = {pool.submit(fn, item): item for item in items}
@@ -68,3 +69,30 @@ def _kill(pool: ProcessPoolExecutor) -> None:
             p.terminate()
     for p in procs:
         p.join(timeout=1.0)
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker start-up: end this worker when the process that started it dies (SIGKILL included), so a
+    killed sweep leaves no orphans. Linux: the kernel's parent-death signal; elsewhere a thread that
+    watches the parent id."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0 and os.getppid() == parent:  # PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        import time  # noqa: PLC0415
+
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

@@ -77,6 +77,12 @@ def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
     every finished point is on disk (rows are written as each finishes)."""
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, spec):
+        return _run(spec, out, points_dir, executor, progress)
+
+
+def _run(spec: SweepSpec, out: Path, points_dir: Path, executor: Executor,
+         progress: Callable[[int, int, int], None] | None) -> dict[str, Any]:
     rows: dict[int, dict[str, Any]] = {}
     todo, cached, invalid = [], 0, 0
     points = spec.points()
@@ -88,9 +94,9 @@ def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
             invalid += 1
             continue
         key = point_key(scenario_json)
-        hit = points_dir / f"{key}.json"
-        if hit.is_file():
-            rows[i] = {**params, **json.loads(hit.read_text())["result"], "key": key}
+        result = cached_result(points_dir / f"{key}.json")
+        if result is not None:
+            rows[i] = {**params, **result, "key": key}
             cached += 1
             continue
         todo.append((i, key, params))
@@ -121,6 +127,62 @@ def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
     best = max(ok, key=lambda r: r["throughput_tokens_per_s"], default=None)
     return {"points": len(points), "ran": len(work), "cached": cached, "invalid": invalid,
             "failed": sum(1 for r in rows.values() if "error" in r), "best": best}
+
+
+def cached_result(path: Path) -> dict[str, Any] | None:
+    """A finished point's metrics, or None (run it again) when the file is missing, unreadable, or holds
+    numbers no run produces (non-finite, non-positive time or throughput): a corrupt cache costs a rerun,
+    never a crash or a wrong row."""
+    import math  # noqa: PLC0415
+
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))["result"]
+        time_s, tput = float(result["iteration_time_s"]), float(result["throughput_tokens_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    numbers = [v for v in result.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if not (time_s > 0 and tput > 0) or not all(math.isfinite(v) and v >= 0 for v in numbers):
+        return None
+    return result
+
+
+def folder_lock(out: Path, spec: SweepSpec):
+    """Hold the results folder for this sweep: a second sweep into it while this one runs is refused (a
+    lock), and so is a different sweep file into a folder that holds another's results."""
+    import contextlib  # noqa: PLC0415
+    import fcntl  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from moesim.errors import ScenarioError  # noqa: PLC0415
+
+    owner = out / "sweep.json"
+    me = {"sweep_file": str(spec.file.resolve())}
+    if owner.is_file():
+        try:
+            other = json.loads(owner.read_text(encoding="utf-8")).get("sweep_file")
+        except (OSError, ValueError, AttributeError):
+            other = None
+        if other and other != me["sweep_file"]:
+            raise ScenarioError(f"holds the results of another sweep ({other})", file=str(out),
+                                fix="give this sweep its own -o folder")
+
+    @contextlib.contextmanager
+    def held():
+        fh = (out / ".lock").open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise ScenarioError("another sweep is writing this folder now", file=str(out),
+                                fix="wait for it, or give this one another -o folder") from None
+        try:
+            write_atomic(owner, json.dumps({**me, "pid": os.getpid()}) + "\n")
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    return held()
 
 
 def _write(out: Path, points: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> None:

@@ -75,7 +75,25 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if both:
         raise ScenarioError("axis in both grid and zip", file=str(path), path=f"zip.{both[0]}",
                             fix="keep each axis in one of them")
-    return SweepSpec(path, base, tuple(sets), grid, zipped)
+    spec = SweepSpec(path, base, tuple(sets), grid, zipped)
+    _check_points(spec)
+    return spec
+
+
+def _check_points(spec: SweepSpec) -> None:
+    """Every point's names and values, before any point runs: an axis no scenario has, or a value no scenario
+    accepts, is the sweep file's mistake (whether a point fits is the run's to find out)."""
+    from moesim.config.loader import apply_overrides, scenario_from_dict  # noqa: PLC0415
+
+    raw = read_yaml(spec.base)
+    for params in spec.points():
+        try:
+            scenario_from_dict(apply_overrides(raw, [*spec.overrides, *spec.overrides_for(params)]),
+                               base_dir=spec.base.parent, checks=False)
+        except ScenarioError as err:
+            at = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise ScenarioError(f"{err.problem}" + (f" (at the point {at})" if at else ""), file=str(spec.file),
+                                path=err.path, fix=err.fix) from None
 
 
 def _axes(value: Any, name: str, path: Path) -> dict[str, list[Any]]:
