@@ -278,8 +278,11 @@ def test_ctrl_c_stops_a_sweep_at_once_and_keeps_finished_points(tmp_path):
     seeds = ", ".join(str(i) for i in range(1, 301))  # far more than can finish before the signal
     sweep = scenario(tmp_path, f"base: base.yaml\ngrid: {{seed: [{seeds}]}}\n", "sw.yaml")
     out = tmp_path / "out"
+    # the default SIGINT disposition in the child, even where the test runs in a background job (which
+    # starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen([sys.executable, "-m", "moesim", "sweep", str(sweep), "-o", str(out), "-j", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((out / "points").glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
