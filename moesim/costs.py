@@ -9,7 +9,6 @@ all its weights from HBM (3·H·F·bytes per active expert), which dominates at 
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +133,9 @@ class RooflineCosts:
 def _profile_doc(path: str, mtime_ns: int) -> dict[str, Any]:
     """A profile file's document, parsed once per (path, modification time): every micro-batch's build asks
     for it, and a silicon profile is about a megabyte of JSON. Callers must not change it."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    from moesim import safeio  # noqa: PLC0415
+
+    return safeio.load_json(Path(path), what="profile", limit=1 << 30)
 
 
 def cost_model(cluster, model: MoEModel, top_k: int):

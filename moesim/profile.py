@@ -15,7 +15,6 @@ nothing), ``expert_call`` (one overhead per grouped call), ``unpermute`` (C, H, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +196,9 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        return cls.from_doc(json.loads(Path(path).read_text(encoding="utf-8")))
+        from moesim import safeio  # noqa: PLC0415
+
+        return cls.from_doc(safeio.load_json(Path(path), what="profile", limit=1 << 30))
 
     def has(self, piece: str) -> bool:
         return piece in self.pieces and bool(self.pieces[piece].points)

@@ -20,7 +20,6 @@ series, against tokens per expert slot, interpolated in log space (``curves``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,8 +159,10 @@ class SiliconProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> SiliconProfile:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        if doc.get("format") != FORMAT:
+        from moesim import safeio  # noqa: PLC0415
+
+        doc = safeio.load_json(Path(path), what="silicon profile", limit=1 << 30)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"not a moesim silicon profile (format {doc.get('format')!r}, expected {FORMAT!r})")
         return cls(doc["name"], doc)
 

@@ -313,7 +313,6 @@ def validation_report(profile: str, stored: bool = True) -> dict[str, Any]:
     """``moesim validate``: resolve the profile (a catalogue name or a JSON path), measure its held-out cases
     again first unless ``stored`` (needs torch), then predict every stored case and the published
     DeepEP and DeepSeek serving figures. Raises ``MoesimError`` with the fix on a missing profile."""
-    import json  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
     from moesim import catalog  # noqa: PLC0415
@@ -323,7 +322,11 @@ def validation_report(profile: str, stored: bool = True) -> dict[str, Any]:
     if not path.is_file():
         raise MoesimError(f"--profile: no profile {profile!r}; choose one of {catalog.profile_names()} "
                           "or give a path to a calibrate/ profile JSON")
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    from moesim import safeio  # noqa: PLC0415
+
+    doc = safeio.load_json(path, what="profile", limit=1 << 30)
+    if not isinstance(doc, dict):
+        raise MoesimError(f"--profile: {path} is not a moesim profile (a {type(doc).__name__})")
     if doc.get("format", "").startswith("moesim-silicon/"):
         rows = silicon_rows(path)
         return {"profile": path.stem, "rows": rows, "errors": summarize_errors(rows), "deepep": deepep_rows(),
@@ -340,7 +343,7 @@ def validation_report(profile: str, stored: bool = True) -> dict[str, Any]:
     if not vpath.is_file():
         raise MoesimError(f"--profile: {profile!r} has no stored validation ({vpath.name}); "
                           "run `moesim validate --live` or `python -m calibrate.validate` first")
-    data = json.loads(vpath.read_text(encoding="utf-8"))
+    data = safeio.load_json(vpath, what="validation file", limit=1 << 30)
     rows = predict_all(str(path), data)
     return {"profile": path.stem, "rows": rows, "errors": summarize_errors(rows), "deepep": deepep_rows(),
             "deepep_low_latency": deepep_low_latency_rows(),

@@ -218,7 +218,7 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
             try:
                 out[g.key] = Surface.from_dict(json.loads(path.read_text(encoding="utf-8")))
                 continue
-            except (ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a bad cache entry: rebuilt
                 pass  # a damaged cache file is rebuilt
         todo.append(_Build(g, path))
     done, total = 0, sum(len(b.missing()) for b in todo)

@@ -84,8 +84,10 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Requests:
     path = Path(path)
     where = "serving.arrival.path"
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        from moesim import safeio  # noqa: PLC0415
+
+        text = safeio.read_text(path, limit=1 << 30, what="request trace")
+    except (OSError, UnicodeDecodeError, ScenarioError) as exc:
         raise ScenarioError(f"cannot read the trace ({exc})", file=str(path), path=where,
                             fix="give a readable CSV or JSONL trace") from None
     if not text.strip():
