@@ -116,6 +116,10 @@ def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, in
     fetch_s = costs.fetch_s() if miss == "cheaper" else 0.0
     hits = cache.use_batch([(layer, e) for e, _ in need])
     fetched = []
+    # cheaper: each miss goes where it would finish first, counting what this batch already queued on the
+    # host link and on the CPU (a choice per miss alone sends every miss down the link once the link is
+    # the cheaper way for one, and a faster link could then make the step slower)
+    link_busy = cpu_busy = 0.0
     for (e, n), hit in zip(need, hits):
         if e in staged:
             la.prefetch_hits[gpu] += 1
@@ -123,11 +127,13 @@ def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, in
         elif hit:
             la.hits[gpu] += 1
             la.gpu_tokens[gpu].append(n)
-        elif miss == "fetch" or (miss == "cheaper" and fetch_s <= costs.cpu_s(n)):
+        elif miss == "fetch" or (miss == "cheaper" and link_busy + fetch_s <= cpu_busy + costs.cpu_s(n)):
             la.fetched[gpu] += 1
             la.fetched_tokens[gpu].append(n)
             fetched.append(e)
+            link_busy += fetch_s
         else:
             la.cpu[gpu] += 1
             la.cpu_tokens[gpu].append(n)
+            cpu_busy += costs.cpu_s(n) if miss == "cheaper" else 0.0
     cache.insert_batch([(layer, e) for e in fetched])
