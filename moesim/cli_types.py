@@ -53,9 +53,10 @@ class Group(click.Group):
             if issubclass(category, MoesimWarning):
                 click.echo(f"warning: {message}", err=True)
 
-        warnings.showwarning = show
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # restores the process's warning display afterwards
+                warnings.showwarning = show
+                return super().invoke(ctx)
         except MoesimError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)

@@ -36,7 +36,7 @@ def _finite(doc: Any, where: str = "summary") -> None:
     elif isinstance(doc, float | int) and not isinstance(doc, bool):
         if not math.isfinite(doc):
             raise InvariantError(f"{where} is {doc}")
-        if doc < 0 and not where.endswith(("layer", "_delta", "step")):
+        if doc < 0:
             raise InvariantError(f"{where} is negative ({doc})")
 
 

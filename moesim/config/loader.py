@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from moesim import catalog, safeio
@@ -159,12 +158,9 @@ def _hf_file(name: Any, base: Path) -> dict[str, Any]:
         quant_file = path.with_name("hf_quant_config.json")  # NVIDIA ModelOpt checkpoints: the format is here
         quant = safeio.load_json(quant_file, what="hf_quant_config.json") if quant_file.is_file() else None
         return from_hf_config(cfg, path.parent.name or path.stem, quant)
-    except ScenarioError as err:
+    except ScenarioError as err:  # safeio: missing, not a file, not UTF-8, not JSON
         raise ScenarioError(err.problem, file=err.file, path="model.hf_config", fix=err.fix) from None
-    except FileNotFoundError:
-        raise ScenarioError(f"no such file {str(path)!r}", path="model.hf_config",
-                            fix="give the path of a config.json, relative to the scenario file") from None
-    except (json.JSONDecodeError, ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError) as exc:
         raise ScenarioError(f"cannot read {str(path)!r}: {exc}", path="model.hf_config",
                             fix="point at a Hugging Face MoE config.json") from None
 
@@ -186,7 +182,7 @@ def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
     elif isinstance(value, str) and (base / value).is_file():
         try:
             entry = catalog.read_gpu_file(base / value)
-        except (ValueError, yaml.YAMLError) as exc:
+        except ValueError as exc:
             raise ScenarioError(f"cannot read GPU profile {value!r}: {exc}", path="cluster.gpu",
                                 fix="use a profile written by calibrate/ or the catalogue's format") from None
     else:
@@ -204,7 +200,7 @@ def _resolve_host(value: Any, base: Path) -> dict[str, Any]:
     elif isinstance(value, str) and (base / value).is_file():
         try:
             entry = dict(catalog.read_gpu_file(base / value))
-        except (ValueError, yaml.YAMLError) as exc:
+        except ValueError as exc:
             raise ScenarioError(f"cannot read host file {value!r}: {exc}", path="cluster.host",
                                 fix="use the format of moesim/catalog/hosts.yaml") from None
         entry = entry.get("host", entry) if isinstance(entry.get("host"), dict) else entry

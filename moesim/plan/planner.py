@@ -46,22 +46,23 @@ def _screen(p: PlanSpec, base_dir: str, d: Deployment, experts: int) -> tuple[li
     return by_batch, (s, dep)
 
 
-def check_plan(p: PlanSpec, base_dir: str) -> None:
+def check_plan(p: PlanSpec, base_dir: str, space: list[Deployment]) -> int:
     """Mistakes in the plan itself, found before any deployment runs (not reported as every candidate being
-    infeasible): a GPU type moesim does not know, a key no scenario has, a value no scenario accepts."""
+    infeasible): a GPU type moesim does not know, a key no scenario has, a value no scenario accepts.
+    Returns the model's routed experts (what the redundant counts are derived from)."""
     from moesim.errors import ScenarioError  # noqa: PLC0415
 
-    space = deployments(p)
-    for gpu in p.gpus:
-        d = next((x for x in space if x.gpu == gpu), None)
-        if d is None:
-            continue
-        try:  # names and values only: whether a shape fits is the search's to find out
-            scenario_from_dict(scenario_dict(p, d, max(p.search.max_batch), _experts(p, base_dir)),
-                               base_dir=base_dir, checks=False)
-        except ScenarioError as err:
-            where = "gpus" if err.path == "cluster.gpu" else err.path
-            raise ScenarioError(err.problem, path=where, fix=err.fix) from None
+    try:  # names and values only: whether a shape fits is the search's to find out
+        experts = _experts(p, base_dir)
+        for gpu in p.gpus:
+            d = next((x for x in space if x.gpu == gpu), None)
+            if d is not None:
+                scenario_from_dict(scenario_dict(p, d, max(p.search.max_batch), experts), base_dir=base_dir,
+                                   checks=False)
+    except ScenarioError as err:
+        where = "gpus" if err.path == "cluster.gpu" else err.path
+        raise ScenarioError(err.problem, path=where, fix=err.fix) from None
+    return experts
 
 
 def _experts(p: PlanSpec, base_dir: str) -> int:
@@ -76,8 +77,8 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
     """Search the plan's space; rows, the answer per GPU type and overall, runners-up and the frontier."""
     base_dir = str(base_dir)
     started = time.monotonic()
-    check_plan(p, base_dir)
-    space, experts = deployments(p), _experts(p, base_dir)
+    space = deployments(p)
+    experts = check_plan(p, base_dir, space)
     ready: list[tuple[Deployment, list, Any]] = []
     for d in space:
         try:

@@ -139,11 +139,11 @@ def _histogram_loads(path: Any, key: str | None, step: str, extra: dict) -> np.n
     """[counted layers, logical experts] of one step (or the mean), empty steps and layers left out."""
     from moesim.routing import dumps, sources  # noqa: PLC0415
 
-    series = dumps.drop_empty_steps(sources._series(path, key))  # noqa: SLF001 (same package)
+    series = dumps.drop_empty_steps(sources.series(path, key)[0])
     p2l = extra.get("physical_to_logical_map")
     experts = int(np.asarray(p2l).max()) + 1 if p2l is not None else series.shape[2]
     if step != "mean" and not (step.lstrip("-").isdigit() and -series.shape[0] <= int(step) < series.shape[0]):
         raise ValueError(f"--step: {step!r} is not 'mean' or a step index below {series.shape[0]}")
     one = series.mean(axis=0) if step == "mean" else series[int(step)]
-    loads = sources._logical(one, extra, experts)  # noqa: SLF001
+    loads = sources.fold_physical(one, extra, experts)
     return loads[series.sum(axis=(0, 2)) > 0]

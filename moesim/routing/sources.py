@@ -121,60 +121,62 @@ def load_histogram(path: str | Path, key: str | None, step: int | str, layers: i
     Physical counts (more columns than experts) are folded to logical experts with the file's
     ``physical_to_logical_map`` when present.
     """
-    arr = _series(path, key)
+    arr, extra = series(path, key)
+    return _step(arr, extra, step, layers, experts)
+
+
+def _step(arr: np.ndarray, extra: dict[str, Any], step: int | str, layers: int, experts: int) -> np.ndarray:
+    """One step (or the mean) of a loaded series [steps, layers, E], checked, folded and cut to MoE layers."""
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise SourceError("loads must be finite and non-negative")
     try:
         arr = dumps.drop_empty_steps(arr)
         empty = arr.sum(axis=(0, 2)) == 0
-        series = arr.mean(axis=0) if step == "mean" else _pick(arr, int(step))
-        series = dumps.moe_rows(_logical(series, _extra(path, key), experts), layers, empty)
+        one = arr.mean(axis=0) if step == "mean" else _pick(arr, int(step))
+        return dumps.moe_rows(fold_physical(one, extra, experts), layers, empty)
     except ValueError as exc:
         raise SourceError(str(exc)) from None
-    return series
 
 
-def _series(path: str | Path, key: str | None) -> np.ndarray:
-    arr, _ = load_array(Path(path), key, HISTOGRAM_KEYS)
+def series(path: str | Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """A histogram file's loads as [steps, layers, E] floats, and the file's other entries."""
+    arr, extra = load_array(Path(path), key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
         raise SourceError(f"expected [layers, experts] or [steps, layers, experts], got shape {arr.shape}")
-    return arr
+    return arr, extra
 
 
-def _extra(path: str | Path, key: str | None) -> dict[str, Any]:
-    return load_array(Path(path), key, HISTOGRAM_KEYS)[1]
-
-
-def _logical(series: np.ndarray, extra: dict[str, Any], experts: int) -> np.ndarray:
+def fold_physical(counts: np.ndarray, extra: dict[str, Any], experts: int) -> np.ndarray:
     """Physical counts [layers, physical] folded onto logical experts with the file's map."""
-    if series.shape[1] == experts:
-        return series
+    if counts.shape[1] == experts:
+        return counts
     p2l = extra.get("physical_to_logical_map")
     if p2l is None:
-        raise SourceError(f"{series.shape[1]} experts per layer in the file, the model has {experts}: "
+        raise SourceError(f"{counts.shape[1]} experts per layer in the file, the model has {experts}: "
                           "give logical counts, or include physical_to_logical_map")
     p2l = np.asarray(p2l, dtype=int)
     if p2l.ndim == 1:
         p2l = p2l[None]
-    if p2l.shape[-1] != series.shape[1] or p2l.min() < 0 or p2l.max() >= experts:
-        raise SourceError(f"physical_to_logical_map {p2l.shape} does not match {series.shape[1]} physical "
+    if p2l.shape[-1] != counts.shape[1] or p2l.min() < 0 or p2l.max() >= experts:
+        raise SourceError(f"physical_to_logical_map {p2l.shape} does not match {counts.shape[1]} physical "
                           f"experts of a {experts}-expert model")
     return np.stack([np.bincount(p2l[i % len(p2l)], weights=row, minlength=experts)
-                     for i, row in enumerate(series)])
+                     for i, row in enumerate(counts)])
 
 
 def load_histogram_steps(path: str | Path, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
     """Every step of a histogram time series, each normalised per layer [layers, experts]."""
+    arr, extra = series(path, key)
     try:
-        steps = dumps.drop_empty_steps(_series(path, key)).shape[0]
+        steps = dumps.drop_empty_steps(arr).shape[0]
     except ValueError as exc:
         raise SourceError(str(exc)) from None
     out = []
     for t in range(steps):
-        h = load_histogram(path, key, t, layers, experts)
+        h = _step(arr, extra, t, layers, experts)
         out.append(np.maximum(h, 1e-12) / np.maximum(h, 1e-12).sum(axis=1, keepdims=True))
     return out
 

@@ -71,6 +71,17 @@ def _kill(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=1.0)
 
 
+def _parent_death_signal() -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: no prctl
+        return False
+
+
 def die_with_parent(parent: int) -> None:
     """Worker start-up: end this worker when the process that started it dies (SIGKILL included), so a
     killed sweep leaves no orphans. Linux: the kernel's parent-death signal; elsewhere a thread that
@@ -79,14 +90,8 @@ def die_with_parent(parent: int) -> None:
     import threading  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-    try:
-        import ctypes  # noqa: PLC0415
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0 and os.getppid() == parent:  # PR_SET_PDEATHSIG
-            return
-    except (OSError, AttributeError):
-        pass
+    if _parent_death_signal() and os.getppid() == parent:
+        return
 
     def watch() -> None:
         import time  # noqa: PLC0415

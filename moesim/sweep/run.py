@@ -10,10 +10,11 @@ finished point: the next run reads them back and rewrites the tables).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,10 @@ def cached_result(path: Path) -> dict[str, Any] | None:
     return result
 
 
-def folder_lock(out: Path, spec: SweepSpec):
+@contextlib.contextmanager
+def folder_lock(out: Path, spec: SweepSpec) -> Iterator[None]:
     """Hold the results folder for this sweep: a second sweep into it while this one runs is refused (a
     lock), and so is a different sweep file into a folder that holds another's results."""
-    import contextlib  # noqa: PLC0415
     import fcntl  # noqa: PLC0415
     import os  # noqa: PLC0415
 
@@ -165,14 +166,10 @@ def folder_lock(out: Path, spec: SweepSpec):
         if other and other != me["sweep_file"]:
             raise ScenarioError(f"holds the results of another sweep ({other})", file=str(out),
                                 fix="give this sweep its own -o folder")
-
-    @contextlib.contextmanager
-    def held():
-        fh = (out / ".lock").open("a+")
+    with (out / ".lock").open("a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            fh.close()
             raise ScenarioError("another sweep is writing this folder now", file=str(out),
                                 fix="wait for it, or give this one another -o folder") from None
         try:
@@ -180,9 +177,6 @@ def folder_lock(out: Path, spec: SweepSpec):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
-
-    return held()
 
 
 def _write(out: Path, points: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> None:
