@@ -1,6 +1,6 @@
 """The Python API: load → build → programs → simulate → summarise. Notebook-friendly; no click needed.
 
->>> from moesim import api
+>>> from moesim import alloc, api
 >>> result = api.run("scenarios/deepseek-v3-prefill-h800.yaml", overrides=["cluster.nodes=8"])
 >>> result.summary.iteration_time_s, result.doc["totals"]["stages"]
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from moesim import __version__
+from moesim import __version__, alloc
 from moesim.build import Built, RouteReuse, build
 from moesim.config import load_scenario
 from moesim.config.schema import Scenario
@@ -97,6 +97,7 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
     instead of synthetic routing. placement: a plan to use instead of planning one. reuse: routings of
     runs that differed only in placement, shared (``build.RouteReuse``)."""
     guard(s)
+    alloc.tune()  # large temporaries reused, not faulted in again per phase (moesim/alloc.py)
     builds = build_micro_batches(s, trace, placement, reuse)
     programs = programs_of(s, builds)
     records = simulate(programs, builds[0].topology, exact=builds[0].fluid_network, engine=s.sim.engine)

@@ -18,6 +18,7 @@ from moesim.blocks import non_moe_times, tp_allreduce_flows
 from moesim.config.schema import Scenario, TraceStats
 from moesim.model import MoEModel
 from moesim.placement import PLACEMENTS, Placement
+from moesim.placement.strategies import affinity_nodes
 from moesim.planning import planning_inputs, planning_load
 from moesim.programs import LayerPieces
 from moesim.resolve import Resolved, resolve
@@ -177,7 +178,12 @@ def _plan(s: Scenario, params: RoutingParams, popularity: np.ndarray, stats_ss, 
         load = reuse.get(key, lambda: planning_load(s, params, popularity, mixtures, _rng, pool))
     if reuse is not None and s.placement.kind == "affinity":  # co-selection counts: no placement in them
         key = ("pairs", routing_key(s), s.placement.plan_tokens)
-        extra = reuse.get(key, lambda: planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng))
+        extra = {**reuse.get(key, lambda: planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng))}
+        # the node assignment ignores the redundancy: the variants that differ only there share it
+        key = ("affinity-nodes", routing_key(s), s.placement.window_tokens, s.placement.plan_on,
+               s.placement.plan_tokens, s.cluster.num_gpus, s.cluster.gpus_per_node)
+        extra["node_rows"] = reuse.get(key, lambda: affinity_nodes(load, s.cluster.num_gpus, s.cluster.gpus_per_node,
+                                                                   extra["pairs"]))
     else:
         extra = planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng)
     return PLACEMENTS[s.placement.kind](load, s.cluster.num_gpus, s.placement.redundant_experts,

@@ -66,6 +66,17 @@ def test_variants_share_routing_and_give_the_runs_alone(tmp_path):
     assert b.doc == alone.doc and a.doc != b.doc
 
 
+def test_affinity_variants_share_the_node_assignment_and_give_the_runs_alone(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCEN.replace("nodes: 1, gpus_per_node: 4", "nodes: 2, gpus_per_node: 2"))
+    reuse = RouteReuse()
+    api.run(path, ["placement.kind=affinity"], reuse=reuse)
+    hits = reuse.hits
+    b = api.run(path, ["placement.kind=affinity", "placement.redundant_experts=4"], reuse=reuse)
+    assert reuse.hits >= hits + 3  # window, pairs and node assignment (plus the layers)
+    assert b.doc == api.run(path, ["placement.kind=affinity", "placement.redundant_experts=4"]).doc
+
+
 def test_compare_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
     path = tmp_path / "s.yaml"
     path.write_text(SCEN)

@@ -15,7 +15,8 @@ LABELS = ("measured", "datasheet", "published", "estimated")
 
 def _read(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    # libyaml's parser where PyYAML has it (the shipped catalogues: 0.14 s -> 0.01 s a process), same data
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 

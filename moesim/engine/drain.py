@@ -20,6 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
+from moesim.engine import drain_jit
+
 LATE = 2  # SimPy priority after NORMAL (1): resolved when every event of its instant has run
 
 
@@ -39,6 +41,8 @@ def drain_batches(paths: np.ndarray, nbytes: np.ndarray, release: np.ndarray, ca
     if batch_of is None or batch_times is None:
         batch_times, batch_of = np.unique(release, return_inverse=True)
     n_links, n_r = capacity.size, batch_times.size
+    if drain_jit.available():  # the same scans, compiled
+        return drain_jit.drain(paths, nbytes, release, batch_of, batch_times, capacity, latency, link_free)
     valid = paths >= 0
     safe = np.where(valid, paths, n_links)  # a sentinel link for the padding
     present = np.bincount(safe.ravel(), minlength=n_links + 1)[:n_links] > 0
@@ -67,15 +71,24 @@ def _dense_scan(cell, nbytes, touched, n_r, batch_times, capacity, link_free) ->
 
 
 def _sparse_scan(cell, valid, nbytes, touched, n_r, batch_times, capacity, link_free) -> np.ndarray:
-    """The same recurrence over loaded cells only (sorted by link, then batch), with a segmented running
-    max by doubling (Hillis & Steele); cells without load never set a later maximum, so the result is the
-    dense scan's. Returns f per path entry [F, P] (−inf for the padding)."""
+    """The same recurrence over loaded cells only (sorted by link, then batch). Each link's running sum
+    adds its cells one by one, as the dense scan does (an empty cell adds 0: the same sums), taken rank by
+    rank over the links (the first cell of every link, then the second, ...); the running maximum is
+    segmented by doubling (Hillis & Steele), and cells without load never set a later maximum, so the
+    result is the dense scan's. Returns f per path entry [F, P] (−inf for the padding)."""
     keys, inv = unique_inverse(cell[valid])
     row, batch = keys // n_r, keys % n_r
     d = np.bincount(inv, weights=np.broadcast_to(nbytes[:, None], cell.shape)[valid]) / capacity[touched][row]
     first = np.concatenate([[True], row[1:] != row[:-1]])
-    c = np.cumsum(d)
-    p = c - (c - d)[first][np.cumsum(first) - 1]  # cumsum restarting at each link
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, row.size))
+    by_count = np.argsort(-counts, kind="stable")  # links with more cells first: rank k takes a prefix
+    run, p = np.zeros(starts.size), np.empty(d.size)
+    for k in range(int(counts.max())):
+        links_k = by_count[:np.searchsorted(-counts[by_count], -k, side="left")]
+        idx = starts[links_k] + k
+        run[links_k] = run[links_k] + d[idx]
+        p[idx] = run[links_k]
     m = batch_times[batch] - (p - d)
     k = 1
     while k < m.size:

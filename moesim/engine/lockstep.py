@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from moesim.engine.drain import drain_batches
+from moesim.engine.drain_jit import maximum_at
 from moesim.engine.records import SimRecords
 from moesim.program import Comm, Parallel, Program
 from moesim.topology import Topology
@@ -151,7 +152,7 @@ class _Gates:
         if not sel.any():
             return
         gates, when = fd[sel], np.broadcast_to(finish[:, None], fd.shape)[sel]
-        np.maximum.at(self.arr_t, gates, when)
+        maximum_at(self.arr_t, gates, when)
         np.subtract.at(self.arr_left, gates, 1)
         done = np.unique(gates[self.arr_left[gates] == 0])
         k = self.first_arrival + done
@@ -177,8 +178,11 @@ def _drain(paths: np.ndarray, nbytes: np.ndarray, gates: _Gates, topo: Topology,
             raise RuntimeError("lockstep engine: an arrival gate never opens")
         idx = np.flatnonzero(now)
         batch_of, batch_times = _batches(gates, idx)
-        finish[idx] = drain_batches(paths[idx], nbytes[idx], gates.release[idx], cap, lat, link_free,
-                                    batch_of, batch_times)
+        if idx.size == nbytes.size:  # every flow in this wave (no arrival gates): no copies of the paths
+            finish[:] = drain_batches(paths, nbytes, gates.release, cap, lat, link_free, batch_of, batch_times)
+        else:
+            finish[idx] = drain_batches(paths[idx], nbytes[idx], gates.release[idx], cap, lat, link_free,
+                                        batch_of, batch_times)
         todo[idx] = False
         if has_gates:
             gates.arrived(idx, finish[idx])
@@ -202,14 +206,14 @@ def _leave(f, finish: np.ndarray, rel: np.ndarray, opened: np.ndarray, g: int, g
     start-up is over) and ready time [G] (its flows' partners had joined)."""
     done, ready = opened.copy(), np.zeros(g)
     for who in (f.src, f.dst):
-        np.maximum.at(done, who, finish)
-        np.maximum.at(ready, who, rel)
+        maximum_at(done, who, finish)
+        maximum_at(ready, who, rel)
     wn = f.wait_node >= 0
     if wn.any():
         nodes = g // gpn
         nd, nr = np.full(nodes, -np.inf), np.zeros(nodes)
-        np.maximum.at(nd, f.wait_node[wn], finish[wn])
-        np.maximum.at(nr, f.wait_node[wn], rel[wn])
+        maximum_at(nd, f.wait_node[wn], finish[wn])
+        maximum_at(nr, f.wait_node[wn], rel[wn])
         done = np.maximum(done, np.repeat(nd, gpn))
         ready = np.maximum(ready, np.repeat(nr, gpn))
     return done, ready

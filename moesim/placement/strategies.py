@@ -237,20 +237,36 @@ def _affinity_nodes(row: np.ndarray, pairs: np.ndarray, nodes: int, tol: float, 
     return node
 
 
+def affinity_nodes(load: np.ndarray, gpus: int, gpus_per_node: int = 8, pairs: np.ndarray | None = None,
+                   tol: float = 0.05) -> np.ndarray:
+    """The affinity planner's node of every expert [layers, E] (it does not depend on the redundancy, so
+    variants that differ only there share it: ``build.RouteReuse``)."""
+    nodes = max(1, gpus // gpus_per_node)
+    experts = load.shape[1]
+    rows = []
+    for layer, row in enumerate(load):
+        w = pairs[layer] if pairs is not None else np.zeros((experts, experts))
+        rows.append(_affinity_nodes(row, w, nodes, tol, max_swaps=4 * experts) if nodes > 1
+                    else np.zeros(experts, int))
+    return np.stack(rows)
+
+
 def affinity(load: np.ndarray, gpus: int, redundant: int = 0, gpus_per_node: int = 8,
-             pairs: np.ndarray | None = None, tol: float = 0.05, **_: object) -> Placement:
+             pairs: np.ndarray | None = None, tol: float = 0.05, node_rows: np.ndarray | None = None,
+             **_: object) -> Placement:
     """Co-selected experts on one node, subject to balance: node assignment by balanced packing refined with
     load-capped swaps that keep heavy co-selection edges inside nodes (the hierarchical all-to-all sends one
     copy per token and node); then, inside each node, replicas of its hottest experts and LPT onto its GPUs.
-    pairs [layers, E, E]: co-selection counts from a routing sample (see ``pair_counts``)."""
+    pairs [layers, E, E]: co-selection counts from a routing sample (see ``pair_counts``); node_rows: the
+    node assignment (``affinity_nodes``) when a variant made it already."""
     nodes = max(1, gpus // gpus_per_node)
     experts = load.shape[1]
     if redundant % nodes:
         raise ValueError(f"affinity places replicas inside nodes: redundant_experts must be a multiple of {nodes}")
+    if node_rows is None:
+        node_rows = affinity_nodes(load, gpus, gpus_per_node, pairs, tol)
     rows = []
-    for layer, row in enumerate(load):
-        w = pairs[layer] if pairs is not None else np.zeros((experts, experts))
-        node = _affinity_nodes(row, w, nodes, tol, max_swaps=4 * experts) if nodes > 1 else np.zeros(experts, int)
+    for row, node in zip(load, node_rows):
         parts = []
         for n in range(nodes):
             ids = np.flatnonzero(node == n)

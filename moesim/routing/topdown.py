@@ -13,12 +13,17 @@ So each group's top-1 (DeepSeek-V2 "max" group score) or top-2 ("sum_top2", Deep
 and the token's top-k inside its ``topk_group`` kept groups is a k-way merge of the groups' descending
 sequences, generated lazily. The law of the chosen (expert set, scores) is exactly that of the dense
 router; tests compare the two. Cost per token: O(n_group + k) draws instead of O(E).
+
+Every draw comes from a counter-based generator (``counter.py``) numbered by token and purpose, so this
+numpy version (all tokens of a chunk per pass) and the compiled one (``topdown_jit``, one token at a time)
+give the same ids bit for bit; ``MOESIM_NO_JIT=1`` forces this one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from moesim.routing import counter as cr
 from moesim.routing import topdown_jit
 from moesim.routing.params import RoutingParams
 
@@ -32,20 +37,23 @@ def sample_topk(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
     score order (the order the merge emits them; a real router's ``topk`` order).
 
     popularity: [E] probabilities. Same law as scoring every expert with ``p / Exp(1)`` and applying the
-    group limit of ``params`` then top-k.
+    group limit of ``params`` then top-k. ``rng`` gives the stream key (one 64-bit draw).
     """
     p = np.maximum(popularity.astype(np.float64), _FLOOR * popularity.max())
     p /= p.sum()
-    s = _Sampler(p, params, rng)
-    run = (lambda m: topdown_jit.run_chunk(s, m)) if topdown_jit.available() else s.run  # same draws, compiled
-    # chunks keep the working set in cache: 65,536 DeepSeek-V3 tokens took 0.16-0.20 s in 8k chunks, 0.23 s whole
-    return np.concatenate([run(min(_CHUNK, n_tokens - i)) for i in range(0, n_tokens, _CHUNK)] or
+    s = _Sampler(p, params, cr.stream_key(rng))
+    if topdown_jit.available():
+        return topdown_jit.route_tokens(s, n_tokens)
+    # chunks keep the working set in cache; the counters make the result independent of the chunking
+    return np.concatenate([s.run(i, min(_CHUNK, n_tokens - i)) for i in range(0, n_tokens, _CHUNK)] or
                           [np.empty((0, params.top_k), dtype=np.int32)])
 
 
 class _Sampler:
-    def __init__(self, p: np.ndarray, params: RoutingParams, rng: np.random.Generator) -> None:
-        self.p, self.params, self.rng = p, params, rng
+    """The tables of one popularity and rule. Rows of the passes are (token, group) pairs."""
+
+    def __init__(self, p: np.ndarray, params: RoutingParams, key: np.uint64) -> None:
+        self.p, self.params, self.key = p, params, key
         self.groups = params.n_group if params.group_limited else 1
         self.size = p.size // self.groups
         self.cum = np.concatenate([[0.0], np.cumsum(p)])  # [E+1]
@@ -55,46 +63,48 @@ class _Sampler:
         self.alias = (alias + np.arange(self.groups)[:, None] * self.size).ravel()  # expert ids
         two = params.group_limited and params.group_score == "sum_top2" and self.size >= 2
         self.depth = 2 if two else 1
+        tg = params.topk_group if params.group_limited else 1
+        self.kept = min(tg, self.groups)
+        self.slots = self.groups * self.depth + params.top_k  # value draws per token (counter layout)
 
-    def run(self, n: int) -> np.ndarray:
-        """Phase 1: each group's top ``depth`` values; 2: keep the best groups; 3: k-way merge."""
-        k, g, d = self.params.top_k, self.groups, self.depth
+    def run(self, t0: int, n: int) -> np.ndarray:
+        """Tokens t0..t0+n-1. Phase 1: each group's top ``depth`` values; 2: keep the best groups; 3: merge."""
+        g, d = self.groups, self.depth
+        tok = np.repeat(np.arange(t0, t0 + n, dtype=np.int64), g)
         grp = np.tile(np.arange(g), n)  # rows: (token, group)
         rem = self.mass[grp]
         vals, ids = [], []
         last = np.full(n * g, np.inf)
-        for _ in range(d):
+        for q in range(d):
             drawn = np.stack(ids, axis=1) if ids else np.empty((n * g, 0), dtype=np.int64)
-            v, e = self._next(grp, rem, last, drawn, np.ones(n * g, dtype=bool))
+            v, e = self._next(tok, grp * d + q, grp, rem, last, drawn, np.ones(n * g, dtype=bool))
             rem = rem - self.p[e]
             vals.append(v)
             ids.append(e)
             last = v
-        keep = self._keep_groups([v.reshape(n, g) for v in vals])  # [n, tg]
+        keep = self._keep_groups([v.reshape(n, g) for v in vals])  # [n, kept]
         flat = (np.arange(n)[:, None] * g + keep).ravel()  # (token, kept group) rows into phase-1 arrays
-        excl = np.full((flat.size, k + d), -1, dtype=np.int64)
+        excl = np.full((flat.size, self.params.top_k + d), -1, dtype=np.int64)
         for j in range(d):
             excl[:, j] = ids[j][flat]
         state = _MergeState(keep.ravel(), vals[0][flat], ids[0][flat],
                             vals[1][flat] if d == 2 else None, ids[1][flat] if d == 2 else None,
                             rem[flat], excl, d)
-        return self._merge(state, n, keep.shape[1])
+        return self._merge(state, t0, n)
 
     def _keep_groups(self, vals: list[np.ndarray]) -> np.ndarray:
-        """Group ids [n, topk_group] with the best group scores (all groups when not limited)."""
+        """Group ids [n, kept] by descending group score, ties to the lower id (all groups when not limited)."""
         n, g = vals[0].shape
-        tg = self.params.topk_group if self.params.group_limited else 1
-        if tg >= g:
+        if self.kept >= g:
             return np.broadcast_to(np.arange(g), (n, g))
-        if self.params.scoring_func == "sigmoid":
-            score = sum(v / (1.0 + v) for v in vals)  # sigmoid(u) with r = exp(u)
-        else:
-            score = sum(vals)  # softmax ∝ r; the per-token normaliser cancels
-        return np.argpartition(-score, tg - 1, axis=1)[:, :tg]
+        score = np.zeros((n, g))
+        for v in vals:
+            score = score + (v / (1.0 + v) if self.params.scoring_func == "sigmoid" else v)  # sigmoid(u), r = e^u
+        return np.argsort(-score, axis=1, kind="stable")[:, :self.kept]
 
-    def _merge(self, st: _MergeState, n: int, tg: int) -> np.ndarray:
-        """Emit the k largest values across each token's kept groups (rows token * tg + slot)."""
-        k = self.params.top_k
+    def _merge(self, st: _MergeState, t0: int, n: int) -> np.ndarray:
+        """Emit the k largest values across each token's kept groups (rows token * kept + position)."""
+        k, tg = self.params.top_k, self.kept
         out = np.empty((n, k), dtype=np.int64)
         base = np.arange(n) * tg
         for j in range(k):
@@ -108,61 +118,69 @@ class _Sampler:
             st.head_v[rb], st.head_e[rb], st.has_buf[rb] = st.buf_v[rb], st.buf_e[rb], False
             rg = r[~b]
             if rg.size:
-                v, e = self._next(st.group[rg], st.rem[rg], emitted[~b], st.excl[rg], st.used[rg] < self.size)
+                avail = st.used[rg] < self.size
+                slot = np.full(rg.size, self.groups * self.depth + j)
+                v, e = self._next(t0 + rg // tg, slot, st.group[rg], st.rem[rg], emitted[~b], st.excl[rg], avail)
                 st.head_v[rg], st.head_e[rg] = v, e
-                st.excl[rg, st.used[rg]] = e
-                st.used[rg] += 1
-                st.rem[rg] -= self.p[e]
+                ra = rg[avail]
+                st.excl[ra, st.used[ra]] = e[avail]
+                st.used[ra] += 1
+                st.rem[ra] -= self.p[e[avail]]
         return out.astype(np.int32)
 
-    def _next(self, grp: np.ndarray, rem: np.ndarray, last: np.ndarray, excl: np.ndarray,
-              avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Next largest value [M] below ``last`` and its expert, among the group's experts not in excl.
-        Rows where ``avail`` is False (every expert of the group drawn) get value -1 and expert -1."""
-        x = self.rng.standard_exponential(rem.size)
+    def _ctr(self, tok: np.ndarray, slot: np.ndarray, sub: int) -> np.ndarray:
+        return cr.counter(tok, slot, sub, self.slots)
+
+    def _next(self, tok, slot, grp, rem, last, excl, avail) -> tuple[np.ndarray, np.ndarray]:
+        """Next largest value [M] below ``last`` and its expert, among the group's experts not in excl, for
+        rows (token ``tok``, draw ``slot``). Rows where ``avail`` is False (every expert of the group
+        drawn) get value -1 and expert -1."""
+        x = cr.exponential(self.key, self._ctr(tok, slot, cr.SUB_EXP))
         rem = np.maximum(rem, 0.0)
-        v = np.where(avail, rem / (rem / last + x), -1.0)  # rem/inf = 0 on the first draw
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(avail, rem / (rem / last + x), -1.0)  # rem/inf = 0 on the first draw
         e = np.full(rem.size, -1, dtype=np.int64)
         if avail.all():
-            e[:] = self._draw(grp, rem, excl)
+            e[:] = self._draw(tok, slot, grp, rem, excl)
         elif avail.any():
-            e[avail] = self._draw(grp[avail], rem[avail], excl[avail])
+            e[avail] = self._draw(tok[avail], slot[avail], grp[avail], rem[avail], excl[avail])
         return v, e
 
-    def _draw(self, grp: np.ndarray, rem: np.ndarray, excl: np.ndarray) -> np.ndarray:
+    def _draw(self, tok, slot, grp, rem, excl) -> np.ndarray:
         """An expert of group ``grp`` ∝ p, not in ``excl`` [M, J] (-1 = empty): alias-table draws from the
         whole group, redrawn while excluded (rejection keeps the law ∝ p on the rest); rows still excluded
         after a few rounds (a hot expert already drawn) use exact inversion on the remaining mass."""
-        e = self._alias_draw(grp)
+        e = self._alias_draw(tok, slot, grp, cr.SUB_ALIAS)
         if excl.shape[1] == 0:
             return e
         todo = np.flatnonzero((excl == e[:, None]).any(axis=1))
-        for _ in range(_REJECT_ROUNDS):
+        for r in range(cr.REDRAWS):
             if todo.size == 0:
                 return e
-            e[todo] = self._alias_draw(grp[todo])
+            e[todo] = self._alias_draw(tok[todo], slot[todo], grp[todo], cr.SUB_ALIAS + 1 + r)
             todo = todo[(excl[todo] == e[todo, None]).any(axis=1)]
         if todo.size:
-            e[todo] = self._invert(grp[todo], rem[todo], excl[todo])
+            e[todo] = self._invert(tok[todo], slot[todo], grp[todo], rem[todo], excl[todo])
         return e
 
-    def _alias_draw(self, grp: np.ndarray) -> np.ndarray:
+    def _alias_draw(self, tok, slot, grp, sub: int) -> np.ndarray:
         """Walker's alias method, one uniform per draw: its integer part picks a column, its fraction
         accepts the column or takes its alias."""
-        u = self.rng.random(grp.size) * self.size
-        col = u.astype(np.int64)
+        u = cr.uniform(self.key, self._ctr(tok, slot, sub)) * self.size
+        col = np.minimum(u.astype(np.int64), self.size - 1)
         idx = grp * self.size + col
         return np.where(u - col < self.prob[idx], idx, self.alias[idx])
 
-    def _invert(self, grp: np.ndarray, rem: np.ndarray, excl: np.ndarray) -> np.ndarray:
+    def _invert(self, tok, slot, grp, rem, excl) -> np.ndarray:
         """Inversion on the group's cumulative mass, stepping over each excluded expert's interval in
         ascending id order. Rounding at an interval edge can still land on an excluded expert: redraw."""
         lo = grp * self.size
         e = np.empty(grp.size, dtype=np.int64)
         todo = np.arange(grp.size)
         ex = np.sort(np.where(excl >= 0, excl, np.iinfo(np.int64).max), axis=1)
-        for _ in range(100):
-            x = self.cum[lo[todo]] + self.rng.random(todo.size) * rem[todo]
+        for a in range(cr.INVERT_TRIES):
+            x = self.cum[lo[todo]] + cr.uniform(self.key, self._ctr(tok[todo], slot[todo], cr.SUB_INVERT + a)) \
+                * rem[todo]
             for c in ex[todo].T:
                 hit = c < self.p.size
                 ci = np.where(hit, c, 0)
@@ -173,9 +191,6 @@ class _Sampler:
             if todo.size == 0:
                 return e
         raise RuntimeError("top-down sampler: could not draw outside the excluded experts")
-
-
-_REJECT_ROUNDS = 4
 
 
 class _MergeState:
@@ -191,7 +206,11 @@ class _MergeState:
 
 
 def _alias_tables(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker/Vose alias tables per row of p [G, S]: acceptance probability and alias column, [G, S] each."""
+    """Walker/Vose alias tables per row of p [G, S]: acceptance probability and alias column, [G, S] each
+    (compiled when numba is installed: the same stacks in the same order, the same floats)."""
+    if topdown_jit.available():
+        p = np.ascontiguousarray(p, dtype=np.float64)
+        return topdown_jit.alias_tables(p, np.array([row.sum() for row in p]))  # numpy's pairwise sums
     g, size = p.shape
     prob = np.ones((g, size))
     alias = np.tile(np.arange(size), (g, 1))

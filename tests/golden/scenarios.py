@@ -21,6 +21,9 @@ GOLDEN = {
     "two_micro_batches": {"workload": {"micro_batches": 2}},
     "training": {"workload": {"mode": "training", "scope": "moe_layers"},
                  "placement": {"kind": "contiguous", "redundant_experts": 4}},
+    # group-limited routing (the top-down sampler's counter-based draws) and EPLB on its planning window
+    "grouped": {"model": {"base": "deepseek-v3", "num_hidden_layers": 5},
+                "placement": {"kind": "eplb", "redundant_experts": 4}},
 }
 
 
