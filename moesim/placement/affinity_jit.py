@@ -26,7 +26,7 @@ def swaps(row, pairs, node, aff, load, cap: float, max_swaps: int) -> None:
                 dx = row[b] - row[a]
                 if not (load[x] + dx <= cap and load[y] - dx <= cap):
                     continue
-                g = (aff[a, y] - own[b]) + (aff[b, x] - own[b]) - 2 * pairs[a, b]
+                g = (aff[a, y] - own[a]) + (aff[b, x] - own[b]) - 2 * pairs[a, b]
                 if g > best:
                     best, ba, bb = g, a, b
         if not best > 1e-9:

@@ -220,7 +220,9 @@ def _affinity_nodes(row: np.ndarray, pairs: np.ndarray, nodes: int, tol: float, 
     for _ in range(max_swaps):
         own = aff[np.arange(row.size), node]
         # gain of swapping a (node X) and b (node Y): a's pull to Y and b's pull to X, minus their own ties
-        gain = (aff[:, node].T - own[:, None]).T + (aff[:, node] - own[:, None]).T - 2 * pairs
+        # and the a-b edge, which stays cut: [a, b] = (aff[a, Y] - own[a]) + (aff[b, X] - own[b]) - 2·pairs[a, b]
+        pull = aff[:, node] - own[:, None]  # [a, b]: aff[a, node of b] - own[a]
+        gain = pull + pull.T - 2 * pairs
         gain[node[:, None] == node[None, :]] = -np.inf
         dx = row[None, :] - row[:, None]  # node X gains b, loses a
         ok = (load[node][:, None] + dx <= cap) & (load[node][None, :] - dx <= cap)
