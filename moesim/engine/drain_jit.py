@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.jit import njit
+from moesim.jit import kernel
 
 
 def available() -> bool:
-    return njit is not None
+    return kernel is not None
 
 
 def drain(paths: np.ndarray, nbytes: np.ndarray, release: np.ndarray, batch_of: np.ndarray,
@@ -144,7 +144,7 @@ def _counting_sort(items, keys, n_keys):
 def maximum_at(target: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
     """``np.maximum.at(target, idx, vals)`` (max is exact: any order gives the same result); numpy's ``at``
     costs about 20 ns an element, a compiled loop 1-2."""
-    if njit is None:
+    if kernel is None:
         np.maximum.at(target, idx, vals)
     else:
         _maximum_at(target, np.ascontiguousarray(idx, dtype=np.int64), np.ascontiguousarray(vals, dtype=np.float64))
@@ -156,7 +156,7 @@ def _maximum_at(target, idx, vals):
             target[idx[q]] = vals[q]
 
 
-if njit is not None:
-    _maximum_at = njit(cache=True, nogil=True)(_maximum_at)
-    _jit = njit(cache=True, nogil=True)
+if kernel is not None:
+    _maximum_at = kernel()(_maximum_at)
+    _jit = kernel()
     _counting_sort, _dense, _sparse, _drain = _jit(_counting_sort), _jit(_dense), _jit(_sparse), _jit(_drain)

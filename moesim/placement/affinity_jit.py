@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.jit import njit
+from moesim.jit import kernel
 
 
 def swaps(row, pairs, node, aff, load, cap: float, max_swaps: int) -> None:
@@ -41,8 +41,8 @@ def swaps(row, pairs, node, aff, load, cap: float, max_swaps: int) -> None:
         node[a], node[b] = y, x
 
 
-if njit is not None:
-    swaps = njit(cache=True, nogil=True)(swaps)
+if kernel is not None:
+    swaps = kernel()(swaps)
     available = True
 else:  # pragma: no cover
     available = False

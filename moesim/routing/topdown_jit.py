@@ -1,24 +1,25 @@
 """The top-down sampler (``topdown.py``) as one compiled loop over tokens, when numba is installed
 (``pip install 'moesim[fast]'``). Same ids, bit for bit: the draws come from the same counter-based
 generator (``counter.py``) at the same counters, and each token does the same float operations in the same
-order as the numpy passes do for its rows. A token's whole routing (its groups' top values, the group
-choice, the merge) stays in a few cache lines, and no array is built between steps: DeepSeek-V3 routing
-costs about 0.2 µs a token here against about 1.1 µs in the numpy passes with a compiled step each
-(the previous design). ``tests/test_routing.py`` checks the two agree; ``MOESIM_NO_JIT=1`` forces numpy.
+order as the numpy passes do for its rows. Tokens go in blocks of 256: the block's exponentials and first
+alias uniforms are drawn in branch-free loops that LLVM vectorizes, then phase 1, the kept groups and the
+merge run token by token in a few cache lines, with no array built between steps. DeepSeek-V3 routing
+costs about 0.5 µs a token here against about 2.6 µs in the numpy passes (``python bench/bench_kernels.py``).
+``tests/test_kernels.py`` checks the two agree; ``MOESIM_NO_JIT=1`` forces numpy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from moesim.jit import bits_f64, f64_bits, njit  # None without numba: the numpy sampler stays the reference
+from moesim.jit import bits_f64, f64_bits, kernel  # None without numba: the numpy sampler stays the reference
 from moesim.routing import counter as cr
 
 INT_MAX = np.iinfo(np.int64).max
 
 
 def available() -> bool:
-    return njit is not None
+    return kernel is not None
 
 
 def route_tokens(sm, n: int) -> np.ndarray:
@@ -99,18 +100,32 @@ def _ctr(t, slot, sub, slots):
 
 
 def _route(key, n, p, cum, mass, prob, alias, g, size, d, tg, k, sigmoid, slots, out):
-    """Tokens in blocks: phase 1 for the whole block, then the kept groups, then the merge."""
+    """Tokens in blocks: the block's value draws, phase 1 for the whole block, then the kept groups, then
+    the merge."""
     blk = 256
     v1, e1, rem1 = np.empty((blk, g, 2)), np.empty((blk, g, 2), dtype=np.int64), np.empty((blk, g))
-    score, kept = np.empty(g), np.empty((blk, g), dtype=np.int64)
+    xs, ws = np.empty((blk, slots)), np.empty((blk, slots))
+    score, kept = np.empty((blk, g)), np.empty((blk, g), dtype=np.int64)
     st, hi = np.empty((tg, 3)), np.empty((tg, 4), dtype=np.int64)
     excl, srt = np.empty((tg, d + k), dtype=np.int64), np.empty(d + k, dtype=np.int64)
     for t0 in range(0, n, blk):
         nb = min(blk, n - t0)
-        _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, rem1, excl, srt)
+        _draws(key, t0, nb, slots, size, xs, ws)
+        _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, rem1, excl, srt, xs, ws)
         _keep(v1, nb, g, d, tg, sigmoid, score, kept)
         _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, rem1, kept, st, hi, excl, srt,
-               out)
+               out, xs, ws)
+
+
+def _draws(key, t0, nb, slots, size, xs, ws):
+    """Every slot's exponential and first alias uniform (scaled by the group size) for tokens t0..t0+nb-1,
+    in loops without branches that LLVM vectorizes (``moesim.jit.kernel``); the merge uses some of them."""
+    for i in range(nb):
+        for q in range(slots):
+            xs[i, q] = _exponential(key, _ctr(t0 + i, q, cr.SUB_EXP, slots))
+    for i in range(nb):
+        for q in range(slots):
+            ws[i, q] = _uniform(key, _ctr(t0 + i, q, cr.SUB_ALIAS, slots)) * size
 
 
 def _invert(key, t, slot, slots, grp, rem, ex, row, nex, size, p, cum, srt):
@@ -144,65 +159,86 @@ def _alias_col(key, c, size):
 # The passes below each take a block of tokens: arrays are passed once per block, never per draw (a call
 # with array arguments costs reference counting, which was most of a draw's time when helpers took them).
 
-def _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, rem1, ex, srt):
+def _pick(w, j, size, prob, alias):
+    """The alias draw's expert in group j from its scaled uniform w: column, then the column or its alias."""
+    col = min(np.int64(w), size - 1)
+    idx = j * size + col
+    a = alias[idx]  # loaded unconditionally: a select, not a mispredicted branch
+    return idx if w - col < prob[idx] else a
+
+
+def _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, rem1, ex, srt, xs, ws):
     """Phase 1 of tokens t0..t0+nb-1: each group's largest value (no exclusion), then its second."""
     for i in range(nb):
         for j in range(g):
-            x = _exponential(key, _ctr(t0 + i, j * d, cr.SUB_EXP, slots))
-            w, col = _alias_col(key, _ctr(t0 + i, j * d, cr.SUB_ALIAS, slots), size)
-            idx = j * size + col
-            a = alias[idx]  # loaded unconditionally: a select, not a mispredicted branch
-            e = idx if w - col < prob[idx] else a
+            e = _pick(ws[i, j * d], j, size, prob, alias)
             rc = mass[j] if mass[j] > 0.0 else 0.0
-            v1[i, j, 0], e1[i, j, 0] = rc / x, e  # rc / (rc / inf + x) of the numpy passes, same bits
+            v1[i, j, 0], e1[i, j, 0] = rc / xs[i, j * d], e  # rc / (rc / inf + x) of the numpy passes, same bits
             rem1[i, j] = mass[j] - p[e]
     if d < 2:
         return
     for i in range(nb):
         for j in range(g):
             slot, first = j * d + 1, e1[i, j, 0]
-            x = _exponential(key, _ctr(t0 + i, slot, cr.SUB_EXP, slots))
             r = rem1[i, j]
             rc = r if r > 0.0 else 0.0
-            e = first
-            for q in range(1 + cr.REDRAWS):
-                w, col = _alias_col(key, _ctr(t0 + i, slot, cr.SUB_ALIAS + q, slots), size)
-                idx = j * size + col
-                a = alias[idx]  # loaded unconditionally: a select, not a mispredicted branch
-                e = idx if w - col < prob[idx] else a
+            e = _pick(ws[i, slot], j, size, prob, alias)
+            for q in range(1, 1 + cr.REDRAWS):
                 if e != first:
                     break
+                w, _ = _alias_col(key, _ctr(t0 + i, slot, cr.SUB_ALIAS + q, slots), size)
+                e = _pick(w, j, size, prob, alias)
             if e == first:
                 ex[0, 0] = first
                 e = _invert(key, t0 + i, slot, slots, j, rc, ex, 0, 1, size, p, cum, srt)
-            v1[i, j, 1], e1[i, j, 1] = rc / (rc / v1[i, j, 0] + x), e
+            v1[i, j, 1], e1[i, j, 1] = rc / (rc / v1[i, j, 0] + xs[i, slot]), e
             rem1[i, j] = r - p[e]
 
 
 def _keep(v1, nb, g, d, tg, sigmoid, score, kept):
-    """``_Sampler._keep_groups`` for the block: kept [token, tg] by descending score, ties to the lower id."""
-    for i in range(nb):
-        if tg >= g:
+    """``_Sampler._keep_groups`` for the block: kept [token, tg] by descending score, ties to the lower id.
+    score [blk, g]: scratch."""
+    if tg >= g:
+        for i in range(nb):
             for j in range(g):
                 kept[i, j] = j
-            continue
+        return
+    for i in range(nb):  # the scores first, in loops LLVM vectorizes (the rule's test outside them)
         for j in range(g):
-            s = 0.0
-            for q in range(d):
-                s = s + (v1[i, j, q] / (1.0 + v1[i, j, q]) if sigmoid else v1[i, j, q])
-            score[j] = s
-        for j in range(g):  # rank by counting (no data-dependent branch): greater scores, then equal ones before
-            rank = 0
-            for c in range(g):
-                rank += (score[c] > score[j]) | ((score[c] == score[j]) & (c < j))
-            if rank < tg:
-                kept[i, rank] = j
+            score[i, j] = 0.0
+        for q in range(d):
+            if sigmoid:
+                for j in range(g):
+                    score[i, j] = score[i, j] + v1[i, j, q] / (1.0 + v1[i, j, q])
+            else:
+                for j in range(g):
+                    score[i, j] = score[i, j] + v1[i, j, q]
+    rank = np.empty(g, dtype=np.int64)
+    for i in range(nb):
+        # rank by counting (no data-dependent branch): greater scores, then equal ones before; the inner loop
+        # runs over the ranked groups j, so it is elementwise (vectorized)
+        rank[:] = 0
+        for c in range(g):
+            for j in range(g):
+                rank[j] += (score[i, c] > score[i, j]) | ((score[i, c] == score[i, j]) & (c < j))
+        for j in range(g):
+            if rank[j] < tg:
+                kept[i, rank[j]] = j
+
+
+def _hit(excl, b, used, e):
+    """Whether expert e is among the ``used`` experts group b has drawn."""
+    hit = False
+    for c in range(used):
+        hit |= excl[b, c] == e
+    return hit
 
 
 def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, rem1, kept, st, hi, excl, srt,
-           out):
+           out, xs, ws):
     """The k-way merge of each token's kept groups. st [tg, 3]: head value, buffered value, mass left;
-    hi [tg, 4]: head expert, buffered expert, buffer present, experts drawn; excl [tg, d + k]."""
+    hi [tg, 4]: head expert, buffered expert, buffer present, experts drawn; excl [tg, d + k]; xs, ws: the
+    block's draws (``_draws``)."""
     for i in range(nb):
         t = t0 + i
         for s in range(tg):
@@ -212,10 +248,10 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, r
             for q in range(d):
                 excl[s, q] = e1[i, j, q]
         for m in range(k):
-            b = 0
-            for s in range(1, tg):
-                if st[s, 0] > st[b, 0]:
-                    b = s
+            b, bv = 0, st[0, 0]
+            for s in range(1, tg):  # selects, not branches: which group leads is a coin toss
+                c = st[s, 0] > bv
+                b, bv = (s, st[s, 0]) if c else (b, bv)
             out[t, m] = hi[b, 0]
             if m == k - 1:
                 break
@@ -227,31 +263,28 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, r
                 st[b, 0], hi[b, 0] = -1.0, -1
                 continue
             slot, grp = g * d + m, kept[i, b]
-            x = _exponential(key, _ctr(t, slot, cr.SUB_EXP, slots))
             rc = st[b, 2] if st[b, 2] > 0.0 else 0.0
-            e, hit = -1, True
-            for q in range(1 + cr.REDRAWS):
-                w, col = _alias_col(key, _ctr(t, slot, cr.SUB_ALIAS + q, slots), size)
-                idx = grp * size + col
-                a = alias[idx]  # loaded unconditionally: a select, not a mispredicted branch
-                e = idx if w - col < prob[idx] else a
-                hit = False
-                for c in range(used):
-                    hit |= excl[b, c] == e
+            e = _pick(ws[i, slot], grp, size, prob, alias)
+            hit = _hit(excl, b, used, e)
+            for q in range(1, 1 + cr.REDRAWS):
                 if not hit:
                     break
+                w, _ = _alias_col(key, _ctr(t, slot, cr.SUB_ALIAS + q, slots), size)
+                e = _pick(w, grp, size, prob, alias)
+                hit = _hit(excl, b, used, e)
             if hit:
                 e = _invert(key, t, slot, slots, grp, rc, excl, b, used, size, p, cum, srt)
-            st[b, 0], hi[b, 0] = rc / (rc / emitted + x), e
+            st[b, 0], hi[b, 0] = rc / (rc / emitted + xs[i, slot]), e
             excl[b, used] = e
             hi[b, 3] = used + 1
             st[b, 2] -= p[e]
 
 
-if njit is not None:
-    _inl = njit(cache=True, nogil=True, inline="always")  # scalar helpers, inlined
+if kernel is not None:
+    _inl = kernel(inline="always")  # scalar helpers, inlined
     _bits, _uniform, _exponential, _ctr = _inl(_bits), _inl(_uniform), _inl(_exponential), _inl(_ctr)
-    _series, _alias_col = _inl(_series), _inl(_alias_col)
-    _jit = njit(cache=True, nogil=True)  # nogil: layers route in parallel threads
-    _invert, _phase1, _keep, _merge, _route = _jit(_invert), _jit(_phase1), _jit(_keep), _jit(_merge), _jit(_route)
+    _series, _alias_col, _pick, _hit = _inl(_series), _inl(_alias_col), _inl(_pick), _inl(_hit)
+    _jit = kernel()  # nogil: layers route in parallel threads
+    _invert, _phase1, _keep, _merge = _jit(_invert), _jit(_phase1), _jit(_keep), _jit(_merge)
+    _draws, _route = _jit(_draws), _jit(_route)
     alias_tables = _jit(alias_tables)
