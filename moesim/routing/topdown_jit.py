@@ -125,7 +125,7 @@ def _draws(key, t0, nb, slots, size, xs, ws):
             xs[i, q] = _exponential(key, _ctr(t0 + i, q, cr.SUB_EXP, slots))
     for i in range(nb):
         for q in range(slots):
-            ws[i, q] = _uniform(key, _ctr(t0 + i, q, cr.SUB_ALIAS, slots)) * size
+            ws[i, q] = _alias_w(key, _ctr(t0 + i, q, cr.SUB_ALIAS, slots), size)
 
 
 def _invert(key, t, slot, slots, grp, rem, ex, row, nex, size, p, cum, srt):
@@ -142,18 +142,14 @@ def _invert(key, t, slot, slots, grp, rem, ex, row, nex, size, p, cum, srt):
                 x = x + p[srt[i]]
         got = np.searchsorted(cum, x, side="right") - 1
         e = min(max(got, lo), lo + size - 1)
-        hit = False
-        for i in range(nex):
-            hit = hit or ex[row, i] == e
-        if not hit:
+        if not _hit(ex, row, nex, e):
             return e
     raise RuntimeError("top-down sampler: could not draw outside the excluded experts")
 
 
-def _alias_col(key, c, size):
-    """Walker's alias method, one uniform: (its scaled value, its column); the caller looks up the table."""
-    w = _uniform(key, c) * size
-    return w, min(np.int64(w), size - 1)
+def _alias_w(key, c, size):
+    """Walker's alias method's one uniform, scaled by the group size (``_pick`` turns it into an expert)."""
+    return _uniform(key, c) * size
 
 
 # The passes below each take a block of tokens: arrays are passed once per block, never per draw (a call
@@ -186,8 +182,7 @@ def _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, r
             for q in range(1, 1 + cr.REDRAWS):
                 if e != first:
                     break
-                w, _ = _alias_col(key, _ctr(t0 + i, slot, cr.SUB_ALIAS + q, slots), size)
-                e = _pick(w, j, size, prob, alias)
+                e = _pick(_alias_w(key, _ctr(t0 + i, slot, cr.SUB_ALIAS + q, slots), size), j, size, prob, alias)
             if e == first:
                 ex[0, 0] = first
                 e = _invert(key, t0 + i, slot, slots, j, rc, ex, 0, 1, size, p, cum, srt)
@@ -226,11 +221,11 @@ def _keep(v1, nb, g, d, tg, sigmoid, score, kept):
                 kept[i, rank[j]] = j
 
 
-def _hit(excl, b, used, e):
-    """Whether expert e is among the ``used`` experts group b has drawn."""
+def _hit(ex, row, nex, e):
+    """Whether expert e is among the ``nex`` excluded experts ``ex[row, :nex]`` (what a group has drawn)."""
     hit = False
-    for c in range(used):
-        hit |= excl[b, c] == e
+    for c in range(nex):
+        hit |= ex[row, c] == e
     return hit
 
 
@@ -269,8 +264,7 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, r
             for q in range(1, 1 + cr.REDRAWS):
                 if not hit:
                     break
-                w, _ = _alias_col(key, _ctr(t, slot, cr.SUB_ALIAS + q, slots), size)
-                e = _pick(w, grp, size, prob, alias)
+                e = _pick(_alias_w(key, _ctr(t, slot, cr.SUB_ALIAS + q, slots), size), grp, size, prob, alias)
                 hit = _hit(excl, b, used, e)
             if hit:
                 e = _invert(key, t, slot, slots, grp, rc, excl, b, used, size, p, cum, srt)
@@ -283,7 +277,7 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, r
 if kernel is not None:
     _inl = kernel(inline="always")  # scalar helpers, inlined
     _bits, _uniform, _exponential, _ctr = _inl(_bits), _inl(_uniform), _inl(_exponential), _inl(_ctr)
-    _series, _alias_col, _pick, _hit = _inl(_series), _inl(_alias_col), _inl(_pick), _inl(_hit)
+    _series, _alias_w, _pick, _hit = _inl(_series), _inl(_alias_w), _inl(_pick), _inl(_hit)
     _jit = kernel()  # nogil: layers route in parallel threads
     _invert, _phase1, _keep, _merge = _jit(_invert), _jit(_phase1), _jit(_keep), _jit(_merge)
     _draws, _route = _jit(_draws), _jit(_route)
