@@ -1,10 +1,10 @@
 """The top-down sampler (``topdown.py``) as one compiled loop over tokens, when numba is installed
 (``pip install 'moesim[fast]'``). Same ids, bit for bit: the draws come from the same counter-based
 generator (``counter.py``) at the same counters, and each token does the same float operations in the same
-order as the numpy passes do for its rows. Tokens go in blocks of 256: the block's exponentials and first
-alias uniforms are drawn in branch-free loops that LLVM vectorizes, then phase 1, the kept groups and the
-merge run token by token in a few cache lines, with no array built between steps. DeepSeek-V3 routing
-costs about 0.5 µs a token here against about 2.6 µs in the numpy passes (``python bench/bench_kernels.py``).
+order as the numpy passes do for its rows. Tokens go in blocks of 256, the block's arrays slot- or
+group-major: its exponentials and first alias uniforms are drawn in branch-free loops that LLVM vectorizes,
+phase 1 and the group scores run over the block's tokens, and the merge token by token. DeepSeek-V3 routing
+costs about 0.3 µs a token here against about 2.5 µs in the numpy passes (``python bench/bench_kernels.py``).
 ``tests/test_kernels.py`` checks the two agree; ``MOESIM_NO_JIT=1`` forces numpy.
 """
 
@@ -26,9 +26,16 @@ def route_tokens(sm, n: int) -> np.ndarray:
     """``topdown._Sampler.run(0, n)``: top-k ids [n, top_k] int32, each row in descending score order."""
     pr = sm.params
     out = np.empty((n, pr.top_k), dtype=np.int32)
-    _route(np.uint64(sm.key), n, sm.p, sm.cum, sm.mass, sm.prob, sm.alias, sm.groups, sm.size, sm.depth,
-           sm.kept, pr.top_k, pr.scoring_func == "sigmoid", sm.slots, out)
+    _route(np.uint64(sm.key), n, sm.p, sm.cum, sm.mass, sm.prob, candidates(sm.alias), sm.groups, sm.size,
+           sm.depth, sm.kept, pr.top_k, pr.scoring_func == "sigmoid", sm.slots, out)
     return out
+
+
+def candidates(alias: np.ndarray) -> np.ndarray:
+    """[2E] int64: entry 2i is column i's alias, 2i + 1 column i itself. An alias draw indexes this with its
+    coin (``_pick``) instead of choosing between the two: the coin is unpredictable, and as a branch (LLVM
+    turned the select into one) it was mispredicted often enough that phase 1 cost three times as much."""
+    return np.stack([alias, np.arange(alias.size)], axis=1).ravel()
 
 
 def alias_tables(p, sums):
@@ -99,33 +106,34 @@ def _ctr(t, slot, sub, slots):
     return (np.uint64(t) * np.uint64(slots) + np.uint64(slot)) * np.uint64(cr.SUBS) + np.uint64(sub)
 
 
-def _route(key, n, p, cum, mass, prob, alias, g, size, d, tg, k, sigmoid, slots, out):
+def _route(key, n, p, cum, mass, prob, cand, g, size, d, tg, k, sigmoid, slots, out):
     """Tokens in blocks: the block's value draws, phase 1 for the whole block, then the kept groups, then
     the merge."""
     blk = 256
-    v1, e1, rem1 = np.empty((blk, g, 2)), np.empty((blk, g, 2), dtype=np.int64), np.empty((blk, g))
-    xs, ws = np.empty((blk, slots)), np.empty((blk, slots))
-    score, kept = np.empty((blk, g)), np.empty((blk, g), dtype=np.int64)
+    v1, e1, rem1 = np.empty((2, g, blk)), np.empty((2, g, blk), dtype=np.int64), np.empty((g, blk))
+    xs, ws = np.empty((slots, blk)), np.empty((slots, blk))
+    score, kept = np.empty((g, blk)), np.empty((blk, g), dtype=np.int64)
+    rank, redo = np.empty((g, blk), dtype=np.int64), np.empty((g, blk), dtype=np.bool_)
     st, hi = np.empty((tg, 3)), np.empty((tg, 4), dtype=np.int64)
     excl, srt = np.empty((tg, d + k), dtype=np.int64), np.empty(d + k, dtype=np.int64)
     for t0 in range(0, n, blk):
         nb = min(blk, n - t0)
         _draws(key, t0, nb, slots, size, xs, ws)
-        _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, rem1, excl, srt, xs, ws)
-        _keep(v1, nb, g, d, tg, sigmoid, score, kept)
-        _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, rem1, kept, st, hi, excl, srt,
+        _phase1(key, t0, nb, g, d, slots, mass, prob, cand, size, p, cum, v1, e1, rem1, excl, srt, xs, ws, redo)
+        _keep(v1, nb, g, d, tg, sigmoid, score, kept, rank)
+        _merge(key, t0, nb, g, d, tg, k, slots, prob, cand, size, p, cum, v1, e1, rem1, kept, st, hi, excl, srt,
                out, xs, ws)
 
 
 def _draws(key, t0, nb, slots, size, xs, ws):
     """Every slot's exponential and first alias uniform (scaled by the group size) for tokens t0..t0+nb-1,
     in loops without branches that LLVM vectorizes (``moesim.jit.kernel``); the merge uses some of them."""
-    for i in range(nb):
-        for q in range(slots):
-            xs[i, q] = _exponential(key, _ctr(t0 + i, q, cr.SUB_EXP, slots))
-    for i in range(nb):
-        for q in range(slots):
-            ws[i, q] = _alias_w(key, _ctr(t0 + i, q, cr.SUB_ALIAS, slots), size)
+    for q in range(slots):
+        for i in range(nb):
+            xs[q, i] = _exponential(key, _ctr(t0 + i, q, cr.SUB_EXP, slots))
+    for q in range(slots):
+        for i in range(nb):
+            ws[q, i] = _alias_w(key, _ctr(t0 + i, q, cr.SUB_ALIAS, slots), size)
 
 
 def _invert(key, t, slot, slots, grp, rem, ex, row, nex, size, p, cum, srt):
@@ -155,70 +163,84 @@ def _alias_w(key, c, size):
 # The passes below each take a block of tokens: arrays are passed once per block, never per draw (a call
 # with array arguments costs reference counting, which was most of a draw's time when helpers took them).
 
-def _pick(w, j, size, prob, alias):
-    """The alias draw's expert in group j from its scaled uniform w: column, then the column or its alias."""
+def _pick(w, j, size, prob, cand):
+    """The alias draw's expert in group j from its scaled uniform w: the column, then the column itself or
+    its alias by the coin ``w - col < prob``, read from ``cand`` (``candidates``) at an address, not a branch."""
     col = min(np.int64(w), size - 1)
     idx = j * size + col
-    a = alias[idx]  # loaded unconditionally: a select, not a mispredicted branch
-    return idx if w - col < prob[idx] else a
+    return cand[2 * idx + np.int64(w - col < prob[idx])]
 
 
-def _phase1(key, t0, nb, g, d, slots, mass, prob, alias, size, p, cum, v1, e1, rem1, ex, srt, xs, ws):
-    """Phase 1 of tokens t0..t0+nb-1: each group's largest value (no exclusion), then its second."""
-    for i in range(nb):
-        for j in range(g):
-            e = _pick(ws[i, j * d], j, size, prob, alias)
-            rc = mass[j] if mass[j] > 0.0 else 0.0
-            v1[i, j, 0], e1[i, j, 0] = rc / xs[i, j * d], e  # rc / (rc / inf + x) of the numpy passes, same bits
-            rem1[i, j] = mass[j] - p[e]
+def _phase1(key, t0, nb, g, d, slots, mass, prob, cand, size, p, cum, v1, e1, rem1, ex, srt, xs, ws, redo):
+    """Phase 1 of tokens t0..t0+nb-1: each group's largest value (no exclusion), then its second. Arrays are
+    [.., group, token] so every loop runs over the block's tokens. The second value's expert is drawn for all
+    tokens first; the few that drew their group's first expert again (``redo``) take the redraws and the
+    inversion in a loop of their own, so the common loop has no branch on the draw."""
+    for j in range(g):
+        rc = mass[j] if mass[j] > 0.0 else 0.0
+        for i in range(nb):
+            e = _pick(ws[j * d, i], j, size, prob, cand)
+            v1[0, j, i], e1[0, j, i] = rc / xs[j * d, i], e  # rc / (rc / inf + x) of the numpy passes, same bits
+            rem1[j, i] = mass[j] - p[e]
     if d < 2:
         return
-    for i in range(nb):
-        for j in range(g):
-            slot, first = j * d + 1, e1[i, j, 0]
-            r = rem1[i, j]
+    for j in range(g):
+        slot = j * d + 1
+        for i in range(nb):
+            r = rem1[j, i]
             rc = r if r > 0.0 else 0.0
-            e = _pick(ws[i, slot], j, size, prob, alias)
-            for q in range(1, 1 + cr.REDRAWS):
-                if e != first:
-                    break
-                e = _pick(_alias_w(key, _ctr(t0 + i, slot, cr.SUB_ALIAS + q, slots), size), j, size, prob, alias)
-            if e == first:
-                ex[0, 0] = first
-                e = _invert(key, t0 + i, slot, slots, j, rc, ex, 0, 1, size, p, cum, srt)
-            v1[i, j, 1], e1[i, j, 1] = rc / (rc / v1[i, j, 0] + xs[i, slot]), e
-            rem1[i, j] = r - p[e]
+            e = _pick(ws[slot, i], j, size, prob, cand)
+            v1[1, j, i] = rc / (rc / v1[0, j, i] + xs[slot, i])
+            e1[1, j, i] = e
+            redo[j, i] = e == e1[0, j, i]
+    for j in range(g):
+        slot = j * d + 1
+        for i in range(nb):
+            if redo[j, i]:
+                first, e = e1[0, j, i], e1[1, j, i]
+                for q in range(1, 1 + cr.REDRAWS):
+                    e = _pick(_alias_w(key, _ctr(t0 + i, slot, cr.SUB_ALIAS + q, slots), size), j, size, prob, cand)
+                    if e != first:
+                        break
+                if e == first:
+                    r = rem1[j, i]
+                    ex[0, 0] = first
+                    e = _invert(key, t0 + i, slot, slots, j, r if r > 0.0 else 0.0, ex, 0, 1, size, p, cum, srt)
+                e1[1, j, i] = e
+    for j in range(g):
+        for i in range(nb):
+            rem1[j, i] = rem1[j, i] - p[e1[1, j, i]]
 
 
-def _keep(v1, nb, g, d, tg, sigmoid, score, kept):
+def _keep(v1, nb, g, d, tg, sigmoid, score, kept, rank):
     """``_Sampler._keep_groups`` for the block: kept [token, tg] by descending score, ties to the lower id.
-    score [blk, g]: scratch."""
+    score, rank [g, blk]: scratch."""
     if tg >= g:
         for i in range(nb):
             for j in range(g):
                 kept[i, j] = j
         return
-    for i in range(nb):  # the scores first, in loops LLVM vectorizes (the rule's test outside them)
+    for j in range(g):
+        for i in range(nb):
+            score[j, i] = 0.0
+    for q in range(d):
         for j in range(g):
-            score[i, j] = 0.0
-        for q in range(d):
             if sigmoid:
-                for j in range(g):
-                    score[i, j] = score[i, j] + v1[i, j, q] / (1.0 + v1[i, j, q])
+                for i in range(nb):
+                    score[j, i] = score[j, i] + v1[q, j, i] / (1.0 + v1[q, j, i])
             else:
-                for j in range(g):
-                    score[i, j] = score[i, j] + v1[i, j, q]
-    rank = np.empty(g, dtype=np.int64)
-    for i in range(nb):
-        # rank by counting (no data-dependent branch): greater scores, then equal ones before; the inner loop
-        # runs over the ranked groups j, so it is elementwise (vectorized)
-        rank[:] = 0
+                for i in range(nb):
+                    score[j, i] = score[j, i] + v1[q, j, i]
+    for j in range(g):
+        for i in range(nb):
+            rank[j, i] = 0
         for c in range(g):
-            for j in range(g):
-                rank[j] += (score[i, c] > score[i, j]) | ((score[i, c] == score[i, j]) & (c < j))
+            for i in range(nb):
+                rank[j, i] += (score[c, i] > score[j, i]) | ((score[c, i] == score[j, i]) & (c < j))
+    for i in range(nb):
         for j in range(g):
-            if rank[j] < tg:
-                kept[i, rank[j]] = j
+            if rank[j, i] < tg:
+                kept[i, rank[j, i]] = j
 
 
 def _hit(ex, row, nex, e):
@@ -229,7 +251,7 @@ def _hit(ex, row, nex, e):
     return hit
 
 
-def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, rem1, kept, st, hi, excl, srt,
+def _merge(key, t0, nb, g, d, tg, k, slots, prob, cand, size, p, cum, v1, e1, rem1, kept, st, hi, excl, srt,
            out, xs, ws):
     """The k-way merge of each token's kept groups. st [tg, 3]: head value, buffered value, mass left;
     hi [tg, 4]: head expert, buffered expert, buffer present, experts drawn; excl [tg, d + k]; xs, ws: the
@@ -238,10 +260,10 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, r
         t = t0 + i
         for s in range(tg):
             j = kept[i, s]
-            st[s, 0], st[s, 1], st[s, 2] = v1[i, j, 0], v1[i, j, d - 1], rem1[i, j]
-            hi[s, 0], hi[s, 1], hi[s, 2], hi[s, 3] = e1[i, j, 0], e1[i, j, d - 1], d == 2, d
+            st[s, 0], st[s, 1], st[s, 2] = v1[0, j, i], v1[d - 1, j, i], rem1[j, i]
+            hi[s, 0], hi[s, 1], hi[s, 2], hi[s, 3] = e1[0, j, i], e1[d - 1, j, i], d == 2, d
             for q in range(d):
-                excl[s, q] = e1[i, j, q]
+                excl[s, q] = e1[q, j, i]
         for m in range(k):
             b, bv = 0, st[0, 0]
             for s in range(1, tg):  # selects, not branches: which group leads is a coin toss
@@ -259,16 +281,16 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, alias, size, p, cum, v1, e1, r
                 continue
             slot, grp = g * d + m, kept[i, b]
             rc = st[b, 2] if st[b, 2] > 0.0 else 0.0
-            e = _pick(ws[i, slot], grp, size, prob, alias)
+            e = _pick(ws[slot, i], grp, size, prob, cand)
             hit = _hit(excl, b, used, e)
             for q in range(1, 1 + cr.REDRAWS):
                 if not hit:
                     break
-                e = _pick(_alias_w(key, _ctr(t, slot, cr.SUB_ALIAS + q, slots), size), grp, size, prob, alias)
+                e = _pick(_alias_w(key, _ctr(t, slot, cr.SUB_ALIAS + q, slots), size), grp, size, prob, cand)
                 hit = _hit(excl, b, used, e)
             if hit:
                 e = _invert(key, t, slot, slots, grp, rc, excl, b, used, size, p, cum, srt)
-            st[b, 0], hi[b, 0] = rc / (rc / emitted + xs[i, slot]), e
+            st[b, 0], hi[b, 0] = rc / (rc / emitted + xs[slot, i]), e
             excl[b, used] = e
             hi[b, 3] = used + 1
             st[b, 2] -= p[e]
