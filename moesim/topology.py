@@ -18,6 +18,7 @@ Every directed edge that constrains bandwidth carries a ``link`` index into the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -79,8 +80,9 @@ class Topology:
         src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
         g, nn = self.num_gpus, self.nodes * self.nics_per_node
         if _paths_jit is not None:  # the same ids in one compiled pass (a 10,000-GPU phase: 5.5 s -> 0.3 s)
-            return _paths_jit(np.ascontiguousarray(src), np.ascontiguousarray(dst), self.gpus_per_node,
-                              self.nics_per_node, self.nodes_per_leaf, self.leaves_per_rail, g, nn, self.leaves)
+            node, nic, leaf = self.gpu_tables
+            return _paths_jit(np.ascontiguousarray(src), np.ascontiguousarray(dst), node, nic, leaf, g, nn,
+                              self.leaves)
         out = np.full((src.size, MAX_HOPS), -1, dtype=np.int64)
         same_node = (self.node_of(src) == self.node_of(dst)) & (src != dst)
         out[same_node, 0] = src[same_node]  # nvl_up ids: 0..g-1
@@ -95,6 +97,14 @@ class Topology:
         out[net, 2] = np.where(cross, base + self.leaves + dl, -1)
         out[net, 3] = np.where(cross, 2 * g + nn + dn, -1)
         return out
+
+    @cached_property
+    def gpu_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Node, global NIC and leaf of every GPU [G] int64: the compiled ``paths`` looks them up instead of
+        dividing (integer division by a value known only at run time was most of its time)."""
+        gpu = np.arange(self.num_gpus, dtype=np.int64)
+        nic = self.nic_of(gpu)
+        return self.node_of(gpu), nic, self.leaf_of_nic(nic)
 
     @property
     def leaves(self) -> int:
@@ -126,20 +136,17 @@ class Topology:
         return out
 
 
-def _paths_py(src, dst, gpn, nics, per_leaf, leaves_per_rail, g, nn, leaves):
-    """``Topology.paths`` one flow at a time (compiled with numba when installed)."""
+def _paths_py(src, dst, node, nic, leaf, g, nn, leaves):
+    """``Topology.paths`` one flow at a time (compiled with numba when installed); node, nic, leaf [G]: each
+    GPU's (``Topology.gpu_tables``)."""
     out = np.full((src.size, MAX_HOPS), -1, dtype=np.int64)
-    share = gpn // nics
     for i in range(src.size):
         s, d = src[i], dst[i]
-        if s // gpn == d // gpn:
+        if node[s] == node[d]:
             if s != d:
                 out[i, 0], out[i, 1] = s, g + d
             continue
-        sn = (s // gpn) * nics + (s % gpn) // share
-        dn = (d // gpn) * nics + (d % gpn) // share
-        sl = (sn % nics) * leaves_per_rail + (sn // nics) // per_leaf
-        dl = (dn % nics) * leaves_per_rail + (dn // nics) // per_leaf
+        sn, dn, sl, dl = nic[s], nic[d], leaf[s], leaf[d]
         out[i, 0] = 2 * g + sn
         if sl != dl:
             base = 2 * g + 2 * nn

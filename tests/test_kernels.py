@@ -1,6 +1,7 @@
 """The compiled kernels and their numpy twins give the same results bit for bit (counter-based routing
-draws, the drain scans, link paths, alias tables, scatter-max), and the counter-based generator has the
-laws it claims. Skipped where numba is not installed (the numpy twins are then the only path)."""
+draws, the drain scans, link paths, one-hop traffic counts, alias tables, scatter-max), and the
+counter-based generator has the laws it claims. Skipped where numba is not installed (the numpy twins are
+then the only path)."""
 
 import numpy as np
 import pytest
@@ -138,3 +139,36 @@ def test_allocator_tuning_can_be_turned_off(monkeypatch):
     assert alloc.tune() is False
     monkeypatch.delenv("MOESIM_MALLOC")
     assert alloc.tune() in (True, False)  # True on glibc
+
+
+@needs_numba
+@pytest.mark.parametrize("algorithm", ["flat", "low_latency"])
+def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
+    from moesim import traffic  # noqa: PLC0415
+    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.topology import build_topology  # noqa: PLC0415
+
+    s = scenario_from_dict({"model": {"base": "mixtral-8x7b"}, "cluster": {"gpu": "h100", "nodes": 3,
+                                                                             "gpus_per_node": 8},
+                            "placement": {"redundant_experts": 16}})
+    topo = build_topology(s.cluster)
+    g, n, k, per_gpu = topo.num_gpus, 700, 8, 2
+    rng = np.random.default_rng(4)
+    src = np.sort(rng.integers(0, g, n))
+    slot = rng.integers(0, g * per_gpu, (n, k))  # repeats: a token sends one copy per (token, expert)
+    slot[:40] = slot[:40, :1]  # tokens whose experts all sit on one slot
+    dst, live = slot // per_gpu, rng.random((n, k)) > 0.05
+    keep = live & (rng.random((n, k)) > 0.2)  # capacity drops
+    args = (src, dst, keep, slot, g * per_gpu, topo, algorithm, 7168, 2 * 7168)
+    fast = traffic.layer_traffic(*args, scale=3.0, live=live)
+    monkeypatch.setattr(traffic, "_flat_counts_jit", None)
+    slow = traffic.layer_traffic(*args, scale=3.0, live=live)
+    for name in ("slot_tokens", "devices_hist", "nodes_hist"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert (fast.copies, fast.dropped, fast.distinct_nodes_mean) == (slow.copies, slow.dropped,
+                                                                      slow.distinct_nodes_mean)
+    assert fast.dropped > 0 and fast.devices_hist[1] > 0
+    for a, b in ((fast.dispatch, slow.dispatch), (fast.combine, slow.combine)):
+        for name in ("src", "dst", "nbytes", "gate", "wait_node"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x.dtype == y.dtype and np.array_equal(x, y), name
