@@ -1,7 +1,7 @@
 """The compiled kernels and their numpy twins give the same results bit for bit (counter-based routing
-draws, the drain scans, link paths, one-hop traffic counts, alias tables, scatter-max), and the
-counter-based generator has the laws it claims. Skipped where numba is not installed (the numpy twins are
-then the only path)."""
+draws, the drain scans, link paths, one-hop traffic counts, round-robin slots, alias tables, scatter-max),
+and the counter-based generator has the laws it claims. Skipped where numba is not installed (the numpy
+twins are then the only path)."""
 
 import numpy as np
 import pytest
@@ -172,3 +172,19 @@ def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
         for name in ("src", "dst", "nbytes", "gate", "wait_node"):
             x, y = getattr(a, name), getattr(b, name)
             assert x.dtype == y.dtype and np.array_equal(x, y), name
+
+
+@needs_numba
+def test_compiled_round_robin_slots_are_numpys(monkeypatch):
+    from moesim.placement import base  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    row = np.concatenate([np.arange(64), rng.integers(0, 64, 32)])  # some experts with up to 3+ replicas
+    rng.shuffle(row)
+    p = base.Placement(np.stack([row, np.roll(row, 7)]), 16)
+    ids = rng.integers(0, 64, (3000, 6)).astype(np.int32)
+    fast = [p.choose_slots(layer, ids) for layer in (0, 1)]
+    monkeypatch.setattr(base, "_round_robin_jit", None)
+    slow = [p.choose_slots(layer, ids) for layer in (0, 1)]
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(fast, slow))
+    assert len(np.unique(fast[0][ids == row[0]])) == np.sum(row == row[0])  # every replica used

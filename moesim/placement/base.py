@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moesim.jit import kernel
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -72,6 +74,8 @@ class Placement:
             pick = first[flat] + nth % counts[flat]
         elif policy == "random":
             pick = first[flat] + (rng or np.random.default_rng(0)).integers(0, counts[flat])
+        elif _round_robin_jit is not None:  # the same slots in one compiled pass (no [N·k] temporaries)
+            return _round_robin_jit(order, first, counts, flat).reshape(topk_ids.shape)
         else:
             pick = first[flat] + np.arange(flat.size) % counts[flat]
         return order[pick].reshape(topk_ids.shape)
@@ -92,6 +96,20 @@ class Placement:
         rank = np.cumsum(best, axis=1) - 1
         col = np.argmax(best & (rank == want[:, None]), axis=1)
         return cand[np.arange(flat.size), col].reshape(n, k)
+
+
+def _round_robin_py(order, first, counts, flat):
+    """Round-robin slots [A] of the assignments ``flat`` [A]: ``order[first[e] + i % counts[e]]`` for
+    assignment i of expert e, as the numpy expression (which divides even for the experts with one slot)."""
+    out = np.empty(flat.size, dtype=order.dtype)
+    for i in range(flat.size):
+        e = flat[i]
+        c = counts[e]
+        out[i] = order[first[e] + (i % c if c > 1 else 0)]
+    return out
+
+
+_round_robin_jit = kernel()(_round_robin_py) if kernel is not None else None
 
 
 def _slot_rank(phy2log: np.ndarray) -> np.ndarray:
