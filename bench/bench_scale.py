@@ -6,8 +6,12 @@ wall times and the floor's error on iteration time.
 ``--against REF`` also runs every case on git revision REF (a temporary worktree), alternating the two
 ``--repeat`` times, and prints the median of each and their ratio: a speed comparison inside one run on
 one machine (absolute times on a shared machine are noisy; the ratio is the figure to read).
+``--runs N`` runs each case N times (fresh processes) and prints the median and the range. ``--warm``
+times a second run in the same process (numba's start-up and the kernels' loading paid by the first):
+what each run of a sweep, a plan or a notebook costs.
 
-Usage: python bench/bench_scale.py [a|b|c ...] [--against REF] [--repeat N] [--set PATH=VALUE ...]
+Usage: python bench/bench_scale.py [a|b|c ...] [--against REF] [--repeat N] [--runs N] [--warm]
+                                   [--set PATH=VALUE ...]
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ CASES = {
 }
 MEMORY_TARGET = {"10k": 3e9, "100k": 8e9}
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from moesim import api
+if os.environ.get("MOESIM_BENCH_WARM"):
+    api.run(sys.argv[1], sys.argv[2:])
 t, c = time.perf_counter(), time.process_time()
 r = api.run(sys.argv[1], sys.argv[2:])
 el, cpu = time.perf_counter() - t, time.process_time() - c
@@ -49,9 +55,9 @@ print(json.dumps({"seconds": el, "cpu_seconds": cpu, "peak_rss_bytes": resource.
 """
 
 
-def _once(code_root: Path, name: str, extra: list[str]) -> dict:
+def _once(code_root: Path, name: str, extra: list[str], warm: bool = False) -> dict:
     _, scenario, overrides = CASES[name]
-    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    env = {**os.environ, "PYTHONPATH": str(code_root), "MOESIM_BENCH_WARM": "1" if warm else ""}
     out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / scenario), *overrides, *extra],
                          capture_output=True, text=True, check=True, env=env, cwd=code_root)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -70,16 +76,22 @@ def main(argv: list[str]) -> None:
     ap.add_argument("cases", nargs="*", default=list(CASES))
     ap.add_argument("--against", help="git revision to compare with, in the same run")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=1, help="fresh-process runs per case (median and range)")
+    ap.add_argument("--warm", action="store_true", help="time a second run in the same process")
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="PATH=VALUE",
                     help="extra override for every run (both trees), e.g. workload.scope=moe_layers")
     args = ap.parse_args(argv)
     if not args.against:
+        label = " (warm)" if args.warm else ""
         for name in args.cases:
-            r = _once(ROOT, name, args.extra)
-            print(_line(name, r), flush=True)
-            b = _once(ROOT, name, [*args.extra, "sim.engine=bound"])
+            runs = sorted((_once(ROOT, name, args.extra, args.warm) for _ in range(args.runs)),
+                          key=lambda r: r["seconds"])
+            r = runs[len(runs) // 2]
+            print(_line(name, r, label if len(runs) == 1 else f"{label} (median of {len(runs)}: "
+                        f"{runs[0]['seconds']:.2f}-{runs[-1]['seconds']:.2f} s)"), flush=True)
+            b = _once(ROOT, name, [*args.extra, "sim.engine=bound"], args.warm)
             err = b["iteration_time_s"] / r["iteration_time_s"] - 1
-            print(f"case {name} on the closed-form floor: {b['seconds']:.2f} s, peak RSS "
+            print(f"case {name}{label} on the closed-form floor: {b['seconds']:.2f} s, peak RSS "
                   f"{b['peak_rss_bytes'] / 2**30:.2f} GiB; engine / floor wall time {r['seconds'] / b['seconds']:.2f}; "
                   f"floor iteration {b['iteration_time_s'] * 1e3:.3f} ms ({err:+.2%} vs the engine)", flush=True)
         return

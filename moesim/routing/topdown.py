@@ -15,7 +15,7 @@ sequences, generated lazily. The law of the chosen (expert set, scores) is exact
 router; tests compare the two. Cost per token: O(n_group + k) draws instead of O(E).
 
 Every draw comes from a counter-based generator (``counter.py``) numbered by token and purpose, so this
-numpy version (all tokens of a chunk per pass) and the compiled one (``topdown_jit``, one token at a time)
+numpy version (all tokens of a chunk per pass) and the compiled one (``topdown_jit``, blocks of 256 tokens)
 give the same ids bit for bit; ``MOESIM_NO_JIT=1`` forces this one.
 """
 
