@@ -259,7 +259,9 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, cand, size, p, cum, v1, e1, re
     less than token by token). Per (kept group, token): fs [3, tg, blk] head value, buffered
     value, mass left; ins [4, tg, blk] head expert, buffered expert, buffer present, experts drawn; excl
     [tg, d + k, blk] the experts drawn; tmp [1, d + k] scratch for the rare inversion; xs, ws: the block's
-    draws (``_draws``). The step is written out here: moved to an inlined helper, routing cost twice as much."""
+    draws (``_draws``). Which group leads is found for all tokens first, in loops of compares and blends
+    over tokens (as a branch per token it was mispredicted about as often as the groups trade the lead).
+    The step is written out here: moved to an inlined helper, routing cost twice as much."""
     for s in range(tg):
         for i in range(nb):
             j = kept[i, s]
@@ -267,12 +269,17 @@ def _merge(key, t0, nb, g, d, tg, k, slots, prob, cand, size, p, cum, v1, e1, re
             ins[0, s, i], ins[1, s, i], ins[2, s, i], ins[3, s, i] = e1[0, j, i], e1[d - 1, j, i], d == 2, d
             for q in range(d):
                 excl[s, q, i] = e1[q, j, i]
+    lead, top = np.empty(nb, dtype=np.int64), np.empty(nb)
     for m in range(k):
         for i in range(nb):
-            b, bv = 0, fs[0, 0, i]
-            for s in range(1, tg):
-                c = fs[0, s, i] > bv
-                b, bv = (s, fs[0, s, i]) if c else (b, bv)
+            lead[i], top[i] = 0, fs[0, 0, i]
+        for s in range(1, tg):  # over tokens: vector compares and blends, no branch on which group leads
+            for i in range(nb):
+                c = fs[0, s, i] > top[i]
+                lead[i] = s if c else lead[i]
+                top[i] = fs[0, s, i] if c else top[i]
+        for i in range(nb):
+            b = lead[i]
             out[t0 + i, m] = ins[0, b, i]
             if m == k - 1:
                 continue
