@@ -33,10 +33,10 @@ scenario: {router: {stats: {kind: dirichlet, concentration: 8}}, comm: {algorith
 
 
 def serve() -> None:
-    from moesim.config import load_scenario
-    from moesim.output import write_atomic
+    from moesim.exec import LocalProcessExecutor
+    from moesim.iteration.scenario import load_scenario
     from moesim.serve import serve as run_serve
-    from moesim.sweep import LocalProcessExecutor
+    from moesim.util.files import write_atomic
 
     s = load_scenario(SCENARIO, ["serving.requests=4800", "serving.duration_s=600"])
     ex = LocalProcessExecutor(os.cpu_count() or 1)

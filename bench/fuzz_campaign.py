@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--mem-gib", type=float, default=6.0)
     a = ap.parse_args()
-    import moesim.cli  # noqa: F401, PLC0415 (imported once, before forking)
+    import moesim.cli.main  # noqa: F401, PLC0415 (imported once, before forking)
 
     seeds = [a.seed * 1_000_003 + i for i in range(a.cases)]
     running: list[tuple[int, int, float, int]] = []

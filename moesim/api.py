@@ -1,158 +1,31 @@
 """The Python API: load → build → programs → simulate → summarise. Notebook-friendly; no click needed.
 
->>> from moesim import alloc, api
+>>> from moesim import api
 >>> result = api.run("scenarios/deepseek-v3-prefill-h800.yaml", overrides=["cluster.nodes=8"])
 >>> result.summary.iteration_time_s, result.doc["totals"]["stages"]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from moesim import __version__, alloc
-from moesim.build import Built, RouteReuse, build
-from moesim.config import load_scenario
 from moesim.config.schema import Scenario
-from moesim.engine import SimRecords, simulate
-from moesim.errors import ScenarioError
-from moesim.invariants import check_run
-from moesim.memory import memory_per_gpu
-from moesim.metrics import summarize
-from moesim.program import Program
-from moesim.programs import inference_programs, training_programs
-from moesim.sizing import guard
-from moesim.summary import Summary
-from moesim.training import gradient_sync_stages
+from moesim.iteration.build import Built, RouteReuse
+from moesim.iteration.run import Result, build_micro_batches, programs_of, run_scenario
+from moesim.iteration.scenario import load_scenario, scenario_from_dict
+from moesim.studies.single import run_file
+from moesim.util.errors import MoesimError, ScenarioError
 
-
-@dataclass(frozen=True)
-class Result:
-    """One simulated iteration: the typed summary, the programs the engine ran and its raw records.
-    ``built`` is micro-batch 0's build (placement, topology, layer statistics)."""
-
-    summary: Summary
-    records: SimRecords
-    built: Built
-    programs: tuple[tuple[Program, ...], ...]
-
-    @cached_property
-    def doc(self) -> dict[str, Any]:
-        """The JSON document of the summary."""
-        return self.summary.to_dict()
-
-    def to_records(self, table: str = "layers") -> list[dict[str, Any]]:
-        """Flat rows for a data frame (``pandas.DataFrame(result.to_records())``): ``layers`` (one per MoE
-        layer pass: stage times in s, bytes, load balance) or ``gpus`` (one per GPU)."""
-        if table not in ("layers", "gpus"):
-            raise ValueError("table must be 'layers' or 'gpus'")
-        return [{k: v for k, v in row.items() if not isinstance(v, list | dict)} for row in self.doc[table]]
+__all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "load_scenario", "plan", "programs_of",
+           "report", "run", "run_scenario", "scenario_from_dict", "serve", "sweep", "validate"]
 
 
 def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Any:
     """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it: a ``Result``, or
     for a scenario with an ``offload`` section a ``moesim.offload.OffloadResult``."""
-    s = load_scenario(path, overrides)
-    try:
-        if s.offload is not None:  # experts across memory tiers: its own walk over decode steps
-            from moesim.offload import run_offload  # noqa: PLC0415
-
-            return run_offload(s)
-        guard(s)
-    except ScenarioError as err:
-        raise err.located(file=str(path)) from None
-    return run_scenario(s, reuse=reuse)
-
-
-def build_micro_batches(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None,
-                        reuse: RouteReuse | None = None) -> list[Built]:
-    """One build per micro-batch. With two, each GPU's tokens split in halves that share the statistics and
-    the placement and draw their own routing."""
-    if s.workload.micro_batches == 1:
-        return [build(s, trace, placement, reuse=reuse)]
-    half = s.model_copy(update={"workload": s.workload.model_copy(
-        update={"tokens_per_gpu": s.workload.tokens_per_gpu // 2})})
-    b0 = build(half, None, placement, reuse=reuse)
-    return [b0, build(half, None, b0.placement, micro_batch=1, reuse=reuse)]
-
-
-def programs_of(s: Scenario, builds: list[Built]) -> list[list[Program]]:
-    """Every micro-batch's programs: forward layers, or for training forward + backward + gradient sync."""
-    if s.workload.mode == "training":
-        b = builds[0]
-        return [training_programs(b.pieces, b.resolved, gradient_sync_stages(b.resolved, b.placement))]
-    return [inference_programs(b.pieces, b.resolved) for b in builds]
-
-
-def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None,
-                 reuse: RouteReuse | None = None) -> Result:
-    """Simulate one iteration of a validated scenario.
-
-    trace: optional per-MoE-layer top-k expert ids [GPUs × tokens_per_gpu, k], GPU-major, replayed
-    instead of synthetic routing. placement: a plan to use instead of planning one. reuse: routings of
-    runs that differed only in placement, shared (``build.RouteReuse``)."""
-    guard(s)
-    alloc.tune()  # large temporaries reused, not faulted in again per phase (moesim/alloc.py)
-    builds = build_micro_batches(s, trace, placement, reuse)
-    programs = programs_of(s, builds)
-    records = simulate(programs, builds[0].topology, exact=builds[0].fluid_network, engine=s.sim.engine)
-    steps = s.workload.accumulation_steps if s.workload.mode == "training" else 1
-    summary = summarize(records, programs, [b.stats for b in builds],
-                        s.cluster.num_gpus * s.workload.tokens_per_gpu * steps, s.cluster.gpus_per_node,
-                        _meta(s, builds[0], records), s.workload.scope, s.workload.context_tokens)
-    routing = builds[0].resolved.routing
-    check_run(summary, [b.stats for b in builds], s.cluster.num_gpus * s.workload.tokens_per_gpu / len(builds),
-              routing.top_k, routing.rule)
-    return Result(summary, records, builds[0], tuple(tuple(p) for p in programs))
-
-
-def _attention_kind(m: Any) -> str | None:
-    """mla (DeepSeek's latent attention), gqa (fewer KV heads than query heads), mha, or None (no shape)."""
-    if not m.has_attention_shape:
-        return None
-    if m.kv_lora_rank:
-        return "mla"
-    kv = m.num_key_value_heads or m.num_attention_heads
-    return "gqa" if kv < m.num_attention_heads else "mha"
-
-
-def _meta(s: Scenario, b: Built, rec: SimRecords) -> dict[str, Any]:
-    r = b.routing
-    return {
-        "moesim_version": __version__,
-        "scenario": s.name,
-        "seed": s.seed,
-        "model": b.model.name,
-        "gpu": s.cluster.gpu.name,
-        "nodes": s.cluster.nodes,
-        "gpus_per_node": s.cluster.gpus_per_node,
-        "mode": s.workload.mode,
-        "tokens_per_gpu": s.workload.tokens_per_gpu,
-        "moe_layers": b.model.num_moe_layers,
-        "attention_kind": _attention_kind(s.model),
-        "routing": {"top_k": r.top_k, "n_group": r.n_group, "topk_group": r.topk_group,
-                    "group_score": r.group_score, "capacity_factor": r.capacity_factor,
-                    "stats": s.router.stats.model_dump()},
-        "placement": s.placement.kind,
-        "comm": {**s.comm.model_dump(), "algorithm_used": b.resolved.algorithm, "sm_share_used": b.resolved.sm_share,
-                 "sm_share_source": b.resolved.sm_share_source},
-        "fidelity": {"network": ("fluid" if b.fluid_network else "drain") if rec.engine != "bound" else "none",
-                     "engine": rec.engine,
-                     **({"interleaved_phases": rec.interleaved_phases} if rec.engine == "lockstep" else {}),
-                     "routing": ("trace replay" + ("" if b.trace_exact else ", reused cyclically")
-                                 if b.trace_exact is not None else
-                                 "exact" if b.sampled_tokens_per_gpu == b.scenario.workload.tokens_per_gpu
-                                 else "sampled"),
-                     "routed_tokens_per_gpu": b.sampled_tokens_per_gpu},
-        "cost_sources": dict(sorted(s.cluster.gpu_provenance.items())),
-        "memory_per_gpu": memory_per_gpu(s),
-        "compute_costs": b.costs_source,
-    }
+    return run_file(path, overrides, reuse)
 
 
 def sweep(path: str | Path, out_dir: str | Path, jobs: int = 1, executor: str = "local",
@@ -162,7 +35,8 @@ def sweep(path: str | Path, out_dir: str | Path, jobs: int = 1, executor: str = 
     ``pandas.DataFrame``."""
     import json  # noqa: PLC0415
 
-    from moesim.sweep import load_sweep, make_executor, run_sweep  # noqa: PLC0415
+    from moesim.exec import make_executor  # noqa: PLC0415
+    from moesim.studies.sweep import load_sweep, run_sweep  # noqa: PLC0415
 
     out = Path(out_dir)
     run_sweep(load_sweep(Path(path)), out, make_executor(executor, jobs, address))
@@ -175,10 +49,10 @@ def plan(path: str | Path, jobs: int = 1, executor: str = "local", address: str 
     """Run a plan file as ``moesim plan`` does and return its document: ``rows`` (one flat dict per
     deployment and batch limit, for ``pandas.DataFrame(doc["rows"])``), ``best``, ``best_per_gpu``,
     ``frontier`` and the counts."""
-    from moesim.output import write_atomic  # noqa: PLC0415
+    from moesim.exec import make_executor  # noqa: PLC0415
     from moesim.plan import load_plan  # noqa: PLC0415
     from moesim.plan import plan as run_plan  # noqa: PLC0415
-    from moesim.sweep import make_executor  # noqa: PLC0415
+    from moesim.util.files import write_atomic  # noqa: PLC0415
 
     spec, where = load_plan(path)
     return run_plan(spec, where.parent, make_executor(executor, jobs, address), None, use_cache, write_atomic)
@@ -187,7 +61,48 @@ def plan(path: str | Path, jobs: int = 1, executor: str = "local", address: str 
 def report(results: str | Path | Iterable[str | Path], out_dir: str | Path, title: str | None = None) -> list[Path]:
     """Write the report page(s) of one results folder, or of several compared on one page, as
     ``moesim report`` does; returns the paths written (index.html, README.md)."""
-    from moesim.report import write_report  # noqa: PLC0415
+    from moesim.present.report import write_report  # noqa: PLC0415
 
     paths = [Path(results)] if isinstance(results, str | Path) else [Path(p) for p in results]
     return write_report(paths, Path(out_dir), title)
+
+
+def validate(profile: str, stored: bool = True) -> dict[str, Any]:
+    """``moesim validate``'s document for ``profile`` (a catalogue name or a profile JSON): predictions against
+    the stored held-out measurements, DeepEP's and DeepSeek's published figures. ``stored=False`` measures the
+    held-out cases again first (``moesim.calibrate.validate``; needs torch)."""
+    from moesim.studies.validation import validation_report  # noqa: PLC0415
+
+    return validation_report(profile, None if stored else _measure_live)
+
+
+def _measure_live(path: Path) -> None:
+    try:
+        from moesim.calibrate.validate import main as live  # noqa: PLC0415 (torch: only when asked)
+    except ImportError as exc:
+        raise MoesimError(f"--live needs torch ({exc}); run `pip install -e '.[calibrate]'` in a moesim checkout") \
+            from None
+    live(["--profile", str(path)])
+
+
+def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = None, jobs: int = 0,
+          use_cache: bool = True, progress: Callable[[int, int], None] | None = None) -> Any:
+    """Serve the scenario file at ``path`` as ``moesim serve`` does: ``rate`` (requests/s) overrides
+    ``serving.arrival.rate_per_s``; a scenario without a serving section gets its defaults; the iteration
+    surface runs on ``jobs`` local processes (0: one per core), cached unless ``use_cache`` is False.
+    Returns the ``moesim.serve`` result (``summary``, ``requests``, ``timeline``, ``surfaces``)."""
+    from moesim.config.serving import ServingSpec  # noqa: PLC0415
+    from moesim.exec import make_executor  # noqa: PLC0415
+    from moesim.serve import serve as run_serve  # noqa: PLC0415
+    from moesim.util.files import write_atomic  # noqa: PLC0415
+
+    sets = list(overrides)
+    if rate is not None:
+        if rate <= 0:
+            raise ScenarioError(f"the request rate must be positive (got {rate:g})", path="--rate",
+                                fix="give requests per second above 0, e.g. --rate 4")
+        sets.append(f"serving.arrival.rate_per_s={rate}")
+    s = load_scenario(path, sets)
+    if s.serving is None:
+        s = s.model_copy(update={"serving": ServingSpec()})
+    return run_serve(s, make_executor("local", jobs), use_cache, progress, write_atomic)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moesim.config import scenario_from_dict
+from moesim.iteration.scenario import scenario_from_dict
 
 TOY_GPU = {"name": "toy", "peak_bf16_flops": 1e12, "peak_fp8_flops": 2e12, "hbm_bytes": 1e9,
            "hbm_bandwidth": 1e9, "sms": 1, "nvlink_bandwidth": 100.0, "gemm_efficiency": 1.0,

@@ -148,7 +148,7 @@ def run_case(c: tuple[str, bytes, list[str], dict[str, bytes]], folder) -> tuple
 
     from click.testing import CliRunner  # noqa: PLC0415
 
-    from moesim.cli import main  # noqa: PLC0415
+    from moesim.cli.main import main  # noqa: PLC0415
 
     folder = Path(folder)
     name, data, argv, extra = c

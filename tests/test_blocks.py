@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from moesim import api
-from moesim.blocks import attention_time, head_time
-from moesim.config import scenario_from_dict
-from moesim.costs import ComputeCosts
-from moesim.errors import ScenarioError
+from moesim.hw.costs.roofline import ComputeCosts
+from moesim.ir.blocks import attention_time, head_time
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.util.errors import ScenarioError
 
 
 def scen(scope="whole_model", **workload):
@@ -114,8 +114,8 @@ def test_gradient_sync_is_a_ring_all_reduce_on_the_topology():
     """Dense gradients: a ring over all 16 GPUs in order; each sends 2·15/16 of the buffer to the next.
     Across the two nodes the ring's hops 7→8 and 15→0 cross NICs, so the stage takes the NIC time of that
     many bytes (plus 2·15 start-up latencies as a floor)."""
-    from moesim.resolve import resolve
-    from moesim.training import dense_gradient_bytes, gradient_sync_stages
+    from moesim.ir.resolve import resolve
+    from moesim.ir.training import dense_gradient_bytes, gradient_sync_stages
 
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 6},
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}, "workload": {"tokens_per_gpu": 256,
@@ -138,9 +138,9 @@ def test_gradient_sync_is_a_ring_all_reduce_on_the_topology():
 def test_expert_gradients_sync_over_each_experts_replicas():
     """8 experts + 8 redundant on 8 GPUs (contiguous: the hottest get the replicas): every replicated
     expert's GPUs form a ring; per pair the bytes are 2(r−1)/r of one expert's BF16 gradients per layer."""
-    from moesim.build import build
-    from moesim.resolve import resolve
-    from moesim.training import expert_sync_flows
+    from moesim.ir.resolve import resolve
+    from moesim.ir.training import expert_sync_flows
+    from moesim.iteration.build import build
 
     s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2},
                             "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 8},
@@ -171,7 +171,7 @@ def test_tensor_parallel_attention_reads_fewer_weights_and_pays_an_all_reduce():
     assert tp < dp  # 1/8 of the weights per GPU, all-reduce free here
     slow = attention_time(t, s.model, c, True, 16, tp=8, link_Bps=1e9, latency_s=0.0)[0]
     assert slow - tp == pytest.approx(2 * 7 / 8 * 8 * 4 * 7168 * 2 / 1e9)
-    from moesim.memory import memory_per_gpu
+    from moesim.model.memory import memory_per_gpu
 
     def kv(tp_):
         raw = {"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 4, "gpus_per_node": 8},

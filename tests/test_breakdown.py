@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from moesim import api
-from moesim.config import scenario_from_dict
+from moesim.iteration.scenario import scenario_from_dict
 
 BASE = {"seed": 2, "model": {"base": "deepseek-v3", "num_hidden_layers": 5},
         "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 4},

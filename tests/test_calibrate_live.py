@@ -5,11 +5,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from calibrate import pieces as P  # noqa: E402
-from calibrate.distributed import a2a_splits, run_job  # noqa: E402
-from calibrate.run import calibrate  # noqa: E402
-from calibrate.timing import measure  # noqa: E402
-from moesim.profile import FORMAT, PIECES, Profile  # noqa: E402
+from moesim.calibrate import pieces as P  # noqa: E402
+from moesim.calibrate.distributed import a2a_splits, run_job  # noqa: E402
+from moesim.calibrate.run import calibrate  # noqa: E402
+from moesim.calibrate.timing import measure  # noqa: E402
+from moesim.hw.costs.measured import FORMAT, PIECES, Profile  # noqa: E402
 
 
 def _dense_reference(x, w, k, ws):
@@ -73,7 +73,7 @@ def test_smoke_calibration_writes_a_loadable_profile():
 
 
 def test_real_gate_on_hidden_states_writes_a_replayable_trace(tmp_path):
-    from calibrate.router_trace import main as router_trace
+    from moesim.calibrate.router_trace import main as router_trace
     from moesim.routing.sources import load_trace
 
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def test_real_gate_on_hidden_states_writes_a_replayable_trace(tmp_path):
 
 
 def test_tiny_moe_forward_records_routing():
-    from calibrate.tiny_moe import TinyMoE, record
+    from moesim.calibrate.tiny_moe import TinyMoE, record
 
     model = TinyMoE(d=32, heads=2, layers=2, inter=32, experts=8, k=2)
     text = bytes(range(256)) * 4
@@ -106,9 +106,9 @@ def test_cuda_path_dry_run_executes_every_gpu_piece_on_the_cpu(tmp_path):
     is no measurement and a simulation can still load it."""
     import json  # noqa: PLC0415
 
-    from calibrate.run import main  # noqa: PLC0415
     from moesim import api  # noqa: PLC0415
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.calibrate.run import main  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
     out = tmp_path / "dry.json"
     assert main(["--device", "cuda", "--dry-run", "--grid", "gpu-smoke", "-o", str(out)]) == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from moesim.cli import main
+from moesim.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--set", "model.num_hidden_layers=4"]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from moesim import api
-from moesim.cli import PLACEMENT_LIST, main
+from moesim.cli.main import PLACEMENT_LIST, main
 from moesim.placement import PLACEMENTS
 
 ROOT = Path(__file__).resolve().parents[1]

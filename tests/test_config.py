@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from moesim import catalog
-from moesim.config import apply_overrides, load_scenario, scenario_from_dict
+from moesim.config import apply_overrides, catalog
 from moesim.config.schema import ModelSpec
-from moesim.errors import ScenarioError
-from moesim.model import MoEModel
+from moesim.iteration.scenario import load_scenario, scenario_from_dict
+from moesim.model.moe import MoEModel
+from moesim.util.errors import ScenarioError
 
 BASE = {"model": "deepseek-v3", "cluster": {"gpu": "h800", "nodes": 4}}
 
@@ -90,8 +90,8 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_sm_share_must_leave_the_compute_some_sms():
     import pytest
 
-    from moesim.config import scenario_from_dict
-    from moesim.errors import ScenarioError
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.util.errors import ScenarioError
 
     raw = {"model": "mixtral-8x7b", "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 8}}
     assert scenario_from_dict({**raw, "comm": {"sm_share": 0.25}}).comm.sm_share == 0.25

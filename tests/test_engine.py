@@ -8,8 +8,9 @@ from moesim.engine import simulate
 from moesim.engine.drain import drain_batch, drain_batches
 from moesim.engine.fluid import FluidNetwork, maxmin_rates
 from moesim.engine.records import END, ENTER, START
-from moesim.program import Comm, Compute, FlowSet, Parallel, Program
-from moesim.topology import build_topology
+from moesim.hw.flows import FlowSet
+from moesim.hw.topology import build_topology
+from moesim.ir.program import Comm, Compute, Parallel, Program
 from tests.conftest import toy_scenario
 
 
@@ -196,8 +197,8 @@ def test_training_backward_then_gradient_sync_by_hand():
     combine 1, unpermute 0.5 = 5.5 s. Backward (2x compute, all-to-alls reversed, same bytes as BF16
     gradients of a BF16 wire): unpermute 1, dispatch 1, experts 4, combine 1, router 2 = 9 s. Then the
     gradient all-reduce: 200 B each way = 2 s. Iteration 16.5 s."""
-    from moesim.programs import LayerPieces, training_programs
-    from moesim.resolve import resolve
+    from moesim.ir.programs import LayerPieces, training_programs
+    from moesim.ir.resolve import resolve
 
     r = resolve(toy_scenario(workload={"mode": "training"}))
     one = np.ones(2)
@@ -256,7 +257,7 @@ def test_relay_forwards_a_chunk_only_after_it_has_arrived(exact, chunks):
     2 and 3 (node 1): 100 B cross to relay 2 (same local rank) in C chunks sent one after another, chunk c
     arriving at 2(c+1)/C s; relay 2 forwards chunk c to GPU 3 (1/C s on NVLink) once it has arrived. GPU 3
     is done at 2 + 1/C (C = 1: store and forward, 3 s; perfect cut-through would say 2 s)."""
-    from moesim.traffic import layer_traffic  # noqa: PLC0415
+    from moesim.comm.traffic import layer_traffic  # noqa: PLC0415
 
     topo = build_topology(toy_scenario(cluster={"gpus_per_node": 2, "nodes": 2}).cluster)
     dst, slot = np.array([[2, 3]]), np.array([[2, 3]])

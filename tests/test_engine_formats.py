@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from moesim import api
-from moesim.cli import main
+from moesim.cli.main import main
 from moesim.routing.sources import SourceError, load_histogram, load_trace
 
 torch = pytest.importorskip("torch", reason="the engines' dumps are torch files; CI installs torch")

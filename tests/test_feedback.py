@@ -7,12 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from moesim import api, compare
-from moesim.build import RouteReuse
-from moesim.cli import main
-from moesim.config import scenario_from_dict
-from moesim.progress import Progress
-from moesim.sizing import estimate
+from moesim import api
+from moesim.cli.main import main
+from moesim.iteration.build import RouteReuse
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.iteration.sizing import estimate
+from moesim.studies import compare
+from moesim.util.progress import Progress
 
 SCEN = """seed: 2
 model: {base: mixtral-8x7b, num_hidden_layers: 2}
@@ -80,7 +81,7 @@ def test_affinity_variants_share_the_node_assignment_and_give_the_runs_alone(tmp
 def test_compare_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
     path = tmp_path / "s.yaml"
     path.write_text(SCEN)
-    real, calls = api.run, []
+    real, calls = compare.run_file, []
 
     def run(*args, **kw):
         calls.append(1)
@@ -88,7 +89,7 @@ def test_compare_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(compare.api, "run", run)
+    monkeypatch.setattr(compare, "run_file", run)
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["compare", str(path), "--placements", "contiguous,eplb", "-o", str(out)])
     assert r.exit_code == 130, r.output
@@ -100,7 +101,7 @@ def test_compare_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
 def test_size_guard_refuses_in_one_line_and_can_be_overridden(tmp_path, monkeypatch):
     path = tmp_path / "s.yaml"
     path.write_text(SCEN)
-    monkeypatch.setattr("moesim.sizing.available_bytes", lambda: 1e6)  # a machine with 1 MB
+    monkeypatch.setattr("moesim.iteration.sizing.available_bytes", lambda: 1e6)  # a machine with 1 MB
     r = CliRunner().invoke(main, ["run", str(path)])
     assert r.exit_code == 2
     line = r.output.strip().splitlines()[-1]

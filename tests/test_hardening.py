@@ -16,8 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from moesim.cli import main
-from moesim.errors import EngineError
+from moesim.cli.main import main
+from moesim.util.errors import EngineError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fuzz_cases import BASE, BOMB, PLAN, RECURSIVE  # noqa: E402
@@ -203,7 +203,7 @@ def test_pool_workers_die_with_their_parent(tmp_path):
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 sys.path.insert(0, {str(ROOT)!r})
-from moesim.sweep.executor import die_with_parent
+from moesim.exec.local import die_with_parent
 def work(path):
     open(path, "w").write(str(os.getpid())); time.sleep(120)
 pool = ProcessPoolExecutor(2, initializer=die_with_parent, initargs=(os.getpid(),))
@@ -240,9 +240,10 @@ def _alive(pid: int) -> bool:
 
 def test_a_run_that_breaks_an_invariant_is_caught():
     from moesim import api  # noqa: PLC0415
-    from moesim.invariants import InvariantError, check_run  # noqa: PLC0415
+    from moesim.iteration.invariants import InvariantError, check_run  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
-    r = api.run_scenario(__import__("moesim.config", fromlist=["scenario_from_dict"]).scenario_from_dict(BASE))
+    r = api.run_scenario(scenario_from_dict(BASE))
     st = [r.built.stats]
     check_run(r.summary, st, 8 * 32, 2, "token_choice")
     with pytest.raises(InvariantError, match="computed \\+ dropped"):
@@ -260,9 +261,9 @@ def test_same_seed_same_bytes_across_processes_hash_seeds_and_threads(tmp_path, 
 
 
 def test_forcing_the_exact_network_on_many_gpus_warns(tmp_path):
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.errors import MoesimWarning  # noqa: PLC0415
-    from moesim.sizing import guard  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
+    from moesim.iteration.sizing import guard  # noqa: PLC0415
+    from moesim.util.errors import MoesimWarning  # noqa: PLC0415
 
     s = scenario_from_dict({**BASE, "cluster": {"gpu": "h100", "nodes": 18, "gpus_per_node": 8},
                             "placement": {"kind": "eplb", "redundant_experts": 136}, "sim": {"network": "fluid"}})
@@ -295,8 +296,8 @@ def test_ctrl_c_stops_a_sweep_at_once_and_keeps_finished_points(tmp_path):
     assert proc.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
     assert took < 10  # the target is 2 s; a loose bound here (shared machines), the figure is printed
     kept = len(list((out / "points").glob("*.json")))
-    from moesim.sweep import load_sweep  # noqa: PLC0415
-    from moesim.sweep.run import _resolve, cached_result, point_key  # noqa: PLC0415
+    from moesim.studies.sweep import load_sweep  # noqa: PLC0415
+    from moesim.studies.sweep.run import _resolve, cached_result, point_key  # noqa: PLC0415
 
     spec = load_sweep(sweep)
     found = sum(cached_result(out / "points" / f"{point_key(_resolve(spec, p)[1])}.json") is not None

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moesim.config import scenario_from_dict
 from moesim.config.hf import from_hf_config
 from moesim.config.schema import ModelSpec
-from moesim.errors import ScenarioError
-from moesim.memory import param_counts
-from moesim.model import MoEModel
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.model.memory import param_counts
+from moesim.model.moe import MoEModel
+from moesim.util.errors import ScenarioError
 
 CORPUS = Path(__file__).parent / "fixtures" / "hf-configs"
 DOC = yaml.safe_load((CORPUS / "corpus.yaml").read_text())

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moesim import alloc
 from moesim.engine import drain, drain_jit
 from moesim.routing import counter, topdown, topdown_jit
 from moesim.routing.params import RoutingParams
+from moesim.util import alloc
 
 needs_numba = pytest.mark.skipif(not drain_jit.available(),
                                  reason="numba is not installed (pip install 'moesim[fast]')")
@@ -94,8 +94,8 @@ def test_compiled_drain_is_the_numpy_drain(seed, many_batches):
 
 @needs_numba
 def test_compiled_paths_are_the_numpy_paths():
-    from moesim import topology  # noqa: PLC0415
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
+    from moesim.hw import topology  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
     for nics, nodes in ((8, 6), (2, 40), (1, 3)):
         s = scenario_from_dict({"model": {"base": "mixtral-8x7b"}, "cluster": {
@@ -144,9 +144,9 @@ def test_allocator_tuning_can_be_turned_off(monkeypatch):
 @needs_numba
 @pytest.mark.parametrize("algorithm", ["flat", "low_latency"])
 def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
-    from moesim import traffic  # noqa: PLC0415
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.topology import build_topology  # noqa: PLC0415
+    from moesim.comm import traffic  # noqa: PLC0415
+    from moesim.hw.topology import build_topology  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
     s = scenario_from_dict({"model": {"base": "mixtral-8x7b"}, "cluster": {"gpu": "h100", "nodes": 3,
                                                                              "gpus_per_node": 8},

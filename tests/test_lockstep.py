@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from moesim import api
-from moesim.config import scenario_from_dict
 from moesim.engine import simulate
 from moesim.engine.records import END, ENTER, START
-from moesim.errors import ScenarioError
-from moesim.program import Comm
+from moesim.ir.program import Comm
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.util.errors import ScenarioError
 from tests.test_engine import comp, p2p, prog, toy
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from moesim import api
-from moesim.config import scenario_from_dict
-from moesim.memory import memory_per_gpu, param_counts
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.model.memory import memory_per_gpu, param_counts
 
 NO_SHAPE = {"name": "noshape", "hidden_size": 1024, "moe_intermediate_size": 512, "n_routed_experts": 8,
             "num_experts_per_tok": 2, "num_hidden_layers": 2}

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moesim.cli import main
-from moesim.config.loader import scenario_from_dict
-from moesim.errors import ScenarioError
+from moesim.cli.main import main
+from moesim.iteration.scenario import scenario_from_dict
 from moesim.offload import run_offload
 from moesim.offload.cache import ExpertCache
 from moesim.offload.steps import reuse
+from moesim.util.errors import ScenarioError
 
 H, F, E, K, LAYERS = 64, 128, 8, 2, 3
 EXPERT_BYTES = 3 * H * F * 2  # bf16
@@ -284,9 +284,9 @@ def test_trace_replay_keeps_the_trace_order():
 
 
 def test_host_calibration_pieces(tmp_path):
-    """calibrate/host.py's measurements on tiny sizes, and its fit recovering known rates."""
+    """moesim/calibrate/host.py's measurements on tiny sizes, and its fit recovering known rates."""
     pytest.importorskip("torch")
-    from calibrate import host  # noqa: PLC0415
+    from moesim.calibrate import host  # noqa: PLC0415
 
     read, copy = host.memory_rates(mib=8, reps=2)
     assert read > 0 and copy > 0
@@ -302,12 +302,12 @@ def test_host_calibration_pieces(tmp_path):
 
 
 def test_measured_host_profile_is_labelled_and_loads():
-    from moesim import catalog  # noqa: PLC0415
+    from moesim.config import catalog  # noqa: PLC0415
 
     assert "cpu-ref" in catalog.host_names()
     entry = catalog.host_entry("cpu-ref")
     assert entry["cpu_flops"]["label"] == "measured" and entry["nvme_read_bandwidth"]["label"] == "measured"
-    doc = json.loads((ROOT / "moesim/catalog/hosts/cpu-ref.json").read_text())
+    doc = json.loads((ROOT / "moesim/config/catalog/hosts/cpu-ref.json").read_text())
     assert {"device_name", "date_utc", "torch", "grid", "command"} <= set(doc["provenance"])
     assert doc["held_out"]["rows"] and all("error" in r for r in doc["held_out"]["rows"])
 
@@ -350,8 +350,9 @@ def test_serving_an_offload_scenario(tmp_path, monkeypatch):
 
 
 def test_kv_room_is_what_the_budget_leaves():
-    from moesim.memory import kv_bytes_per_cached_token, kv_capacity_tokens_per_gpu  # noqa: PLC0415
+    from moesim.model.memory import kv_bytes_per_cached_token  # noqa: PLC0415
     from moesim.offload.tiers import kv_room_bytes  # noqa: PLC0415
+    from moesim.serve.deploy import kv_capacity_tokens_per_gpu  # noqa: PLC0415
 
     s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "weight_dtype": "fp8"},
                             "cluster": {"gpu": "rtx-4090", "nodes": 1, "gpus_per_node": 1, "host": "workstation-4090"},

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moesim.cli import main
+from moesim.cli.main import main
 from moesim.placement import PLACEMENTS, Placement
 from moesim.placement.strategies import eplb, greedy, optimal
 
@@ -122,7 +122,7 @@ def test_compare_runs_every_variant_on_the_same_draws(tmp_path):
 
 def test_affinity_lowers_inter_node_bytes_on_coactivated_routing(tmp_path):
     from moesim import api
-    from moesim.config import scenario_from_dict
+    from moesim.iteration.scenario import scenario_from_dict
 
     raw = {"seed": 4, "model": {"name": "toy", "hidden_size": 1024, "moe_intermediate_size": 512,
                                 "n_routed_experts": 32, "num_experts_per_tok": 4, "num_hidden_layers": 2},
@@ -206,10 +206,10 @@ def test_round_robin_splits_a_uniform_load_evenly_over_replicas():
 def test_eplb_plans_on_a_sampled_window_by_default_and_the_oracle_on_request(small_v3):
     """The planner sees counts of window_tokens routed tokens (k per token), which approach the law as
     the window grows; plan_on: oracle hands it the law itself."""
-    from moesim.build import _rng, popularity_of  # noqa: PLC0415
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.planning import planning_load  # noqa: PLC0415
-    from moesim.resolve import resolve  # noqa: PLC0415
+    from moesim.ir.resolve import resolve  # noqa: PLC0415
+    from moesim.iteration.build import _rng, popularity_of  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
+    from moesim.placement.window import planning_load  # noqa: PLC0415
     from moesim.routing import route  # noqa: PLC0415
 
     def load(**placement):

@@ -8,10 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from moesim.cli import main
+from moesim.cli.main import main
+from moesim.exec import SerialExecutor
 from moesim.plan import load_plan, pareto, plan
 from moesim.plan.space import deployments, redundant_for
-from moesim.sweep import SerialExecutor
 
 PLAN = """model: {base: mixtral-8x7b, num_hidden_layers: 2}
 gpus: GPUS

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from moesim import catalog
-from moesim.profile import PIECES, Piece, Profile, fit_document, fit_terms
-from moesim.validation import predict_all, summarize_errors
+from moesim.config import catalog
+from moesim.hw.costs.measured import PIECES, Piece, Profile, fit_document, fit_terms
+from moesim.studies.validation import predict_all, summarize_errors
 
 SHIPPED = catalog.profile_dir() / "cpu-ref.json"
 
@@ -75,10 +75,10 @@ def test_held_out_end_to_end_error_on_stored_measurements():
 
 
 def test_whole_model_on_a_measured_profile_times_the_attention_core_from_it():
-    from moesim.blocks import attention_time
-    from moesim.config import scenario_from_dict
-    from moesim.costs import ComputeCosts
-    from moesim.profile import attention_core_fn
+    from moesim.hw.costs.measured import attention_core_fn
+    from moesim.hw.costs.roofline import ComputeCosts
+    from moesim.ir.blocks import attention_time
+    from moesim.iteration.scenario import scenario_from_dict
 
     s = scenario_from_dict({"model": {"name": "m", "hidden_size": 512, "moe_intermediate_size": 256,
                                       "n_routed_experts": 8, "num_experts_per_tok": 2, "num_hidden_layers": 2,
@@ -99,7 +99,7 @@ def test_whole_model_on_a_measured_profile_times_the_attention_core_from_it():
 
 def test_a_scenario_runs_on_the_measured_profile(small_v3):
     from moesim import api
-    from moesim.config import scenario_from_dict
+    from moesim.iteration.scenario import scenario_from_dict
 
     small_v3["cluster"]["gpu"] = "cpu-ref"
     s = scenario_from_dict(small_v3)
@@ -114,7 +114,7 @@ def test_a_scenario_runs_on_the_measured_profile(small_v3):
 def test_validate_command_prints_errors_and_deepep_table(tmp_path):
     from click.testing import CliRunner
 
-    from moesim.cli import main
+    from moesim.cli.main import main
 
     r = CliRunner().invoke(main, ["validate", "--profile", "cpu-ref", "-o", str(tmp_path)])
     assert r.exit_code == 0, r.output

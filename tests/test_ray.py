@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from moesim.config import load_scenario
-from moesim.sweep import SerialExecutor, load_sweep, run_sweep
-from moesim.sweep.bundle import materialize, referenced_files
+from moesim.exec import SerialExecutor
+from moesim.iteration.scenario import load_scenario
+from moesim.studies.sweep import load_sweep, run_sweep
+from moesim.studies.sweep.bundle import materialize, referenced_files
 
 BASE = """seed: 5
 model: {base: mixtral-8x7b, num_hidden_layers: 2}
@@ -42,7 +43,7 @@ def test_bundle_carries_the_files_a_scenario_reads(tmp_path):
 
 def test_sweep_on_ray_matches_the_local_run_and_resumes(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'moesim[ray]')")
-    from moesim.sweep.ray_executor import RayExecutor
+    from moesim.exec.ray_executor import RayExecutor
 
     spec = load_sweep(_files(tmp_path))
     local = run_sweep(spec, tmp_path / "local", SerialExecutor())

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from moesim.cli import main
-from moesim.report_tables import cell, header, order
+from moesim.cli.main import main
+from moesim.present.html_tables import cell, header, order
 
 SCEN = """seed: 2
 model: {base: deepseek-v3, num_hidden_layers: 6}

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moesim import api
-from moesim.cli import main
-from moesim.config import scenario_from_dict
-from moesim.errors import ScenarioError
+from moesim.cli.main import main
+from moesim.iteration.scenario import scenario_from_dict
 from moesim.routing import RoutingParams, route
 from moesim.routing.analysis import gini, max_vio
 from moesim.routing.router import capacity_keep, scores, select_topk
+from moesim.util.errors import ScenarioError
 
 
 def rule(experts=8, k=2, n_group=4, topk_group=2, score="sum_top2", sf="sigmoid", bias=None, **kw):

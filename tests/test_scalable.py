@@ -3,7 +3,7 @@
 import pytest
 
 from moesim import api
-from moesim.config import scenario_from_dict
+from moesim.iteration.scenario import scenario_from_dict
 
 
 def run(raw, **sim):

@@ -9,15 +9,15 @@ import math
 import numpy as np
 import pytest
 
-from moesim.config import scenario_from_dict
 from moesim.config.serving import ServingSpec
-from moesim.errors import ScenarioError
-from moesim.memory import kv_bytes_per_token, kv_capacity_tokens_per_gpu, memory_per_gpu
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.model.memory import kv_bytes_per_token, memory_per_gpu
 from moesim.serve import simulate_serving
-from moesim.serve.deploy import deployment_of
+from moesim.serve.deploy import deployment_of, kv_capacity_tokens_per_gpu
 from moesim.serve.run import requests_of
 from moesim.serve.surface import Surface
 from moesim.serve.workload import Requests, generate, read_trace
+from moesim.util.errors import ScenarioError
 
 
 def scenario(serving: dict, nodes: int = 1, gpn: int = 1, layers: int = 4, gpu: str = "h200", **extra):
@@ -194,8 +194,8 @@ def test_requests_stream_is_cut_by_duration():
 
 
 def test_surface_interpolation_error_on_held_out_points(tmp_path, monkeypatch):
+    from moesim.exec import SerialExecutor
     from moesim.serve.surface import Grid, build_surfaces
-    from moesim.sweep import SerialExecutor
 
     monkeypatch.setenv("MOESIM_CACHE", str(tmp_path))
     s = scenario({}, gpn=8, layers=2, router={"stats": {"kind": "dirichlet", "concentration": 8.0}})
@@ -228,7 +228,7 @@ def test_serve_cli_on_the_shipped_trace_scenario_writes_every_output(tmp_path, m
 
     from click.testing import CliRunner
 
-    from moesim.cli import main
+    from moesim.cli.main import main
 
     monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
     sc = Path(__file__).resolve().parent.parent / "scenarios" / "mixtral-8x7b-serve-trace-a100.yaml"
@@ -260,7 +260,7 @@ def test_serve_bad_input_is_one_line_exit_2(tmp_path, sets, words):
 
     from click.testing import CliRunner
 
-    from moesim.cli import main
+    from moesim.cli.main import main
 
     sc = Path(__file__).resolve().parent.parent / "scenarios" / "deepseek-v3-serve-h800.yaml"
     r = CliRunner().invoke(main, ["serve", str(sc), *sets])
@@ -272,7 +272,7 @@ def test_serve_bad_input_is_one_line_exit_2(tmp_path, sets, words):
 def test_serve_with_an_empty_or_malformed_trace_is_exit_2(tmp_path, text):
     from click.testing import CliRunner
 
-    from moesim.cli import main
+    from moesim.cli.main import main
 
     (tmp_path / "t.jsonl").write_text(text)
     (tmp_path / "s.yaml").write_text("model: mixtral-8x7b\ncluster: {gpu: a100-80gb}\n"
@@ -316,7 +316,7 @@ def test_a_scenario_without_a_serving_section_takes_one_from_set_and_rate(tmp_pa
 
     from click.testing import CliRunner
 
-    from moesim.cli import main
+    from moesim.cli.main import main
 
     monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
     sc = Path(__file__).resolve().parent.parent / "scenarios" / "mixtral-8x7b-a100.yaml"

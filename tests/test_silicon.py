@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from calibrate import import_aic
-from moesim import catalog
-from moesim.cli import main
-from moesim.silicon import SiliconProfile, balanced_counts, counts_of, fit_moe, held_out_errors, moe_terms, unpack_rows
+from moesim.calibrate import aic_deepep, import_aic
+from moesim.cli.main import main
+from moesim.config import catalog
+from moesim.hw.costs.silicon import (
+    SiliconProfile,
+    balanced_counts,
+    counts_of,
+    fit_moe,
+    held_out_errors,
+    moe_terms,
+    unpack_rows,
+)
 
 COEF = {"bfloat16": [2e-5, 1 / 3.0e12, 1 / 2.0e12, 1e-7, 1 / 200e12, 1 / 300e12, 1 / 400e12, 1 / 450e12],
         "fp8_block": [2e-5, 1 / 3.0e12, 1 / 2.0e12, 1e-7, 1 / 400e12, 1 / 600e12, 1 / 800e12, 1 / 900e12]}
@@ -94,7 +102,7 @@ def test_shipped_silicon_profiles_refit_and_repredict_from_their_stored_rows(nam
     again = held_out_errors(p)
     for group, e in p.moe["held_out_error_percent"].items():
         assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-6), group
-    from moesim.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
+    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
 
     body = p.doc["gemm"]
     refit_g = fit_gemm(unpack_rows(body["rows_fit"]))  # refit from the stored rows: the same coefficients
@@ -122,15 +130,15 @@ def test_a_scenario_runs_on_a_silicon_profile_and_says_so(tmp_path):
 
 def test_nvlink_fit_recovers_the_bandwidth_of_synthetic_deepep_rows():
     """Rows made as start-up + bytes / 250 GB/s (the engine's start-up: 2 latencies dispatch, 1 combine)."""
-    from moesim.model import copy_bytes  # noqa: PLC0415
+    from moesim.model.moe import copy_bytes  # noqa: PLC0415
 
     lat, bw = 10e-6, 250e9
-    c = import_aic.nvlink_copies_per_token(8, 256, 8)
+    c = aic_deepep.nvlink_copies_per_token(8, 256, 8)
     assert c == pytest.approx(7 * (1 - np.prod([(256 - 32 - j) / (256 - j) for j in range(8)])))
     rows = [{"mode": "normal", "tokens": t, "hidden": 7168, "top_k": 8, "experts": 256, "gpus": 8,
              "dispatch_s": 2 * lat + t * c * copy_bytes(7168, "fp8") / bw,
              "combine_s": lat + t * c * copy_bytes(7168, "bf16") / bw} for t in (128, 512, 1024, 2048, 4096)]
-    got, marked = import_aic.fit_nvlink(rows, lat)
+    got, marked = aic_deepep.fit_nvlink(rows, lat)
     assert got == pytest.approx(bw, rel=1e-9)
     assert [r["tokens"] for r in marked if r["fitted"]] == [512, 2048]  # >= 512 tokens, every other one
 
@@ -138,8 +146,8 @@ def test_nvlink_fit_recovers_the_bandwidth_of_synthetic_deepep_rows():
 def test_gemm_fit_is_exact_on_a_table_made_from_its_own_model_and_interpolates_log_log():
     """Per m, t = c_one + c_w·n·k + c_a·(m·k + m·n); a compute-bound c_w ∝ m is interpolated exactly
     between fitted m (log-log) and keeps growing like m above the largest."""
-    from moesim.silicon import pack_rows  # noqa: PLC0415
-    from moesim.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
+    from moesim.hw.costs.fitting import pack_rows  # noqa: PLC0415
+    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
 
     def truth(m, n, k):
         return 5e-6 + (2 * m / 700e12 + 1 / 3e12) * n * k + 1e-13 * (m * k + m * n)
@@ -156,8 +164,8 @@ def test_gemm_fit_is_exact_on_a_table_made_from_its_own_model_and_interpolates_l
 
 
 def test_projection_gemms_of_gqa_and_mla_by_hand():
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.silicon_gemm import projection_gemms  # noqa: PLC0415
+    from moesim.hw.costs.silicon_gemm import projection_gemms  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
     v3 = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h100"}}).model
     # q_a 7168->1536, q_b 1536->128·(128+64), kv_a 7168->512+64, kv_b 512->128·(128+128), o 128·128->7168
@@ -171,8 +179,8 @@ def test_attention_core_from_a_silicon_profile_by_hand():
     """GQA decode, 4 sequences x 8 heads (2 KV heads, d 128) over 1,000 cached tokens: 8 work units, so the
     KV read (4·1000·2·128·4 bytes) runs at the < 16 band's rate; the core function of a Qwen-like spec
     asks exactly that row."""
-    from moesim.config import scenario_from_dict  # noqa: PLC0415
-    from moesim.silicon_attn import AttentionModel, attn_terms  # noqa: PLC0415
+    from moesim.hw.costs.silicon_attn import AttentionModel, attn_terms  # noqa: PLC0415
+    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
     coef = {"gqa_decode": [1e-5, 1e-12, 2e-12, 3e-12, 1e-15, 1e-9, 1e-8, 1e-13], "gqa_prefill": [1e-5, 1e-15, 1e-12]}
     am = AttentionModel({"coef": coef})
@@ -190,7 +198,7 @@ def test_attention_core_from_a_silicon_profile_by_hand():
 
 
 def test_shipped_attention_fits_refit_and_repredict():
-    from moesim.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
+    from moesim.hw.costs.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
 
     p = SiliconProfile.load(catalog.profile_dir() / "h100-sglang.json")
     body = p.doc["attention"]

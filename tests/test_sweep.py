@@ -5,9 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from moesim.cli import main
-from moesim.errors import ScenarioError
-from moesim.sweep import SerialExecutor, load_sweep, run_sweep
+from moesim.cli.main import main
+from moesim.exec import SerialExecutor
+from moesim.studies.sweep import load_sweep, run_sweep
+from moesim.util.errors import ScenarioError
 
 BASE = """seed: 3
 model: {base: deepseek-v3, num_hidden_layers: 5}

@@ -8,9 +8,9 @@ from collections import defaultdict
 import pytest
 from click.testing import CliRunner
 
-from moesim.cli import main
-from moesim.program import Compute, Parallel
-from moesim.trace import predecessors
+from moesim.cli.main import main
+from moesim.ir.program import Compute, Parallel
+from moesim.present.trace import predecessors
 
 SCEN = """seed: 2
 model: {base: deepseek-v3, num_hidden_layers: 6}

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from moesim import api
-from moesim.build import build
-from moesim.config import scenario_from_dict
-from moesim.topology import build_topology
+from moesim.hw.topology import build_topology
+from moesim.iteration.build import build
+from moesim.iteration.scenario import scenario_from_dict
 
 
 def test_paths_follow_the_graph(small_v3):
@@ -60,7 +60,7 @@ def test_network_copies_equal_distinct_remote_nodes(small_v3):
 
 
 def test_same_seed_same_bytes_and_new_seed_differs(small_v3):
-    from moesim.output import to_json
+    from moesim.util.files import to_json
 
     one = to_json(api.run_scenario(scenario_from_dict(small_v3)).doc)
     two = to_json(api.run_scenario(scenario_from_dict(small_v3)).doc)
@@ -80,8 +80,8 @@ def test_low_latency_sends_one_rdma_copy_per_token_expert_and_forwards_nothing()
     GPU 1 (its own node). FP8 copy of hidden 7168: 7168 + 4·56 = 7392 bytes. Low latency: 3 RDMA copies
     (2 → GPU 2, 1 → GPU 3) and 1 NVLink copy to GPU 1. Hierarchical: 1 RDMA copy to GPU 2 (same local
     rank), 1 NVLink forward 2 → 3, 1 NVLink copy to GPU 1."""
-    from moesim.model import copy_bytes  # noqa: PLC0415
-    from moesim.traffic import layer_traffic  # noqa: PLC0415
+    from moesim.comm.traffic import layer_traffic  # noqa: PLC0415
+    from moesim.model.moe import copy_bytes  # noqa: PLC0415
 
     topo, c = _two_by_two(), copy_bytes(7168, "fp8")
     assert c == 7392
@@ -99,7 +99,7 @@ def test_low_latency_sends_one_rdma_copy_per_token_expert_and_forwards_nothing()
 
 
 def test_auto_algorithm_picks_low_latency_for_decode_and_its_defaults():
-    from moesim.resolve import resolve  # noqa: PLC0415
+    from moesim.ir.resolve import resolve  # noqa: PLC0415
 
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}}
@@ -117,8 +117,8 @@ def test_auto_algorithm_picks_low_latency_for_decode_and_its_defaults():
 def test_a_measured_kernel_start_up_replaces_the_collective_latency():
     """cluster.gpu.a2a_startup [dispatch, combine] per algorithm (silicon profiles fit it from DeepEP's
     kernels) overrides collective_latency (doubled for a dispatch with a layout exchange)."""
-    from moesim import catalog  # noqa: PLC0415
-    from moesim.resolve import resolve  # noqa: PLC0415
+    from moesim.config import catalog  # noqa: PLC0415
+    from moesim.ir.resolve import resolve  # noqa: PLC0415
 
     gpu = {k: v["value"] if isinstance(v, dict) else v for k, v in catalog.gpu_entry("h100").items()}
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
@@ -131,8 +131,8 @@ def test_a_measured_kernel_start_up_replaces_the_collective_latency():
 
 
 def test_the_nvlink_rate_an_all_to_all_reaches_scales_only_its_own_stages():
-    from moesim import catalog  # noqa: PLC0415
-    from moesim.resolve import resolve  # noqa: PLC0415
+    from moesim.config import catalog  # noqa: PLC0415
+    from moesim.ir.resolve import resolve  # noqa: PLC0415
 
     gpu = {k: v["value"] if isinstance(v, dict) else v for k, v in catalog.gpu_entry("h100").items()}
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
@@ -146,7 +146,7 @@ def test_the_nvlink_rate_an_all_to_all_reaches_scales_only_its_own_stages():
 
 
 def test_compiled_unique_per_row_gives_the_numpy_result(monkeypatch):
-    from moesim import traffic
+    from moesim.comm import traffic
 
     if traffic._unique_rows_jit is None:
         pytest.skip("numba is not installed (pip install 'moesim[fast]')")
@@ -157,7 +157,7 @@ def test_compiled_unique_per_row_gives_the_numpy_result(monkeypatch):
 
 
 def test_compiled_hierarchical_counts_give_the_numpy_pairs():
-    from moesim import traffic
+    from moesim.comm import traffic
 
     if traffic._hier_counts_jit is None:
         pytest.skip("numba is not installed (pip install 'moesim[fast]')")

@@ -1,6 +1,6 @@
 import pytest
 
-from moesim.units import parse_quantity
+from moesim.util.units import parse_quantity
 
 
 @pytest.mark.parametrize("text,kind,value", [

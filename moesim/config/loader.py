@@ -15,26 +15,27 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from moesim import catalog, safeio
-from moesim.config.checks import check_scenario, check_stats_file
+from moesim.config import catalog
 from moesim.config.hf import from_hf_config, normalise_keys
 from moesim.config.schema import Scenario
-from moesim.errors import ScenarioError
+from moesim.util import safeio
+from moesim.util.errors import ScenarioError
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file's contents as plain data (``moesim.safeio``: regular files, UTF-8, JSON types, aliases
+    """A YAML file's contents as plain data (``moesim.util.safeio``: regular files, UTF-8, JSON types, aliases
     bounded); anything else is one ScenarioError naming the file (and line)."""
     return safeio.load_yaml(Path(path), what="YAML file")
 
 
-def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override, resolve and validate the scenario file at ``path``."""
+def read_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override, resolve and validate the scenario file at ``path`` against the schema (field by field;
+    the cross-field checks against the model and the registries are ``moesim.iteration.scenario``'s)."""
     path = Path(path)
     raw = read_yaml(path)
     try:
         raw = apply_overrides(raw, overrides)
-        return scenario_from_dict(raw, base_dir=path.parent)
+        return parse_scenario(raw, base_dir=path.parent)
     except ScenarioError as err:
         raise err.located(file=str(path)) from None
 
@@ -66,8 +67,8 @@ def _set_path(node: Any, parts: list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
-def scenario_from_dict(raw: Any, base_dir: str | Path = ".", checks: bool = True) -> Scenario:
-    """Resolve names and files in ``raw``, validate it and (``checks``) check cross-field consistency."""
+def parse_scenario(raw: Any, base_dir: str | Path = ".") -> Scenario:
+    """Resolve names and files in ``raw`` and validate it against the schema."""
     if not isinstance(raw, dict):
         raise ScenarioError("a scenario must be a mapping of sections", fix="start from scenarios/*.yaml")
     raw = dict(raw)
@@ -89,11 +90,7 @@ def scenario_from_dict(raw: Any, base_dir: str | Path = ".", checks: bool = True
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise _from_validation(exc) from None
-    scenario = _default_scope(scenario)
-    if checks:
-        check_scenario(scenario)
-        check_stats_file(scenario)
-    return scenario
+    return _default_scope(scenario)
 
 
 def _default_scope(s: Scenario) -> Scenario:
@@ -202,7 +199,7 @@ def _resolve_host(value: Any, base: Path) -> dict[str, Any]:
             entry = dict(catalog.read_gpu_file(base / value))
         except ValueError as exc:
             raise ScenarioError(f"cannot read host file {value!r}: {exc}", path="cluster.host",
-                                fix="use the format of moesim/catalog/hosts.yaml") from None
+                                fix="use the format of moesim/config/catalog/hosts.yaml") from None
         entry = entry.get("host", entry) if isinstance(entry.get("host"), dict) else entry
     elif isinstance(value, dict):
         entry = dict(value)

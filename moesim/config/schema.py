@@ -316,7 +316,7 @@ class CommSpec(Strict):
     reserved_compute_fraction: float = Field(default=0.0, ge=0, le=0.95)  # the rest must still compute
     # share of a GPU's SMs that the dispatch and combine kernels hold only while they are in flight: compute
     # that overlaps them (two-batch overlap, shared experts beside dispatch) runs at (1 - share) of its speed
-    # meanwhile. Default (None): from the algorithm (moesim.resolve.default_sm_share)
+    # meanwhile. Default (None): from the algorithm (moesim.ir.resolve.default_sm_share)
     sm_share: float | None = Field(default=None, ge=0, lt=1)
     # hierarchical: both hops are pipelined in this many chunks; a relay forwards a chunk once it has arrived
     # (DeepEP's chunks are finer). deepseek-v3-prefill-h800 iteration: 1.300 s (2), 1.253 (4), 1.234 (8)
@@ -341,7 +341,7 @@ class SimSpec(Strict):
 
     network: Literal["auto", "fluid", "drain"] = "auto"
     engine: Literal["auto", "des", "lockstep", "bound"] = "auto"
-    # refuse a run whose memory estimate (moesim/sizing.py) exceeds this machine's memory
+    # refuse a run whose memory estimate (moesim/iteration/sizing.py) exceeds this machine's memory
     size_guard: bool = True
     routing: Literal["auto", "exact", "sampled"] = "auto"
     sampled_tokens: int = Field(default=65536, ge=256)

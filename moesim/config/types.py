@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from moesim.units import parse_quantity
+from moesim.util.units import parse_quantity
 
 
 def _unit(kind: str):

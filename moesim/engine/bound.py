@@ -14,8 +14,8 @@ import numpy as np
 
 from moesim.engine.lockstep import stage_ops
 from moesim.engine.records import SimRecords
-from moesim.program import Comm, Program
-from moesim.topology import Topology
+from moesim.hw.topology import Topology
+from moesim.ir.program import Comm, Program
 
 
 def simulate_bound(programs: list[list[Program]], topo: Topology) -> SimRecords:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.jit import kernel
+from moesim.util.jit import kernel
 
 
 def available() -> bool:

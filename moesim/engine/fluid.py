@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from moesim.errors import EngineError
+from moesim.util.errors import EngineError
 
 DONE_BYTES = 1e-6  # a flow with fewer bytes left than this (relative to its size) has finished
 

@@ -23,8 +23,8 @@ import numpy as np
 from moesim.engine.drain import drain_batches
 from moesim.engine.drain_jit import maximum_at
 from moesim.engine.records import SimRecords
-from moesim.program import Comm, Parallel, Program
-from moesim.topology import Topology
+from moesim.hw.topology import Topology
+from moesim.ir.program import Comm, Parallel, Program
 
 
 def supports(programs: list[list[Program]]) -> bool:

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import simpy
 
-from moesim.program import FlowSet
+from moesim.hw.flows import FlowSet
 
 
 class Network(Protocol):

@@ -23,8 +23,8 @@ from moesim.engine.lockstep import simulate_lockstep, supports
 from moesim.engine.phase import CommPhase
 from moesim.engine.records import SimRecords
 from moesim.engine.units import GpuUnits
-from moesim.program import Comm, Parallel, Program, Stage
-from moesim.topology import Topology
+from moesim.hw.topology import Topology
+from moesim.ir.program import Comm, Parallel, Program, Stage
 
 
 def simulate(programs: list[list[Program]], topo: Topology, exact: bool = True, engine: str = "des") -> SimRecords:

@@ -15,7 +15,7 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
-from moesim.program import RESOURCES, SM
+from moesim.ir.program import RESOURCES, SM
 
 
 class GpuUnits:

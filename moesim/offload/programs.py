@@ -17,23 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from moesim.hw.flows import FROM_DRAM, FROM_HOST, FROM_NVME, NVME_TO_DRAM, TO_HOST, FlowSet
+from moesim.ir.program import HOST, Comm, Compute, Parallel, Program, Stage
+from moesim.ir.resolve import Resolved
 from moesim.offload.access import LayerAccess
 from moesim.offload.tiers import MissCosts, TierPlan
-from moesim.program import (
-    FROM_DRAM,
-    FROM_HOST,
-    FROM_NVME,
-    HOST,
-    NVME_TO_DRAM,
-    TO_HOST,
-    Comm,
-    Compute,
-    FlowSet,
-    Parallel,
-    Program,
-    Stage,
-)
-from moesim.resolve import Resolved
 
 ATTENTION = ("attention_proj", "attention_core", "norms", "dense_ffn", "tail_blocks", "head")
 GPU_EXPERTS = ("router", "permute", "routed_experts", "prefetched_experts", "fetched_experts", "shared_experts",

@@ -9,18 +9,19 @@ from typing import Any
 
 import numpy as np
 
-from moesim import __version__, costs
-from moesim.build import fidelity, non_moe_pieces, popularity_of
+from moesim import __version__
 from moesim.config.schema import Scenario, TraceStats
 from moesim.engine import SimRecords, simulate
+from moesim.hw.costs import roofline as costs
+from moesim.hw.topology import build_topology
+from moesim.ir.program import Program
+from moesim.ir.resolve import resolve
+from moesim.iteration.build import fidelity, non_moe_pieces, popularity_of
 from moesim.offload.access import LayerAccess, cache_scope, walk
 from moesim.offload.programs import layer_program
 from moesim.offload.steps import step_ids
 from moesim.offload.summary import PARTS, breakdown, bytes_doc, cache_doc
 from moesim.offload.tiers import ACT_BYTES, MissCosts, TierPlan, plan_tiers
-from moesim.program import Program
-from moesim.resolve import resolve
-from moesim.topology import build_topology
 
 
 @dataclass(frozen=True)

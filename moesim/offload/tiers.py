@@ -2,7 +2,7 @@
 serving a miss either way. Pure functions of the scenario; a plan that cannot fit is a ScenarioError.
 
 GPU memory per GPU = the other weights (attention, dense FFNs, shared experts, router, embeddings, as in
-moesim/memory.py) + KV cache + activations + staging for experts fetched but not kept + the expert slots.
+moesim/model/memory.py) + KV cache + activations + staging for experts fetched but not kept + the expert slots.
 Routed experts are split over the node's GPUs contiguously (expert ``e`` on GPU ``e·G // E``); each GPU
 caches only its own. Every routed expert also has its home copy on the host (``offload.home``).
 """
@@ -15,9 +15,9 @@ from functools import cached_property
 import numpy as np
 
 from moesim.config.schema import Scenario
-from moesim.errors import ScenarioError
-from moesim.memory import memory_per_gpu, param_counts
-from moesim.model import BYTES_PER_PARAM, MoEModel
+from moesim.model.memory import memory_per_gpu, param_counts
+from moesim.model.moe import BYTES_PER_PARAM, MoEModel
+from moesim.util.errors import ScenarioError
 
 GiB = 2**30
 ACT_BYTES = 2  # BF16 activations to and from CPU experts

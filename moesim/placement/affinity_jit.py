@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.jit import kernel
+from moesim.util.jit import kernel
 
 
 def swaps(row, pairs, node, aff, load, cap: float, max_swaps: int) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moesim.jit import kernel
+from moesim.util.jit import kernel
 
 
 @dataclass(frozen=True)

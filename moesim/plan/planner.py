@@ -18,15 +18,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from moesim.config import scenario_from_dict
-from moesim.errors import MoesimError
-from moesim.memory import memory_per_gpu
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.model.memory import memory_per_gpu
 from moesim.plan.search import evaluate
 from moesim.plan.space import Deployment, deployments, scenario_dict
 from moesim.plan.spec import PlanSpec
 from moesim.serve.deploy import deployment_of
 from moesim.serve.run import grids_of, requests_of
 from moesim.serve.surface import Grid, build_surfaces
+from moesim.util.errors import MoesimError
 
 Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
 
@@ -50,7 +50,7 @@ def check_plan(p: PlanSpec, base_dir: str, space: list[Deployment]) -> int:
     """Mistakes in the plan itself, found before any deployment runs (not reported as every candidate being
     infeasible): a GPU type moesim does not know, a key no scenario has, a value no scenario accepts.
     Returns the model's routed experts (what the redundant counts are derived from)."""
-    from moesim.errors import ScenarioError  # noqa: PLC0415
+    from moesim.util.errors import ScenarioError  # noqa: PLC0415
 
     try:  # names and values only: whether a shape fits is the search's to find out
         experts = _experts(p, base_dir)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from moesim.config import scenario_from_dict
 from moesim.config.schema import Scenario
-from moesim.errors import MoesimError
+from moesim.iteration.scenario import scenario_from_dict
 from moesim.plan.spec import EffortSpec
 from moesim.serve.deploy import Deployment, deployment_of
 from moesim.serve.run import check_fits, requests_of, simulate_serving
 from moesim.serve.surface import Surface
+from moesim.util.errors import MoesimError
 
 LIGHT = 1 / 64  # the light-load probe, as a share of the upper bound
 GAIN = 1.02  # a larger batch must raise the capacity by 2% to keep searching upwards

@@ -25,7 +25,7 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from moesim.config.loader import read_yaml
 from moesim.config.types import Strict
-from moesim.errors import ScenarioError
+from moesim.util.errors import ScenarioError
 
 
 class _Strict(Strict):

@@ -95,8 +95,8 @@ def summarize_file(path: Any, gpus: int, gpus_per_node: int, key: str | None = N
     engines' count entries are histograms [steps, layers, E], physical counts folded with the file's map);
     a bare 3-D integer array could be either, and must be named with ``kind``. Layers that counted nothing
     (dense layers in a per-model-layer dump) are left out. Raises ``MoesimError`` naming the file or option."""
-    from moesim.errors import MoesimError  # noqa: PLC0415
     from moesim.routing import sources  # noqa: PLC0415
+    from moesim.util.errors import MoesimError  # noqa: PLC0415
 
     try:
         arr, extra = sources.load_array(path, key, ANY_KEYS)

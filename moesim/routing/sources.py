@@ -34,8 +34,8 @@ def load_array(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.n
     """The array under ``key`` (or the first of ``keys`` present) and the other entries, with the name of
     the chosen entry under ``source_key`` (cached per file version: the config check and the build read the
     same file). Not a regular file, too large, corrupt or truncated: one SourceError saying which."""
-    from moesim import safeio  # noqa: PLC0415
-    from moesim.errors import ScenarioError  # noqa: PLC0415
+    from moesim.util import safeio  # noqa: PLC0415
+    from moesim.util.errors import ScenarioError  # noqa: PLC0415
 
     path = Path(path)
     try:
@@ -70,7 +70,7 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
     if suffix == ".npz":
         data = dict(np.load(path))
     elif suffix == ".json":
-        from moesim import safeio  # noqa: PLC0415
+        from moesim.util import safeio  # noqa: PLC0415
 
         data = safeio.load_json(path, what="statistics file", limit=MAX_STATS_BYTES)
         if isinstance(data, list):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from moesim.jit import bits_f64, f64_bits, kernel  # None without numba: the numpy sampler stays the reference
 from moesim.routing import counter as cr
+from moesim.util.jit import bits_f64, f64_bits, kernel  # None without numba: the numpy sampler stays the reference
 
 INT_MAX = np.iinfo(np.int64).max
 
@@ -128,7 +128,7 @@ def _route(key, n, p, cum, mass, prob, cand, g, size, d, tg, k, sigmoid, slots, 
 
 def _draws(key, t0, nb, slots, size, xs, ws):
     """Every slot's exponential and first alias uniform (scaled by the group size) for tokens t0..t0+nb-1,
-    in loops without branches that LLVM vectorizes (``moesim.jit.kernel``); the merge uses some of them."""
+    in loops without branches that LLVM vectorizes (``moesim.util.jit.kernel``); the merge uses some of them."""
     for q in range(slots):
         for i in range(nb):
             xs[q, i] = _exponential(key, _ctr(t0 + i, q, cr.SUB_EXP, slots))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from moesim.config.checks import check_scenario
 from moesim.config.schema import Scenario
 from moesim.config.serving import SideSpec
-from moesim.errors import ScenarioError
-from moesim.memory import kv_bytes_per_token, kv_capacity_tokens_per_gpu
+from moesim.iteration.checks import check_scenario
+from moesim.model.memory import kv_bytes_per_cached_token, kv_bytes_per_token, memory_per_gpu
+from moesim.offload.tiers import kv_room_bytes
+from moesim.util.errors import ScenarioError
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,18 @@ def instance_scenario(s: Scenario, gpus: int, side: SideSpec) -> Scenario:
         update={"redundant_experts": side.redundant_experts})
     return s.model_copy(update={"cluster": cluster, "serving": None, "placement": placement,
                                 "workload": s.workload.model_copy(update=wl)})
+
+
+def kv_capacity_tokens_per_gpu(s: Scenario, max_batch: int, fraction: float) -> float | None:
+    """Tokens of KV cache one GPU can hold when ``max_batch`` sequences run on it: ``fraction`` of the HBM
+    left after weights, dispatch buffers and activations (memory_per_gpu's terms), over the bytes per cached
+    token. None when the model gives no attention shape (memory not modelled); 0 when nothing is left."""
+    probe = s.model_copy(update={"workload": s.workload.model_copy(
+        update={"mode": "decode", "tokens_per_gpu": max_batch, "context_tokens": 1})})
+    if s.offload is not None:  # experts across memory tiers: the expert budget, not every expert, is in HBM
+        return max(0.0, kv_room_bytes(probe) * fraction / kv_bytes_per_cached_token(s))
+    mem = memory_per_gpu(probe)
+    if not mem["known"]:
+        return None
+    free = mem["capacity_bytes"] - (mem["total_bytes"] - mem["kv_cache_bytes"])
+    return max(0.0, free * fraction / kv_bytes_per_cached_token(s))

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from moesim.config.schema import Scenario
-from moesim.errors import ScenarioError
+from moesim.hw.topology import build_topology
 from moesim.serve.deploy import Deployment, deployment_of
 from moesim.serve.metrics import request_table, summarize, timeline
 from moesim.serve.sim import ServeSim
 from moesim.serve.surface import Grid, Surface, build_surfaces, geometric_grid
 from moesim.serve.workload import Requests, generate
-from moesim.topology import build_topology
+from moesim.util.errors import ScenarioError
 
 TOKEN_RATIO = 4.0  # prefill grid: tokens per GPU 4x apart (prefill time is near-affine in tokens)
 BATCH_RATIO = 2.0  # decode grid: 2x apart (the weight-bound knee needs finer steps)

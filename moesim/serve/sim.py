@@ -18,11 +18,11 @@ import simpy
 
 from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
-from moesim.errors import MoesimError
+from moesim.hw.topology import Topology
 from moesim.serve.deploy import Deployment, Role
 from moesim.serve.surface import Surface
 from moesim.serve.workload import Requests
-from moesim.topology import Topology
+from moesim.util.errors import MoesimError
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Instance:
         s = self.sim.state
         total = sum(c for _, c in chunks)
         # causal attention: a chunk of c new tokens after p earlier ones attends on average over p + c/2,
-        # which is what a prefill of context 2p + c costs per token (moesim.blocks)
+        # which is what a prefill of context 2p + c costs per token (moesim.ir.blocks)
         ctx = sum(c * (2 * (s.cached[r] + s.computed[r]) + c) for r, c in chunks) / total
         g = self.role.gpus_per_instance
         tokens = math.ceil(total / g)

@@ -118,7 +118,7 @@ def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenari
 
 def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float]:
     """Worker: one iteration DES at a grid point → (iteration seconds, GPU load max/mean)."""
-    from moesim.api import run_scenario  # noqa: PLC0415
+    from moesim.iteration.run import run_scenario  # noqa: PLC0415
 
     s, mode, tokens, context = task
     if s.offload is not None:  # experts across memory tiers: a decode step's (or a prefill pass's) time

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from moesim.config.serving import ServingSpec
-from moesim.errors import ScenarioError
+from moesim.util.errors import ScenarioError
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Requests:
     path = Path(path)
     where = "serving.arrival.path"
     try:
-        from moesim import safeio  # noqa: PLC0415
+        from moesim.util import safeio  # noqa: PLC0415
 
         text = safeio.read_text(path, limit=1 << 30, what="request trace")
     except (OSError, UnicodeDecodeError, ScenarioError) as exc:

@@ -1,0 +1,125 @@
+"""``moesim serve`` (registered on the main group in moesim.cli.main) and the plan command's progress and
+result handling: the terminal side of the serving simulation and the planner."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from moesim import api
+
+SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival.rate_per_s=8 (repeatable)."
+
+
+@click.command(name="serve")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("--rate", type=float, default=None, help="Requests per second (sets serving.arrival.rate_per_s).")
+@click.option("-j", "--jobs", type=int, default=0, help="Worker processes for the surface (default: one per core).")
+@click.option("--no-cache", is_flag=True, help="Rebuild the iteration surfaces instead of reading the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of the text.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write serve.json, requests.csv, timeline.csv and surfaces.json (for `moesim report`).")
+def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, jobs: int, no_cache: bool,
+              as_json: bool, out_dir: Path | None) -> None:
+    """Simulate a request stream served by SCENARIO's deployment: TTFT, TPOT, throughput, goodput.
+
+    \b
+    The scenario's serving section (all optional, defaults shown in docs/serving.md):
+      serving:
+        arrival: {kind: poisson, rate_per_s: 8}      # gamma {rate_per_s, cv}, constant, or
+                                                     # trace {path, format: azure|mooncake|csv}
+        requests: 2000
+        input_tokens: {kind: lognormal, mean: 4000, cv: 0.5}
+        output_tokens: {kind: constant, value: 1000}
+        prefix_hit: 0.0
+        scheduler: {policy: prefill_first, max_batch: 128, token_budget: 8192, kv_memory_fraction: 0.9}
+        deployment: {kind: aggregated, ep_gpus: 16}  # or {kind: disaggregated,
+                                                     #     prefill: {gpus: 16}, decode: {gpus: 16}}
+        mtp: {draft_tokens: 1, acceptance: 0.85}
+        slo: {ttft_s: 2.0, tpot_s: 0.05, percentile: 90}
+    Iteration times come from the iteration simulator run at grid points (tokens per GPU x context; in
+    parallel, cached) and interpolated; the held-out error of that interpolation is printed.
+    Examples:
+      moesim serve scenarios/deepseek-v3-serve-h800.yaml
+      moesim serve scenarios/deepseek-v3-serve-h800.yaml --rate 6 -o out/serve && moesim report out/serve -o out/r
+    """
+    from moesim.present.output import write_serve_outputs  # noqa: PLC0415
+    from moesim.present.serve_text import serve_text  # noqa: PLC0415
+    from moesim.util.files import to_json  # noqa: PLC0415
+
+    bar = _Bar()
+    try:
+        result = api.serve(scenario, overrides, rate, jobs, not no_cache, bar.update)
+    finally:
+        bar.close()
+    if out_dir:
+        write_serve_outputs(out_dir, result)
+    click.echo(to_json(result.summary) if as_json else serve_text(result.summary), nl=False)
+
+
+class _Bar:
+    """A progress bar on stderr for the surface points, shown only when there are points to run."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.n = 0
+
+    def update(self, done: int, total: int) -> None:
+        if total == 0:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="iteration surface points", file=sys.stderr,
+                                         show_eta=True)
+            self.bar.__enter__()
+        self.bar.length = total
+        self.bar.update(done - self.n)
+        self.n = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+class PlanProgress:
+    """Progress lines on stderr: surface points (every 2 s, with an ETA) and each finished deployment."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.started: dict[str, float] = {}
+
+    def __call__(self, phase: str, done: int, total: int, label: str) -> None:
+        now = time.monotonic()
+        if done == 0:
+            self.started[phase] = now
+        if done < total and now - self.last <= 2.0 and phase != "deployments":
+            return
+        self.last = now
+        eta = ""
+        if phase != "deployments" and done:
+            eta = f" (ETA {(now - self.started.get(phase, now)) / done * (total - done):.0f} s)"
+        click.echo(f"[plan] {phase} {done}/{total} {label}{eta}".rstrip(), err=True)
+
+
+def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool) -> None:
+    """Write plan.json/plan.csv, print the table (or JSON), then exit 130 when interrupted and 2 when
+    nothing meets the target (after writing: nothing is lost)."""
+    from moesim.present.tables import plan_table  # noqa: PLC0415
+    from moesim.util.files import to_csv, to_json, write_atomic  # noqa: PLC0415
+
+    if out_dir:
+        write_atomic(out_dir / "plan.json", to_json(result))
+        write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
+    click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
+    if result["interrupted"]:
+        click.echo("interrupted: the rows above are the deployments that finished", err=True)
+        sys.exit(130)
+    if result["best"] is None:
+        click.echo("error: no deployment meets the target at the SLO (the notes above say why; outputs kept): "
+                   "add nodes or GPU types, or relax serving.slo / target", err=True)
+        sys.exit(2)

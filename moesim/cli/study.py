@@ -1,0 +1,57 @@
+"""Helpers of the study commands (compare, sweep): printing, writing and exit codes at the edges, so the
+click functions in cli.py stay thin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from moesim.util.progress import Progress
+
+
+def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_json: bool, stopped: bool) -> None:
+    """Print and write the rows; exit 130 when interrupted, 2 when no variant ran (after writing)."""
+    from moesim.studies.compare import plot, table  # noqa: PLC0415
+    from moesim.util.files import to_csv, to_json, write_atomic  # noqa: PLC0415
+
+    click.echo(json.dumps(rows, indent=1) if as_json else table(rows))
+    if out_dir and rows:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(out_dir / "compare.json", to_json(rows))
+        write_atomic(out_dir / "compare.csv", to_csv(rows))
+        plot(rows, out_dir / "compare.png", f"{scenario.stem}: placements on the same router draws")
+        click.echo(f"wrote {out_dir}/compare.json, compare.csv, compare.png", err=True)
+    if stopped:
+        click.echo(f"interrupted: the {len(rows)} rows above are the variants that finished", err=True)
+        sys.exit(130)
+    if all(r.get("error") for r in rows):
+        sys.exit(2)
+
+
+def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, Any]:
+    """Run the sweep with a progress line (cached points counted, not timed); Ctrl-C exits 130 after
+    saying where the finished points are (they are on disk already)."""
+    from moesim.studies.sweep import run_sweep  # noqa: PLC0415
+
+    bar: list[Progress] = []
+
+    def progress(done: int, todo: int, cached: int) -> None:
+        if not bar:
+            bar.append(Progress("sweep", todo + cached, cached))
+        elif done:
+            bar[0].step()
+
+    try:
+        summary = run_sweep(spec, out_dir, executor, progress)
+    except KeyboardInterrupt:
+        if bar:
+            bar[0].close()
+        click.echo(f"interrupted: every finished point is in {out_dir}; run the same command to resume", err=True)
+        sys.exit(130)
+    if bar:
+        bar[0].close()
+    return summary

@@ -1,0 +1,90 @@
+"""Parameter types of the command line: registries as choices, checked, listed in --help and completed by
+the shell (``eval "$(_MOESIM_COMPLETE=bash_source moesim)"``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+import click
+
+from moesim.util.errors import MoesimError, MoesimWarning
+
+
+class CommaChoice(click.ParamType):
+    """A comma-separated list of names from a registry: each checked, all shown in --help and completion."""
+
+    name = "list"
+
+    def __init__(self, choices: list[str]) -> None:
+        self.choices = choices
+
+    def get_metavar(self, param, ctx=None) -> str:  # noqa: ARG002 (click's signature)
+        return "[" + "|".join(self.choices) + "],..."
+
+    def convert(self, value, param, ctx):
+        items = [x.strip() for x in str(value).split(",") if x.strip()] if isinstance(value, str) else list(value)
+        bad = [x for x in items if x not in self.choices]
+        if bad or not items:
+            self.fail(f"{', '.join(bad) or 'nothing'} not one of {', '.join(self.choices)}", param, ctx)
+        return ",".join(items)
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem  # noqa: PLC0415
+
+        head, _, last = incomplete.rpartition(",")
+        return [CompletionItem((head + "," if head else "") + c) for c in self.choices if c.startswith(last)]
+
+
+PLACEMENT_LIST = CommaChoice(["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical",
+                              "eplb_global", "optimal", "affinity", "time_aware"])
+
+
+class Group(click.Group):
+    """Every MoesimError is one line on stderr and exit code 2; anything unexpected one "internal error" line
+    and exit code 3 (MOESIM_DEBUG=1 shows the traceback); never a raw traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            with _warnings_as_lines():
+                return super().invoke(ctx)
+        except MoesimError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo("error: out of memory: the run is larger than this machine (fix: fewer nodes or "
+                       "sim.sampled_tokens; `moesim check` prints the size estimate)", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 (the last line of defence: one line, not a traceback)
+            if os.environ.get("MOESIM_DEBUG"):
+                raise
+            click.echo(internal_error_line(exc), err=True)
+            sys.exit(3)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """moesim's warnings as one ``warning: ...`` line each on stderr, for the command's duration (the
+    process's warning display is restored afterwards)."""
+    def show(message, category, *_args, **_kw):
+        if issubclass(category, MoesimWarning):
+            click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """One line for an unexpected exception: its type, message and innermost frame."""
+    where = exc.__traceback__
+    while where is not None and where.tb_next is not None:
+        where = where.tb_next
+    at = f" at {where.tb_frame.f_code.co_filename.rsplit('/', 2)[-1]}:{where.tb_lineno}" if where else ""
+    return (f"internal error: {type(exc).__name__}: {str(exc)[:200]}{at} (a bug in moesim: please report it "
+            "with the command; MOESIM_DEBUG=1 shows the traceback)")

@@ -1,0 +1,1 @@
+"""Communication: the all-to-all algorithms and the traffic they put on the topology."""

@@ -1,0 +1,115 @@
+"""How sweep points run. An executor maps a picklable function over items and yields (item, result) as they
+finish, in any order; callers depend only on this, so a distributed engine can replace the local pool."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Protocol
+
+from moesim.util.registry import Registry
+
+
+class Executor(Protocol):
+    def run(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        """Yield (item, fn(item)) for every item as each finishes."""
+        ...
+
+
+class SerialExecutor:
+    """In this process, one after another (tests, debugging, one-core machines)."""
+
+    def run(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        for item in items:
+            yield item, fn(item)
+
+
+class LocalProcessExecutor:
+    """A pool of local worker processes (``jobs`` of them). Interrupted (Ctrl-C, or the caller stops
+    iterating), it cancels what has not started and terminates the workers at once instead of waiting
+    for the running items."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+
+    def run(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        items = list(items)
+        if self.jobs == 1 or len(items) <= 1:
+            yield from SerialExecutor().run(fn, items)
+            return
+        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), initializer=die_with_parent,
+                                   initargs=(os.getpid(),))
+        finished = False
+        try:
+            futures = {pool.submit(fn, item): item for item in items}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:
+                _kill(pool)
+
+
+def _ray(jobs: int, address: str | None) -> Executor:
+    from moesim.exec.ray_executor import RayExecutor  # Ray is imported only when asked for
+
+    return RayExecutor(address, jobs)
+
+
+# name -> factory(jobs, address); ``jobs`` 0: one worker per core
+EXECUTORS: Registry[Callable[[int, str | None], Executor]] = Registry("executor", "--executor")
+EXECUTORS.register("local", lambda jobs, address: LocalProcessExecutor(jobs or os.cpu_count() or 1),
+                   help="a pool of local worker processes (-j of them; 0: one per core)")
+EXECUTORS.register("serial", lambda jobs, address: SerialExecutor(), help="one point after another, in this process")
+EXECUTORS.register("ray", _ray, help="Ray tasks on a local instance or an existing cluster (--address)")
+
+
+def make_executor(kind: str, jobs: int = 0, address: str | None = None) -> Executor:
+    """The executor registered as ``kind`` (``EXECUTORS``) with ``jobs`` workers (0: one per core)."""
+    return EXECUTORS.get(kind)(jobs, address)
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: drop queued work and terminate the worker processes."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=1.0)
+
+
+def _parent_death_signal() -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: no prctl
+        return False
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker start-up: end this worker when the process that started it dies (SIGKILL included), so a
+    killed sweep leaves no orphans. Linux: the kernel's parent-death signal; elsewhere a thread that
+    watches the parent id."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    if _parent_death_signal() and os.getppid() == parent:
+        return
+
+    def watch() -> None:
+        import time  # noqa: PLC0415
+
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

@@ -1,0 +1,1 @@
+"""Hardware: the topology and its links, and the cost models of compute (``costs``)."""

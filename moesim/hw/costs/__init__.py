@@ -1,0 +1,1 @@
+"""Cost models of compute: the roofline on GPU figures, measured (calibrate/) profiles and silicon tables."""

@@ -1,0 +1,1 @@
+"""Stage programs (the engine's input) and the builders that make them from resolved figures."""

@@ -1,0 +1,1 @@
+"""One iteration: resolve, build, run the engine, summarise, check invariants (``run_scenario``)."""

@@ -1,0 +1,181 @@
+"""Cross-field checks that a single field's validator cannot see (routing vs model, experts vs GPUs)."""
+
+from __future__ import annotations
+
+from moesim.config.schema import Scenario
+from moesim.model.moe import MoEModel
+from moesim.util.errors import ScenarioError
+
+
+def check_scenario(s: Scenario) -> None:
+    """Raise ScenarioError for impossible combinations; each message names the field and the fix."""
+    m, r = s.model, s.router
+    experts = m.n_routed_experts
+    top_k = r.top_k or m.num_experts_per_tok
+    n_group = r.n_group or m.n_group
+    topk_group = r.topk_group or m.topk_group or n_group
+    where = "router" if r.top_k else "model"
+    if top_k > experts:
+        raise ScenarioError(f"top_k {top_k} exceeds the {experts} routed experts", path=f"{where}.top_k"
+                            if r.top_k else "model.num_experts_per_tok", fix=f"use top_k <= {experts}")
+    gpath = "router.n_group" if r.n_group else "model.n_group"
+    if experts % n_group:
+        raise ScenarioError(f"{experts} experts do not split into {n_group} equal groups", path=gpath,
+                            fix="use an n_group that divides n_routed_experts")
+    tpath = "router.topk_group" if r.topk_group else "model.topk_group"
+    if topk_group > n_group:
+        raise ScenarioError(f"topk_group {topk_group} exceeds n_group {n_group}", path=tpath,
+                            fix=f"use topk_group <= {n_group}")
+    if r.limit is not None:
+        g = s.cluster.num_gpus
+        per_device = (experts + s.placement.redundant_experts) // g
+        per_scope = per_device * (s.cluster.gpus_per_node if r.limit.scope == "nodes" else 1)
+        if r.limit.max * per_scope < top_k:
+            raise ScenarioError(f"{r.limit.max} {r.limit.scope} hold at most {r.limit.max * per_scope} experts, "
+                                f"fewer than top_k {top_k}", path="router.limit.max",
+                                fix=f"use max >= {-(-top_k // per_scope)}")
+    if s.workload.scope == "whole_model" and not m.has_attention_shape:
+        raise ScenarioError(f"model {m.name!r} gives no attention shape", path="workload.scope",
+                            fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
+                                "vocab_size to the model, or use scope: moe_layers")
+    if s.cluster.gpus_per_node % s.workload.attention_tp:
+        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
+                            "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
+    if s.workload.accumulation_steps > 1 and s.workload.mode != "training":
+        raise ScenarioError("gradient accumulation applies to training", path="workload.accumulation_steps",
+                            fix="use mode: training, or accumulation_steps: 1")
+    if s.workload.mode == "training" and s.workload.micro_batches == 2:
+        raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
+                            fix="use micro_batches: 1 with mode: training")
+    if s.workload.micro_batches == 2 and (s.workload.tokens_per_gpu % 2 or r.stats.kind == "trace"):
+        raise ScenarioError("two micro-batches need an even tokens_per_gpu and synthetic or histogram statistics",
+                            path="workload.micro_batches", fix="use an even tokens_per_gpu, or micro_batches: 1")
+    if r.bias is not None and len(r.bias) != experts:
+        raise ScenarioError(f"{len(r.bias)} bias values for {experts} experts", path="router.bias",
+                            fix=f"give one value per routed expert ({experts})")
+    if r.rule != "token_choice" and (r.limit is not None or r.topk_group):
+        raise ScenarioError(f"group and node limits apply to token-choice routing, not {r.rule}",
+                            path="router.rule", fix="remove router.limit / router.topk_group, or use token_choice")
+    if top_k > topk_group * (experts // n_group):
+        raise ScenarioError(f"top_k {top_k} cannot be met from {topk_group} groups of "
+                            f"{experts // n_group} experts", path=tpath, fix="raise topk_group or lower top_k")
+    _check_cluster(s)
+    _check_engine(s)
+    _check_offload(s)
+    _check_layers(m)
+
+
+def _check_engine(s: Scenario) -> None:
+    """sim.engine: lockstep runs the drain network, bound no network; both one micro-batch, no parallel
+    branches."""
+    e = s.sim.engine
+    if e not in ("lockstep", "bound"):
+        return
+    why = ("the fluid network runs event by event" if s.sim.network == "fluid" and e == "lockstep" else
+           "two micro-batches share each GPU" if s.workload.micro_batches > 1 else
+           "shared experts overlapping dispatch run in parallel" if s.comm.overlap_shared_experts else None)
+    if why:
+        raise ScenarioError(f"{e} cannot run this scenario: {why}", path="sim.engine",
+                            fix="use sim.engine: auto (lockstep where it applies) or des")
+
+
+def _check_cluster(s: Scenario) -> None:
+    c = s.cluster
+    experts, gpus = s.model.n_routed_experts, c.num_gpus
+    redundant = s.placement.redundant_experts
+    if s.placement.kind in ("greedy", "optimal") and redundant:
+        raise ScenarioError(f"{s.placement.kind} places each expert once", path="placement.redundant_experts",
+                            fix="use redundant_experts: 0, or placement.kind: eplb for replicas")
+    nodes = s.cluster.nodes
+    n_group = s.router.n_group or s.model.n_group
+    if s.placement.kind == "affinity" and redundant % nodes:
+        raise ScenarioError(f"affinity keeps replicas inside nodes: {redundant} redundant experts do not split "
+                            f"over {nodes} nodes", path="placement.redundant_experts",
+                            fix=f"use a multiple of {nodes}")
+    if s.placement.kind == "eplb_hierarchical" and (n_group % nodes or nodes < 2):
+        raise ScenarioError(f"hierarchical EPLB packs whole groups onto nodes: {n_group} groups over {nodes} "
+                            "node(s) does not work", path="placement.kind",
+                            fix="use eplb (picks global when groups do not divide over nodes) or eplb_global")
+    if s.placement.kind == "optimal" and experts * s.cluster.num_gpus > 4096:
+        raise ScenarioError(f"the exact optimum is for small cases ({experts} experts x {s.cluster.num_gpus} "
+                            "GPUs is too many)", path="placement.kind",
+                            fix="use greedy or eplb; optimal needs E x GPUs <= 4096")
+    if (experts + redundant) % gpus:
+        need = (-experts) % gpus
+        raise ScenarioError(f"{experts} routed + {redundant} redundant experts cannot fill {gpus} GPUs "
+                            f"({c.nodes} nodes x {c.gpus_per_node}) with equal slots",
+                            path="placement.redundant_experts",
+                            fix=f"use redundant_experts = {need} (+ a multiple of {gpus}), or change the GPU count")
+    if redundant > experts * (gpus - 1):
+        raise ScenarioError(f"{redundant} redundant experts is more replicas than GPUs can usefully hold",
+                            path="placement.redundant_experts", fix="use fewer redundant experts")
+    nics = c.inter_node.nics_per_node or c.gpus_per_node
+    if nics > c.gpus_per_node or c.gpus_per_node % nics:
+        raise ScenarioError(f"{nics} NICs cannot be shared evenly by {c.gpus_per_node} GPUs",
+                            path="cluster.inter_node.nics_per_node",
+                            fix="use a divisor of gpus_per_node (default: one NIC per GPU)")
+
+
+def _check_layers(m) -> None:
+    """The layer rule must leave at least one MoE block, and name blocks of this model."""
+    from moesim.model.moe import MoEModel  # noqa: PLC0415
+
+    if m.first_k_dense_replace >= m.num_hidden_layers:
+        raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
+                            fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
+    if any(not 0 <= i < m.num_hidden_layers for i in m.mlp_only_layers):
+        raise ScenarioError(f"names a block outside 0..{m.num_hidden_layers - 1}", path="model.mlp_only_layers",
+                            fix="list block indices of this model")
+    if not MoEModel.from_spec(m).moe_layer_ids:
+        raise ScenarioError("leaves no MoE layer", path="model.mlp_only_layers",
+                            fix="keep at least one block that the layer rule makes MoE")
+
+
+def check_stats_file(s: Scenario) -> None:
+    """Load a histogram or trace once so that a bad file is reported at load time, naming the field."""
+    stats = s.router.stats
+    if not hasattr(stats, "path"):
+        return
+    from moesim.model.moe import MoEModel  # noqa: PLC0415
+    from moesim.routing.sources import SourceError, load_histogram, load_trace  # noqa: PLC0415
+
+    layers, experts = MoEModel.from_spec(s.model).num_moe_layers, s.model.n_routed_experts
+    try:
+        if stats.kind == "trace":
+            ids, _ = load_trace(stats.path, layers, experts)
+            top_k = s.router.top_k or s.model.num_experts_per_tok
+            if ids.shape[2] != top_k:
+                raise SourceError(f"the trace has top-{ids.shape[2]}, the scenario routes top-{top_k}: "
+                                  f"set router.top_k={ids.shape[2]}")
+        else:
+            load_histogram(stats.path, stats.key, stats.step, layers, experts)
+    except (SourceError, OSError, ValueError) as exc:
+        raise ScenarioError(f"{stats.path}: {exc}", path="router.stats") from None
+
+
+def _check_offload(s: Scenario) -> None:
+    """An offload section needs a host, one node, inference, and a plan the model can take."""
+    o, c = s.offload, s.cluster
+    if o is None:
+        return
+    if c.host is None:
+        raise ScenarioError("offload needs the host side of the machine", path="cluster.host",
+                            fix="name a host, e.g. host: workstation-4090 (see `moesim list hosts`)")
+    if c.nodes != 1:
+        raise ScenarioError(f"offload is modelled on one machine, not {c.nodes} nodes", path="cluster.nodes",
+                            fix="use nodes: 1 (gpus_per_node GPUs share the host)")
+    if s.workload.mode == "training" or s.workload.micro_batches != 1:
+        raise ScenarioError("offload runs model inference with one micro-batch", path="workload",
+                            fix="use mode: decode or prefill, micro_batches: 1")
+    layers = len(MoEModel.from_spec(s.model).moe_layer_ids)
+    if o.plan == "layers" and o.cpu_moe_layers > layers:
+        raise ScenarioError(f"cpu_moe_layers {o.cpu_moe_layers} exceeds the model's {layers} MoE layers",
+                            path="offload.cpu_moe_layers", fix=f"use 0..{layers}")
+    if o.gpu_expert_bytes is not None and o.gpu_expert_share is not None:
+        raise ScenarioError("give the expert budget one way", path="offload.gpu_expert_share",
+                            fix="set gpu_expert_bytes or gpu_expert_share, not both")
+    if c.host.unified and o.miss != "fetch" and o.home == "dram":
+        raise ScenarioError("unified memory has no separate host DRAM", path="offload.home", fix="use home: nvme")
+    if s.router.rule != "token_choice":
+        raise ScenarioError(f"offload routes with token choice, not {s.router.rule}", path="router.rule",
+                            fix="use rule: token_choice")

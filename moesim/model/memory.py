@@ -1,0 +1,135 @@
+"""Parameters and memory per GPU from a model's shape: what must fit in one GPU's HBM.
+
+Parameter counts (per model, elements):
+- attention per block: MHA/GQA ``H·(heads + 2·kv_heads)·head_dim + heads·head_dim·H``; MLA (DeepSeek-V2/V3)
+  ``H·q_lora + q_lora·heads·(nope + rope) + H·(kv_lora + rope) + kv_lora·heads·(nope + v) + heads·v·H``
+  (without q_lora: ``H·heads·(nope + rope)``);
+- dense FFN blocks ``3·H·intermediate_size``; per MoE block routed experts ``E·3·H·F``, shared ``3·H·F_shared``,
+  router ``E·H``; embeddings and output head ``V·H`` each (one if tied).
+Active parameters leave out the input embedding (a lookup), as DeepSeek's and OpenAI's published figures
+do; ``active_with_embedding`` counts it, as Mistral's and Qwen's do. Checked in tests against the published
+figures of the catalogue models and of the Hugging Face corpus (tests/fixtures/hf-configs).
+
+Per GPU (expert parallel for the routed experts, data-parallel attention as DeepSeek and SGLang serve):
+every non-expert weight is replicated; each GPU holds its slots' experts (replicas included); decode keeps a
+KV cache of ``tokens_per_gpu × context_tokens`` tokens; dispatch/combine buffers hold the received copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moesim.config.schema import ModelSpec, Scenario
+from moesim.model.moe import BYTES_PER_PARAM, MoEModel
+
+ACT_BYTES = 2  # BF16 activations and KV cache
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    attention: float  # all blocks
+    dense_ffn: float
+    routed_experts: float
+    shared_experts: float
+    router: float
+    embeddings: float
+    active: float  # parameters a token multiplies with: all but the input embedding (a lookup) and the
+    # routed experts it does not choose; the convention of DeepSeek's and OpenAI's published figures
+    input_embedding: float = 0.0  # the input embedding (0 when tied: the one matrix is the output head)
+
+    @property
+    def active_with_embedding(self) -> float:
+        """Active parameters counting the input embedding too (Mistral's and Qwen's published figures)."""
+        return self.active + self.input_embedding
+
+    @property
+    def total(self) -> float:
+        return (self.attention + self.dense_ffn + self.routed_experts + self.shared_experts + self.router
+                + self.embeddings)
+
+
+def has_shape(m: ModelSpec) -> bool:
+    return m.has_attention_shape
+
+
+def attention_params(m: ModelSpec) -> float:
+    """One block's attention parameters."""
+    h, heads = m.hidden_size, m.num_attention_heads
+    if m.kv_lora_rank:
+        nope, rope, v = m.qk_nope_head_dim or 128, m.qk_rope_head_dim or 0, m.v_head_dim or 128
+        q = h * m.q_lora_rank + m.q_lora_rank * heads * (nope + rope) if m.q_lora_rank else h * heads * (nope + rope)
+        kv = h * (m.kv_lora_rank + rope) + m.kv_lora_rank * heads * (nope + v)
+        return float(q + kv + heads * v * h + _indexer_params(m))
+    hd = m.head_dim or h // heads
+    kv_heads = m.num_key_value_heads or heads
+    return float(h * (heads + 2 * kv_heads) * hd + heads * hd * h)
+
+
+def _indexer_params(m: ModelSpec) -> float:
+    """DeepSeek sparse attention's lightning indexer (V3.2, GLM-5): query heads from the query latent, one
+    key head and the per-head weights from the hidden state."""
+    if not (m.index_n_heads and m.index_head_dim):
+        return 0.0
+    q_in = m.q_lora_rank or m.hidden_size
+    return float(q_in * m.index_n_heads * m.index_head_dim + m.hidden_size * (m.index_head_dim + m.index_n_heads))
+
+
+def kv_bytes_per_token(m: ModelSpec) -> float:
+    """KV cache bytes per token per block: MLA caches the latent and the rope key; GQA caches K and V."""
+    if m.kv_lora_rank:
+        return float((m.kv_lora_rank + (m.qk_rope_head_dim or 0)) * ACT_BYTES)
+    hd = m.head_dim or m.hidden_size // m.num_attention_heads
+    return float(2 * (m.num_key_value_heads or m.num_attention_heads) * hd * ACT_BYTES)
+
+
+def param_counts(m: ModelSpec) -> ParamCounts:
+    moe = MoEModel.from_spec(m)
+    blocks, n_moe = m.num_hidden_layers, moe.num_moe_layers
+    h, f = m.hidden_size, m.moe_intermediate_size
+    expert = 3 * h * f
+    dense_inter = m.intermediate_size or 0
+    attn = attention_params(m) * blocks
+    dense = 3.0 * h * dense_inter * (blocks - n_moe)
+    routed = float(m.n_routed_experts * expert * n_moe)
+    shared = 3.0 * h * moe.shared_inter * n_moe
+    router = float(m.n_routed_experts * h * n_moe)
+    emb = float(m.vocab_size * h * (1 if m.tie_word_embeddings else 2))
+    head = float(m.vocab_size * h)
+    active = attn + dense + shared + router + head + m.num_experts_per_tok * expert * n_moe
+    return ParamCounts(attn, dense, routed, shared, router, emb, active, input_embedding=emb - head)
+
+
+def kv_bytes_per_cached_token(s: Scenario) -> float:
+    """KV bytes one GPU holds per token of its sequences, all blocks. With attention TP the group's tp·T
+    sequences are shared: GQA splits the cache by KV head, MLA's latent is whole on every rank (tp times)."""
+    m = s.model
+    kv_share = s.workload.attention_tp if m.kv_lora_rank else 1
+    return kv_bytes_per_token(m) * m.num_hidden_layers * kv_share
+
+
+def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
+    """Bytes per GPU by kind, the GPU's capacity, and whether it fits (over_by_bytes when it does not)."""
+    m = s.model
+    if not has_shape(m):
+        return {"known": False, "note": "the model gives no attention shape (num_attention_heads, vocab_size, "
+                                        "...): memory per GPU not computed"}
+    p = param_counts(m)
+    moe = MoEModel.from_spec(m)
+    wb = BYTES_PER_PARAM[m.weight_dtype]
+    g = s.cluster.num_gpus
+    slots_per_gpu = (m.n_routed_experts + s.placement.redundant_experts) / g
+    experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers
+    # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head)
+    tp = s.workload.attention_tp
+    replicated = (p.attention / tp + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES
+    t = s.workload.tokens_per_gpu
+    kv = t * s.workload.context_tokens * kv_bytes_per_cached_token(s) if s.workload.mode == "decode" else 0.0
+    top_k = s.router.top_k or m.num_experts_per_tok
+    buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES  # dispatch in + combine out, worst case all remote
+    activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES
+    total = experts + replicated + kv + buffers + activations
+    cap = s.cluster.gpu.hbm_bytes
+    return {"known": True, "expert_weights_bytes": experts, "other_weights_bytes": replicated, "kv_cache_bytes": kv,
+            "dispatch_buffers_bytes": buffers, "activations_bytes": activations, "total_bytes": total,
+            "capacity_bytes": cap, "fits": total <= cap, "over_by_bytes": max(0.0, total - cap),
+            "model_params": p.total, "model_active_params": p.active}

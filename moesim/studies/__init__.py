@@ -1,0 +1,1 @@
+"""Studies over many runs: compare, rebalance, sweep, validation against measurements, export."""

@@ -1,0 +1,28 @@
+"""One scenario file run as ``moesim run`` runs it: one iteration, or for a scenario with an ``offload``
+section the walk over decode steps (``moesim.offload``). Compare and the façade both start here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from moesim.iteration.build import RouteReuse
+from moesim.iteration.run import run_scenario
+from moesim.iteration.scenario import load_scenario
+from moesim.iteration.sizing import guard
+from moesim.offload import run_offload
+from moesim.util.errors import ScenarioError
+
+
+def run_file(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Any:
+    """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it: an
+    ``iteration.run.Result``, or for a scenario with an ``offload`` section an ``offload.OffloadResult``."""
+    s = load_scenario(path, overrides)
+    try:
+        if s.offload is not None:  # experts across memory tiers: its own walk over decode steps
+            return run_offload(s)
+        guard(s)
+    except ScenarioError as err:
+        raise err.located(file=str(path)) from None
+    return run_scenario(s, reuse=reuse)

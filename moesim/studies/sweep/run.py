@@ -1,0 +1,189 @@
+"""Run a sweep: resolve every point, reuse cached results, run the rest on an executor, write rows.
+
+Layout of the output folder: ``points/<hash>.json`` (one per point, written atomically as it finishes;
+the hash is of the resolved scenario and the moesim version, so an edited base scenario or a new moesim
+reruns), ``results.jsonl`` and ``results.csv`` (one row per point: parameters, then metrics or error),
+rewritten atomically at most every ``TABLE_EVERY_S`` seconds while points finish, and at the end or on
+an interrupt (each point's own file is written the moment it finishes, so even a killed sweep loses no
+finished point: the next run reads them back and rewrites the tables).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from moesim import __version__
+from moesim.exec.local import Executor
+from moesim.studies.sweep.bundle import referenced_files
+from moesim.studies.sweep.spec import SweepSpec
+from moesim.util.errors import MoesimError
+from moesim.util.files import to_csv, write_atomic
+
+TABLE_EVERY_S = 2.0
+METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_iteration")
+TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes",
+          "dropped_tokens", "waiting_s")
+STAGES = ("dispatch", "routed_experts", "combine", "attention_core")  # critical-path seconds, column <name>_s
+METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope", "error"}
+
+
+def point_key(scenario_json: str) -> str:
+    return hashlib.sha256(f"{__version__}\n{scenario_json}".encode()).hexdigest()[:20]
+
+
+def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, str | None]:
+    """(resolved scenario, its JSON, error) for one point; a point that does not validate keeps its error."""
+    from moesim.iteration.scenario import load_scenario  # noqa: PLC0415
+
+    try:
+        s = load_scenario(spec.base, [*spec.overrides, *spec.overrides_for(params)])
+    except MoesimError as exc:
+        return None, None, str(exc)
+    return s, json.dumps(s.model_dump(mode="json"), sort_keys=True), None
+
+
+def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
+    """Worker: simulate one point (resolved scenario, key, bundled files: see ``bundle``) and return its
+    metrics or its error."""
+    from moesim.iteration.run import run_scenario  # noqa: PLC0415
+    from moesim.studies.sweep.bundle import materialize  # noqa: PLC0415
+
+    scenario, _key, files = task
+    try:
+        s = run_scenario(materialize(scenario, files) if files else scenario).summary
+    except MoesimError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 (a crashing point is recorded, the sweep goes on)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    t = s.totals
+    return {"iteration_time_s": s.iteration_time_s, "throughput_tokens_per_s": s.throughput_tokens_per_s,
+            "tokens_per_s_per_gpu": s.tokens_per_s_per_gpu, "tokens_per_iteration": s.tokens_per_iteration,
+            "throughput_scope": s.scope, "gpu_load_max_over_mean": t.gpu_load_max_over_mean,
+            "mean_layer_gpu_load_max_over_mean": t.mean_layer_gpu_load_max_over_mean,
+            "inter_node_bytes": t.inter_node_bytes, "intra_node_bytes": t.intra_node_bytes,
+            "dropped_tokens": t.dropped_tokens, "waiting_s": t.waiting_s,
+            **{f"{n}_s": t.stages.get(n, 0.0) for n in STAGES}}
+
+
+def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
+              progress: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
+    """Run every point not cached in ``out``; returns a summary (counts, best point). ``progress(done,
+    to run, cached)`` is called once before any point runs and after each one. Ctrl-C propagates after
+    every finished point is on disk (rows are written as each finishes)."""
+    points_dir = out / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, spec):
+        return _run(spec, out, points_dir, executor, progress)
+
+
+def _run(spec: SweepSpec, out: Path, points_dir: Path, executor: Executor,
+         progress: Callable[[int, int, int], None] | None) -> dict[str, Any]:
+    rows: dict[int, dict[str, Any]] = {}
+    todo, cached, invalid = [], 0, 0
+    points = spec.points()
+    scenarios: dict[str, Any] = {}
+    for i, params in enumerate(points):
+        scenario, scenario_json, error = _resolve(spec, params)
+        if error:
+            rows[i] = {**params, "error": error}
+            invalid += 1
+            continue
+        key = point_key(scenario_json)
+        result = cached_result(points_dir / f"{key}.json")
+        if result is not None:
+            rows[i] = {**params, **result, "key": key}
+            cached += 1
+            continue
+        todo.append((i, key, params))
+        scenarios[key] = scenario
+    done = 0
+    tasks = {key: (i, params) for i, key, params in todo}
+    bundle = getattr(executor, "self_contained", False)  # workers elsewhere get the files' bytes too
+    work = [(scenarios[key], key, referenced_files(scenarios[key]) if bundle else {}) for _, key, _ in todo]
+    _write(out, points, rows)
+    if progress:
+        progress(0, len(work), cached)
+    last = time.monotonic()
+    try:
+        for task, result in executor.run(simulate_point, work):
+            i, params = tasks[task[1]]
+            rows[i] = {**params, **result, "key": task[1]}
+            if "error" not in result:  # failures are recorded in the table but retried next time
+                write_atomic(points_dir / f"{task[1]}.json", json.dumps({"params": params, "result": result}) + "\n")
+            done += 1
+            if time.monotonic() - last >= TABLE_EVERY_S:  # a 1,000-point sweep rewrote 1,000-row tables 1,000 times
+                _write(out, points, rows)
+                last = time.monotonic()
+            if progress:
+                progress(done, len(work), cached)
+    finally:
+        _write(out, points, rows)
+    ok = [r for r in rows.values() if "error" not in r]
+    best = max(ok, key=lambda r: r["throughput_tokens_per_s"], default=None)
+    return {"points": len(points), "ran": len(work), "cached": cached, "invalid": invalid,
+            "failed": sum(1 for r in rows.values() if "error" in r), "best": best}
+
+
+def cached_result(path: Path) -> dict[str, Any] | None:
+    """A finished point's metrics, or None (run it again) when the file is missing, unreadable, or holds
+    numbers no run produces (non-finite, non-positive time or throughput): a corrupt cache costs a rerun,
+    never a crash or a wrong row."""
+    import math  # noqa: PLC0415
+
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))["result"]
+        time_s, tput = float(result["iteration_time_s"]), float(result["throughput_tokens_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    numbers = [v for v in result.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if not (time_s > 0 and tput > 0) or not all(math.isfinite(v) and v >= 0 for v in numbers):
+        return None
+    return result
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path, spec: SweepSpec) -> Iterator[None]:
+    """Hold the results folder for this sweep: a second sweep into it while this one runs is refused (a
+    lock), and so is a different sweep file into a folder that holds another's results."""
+    import fcntl  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from moesim.util.errors import ScenarioError  # noqa: PLC0415
+
+    owner = out / "sweep.json"
+    me = {"sweep_file": str(spec.file.resolve())}
+    if owner.is_file():
+        try:
+            other = json.loads(owner.read_text(encoding="utf-8")).get("sweep_file")
+        except (OSError, ValueError, AttributeError):
+            other = None
+        if other and other != me["sweep_file"]:
+            raise ScenarioError(f"holds the results of another sweep ({other})", file=str(out),
+                                fix="give this sweep its own -o folder")
+    with (out / ".lock").open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ScenarioError("another sweep is writing this folder now", file=str(out),
+                                fix="wait for it, or give this one another -o folder") from None
+        try:
+            write_atomic(owner, json.dumps({**me, "pid": os.getpid()}) + "\n")
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write(out: Path, points: list[dict[str, Any]], rows: dict[int, dict[str, Any]]) -> None:
+    ordered = [rows[i] for i in sorted(rows)]
+    cols: list[str] = []
+    for r in ordered:
+        cols += [k for k in r if k not in cols]
+    full = [{c: r.get(c) for c in cols} for r in ordered]
+    write_atomic(out / "results.jsonl", "".join(json.dumps(r, sort_keys=False) + "\n" for r in ordered))
+    write_atomic(out / "results.csv", to_csv(full))

@@ -1,0 +1,58 @@
+"""Files written the one way moesim writes them: atomically (a temporary file in the same folder, then a
+rename), JSON with sorted keys, CSV with one header row. Every writer in moesim goes through here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
+    os.replace(tmp, path)
+
+
+def to_json(summary: dict[str, Any]) -> str:
+    """Stable JSON (sorted keys) so the same seed gives byte-identical output."""
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows (dicts with the first row's keys) as CSV text: one header line, then one line per row. Lists are
+    JSON, floats print in full precision (``repr``), NaN is an empty cell, numpy scalars as Python's."""
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+def columns_to_csv(cols: dict[str, Any]) -> str:
+    """Columns of equal length (arrays or lists) as CSV text, through ``to_csv``."""
+    names = list(cols)
+    n = len(next(iter(cols.values()))) if cols else 0
+    return to_csv([{k: cols[k][i] for k in names} for i in range(n)]) if n else ",".join(names) + "\n"
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, list):
+        return json.dumps(v)
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalar
+        v = v.item()
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return v
