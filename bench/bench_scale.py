@@ -43,6 +43,11 @@ MEMORY_TARGET = {"10k": 3e9, "100k": 8e9}
 CHILD = """
 import json, os, resource, sys, time
 from moesim import api
+try:  # as the CLI does (trees before the layered packages tuned inside api.run; tuning twice is harmless)
+    from moesim.util import alloc
+except ImportError:
+    from moesim import alloc
+alloc.tune()
 if os.environ.get("MOESIM_BENCH_WARM"):
     api.run(sys.argv[1], sys.argv[2:])
 t, c = time.perf_counter(), time.process_time()

@@ -18,8 +18,9 @@ from moesim.iteration.scenario import load_scenario, scenario_from_dict
 from moesim.studies.single import run_file
 from moesim.util.errors import MoesimError, ScenarioError
 
-__all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "load_scenario", "plan", "programs_of",
-           "report", "run", "run_scenario", "scenario_from_dict", "serve", "sweep", "validate"]
+__all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "check", "load_scenario", "plan",
+           "programs_of", "registry", "report", "run", "run_scenario", "scenario_from_dict", "serve", "sweep",
+           "validate"]
 
 
 def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Any:
@@ -106,3 +107,37 @@ def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = 
     if s.serving is None:
         s = s.model_copy(update={"serving": ServingSpec()})
     return run_serve(s, make_executor("local", jobs), use_cache, progress, write_atomic)
+
+
+def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
+    """``moesim check``: the scenario file at ``path`` loaded and checked without simulating (its serving
+    deployment too); returns the resolved scenario as plain data and the size estimate (or the tier plan)."""
+    from moesim.iteration.sizing import describe  # noqa: PLC0415
+    from moesim.present.offload_text import describe_plan  # noqa: PLC0415
+    from moesim.serve.deploy import deployment_of  # noqa: PLC0415
+
+    s = load_scenario(path, overrides)
+    try:
+        if s.serving is not None:
+            deployment_of(s)
+        text = describe_plan(s) if s.offload is not None else describe(s)  # a plan that does not fit: refused
+    except ScenarioError as err:
+        raise err.located(file=str(path)) from None
+    return s.model_dump(mode="json", exclude={"cluster": {"gpu_provenance", "host_provenance"}}), text
+
+
+# ``moesim list NAME``: the extension points whose registries the CLI lists
+REGISTRIES = ("placements", "algorithms", "routing-rules", "layer-kinds", "schedulers", "cost-models", "executors")
+
+
+def registry(name: str) -> Any:
+    """The registry ``moesim list NAME`` shows (one of ``REGISTRIES``): names with a one-line description."""
+    from moesim.comm import ALGORITHMS  # noqa: PLC0415 (each owning package loads on demand)
+    from moesim.exec import EXECUTORS  # noqa: PLC0415
+    from moesim.hw.costs.loader import COST_MODELS  # noqa: PLC0415
+    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
+    from moesim.placement import PLACEMENTS  # noqa: PLC0415
+    from moesim.routing.rules import RULES  # noqa: PLC0415
+    from moesim.serve.policies import SCHEDULERS  # noqa: PLC0415
+
+    return dict(zip(REGISTRIES, (PLACEMENTS, ALGORITHMS, RULES, LAYER_KINDS, SCHEDULERS, COST_MODELS, EXECUTORS)))[name]

@@ -217,3 +217,47 @@ def test_tp_all_reduce_runs_as_flows_on_the_topology():
     train = api.run_scenario(scenario_from_dict({**raw, "workload": {**raw["workload"], "mode": "training"}}))
     assert train.doc["iteration_time_s"] > res.doc["iteration_time_s"]
     assert "bwd_tp_allreduce" in train.doc["stage_names"]
+
+
+def _sliding(window: int, kinds=None):
+    layers = 4
+    model = {"base": "qwen3-30b-a3b", "num_hidden_layers": layers, "sliding_window": window,
+             "attention_kinds": kinds or ["sliding"] * layers}
+    return scenario_from_dict({"model": model, "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 8},
+                               "workload": {"mode": "decode", "tokens_per_gpu": 16, "context_tokens": 8192}})
+
+
+def test_sliding_window_blocks_keep_and_read_only_their_window_by_hand():
+    """Qwen3-30B-A3B shape: 4 KV heads x 128 x 2 (K, V) x 2 B = 2,048 B per token per block. A 1,024-token
+    window keeps 1,024 of the 8,192 context tokens: a decode step reads 16 x 1,024 x 2,048 B per block, and the
+    cache of 16 sequences over 4 blocks is 16 x 4 x 1,024 x 2,048 B."""
+    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
+    from moesim.model.memory import memory_per_gpu  # noqa: PLC0415
+
+    s, full = _sliding(1024), _sliding(1024, ["full"] * 4)
+    assert memory_per_gpu(s)["kv_cache_bytes"] == 16 * 4 * 1024 * 2048
+    assert memory_per_gpu(full)["kv_cache_bytes"] == 16 * 4 * 8192 * 2048
+    c = ComputeCosts.from_gpu(s.cluster.gpu, "bf16")
+    sliding, gqa = LAYER_KINDS.get("sliding"), LAYER_KINDS.get("gqa")
+    t = np.array([16.0])
+    win = attention_time(t, s.model, c, True, 8192, kind=sliding)[0]
+    assert win == pytest.approx(attention_time(t, s.model, c, True, 1024, kind=gqa)[0], rel=1e-12)
+    # a window at least the context changes nothing
+    assert attention_time(t, _sliding(8192).model, c, True, 8192, kind=sliding)[0] == \
+        pytest.approx(attention_time(t, s.model, c, True, 8192, kind=gqa)[0], rel=1e-12)
+
+
+def test_causal_prefill_span_under_a_window_by_hand():
+    """Query i of L attends over min(i, w) keys: the mean is w - w^2 / (2L) for w < L, L/2 without a window."""
+    from moesim.ir.blocks import _causal_span  # noqa: PLC0415
+
+    assert _causal_span(8192, 8192) == 4096
+    assert _causal_span(1024, 8192) == 1024 - 1024 * 1024 / (2 * 8192)
+    exact = np.minimum(np.arange(1, 8193), 1024).mean()
+    assert _causal_span(1024, 8192) == pytest.approx(exact, rel=1e-3)
+
+
+def test_a_sliding_block_without_a_window_is_refused():
+    with pytest.raises(ScenarioError, match="model.attention_kinds.0.*sliding_window"):
+        scenario_from_dict({"model": {"base": "qwen3-30b-a3b", "num_hidden_layers": 2,
+                                      "attention_kinds": ["sliding", "full"]}, "cluster": {"gpu": "h100"}})

@@ -144,7 +144,7 @@ def test_allocator_tuning_can_be_turned_off(monkeypatch):
 @needs_numba
 @pytest.mark.parametrize("algorithm", ["flat", "low_latency"])
 def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
-    from moesim.comm import traffic  # noqa: PLC0415
+    from moesim.comm import flat, traffic  # noqa: PLC0415
     from moesim.hw.topology import build_topology  # noqa: PLC0415
     from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
 
@@ -161,7 +161,7 @@ def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
     keep = live & (rng.random((n, k)) > 0.2)  # capacity drops
     args = (src, dst, keep, slot, g * per_gpu, topo, algorithm, 7168, 2 * 7168)
     fast = traffic.layer_traffic(*args, scale=3.0, live=live)
-    monkeypatch.setattr(traffic, "_flat_counts_jit", None)
+    monkeypatch.setattr(flat, "_flat_counts_jit", None)
     slow = traffic.layer_traffic(*args, scale=3.0, live=live)
     for name in ("slot_tokens", "devices_hist", "nodes_hist"):
         assert np.array_equal(getattr(fast, name), getattr(slow, name)), name

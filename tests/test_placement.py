@@ -28,7 +28,7 @@ def test_every_strategy_keeps_the_invariants(kind, seed, gpus, extra_per_gpu):
     experts = 32
     redundant = 0 if kind == "greedy" else extra_per_gpu * gpus
     load = rng.pareto(1.0, (2, experts)) + 0.01
-    p = PLACEMENTS[kind](load, gpus, redundant, gpus_per_node=2, n_group=8, rng=rng)
+    p = PLACEMENTS.get(kind).plan(load, gpus, redundant, gpus_per_node=2, n_group=8, rng=rng)
     assert p.phy2log.shape == (2, experts + redundant)  # equal slots per GPU
     for layer in range(2):
         assert (p.logcnt[layer] >= 1).all()  # every expert has a replica
@@ -276,11 +276,11 @@ def test_affinity_swaps_end_where_no_swap_keeps_more_weight_inside_nodes(jit, mo
             assert inside(swapped) <= inside(node) + 1e-6
 
 
-@pytest.mark.parametrize("kind", ["contiguous", "round_robin", "random"])
+@pytest.mark.parametrize("kind", [e.name for e in PLACEMENTS.entries() if e.obj.load_blind])
 def test_load_blind_layouts_do_not_depend_on_the_load_without_replicas(kind):
     """build skips routing the planning window for these (their layout ignores it): check that it may."""
     rng = np.random.default_rng(1)
     a, b = rng.random((3, 16)), rng.random((3, 16))
-    pa = PLACEMENTS[kind](a, 4, 0, rng=np.random.default_rng(7)).phy2log
-    pb = PLACEMENTS[kind](b, 4, 0, rng=np.random.default_rng(7)).phy2log
+    pa = PLACEMENTS.get(kind).plan(a, 4, 0, rng=np.random.default_rng(7)).phy2log
+    pb = PLACEMENTS.get(kind).plan(b, 4, 0, rng=np.random.default_rng(7)).phy2log
     assert np.array_equal(pa, pb)

@@ -8,6 +8,7 @@ import pytest
 
 from moesim.config import catalog
 from moesim.hw.costs.measured import PIECES, Piece, Profile, fit_document, fit_terms
+from moesim.model.layers import LAYER_KINDS
 from moesim.studies.validation import predict_all, summarize_errors
 
 SHIPPED = catalog.profile_dir() / "cpu-ref.json"
@@ -87,7 +88,7 @@ def test_whole_model_on_a_measured_profile_times_the_attention_core_from_it():
                             "cluster": {"gpu": "cpu-ref", "nodes": 1, "gpus_per_node": 2},
                             "workload": {"tokens_per_gpu": 512, "context_tokens": 512, "scope": "whole_model"}})
     prof = Profile.load(SHIPPED)
-    core = attention_core_fn(prof, s.model)
+    core = attention_core_fn(prof, s.model, LAYER_KINDS.get("mha"))
     t = np.array([512.0])
     want = prof.time("attn_prefill", {"tokens": 512, "seq": 512, "heads": 8, "head_dim": 64, "dtype": prof.dtype})
     assert core(t, False, 512)[0] == pytest.approx(want)

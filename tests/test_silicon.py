@@ -20,6 +20,7 @@ from moesim.hw.costs.silicon import (
     moe_terms,
     unpack_rows,
 )
+from moesim.model.layers import default_kind
 
 COEF = {"bfloat16": [2e-5, 1 / 3.0e12, 1 / 2.0e12, 1e-7, 1 / 200e12, 1 / 300e12, 1 / 400e12, 1 / 450e12],
         "fp8_block": [2e-5, 1 / 3.0e12, 1 / 2.0e12, 1e-7, 1 / 400e12, 1 / 600e12, 1 / 800e12, 1 / 900e12]}
@@ -164,8 +165,11 @@ def test_gemm_fit_is_exact_on_a_table_made_from_its_own_model_and_interpolates_l
 
 
 def test_projection_gemms_of_gqa_and_mla_by_hand():
-    from moesim.hw.costs.silicon_gemm import projection_gemms  # noqa: PLC0415
     from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
+    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
+
+    def projection_gemms(m):
+        return LAYER_KINDS.get(default_kind(m)).projections(m)
 
     v3 = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h100"}}).model
     # q_a 7168->1536, q_b 1536->128·(128+64), kv_a 7168->512+64, kv_b 512->128·(128+128), o 128·128->7168
@@ -181,6 +185,7 @@ def test_attention_core_from_a_silicon_profile_by_hand():
     asks exactly that row."""
     from moesim.hw.costs.silicon_attn import AttentionModel, attn_terms  # noqa: PLC0415
     from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
+    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
 
     coef = {"gqa_decode": [1e-5, 1e-12, 2e-12, 3e-12, 1e-15, 1e-9, 1e-8, 1e-13], "gqa_prefill": [1e-5, 1e-15, 1e-12]}
     am = AttentionModel({"coef": coef})
@@ -192,9 +197,10 @@ def test_attention_core_from_a_silicon_profile_by_hand():
     spec = scenario_from_dict({"model": {"base": "qwen3-235b-a22b", "num_attention_heads": 8,
                                          "num_key_value_heads": 2, "head_dim": 128},
                                "cluster": {"gpu": "h100"}}).model
-    assert am.core_fn(spec)(np.array([4.0, 0.0]), True, 1000).tolist() == pytest.approx([want, 0.0])
+    assert am.core_fn(spec, LAYER_KINDS.get("gqa"))(np.array([4.0, 0.0]), True, 1000).tolist() == \
+        pytest.approx([want, 0.0])
     v3 = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h100"}}).model
-    assert am.core_fn(v3) is None  # no MLA fit in this profile
+    assert am.core_fn(v3, LAYER_KINDS.get("mla")) is None  # no MLA fit in this profile
 
 
 def test_shipped_attention_fits_refit_and_repredict():

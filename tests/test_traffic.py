@@ -157,9 +157,9 @@ def test_compiled_unique_per_row_gives_the_numpy_result(monkeypatch):
 
 
 def test_compiled_hierarchical_counts_give_the_numpy_pairs():
-    from moesim.comm import traffic
+    from moesim.comm import hierarchical, pairs, traffic
 
-    if traffic._hier_counts_jit is None:
+    if hierarchical._hier_counts_jit is None:
         pytest.skip("numba is not installed (pip install 'moesim[fast]')")
     rng = np.random.default_rng(2)
     g, gpn, n, k = 32, 8, 3000, 8
@@ -167,9 +167,9 @@ def test_compiled_hierarchical_counts_give_the_numpy_pairs():
     dst = np.where(rng.random((n, k)) < 0.1, -1, rng.integers(0, g, (n, k)))
     ug = traffic._unique_per_row(dst)
     un = traffic._unique_per_row(np.where(dst >= 0, dst // gpn, -1))
-    counts = traffic._hier_counts_jit(src, ug, un, g, gpn)
-    fast = [traffic._from_counts(c, g, 2.5) for c in counts]
-    slow = traffic._hier_pairs(src, ug, un, g, gpn, 2.5)
+    counts = hierarchical._hier_counts_jit(src, ug, un, g, gpn)
+    fast = [pairs.from_counts(c, g, 2.5) for c in counts]
+    slow = hierarchical._hier_pairs(src, ug, un, g, gpn, 2.5)
     for a, b in zip(fast, slow):
         for x, y in zip(a, b):
             assert x.dtype == y.dtype and np.array_equal(x, y)

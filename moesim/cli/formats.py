@@ -39,42 +39,12 @@ def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path)
                f"notes in {sidecar}; SGLang flags: {notes['sglang_flags']}", err=True)
 
 
-def check_doc(scenario: Path, overrides: tuple[str, ...]) -> tuple[dict, str]:
-    """``moesim check``: the resolved scenario as plain data, and the size estimate (or the tier plan)."""
-    from moesim.iteration.scenario import load_scenario  # noqa: PLC0415
-    from moesim.iteration.sizing import describe  # noqa: PLC0415
-
-    s = load_scenario(scenario, overrides)
-    doc = s.model_dump(mode="json", exclude={"cluster": {"gpu_provenance", "host_provenance"}})
-    if s.offload is not None:  # the tier plan, checked (a plan that does not fit is refused here too)
-        from moesim.present.offload_text import describe_plan  # noqa: PLC0415
-
-        return doc, describe_plan(s)
-    return doc, describe(s)
-
-
-PLACEMENT_HELP = {
-    "contiguous": "expert e on GPU e // (E / GPUs); replicas of the hottest experts after",
-    "round_robin": "expert e on GPU e mod GPUs (strided)",
-    "random": "a random permutation of the slots",
-    "greedy": "heaviest expert first onto the lightest GPU (LPT), no replicas",
-    "eplb": "DeepSeek EPLB: hierarchical when expert groups divide over nodes, else global",
-    "eplb_hierarchical": "DeepSeek EPLB, groups and their replicas kept on one node",
-    "eplb_global": "DeepSeek EPLB with one group and one node (replicas anywhere)",
-    "optimal": "exact minimum of the busiest GPU's load without replicas (MILP; small cases)",
-    "affinity": "co-selected experts on one node, balanced (cuts inter-node copies)",
-    "time_aware": "minimises the busiest GPU summed over a window of steps",
-}
-
-
 def list_doc(what: str) -> list[dict]:
     """The catalogue entries (or placement strategies) as JSON-ready records, one per name."""
     from moesim.config import catalog  # noqa: PLC0415
 
-    if what == "placements":
-        from moesim.placement import PLACEMENTS  # noqa: PLC0415
-
-        return [{"name": k, "doc": PLACEMENT_HELP.get(k, "")} for k in PLACEMENTS]
+    if what in api.REGISTRIES:
+        return [{"name": e.name, "doc": e.help} for e in api.registry(what).entries()]
     names, entry = {"models": (catalog.model_names, catalog.model_entry),
                     "gpus": (catalog.gpu_names, catalog.gpu_entry),
                     "hosts": (catalog.host_names, catalog.host_entry)}[what]
@@ -84,6 +54,6 @@ def list_doc(what: str) -> list[dict]:
 def list_text(what: str) -> str:
     from moesim.present.tables import gpus_table, hosts_table, models_table  # noqa: PLC0415
 
-    if what == "placements":
+    if what in api.REGISTRIES:
         return "\n".join(f"{r['name']:<18} {r['doc']}" for r in list_doc(what)) + "\n"
     return {"models": models_table, "gpus": gpus_table, "hosts": hosts_table}[what]()

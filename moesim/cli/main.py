@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from moesim import __version__, api
-from moesim.cli.types import PLACEMENT_LIST, Group
+from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group
+from moesim.util import alloc
 from moesim.util.errors import MoesimError
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
@@ -26,6 +27,7 @@ def main() -> None:
       moesim run scenarios/deepseek-v3-prefill-h800.yaml --set cluster.nodes=8 --json
       moesim list models
     """
+    alloc.tune()  # the command owns this process: large temporaries reused, not faulted in per phase
 
 
 @main.command()
@@ -94,9 +96,7 @@ def _offload_out(result, as_json: bool, out_dir: Path | None, trace_file: Path |
 def check(scenario: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SCENARIO without simulating; print the resolved configuration as YAML, then the run's size
     estimate (peak memory, time) as a YAML comment (--json: one object with both)."""
-    from moesim.cli.formats import check_doc  # noqa: PLC0415
-
-    doc, note = check_doc(scenario, overrides)
+    doc, note = api.check(scenario, overrides)
     if as_json:
         return click.echo(json.dumps({**doc, "estimate": note}, indent=1))
     import yaml  # noqa: PLC0415
@@ -106,12 +106,13 @@ def check(scenario: Path, overrides: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command(name="list")
-@click.argument("what", type=click.Choice(["models", "gpus", "hosts", "placements"]))
+@click.argument("what", type=click.Choice(["models", "gpus", "hosts", *api.REGISTRIES]))
 @click.option("--json", "as_json", is_flag=True, help="Print the catalogue entries as JSON.")
 def list_(what: str, as_json: bool) -> None:
     """List the catalogue: real MoE models, GPUs, or host machines (DRAM, NVMe, host link, CPU: for
     offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source;
-    or the placement strategies."""
+    or an extension point's registry: placements, algorithms (all-to-all), routing-rules, layer-kinds
+    (attention), schedulers (serving), cost-models, executors."""
     from moesim.cli.formats import list_doc, list_text  # noqa: PLC0415
 
     click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
@@ -278,9 +279,9 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Results folder: results.csv, results.jsonl and a per-point cache (points/).")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
-@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: a pool of processes on this machine; ray: tasks on a Ray cluster "
-                   "(pip install 'moesim[ray]').")
+@click.option("--executor", "executor_kind", type=EXECUTOR, default="local", show_default=True,
+              help="local: a pool of processes on this machine; serial: one after another here; "
+                   "ray: tasks on a Ray cluster (pip install 'moesim[ray]').")
 @click.option("--address", default=None, help="Ray cluster to join (e.g. ray://head:10001 or auto); "
               "default: a local Ray instance started for this run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -336,9 +337,10 @@ def report_cmd(results: tuple[Path, ...], out_dir: Path, title: str | None, as_j
 
 @main.command(name="plan")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: a pool of processes here; ray: tasks on a Ray cluster (pip install 'moesim[ray]'); "
-                   "plan tasks name files (arrival traces) by path: workers must see them at the same path.")
+@click.option("--executor", "executor_kind", type=EXECUTOR, default="local", show_default=True,
+              help="local: a pool of processes here; serial: one after another; ray: tasks on a Ray cluster "
+                   "(pip install 'moesim[ray]'); plan tasks name files (arrival traces) by path: workers must see "
+                   "them at the same path.")
 @click.option("--address", default=None, help="Ray cluster to join (default: a local Ray instance for this run).")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes (default: one per CPU core).")
 @click.option("--no-cache", is_flag=True, help="Rebuild iteration surfaces instead of reading the cache.")

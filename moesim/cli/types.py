@@ -10,16 +10,24 @@ import warnings
 
 import click
 
+from moesim.exec import EXECUTORS
+from moesim.placement import PLACEMENTS
 from moesim.util.errors import MoesimError, MoesimWarning
+from moesim.util.registry import Registry
 
 
 class CommaChoice(click.ParamType):
-    """A comma-separated list of names from a registry: each checked, all shown in --help and completion."""
+    """A comma-separated list of names from a registry: each checked, all shown in --help and completion.
+    The names are read when used, so an entry registered after the CLI was built is a choice too."""
 
     name = "list"
 
-    def __init__(self, choices: list[str]) -> None:
-        self.choices = choices
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    @property
+    def choices(self) -> list[str]:
+        return self.registry.names()
 
     def get_metavar(self, param, ctx=None) -> str:  # noqa: ARG002 (click's signature)
         return "[" + "|".join(self.choices) + "],..."
@@ -38,8 +46,24 @@ class CommaChoice(click.ParamType):
         return [CompletionItem((head + "," if head else "") + c) for c in self.choices if c.startswith(last)]
 
 
-PLACEMENT_LIST = CommaChoice(["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical",
-                              "eplb_global", "optimal", "affinity", "time_aware"])
+class RegistryChoice(click.Choice):
+    """One name from a registry, read when used (``click.Choice`` fixes its list when the CLI is built)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:
+        return self.registry.names()
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click.Choice.__init__ assigns it
+        pass
+
+
+PLACEMENT_LIST = CommaChoice(PLACEMENTS)
+EXECUTOR = RegistryChoice(EXECUTORS)
 
 
 class Group(click.Group):

@@ -65,8 +65,10 @@ def from_hf_config(cfg: dict[str, Any], name: str, quant: dict[str, Any] | None 
     out["n_group"] = out.get("n_group") or 1
     out["weight_dtype"] = _weight_dtype(cfg, quant)
     out["name"], out["source"] = name, f"Hugging Face config {name}"
-    if "sliding_attention" in (cfg.get("layer_types") or ()):
-        out["source"] += " (sliding-window layers: the KV cache counts them as full attention, an upper bound)"
+    types = cfg.get("layer_types") or ()
+    if "sliding_attention" in types and cfg.get("sliding_window"):  # hybrid: each block's kind (model.layers)
+        out["attention_kinds"] = tuple("sliding" if t == "sliding_attention" else "full" for t in types)
+        out["sliding_window"] = int(cfg["sliding_window"])
     keep = set(ModelSpec.model_fields)
     return {k: v for k, v in out.items() if k in keep and v is not None}
 

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from moesim.config.offload import HostSpec, OffloadSpec
 from moesim.config.serving import ServingSpec
-from moesim.config.types import Bandwidth, Bytes, Flops, Seconds, Strict
+from moesim.config.types import Bandwidth, Bytes, Flops, RegistryName, Seconds, Strict
 
 Dtype = Literal["fp32", "bf16", "fp8"]
 
@@ -53,6 +53,11 @@ class ModelSpec(Strict):
     index_n_heads: int | None = Field(default=None, gt=0)  # DeepSeek sparse attention's indexer (V3.2, GLM-5)
     index_head_dim: int | None = Field(default=None, gt=0)
     intermediate_size: int | None = Field(default=None, gt=0)  # dense FFN blocks
+    # per block, its attention kind (names in moesim.model.layers.LAYER_KINDS: mha, gqa, mla, sliding, ...; or
+    # full: the model's full-attention kind); empty: every block of that kind (mla when kv_lora_rank is set,
+    # else gqa or mha). Hugging Face's layer_types (full_attention / sliding_attention) import as full / sliding
+    attention_kinds: tuple[RegistryName, ...] = ()
+    sliding_window: int | None = Field(default=None, gt=0)  # tokens a ``sliding`` block attends over
     vocab_size: int | None = Field(default=None, gt=0, le=2**24)
     tie_word_embeddings: bool = False
 
@@ -233,7 +238,7 @@ class RouterSpec(Strict):
     """
 
     stats: Stats = ZipfStats(alpha=0.0)
-    rule: Literal["token_choice", "expert_choice", "hash"] = "token_choice"
+    rule: RegistryName = "token_choice"  # a name in moesim.routing.rules.RULES
     top_k: int | None = Field(default=None, ge=1)
     n_group: int | None = Field(default=None, ge=1)
     topk_group: int | None = Field(default=None, ge=1)
@@ -249,7 +254,8 @@ class RouterSpec(Strict):
 
 
 class PlacementSpec(Strict):
-    """Where experts live (keys of moesim.placement.PLACEMENTS) and how a token picks among replicas.
+    """Where experts live and how a token picks among replicas. kind: a name in the placement registry
+    (``moesim.placement.PLACEMENTS``; ``moesim list placements``), checked with the scenario's other fields.
 
     plan_on: what the planner balances. ``sampled`` (default): the counts of ``window_tokens`` tokens per layer
     routed on a stream of their own, as real EPLB plans on a recorded window; ``oracle``: the exact law that
@@ -259,8 +265,7 @@ class PlacementSpec(Strict):
     assignment; SGLang "dynamic"), ``nearest`` (same GPU, else same node, else spread; SGLang "static").
     """
 
-    kind: Literal["contiguous", "round_robin", "random", "greedy", "eplb", "eplb_hierarchical", "eplb_global",
-                  "optimal", "affinity", "time_aware"] = "contiguous"
+    kind: RegistryName = "contiguous"
     redundant_experts: int = Field(default=0, ge=0, le=2**27)
     # affinity: tokens routed per layer to count co-selected expert pairs; time_aware: steps planned for
     plan_tokens: int = Field(default=8192, ge=64)
@@ -303,7 +308,7 @@ class CommSpec(Strict):
     latency for decode, hierarchical for prefill and training.
     """
 
-    algorithm: Literal["auto", "flat", "hierarchical", "low_latency"] = "auto"
+    algorithm: RegistryName = "auto"  # auto, or a name in moesim.comm.ALGORITHMS
     dispatch_dtype: Dtype = "bf16"
     combine_dtype: Dtype = "bf16"
     # dispatch starts with a layout exchange (per-expert counts: DeepEP's notify step, Megatron's count
@@ -316,7 +321,7 @@ class CommSpec(Strict):
     reserved_compute_fraction: float = Field(default=0.0, ge=0, le=0.95)  # the rest must still compute
     # share of a GPU's SMs that the dispatch and combine kernels hold only while they are in flight: compute
     # that overlaps them (two-batch overlap, shared experts beside dispatch) runs at (1 - share) of its speed
-    # meanwhile. Default (None): from the algorithm (moesim.ir.resolve.default_sm_share)
+    # meanwhile. Default (None): from the algorithm (moesim.comm.base.AllToAll.default_sm_share)
     sm_share: float | None = Field(default=None, ge=0, lt=1)
     # hierarchical: both hops are pipelined in this many chunks; a relay forwards a chunk once it has arrived
     # (DeepEP's chunks are finer). deepseek-v3-prefill-h800 iteration: 1.300 s (2), 1.253 (4), 1.234 (8)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from moesim.config.types import Strict
+from moesim.config.types import RegistryName, Strict
 
 
 class _Strict(Strict):
@@ -105,7 +105,7 @@ class SchedulerSpec(_Strict):
     the leftover). When the cache is full, the most recently admitted sequence is preempted and recomputed.
     """
 
-    policy: Literal["prefill_first", "alternate"] = "prefill_first"
+    policy: RegistryName = "prefill_first"  # a name in moesim.serve.policies.SCHEDULERS
     max_batch: int = Field(default=256, ge=1)
     token_budget: int = Field(default=8192, ge=1)
     kv_memory_fraction: float = Field(default=0.9, gt=0, le=1)

@@ -20,6 +20,10 @@ Bytes = Annotated[float, _unit("bytes"), Field(gt=0)]
 Flops = Annotated[float, _unit("flops"), Field(gt=0)]
 
 
+# A name from one of the registries (placement, all-to-all algorithm, ...): the schema checks its form, the
+# cross-field checks (moesim.iteration.checks) check it against the registry, which lives in a higher layer.
+RegistryName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
 MAX_COUNT = 10**12
 
 

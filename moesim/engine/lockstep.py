@@ -22,6 +22,7 @@ import numpy as np
 
 from moesim.engine.drain import drain_batches
 from moesim.engine.drain_jit import maximum_at
+from moesim.engine.gates import GateLayout, open_times
 from moesim.engine.records import SimRecords
 from moesim.hw.topology import Topology
 from moesim.ir.program import Comm, Parallel, Program
@@ -108,9 +109,8 @@ def comm_phase(st: Comm, join: np.ndarray, topo: Topology, link_free: np.ndarray
     nbytes = f.nbytes
     if st.nvlink_scale != 1.0:  # as the interpreter: slower kernels inside a node mean more wire time per byte
         nbytes = np.where(f.intra_node(gpn), nbytes * st.nvlink_scale, nbytes)
-    opened = join + base
-    node_open = opened.reshape(-1, gpn).max(axis=1)
-    gates = _Gates(f, g, opened, node_open, base)
+    opened, node_open = open_times(join, base, gpn)
+    gates = _Gates(GateLayout.of(f, g, gpn), f.gate, opened, node_open, base)
     if f.size == 0:
         return opened, np.zeros(g), np.inf, -np.inf
     paths = topo.flow_paths(f)
@@ -123,26 +123,25 @@ class _Gates:
     """Release time of every flow (+inf while an arrival gate is still closed), the gate groups' ready
     times (``group_rel``), and the arrival gates' bookkeeping."""
 
-    def __init__(self, f, g: int, opened: np.ndarray, node_open: np.ndarray, base: float) -> None:
-        n_nodes = node_open.size
-        a = f.arrival_gates
+    def __init__(self, lay: GateLayout, gate: np.ndarray, opened: np.ndarray, node_open: np.ndarray,
+                 base: float) -> None:
+        a = lay.arrival_gates
         group_time = np.concatenate([opened, node_open, np.full(a, np.inf)])  # release per gate group
         self.group_rel = np.concatenate([opened - base, node_open - base, np.zeros(a)])
-        self.first_arrival = g + n_nodes
+        self.first_arrival = lay.first_arrival
         if a:
-            owner = f.arrival_owner
+            owner = lay.owner
             has = owner >= 0
             self.owner_open = np.where(has, opened[np.where(has, owner, 0)], -np.inf)
             self.group_rel[self.first_arrival:] = np.where(has, self.owner_open - base, 0.0)
-            self.feeds = f.feeds_or_none()
-            fed = self.feeds[self.feeds >= 0]
-            self.arr_left = np.bincount(fed, minlength=a)
+            self.feeds = lay.feeds
+            self.arr_left = lay.fed.copy()  # the owner's start-up is known: only the feeding flows remain
             self.arr_t = self.owner_open.copy()
             opened_now = np.flatnonzero(self.arr_left == 0)  # gates nothing feeds: open with their owner
             group_time[self.first_arrival + opened_now] = self.arr_t[opened_now]
         self.group_time = group_time
-        self.release = group_time[f.gate]
-        self.gate = f.gate
+        self.release = group_time[gate]
+        self.gate = gate
 
     def arrived(self, idx: np.ndarray, finish: np.ndarray) -> None:
         """Flows ``idx`` finished at ``finish``: count them towards the gates they feed; gates whose

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import simpy
 
+from moesim.engine.gates import GateLayout
 from moesim.hw.flows import FlowSet
 
 
@@ -48,8 +49,8 @@ class CommPhase:
         self.ready_t = np.zeros(gpus)
         self.leaving = np.zeros(gpus, dtype=bool)
         self.node_joined = [0] * (gpus // gpn)
-        self.first_arrival = gpus + gpus // gpn
-        self.groups = self.first_arrival + flows.arrival_gates
+        self.layout = GateLayout.of(flows, gpus, gpn)  # the gate groups (engine/gates.py)
+        self.first_arrival, self.groups = self.layout.first_arrival, self.layout.groups
         self._build_waiters()
         self._build_arrivals()
         self.flow_order = np.argsort(flows.gate, kind="stable")
@@ -93,12 +94,10 @@ class CommPhase:
     def _build_arrivals(self) -> None:
         """Per arrival gate: dependencies left (feeding flows + its owner's join), feeding flows not yet
         released, and the latest dependency time."""
-        a = self.flows.arrival_gates
-        self.feeds = self.flows.feeds_or_none()
-        fed = self.feeds[self.feeds >= 0]
-        owner = self.flows.arrival_owner if a else np.zeros(0, dtype=np.int64)
-        self.arr_left = np.bincount(fed, minlength=a) + (owner >= 0)
-        self.arr_unreleased = np.bincount(fed, minlength=a)
+        lay = self.layout
+        a, self.feeds, owner = lay.arrival_gates, lay.feeds, lay.owner
+        self.arr_left = lay.dependencies()
+        self.arr_unreleased = lay.fed.copy()
         self.arr_t = np.zeros(a)
         self.arr_join_t = np.zeros(a)  # when the owner joined: the forwarded data's partners were ready then
         self.owned = {int(g): np.flatnonzero(owner == g) for g in np.unique(owner[owner >= 0])}

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
+from moesim.util import alloc
 from moesim.util.registry import Registry
 
 
@@ -102,6 +103,7 @@ def die_with_parent(parent: int) -> None:
     import threading  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    alloc.tune()  # the worker is the pool's own process (moesim.util.alloc)
     if _parent_death_signal() and os.getppid() == parent:
         return
 

@@ -21,19 +21,8 @@ import numpy as np
 from moesim.config.schema import ModelSpec
 from moesim.hw.costs.roofline import ACT_BYTES, ComputeCosts
 from moesim.hw.flows import FlowSet
-from moesim.model.memory import attention_params, kv_bytes_per_token
+from moesim.model.layers import LAYER_KINDS, AttentionKind, default_kind, kinds_of, layer_specs
 from moesim.model.moe import BYTES_PER_PARAM
-
-
-def _core_dims(m: ModelSpec, decode: bool) -> tuple[int, int]:
-    if m.kv_lora_rank:
-        rope = m.qk_rope_head_dim or 0
-        if decode:
-            return m.kv_lora_rank + rope, m.kv_lora_rank
-        return (m.qk_nope_head_dim or 128) + rope, m.v_head_dim or 128
-    hd = m.head_dim or m.hidden_size // m.num_attention_heads
-    return hd, hd
-
 
 GemmFn = Callable[[np.ndarray, int, int], np.ndarray]  # (rows m [G], n, k) -> seconds [G]
 
@@ -41,10 +30,12 @@ GemmFn = Callable[[np.ndarray, int, int], np.ndarray]  # (rows m [G], n, k) -> s
 def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
                     tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                     core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
-                    gemm_fn: GemmFn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One block's (projections, core, norms, TP all-reduce) per GPU [G] (seconds): the Q/K/V/O (or MLA
-    down/up) projections, the attention core (MHA/GQA/MLA: scores and values over the context, reading the
-    KV cache in decode), the block's two RMSNorms, and the analytic TP all-reduce when ``link_Bps`` is given.
+                    gemm_fn: GemmFn | None = None, kind: AttentionKind | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block's (projections, core, norms, TP all-reduce) per GPU [G] (seconds) for attention ``kind``
+    (default: the model's, ``model.layers``): its projections, the attention core (scores and values over the
+    tokens the kind attends to, reading the KV cache in decode), the block's two RMSNorms, and the analytic
+    TP all-reduce when ``link_Bps`` is given.
 
     Tensor parallel over ``tp`` GPUs (Megatron-LM, Shoeybi et al. 2019): the group's tp·T tokens pass every
     GPU, each with 1/tp of the heads, so FLOPs per GPU stay those of T tokens but each GPU reads 1/tp of the
@@ -53,25 +44,25 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     data-parallel); GQA's cache splits by KV head. ``gemm_fn`` (a silicon profile's measured GEMMs) times
     the projections one GEMM each when attention is data-parallel.
     """
+    kind = kind or LAYER_KINDS.get(default_kind(m))
     wb = BYTES_PER_PARAM[m.weight_dtype]
-    p = attention_params(m)
+    p = kind.params(m)
     h = m.hidden_size
     group = tokens * tp
     if gemm_fn is not None and tp == 1:
-        from moesim.hw.costs.silicon_gemm import projection_gemms  # noqa: PLC0415
-
-        proj = sum(gemm_fn(tokens, n, k) for n, k in projection_gemms(m))
+        proj = sum(gemm_fn(tokens, n, k) for n, k in kind.projections(m))
     else:
         proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4)
-    dqk, dv = _core_dims(m, decode)
-    span = context if decode else context / 2.0
+    dqk, dv = kind.core_dims(m, decode)
+    seen = kind.attended(m, context)  # a sliding window attends over at most its window
+    span = seen if decode else _causal_span(seen, context)
     core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
-    kv_share = 1.0 if m.kv_lora_rank else 1.0 / tp
-    kv_read = (group * context * kv_bytes_per_token(m) * kv_share if decode
-               else group * kv_bytes_per_token(m) * 2 * kv_share)
+    kv_share = 1.0 / tp if kind.kv_split_by_tp else 1.0
+    kvb = kind.kv_bytes_per_token(m)
+    kv_read = (group * seen * kvb * kv_share if decode else group * kvb * 2 * kv_share)
     core = c.kernel(core_flops, kv_read + group * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
     if core_fn is not None and tp == 1:  # a measured profile times the attention core itself
-        core = core_fn(tokens, decode, context)
+        core = core_fn(tokens, decode, seen)
     norms = 2 * c.kernel(0.0, 2.0 * tokens * h * ACT_BYTES)
     reduce = 0.0
     if tp > 1 and link_Bps > 0:  # analytic ring; the engine instead moves tp_allreduce_flows when it can
@@ -79,11 +70,21 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     return proj, core, norms, reduce + np.zeros_like(norms)
 
 
+def _causal_span(window: float, context: float) -> float:
+    """Mean keys per query of causal prefill over ``context`` tokens when each query sees at most ``window``
+    keys: context / 2 without a window (window = context)."""
+    if window >= context:
+        return context / 2.0
+    return window - window * window / (2.0 * context)
+
+
 def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
                    tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
-                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None) -> np.ndarray:
+                   core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
+                   kind: AttentionKind | None = None) -> np.ndarray:
     """One block's attention + norms per GPU [G] (seconds); see ``attention_parts``."""
-    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn)
+    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn,
+                                                kind=kind)
     return proj + core + reduce + norms
 
 
@@ -107,7 +108,7 @@ def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, c
 
 def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c: ComputeCosts, decode: bool,
                   context: int, tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
-                  core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
+                  core_fn: Callable[[AttentionKind], Callable | None] | None = None,
                   ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None,
                   gemm_fns: tuple[GemmFn | None, GemmFn | None] = (None, None)
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
@@ -115,26 +116,54 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
     ``attention_core`` and ``norms`` of its own block and of any dense blocks since the previous MoE block,
     and those blocks' ``dense_ffn`` (an analytic TP all-reduce, when asked for, counts with the projections);
     and what runs after the last MoE layer: ``tail_blocks`` (trailing dense blocks) and the output ``head``.
-    Zero pieces are left out. ``gemm_fns``: a silicon profile's measured GEMMs (model dtype, BF16)."""
+    Blocks are read from the model's layer specs, each costed by its attention kind. Zero pieces are left
+    out. ``core_fn(kind)``: a profile's attention core for that kind, or None (the roofline); ``gemm_fns``: a
+    silicon profile's measured GEMMs (model dtype, BF16)."""
     gemm_fn, gemm_bf16 = gemm_fns
-    proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, core_fn,
-                                                gemm_fn)
-    proj = proj + reduce
+    parts = {}  # per attention kind: (projections + analytic all-reduce, core, norms) of one block
+    for name in kinds_of(m):
+        kind = LAYER_KINDS.get(name)
+        k_core = core_fn(kind) if core_fn is not None else None
+        proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, k_core,
+                                                    gemm_fn, kind)
+        parts[name] = (proj + reduce, core, norms)
     if not m.intermediate_size:
         dense = np.zeros_like(tokens, dtype=float)
     else:  # a measured profile's SwiGLU piece (the expert FFN) costs a dense FFN of the same form
         dense = ffn_fn(tokens) if ffn_fn is not None else dense_ffn_time(tokens, m, c, gemm_fn)
+    specs = layer_specs(m)
     before, prev = [], -1
     for b in moe_ids:
         gap = b - prev - 1  # dense blocks in between: attention + dense FFN each
-        n = gap + 1
-        before.append(_nonzero({"attention_proj": proj * n, "attention_core": core * n, "norms": norms * n,
+        proj, core, norms = _blocks(parts, specs[prev + 1:b + 1])
+        before.append(_nonzero({"attention_proj": proj, "attention_core": core, "norms": norms,
                                 "dense_ffn": dense * gap}))
         prev = b
-    trailing = m.num_hidden_layers - 1 - prev
-    after = _nonzero({"tail_blocks": (proj + core + norms + dense) * trailing,
+    tail = None  # trailing dense blocks: each kind's (attention + dense FFN) times its count
+    for name, n in _counts(specs[prev + 1:]).items():
+        p, k_core, k_norms = parts[name]
+        term = (p + k_core + k_norms + dense) * n
+        tail = term if tail is None else tail + term
+    after = _nonzero({"tail_blocks": tail if tail is not None else np.zeros_like(tokens, dtype=float),
                       "head": head_time(tokens, m, c, decode, context, gemm_bf16)})
     return before, after
+
+
+def _blocks(parts: dict[str, tuple[np.ndarray, ...]], specs) -> tuple[np.ndarray, ...]:
+    """(projections, core, norms) summed over the blocks ``specs``: each kind's one-block parts times its
+    count (one product per kind, so blocks of one kind cost exactly n times one block)."""
+    out = None
+    for name, n in _counts(specs).items():
+        term = tuple(x * n for x in parts[name])
+        out = term if out is None else tuple(a + t for a, t in zip(out, term))
+    return out
+
+
+def _counts(specs) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[spec.attention] = counts.get(spec.attention, 0) + 1
+    return counts
 
 
 def _nonzero(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

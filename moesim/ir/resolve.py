@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moesim.comm import ALGORITHMS, algorithm_for
 from moesim.config.schema import Scenario
 from moesim.hw.links import Links
 from moesim.model.moe import MoEModel, copy_bytes
@@ -38,39 +39,17 @@ class Resolved:
         return self.scenario.workload.mode == "training"
 
 
-# SMs DeepEP's normal kernels hold: its README's example sets ``Buffer.set_num_sms(24)`` (an example
-# setting, not a measurement: "estimated"). Its low-latency kernels hold none while data moves (the
-# receive hook "without any SM occupation"). NCCL-style flat kernels: unknown, 0.
-DEEPEP_NORMAL_SMS = 24
-
-
-def algorithm_of(s: Scenario) -> str:
-    """comm.algorithm with ``auto`` resolved the way serving engines choose per phase (SGLang's
-    ``--deepep-mode auto``): low-latency kernels for decode, normal (hierarchical) ones otherwise."""
-    if s.comm.algorithm != "auto":
-        return s.comm.algorithm
-    return "low_latency" if s.workload.mode == "decode" else "hierarchical"
-
-
-def default_sm_share(algorithm: str, sms: int) -> tuple[float, str]:
-    """(share of the GPU's SMs held by dispatch/combine, label) when the scenario sets none."""
-    if algorithm == "hierarchical":
-        return min(DEEPEP_NORMAL_SMS / sms, 0.5), f"estimated: DeepEP normal kernels, {DEEPEP_NORMAL_SMS} of {sms} SMs"
-    if algorithm == "low_latency":
-        return 0.0, "published: DeepEP low-latency receive holds no SMs"
-    return 0.0, "estimated: none"
-
-
 def resolve(s: Scenario) -> Resolved:
     """Derive the shared figures of scenario ``s`` (pure; cheap)."""
     m = s.model
     model = MoEModel.from_spec(m)
-    algorithm = algorithm_of(s)
+    algorithm = algorithm_for(s.comm.algorithm, s.workload.mode)
+    alg = ALGORITHMS.get(algorithm)
     share, source = (s.comm.sm_share, "scenario") if s.comm.sm_share is not None else \
-        default_sm_share(algorithm, s.cluster.gpu.sms)
+        alg.default_sm_share(s.cluster.gpu.sms)
     return Resolved(
         scenario=s, model=model, routing=RoutingParams.from_scenario(s),
-        links=Links.of(s.cluster, s.comm.layout_exchange and algorithm != "low_latency", algorithm),
+        links=Links.of(s.cluster, alg.startups(s.cluster, s.comm.layout_exchange), alg.nvlink_scale(s.cluster)),
         has_attention_shape=m.has_attention_shape, expert_bytes=float(model.expert_weight_bytes),
         dispatch_copy_bytes=copy_bytes(model.hidden, s.comm.dispatch_dtype),
         combine_copy_bytes=copy_bytes(model.hidden, s.comm.combine_dtype),

@@ -16,16 +16,18 @@ import numpy as np
 from moesim.comm.traffic import FlowSet, LayerTraffic, layer_traffic
 from moesim.config.schema import Scenario, TraceStats
 from moesim.hw.costs import roofline as costs
+from moesim.hw.costs.base import CostModel
+from moesim.hw.costs.loader import cost_model
 from moesim.hw.topology import Topology, build_topology
 from moesim.ir.blocks import non_moe_times, tp_allreduce_flows
 from moesim.ir.programs import LayerPieces
 from moesim.ir.resolve import Resolved, resolve
 from moesim.model.moe import MoEModel
 from moesim.placement import PLACEMENTS, Placement
-from moesim.placement.strategies import affinity_nodes
 from moesim.placement.window import planning_inputs, planning_load
 from moesim.routing import Routed, RoutingParams, expert_popularity, route
 from moesim.routing.router import capacity_keep, route_clusters
+from moesim.routing.rules import RULES
 from moesim.routing.sources import load_trace, tokens_for
 from moesim.routing.stats import coactivation_mixture
 
@@ -162,33 +164,29 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     return built
 
 
-# placements whose layout does not look at the load when there are no replicas to give the hottest experts
-LOAD_BLIND = ("contiguous", "round_robin", "random")
-
-
 def _plan(s: Scenario, params: RoutingParams, popularity: np.ndarray, stats_ss, place_ss, mixtures,
           pool, reuse: RouteReuse | None = None) -> Placement:
-    """The scenario's placement, planned on the load the planner sees (``planning.planning_load``)."""
-    if s.placement.kind in LOAD_BLIND and s.placement.redundant_experts == 0:
+    """The scenario's placement, planned on the load the planner sees (``placement.window.planning_load``)."""
+    strategy = PLACEMENTS.get(s.placement.kind)
+    if strategy.load_blind and s.placement.redundant_experts == 0:
         load = popularity  # the layout ignores the load: the window is not routed (its counts go unused)
     elif reuse is None:
         load = planning_load(s, params, popularity, mixtures, _rng, pool)
     else:
         key = ("window", routing_key(s), s.placement.window_tokens, s.placement.plan_on)
         load = reuse.get(key, lambda: planning_load(s, params, popularity, mixtures, _rng, pool))
-    if reuse is not None and s.placement.kind == "affinity":  # co-selection counts: no placement in them
+    if reuse is not None and strategy.inputs == "pairs":  # co-selection counts: no placement in them
         key = ("pairs", routing_key(s), s.placement.plan_tokens)
         extra = {**reuse.get(key, lambda: planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng))}
-        # the node assignment ignores the redundancy: the variants that differ only there share it
-        key = ("affinity-nodes", routing_key(s), s.placement.window_tokens, s.placement.plan_on,
-               s.placement.plan_tokens, s.cluster.num_gpus, s.cluster.gpus_per_node)
-        extra["node_rows"] = reuse.get(key, lambda: affinity_nodes(load, s.cluster.num_gpus, s.cluster.gpus_per_node,
-                                                                   extra["pairs"]))
+        if strategy.prepare is not None:  # depends on the routing only: variants differing in redundancy share it
+            key = ("prepared", s.placement.kind, routing_key(s), s.placement.window_tokens, s.placement.plan_on,
+                   s.placement.plan_tokens, s.cluster.num_gpus, s.cluster.gpus_per_node)
+            extra.update(reuse.get(key, lambda: strategy.prepare(load, s.cluster.num_gpus, s.cluster.gpus_per_node,
+                                                                 extra["pairs"])))
     else:
         extra = planning_inputs(s, params, popularity, stats_ss, place_ss, mixtures, _rng)
-    return PLACEMENTS[s.placement.kind](load, s.cluster.num_gpus, s.placement.redundant_experts,
-                                        gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group,
-                                        rng=_rng(place_ss), **extra)
+    return strategy.plan(load, s.cluster.num_gpus, s.placement.redundant_experts,
+                         gpus_per_node=s.cluster.gpus_per_node, n_group=params.n_group, rng=_rng(place_ss), **extra)
 
 
 def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
@@ -201,7 +199,7 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
-    cm = costs.cost_model(s.cluster, model, params.top_k)
+    cm = cost_model(s.cluster, model, params.top_k)
     non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
@@ -214,26 +212,19 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
                  [b[0] for b in built], [b[1] for b in built], ctx.costs.source, trace_exact)
 
 
-def non_moe_pieces(r: Resolved, g: int, cm: Any) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+def non_moe_pieces(r: Resolved, g: int, cm: CostModel) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Whole-model scope: the named non-MoE compute before each MoE layer and after the last one. On a
-    measured profile (the cost model's ``p``) the attention core and dense FFNs come from its pieces."""
+    measured or silicon profile the attention core, dense FFNs and GEMMs come from its tables."""
     s = r.scenario
     rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, r.model.weight_dtype)
-    core_fn = ffn_fn = None
-    prof = getattr(cm, "p", None)
-    if hasattr(cm, "attention_fn"):  # a silicon profile: its attention tables time the core
-        core_fn = cm.attention_fn(s.model)
-    elif prof is not None:
-        from moesim.hw.costs.measured import attention_core_fn, dense_ffn_fn  # noqa: PLC0415
-
-        core_fn, ffn_fn = attention_core_fn(prof, s.model), dense_ffn_fn(prof, s.model)
+    core_fn = lambda kind: cm.attention_core_fn(s.model, kind)  # noqa: E731 (per attention kind; None: roofline)
+    ffn_fn = cm.dense_ffn_fn(s.model)
     tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
     args = (s.model, r.model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
     link, lat = r.links.nvlink_Bps, r.links.collective_latency_s
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
     # the last one (trailing blocks, head) the analytic ring stands in
-    gemm = getattr(cm, "gemm_fn", None)  # a silicon profile's measured GEMMs
-    fns = (gemm(), gemm(bf16=True)) if gemm is not None else (None, None)
+    fns = (cm.gemm_fn(), cm.gemm_fn(bf16=True))  # a silicon profile's measured GEMMs (None: the roofline's)
     before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn, fns)
     _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn, fns)
     return before, after
@@ -256,7 +247,7 @@ class _Context:
     placement: Placement
     popularity: np.ndarray
     sampled: int
-    costs: Any
+    costs: CostModel
     trace: list[np.ndarray] | None
     mixtures: list[np.ndarray] | None = None  # per layer [clusters, E] popularity, with co-activation
     non_moe: tuple[list[dict], dict] | None = None  # whole-model scope: named pieces before each layer, after
@@ -337,7 +328,7 @@ class _Context:
     def _capacity(self, ids, dst, live, score, n_tokens: int) -> np.ndarray:
         """Capacity drops (none for expert choice, whose capacity is its selection)."""
         p = self.params
-        if p.capacity_factor is None or p.rule == "expert_choice":
+        if p.capacity_factor is None or RULES.get(p.rule).own_capacity:
             return live
         if p.capacity_scope == "device":
             g = self.topo.num_gpus

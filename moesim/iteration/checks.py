@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from moesim.comm import ALGORITHMS
 from moesim.config.schema import Scenario
+from moesim.model.layers import FULL, LAYER_KINDS
 from moesim.model.moe import MoEModel
+from moesim.placement import PLACEMENTS
+from moesim.routing.rules import RULES
 from moesim.util.errors import ScenarioError
 
 
 def check_scenario(s: Scenario) -> None:
     """Raise ScenarioError for impossible combinations; each message names the field and the fix."""
+    _check_registries(s)
     m, r = s.model, s.router
     experts = m.n_routed_experts
     top_k = r.top_k or m.num_experts_per_tok
@@ -53,7 +58,7 @@ def check_scenario(s: Scenario) -> None:
     if r.bias is not None and len(r.bias) != experts:
         raise ScenarioError(f"{len(r.bias)} bias values for {experts} experts", path="router.bias",
                             fix=f"give one value per routed expert ({experts})")
-    if r.rule != "token_choice" and (r.limit is not None or r.topk_group):
+    if not RULES.get(r.rule).group_limits and (r.limit is not None or r.topk_group):
         raise ScenarioError(f"group and node limits apply to token-choice routing, not {r.rule}",
                             path="router.rule", fix="remove router.limit / router.topk_group, or use token_choice")
     if top_k > topk_group * (experts // n_group):
@@ -79,27 +84,28 @@ def _check_engine(s: Scenario) -> None:
                             fix="use sim.engine: auto (lockstep where it applies) or des")
 
 
+def _check_registries(s: Scenario) -> None:
+    """Names the schema can only check the form of, against their registries."""
+    if s.comm.algorithm != "auto" and s.comm.algorithm not in ALGORITHMS:
+        raise ScenarioError(ALGORITHMS.unknown(s.comm.algorithm), path="comm.algorithm",
+                            fix="use auto (low_latency for decode, hierarchical otherwise) or one of the names")
+    if s.placement.kind not in PLACEMENTS:
+        raise ScenarioError(PLACEMENTS.unknown(s.placement.kind), path="placement.kind",
+                            fix="`moesim list placements` describes each")
+    if s.router.rule not in RULES:
+        raise ScenarioError(RULES.unknown(s.router.rule), path="router.rule", fix="token_choice is the common rule")
+
+
 def _check_cluster(s: Scenario) -> None:
     c = s.cluster
     experts, gpus = s.model.n_routed_experts, c.num_gpus
     redundant = s.placement.redundant_experts
-    if s.placement.kind in ("greedy", "optimal") and redundant:
+    strategy = PLACEMENTS.get(s.placement.kind)
+    if not strategy.replicas and redundant:
         raise ScenarioError(f"{s.placement.kind} places each expert once", path="placement.redundant_experts",
                             fix="use redundant_experts: 0, or placement.kind: eplb for replicas")
-    nodes = s.cluster.nodes
-    n_group = s.router.n_group or s.model.n_group
-    if s.placement.kind == "affinity" and redundant % nodes:
-        raise ScenarioError(f"affinity keeps replicas inside nodes: {redundant} redundant experts do not split "
-                            f"over {nodes} nodes", path="placement.redundant_experts",
-                            fix=f"use a multiple of {nodes}")
-    if s.placement.kind == "eplb_hierarchical" and (n_group % nodes or nodes < 2):
-        raise ScenarioError(f"hierarchical EPLB packs whole groups onto nodes: {n_group} groups over {nodes} "
-                            "node(s) does not work", path="placement.kind",
-                            fix="use eplb (picks global when groups do not divide over nodes) or eplb_global")
-    if s.placement.kind == "optimal" and experts * s.cluster.num_gpus > 4096:
-        raise ScenarioError(f"the exact optimum is for small cases ({experts} experts x {s.cluster.num_gpus} "
-                            "GPUs is too many)", path="placement.kind",
-                            fix="use greedy or eplb; optimal needs E x GPUs <= 4096")
+    if strategy.check is not None:
+        strategy.check(s, s.router.n_group or s.model.n_group)
     if (experts + redundant) % gpus:
         need = (-experts) % gpus
         raise ScenarioError(f"{experts} routed + {redundant} redundant experts cannot fill {gpus} GPUs "
@@ -129,6 +135,25 @@ def _check_layers(m) -> None:
     if not MoEModel.from_spec(m).moe_layer_ids:
         raise ScenarioError("leaves no MoE layer", path="model.mlp_only_layers",
                             fix="keep at least one block that the layer rule makes MoE")
+    _check_attention_kinds(m)
+
+
+def _check_attention_kinds(m) -> None:
+    """One known attention kind per block, and what each kind needs of the model."""
+    kinds = m.attention_kinds
+    if kinds and len(kinds) != m.num_hidden_layers:
+        raise ScenarioError(f"{len(kinds)} kinds for {m.num_hidden_layers} blocks", path="model.attention_kinds",
+                            fix="give one attention kind per block, or none (every block of the default kind)")
+    for i, name in enumerate(kinds):
+        if name == FULL:
+            continue
+        if name not in LAYER_KINDS:
+            raise ScenarioError(LAYER_KINDS.unknown(name), path=f"model.attention_kinds.{i}",
+                                fix="`moesim list layer-kinds` describes each")
+        need = LAYER_KINDS.get(name).requires(m)
+        if need:
+            raise ScenarioError(f"a {name} block needs {need}", path=f"model.attention_kinds.{i}",
+                                fix=f"set model.{need}")
 
 
 def check_stats_file(s: Scenario) -> None:

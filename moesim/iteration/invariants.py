@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from moesim.routing.rules import RULES
+
 REL = 1e-6
 
 
@@ -51,7 +53,7 @@ def check_run(summary: Any, stats: list[list[Any]], tokens_per_layer: float, top
             where = f"micro-batch {m} layer {i}"
             _close(float(st.gpu_tokens.sum()), float(st.copies), f"{where}: copies on GPUs vs computed")
             _close(float(st.expert_tokens.sum()), float(st.copies), f"{where}: copies on experts vs computed")
-            if rule == "token_choice":
+            if RULES.get(rule).exact_k:  # every token got top_k experts: computed + dropped = tokens x k
                 _close(float(st.copies + st.dropped), tokens_per_layer * top_k, f"{where}: computed + dropped")
     t = summary.totals
     _close(sum(r.inter_node_bytes for r in summary.layers), t.inter_node_bytes, "inter-node bytes vs layers")

@@ -21,6 +21,7 @@ from moesim.iteration.invariants import check_run
 from moesim.iteration.metrics import summarize
 from moesim.iteration.sizing import guard
 from moesim.iteration.summary import Summary
+from moesim.model.layers import attention_kind_label
 from moesim.model.memory import memory_per_gpu
 
 
@@ -88,16 +89,6 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
     return Result(summary, records, builds[0], tuple(tuple(p) for p in programs))
 
 
-def _attention_kind(m: Any) -> str | None:
-    """mla (DeepSeek's latent attention), gqa (fewer KV heads than query heads), mha, or None (no shape)."""
-    if not m.has_attention_shape:
-        return None
-    if m.kv_lora_rank:
-        return "mla"
-    kv = m.num_key_value_heads or m.num_attention_heads
-    return "gqa" if kv < m.num_attention_heads else "mha"
-
-
 def _meta(s: Scenario, b: Built, rec: SimRecords) -> dict[str, Any]:
     r = b.routing
     return {
@@ -111,7 +102,7 @@ def _meta(s: Scenario, b: Built, rec: SimRecords) -> dict[str, Any]:
         "mode": s.workload.mode,
         "tokens_per_gpu": s.workload.tokens_per_gpu,
         "moe_layers": b.model.num_moe_layers,
-        "attention_kind": _attention_kind(s.model),
+        "attention_kind": attention_kind_label(s.model),
         "routing": {"top_k": r.top_k, "n_group": r.n_group, "topk_group": r.topk_group,
                     "group_score": r.group_score, "capacity_factor": r.capacity_factor,
                     "stats": s.router.stats.model_dump()},

@@ -1,9 +1,9 @@
 """Parameters and memory per GPU from a model's shape: what must fit in one GPU's HBM.
 
 Parameter counts (per model, elements):
-- attention per block: MHA/GQA ``H·(heads + 2·kv_heads)·head_dim + heads·head_dim·H``; MLA (DeepSeek-V2/V3)
-  ``H·q_lora + q_lora·heads·(nope + rope) + H·(kv_lora + rope) + kv_lora·heads·(nope + v) + heads·v·H``
-  (without q_lora: ``H·heads·(nope + rope)``);
+- attention: each block's kind (``moesim.model.layers``): MHA/GQA ``H·(heads + 2·kv_heads)·head_dim +
+  heads·head_dim·H``; MLA (DeepSeek-V2/V3) ``H·q_lora + q_lora·heads·(nope + rope) + H·(kv_lora + rope) +
+  kv_lora·heads·(nope + v) + heads·v·H`` (without q_lora: ``H·heads·(nope + rope)``);
 - dense FFN blocks ``3·H·intermediate_size``; per MoE block routed experts ``E·3·H·F``, shared ``3·H·F_shared``,
   router ``E·H``; embeddings and output head ``V·H`` each (one if tied).
 Active parameters leave out the input embedding (a lookup), as DeepSeek's and OpenAI's published figures
@@ -12,7 +12,8 @@ figures of the catalogue models and of the Hugging Face corpus (tests/fixtures/h
 
 Per GPU (expert parallel for the routed experts, data-parallel attention as DeepSeek and SGLang serve):
 every non-expert weight is replicated; each GPU holds its slots' experts (replicas included); decode keeps a
-KV cache of ``tokens_per_gpu × context_tokens`` tokens; dispatch/combine buffers hold the received copies.
+KV cache of ``tokens_per_gpu`` sequences of ``context_tokens`` (a sliding-window block keeps its window);
+dispatch/combine buffers hold the received copies.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moesim.config.schema import ModelSpec, Scenario
+from moesim.model.layers import (
+    ACT_BYTES,
+    LAYER_KINDS,
+    attention_params_all,
+    default_kind,
+    kv_bytes_all_blocks,
+    kv_cache_bytes,
+)
 from moesim.model.moe import BYTES_PER_PARAM, MoEModel
-
-ACT_BYTES = 2  # BF16 activations and KV cache
 
 
 @dataclass(frozen=True)
@@ -53,33 +60,13 @@ def has_shape(m: ModelSpec) -> bool:
 
 
 def attention_params(m: ModelSpec) -> float:
-    """One block's attention parameters."""
-    h, heads = m.hidden_size, m.num_attention_heads
-    if m.kv_lora_rank:
-        nope, rope, v = m.qk_nope_head_dim or 128, m.qk_rope_head_dim or 0, m.v_head_dim or 128
-        q = h * m.q_lora_rank + m.q_lora_rank * heads * (nope + rope) if m.q_lora_rank else h * heads * (nope + rope)
-        kv = h * (m.kv_lora_rank + rope) + m.kv_lora_rank * heads * (nope + v)
-        return float(q + kv + heads * v * h + _indexer_params(m))
-    hd = m.head_dim or h // heads
-    kv_heads = m.num_key_value_heads or heads
-    return float(h * (heads + 2 * kv_heads) * hd + heads * hd * h)
-
-
-def _indexer_params(m: ModelSpec) -> float:
-    """DeepSeek sparse attention's lightning indexer (V3.2, GLM-5): query heads from the query latent, one
-    key head and the per-head weights from the hidden state."""
-    if not (m.index_n_heads and m.index_head_dim):
-        return 0.0
-    q_in = m.q_lora_rank or m.hidden_size
-    return float(q_in * m.index_n_heads * m.index_head_dim + m.hidden_size * (m.index_head_dim + m.index_n_heads))
+    """One block's attention parameters, for a model whose blocks share one attention kind."""
+    return LAYER_KINDS.get(default_kind(m)).params(m)
 
 
 def kv_bytes_per_token(m: ModelSpec) -> float:
-    """KV cache bytes per token per block: MLA caches the latent and the rope key; GQA caches K and V."""
-    if m.kv_lora_rank:
-        return float((m.kv_lora_rank + (m.qk_rope_head_dim or 0)) * ACT_BYTES)
-    hd = m.head_dim or m.hidden_size // m.num_attention_heads
-    return float(2 * (m.num_key_value_heads or m.num_attention_heads) * hd * ACT_BYTES)
+    """KV cache bytes per token of one block of the model's default attention kind (``model.layers``)."""
+    return LAYER_KINDS.get(default_kind(m)).kv_bytes_per_token(m)
 
 
 def param_counts(m: ModelSpec) -> ParamCounts:
@@ -88,7 +75,7 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     h, f = m.hidden_size, m.moe_intermediate_size
     expert = 3 * h * f
     dense_inter = m.intermediate_size or 0
-    attn = attention_params(m) * blocks
+    attn = attention_params_all(m)
     dense = 3.0 * h * dense_inter * (blocks - n_moe)
     routed = float(m.n_routed_experts * expert * n_moe)
     shared = 3.0 * h * moe.shared_inter * n_moe
@@ -102,9 +89,7 @@ def param_counts(m: ModelSpec) -> ParamCounts:
 def kv_bytes_per_cached_token(s: Scenario) -> float:
     """KV bytes one GPU holds per token of its sequences, all blocks. With attention TP the group's tp·T
     sequences are shared: GQA splits the cache by KV head, MLA's latent is whole on every rank (tp times)."""
-    m = s.model
-    kv_share = s.workload.attention_tp if m.kv_lora_rank else 1
-    return kv_bytes_per_token(m) * m.num_hidden_layers * kv_share
+    return kv_bytes_all_blocks(s.model, s.workload.attention_tp)
 
 
 def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
@@ -123,7 +108,7 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     tp = s.workload.attention_tp
     replicated = (p.attention / tp + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
-    kv = t * s.workload.context_tokens * kv_bytes_per_cached_token(s) if s.workload.mode == "decode" else 0.0
+    kv = t * kv_cache_bytes(m, s.workload.context_tokens, tp) if s.workload.mode == "decode" else 0.0
     top_k = s.router.top_k or m.num_experts_per_tok
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES  # dispatch in + combine out, worst case all remote
     activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES

@@ -12,7 +12,7 @@ import numpy as np
 from moesim import __version__
 from moesim.config.schema import Scenario, TraceStats
 from moesim.engine import SimRecords, simulate
-from moesim.hw.costs import roofline as costs
+from moesim.hw.costs.loader import cost_model
 from moesim.hw.topology import build_topology
 from moesim.ir.program import Program
 from moesim.ir.resolve import resolve
@@ -55,7 +55,7 @@ def run_offload(s: Scenario, kv: bool = True) -> OffloadResult:
     g, b, steps = s.cluster.gpus_per_node, s.workload.tokens_per_gpu, steps_of(s)
     ids, exact = step_ids(s, r.routing, popularity, steps, g * b)
     acc = walk(s, plan, popularity, ids, mc)
-    cm = costs.cost_model(s.cluster, r.model, r.routing.top_k)
+    cm = cost_model(s.cluster, r.model, r.routing.top_k)
     before, after = non_moe_pieces(r, g, cm) if r.whole_model else ([{}] * r.model.num_moe_layers, {})
     last = r.model.num_moe_layers - 1
     programs = [layer_program(r, cm, plan, mc, acc[t][layer], layer, r.model.moe_layer_ids[layer], before[layer],

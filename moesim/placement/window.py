@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from moesim.config.schema import HistogramStats, Scenario, TraceStats
+from moesim.placement.registry import PLACEMENTS
 from moesim.placement.strategies import pair_counts
 from moesim.routing import RoutingParams, expert_popularity, route
 from moesim.routing.router import route_clusters
@@ -54,8 +55,8 @@ def planning_inputs(s: Scenario, params: RoutingParams, popularity: np.ndarray,
                     mixtures: list[np.ndarray] | None, rng_of) -> dict[str, Any]:
     """What the affinity and time-aware planners need: co-selection counts from a routing sample (the
     trace itself when one is replayed), or the popularity over the last ``window`` steps."""
-    kind, layers, e = s.placement.kind, popularity.shape[0], popularity.shape[1]
-    if kind == "affinity":
+    inputs, layers, e = PLACEMENTS.get(s.placement.kind).inputs, popularity.shape[0], popularity.shape[1]
+    if inputs == "pairs":
         n = min(s.placement.plan_tokens, s.cluster.num_gpus * s.workload.tokens_per_gpu)
         if isinstance(s.router.stats, TraceStats):
             ids, _ = load_trace(s.router.stats.path, layers, e)
@@ -65,7 +66,7 @@ def planning_inputs(s: Scenario, params: RoutingParams, popularity: np.ndarray,
             samples = [route(popularity[layer], n, params, rng).ids if mixtures is None
                        else route_clusters(mixtures[layer], n, params, rng).ids for layer in range(layers)]
         return {"pairs": np.stack([pair_counts(np.asarray(x, dtype=np.int64), e) for x in samples])}
-    if kind == "time_aware":
+    if inputs == "window":
         stats = s.router.stats
         if getattr(stats, "drift", 0) and hasattr(stats, "step"):
             first = max(0, stats.step - s.placement.window + 1)

@@ -29,7 +29,7 @@ def gpus_table() -> str:
     for name in catalog.profile_names():
         doc = json.loads((catalog.profile_dir() / f"{name}.json").read_text(encoding="utf-8"))
         prov = doc["provenance"]
-        if doc.get("format", "").startswith("moesim-silicon/"):
+        if catalog.profile_kind(doc) == "silicon":
             lines.append(f"{name}: {prov['device_name']} (silicon profile: {prov['tool']}, {prov['framework']}, "
                          f"{prov['kernel']}; imported {prov['imported_on']})")
             continue

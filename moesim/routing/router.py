@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moesim.routing.params import RoutingParams
+from moesim.routing.rules import RULES, Rule
 from moesim.routing.topdown import sample_topk
 
 TINY = np.float32(1e-30)
@@ -43,12 +44,14 @@ def route_layer(popularity: np.ndarray, n_tokens: int, params: RoutingParams,
 
 def route(popularity: np.ndarray, n_tokens: int, params: RoutingParams, rng: np.random.Generator,
           home: np.ndarray | None = None) -> Routed:
-    """Route ``n_tokens`` tokens by ``params.rule``. home [E]: the device or node of each expert, for
-    placement-limited routing (``params.limit_scope``)."""
-    if params.rule == "hash":
-        return _hash(n_tokens, params, rng)
-    if params.rule == "expert_choice":
-        return _expert_choice(popularity, n_tokens, params, rng)
+    """Route ``n_tokens`` tokens by the rule ``params.rule`` names (``RULES``). home [E]: the device or node of
+    each expert, for placement-limited routing (``params.limit_scope``)."""
+    return RULES.get(params.rule).route(popularity, n_tokens, params, rng, home)
+
+
+def _token_choice(popularity: np.ndarray, n_tokens: int, params: RoutingParams, rng: np.random.Generator,
+                  home: np.ndarray | None = None) -> Routed:
+    """Top-k per token on synthetic scores, with group, node and device limits."""
     if not params.needs_dense:
         ids = route_layer(popularity, n_tokens, params, rng)
         return Routed(ids, np.ones(ids.shape, dtype=bool))
@@ -168,7 +171,8 @@ def _group_index(home: np.ndarray) -> np.ndarray:
     return out
 
 
-def _expert_choice(popularity: np.ndarray, n: int, params: RoutingParams, rng: np.random.Generator) -> Routed:
+def _expert_choice(popularity: np.ndarray, n: int, params: RoutingParams, rng: np.random.Generator,
+                   home: np.ndarray | None = None) -> Routed:
     """Each expert takes the C tokens with its highest softmax score, C = n·k·capacity_factor/E (at least 1);
     a token may get any number of experts, including none. ids padded to the most experts any token got."""
     e = params.experts
@@ -192,7 +196,8 @@ def _expert_choice(popularity: np.ndarray, n: int, params: RoutingParams, rng: n
     return Routed(ids, keep, score)
 
 
-def _hash(n: int, params: RoutingParams, rng: np.random.Generator) -> Routed:
+def _hash(popularity: np.ndarray, n: int, params: RoutingParams, rng: np.random.Generator,
+          home: np.ndarray | None = None) -> Routed:
     """Token ids ~ Zipf(hash_zipf) over the vocabulary; each id maps to k fixed distinct random experts."""
     v = params.hash_vocab
     freq = np.arange(1, v + 1, dtype=float) ** -params.hash_zipf
@@ -258,3 +263,10 @@ def capacity_keep(bins: np.ndarray, live: np.ndarray, n_bins: int, capacity: flo
     keep = np.zeros(bins.size, dtype=bool)
     keep[idx[order]] = rank < np.floor(capacity)
     return keep.reshape(bins.shape)
+
+
+RULES.register("token_choice", Rule(_token_choice, group_limits=True),
+               help="top-k experts per token, with DeepSeek's group and node limits")
+RULES.register("expert_choice", Rule(_expert_choice, exact_k=False, own_capacity=True),
+               help="each expert takes its top-C tokens by score (Zhou et al. 2022); a token may get any number")
+RULES.register("hash", Rule(_hash), help="each token id maps to k fixed random experts (hash layers, Roller et al.)")

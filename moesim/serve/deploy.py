@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from moesim.config.schema import Scenario
 from moesim.config.serving import SideSpec
 from moesim.iteration.checks import check_scenario
-from moesim.model.memory import kv_bytes_per_cached_token, kv_bytes_per_token, memory_per_gpu
+from moesim.model.layers import kv_bytes_all_blocks
+from moesim.model.memory import kv_bytes_per_cached_token, memory_per_gpu
 from moesim.offload.tiers import kv_room_bytes
+from moesim.serve.policies import SCHEDULERS
 from moesim.util.errors import ScenarioError
 
 
@@ -58,7 +60,11 @@ class Deployment:
 
 
 def deployment_of(s: Scenario) -> Deployment:
-    """Resolve ``serving.deployment`` against the scenario's cluster; ScenarioError on an impossible shape."""
+    """Resolve ``serving.deployment`` against the scenario's cluster; ScenarioError on an impossible shape or
+    an unknown scheduling policy."""
+    if s.serving.scheduler.policy not in SCHEDULERS:
+        raise ScenarioError(SCHEDULERS.unknown(s.serving.scheduler.policy), path="serving.scheduler.policy",
+                            fix="prefill_first is SGLang's default")
     d = s.serving.deployment
     world = s.cluster.num_gpus
     if d.kind == "aggregated":
@@ -72,7 +78,7 @@ def deployment_of(s: Scenario) -> Deployment:
                                 "more cluster.nodes")
         roles = (_role(s, "prefill", d.prefill, 0, "serving.deployment.prefill"),
                  _role(s, "decode", d.decode, d.prefill.gpus, "serving.deployment.decode"))
-    per_token = kv_bytes_per_token(s.model) * s.model.num_hidden_layers if s.model.has_attention_shape else 0.0
+    per_token = kv_bytes_all_blocks(s.model) if s.model.has_attention_shape else 0.0
     return Deployment(d.kind, roles, world, per_token)
 
 

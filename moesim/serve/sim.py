@@ -20,6 +20,7 @@ from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
 from moesim.hw.topology import Topology
 from moesim.serve.deploy import Deployment, Role
+from moesim.serve.policies import SCHEDULERS
 from moesim.serve.surface import Surface
 from moesim.serve.workload import Requests
 from moesim.util.errors import MoesimError
@@ -108,7 +109,7 @@ class Instance:
             apply()
 
     def _next(self):
-        decode_due = self.running and (self.sim.policy == "alternate" and self.last_prefill)
+        decode_due = self.sim.policy.decode_due(bool(self.running), self.last_prefill)
         if self.role.prefills and not decode_due:
             chunks = self._prefill_batch()
             if chunks:
@@ -242,7 +243,8 @@ class ServeSim:
                  prefix_hit: float, policy: str, mtp: MtpSpec | None, rng: np.random.Generator,
                  topology: Topology | None) -> None:
         self.env = simpy.Environment()
-        self.deployment, self.surfaces, self.policy, self.mtp, self.rng = deployment, surfaces, policy, mtp, rng
+        self.deployment, self.surfaces, self.mtp, self.rng = deployment, surfaces, mtp, rng
+        self.policy = SCHEDULERS.get(policy)
         self.state = State.of(requests, prefix_hit)
         self.log = Log()
         self.finished = 0

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from moesim import __version__
 from moesim.config.schema import Scenario
+from moesim.util.fingerprint import code_fingerprint
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class Grid:
         if prof and Path(prof).is_file():
             st = Path(prof).stat()
             stamp = f"{st.st_mtime_ns}:{st.st_size}"
-        blob = json.dumps({"v": __version__, "s": self.scenario.model_dump(mode="json"), "m": self.mode,
+        blob = json.dumps({"code": code_fingerprint(), "s": self.scenario.model_dump(mode="json"), "m": self.mode,
                            "t": self.tokens, "c": self.contexts, "h": self.holdout, "p": stamp,
                            "r": [REFINE_ABOVE, REFINE_ROUNDS]}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]

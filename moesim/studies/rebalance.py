@@ -57,7 +57,7 @@ def rebalance_study(s: Scenario, iterations: int, every: int, window: int,
     model, params, expert_bytes = r.model, r.routing, r.expert_bytes
     g, base = s.cluster.num_gpus, stats.step
     nic = r.links.nic_Bps
-    plan = PLACEMENTS[s.placement.kind]
+    plan = PLACEMENTS.get(s.placement.kind).plan
 
     def make_plan(t: int):
         steps = range(max(0, t - window + 1), t + 1)

@@ -329,7 +329,7 @@ def validation_report(profile: str, measure: Callable[[Path], None] | None = Non
     doc = safeio.load_json(path, what="profile", limit=1 << 30)
     if not isinstance(doc, dict):
         raise MoesimError(f"--profile: {path} is not a moesim profile (a {type(doc).__name__})")
-    if doc.get("format", "").startswith("moesim-silicon/"):
+    if catalog.profile_kind(doc) == "silicon":
         rows = silicon_rows(path)
         return {"profile": path.stem, "rows": rows, "errors": summarize_errors(rows), "deepep": deepep_rows(),
                 "deepep_low_latency": deepep_low_latency_rows(), "deepseek_serving": deepseek_serving_rows(),

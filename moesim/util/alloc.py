@@ -6,6 +6,9 @@ so every phase faults its pages in again: 2.9 million page faults and 12.7 s of 
 10,000-GPU bench case and its closed-form floor (``/usr/bin/time -v python bench/bench_scale.py 10k``).
 Serving allocations up to 32 MiB from the heap and keeping up to 1 GiB of freed memory for reuse cut that to
 0.8 million and 7.6 s (docs/performance.md). Set ``MOESIM_MALLOC=default`` to leave the allocator alone.
+
+Only the processes moesim owns call ``tune``: the CLI (``moesim.cli.main``), the executors' worker processes and
+the benchmarks. Library calls never change the caller's process (a notebook's allocator is its own).
 """
 
 from __future__ import annotations

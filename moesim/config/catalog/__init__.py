@@ -109,12 +109,24 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in d.glob(f"*{PROFILE_SUFFIX}") if "." not in p.stem) if d.is_dir() else []
 
 
+# The one place that decides a profile's kind from its format tag: ``measured`` (moesim.calibrate: pieces
+# timed with PyTorch and fitted) or ``silicon`` (kernel tables measured by others, moesim.calibrate.import_aic).
+# The cost-model registry (moesim.hw.costs.loader.COST_MODELS) builds each kind.
+PROFILE_FORMATS = {"moesim-profile/": "measured", "moesim-silicon/": "silicon"}
+
+
+def profile_kind(doc: Any) -> str | None:
+    """``measured``, ``silicon``, or None when ``doc`` is not a moesim profile document."""
+    fmt = doc.get("format", "") if isinstance(doc, dict) else ""
+    return next((kind for tag, kind in PROFILE_FORMATS.items() if isinstance(fmt, str) and fmt.startswith(tag)),
+                None)
+
+
 def is_profile_file(path: Path) -> bool:
-    """Whether ``path`` is a calibrate/ profile (JSON with the moesim profile format tag)."""
+    """Whether ``path`` is a calibrate/ profile (JSON with a moesim profile format tag)."""
     if path.suffix != PROFILE_SUFFIX or not path.is_file():
         return False
     try:
-        fmt = json.loads(path.read_text(encoding="utf-8")).get("format", "")
-        return fmt.startswith(("moesim-profile/", "moesim-silicon/"))
-    except (OSError, ValueError, AttributeError):
+        return profile_kind(json.loads(path.read_text(encoding="utf-8"))) is not None
+    except (OSError, ValueError):
         return False

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from moesim.hw.costs.base import CostModel
 from moesim.hw.costs.fitting import ape, nnls_relative
 
 FORMAT = "moesim-profile/1"
@@ -197,8 +198,8 @@ def fit_document(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class MeasuredCosts:
-    """The engine's compute costs from a measured profile (same interface as ``costs.RooflineCosts``).
+class MeasuredCosts(CostModel):
+    """The engine's compute costs from a measured profile (``CostModel``).
 
     Per GPU: gate = router(T) + permute(T·k); experts = one call overhead + Σ over local experts with
     tokens of expert(n); unpermute(T·k); shared experts = expert(T) at the shared width.
@@ -249,6 +250,12 @@ class MeasuredCosts:
         return np.array([self.p.time("expert", self._q(tokens=t, inter=self.shared_i)) if t > 0 else 0.0
                          for t in tokens])
 
+    def attention_core_fn(self, m: Any, kind: Any):
+        return attention_core_fn(self.p, m, kind)
+
+    def dense_ffn_fn(self, m: Any):
+        return dense_ffn_fn(self.p, m)
+
 
 def dense_ffn_fn(profile: Profile, m: Any):
     """``tokens [G] -> seconds [G]``: a dense SwiGLU FFN of width ``intermediate_size``, timed by the
@@ -262,20 +269,16 @@ def dense_ffn_fn(profile: Profile, m: Any):
     return ffn
 
 
-def attention_core_fn(profile: Profile, m: Any):
-    """``(tokens [G], decode, context) -> seconds [G]`` from the profile's attention pieces, or None when the
-    profile has none. MHA/GQA map directly; MLA uses its naive prefill form (head_dim = (d_qk + d_v) / 2)
-    and its absorbed decode form (one shared latent "KV head" of (kv_lora + rope + kv_lora) / 2)."""
+def attention_core_fn(profile: Profile, m: Any, kind: Any):
+    """``(tokens [G], decode, context) -> seconds [G]`` for blocks of attention ``kind`` from the profile's
+    attention pieces (measured as MHA/GQA), or None when the profile has none. Each kind maps through its
+    core dimensions: head_dim = (d_qk + d_v) / 2 (MLA: its naive prefill form, and its absorbed decode form
+    with one shared latent "KV head")."""
     if not (profile.has("attn_prefill") and profile.has("attn_decode")):
         return None
     heads = m.num_attention_heads
-    if m.kv_lora_rank:
-        rope = m.qk_rope_head_dim or 0
-        pre_d = ((m.qk_nope_head_dim or 128) + rope + (m.v_head_dim or 128)) / 2
-        dec_d, kv_heads = (2 * m.kv_lora_rank + rope) / 2, 1
-    else:
-        pre_d = dec_d = m.head_dim or m.hidden_size // heads
-        kv_heads = m.num_key_value_heads or heads
+    pre_d, dec_d = (_mean_dim(kind.core_dims(m, decode)) for decode in (False, True))
+    kv_heads = kind.cache_heads(m)
 
     def core(tokens: np.ndarray, decode: bool, context: int) -> np.ndarray:
         q = {"heads": heads, "dtype": profile.dtype}
@@ -285,3 +288,9 @@ def attention_core_fn(profile: Profile, m: Any):
         return np.array([profile.time("attn_prefill", {**q, "tokens": t, "seq": context, "head_dim": pre_d})
                          for t in tokens])
     return core
+
+
+def _mean_dim(dims: tuple[int, int]) -> float | int:
+    """(d_qk + d_v) / 2, kept an integer when both are equal (a GQA head_dim)."""
+    dqk, dv = dims
+    return dqk if dqk == dv else (dqk + dv) / 2

@@ -8,14 +8,12 @@ all its weights from HBM (3·H·F·bytes per active expert), which dominates at 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from moesim.config.schema import GpuSpecIn
+from moesim.hw.costs.base import CostModel
 from moesim.model.moe import MoEModel
 
 ACT_BYTES = 2  # activations in BF16
@@ -95,7 +93,7 @@ def combine_time(tokens: np.ndarray, model: MoEModel, top_k: int, c: ComputeCost
     return c.kernel(2.0 * tokens * top_k * model.hidden, tokens * model.hidden * ACT_BYTES * (top_k + 1))
 
 
-class RooflineCosts:
+class RooflineCosts(CostModel):
     """The engine's compute costs from GPU figures (datasheet / published / estimated)."""
 
     def __init__(self, c: ComputeCosts, model: MoEModel, top_k: int) -> None:
@@ -127,29 +125,3 @@ class RooflineCosts:
 
     def shared(self, tokens: np.ndarray) -> np.ndarray:
         return shared_expert_time(tokens, self.model, self.c)
-
-
-@functools.lru_cache(maxsize=8)
-def _profile_doc(path: str, mtime_ns: int) -> dict[str, Any]:
-    """A profile file's document, parsed once per (path, modification time): every micro-batch's build asks
-    for it, and a silicon profile is about a megabyte of JSON. Callers must not change it."""
-    from moesim.util import safeio  # noqa: PLC0415
-
-    return safeio.load_json(Path(path), what="profile", limit=1 << 30)
-
-
-def cost_model(cluster, model: MoEModel, top_k: int):
-    """Measured costs when the cluster's GPU is a calibrate/ profile, else the roofline."""
-    if cluster.gpu_profile:
-        path = str(cluster.gpu_profile)
-        doc = _profile_doc(path, Path(path).stat().st_mtime_ns)
-        if doc.get("format", "").startswith("moesim-silicon/"):
-            from moesim.hw.costs.silicon import SiliconCosts, SiliconProfile  # noqa: PLC0415 (only with such a profile)
-
-            roofline = RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)
-            return SiliconCosts(SiliconProfile(doc["name"], doc), roofline, model, top_k)
-        from moesim.hw.costs.measured import MeasuredCosts, Profile  # noqa: PLC0415 (only when a profile is used)
-
-        return MeasuredCosts(Profile.from_doc(doc), model.hidden, model.inter, model.experts, top_k,
-                             model.shared_inter)
-    return RooflineCosts(ComputeCosts.from_gpu(cluster.gpu, model.weight_dtype), model, top_k)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from moesim.hw.costs.base import CostModel
 from moesim.hw.costs.fitting import ape, nnls_relative, unpack_rows
 
 FORMAT = "moesim-silicon/1"
@@ -216,9 +217,9 @@ def held_out_errors(p: SiliconProfile) -> dict[str, dict[str, float]]:
     return {k: ape(np.array(v[0]), np.array(v[1])) for k, v in sorted(groups.items())}
 
 
-class SiliconCosts:
+class SiliconCosts(CostModel):
     """The engine's compute costs with routed and shared experts from a silicon profile; every other piece
-    (router, permute, regroup, unpermute) from the roofline on the profile's GPU figures."""
+    (router, permute, regroup, unpermute) from the roofline on the profile's GPU figures (``base``)."""
 
     def __init__(self, profile: SiliconProfile, roofline: Any, model: Any, top_k: int) -> None:
         from moesim.hw.costs.silicon_gemm import GemmModel  # noqa: PLC0415
@@ -236,13 +237,13 @@ class SiliconCosts:
         self.source = (f"silicon profile {profile.name} ({prov['tool']}, {prov['framework']}, {prov['device_name']}): "
                        f"{what}{dense}; roofline on the GPU figures for the rest")
 
-    def attention_fn(self, m: Any):
+    def attention_core_fn(self, m: Any, kind: Any):
         """The attention core ``(tokens [G], decode, context) -> seconds [G]`` from the profile's attention
         tables for ``ModelSpec`` m, or None (no table, or an attention kind the tables do not cover)."""
         from moesim.hw.costs.silicon_attn import AttentionModel  # noqa: PLC0415
 
         body = self.silicon.doc.get("attention")
-        return AttentionModel(body).core_fn(m) if body else None
+        return AttentionModel(body).core_fn(m, kind) if body else None
 
     def gemm_fn(self, bf16: bool = False):
         """``(tokens [G], n, k) -> seconds [G]`` from the profile's GEMM table (weights in the model's dtype,
@@ -262,11 +263,14 @@ class SiliconCosts:
         c = self.base.c
         return fn(tokens, m.experts, m.hidden) + c.kernel(0.0, np.asarray(tokens, dtype=float) * m.experts * 4)
 
-    def gate(self, tokens: np.ndarray) -> np.ndarray:
-        return self.router(tokens) + self.base.permute(tokens)
+    def permute(self, tokens: np.ndarray) -> np.ndarray:
+        return self.base.permute(tokens)
 
-    def __getattr__(self, name: str) -> Any:  # router, permute, unpermute, gate, regroup: the roofline's
-        return getattr(self.base, name)
+    def unpermute(self, tokens: np.ndarray) -> np.ndarray:
+        return self.base.unpermute(tokens)
+
+    def regroup(self, slot_tokens: np.ndarray) -> np.ndarray:
+        return self.base.regroup(slot_tokens)
 
     def expert(self, slot_tokens: np.ndarray, regroup: bool = False) -> np.ndarray:
         """slot_tokens [G, S] -> [G] seconds: one fused MoE kernel per GPU over its S local slots."""

@@ -70,18 +70,14 @@ class AttentionModel:
             g[1].append(r["latency_s"])
         return {k: ape(np.array(v[0]), np.array(v[1])) for k, v in sorted(groups.items())}
 
-    def core_fn(self, m: Any):
-        """``(tokens [G], decode, context) -> seconds [G]`` for a ``ModelSpec`` (data-parallel attention), or
-        None when the profile has no fit for its kind (MLA of another shape than DeepSeek's included)."""
+    def core_fn(self, m: Any, kind: Any):
+        """``(tokens [G], decode, context) -> seconds [G]`` for blocks of attention ``kind`` of a ``ModelSpec``
+        (data-parallel attention), or None when the tables have no fit for it: a kind of no measured family
+        (``kind.family``), or MLA of another shape than DeepSeek's (the only one measured)."""
         heads = m.num_attention_heads
-        if m.kv_lora_rank:
-            if (m.kv_lora_rank, m.qk_rope_head_dim) != (MLA["kv_lora"], MLA["rope"]):
-                return None
-            fam, extra = ("mla_decode", "mla_prefill"), {}
-        else:
-            fam = ("gqa_decode", "gqa_prefill")
-            extra = {"kv": m.num_key_value_heads or heads, "d": m.head_dim or m.hidden_size // heads}
-        if not all(f in self.coef for f in fam):
+        fam = (f"{kind.family}_decode", f"{kind.family}_prefill")
+        extra = FAMILY_COLUMNS.get(kind.family, lambda m, kind: None)(m, kind)
+        if extra is None or not all(f in self.coef for f in fam):
             return None
 
         def core(tokens: np.ndarray, decode: bool, context: int) -> np.ndarray:
@@ -95,3 +91,15 @@ class AttentionModel:
                     out.append(self.time(fam[1], {"batch": t / context, "heads": heads, "seq": context, **extra}))
             return np.array(out)
         return core
+
+
+def _gqa_columns(m: Any, kind: Any) -> dict[str, int]:
+    return {"kv": kind.cache_heads(m), "d": kind.core_dims(m, False)[0]}
+
+
+def _mla_columns(m: Any, kind: Any) -> dict[str, int] | None:
+    return {} if (m.kv_lora_rank, m.qk_rope_head_dim) == (MLA["kv_lora"], MLA["rope"]) else None
+
+
+# the extra columns of each table family for one model (None: the family's rows do not cover its shape)
+FAMILY_COLUMNS = {"gqa": _gqa_columns, "mla": _mla_columns}

@@ -93,18 +93,3 @@ class GemmModel:
             g[0].append(float(self.time(np.array(r["m"]), r["n"], r["k"], r["dtype"])))
             g[1].append(r["latency_s"])
         return {k: ape(np.array(v[0]), np.array(v[1])) for k, v in sorted(groups.items())}
-
-
-def projection_gemms(m: Any) -> list[tuple[int, int]]:
-    """(n, k) of one attention block's projections, from a ``ModelSpec``: MHA/GQA q, k, v, o; MLA (DeepSeek)
-    q_a, q_b (or q), kv_a, kv_b, o. Decode runs MLA in its absorbed form in real engines; the GEMMs over the
-    latent are the same sizes."""
-    h, heads = m.hidden_size, m.num_attention_heads
-    if m.kv_lora_rank:
-        nope, rope, v = m.qk_nope_head_dim or 128, m.qk_rope_head_dim or 0, m.v_head_dim or 128
-        q = [(m.q_lora_rank, h), (heads * (nope + rope), m.q_lora_rank)] if m.q_lora_rank else \
-            [(heads * (nope + rope), h)]
-        return q + [(m.kv_lora_rank + rope, h), (heads * (nope + v), m.kv_lora_rank), (h, heads * v)]
-    hd = m.head_dim or h // heads
-    kv = m.num_key_value_heads or heads
-    return [(heads * hd, h), (kv * hd, h), (kv * hd, h), (h, heads * hd)]

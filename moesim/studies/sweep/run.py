@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from moesim import __version__
 from moesim.exec.local import Executor
 from moesim.studies.sweep.bundle import referenced_files
 from moesim.studies.sweep.spec import SweepSpec
 from moesim.util.errors import MoesimError
 from moesim.util.files import to_csv, write_atomic
+from moesim.util.fingerprint import code_fingerprint
 
 TABLE_EVERY_S = 2.0
 METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_iteration")
@@ -34,7 +34,8 @@ METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope
 
 
 def point_key(scenario_json: str) -> str:
-    return hashlib.sha256(f"{__version__}\n{scenario_json}".encode()).hexdigest()[:20]
+    """A point's cache key: its resolved scenario and the code and data that time it (``code_fingerprint``)."""
+    return hashlib.sha256(f"{code_fingerprint()}\n{scenario_json}".encode()).hexdigest()[:20]
 
 
 def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, str | None]:
@@ -51,6 +52,7 @@ def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, 
 def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
     """Worker: simulate one point (resolved scenario, key, bundled files: see ``bundle``) and return its
     metrics or its error."""
+    from moesim.iteration.invariants import InvariantError  # noqa: PLC0415
     from moesim.iteration.run import run_scenario  # noqa: PLC0415
     from moesim.studies.sweep.bundle import materialize  # noqa: PLC0415
 
@@ -59,6 +61,8 @@ def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
         s = run_scenario(materialize(scenario, files) if files else scenario).summary
     except MoesimError as exc:
         return {"error": str(exc)}
+    except InvariantError:  # moesim broke its own invariants: a bug, not this point's; the sweep stops (exit 3)
+        raise
     except Exception as exc:  # noqa: BLE001 (a crashing point is recorded, the sweep goes on)
         return {"error": f"{type(exc).__name__}: {exc}"}
     t = s.totals

@@ -1,0 +1,36 @@
+"""Serving schedulers: when an instance with running sequences and prompts it could admit runs a prefill
+iteration instead of a decode step. ``serving.scheduler.policy`` names one (``SCHEDULERS``); a new policy is
+one class here (or in its own module) and one ``SCHEDULERS.register``."""
+
+from __future__ import annotations
+
+from moesim.util.registry import Registry
+
+
+class Policy:
+    """A scheduling policy: ``decode_due`` says whether the running sequences get a decode step before the
+    next prefill iteration."""
+
+    def decode_due(self, running: bool, last_prefill: bool) -> bool:
+        raise NotImplementedError
+
+
+class PrefillFirst(Policy):
+    """SGLang's default: a prefill iteration whenever a waiting request can be admitted."""
+
+    def decode_due(self, running: bool, last_prefill: bool) -> bool:
+        return False
+
+
+class Alternate(Policy):
+    """After each prefill iteration, the running sequences get one decode step before the next prefill."""
+
+    def decode_due(self, running: bool, last_prefill: bool) -> bool:
+        return running and last_prefill
+
+
+SCHEDULERS: Registry[Policy] = Registry("serving scheduler", "serving.scheduler.policy")
+SCHEDULERS.register("prefill_first", PrefillFirst(), help="a prefill iteration whenever a waiting request fits "
+                    "(SGLang's default); decode otherwise")
+SCHEDULERS.register("alternate", Alternate(), help="one decode step of the running sequences after each prefill "
+                    "iteration")
