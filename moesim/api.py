@@ -34,11 +34,10 @@ def sweep(path: str | Path, out_dir: str | Path, jobs: int = 1, executor: str = 
     """Run a sweep file as ``moesim sweep`` does (cached points are not run again) and return its rows:
     one flat dict per point (the swept parameters, then the metrics or ``error``), ready for
     ``pandas.DataFrame``."""
-    import json  # noqa: PLC0415
+    import json
 
-    from moesim.exec import make_executor  # noqa: PLC0415
-    from moesim.studies.sweep import load_sweep, run_sweep  # noqa: PLC0415
-
+    from moesim.exec import make_executor
+    from moesim.studies.sweep import load_sweep, run_sweep
     out = Path(out_dir)
     run_sweep(load_sweep(Path(path)), out, make_executor(executor, jobs, address))
     lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
@@ -50,11 +49,10 @@ def plan(path: str | Path, jobs: int = 1, executor: str = "local", address: str 
     """Run a plan file as ``moesim plan`` does and return its document: ``rows`` (one flat dict per
     deployment and batch limit, for ``pandas.DataFrame(doc["rows"])``), ``best``, ``best_per_gpu``,
     ``frontier`` and the counts."""
-    from moesim.exec import make_executor  # noqa: PLC0415
-    from moesim.plan import load_plan  # noqa: PLC0415
-    from moesim.plan import plan as run_plan  # noqa: PLC0415
-    from moesim.util.files import write_atomic  # noqa: PLC0415
-
+    from moesim.exec import make_executor
+    from moesim.plan import load_plan
+    from moesim.plan import plan as run_plan
+    from moesim.util.files import write_atomic
     spec, where = load_plan(path)
     return run_plan(spec, where.parent, make_executor(executor, jobs, address), None, use_cache, write_atomic)
 
@@ -62,8 +60,7 @@ def plan(path: str | Path, jobs: int = 1, executor: str = "local", address: str 
 def report(results: str | Path | Iterable[str | Path], out_dir: str | Path, title: str | None = None) -> list[Path]:
     """Write the report page(s) of one results folder, or of several compared on one page, as
     ``moesim report`` does; returns the paths written (index.html, README.md)."""
-    from moesim.present.report import write_report  # noqa: PLC0415
-
+    from moesim.present.report import write_report
     paths = [Path(results)] if isinstance(results, str | Path) else [Path(p) for p in results]
     return write_report(paths, Path(out_dir), title)
 
@@ -72,14 +69,13 @@ def validate(profile: str, stored: bool = True) -> dict[str, Any]:
     """``moesim validate``'s document for ``profile`` (a catalogue name or a profile JSON): predictions against
     the stored held-out measurements, DeepEP's and DeepSeek's published figures. ``stored=False`` measures the
     held-out cases again first (``moesim.calibrate.validate``; needs torch)."""
-    from moesim.studies.validation import validation_report  # noqa: PLC0415
-
+    from moesim.studies.validation import validation_report
     return validation_report(profile, None if stored else _measure_live)
 
 
 def _measure_live(path: Path) -> None:
     try:
-        from moesim.calibrate.validate import main as live  # noqa: PLC0415 (torch: only when asked)
+        from moesim.calibrate.validate import main as live  # torch: only when asked
     except ImportError as exc:
         raise MoesimError(f"--live needs torch ({exc}); run `pip install -e '.[calibrate]'` in a moesim checkout") \
             from None
@@ -92,11 +88,10 @@ def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = 
     ``serving.arrival.rate_per_s``; a scenario without a serving section gets its defaults; the iteration
     surface runs on ``jobs`` local processes (0: one per core), cached unless ``use_cache`` is False.
     Returns the ``moesim.serve`` result (``summary``, ``requests``, ``timeline``, ``surfaces``)."""
-    from moesim.config.serving import ServingSpec  # noqa: PLC0415
-    from moesim.exec import make_executor  # noqa: PLC0415
-    from moesim.serve import serve as run_serve  # noqa: PLC0415
-    from moesim.util.files import write_atomic  # noqa: PLC0415
-
+    from moesim.config.serving import ServingSpec
+    from moesim.exec import make_executor
+    from moesim.serve import serve as run_serve
+    from moesim.util.files import write_atomic
     sets = list(overrides)
     if rate is not None:
         if rate <= 0:
@@ -112,10 +107,9 @@ def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = 
 def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
     """``moesim check``: the scenario file at ``path`` loaded and checked without simulating (its serving
     deployment too); returns the resolved scenario as plain data and the size estimate (or the tier plan)."""
-    from moesim.iteration.sizing import describe  # noqa: PLC0415
-    from moesim.present.offload_text import describe_plan  # noqa: PLC0415
-    from moesim.serve.deploy import deployment_of  # noqa: PLC0415
-
+    from moesim.iteration.sizing import describe
+    from moesim.present.offload_text import describe_plan
+    from moesim.serve.deploy import deployment_of
     s = load_scenario(path, overrides)
     try:
         if s.serving is not None:
@@ -132,12 +126,11 @@ REGISTRIES = ("placements", "algorithms", "routing-rules", "layer-kinds", "sched
 
 def registry(name: str) -> Any:
     """The registry ``moesim list NAME`` shows (one of ``REGISTRIES``): names with a one-line description."""
-    from moesim.comm import ALGORITHMS  # noqa: PLC0415 (each owning package loads on demand)
-    from moesim.exec import EXECUTORS  # noqa: PLC0415
-    from moesim.hw.costs.loader import COST_MODELS  # noqa: PLC0415
-    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
-    from moesim.placement import PLACEMENTS  # noqa: PLC0415
-    from moesim.routing.rules import RULES  # noqa: PLC0415
-    from moesim.serve.policies import SCHEDULERS  # noqa: PLC0415
-
+    from moesim.comm import ALGORITHMS  # each owning package loads on demand
+    from moesim.exec import EXECUTORS
+    from moesim.hw.costs.loader import COST_MODELS
+    from moesim.model.layers import LAYER_KINDS
+    from moesim.placement import PLACEMENTS
+    from moesim.routing.rules import RULES
+    from moesim.serve.policies import SCHEDULERS
     return dict(zip(REGISTRIES, (PLACEMENTS, ALGORITHMS, RULES, LAYER_KINDS, SCHEDULERS, COST_MODELS, EXECUTORS)))[name]

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from moesim.iteration.scenario import scenario_from_dict
+
+# Property tests draw the same examples on every run (CI must not fail by chance); explore new examples with
+# ``pytest --hypothesis-profile=explore``. Each test's own @settings (max_examples, deadline) still apply.
+settings.register_profile("default", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("default")
 
 TOY_GPU = {"name": "toy", "peak_bf16_flops": 1e12, "peak_fp8_flops": 2e12, "hbm_bytes": 1e9,
            "hbm_bandwidth": 1e9, "sms": 1, "nvlink_bandwidth": 100.0, "gemm_efficiency": 1.0,

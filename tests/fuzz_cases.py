@@ -144,12 +144,11 @@ def case(rng: random.Random) -> tuple[str, bytes, list[str], dict[str, bytes]]:
 
 def run_case(c: tuple[str, bytes, list[str], dict[str, bytes]], folder) -> tuple[int, str]:
     """Write the case's files into ``folder`` and run the command in-process; (exit code, output)."""
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from click.testing import CliRunner  # noqa: PLC0415
+    from click.testing import CliRunner
 
-    from moesim.cli.main import main  # noqa: PLC0415
-
+    from moesim.cli.main import main
     folder = Path(folder)
     name, data, argv, extra = c
     for fname, content in extra.items():
@@ -159,7 +158,6 @@ def run_case(c: tuple[str, bytes, list[str], dict[str, bytes]], folder) -> tuple
     res = CliRunner().invoke(main, args, catch_exceptions=True)
     out = res.output
     if res.exception is not None and not isinstance(res.exception, SystemExit):
-        import traceback  # noqa: PLC0415
-
+        import traceback
         out += "Traceback\n" + "".join(traceback.format_exception(res.exception))
     return res.exit_code, out

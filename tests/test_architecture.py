@@ -55,8 +55,7 @@ class ViaGpuZero(AllToAll):
 
         def both(nbytes):
             (s1, d1, c1), (s2, d2, c2) = hop1, hop2
-            from moesim.hw.flows import FlowSet  # noqa: PLC0415
-
+            from moesim.hw.flows import FlowSet
             keep1, keep2 = s1 != d1, s2 != d2
             return FlowSet.concat([flows(s1[keep1], d1[keep1], c1[keep1] * nbytes, s1[keep1]),
                                    flows(s2[keep2], d2[keep2], c2[keep2] * nbytes, np.zeros(int(keep2.sum())))])
@@ -162,8 +161,7 @@ def test_unknown_registry_names_are_one_line_and_exit_2(scen, field, value, said
 
 
 def test_cli_choices_read_the_registries(toy_placement):
-    from moesim.cli.types import EXECUTOR, PLACEMENT_LIST  # noqa: PLC0415
-
+    from moesim.cli.types import EXECUTOR, PLACEMENT_LIST
     assert toy_placement in PLACEMENT_LIST.choices and set(EXECUTOR.choices) == set(EXECUTORS.names())
     done = [c.value for c in PLACEMENT_LIST.shell_complete(None, None, "contiguous,toy")]
     assert done == ["contiguous,toy_reversed"]
@@ -171,9 +169,8 @@ def test_cli_choices_read_the_registries(toy_placement):
 
 def test_every_registry_name_is_documented():
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    from moesim.routing.rules import RULES  # noqa: PLC0415
-    from moesim.serve.policies import SCHEDULERS  # noqa: PLC0415
-
+    from moesim.routing.rules import RULES
+    from moesim.serve.policies import SCHEDULERS
     for reg in (PLACEMENTS, ALGORITHMS, RULES, COST_MODELS, EXECUTORS, LAYER_KINDS, SCHEDULERS):
         missing = [n for n in reg.names() if f"`{n}`" not in doc]
         assert not missing, f"docs/architecture.md does not name the {reg.what}s {missing}"
@@ -213,9 +210,8 @@ def test_a_changed_cost_function_rebuilds_the_cached_surface(tmp_path):
 
 
 def test_a_moesim_bug_in_a_sweep_point_stops_the_sweep_with_exit_3(tmp_path, scen, monkeypatch):
-    from moesim.iteration import run as run_mod  # noqa: PLC0415
-    from moesim.iteration.invariants import InvariantError  # noqa: PLC0415
-
+    from moesim.iteration import run as run_mod
+    from moesim.iteration.invariants import InvariantError
     def broken(*_a, **_kw):
         raise InvariantError("stage times do not add up to the iteration (planted)")
 
@@ -228,9 +224,8 @@ def test_a_moesim_bug_in_a_sweep_point_stops_the_sweep_with_exit_3(tmp_path, sce
 
 
 def test_library_calls_do_not_tune_the_callers_allocator(scen, monkeypatch):
-    from moesim import api  # noqa: PLC0415
-    from moesim.util import alloc  # noqa: PLC0415
-
+    from moesim import api
+    from moesim.util import alloc
     def refuse():
         raise AssertionError("a library call changed the process's allocator")
 

@@ -231,9 +231,8 @@ def test_sliding_window_blocks_keep_and_read_only_their_window_by_hand():
     """Qwen3-30B-A3B shape: 4 KV heads x 128 x 2 (K, V) x 2 B = 2,048 B per token per block. A 1,024-token
     window keeps 1,024 of the 8,192 context tokens: a decode step reads 16 x 1,024 x 2,048 B per block, and the
     cache of 16 sequences over 4 blocks is 16 x 4 x 1,024 x 2,048 B."""
-    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
-    from moesim.model.memory import memory_per_gpu  # noqa: PLC0415
-
+    from moesim.model.layers import LAYER_KINDS
+    from moesim.model.memory import memory_per_gpu
     s, full = _sliding(1024), _sliding(1024, ["full"] * 4)
     assert memory_per_gpu(s)["kv_cache_bytes"] == 16 * 4 * 1024 * 2048
     assert memory_per_gpu(full)["kv_cache_bytes"] == 16 * 4 * 8192 * 2048
@@ -249,8 +248,7 @@ def test_sliding_window_blocks_keep_and_read_only_their_window_by_hand():
 
 def test_causal_prefill_span_under_a_window_by_hand():
     """Query i of L attends over min(i, w) keys: the mean is w - w^2 / (2L) for w < L, L/2 without a window."""
-    from moesim.ir.blocks import _causal_span  # noqa: PLC0415
-
+    from moesim.ir.blocks import _causal_span
     assert _causal_span(8192, 8192) == 4096
     assert _causal_span(1024, 8192) == 1024 - 1024 * 1024 / (2 * 8192)
     exact = np.minimum(np.arange(1, 8193), 1024).mean()

@@ -104,12 +104,11 @@ def test_cuda_path_dry_run_executes_every_gpu_piece_on_the_cpu(tmp_path):
     """`--device cuda --dry-run`: the GPU grid's code (CUDA-event timing loop with its L2 flush, BF16 and
     FP8 expert GEMMs, MLA-shaped decode, the one-GPU all-to-all skip) runs on the host; the profile says it
     is no measurement and a simulation can still load it."""
-    import json  # noqa: PLC0415
+    import json
 
-    from moesim import api  # noqa: PLC0415
-    from moesim.calibrate.run import main  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim import api
+    from moesim.calibrate.run import main
+    from moesim.iteration.scenario import scenario_from_dict
     out = tmp_path / "dry.json"
     assert main(["--device", "cuda", "--dry-run", "--grid", "gpu-smoke", "-o", str(out)]) == 0
     doc = json.loads(out.read_text())

@@ -257,8 +257,7 @@ def test_relay_forwards_a_chunk_only_after_it_has_arrived(exact, chunks):
     2 and 3 (node 1): 100 B cross to relay 2 (same local rank) in C chunks sent one after another, chunk c
     arriving at 2(c+1)/C s; relay 2 forwards chunk c to GPU 3 (1/C s on NVLink) once it has arrived. GPU 3
     is done at 2 + 1/C (C = 1: store and forward, 3 s; perfect cut-through would say 2 s)."""
-    from moesim.comm.traffic import layer_traffic  # noqa: PLC0415
-
+    from moesim.comm.traffic import layer_traffic
     topo = build_topology(toy_scenario(cluster={"gpus_per_node": 2, "nodes": 2}).cluster)
     dst, slot = np.array([[2, 3]]), np.array([[2, 3]])
     tr = layer_traffic(np.array([0]), dst, np.ones(dst.shape, bool), slot, 4, topo, "hierarchical", 100, 100,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fuzz_cases import case, run_case  # noqa: E402
+from fuzz_cases import case, run_case
 
 CASE_SECONDS = 30
 

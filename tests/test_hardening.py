@@ -20,7 +20,7 @@ from moesim.cli.main import main
 from moesim.util.errors import EngineError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fuzz_cases import BASE, BOMB, PLAN, RECURSIVE  # noqa: E402
+from fuzz_cases import BASE, BOMB, PLAN, RECURSIVE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,8 +148,7 @@ def test_a_huge_cluster_is_refused_before_work(tmp_path):
 
 
 def test_an_unexpected_exception_is_one_internal_error_line(tmp_path, monkeypatch):
-    from moesim import api  # noqa: PLC0415
-
+    from moesim import api
     monkeypatch.setattr(api, "run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     res = CliRunner().invoke(main, ["run", str(scenario(tmp_path, yaml.safe_dump(BASE)))])
     assert res.exit_code == 3 and "internal error: RuntimeError: boom" in res.output
@@ -157,8 +156,7 @@ def test_an_unexpected_exception_is_one_internal_error_line(tmp_path, monkeypatc
 
 
 def test_max_min_rates_converge_on_extreme_capacities():
-    from moesim.engine.fluid import maxmin_rates  # noqa: PLC0415
-
+    from moesim.engine.fluid import maxmin_rates
     paths = np.array([[0, 1], [1, -1], [0, -1]])
     for cap in (np.array([1e30, 1e-30]), np.array([1e300, 1e300]), np.array([3.0, 3.0 + 1e-15])):
         rates = maxmin_rates(paths, cap)
@@ -166,10 +164,9 @@ def test_max_min_rates_converge_on_extreme_capacities():
 
 
 def test_the_engine_stops_when_simulated_time_cannot_advance():
-    import simpy  # noqa: PLC0415
+    import simpy
 
-    from moesim.engine.fluid import FluidNetwork  # noqa: PLC0415
-
+    from moesim.engine.fluid import FluidNetwork
     env = simpy.Environment(initial_time=1e20)
     net = FluidNetwork(env, np.array([1e16]), np.array([0.0]))
     net.add(np.array([[0, -1, -1, -1]]), np.array([1.0]), np.array([0]), lambda tok, t: None)
@@ -191,8 +188,7 @@ def test_a_sweep_folder_is_held_and_bad_cached_points_rerun(tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout)["ran"] == 2
     other = scenario(tmp_path, "base: base.yaml\ngrid: {cluster.nodes: [1, 2]}\n", "other.yaml")
     bad(run(["sweep", other, "-o", out, "-j", "1"]), "holds the results of another sweep")
-    import fcntl  # noqa: PLC0415
-
+    import fcntl
     with (out / ".lock").open("a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         bad(run(["sweep", sweep, "-o", out, "-j", "1"]), "another sweep is writing this folder")
@@ -239,10 +235,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_run_that_breaks_an_invariant_is_caught():
-    from moesim import api  # noqa: PLC0415
-    from moesim.iteration.invariants import InvariantError, check_run  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim import api
+    from moesim.iteration.invariants import InvariantError, check_run
+    from moesim.iteration.scenario import scenario_from_dict
     r = api.run_scenario(scenario_from_dict(BASE))
     st = [r.built.stats]
     check_run(r.summary, st, 8 * 32, 2, "token_choice")
@@ -261,10 +256,9 @@ def test_same_seed_same_bytes_across_processes_hash_seeds_and_threads(tmp_path, 
 
 
 def test_forcing_the_exact_network_on_many_gpus_warns(tmp_path):
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-    from moesim.iteration.sizing import guard  # noqa: PLC0415
-    from moesim.util.errors import MoesimWarning  # noqa: PLC0415
-
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.iteration.sizing import guard
+    from moesim.util.errors import MoesimWarning
     s = scenario_from_dict({**BASE, "cluster": {"gpu": "h100", "nodes": 18, "gpus_per_node": 8},
                             "placement": {"kind": "eplb", "redundant_experts": 136}, "sim": {"network": "fluid"}})
     with pytest.warns(MoesimWarning, match="144 GPUs"):
@@ -296,9 +290,8 @@ def test_ctrl_c_stops_a_sweep_at_once_and_keeps_finished_points(tmp_path):
     assert proc.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
     assert took < 10  # the target is 2 s; a loose bound here (shared machines), the figure is printed
     kept = len(list((out / "points").glob("*.json")))
-    from moesim.studies.sweep import load_sweep  # noqa: PLC0415
-    from moesim.studies.sweep.run import _resolve, cached_result, point_key  # noqa: PLC0415
-
+    from moesim.studies.sweep import load_sweep
+    from moesim.studies.sweep.run import _resolve, cached_result, point_key
     spec = load_sweep(sweep)
     found = sum(cached_result(out / "points" / f"{point_key(_resolve(spec, p)[1])}.json") is not None
                 for p in spec.points())

@@ -94,9 +94,8 @@ def test_compiled_drain_is_the_numpy_drain(seed, many_batches):
 
 @needs_numba
 def test_compiled_paths_are_the_numpy_paths():
-    from moesim.hw import topology  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.hw import topology
+    from moesim.iteration.scenario import scenario_from_dict
     for nics, nodes in ((8, 6), (2, 40), (1, 3)):
         s = scenario_from_dict({"model": {"base": "mixtral-8x7b"}, "cluster": {
             "gpu": "h100", "nodes": nodes, "gpus_per_node": 8, "inter_node": {"nics_per_node": nics}},
@@ -144,10 +143,9 @@ def test_allocator_tuning_can_be_turned_off(monkeypatch):
 @needs_numba
 @pytest.mark.parametrize("algorithm", ["flat", "low_latency"])
 def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
-    from moesim.comm import flat, traffic  # noqa: PLC0415
-    from moesim.hw.topology import build_topology  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.comm import flat, traffic
+    from moesim.hw.topology import build_topology
+    from moesim.iteration.scenario import scenario_from_dict
     s = scenario_from_dict({"model": {"base": "mixtral-8x7b"}, "cluster": {"gpu": "h100", "nodes": 3,
                                                                              "gpus_per_node": 8},
                             "placement": {"redundant_experts": 16}})
@@ -176,8 +174,7 @@ def test_compiled_one_hop_traffic_is_the_numpy_traffic(algorithm, monkeypatch):
 
 @needs_numba
 def test_compiled_round_robin_slots_are_numpys(monkeypatch):
-    from moesim.placement import base  # noqa: PLC0415
-
+    from moesim.placement import base
     rng = np.random.default_rng(5)
     row = np.concatenate([np.arange(64), rng.integers(0, 64, 32)])  # some experts with up to 3+ replicas
     rng.shuffle(row)

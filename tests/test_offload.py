@@ -276,8 +276,7 @@ def test_trace_replay_keeps_the_trace_order():
     r = run_offload(scenario_from_dict(raw))
     assert r.doc["fidelity"]["routing"] == "trace replay"
     ids = np.load(trace)["topk_ids"]
-    from moesim.offload.steps import step_ids  # noqa: PLC0415
-
+    from moesim.offload.steps import step_ids
     got, exact = step_ids(scenario_from_dict(raw), None, np.ones((4, 16)) / 16, 64, 2)
     assert exact and (got[:, 0, 1] == ids[0, 64:128]).all()
     assert 0 < r.doc["cache"]["hit_rate"] < 1
@@ -286,8 +285,7 @@ def test_trace_replay_keeps_the_trace_order():
 def test_host_calibration_pieces(tmp_path):
     """moesim/calibrate/host.py's measurements on tiny sizes, and its fit recovering known rates."""
     pytest.importorskip("torch")
-    from moesim.calibrate import host  # noqa: PLC0415
-
+    from moesim.calibrate import host
     read, copy = host.memory_rates(mib=8, reps=2)
     assert read > 0 and copy > 0
     assert host.disk_read_rate(tmp_path, mib=16, reps=1) > 0
@@ -302,8 +300,7 @@ def test_host_calibration_pieces(tmp_path):
 
 
 def test_measured_host_profile_is_labelled_and_loads():
-    from moesim.config import catalog  # noqa: PLC0415
-
+    from moesim.config import catalog
     assert "cpu-ref" in catalog.host_names()
     entry = catalog.host_entry("cpu-ref")
     assert entry["cpu_flops"]["label"] == "measured" and entry["nvme_read_bandwidth"]["label"] == "measured"
@@ -350,10 +347,9 @@ def test_serving_an_offload_scenario(tmp_path, monkeypatch):
 
 
 def test_kv_room_is_what_the_budget_leaves():
-    from moesim.model.memory import kv_bytes_per_cached_token  # noqa: PLC0415
-    from moesim.offload.tiers import kv_room_bytes  # noqa: PLC0415
-    from moesim.serve.deploy import kv_capacity_tokens_per_gpu  # noqa: PLC0415
-
+    from moesim.model.memory import kv_bytes_per_cached_token
+    from moesim.offload.tiers import kv_room_bytes
+    from moesim.serve.deploy import kv_capacity_tokens_per_gpu
     s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "weight_dtype": "fp8"},
                             "cluster": {"gpu": "rtx-4090", "nodes": 1, "gpus_per_node": 1, "host": "workstation-4090"},
                             "workload": {"mode": "decode", "tokens_per_gpu": 1},

@@ -184,8 +184,7 @@ def test_round_robin_splits_a_uniform_load_evenly_over_replicas():
     """Routing returns each token's experts in score order, so under uniform routing a replicated expert's
     position in the row is uniform and round-robin by position splits it evenly. Sorted by expert id (the old
     order), a low-id expert sits at an even position almost always and piles onto its first replica."""
-    from moesim.routing import RoutingParams, route  # noqa: PLC0415
-
+    from moesim.routing import RoutingParams, route
     e, gpus, k, n = 64, 8, 8, 8 * 2048
     params = RoutingParams(experts=e, top_k=k, n_group=1, topk_group=1, group_score="max", scoring_func="softmax",
                            capacity_factor=None)
@@ -206,12 +205,11 @@ def test_round_robin_splits_a_uniform_load_evenly_over_replicas():
 def test_eplb_plans_on_a_sampled_window_by_default_and_the_oracle_on_request(small_v3):
     """The planner sees counts of window_tokens routed tokens (k per token), which approach the law as
     the window grows; plan_on: oracle hands it the law itself."""
-    from moesim.ir.resolve import resolve  # noqa: PLC0415
-    from moesim.iteration.build import _rng, popularity_of  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-    from moesim.placement.window import planning_load  # noqa: PLC0415
-    from moesim.routing import route  # noqa: PLC0415
-
+    from moesim.ir.resolve import resolve
+    from moesim.iteration.build import _rng, popularity_of
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.placement.window import planning_load
+    from moesim.routing import route
     def load(**placement):
         s = scenario_from_dict({**small_v3, "placement": {"kind": "eplb", **placement}})
         return planning_load(s, resolve(s).routing, popularity_of(s), None, _rng), popularity_of(s)

@@ -163,8 +163,7 @@ def test_pareto_frontier_keeps_only_undominated():
 
 
 def test_the_python_api_plans_a_plan_file(tmp_path, monkeypatch):
-    from moesim import api  # noqa: PLC0415
-
+    from moesim import api
     monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
     (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}"))
     doc = api.plan(tmp_path / "p.yaml", jobs=1)

@@ -109,8 +109,7 @@ def test_top_down_sampler_has_the_dense_routers_law(rule):
 
 
 def _pure(pop, n, rule, rng, monkeypatch):
-    from moesim.routing import topdown_jit  # noqa: PLC0415
-
+    from moesim.routing import topdown_jit
     with monkeypatch.context() as m:
         m.setattr(topdown_jit, "available", lambda: False)
         return sample_topk(pop, n, rule, rng)
@@ -120,8 +119,7 @@ def _pure(pop, n, rule, rng, monkeypatch):
 @given(rules(), st.integers(0, 2**31), st.integers(1, 300))
 def test_compiled_sampler_gives_the_numpy_samplers_ids_bit_for_bit(p, seed, n):
     """numba (when installed) runs the same draws in the same order: identical ids, not just the same law."""
-    from moesim.routing import topdown_jit  # noqa: PLC0415
-
+    from moesim.routing import topdown_jit
     if not topdown_jit.available():
         pytest.skip("numba is not installed (pip install 'moesim[fast]')")
     pop = np.random.default_rng(seed).dirichlet(np.full(p.experts, 0.3))  # hot experts: rejection and inversion
@@ -135,8 +133,7 @@ def test_compiled_sampler_gives_the_numpy_samplers_ids_bit_for_bit(p, seed, n):
 
 
 def test_compiled_sampler_matches_across_chunks_on_deepseek_v3_shape(monkeypatch):
-    from moesim.routing import topdown_jit  # noqa: PLC0415
-
+    from moesim.routing import topdown_jit
     if not topdown_jit.available():
         pytest.skip("numba is not installed (pip install 'moesim[fast]')")
     rule = RoutingParams(256, 8, 8, 4, "sum_top2", "sigmoid", None)

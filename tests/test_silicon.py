@@ -103,8 +103,7 @@ def test_shipped_silicon_profiles_refit_and_repredict_from_their_stored_rows(nam
     again = held_out_errors(p)
     for group, e in p.moe["held_out_error_percent"].items():
         assert again[group]["mape"] == pytest.approx(e["mape"], rel=1e-6), group
-    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm
     body = p.doc["gemm"]
     refit_g = fit_gemm(unpack_rows(body["rows_fit"]))  # refit from the stored rows: the same coefficients
     for dtype, fit in body["coef"].items():
@@ -131,8 +130,7 @@ def test_a_scenario_runs_on_a_silicon_profile_and_says_so(tmp_path):
 
 def test_nvlink_fit_recovers_the_bandwidth_of_synthetic_deepep_rows():
     """Rows made as start-up + bytes / 250 GB/s (the engine's start-up: 2 latencies dispatch, 1 combine)."""
-    from moesim.model.moe import copy_bytes  # noqa: PLC0415
-
+    from moesim.model.moe import copy_bytes
     lat, bw = 10e-6, 250e9
     c = aic_deepep.nvlink_copies_per_token(8, 256, 8)
     assert c == pytest.approx(7 * (1 - np.prod([(256 - 32 - j) / (256 - j) for j in range(8)])))
@@ -147,9 +145,8 @@ def test_nvlink_fit_recovers_the_bandwidth_of_synthetic_deepep_rows():
 def test_gemm_fit_is_exact_on_a_table_made_from_its_own_model_and_interpolates_log_log():
     """Per m, t = c_one + c_w·n·k + c_a·(m·k + m·n); a compute-bound c_w ∝ m is interpolated exactly
     between fitted m (log-log) and keeps growing like m above the largest."""
-    from moesim.hw.costs.fitting import pack_rows  # noqa: PLC0415
-    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm  # noqa: PLC0415
-
+    from moesim.hw.costs.fitting import pack_rows
+    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm
     def truth(m, n, k):
         return 5e-6 + (2 * m / 700e12 + 1 / 3e12) * n * k + 1e-13 * (m * k + m * n)
 
@@ -165,9 +162,8 @@ def test_gemm_fit_is_exact_on_a_table_made_from_its_own_model_and_interpolates_l
 
 
 def test_projection_gemms_of_gqa_and_mla_by_hand():
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
-
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.model.layers import LAYER_KINDS
     def projection_gemms(m):
         return LAYER_KINDS.get(default_kind(m)).projections(m)
 
@@ -183,10 +179,9 @@ def test_attention_core_from_a_silicon_profile_by_hand():
     """GQA decode, 4 sequences x 8 heads (2 KV heads, d 128) over 1,000 cached tokens: 8 work units, so the
     KV read (4·1000·2·128·4 bytes) runs at the < 16 band's rate; the core function of a Qwen-like spec
     asks exactly that row."""
-    from moesim.hw.costs.silicon_attn import AttentionModel, attn_terms  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-    from moesim.model.layers import LAYER_KINDS  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon_attn import AttentionModel, attn_terms
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.model.layers import LAYER_KINDS
     coef = {"gqa_decode": [1e-5, 1e-12, 2e-12, 3e-12, 1e-15, 1e-9, 1e-8, 1e-13], "gqa_prefill": [1e-5, 1e-15, 1e-12]}
     am = AttentionModel({"coef": coef})
     row = {"batch": 4, "heads": 8, "kv": 2, "d": 128, "ctx": 1000}
@@ -204,8 +199,7 @@ def test_attention_core_from_a_silicon_profile_by_hand():
 
 
 def test_shipped_attention_fits_refit_and_repredict():
-    from moesim.hw.costs.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon_attn import AttentionModel, fit_attention
     p = SiliconProfile.load(catalog.profile_dir() / "h100-sglang.json")
     body = p.doc["attention"]
     refit = fit_attention(unpack_rows(body["rows_fit"]))

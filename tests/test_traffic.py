@@ -80,9 +80,8 @@ def test_low_latency_sends_one_rdma_copy_per_token_expert_and_forwards_nothing()
     GPU 1 (its own node). FP8 copy of hidden 7168: 7168 + 4·56 = 7392 bytes. Low latency: 3 RDMA copies
     (2 → GPU 2, 1 → GPU 3) and 1 NVLink copy to GPU 1. Hierarchical: 1 RDMA copy to GPU 2 (same local
     rank), 1 NVLink forward 2 → 3, 1 NVLink copy to GPU 1."""
-    from moesim.comm.traffic import layer_traffic  # noqa: PLC0415
-    from moesim.model.moe import copy_bytes  # noqa: PLC0415
-
+    from moesim.comm.traffic import layer_traffic
+    from moesim.model.moe import copy_bytes
     topo, c = _two_by_two(), copy_bytes(7168, "fp8")
     assert c == 7392
     dst = np.array([[2, 2, 3, 1]])
@@ -99,8 +98,7 @@ def test_low_latency_sends_one_rdma_copy_per_token_expert_and_forwards_nothing()
 
 
 def test_auto_algorithm_picks_low_latency_for_decode_and_its_defaults():
-    from moesim.ir.resolve import resolve  # noqa: PLC0415
-
+    from moesim.ir.resolve import resolve
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": "h800", "nodes": 2, "gpus_per_node": 8}}
     decode = resolve(scenario_from_dict({**raw, "workload": {"mode": "decode", "tokens_per_gpu": 64}}))
@@ -117,9 +115,8 @@ def test_auto_algorithm_picks_low_latency_for_decode_and_its_defaults():
 def test_a_measured_kernel_start_up_replaces_the_collective_latency():
     """cluster.gpu.a2a_startup [dispatch, combine] per algorithm (silicon profiles fit it from DeepEP's
     kernels) overrides collective_latency (doubled for a dispatch with a layout exchange)."""
-    from moesim.config import catalog  # noqa: PLC0415
-    from moesim.ir.resolve import resolve  # noqa: PLC0415
-
+    from moesim.config import catalog
+    from moesim.ir.resolve import resolve
     gpu = {k: v["value"] if isinstance(v, dict) else v for k, v in catalog.gpu_entry("h100").items()}
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": {**gpu, "a2a_startup": {"hierarchical": [30e-6, 50e-6]}}, "nodes": 2,
@@ -131,9 +128,8 @@ def test_a_measured_kernel_start_up_replaces_the_collective_latency():
 
 
 def test_the_nvlink_rate_an_all_to_all_reaches_scales_only_its_own_stages():
-    from moesim.config import catalog  # noqa: PLC0415
-    from moesim.ir.resolve import resolve  # noqa: PLC0415
-
+    from moesim.config import catalog
+    from moesim.ir.resolve import resolve
     gpu = {k: v["value"] if isinstance(v, dict) else v for k, v in catalog.gpu_entry("h100").items()}
     raw = {"model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": {**gpu, "a2a_nvlink_bandwidth": {"hierarchical": 185e9}}, "nodes": 1,

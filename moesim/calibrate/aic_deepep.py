@@ -55,8 +55,7 @@ def fit_nvlink(rows: list[dict[str, Any]], latency_s: float) -> tuple[float, lis
     relative error of t = start-up + bytes / bw over the normal rows with ≥ 512 tokens at even positions
     (the start-up as the engine charges it: 2 latencies for dispatch, with its layout exchange; 1 for
     combine). Returns bw and the rows marked ``fitted`` (True for the rows used)."""
-    from moesim.model.moe import copy_bytes  # noqa: PLC0415
-
+    from moesim.model.moe import copy_bytes
     big = [r for r in rows if r["mode"] == "normal" and r["tokens"] >= 512]
     fit_ids = {id(r) for r in big[0::2]}
     num = den = 0.0
@@ -75,8 +74,7 @@ def fit_startups(rows: list[dict[str, Any]], bw: float, path_s: float = 0.0
     (the link latency the engine adds to every flow) over the rows with ≤ 8 tokens at even positions (1 and
     4 tokens), where the transfer is a few percent of the time.
     Returns {algorithm: [dispatch, combine]} and the rows with those ones marked ``fitted`` too."""
-    from moesim.model.moe import copy_bytes  # noqa: PLC0415
-
+    from moesim.model.moe import copy_bytes
     out, marked = {}, [dict(r) for r in rows]
     for mode, algorithm in (("normal", "hierarchical"), ("low_latency", "low_latency")):
         small = [r for r in marked if r["mode"] == mode and r["tokens"] <= 8][0::2]
@@ -98,8 +96,7 @@ def fit_startups(rows: list[dict[str, Any]], bw: float, path_s: float = 0.0
 
 def impossible_series(rows: list[dict[str, Any]], hbm_Bps: float) -> dict[str, str]:
     """Series whose balanced rows imply weight streaming faster than the HBM datasheet peak."""
-    from moesim.hw.costs.silicon import balanced_counts  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon import balanced_counts
     bad = {}
     for r in rows:
         if r["distribution"] != "balanced" or shape_key(r) in bad:

@@ -63,10 +63,9 @@ def data_root(explicit: str | None) -> Path:
 def _tool_version(root: Path) -> str:
     """aiconfigurator-core's version: the installed package's, else the dist-info beside an unpacked wheel."""
     try:
-        from importlib.metadata import version  # noqa: PLC0415
-
+        from importlib.metadata import version
         return version("aiconfigurator-core")
-    except Exception:  # noqa: BLE001 (a --data folder without the package installed)
+    except Exception:  # a --data folder without the package installed
         found = sorted(root.parent.parent.parent.glob("aiconfigurator_core-*.dist-info"))
         return found[-1].name.removeprefix("aiconfigurator_core-").removesuffix(".dist-info") if found else "unknown"
 
@@ -97,9 +96,8 @@ def read_gemm(root: Path, system: str, version: str) -> tuple[dict[str, Any] | N
     like the MoE table: every 4th (n, k) pair held out whole; the other pairs fitted at m = 1, 8, 32, …,
     32768 (even positions of GEMM_M) and held out at m = 4, 16, 64, …, 16384. Returns the profile's
     ``gemm`` body (None without a table) and where it came from."""
-    from moesim.hw.costs.silicon_gemm import TERMS as GTERMS  # noqa: PLC0415
-    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm, gemm_curves  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon_gemm import TERMS as GTERMS
+    from moesim.hw.costs.silicon_gemm import GemmModel, fit_gemm, gemm_curves
     folder = root / system / "gemm" / "sglang" / version
     path = next((folder / f"gemm_perf{e}" for e in (".parquet", ".csv") if (folder / f"gemm_perf{e}").is_file()), None)
     if path is None:
@@ -142,8 +140,7 @@ def read_attention(root: Path, system: str, version: str) -> tuple[dict[str, Any
     """SGLang's attention tables (FlashAttention-3 lane, BF16 activations and KV cache, no sliding window;
     MLA without tensor parallelism), as moesim rows per family (``moesim.hw.costs.silicon_attn``). Held out: every
     4th (heads, kv, d) shape of the GQA tables whole, and every other remaining row."""
-    from moesim.hw.costs.silicon_attn import AttentionModel, fit_attention  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon_attn import AttentionModel, fit_attention
     rows: list[dict[str, Any]] = []
     tables = {"gqa_prefill": ("attention", "context_attention_perf"),
               "gqa_decode": ("attention", "generation_attention_perf"),

@@ -147,8 +147,7 @@ def _link_figures(doc: dict[str, Any], coef: dict[str, Any], m: str, e: str, src
                               "source": "not measured (one host): the intra-host all-to-all figure is reused"},
             "nic_latency": {"value": 0.0, "label": e, "source": "not measured (one host)"},
         }
-    from moesim.config import catalog  # noqa: PLC0415
-
+    from moesim.config import catalog
     name = doc["provenance"]["device_name"].lower()
     match = next((g for g in ("h200", "h100", "h800", "b200") if g in name), "h100")
     entry = catalog.gpu_entry(match)

@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     model, losses, held = train(a.steps, a.seed, a.threads)
     ids, w, held_loss = record(model, held, a.tokens - a.tokens % 128)
-    from moesim.routing.analysis import gini  # noqa: PLC0415
-
+    from moesim.routing.analysis import gini
     ginis = [gini(np.bincount(layer.ravel(), minlength=16)) for layer in ids]
     meta = {"command": "python -m moesim.calibrate.tiny_moe " + " ".join(argv), "torch": torch.__version__,
             "python": sys.version.split()[0], "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

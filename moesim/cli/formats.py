@@ -26,9 +26,8 @@ def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path)
       moesim export-placement scenarios/deepseek-v3-decode-ep32.yaml --set placement.kind=eplb -o plan.json
       python -m sglang.launch_server ... --init-expert-location plan.json --ep-num-redundant-experts 32
     """
-    from moesim.studies.export import sglang_expert_location  # noqa: PLC0415
-    from moesim.util.files import write_atomic  # noqa: PLC0415
-
+    from moesim.studies.export import sglang_expert_location
+    from moesim.util.files import write_atomic
     s = api.load_scenario(scenario, list(overrides))
     doc, notes = sglang_expert_location(s)
     sidecar = out_file.with_name(out_file.stem + ".moesim.json")
@@ -41,8 +40,7 @@ def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path)
 
 def list_doc(what: str) -> list[dict]:
     """The catalogue entries (or placement strategies) as JSON-ready records, one per name."""
-    from moesim.config import catalog  # noqa: PLC0415
-
+    from moesim.config import catalog
     if what in api.REGISTRIES:
         return [{"name": e.name, "doc": e.help} for e in api.registry(what).entries()]
     names, entry = {"models": (catalog.model_names, catalog.model_entry),
@@ -52,8 +50,7 @@ def list_doc(what: str) -> list[dict]:
 
 
 def list_text(what: str) -> str:
-    from moesim.present.tables import gpus_table, hosts_table, models_table  # noqa: PLC0415
-
+    from moesim.present.tables import gpus_table, hosts_table, models_table
     if what in api.REGISTRIES:
         return "\n".join(f"{r['name']:<18} {r['doc']}" for r in list_doc(what)) + "\n"
     return {"models": models_table, "gpus": gpus_table, "hosts": hosts_table}[what]()

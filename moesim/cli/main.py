@@ -52,8 +52,8 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
       moesim run scenarios/mixtral-8x7b-a100.yaml -o out/ --trace out/trace.json
     """
     from moesim.present import (
-        output,  # noqa: PLC0415
-        trace,  # noqa: PLC0415
+        output,
+        trace,
     )
 
     result = api.run(scenario, overrides)
@@ -74,11 +74,10 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
 def _offload_out(result, as_json: bool, out_dir: Path | None, trace_file: Path | None) -> None:
     """An offload run's table or JSON, its result.json and its trace."""
     from moesim.present import (
-        output,  # noqa: PLC0415
-        trace,  # noqa: PLC0415
+        output,
+        trace,
     )
-    from moesim.present.offload_text import table  # noqa: PLC0415
-
+    from moesim.present.offload_text import table
     click.echo(output.to_json(result.doc) if as_json else table(result.doc), nl=False)
     if out_dir:
         path = out_dir / "result.json"
@@ -99,8 +98,7 @@ def check(scenario: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     doc, note = api.check(scenario, overrides)
     if as_json:
         return click.echo(json.dumps({**doc, "estimate": note}, indent=1))
-    import yaml  # noqa: PLC0415
-
+    import yaml
     click.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
     click.echo(f"# {note}")
 
@@ -113,8 +111,7 @@ def list_(what: str, as_json: bool) -> None:
     offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source;
     or an extension point's registry: placements, algorithms (all-to-all), routing-rules, layer-kinds
     (attention), schedulers (serving), cost-models, executors."""
-    from moesim.cli.formats import list_doc, list_text  # noqa: PLC0415
-
+    from moesim.cli.formats import list_doc, list_text
     click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
 
 
@@ -144,8 +141,7 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
     Examples:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
                moesim validate --profile h100-sglang -o reports/validation-h100-sglang
     """
-    from moesim.present.report_validation import tables, write_report  # noqa: PLC0415
-
+    from moesim.present.report_validation import tables, write_report
     rep = api.validate(profile, stored)
     rows, errors, deepep, serving = rep["rows"], rep["errors"], rep["deepep"], rep["deepseek_serving"]
     if as_json:
@@ -185,9 +181,8 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
       moesim stats expert_distribution_recorder_1750000000.pt --gpus 32 --json   (SGLang, any mode)
       moesim stats eplb_state.pt --gpus 32   (vLLM EplbModelState tensors, torch.save)
     """
-    from moesim.present.tables import stats_table  # noqa: PLC0415
-    from moesim.routing.analysis import summarize_file  # noqa: PLC0415
-
+    from moesim.present.tables import stats_table
+    from moesim.routing.analysis import summarize_file
     doc = summarize_file(path, gpus, gpus_per_node, key, step, kind)
     click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else stats_table(doc), nl=as_json)
 
@@ -214,9 +209,8 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
     Example:
       moesim compare scenarios/deepseek-v3-prefill-h800.yaml --placements contiguous,eplb --redundant 0,32
     """
-    from moesim.studies.compare import Interrupted, compare, variants  # noqa: PLC0415
-    from moesim.util.progress import Progress  # noqa: PLC0415
-
+    from moesim.studies.compare import Interrupted, compare, variants
+    from moesim.util.progress import Progress
     kinds = [k.strip() for k in placements.split(",") if k.strip()]
     try:
         reds = [int(x) for x in redundant.split(",")] if redundant else None
@@ -229,8 +223,7 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
     except Interrupted as exc:
         rows, stopped = exc.rows, True
     bar.close()
-    from moesim.cli.study import finish_compare  # noqa: PLC0415
-
+    from moesim.cli.study import finish_compare
     finish_compare(rows, scenario, out_dir, as_json, stopped)
 
 
@@ -252,11 +245,10 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
       moesim rebalance scenarios/deepseek-v3-decode-h800.yaml --set router.stats.drift=0.05 \\
           --set placement.kind=eplb --iterations 12 --every 4
     """
-    from moesim.present.tables import rebalance_table  # noqa: PLC0415
-    from moesim.studies.compare import Interrupted  # noqa: PLC0415
-    from moesim.studies.rebalance import rebalance_study, summarize  # noqa: PLC0415
-    from moesim.util.progress import Progress  # noqa: PLC0415
-
+    from moesim.present.tables import rebalance_table
+    from moesim.studies.compare import Interrupted
+    from moesim.studies.rebalance import rebalance_study, summarize
+    from moesim.util.progress import Progress
     if iterations < 1 or every < 1 or window < 1:
         raise MoesimError("--iterations, --every and --window must be at least 1")
     s = api.load_scenario(scenario, list(overrides))
@@ -298,14 +290,12 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, ad
     Points are cached by a hash of their resolved scenario: run the same command again and only missing
     (or failed) points run. A point that fails is recorded with its error; the sweep goes on.
     """
-    from moesim.cli.study import sweep_with_progress  # noqa: PLC0415
-    from moesim.exec import make_executor  # noqa: PLC0415
-    from moesim.studies.sweep import load_sweep  # noqa: PLC0415
-
+    from moesim.cli.study import sweep_with_progress
+    from moesim.exec import make_executor
+    from moesim.studies.sweep import load_sweep
     summary = sweep_with_progress(load_sweep(sweep_file), out_dir, make_executor(executor_kind, jobs, address))
-    from moesim.present.tables import sweep_text  # noqa: PLC0415
-    from moesim.studies.sweep.run import METRIC_KEYS  # noqa: PLC0415
-
+    from moesim.present.tables import sweep_text
+    from moesim.studies.sweep.run import METRIC_KEYS
     click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)
     if summary["points"] and summary["failed"] + summary["invalid"] >= summary["points"]:
         click.echo(f"error: every point of the sweep failed (results and errors kept in {out_dir})", err=True)
@@ -326,8 +316,7 @@ def report_cmd(results: tuple[Path, ...], out_dir: Path, title: str | None, as_j
     values, drag to zoom), then every row (sortable, units, the recommended row highlighted).
       moesim report out/run-a out/run-b -o reports/a-vs-b --title "A vs B"
     """
-    from moesim.present.report import write_report  # noqa: PLC0415
-
+    from moesim.present.report import write_report
     paths = write_report(list(results), out_dir, title)
     if as_json:
         click.echo(json.dumps({"wrote": [str(p) for p in paths]}))
@@ -369,21 +358,22 @@ def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int
     Each deployment's capacity is the highest request rate whose serving run meets the SLO. Infeasible
     deployments say why. Progress and ETA go to stderr; Ctrl-C stops and keeps what finished.
     """
-    from moesim.cli.serve import PlanProgress, finish_plan  # noqa: PLC0415
-    from moesim.exec import make_executor  # noqa: PLC0415
-    from moesim.plan import load_plan, plan  # noqa: PLC0415
-    from moesim.util.errors import ScenarioError  # noqa: PLC0415
-    from moesim.util.files import write_atomic  # noqa: PLC0415
+    from moesim.cli.serve import finish_plan
+    from moesim.exec import make_executor
+    from moesim.plan import load_plan, plan
+    from moesim.util.errors import ScenarioError
+    from moesim.util.files import write_atomic
+    from moesim.util.progress import Phases
 
     p, path = load_plan(plan_file)
     try:
-        result = plan(p, path.parent, make_executor(executor_kind, jobs, address), PlanProgress(), not no_cache,
+        result = plan(p, path.parent, make_executor(executor_kind, jobs, address), Phases("plan"), not no_cache,
                       write_atomic)
     except ScenarioError as err:
         raise err.located(file=str(plan_file)) from None
     finish_plan(result, out_dir, as_json)
 
-from moesim.cli.formats import export_placement  # noqa: E402  (kept in their own modules; registered here)
+from moesim.cli.formats import export_placement  # noqa: E402 (kept in their own modules; registered here)
 from moesim.cli.serve import serve_cmd  # noqa: E402
 
 main.add_command(serve_cmd)

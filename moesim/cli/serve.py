@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from moesim import api
+from moesim.util.progress import Phases
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival.rate_per_s=8 (repeatable)."
 
@@ -49,69 +49,25 @@ def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, jo
       moesim serve scenarios/deepseek-v3-serve-h800.yaml
       moesim serve scenarios/deepseek-v3-serve-h800.yaml --rate 6 -o out/serve && moesim report out/serve -o out/r
     """
-    from moesim.present.output import write_serve_outputs  # noqa: PLC0415
-    from moesim.present.serve_text import serve_text  # noqa: PLC0415
-    from moesim.util.files import to_json  # noqa: PLC0415
-
-    bar = _Bar()
+    from moesim.present.output import write_serve_outputs
+    from moesim.present.serve_text import serve_text
+    from moesim.util.files import to_json
+    bars = Phases("serve")
     try:
-        result = api.serve(scenario, overrides, rate, jobs, not no_cache, bar.update)
+        result = api.serve(scenario, overrides, rate, jobs, not no_cache,
+                           lambda done, total: bars("surface points", done, total))
     finally:
-        bar.close()
+        bars.close()
     if out_dir:
         write_serve_outputs(out_dir, result)
     click.echo(to_json(result.summary) if as_json else serve_text(result.summary), nl=False)
 
 
-class _Bar:
-    """A progress bar on stderr for the surface points, shown only when there are points to run."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.n = 0
-
-    def update(self, done: int, total: int) -> None:
-        if total == 0:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label="iteration surface points", file=sys.stderr,
-                                         show_eta=True)
-            self.bar.__enter__()
-        self.bar.length = total
-        self.bar.update(done - self.n)
-        self.n = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-
-
-class PlanProgress:
-    """Progress lines on stderr: surface points (every 2 s, with an ETA) and each finished deployment."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-        self.started: dict[str, float] = {}
-
-    def __call__(self, phase: str, done: int, total: int, label: str) -> None:
-        now = time.monotonic()
-        if done == 0:
-            self.started[phase] = now
-        if done < total and now - self.last <= 2.0 and phase != "deployments":
-            return
-        self.last = now
-        eta = ""
-        if phase != "deployments" and done:
-            eta = f" (ETA {(now - self.started.get(phase, now)) / done * (total - done):.0f} s)"
-        click.echo(f"[plan] {phase} {done}/{total} {label}{eta}".rstrip(), err=True)
-
-
 def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool) -> None:
     """Write plan.json/plan.csv, print the table (or JSON), then exit 130 when interrupted and 2 when
     nothing meets the target (after writing: nothing is lost)."""
-    from moesim.present.tables import plan_table  # noqa: PLC0415
-    from moesim.util.files import to_csv, to_json, write_atomic  # noqa: PLC0415
-
+    from moesim.present.tables import plan_table
+    from moesim.util.files import to_csv, to_json, write_atomic
     if out_dir:
         write_atomic(out_dir / "plan.json", to_json(result))
         write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))

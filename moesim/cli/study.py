@@ -15,9 +15,8 @@ from moesim.util.progress import Progress
 
 def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_json: bool, stopped: bool) -> None:
     """Print and write the rows; exit 130 when interrupted, 2 when no variant ran (after writing)."""
-    from moesim.studies.compare import plot, table  # noqa: PLC0415
-    from moesim.util.files import to_csv, to_json, write_atomic  # noqa: PLC0415
-
+    from moesim.present.compare import plot, table
+    from moesim.util.files import to_csv, to_json, write_atomic
     click.echo(json.dumps(rows, indent=1) if as_json else table(rows))
     if out_dir and rows:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -35,8 +34,7 @@ def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_js
 def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, Any]:
     """Run the sweep with a progress line (cached points counted, not timed); Ctrl-C exits 130 after
     saying where the finished points are (they are on disk already)."""
-    from moesim.studies.sweep import run_sweep  # noqa: PLC0415
-
+    from moesim.studies.sweep import run_sweep
     bar: list[Progress] = []
 
     def progress(done: int, todo: int, cached: int) -> None:

@@ -29,7 +29,7 @@ class CommaChoice(click.ParamType):
     def choices(self) -> list[str]:
         return self.registry.names()
 
-    def get_metavar(self, param, ctx=None) -> str:  # noqa: ARG002 (click's signature)
+    def get_metavar(self, param, ctx=None) -> str:  # click's signature
         return "[" + "|".join(self.choices) + "],..."
 
     def convert(self, value, param, ctx):
@@ -40,8 +40,7 @@ class CommaChoice(click.ParamType):
         return ",".join(items)
 
     def shell_complete(self, ctx, param, incomplete):
-        from click.shell_completion import CompletionItem  # noqa: PLC0415
-
+        from click.shell_completion import CompletionItem
         head, _, last = incomplete.rpartition(",")
         return [CompletionItem((head + "," if head else "") + c) for c in self.choices if c.startswith(last)]
 
@@ -84,7 +83,7 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
                 KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 (the last line of defence: one line, not a traceback)
+        except Exception as exc:  # the last line of defence: one line, not a traceback
             if os.environ.get("MOESIM_DEBUG"):
                 raise
             click.echo(internal_error_line(exc), err=True)

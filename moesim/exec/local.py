@@ -86,9 +86,8 @@ def _kill(pool: ProcessPoolExecutor) -> None:
 
 def _parent_death_signal() -> bool:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes  # noqa: PLC0415
-    import signal  # noqa: PLC0415
-
+    import ctypes
+    import signal
     try:
         return ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0
     except (OSError, AttributeError):  # not Linux: no prctl
@@ -99,17 +98,15 @@ def die_with_parent(parent: int) -> None:
     """Worker start-up: end this worker when the process that started it dies (SIGKILL included), so a
     killed sweep leaves no orphans. Linux: the kernel's parent-death signal; elsewhere a thread that
     watches the parent id."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
+    import signal
+    import threading
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     alloc.tune()  # the worker is the pool's own process (moesim.util.alloc)
     if _parent_death_signal() and os.getppid() == parent:
         return
 
     def watch() -> None:
-        import time  # noqa: PLC0415
-
+        import time
         while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)

@@ -16,7 +16,7 @@ from moesim.util.errors import MoesimError
 
 def _ray():
     try:
-        import ray  # noqa: PLC0415
+        import ray
     except ImportError:
         raise MoesimError("--executor ray needs Ray: pip install 'moesim[ray]' (or use --executor local)") from None
     return ray

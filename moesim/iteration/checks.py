@@ -124,8 +124,7 @@ def _check_cluster(s: Scenario) -> None:
 
 def _check_layers(m) -> None:
     """The layer rule must leave at least one MoE block, and name blocks of this model."""
-    from moesim.model.moe import MoEModel  # noqa: PLC0415
-
+    from moesim.model.moe import MoEModel
     if m.first_k_dense_replace >= m.num_hidden_layers:
         raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
                             fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
@@ -161,9 +160,8 @@ def check_stats_file(s: Scenario) -> None:
     stats = s.router.stats
     if not hasattr(stats, "path"):
         return
-    from moesim.model.moe import MoEModel  # noqa: PLC0415
-    from moesim.routing.sources import SourceError, load_histogram, load_trace  # noqa: PLC0415
-
+    from moesim.model.moe import MoEModel
+    from moesim.routing.sources import SourceError, load_histogram, load_trace
     layers, experts = MoEModel.from_spec(s.model).num_moe_layers, s.model.n_routed_experts
     try:
         if stats.kind == "trace":

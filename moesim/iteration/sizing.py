@@ -34,8 +34,7 @@ class SizeEstimate:
 
 def estimate(s: Scenario) -> SizeEstimate:
     """Memory and time of ``moesim run`` on ``s`` (see the module docstring)."""
-    from moesim.iteration.build import routed_tokens_per_gpu  # noqa: PLC0415 (build imports the engine's inputs)
-
+    from moesim.iteration.build import routed_tokens_per_gpu  # build imports the engine's inputs
     g, m = s.cluster.num_gpus, s.model
     layers = max(1, m.num_hidden_layers - m.first_k_dense_replace)
     top_k = s.router.top_k or m.num_experts_per_tok
@@ -69,13 +68,11 @@ FLUID_WARN_GPUS = 64
 
 def guard(s: Scenario) -> None:
     """Raise ScenarioError when the memory estimate exceeds this machine's memory."""
-    from moesim.util.errors import ScenarioError  # noqa: PLC0415
-
+    from moesim.util.errors import ScenarioError
     if s.sim.network == "fluid" and s.cluster.num_gpus > FLUID_WARN_GPUS:
-        import warnings  # noqa: PLC0415
+        import warnings
 
-        from moesim.util.errors import MoesimWarning  # noqa: PLC0415
-
+        from moesim.util.errors import MoesimWarning
         warnings.warn(MoesimWarning(
             f"sim.network: fluid on {s.cluster.num_gpus} GPUs recomputes max-min rates at every flow event: "
             "expect minutes where the default (auto: the drain model above 8 GPUs) takes seconds"), stacklevel=2)

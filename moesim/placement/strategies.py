@@ -163,8 +163,7 @@ def greedy(load: np.ndarray, gpus: int, redundant: int = 0, **_: object) -> Plac
 def optimal(load: np.ndarray, gpus: int, redundant: int = 0, time_limit_s: float = 20.0, **_: object) -> Placement:
     """Exact minimum of the busiest GPU's expected load without replicas (mixed-integer program solved by
     HiGHS through scipy.optimize.milp); a lower bound to measure heuristics against. Small cases only."""
-    from scipy.optimize import Bounds, LinearConstraint, milp  # noqa: PLC0415 (solver only when asked)
-
+    from scipy.optimize import Bounds, LinearConstraint, milp  # solver only when asked
     if redundant:
         raise ValueError("optimal places each expert once: use redundant_experts 0")
     rows = []

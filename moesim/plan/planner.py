@@ -50,8 +50,7 @@ def check_plan(p: PlanSpec, base_dir: str, space: list[Deployment]) -> int:
     """Mistakes in the plan itself, found before any deployment runs (not reported as every candidate being
     infeasible): a GPU type moesim does not know, a key no scenario has, a value no scenario accepts.
     Returns the model's routed experts (what the redundant counts are derived from)."""
-    from moesim.util.errors import ScenarioError  # noqa: PLC0415
-
+    from moesim.util.errors import ScenarioError
     try:  # names and values only: whether a shape fits is the search's to find out
         experts = _experts(p, base_dir)
         for gpu in p.gpus:
@@ -107,17 +106,11 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
                 done += 1
                 _update_best(p, d, res, best_cost)
                 if progress:
-                    progress("deployments", done, len(ready), f"{d.label()} ({_eta(started, done, len(ready))})")
+                    progress("deployments", done, len(ready), d.label())
     except KeyboardInterrupt:
         interrupted = True
     scope = ready[0][2][0].workload.scope if ready else None
     return _result(p, space, rows, interrupted, time.monotonic() - started, scope)
-
-
-def _eta(started: float, done: int, total: int) -> str:
-    el = time.monotonic() - started
-    left = el / max(done, 1) * (total - done)
-    return f"elapsed {el:.0f} s, ETA {left:.0f} s"
 
 
 def _pruned(p: PlanSpec, d: Deployment, best_cost: dict[str, float]) -> bool:
@@ -222,8 +215,7 @@ def _distinct(rows: list[dict[str, Any]], best: dict[str, Any] | None) -> list[d
 
 
 def _slo(p: PlanSpec) -> dict[str, Any]:
-    from moesim.config.serving import SloSpec  # noqa: PLC0415
-
+    from moesim.config.serving import SloSpec
     return SloSpec.model_validate(p.serving.get("slo") or {}).model_dump()
 
 

@@ -63,11 +63,9 @@ def script() -> str:
 
 def png(spec: dict) -> bytes:
     """The same chart as a PNG (matplotlib), legend outside the data, long category labels rotated."""
-    import matplotlib  # noqa: PLC0415
-
+    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
+    import matplotlib.pyplot as plt
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(9, 3.6 if spec["kind"] != "heatmap" else 4.0))
         {"line": _png_line, "bar": _png_bar, "heatmap": _png_heat}[spec["kind"]](fig, ax, spec)

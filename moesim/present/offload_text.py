@@ -11,8 +11,7 @@ GB = 1e9
 
 def describe_plan(s) -> str:
     """One line for ``moesim check``: the tier plan of an offload scenario (raises if it does not fit)."""
-    from moesim.offload.tiers import plan_tiers  # noqa: PLC0415
-
+    from moesim.offload.tiers import plan_tiers
     p = plan_tiers(s)
     hbm = p.memory["hbm_per_gpu"]
     return (f"tier plan: {p.slots} expert slots per GPU ({_gb(hbm['expert_slots_bytes'])}), GPU memory "

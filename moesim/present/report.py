@@ -20,8 +20,7 @@ from moesim.util.files import write_atomic
 
 def detect(path: Path) -> tuple[str, Any]:
     """('run' | 'compare' | 'plan' | 'serve' | 'sweep', data) from a results folder or file."""
-    from moesim.util import safeio  # noqa: PLC0415
-
+    from moesim.util import safeio
     folder = path if path.is_dir() else path.parent
     for name, kind, want in (("result.json", "run", dict), ("compare.json", "compare", list),
                              ("plan.json", "plan", dict), ("serve.json", "serve", dict)):
@@ -43,8 +42,7 @@ def detect(path: Path) -> tuple[str, Any]:
 
 def run_figures(doc: dict[str, Any], folder: Path) -> list[dict]:
     """Chart specs for a run: per-layer time split, GPU × layer load heatmap, inter-node bytes."""
-    import numpy as np  # noqa: PLC0415
-
+    import numpy as np
     layers = doc["layers"]
     cats = [str(r["layer"]) for r in layers]
     series = []

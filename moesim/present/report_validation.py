@@ -57,11 +57,9 @@ def _low_latency_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Log-log scatter of predicted against measured time, one colour per piece, with the y = x line."""
-    import matplotlib  # noqa: PLC0415 (plotting only when a report is written)
-
+    import matplotlib  # plotting only when a report is written
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
     pieces = sorted({r["piece"] for r in rows})
     for piece in pieces:

@@ -95,9 +95,8 @@ def summarize_file(path: Any, gpus: int, gpus_per_node: int, key: str | None = N
     engines' count entries are histograms [steps, layers, E], physical counts folded with the file's map);
     a bare 3-D integer array could be either, and must be named with ``kind``. Layers that counted nothing
     (dense layers in a per-model-layer dump) are left out. Raises ``MoesimError`` naming the file or option."""
-    from moesim.routing import sources  # noqa: PLC0415
-    from moesim.util.errors import MoesimError  # noqa: PLC0415
-
+    from moesim.routing import sources
+    from moesim.util.errors import MoesimError
     try:
         arr, extra = sources.load_array(path, key, ANY_KEYS)
         found = extra.get("source_key")
@@ -137,8 +136,7 @@ def _trace_loads(trace: np.ndarray, experts: int) -> np.ndarray:
 
 def _histogram_loads(path: Any, key: str | None, step: str, extra: dict) -> np.ndarray:
     """[counted layers, logical experts] of one step (or the mean), empty steps and layers left out."""
-    from moesim.routing import dumps, sources  # noqa: PLC0415
-
+    from moesim.routing import dumps, sources
     series = dumps.drop_empty_steps(sources.series(path, key)[0])
     p2l = extra.get("physical_to_logical_map")
     experts = int(np.asarray(p2l).max()) + 1 if p2l is not None else series.shape[2]

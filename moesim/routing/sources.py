@@ -34,9 +34,8 @@ def load_array(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.n
     """The array under ``key`` (or the first of ``keys`` present) and the other entries, with the name of
     the chosen entry under ``source_key`` (cached per file version: the config check and the build read the
     same file). Not a regular file, too large, corrupt or truncated: one SourceError saying which."""
-    from moesim.util import safeio  # noqa: PLC0415
-    from moesim.util.errors import ScenarioError  # noqa: PLC0415
-
+    from moesim.util import safeio
+    from moesim.util.errors import ScenarioError
     path = Path(path)
     try:
         safeio.read_bytes(path, limit=MAX_STATS_BYTES, what="statistics file", probe=True)
@@ -70,8 +69,7 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
     if suffix == ".npz":
         data = dict(np.load(path))
     elif suffix == ".json":
-        from moesim.util import safeio  # noqa: PLC0415
-
+        from moesim.util import safeio
         data = safeio.load_json(path, what="statistics file", limit=MAX_STATS_BYTES)
         if isinstance(data, list):
             return np.asarray(data), {}
@@ -100,13 +98,13 @@ def _numeric(text: str) -> bool:
 
 def _torch_load(path: Path) -> Any:
     try:
-        import torch  # noqa: PLC0415 (optional: only for .pt dumps)
+        import torch  # optional: only for .pt dumps
     except ImportError:
         raise SourceError("reading .pt needs torch (pip install torch), or save the array as .npy") from None
     # weights_only: tensors, dicts, lists and numbers only; a pickle that runs code is refused
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (torch raises UnpicklingError, RuntimeError, EOFError, ...)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise SourceError(f"not a readable torch file of tensors ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from None
 

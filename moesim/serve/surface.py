@@ -118,12 +118,10 @@ def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenari
 
 def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float]:
     """Worker: one iteration DES at a grid point → (iteration seconds, GPU load max/mean)."""
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415
-
+    from moesim.iteration.run import run_scenario
     s, mode, tokens, context = task
     if s.offload is not None:  # experts across memory tiers: a decode step's (or a prefill pass's) time
-        from moesim.offload import run_offload  # noqa: PLC0415
-
+        from moesim.offload import run_offload
         doc = run_offload(point_scenario(s, mode, tokens, context), kv=False).doc
         return doc["time_per_token_s"] if mode == "decode" else doc["simulated_s"], doc["gpu_load_max_over_mean"]
     sm = run_scenario(point_scenario(s, mode, tokens, context)).summary

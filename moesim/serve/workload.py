@@ -84,8 +84,7 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Requests:
     path = Path(path)
     where = "serving.arrival.path"
     try:
-        from moesim.util import safeio  # noqa: PLC0415
-
+        from moesim.util import safeio
         text = safeio.read_text(path, limit=1 << 30, what="request trace")
     except (OSError, UnicodeDecodeError, ScenarioError) as exc:
         raise ScenarioError(f"cannot read the trace ({exc})", file=str(path), path=where,

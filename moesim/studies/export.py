@@ -15,9 +15,8 @@ def sglang_expert_location(s: Scenario) -> tuple[dict[str, Any], dict[str, Any]]
     one row per model layer (dense layers get SGLang's trivial mapping, physical j → logical j mod E), each
     row ``E + redundant`` long. Any other key would be a TypeError there, so the notes (scenario, plan,
     the server flags that must match) go to a sidecar file."""
-    from moesim import __version__  # noqa: PLC0415
-    from moesim.iteration.build import build  # noqa: PLC0415 (routing and placement: heavy)
-
+    from moesim import __version__
+    from moesim.iteration.build import build  # routing and placement: heavy
     b = build(s)
     slots = b.placement.phy2log.shape[1]
     moe = dict(zip(b.model.moe_layer_ids, b.placement.phy2log.tolist()))

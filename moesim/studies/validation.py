@@ -58,9 +58,8 @@ EP_STAGES = ("route_permute", "dispatch", "experts", "combine", "unpermute")
 def predict_ep(profile_path: str, case: dict[str, Any]) -> dict[str, float]:
     """Simulated time of an ``ep`` case, replaying its recorded routing: the iteration ('layer') and each
     stage's longest duration over the ranks (as the measurement reports them)."""
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415 (api imports this module's neighbours)
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.iteration.run import run_scenario  # api imports this module's neighbours
+    from moesim.iteration.scenario import scenario_from_dict
     s = scenario_from_dict(ep_scenario(profile_path, case))
     ids = np.concatenate([np.asarray(r, dtype=np.int64) for r in case["ids"]])
     res = run_scenario(s, trace=[ids])
@@ -146,8 +145,7 @@ def deepep_rows() -> list[dict[str, Any]]:
     ep8 = base[0]
     scale = float(np.sqrt(ep8["dispatch_published_GBps"] / ep8["dispatch_sim_GBps"]
                           * ep8["combine_published_GBps"] / ep8["combine_sim_GBps"]))
-    from moesim.config import catalog  # noqa: PLC0415
-
+    from moesim.config import catalog
     nvlink = float(catalog.gpu_entry("h800")["nvlink_bandwidth"]["value"]) * scale
     fitted = [{**_deepep_case(kind, ep, pub_d, pub_c, nvlink, 16), "variant": f"fitted NVLink {nvlink / 1e9:.0f} GB/s"
                + (" (fitted row)" if ep == 8 else ""), "fitted": ep == 8}
@@ -157,9 +155,8 @@ def deepep_rows() -> list[dict[str, Any]]:
 
 def _deepep_case(kind: str, ep: int, pub_d: float, pub_c: float, nvlink: float | None = None,
                  chunks: int | None = None) -> dict[str, Any]:
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.iteration.run import run_scenario
+    from moesim.iteration.scenario import scenario_from_dict
     nodes = max(1, ep // 8)
     cluster: dict[str, Any] = {"gpu": "h800", "nodes": nodes, "gpus_per_node": 8}
     if nvlink:
@@ -196,9 +193,8 @@ def deepep_low_latency_rows() -> list[dict[str, Any]]:
     limit as in its test) and compare the mean dispatch and combine stage times (join to leave) with the
     published latencies. Inside a node moesim's low-latency copies use NVLink (DeepEP since 2025-06); the
     published table predates that, so the EP8 row (one node) is not like for like."""
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.iteration.run import run_scenario
+    from moesim.iteration.scenario import scenario_from_dict
     rows = []
     for ep, pub_d, pub_c in DEEPEP_LL:
         s = scenario_from_dict({
@@ -232,9 +228,8 @@ DEEPSEEK_SERVING = [
 
 def deepseek_serving_rows() -> list[dict[str, Any]]:
     """Simulated whole-model throughput per H800 node against DeepSeek's published serving figures."""
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.iteration.run import run_scenario
+    from moesim.iteration.scenario import scenario_from_dict
     rows = []
     for mode, nodes, tokens, published, settings in DEEPSEEK_SERVING:
         s = scenario_from_dict({
@@ -259,24 +254,21 @@ def deepseek_serving_rows() -> list[dict[str, Any]]:
 def silicon_rows(path) -> list[dict[str, Any]]:
     """A silicon profile's held-out rows, predicted again from the profile (the fit never saw them), and its
     DeepEP rows simulated by the engine on the profile's GPU figures."""
-    from moesim.hw.costs.silicon import SiliconProfile  # noqa: PLC0415
-
+    from moesim.hw.costs.silicon import SiliconProfile
     p = SiliconProfile.load(path)
     rows = [{"case": f"H{r['hidden']} I{r['inter']} k{r['top_k']} E{r['experts']} T{r['tokens']} {r['distribution']}",
              "piece": r["group"], "measured_s": r["latency_s"], "predicted_s": p.predict_row(r)}
             for r in p.rows("held_out")]
     if "gemm" in p.doc:
-        from moesim.hw.costs.fitting import unpack_rows  # noqa: PLC0415
-        from moesim.hw.costs.silicon_gemm import GemmModel  # noqa: PLC0415
-
+        from moesim.hw.costs.fitting import unpack_rows
+        from moesim.hw.costs.silicon_gemm import GemmModel
         g = GemmModel(p.doc["gemm"])
         rows += [{"case": f"m{r['m']} n{r['n']} k{r['k']}", "piece": r["group"], "measured_s": r["latency_s"],
                   "predicted_s": float(g.time(np.array(r["m"]), r["n"], r["k"], r["dtype"]))}
                  for r in unpack_rows(p.doc["gemm"]["rows_held_out"])]
     if "attention" in p.doc:
-        from moesim.hw.costs.fitting import unpack_rows  # noqa: PLC0415
-        from moesim.hw.costs.silicon_attn import AttentionModel  # noqa: PLC0415
-
+        from moesim.hw.costs.fitting import unpack_rows
+        from moesim.hw.costs.silicon_attn import AttentionModel
         am = AttentionModel(p.doc["attention"])
         rows += [{"case": f"B{r['batch']} h{r['heads']} ctx{r.get('ctx') or r.get('seq')}", "piece": r["group"],
                   "measured_s": r["latency_s"], "predicted_s": am.time(r["family"], r)}
@@ -287,9 +279,8 @@ def silicon_rows(path) -> list[dict[str, Any]]:
 
 def _deepep_row(profile_path: str, r: dict[str, Any]) -> list[dict[str, Any]]:
     """One measured DeepEP row (one node): the simulated dispatch and combine stage times against it."""
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.iteration.run import run_scenario
+    from moesim.iteration.scenario import scenario_from_dict
     algorithm = "hierarchical" if r["mode"] == "normal" else "low_latency"
     s = scenario_from_dict({
         "name": f"deepep-{r['mode']}-{r['tokens']}", "seed": 1,
@@ -317,15 +308,13 @@ def validation_report(profile: str, measure: Callable[[Path], None] | None = Non
     when given (measures its held-out cases again: ``moesim.calibrate.validate``, which needs torch; the
     façade passes it), then predict every stored case and the published DeepEP and DeepSeek serving figures.
     Raises ``MoesimError`` with the fix on a missing profile."""
-    from moesim.config import catalog  # noqa: PLC0415
-    from moesim.util.errors import MoesimError  # noqa: PLC0415
-
+    from moesim.config import catalog
+    from moesim.util.errors import MoesimError
     path = Path(profile) if profile.endswith(".json") else catalog.profile_dir() / f"{profile}.json"
     if not path.is_file():
         raise MoesimError(f"--profile: no profile {profile!r}; choose one of {catalog.profile_names()} "
                           "or give a path to a calibrate/ profile JSON")
-    from moesim.util import safeio  # noqa: PLC0415
-
+    from moesim.util import safeio
     doc = safeio.load_json(path, what="profile", limit=1 << 30)
     if not isinstance(doc, dict):
         raise MoesimError(f"--profile: {path} is not a moesim profile (a {type(doc).__name__})")

@@ -48,6 +48,12 @@ class Progress:
         self.last = now
         self._write(self.line(note))
 
+    def update(self, done: int, total: int | None = None, note: str = "") -> None:
+        """Absolute progress: ``done`` of ``total`` (when the total grows, as refined surfaces do)."""
+        if total is not None:
+            self.total = total
+        self.step(note, done - self.done)
+
     def close(self, note: str = "") -> None:
         """End the line (terminal) or print the last state if it was not printed."""
         if self.tty:
@@ -62,6 +68,32 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+class Phases:
+    """A ``progress(phase, done, total, note)`` callback for work in named phases (a plan's surface points,
+    then its deployments): one ``Progress`` line per phase, labelled ``label phase``, closed when done."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, every_s: float = 2.0) -> None:
+        self.label, self.stream, self.every_s = label, stream, every_s
+        self.bars: dict[str, Progress] = {}
+
+    def __call__(self, phase: str, done: int, total: int, note: str = "") -> None:
+        if total <= 0:
+            return
+        bar = self.bars.get(phase)
+        if bar is None:
+            bar = self.bars[phase] = Progress(f"{self.label} {phase}", total, stream=self.stream, every_s=self.every_s)
+        bar.update(done, total, note)
+        if done >= total:
+            self.close(phase)
+
+    def close(self, phase: str | None = None) -> None:
+        """End one phase's line (or every open one)."""
+        for name in [phase] if phase else list(self.bars):
+            bar = self.bars.pop(name, None)
+            if bar is not None:
+                bar.close()
 
 
 def _fmt(seconds: float) -> str:

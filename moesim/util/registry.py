@@ -41,7 +41,7 @@ class Registry(Generic[T]):
         self.what, self.field = what, field  # e.g. "placement", "placement.kind" (the scenario field it fills)
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, obj: T, help: str = "") -> T:  # noqa: A002 (click's word for it)
+    def register(self, name: str, obj: T, help: str = "") -> T:  # click's word for it
         """Add ``obj`` under ``name``; a name may be registered once (``unregister`` first to replace it)."""
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"{self.what} name {name!r}: use letters, digits, '_' and '-'")
@@ -53,7 +53,7 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
 
-    def decorator(self, name: str, help: str = "") -> Callable[[T], T]:  # noqa: A002
+    def decorator(self, name: str, help: str = "") -> Callable[[T], T]:
         """``@REGISTRY.decorator("name", help=...)`` above a function or class registers it."""
         return lambda obj: self.register(name, obj, help)
 

@@ -36,10 +36,9 @@ def scenario(name: str) -> dict:
 
 
 def summary_json(name: str) -> str:
-    from moesim import api  # noqa: PLC0415
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-    from moesim.present import output  # noqa: PLC0415
-
+    from moesim import api
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.present import output
     return output.to_json(api.run_scenario(scenario_from_dict(scenario(name))).doc)
 
 

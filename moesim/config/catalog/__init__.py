@@ -16,7 +16,7 @@ LABELS = ("measured", "datasheet", "published", "estimated")
 def _read(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
     # libyaml's parser where PyYAML has it (the shipped catalogues: 0.14 s -> 0.01 s a process), same data
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # a safe loader
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
@@ -72,8 +72,7 @@ def gpu_entry(name: str) -> dict[str, Any]:
 
 def read_gpu_file(path: Path) -> dict[str, Any]:
     """A GPU profile file in the catalogue's format (figures as {value, label, source} or plain values)."""
-    from moesim.util import safeio  # noqa: PLC0415
-
+    from moesim.util import safeio
     data = safeio.load_json(path, "GPU profile") if path.suffix == ".json" else safeio.load_yaml(path, "GPU profile")
     if not isinstance(data, dict):
         raise ValueError("a GPU profile must be a mapping of figures")

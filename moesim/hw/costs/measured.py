@@ -175,8 +175,7 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        from moesim.util import safeio  # noqa: PLC0415
-
+        from moesim.util import safeio
         return cls.from_doc(safeio.load_json(Path(path), what="profile", limit=1 << 30))
 
     def has(self, piece: str) -> bool:

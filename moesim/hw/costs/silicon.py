@@ -159,8 +159,7 @@ class SiliconProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> SiliconProfile:
-        from moesim.util import safeio  # noqa: PLC0415
-
+        from moesim.util import safeio
         doc = safeio.load_json(Path(path), what="silicon profile", limit=1 << 30)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"not a moesim silicon profile (format {doc.get('format')!r}, expected {FORMAT!r})")
@@ -222,8 +221,7 @@ class SiliconCosts(CostModel):
     (router, permute, regroup, unpermute) from the roofline on the profile's GPU figures (``base``)."""
 
     def __init__(self, profile: SiliconProfile, roofline: Any, model: Any, top_k: int) -> None:
-        from moesim.hw.costs.silicon_gemm import GemmModel  # noqa: PLC0415
-
+        from moesim.hw.costs.silicon_gemm import GemmModel
         self.silicon, self.base, self.model, self.k = profile, roofline, model, top_k
         self.dtype = DTYPE_OF.get(model.weight_dtype, "")
         body = profile.doc.get("gemm")
@@ -240,8 +238,7 @@ class SiliconCosts(CostModel):
     def attention_core_fn(self, m: Any, kind: Any):
         """The attention core ``(tokens [G], decode, context) -> seconds [G]`` from the profile's attention
         tables for ``ModelSpec`` m, or None (no table, or an attention kind the tables do not cover)."""
-        from moesim.hw.costs.silicon_attn import AttentionModel  # noqa: PLC0415
-
+        from moesim.hw.costs.silicon_attn import AttentionModel
         body = self.silicon.doc.get("attention")
         return AttentionModel(body).core_fn(m, kind) if body else None
 

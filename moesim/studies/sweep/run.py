@@ -40,8 +40,7 @@ def point_key(scenario_json: str) -> str:
 
 def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, str | None]:
     """(resolved scenario, its JSON, error) for one point; a point that does not validate keeps its error."""
-    from moesim.iteration.scenario import load_scenario  # noqa: PLC0415
-
+    from moesim.iteration.scenario import load_scenario
     try:
         s = load_scenario(spec.base, [*spec.overrides, *spec.overrides_for(params)])
     except MoesimError as exc:
@@ -52,10 +51,9 @@ def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, 
 def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
     """Worker: simulate one point (resolved scenario, key, bundled files: see ``bundle``) and return its
     metrics or its error."""
-    from moesim.iteration.invariants import InvariantError  # noqa: PLC0415
-    from moesim.iteration.run import run_scenario  # noqa: PLC0415
-    from moesim.studies.sweep.bundle import materialize  # noqa: PLC0415
-
+    from moesim.iteration.invariants import InvariantError
+    from moesim.iteration.run import run_scenario
+    from moesim.studies.sweep.bundle import materialize
     scenario, _key, files = task
     try:
         s = run_scenario(materialize(scenario, files) if files else scenario).summary
@@ -63,7 +61,7 @@ def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
         return {"error": str(exc)}
     except InvariantError:  # moesim broke its own invariants: a bug, not this point's; the sweep stops (exit 3)
         raise
-    except Exception as exc:  # noqa: BLE001 (a crashing point is recorded, the sweep goes on)
+    except Exception as exc:  # a crashing point is recorded, the sweep goes on
         return {"error": f"{type(exc).__name__}: {exc}"}
     t = s.totals
     return {"iteration_time_s": s.iteration_time_s, "throughput_tokens_per_s": s.throughput_tokens_per_s,
@@ -138,8 +136,7 @@ def cached_result(path: Path) -> dict[str, Any] | None:
     """A finished point's metrics, or None (run it again) when the file is missing, unreadable, or holds
     numbers no run produces (non-finite, non-positive time or throughput): a corrupt cache costs a rerun,
     never a crash or a wrong row."""
-    import math  # noqa: PLC0415
-
+    import math
     try:
         result = json.loads(path.read_text(encoding="utf-8"))["result"]
         time_s, tput = float(result["iteration_time_s"]), float(result["throughput_tokens_per_s"])
@@ -155,11 +152,10 @@ def cached_result(path: Path) -> dict[str, Any] | None:
 def folder_lock(out: Path, spec: SweepSpec) -> Iterator[None]:
     """Hold the results folder for this sweep: a second sweep into it while this one runs is refused (a
     lock), and so is a different sweep file into a folder that holds another's results."""
-    import fcntl  # noqa: PLC0415
-    import os  # noqa: PLC0415
+    import fcntl
+    import os
 
-    from moesim.util.errors import ScenarioError  # noqa: PLC0415
-
+    from moesim.util.errors import ScenarioError
     owner = out / "sweep.json"
     me = {"sweep_file": str(spec.file.resolve())}
     if owner.is_file():

@@ -84,8 +84,7 @@ def _check_points(spec: SweepSpec) -> None:
     """Every point's names and values, before any point runs: an axis no scenario has, or a value no scenario
     accepts, is the sweep file's mistake (whether a point fits is the run's to find out)."""
     from moesim.config.loader import apply_overrides
-    from moesim.iteration.scenario import scenario_from_dict  # noqa: PLC0415
-
+    from moesim.iteration.scenario import scenario_from_dict
     raw = read_yaml(spec.base)
     for params in spec.points():
         try:
