@@ -62,3 +62,19 @@ def test_run_summary_carries_memory_and_says_when_unknown():
     s = scenario_from_dict({"model": NO_SHAPE, "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 8},
                             "workload": {"tokens_per_gpu": 64}})
     assert memory_per_gpu(s)["known"] is False
+
+
+def test_layer_specs_of_deepseek_v3_by_hand():
+    """61 blocks: the first 3 dense (intermediate 18,432), then 58 MoE blocks of 256 experts of 2,048; MLA in
+    every block; the attention parameters are the MLA formula per block times 61."""
+    from moesim.model.layers import LAYER_KINDS, attention_params_all, layer_specs
+
+    m = scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h800"}}).model
+    specs = layer_specs(m)
+    assert len(specs) == 61 and {s.attention for s in specs} == {"mla"}
+    assert [(s.ffn, s.ffn_inter) for s in specs[:4]] == [("dense", 18432)] * 3 + [("moe", 2048)]
+    assert sum(s.ffn == "moe" for s in specs) == 58 and specs[3].experts == 256
+    h, heads, q, kv, nope, rope, v = 7168, 128, 1536, 512, 128, 64, 128
+    per_block = h * q + q * heads * (nope + rope) + h * (kv + rope) + kv * heads * (nope + v) + heads * v * h
+    assert LAYER_KINDS.get("mla").params(m) == per_block
+    assert attention_params_all(m) == 61 * per_block

@@ -159,11 +159,15 @@ LAYER_KINDS.register("sliding", SlidingWindow(), help="GQA over the last model.s
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One block: its index, its attention kind (a ``LAYER_KINDS`` name) and its FFN (``moe`` or ``dense``)."""
+    """One block: its index, its attention kind (a ``LAYER_KINDS`` name) and its FFN: ``moe`` (routed experts
+    of intermediate size ``ffn_inter``, ``experts`` of them, plus the shared experts) or ``dense`` (one SwiGLU
+    FFN of intermediate size ``ffn_inter``; 0 when the model does not give it)."""
 
     index: int
     attention: str
     ffn: str
+    ffn_inter: int = 0
+    experts: int = 0
 
     @property
     def kind(self) -> AttentionKind:
@@ -186,7 +190,8 @@ def layer_specs(m: ModelSpec) -> tuple[LayerSpec, ...]:
     moe = set(MoEModel.from_spec(m).moe_layer_ids)
     full = default_kind(m)
     kinds = tuple(full if k == FULL else k for k in m.attention_kinds) or (full,) * m.num_hidden_layers
-    return tuple(LayerSpec(i, kinds[i], "moe" if i in moe else "dense") for i in range(m.num_hidden_layers))
+    return tuple(LayerSpec(i, kinds[i], "moe", m.moe_intermediate_size, m.n_routed_experts) if i in moe else
+                 LayerSpec(i, kinds[i], "dense", m.intermediate_size or 0) for i in range(m.num_hidden_layers))
 
 
 def kinds_of(m: ModelSpec) -> dict[str, int]:
