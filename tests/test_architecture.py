@@ -231,3 +231,21 @@ def test_library_calls_do_not_tune_the_callers_allocator(scen, monkeypatch):
 
     monkeypatch.setattr(alloc, "tune", refuse)
     assert api.run(scen).summary.iteration_time_s > 0
+
+
+def test_charts_leave_the_callers_matplotlib_alone(tmp_path):
+    """Writing PNGs (report pages, compare, validation) neither switches the process's backend nor opens
+    pyplot figures: a notebook that calls the library keeps its own."""
+    code = f"""
+import sys, matplotlib
+matplotlib.use("svg")
+from pathlib import Path
+from moesim.present import charts, compare
+charts.png({{"kind": "line", "title": "t", "series": [{{"name": "a", "x": [1, 2], "y": [1, 2]}}]}})
+compare.plot([{{"placement": "a", "redundant_experts": 0, "iteration_time_s": 0.1,
+               "gpu_load_max_over_mean": 1.2}}], Path({str(tmp_path / 'c.png')!r}), "t")
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["svg", "False"]

@@ -63,11 +63,12 @@ def script() -> str:
 
 def png(spec: dict) -> bytes:
     """The same chart as a PNG (matplotlib), legend outside the data, long category labels rotated."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(9, 3.6 if spec["kind"] != "heatmap" else 4.0))
+    import matplotlib  # a Figure of its own, no pyplot: the caller's backend and figures are left alone
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(9, 3.6 if spec["kind"] != "heatmap" else 4.0))
+        ax = fig.subplots()
         {"line": _png_line, "bar": _png_bar, "heatmap": _png_heat}[spec["kind"]](fig, ax, spec)
         ax.set(title=spec["title"], xlabel=spec.get("xlabel", ""), ylabel=spec.get("ylabel", ""))
         if len(spec.get("series", [])) > 1:
@@ -75,7 +76,6 @@ def png(spec: dict) -> bytes:
         buf = io.BytesIO()
         fig.tight_layout()
         fig.savefig(buf, format="png")
-        plt.close(fig)
     return buf.getvalue()
 
 

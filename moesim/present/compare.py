@@ -27,13 +27,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Iteration time per variant (bars) with GPU load max/mean (dots, right axis)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
 
     ok = [r for r in rows if not r.get("error")]
     labels = [f"{r['placement']}\n+{r['redundant_experts']}" for r in ok]
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(ok) + 2), 4.6), dpi=120)
+    fig = Figure(figsize=(max(6.4, 0.9 * len(ok) + 2), 4.6), dpi=120)
+    ax = fig.subplots()
     ax.bar(range(len(ok)), [r["iteration_time_s"] * 1e3 for r in ok], color=PALETTE[0], label="iteration time")
     ax.set_xticks(range(len(ok)), labels, fontsize=8)
     ax.set_ylabel("iteration time, MoE layers (ms)")
@@ -48,4 +47,3 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

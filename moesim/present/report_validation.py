@@ -57,10 +57,10 @@ def _low_latency_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Log-log scatter of predicted against measured time, one colour per piece, with the y = x line."""
-    import matplotlib  # plotting only when a report is written
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
+    from matplotlib.figure import Figure  # plotting only when a report is written; no pyplot state
+
+    fig = Figure(figsize=(6.4, 5.2), dpi=120)
+    ax = fig.subplots()
     pieces = sorted({r["piece"] for r in rows})
     for piece in pieces:
         sel = [r for r in rows if r["piece"] == piece]
@@ -78,7 +78,6 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def write_report(folder: Path, profile: str, rows: list[dict[str, Any]], errors: dict[str, dict[str, float]],
