@@ -83,9 +83,11 @@ def _measure_live(path: Path) -> None:
 
 
 def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = None, jobs: int = 0,
-          use_cache: bool = True, progress: Callable[[int, int], None] | None = None) -> Any:
+          use_cache: bool = True, concurrency: int | None = None,
+          progress: Callable[[int, int], None] | None = None) -> Any:
     """Serve the scenario file at ``path`` as ``moesim serve`` does: ``rate`` (requests/s) overrides
-    ``serving.arrival.rate_per_s``; a scenario without a serving section gets its defaults; the iteration
+    ``serving.arrival.rate_per_s``, ``concurrency`` sets a closed loop (``serving.load.concurrency``; not with
+    ``rate``); a scenario without a serving section gets its defaults; the iteration
     surface runs on ``jobs`` local processes (0: one per core), cached unless ``use_cache`` is False.
     Returns the ``moesim.serve`` result (``summary``, ``requests``, ``timeline``, ``surfaces``)."""
     from moesim.config.serving import ServingSpec
@@ -98,6 +100,12 @@ def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = 
             raise ScenarioError(f"the request rate must be positive (got {rate:g})", path="--rate",
                                 fix="give requests per second above 0, e.g. --rate 4")
         sets.append(f"serving.arrival.rate_per_s={rate}")
+    if concurrency is not None:
+        if rate is not None or concurrency < 1:
+            problem = ("--rate (open loop) and --concurrency (closed loop) both given" if rate is not None
+                       else f"{concurrency} requests in flight")
+            raise ScenarioError(problem, path="--concurrency", fix="give --rate R or --concurrency N (N >= 1)")
+        sets.append(f"serving.load.concurrency={concurrency}")
     s = load_scenario(path, sets)
     if s.serving is None:
         s = s.model_copy(update={"serving": ServingSpec()})

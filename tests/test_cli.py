@@ -97,3 +97,17 @@ def test_trace_of_two_micro_batches_names_a_thread_per_micro_batch(runner, tmp_p
     assert mbs == {0, 1}
     # the second micro-batch waits for the GPU the first one holds: waiting slices exist
     assert any(e["cat"] == "waiting" for e in events if e["ph"] == "X")
+
+
+def test_serve_concurrency_is_a_closed_loop_and_excludes_a_rate(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("seed: 3\nmodel: {base: mixtral-8x7b, num_hidden_layers: 2}\n"
+                    "cluster: {gpu: h200, nodes: 1, gpus_per_node: 1}\n"
+                    "serving: {requests: 12, input_tokens: {kind: random, value: 256, range_ratio: 0.8},\n"
+                    "  output_tokens: {kind: constant, value: 4}, surface: {cache: false}}\n")
+    r = CliRunner().invoke(main, ["serve", str(path), "--concurrency", "3", "-j", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["workload_source"] == "closed loop: 3 requests in flight" and doc["requests"] == 12
+    both = CliRunner().invoke(main, ["serve", str(path), "--concurrency", "3", "--rate", "2"])
+    assert both.exit_code == 2 and "both given" in both.output and "\n" not in both.output.strip()

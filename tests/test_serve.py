@@ -326,3 +326,44 @@ def test_a_scenario_without_a_serving_section_takes_one_from_set_and_rate(tmp_pa
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)  # progress goes to stderr
     assert doc["requests"] == 40 and doc["workload_source"].startswith("poisson")
+
+
+def test_closed_loop_with_constant_iteration_times_gives_concurrency_over_latency():
+    """4 requests in flight, 100-token prompts, 5 output tokens; every prefill takes 0.1 s and every decode
+    step 0.02 s. The 4 are prefilled together (first tokens at 0.1 s), decode 4 steps together and finish at
+    0.18 s, when the next 4 are sent: each request's latency is 0.18 s, and 40 requests take 10 rounds, so
+    throughput is exactly concurrency / latency = 4 / 0.18 requests/s."""
+    s = scenario({"load": {"concurrency": 4}, "requests": 40, "input_tokens": {"kind": "constant", "value": 100},
+                  "output_tokens": {"kind": "constant", "value": 5}})
+    res = sim(s, prefill_s=0.1, decode_s=0.02)
+    t = res.requests
+    assert np.allclose(t["e2e_s"], 0.18) and np.allclose(t["ttft_s"], 0.1)
+    assert np.allclose(t["arrival_s"], np.repeat(np.arange(10) * 0.18, 4))
+    assert res.summary["throughput"]["requests_per_s"] == pytest.approx(4 / 0.18, rel=1e-12)
+    assert res.summary["workload_source"] == "closed loop: 4 requests in flight"
+
+
+def test_closed_loop_never_has_more_requests_in_flight_than_its_concurrency():
+    s = scenario({"load": {"concurrency": 3}, "requests": 60,
+                  "input_tokens": {"kind": "random", "value": 400, "range_ratio": 0.8},
+                  "output_tokens": {"kind": "random", "value": 20, "range_ratio": 0.5}})
+    t = sim(s, prefill_s=0.05, decode_s=0.01).requests
+    start, end = t["arrival_s"], t["arrival_s"] + t["e2e_s"]
+    for x in np.concatenate([start, end]) + 1e-9:  # just after each event (end = arrival + e2e rounds)
+        assert ((start <= x) & (end > x)).sum() <= 3
+    assert 320 <= t["input_tokens"].min() and t["input_tokens"].max() <= 400
+    assert 10 <= t["output_tokens"].min() and t["output_tokens"].max() <= 20
+
+
+def test_random_lengths_follow_sglang_bench_serving_bounds():
+    from moesim.config.serving import RandomLength
+    from moesim.serve.workload import lengths
+
+    x = lengths(RandomLength(value=1024, range_ratio=0.8), 20000, np.random.default_rng(0))
+    assert x.min() == int(1024 * 0.8) and x.max() == 1024  # SGLang: randint(int(len * ratio), len + 1)
+    assert x.mean() == pytest.approx((819 + 1024) / 2, rel=0.01)
+
+
+def test_closed_loop_with_a_duration_is_refused():
+    with pytest.raises(ScenarioError, match="closed-loop load runs `requests` requests"):
+        scenario({"load": {"concurrency": 4}, "duration_s": 10})

@@ -20,13 +20,16 @@ SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @click.option("--rate", type=float, default=None, help="Requests per second (sets serving.arrival.rate_per_s).")
+@click.option("--concurrency", type=int, default=None,
+              help="Closed loop: this many requests in flight, the next sent when one finishes "
+                   "(sets serving.load.concurrency; SGLang bench_serving --max-concurrency).")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes for the surface (default: one per core).")
 @click.option("--no-cache", is_flag=True, help="Rebuild the iteration surfaces instead of reading the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of the text.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write serve.json, requests.csv, timeline.csv and surfaces.json (for `moesim report`).")
-def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, jobs: int, no_cache: bool,
-              as_json: bool, out_dir: Path | None) -> None:
+def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, concurrency: int | None, jobs: int,
+              no_cache: bool, as_json: bool, out_dir: Path | None) -> None:
     """Simulate a request stream served by SCENARIO's deployment: TTFT, TPOT, throughput, goodput.
 
     \b
@@ -34,8 +37,9 @@ def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, jo
       serving:
         arrival: {kind: poisson, rate_per_s: 8}      # gamma {rate_per_s, cv}, constant, or
                                                      # trace {path, format: azure|mooncake|csv}
+        load: {concurrency: 64}                      # closed loop instead (arrival then unused)
         requests: 2000
-        input_tokens: {kind: lognormal, mean: 4000, cv: 0.5}
+        input_tokens: {kind: lognormal, mean: 4000, cv: 0.5}  # or {kind: random, value: 1024, range_ratio: 0.8}
         output_tokens: {kind: constant, value: 1000}
         prefix_hit: 0.0
         scheduler: {policy: prefill_first, max_batch: 128, token_budget: 8192, kv_memory_fraction: 0.9}
@@ -53,9 +57,9 @@ def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, jo
     from moesim.present.serve_text import serve_text
     from moesim.util.files import to_json
     bars = Phases("serve")
+    points = lambda done, total: bars("surface points", done, total)  # noqa: E731
     try:
-        result = api.serve(scenario, overrides, rate, jobs, not no_cache,
-                           lambda done, total: bars("surface points", done, total))
+        result = api.serve(scenario, overrides, rate, jobs, not no_cache, concurrency, points)
     finally:
         bars.close()
     if out_dir:

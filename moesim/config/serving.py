@@ -89,8 +89,26 @@ class LognormalLength(_Strict):
     max: int = Field(default=131072, ge=1)
 
 
-Length = Annotated[ConstantLength | UniformLength | LognormalLength, Field(discriminator="kind"),
+class RandomLength(_Strict):
+    """Integers uniform on [max(1, floor(value·range_ratio)), value]: SGLang's ``bench_serving`` random dataset
+    (``--random-input-len``, ``--random-range-ratio``), as the InferenceX runs draw prompts and answers between
+    80% and 100% of nominal (range_ratio 0.8)."""
+
+    kind: Literal["random"] = "random"
+    value: int = Field(ge=1)
+    range_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
+Length = Annotated[ConstantLength | UniformLength | LognormalLength | RandomLength, Field(discriminator="kind"),
                    _kind_default("constant")]
+
+
+class LoadSpec(_Strict):
+    """Closed-loop load: ``concurrency`` requests in flight at all times, a new one sent the moment one
+    finishes (SGLang ``bench_serving --max-concurrency``, InferenceX ``conc``). The arrival law is then not
+    used; a trace still gives the lengths, in its order."""
+
+    concurrency: int = Field(ge=1, le=10**6)
 
 
 class SchedulerSpec(_Strict):
@@ -184,6 +202,7 @@ class ServingSpec(_Strict):
     prefix_hit: share of each prompt found in the prefix cache (not recomputed, but held in the KV cache)."""
 
     arrival: Arrival = PoissonArrival(rate_per_s=1.0)
+    load: LoadSpec | None = None  # closed loop (concurrency) instead of the open-loop arrivals
     requests: int | None = Field(default=1000, ge=1)
     duration_s: float | None = Field(default=None, gt=0)
     input_tokens: Length = ConstantLength(value=1024)
@@ -194,3 +213,9 @@ class ServingSpec(_Strict):
     mtp: MtpSpec | None = None
     slo: SloSpec = SloSpec()
     surface: SurfaceSpec = SurfaceSpec()
+
+    @model_validator(mode="after")
+    def _closed_loop(self) -> ServingSpec:
+        if self.load is not None and self.duration_s is not None:
+            raise ValueError("a closed-loop load runs `requests` requests: remove duration_s (or load)")
+        return self

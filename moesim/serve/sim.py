@@ -220,7 +220,7 @@ class Instance:
         s.t_done[r] = self.sim.env.now
         self.kv_used -= s.kv[r]
         s.kv[r] = 0
-        self.sim.finished += 1
+        self.sim.finished_one()
 
     # ---- disaggregated decode side -------------------------------------------------------------------
     def _admit_arrived(self) -> None:
@@ -241,7 +241,7 @@ class ServeSim:
 
     def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
                  prefix_hit: float, policy: str, mtp: MtpSpec | None, rng: np.random.Generator,
-                 topology: Topology | None) -> None:
+                 topology: Topology | None, concurrency: int | None = None) -> None:
         self.env = simpy.Environment()
         self.deployment, self.surfaces, self.mtp, self.rng = deployment, surfaces, mtp, rng
         self.policy = SCHEDULERS.get(policy)
@@ -256,7 +256,13 @@ class ServeSim:
         self.topology = topology
         self.transfers: dict[int, tuple[Instance, Instance, float]] = {}
         self.flows = 0
-        self.env.process(self._arrivals())
+        self.concurrency, self.sent = concurrency, 0
+        if concurrency is None:
+            self.env.process(self._arrivals())
+        else:  # closed loop: the first `concurrency` requests now, then one per finished request
+            self.state.arrival = np.full(len(self.state.arrival), np.nan)
+            for _ in range(min(concurrency, len(self.state.arrival))):
+                self._send_next()
 
     def run(self) -> None:
         """Run until every request has finished; a stall (no event left before that) is an error."""
@@ -276,6 +282,19 @@ class ServeSim:
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
             min(self._prefill_instances(), key=Instance.load).enqueue(r)
+
+    def _send_next(self) -> None:
+        """Closed loop: send the next request now (a slot freed, or the run starts)."""
+        if self.sent < len(self.state.arrival):
+            r, self.sent = self.sent, self.sent + 1
+            self.state.arrival[r] = self.env.now
+            min(self._prefill_instances(), key=Instance.load).enqueue(r)
+
+    def finished_one(self) -> None:
+        """A request finished: count it, and in a closed loop send the next one."""
+        self.finished += 1
+        if self.concurrency is not None:
+            self._send_next()
 
     def requeue(self, inst: Instance, r: int) -> None:
         """A preempted sequence: back to the front of a prefill queue (its own instance when it prefills)."""

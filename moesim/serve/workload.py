@@ -42,6 +42,8 @@ def lengths(spec, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.full(n, spec.value, dtype=np.int64)
     if spec.kind == "uniform":
         return rng.integers(spec.low, spec.high + 1, size=n)
+    if spec.kind == "random":  # SGLang bench_serving sample_random_requests: randint(int(len·ratio), len + 1)
+        return rng.integers(max(int(spec.value * spec.range_ratio), 1), spec.value + 1, size=n)
     # lognormal with mean m and cv c: sigma^2 = ln(1 + c^2), mu = ln m - sigma^2 / 2
     s2 = np.log1p(spec.cv**2)
     x = rng.lognormal(np.log(spec.mean) - s2 / 2, np.sqrt(s2), size=n)
@@ -65,12 +67,19 @@ def generate(spec: ServingSpec, rng: np.random.Generator) -> Requests:
         req = read_trace(spec.arrival.path, spec.arrival.format)
         t = req.arrival_s / spec.arrival.speedup
         req = Requests(t, req.input_tokens, req.output_tokens, req.source)
+    elif spec.load is not None:  # closed loop: the simulation sends each request when a slot frees
+        n = spec.requests or 1000
+        req = Requests(np.zeros(n), lengths(spec.input_tokens, n, rng), lengths(spec.output_tokens, n, rng), "")
     else:
         n = spec.requests or 1000
         t = np.cumsum(gaps(spec.arrival, n, rng))
         t -= t[0]  # the first request arrives at time 0
         req = Requests(t, lengths(spec.input_tokens, n, rng), lengths(spec.output_tokens, n, rng),
                        f"{spec.arrival.kind} arrivals at {spec.arrival.rate_per_s:g}/s")
+    if spec.load is not None:
+        req = Requests(np.zeros(len(req)), req.input_tokens, req.output_tokens,
+                       f"closed loop: {spec.load.concurrency} requests in flight"
+                       + (f" ({req.source} lengths)" if req.source else ""))
     keep = np.ones(len(req), dtype=bool)
     if spec.requests is not None:
         keep[spec.requests:] = False

@@ -79,14 +79,17 @@ class Phases:
         self.bars: dict[str, Progress] = {}
 
     def __call__(self, phase: str, done: int, total: int, note: str = "") -> None:
-        if total <= 0:
+        """``done`` of ``total`` in ``phase``; the total may grow (refined surfaces), and a count that starts
+        again from below (the plan's next wave) starts a new line."""
+        if total <= 0 or done <= 0:
             return
         bar = self.bars.get(phase)
+        if bar is not None and done < bar.done:
+            self.close(phase)
+            bar = None
         if bar is None:
             bar = self.bars[phase] = Progress(f"{self.label} {phase}", total, stream=self.stream, every_s=self.every_s)
         bar.update(done, total, note)
-        if done >= total:
-            self.close(phase)
 
     def close(self, phase: str | None = None) -> None:
         """End one phase's line (or every open one)."""
