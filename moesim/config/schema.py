@@ -296,6 +296,10 @@ class WorkloadSpec(Strict):
     # tensor-parallel attention inside a node: ``attention_tp`` GPUs share their tokens, each runs 1/tp of
     # the heads over all of them and an all-reduce of the outputs follows (1 = data-parallel attention)
     attention_tp: int = Field(default=1, ge=1)
+    # tensor-parallel MoE: every expert sharded over the ``moe_tp`` GPUs of the attention TP group (SGLang's
+    # --tp N without --ep, TensorRT-LLM's moe_tp_size): each GPU runs 1/moe_tp of every expert's FFN over the
+    # group's tokens, no dispatch, and an all-reduce of the MoE output follows (1 = expert parallel)
+    moe_tp: int = Field(default=1, ge=1)
 
 
 class CommSpec(Strict):

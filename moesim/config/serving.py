@@ -138,6 +138,7 @@ class SideSpec(_Strict):
     # redundant experts of one instance (default: placement.redundant_experts)
     redundant_experts: int | None = Field(default=None, ge=0)
     attention_tp: int | None = Field(default=None, ge=1)
+    moe_tp: int | None = Field(default=None, ge=1)  # tensor-parallel experts on this side (workload.moe_tp)
     micro_batches: Literal[1, 2] | None = None
 
 

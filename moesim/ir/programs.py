@@ -4,7 +4,8 @@ and the gradient all-reduces. Pure; the engine runs what this module writes.
 Forward, per MoE layer (whole-model scope adds the first four and the last two):
 attention_proj → attention_core → norms → dense_ffn → [tp_allreduce] → router → permute → dispatch
 (∥ shared_experts when ``comm.overlap_shared_experts``) → regroup → routed_experts → shared_experts →
-combine → unpermute → [tail_blocks → head after the last layer].
+combine → unpermute → [tail_blocks → head after the last layer]. A tensor-parallel MoE layer (``moe_tp``) has
+no dispatch or combine: router → permute → routed_experts → shared_experts → unpermute → moe_allreduce.
 
 Backward (Megatron-Core's alltoall dispatcher in reverse; compute 2× the forward's, one GEMM for the input
 gradient and one for the weight gradient per forward GEMM: Narayanan et al., SC'21, §3.1): [bwd_tp_allreduce]
@@ -41,9 +42,10 @@ class LayerPieces:
     before: dict[str, np.ndarray]
     moe: dict[str, np.ndarray]
     after: dict[str, np.ndarray]
-    dispatch: FlowSet
-    combine: FlowSet
+    dispatch: FlowSet | None  # None: a tensor-parallel MoE layer (no token moves before the experts)
+    combine: FlowSet | None
     tp_allreduce: FlowSet | None = None
+    moe_allreduce: FlowSet | None = None  # a tensor-parallel MoE layer's output all-reduce
 
 
 def _computes(parts: dict[str, np.ndarray], names: tuple[str, ...], scale: float = 1.0,
@@ -60,6 +62,11 @@ def forward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
     if pc.tp_allreduce is not None:
         stages.append(Comm("tp_allreduce", pc.tp_allreduce, lk.collective_latency_s))
     stages += _computes(pc.moe, ("router", "permute"))
+    if pc.dispatch is None:  # tensor-parallel experts: the group's tokens on every GPU, then an all-reduce
+        stages += _computes(pc.moe, ("routed_experts", "shared_experts", "unpermute"))
+        stages.append(Comm("moe_allreduce", pc.moe_allreduce, lk.collective_latency_s))
+        stages += _computes(pc.after, ("tail_blocks", "head"))
+        return Program(tuple(stages), pc.layer, pc.block, "forward", step)
     dispatch = Comm("dispatch", pc.dispatch, lk.dispatch_latency_s, share, lk.a2a_nvlink_scale)
     overlap = r.scenario.comm.overlap_shared_experts and np.any(pc.moe.get("shared_experts", 0))
     if overlap:  # the shared experts need no dispatched tokens: they run while dispatch is in flight

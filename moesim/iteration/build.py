@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from moesim.hw.topology import Topology, build_topology
 from moesim.ir.blocks import non_moe_times, tp_allreduce_flows
 from moesim.ir.programs import LayerPieces
 from moesim.ir.resolve import Resolved, resolve
+from moesim.iteration.tensor_parallel import group_traffic, moe_allreduce, shard
 from moesim.model.moe import MoEModel
 from moesim.placement import PLACEMENTS, Placement
 from moesim.placement.window import planning_inputs, planning_load
@@ -155,6 +156,8 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
+        if s.workload.moe_tp > 1:  # every GPU holds (1/moe_tp of) every expert: nothing to plan
+            placement = Placement(np.tile(np.arange(model.experts), (layers, g)), g)
         placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse)
         built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
                               reuse)
@@ -199,7 +202,8 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
         trace, trace_exact = _trace_tokens(s, layers, model.experts, g * s.workload.tokens_per_gpu)
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
-    cm = cost_model(s.cluster, model, params.top_k)
+    t = s.workload.moe_tp
+    cm = cost_model(s.cluster, shard(model, t) if t > 1 else model, params.top_k)
     non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
@@ -270,6 +274,8 @@ class _Context:
         else:
             rt = self._routed(layer, g * sampled, seed)
         ids, live = rt.ids, rt.keep
+        if s.workload.moe_tp > 1:
+            return self._tp_layer(layer, ids, live, rt.score)
         slot = placement.choose_slots(layer, ids, s.placement.replica_policy, np.repeat(np.arange(g), sampled),
                                       topo.gpus_per_node, _rng(seed.spawn(1)[0]))
         dst = placement.slot_gpu()[slot]
@@ -280,11 +286,25 @@ class _Context:
         expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
         return self._pieces(layer, tr), _layer_stats(tr, expert_tokens, topo)
 
-    def _pieces(self, layer: int, tr: LayerTraffic) -> LayerPieces:
-        """The layer's named compute (reserved-SM slowdown applied) and flows."""
+    def _tp_layer(self, layer: int, ids, live, score) -> tuple[LayerPieces, LayerStats]:
+        """A tensor-parallel MoE layer (``iteration.tensor_parallel``): the group's copies on every GPU of it."""
+        s, topo, t = self.s, self.topo, self.s.workload.moe_tp
+        g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
+        own = np.repeat(np.arange(g), sampled)
+        keep = self._capacity(ids, np.broadcast_to(own[:, None], ids.shape), live, score, g * sampled)
+        tr = group_traffic(ids, keep, live, own, g, t, self.model.experts, tokens / sampled)
+        flows = moe_allreduce(g, topo.gpus_per_node, t, tokens, self.model.hidden)
+        expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
+        stats = _layer_stats(replace(tr, dispatch=flows), expert_tokens, topo)
+        return self._pieces(layer, tr, flows), replace(stats, gpu_tokens=stats.gpu_tokens / t)
+
+    def _pieces(self, layer: int, tr: LayerTraffic, moe_allreduce: FlowSet | None = None) -> LayerPieces:
+        """The layer's named compute (reserved-SM slowdown applied) and flows. ``moe_allreduce``: a
+        tensor-parallel layer's output all-reduce; its GPUs run the group's tokens and no dispatch."""
         s, cm, slow, g = self.s, self.costs, self.r.compute_slowdown, self.topo.num_gpus
-        local = np.full(g, float(s.workload.tokens_per_gpu))
-        regroup = cm.regroup(tr.slot_tokens) if g > 1 else np.zeros(g)  # received copies sorted by expert
+        t = s.workload.moe_tp
+        local = np.full(g, float(s.workload.tokens_per_gpu * t))
+        regroup = cm.regroup(tr.slot_tokens) if g > 1 and t == 1 else np.zeros(g)  # copies sorted by expert
         moe = {"router": cm.router(local), "permute": cm.permute(local), "regroup": regroup,
                "routed_experts": cm.expert(tr.slot_tokens), "shared_experts": cm.shared(local),
                "unpermute": cm.unpermute(local)}
@@ -299,6 +319,8 @@ class _Context:
                 tp_flows = tp_allreduce_flows(g, self.topo.gpus_per_node, tp, s.workload.tokens_per_gpu,
                                               self.model.hidden, blocks)
         scaled = [{k: v * slow for k, v in d.items()} for d in (before, moe, after)]
+        if moe_allreduce is not None:
+            return LayerPieces(layer, ids[layer], *scaled, None, None, tp_flows, moe_allreduce)
         return LayerPieces(layer, ids[layer], *scaled, tr.dispatch, tr.combine, tp_flows)
 
     def _routed(self, layer: int, n: int, seed: np.random.SeedSequence) -> Routed:

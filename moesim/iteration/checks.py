@@ -43,6 +43,10 @@ def check_scenario(s: Scenario) -> None:
         raise ScenarioError(f"model {m.name!r} gives no attention shape", path="workload.scope",
                             fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
                                 "vocab_size to the model, or use scope: moe_layers")
+    heads = m.num_attention_heads
+    if heads and heads % s.workload.attention_tp:
+        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not split the {heads} attention heads",
+                            path="workload.attention_tp", fix="use a divisor of num_attention_heads")
     if s.cluster.gpus_per_node % s.workload.attention_tp:
         raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
                             "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
@@ -96,7 +100,44 @@ def _check_registries(s: Scenario) -> None:
         raise ScenarioError(RULES.unknown(s.router.rule), path="router.rule", fix="token_choice is the common rule")
 
 
+def _check_moe_tp(s: Scenario) -> None:
+    """Tensor-parallel MoE shards every expert over the attention TP group (``iteration.tensor_parallel``)."""
+    t, w, m = s.workload.moe_tp, s.workload, s.model
+    where = "workload.moe_tp"
+    if t != w.attention_tp:
+        raise ScenarioError(f"moe_tp {t} differs from attention_tp {w.attention_tp}: the experts are sharded over "
+                            "the attention TP group", path=where, fix=f"set workload.attention_tp: {t} too")
+    shared = m.shared_expert_intermediate_size or m.n_shared_experts * m.moe_intermediate_size
+    if m.moe_intermediate_size % t or (m.n_shared_experts and shared % t):
+        raise ScenarioError(f"the experts' intermediate size ({m.moe_intermediate_size}, shared {shared}) does not "
+                            f"split into {t} shards", path=where, fix="use a moe_tp that divides them")
+    why = ("redundant experts are an expert-parallel idea" if s.placement.redundant_experts else
+           "the backward pass of tensor-parallel experts is not modelled" if w.mode == "training" else
+           "two micro-batches overlap an all-to-all that tensor-parallel experts do not have"
+           if w.micro_batches > 1 else
+           "device and node limits pick experts by where they live; here every GPU holds every expert"
+           if s.router.limit is not None else "offload places whole experts" if s.offload is not None else None)
+    if why:
+        raise ScenarioError(f"moe_tp {t}: {why}", path=where, fix="use moe_tp: 1 (expert parallel) for this")
+
+
+def serving_instances_split(s: Scenario) -> bool:
+    """Whether the serving deployment runs instances smaller than the cluster (each checked on its own by
+    ``moesim.serve.deploy``, so the whole cluster's expert slots need not divide)."""
+    d = s.serving.deployment if s.serving is not None else None
+    return d is not None and (d.kind == "disaggregated" or (d.ep_gpus or s.cluster.num_gpus) < s.cluster.num_gpus)
+
+
 def _check_cluster(s: Scenario) -> None:
+    if s.workload.moe_tp > 1:
+        return _check_moe_tp(s)
+    if serving_instances_split(s):
+        return None
+    check_slots(s)
+
+
+def check_slots(s: Scenario) -> None:
+    """The whole cluster as one expert-parallel group: its placement's slots, replicas and limits."""
     c = s.cluster
     experts, gpus = s.model.n_routed_experts, c.num_gpus
     redundant = s.placement.redundant_experts
@@ -105,7 +146,7 @@ def _check_cluster(s: Scenario) -> None:
         raise ScenarioError(f"{s.placement.kind} places each expert once", path="placement.redundant_experts",
                             fix="use redundant_experts: 0, or placement.kind: eplb for replicas")
     if strategy.check is not None:
-        strategy.check(s, s.router.n_group or s.model.n_group)
+        strategy.check(s, s.n_group)
     if (experts + redundant) % gpus:
         need = (-experts) % gpus
         raise ScenarioError(f"{experts} routed + {redundant} redundant experts cannot fill {gpus} GPUs "

@@ -102,15 +102,18 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     moe = MoEModel.from_spec(m)
     wb = BYTES_PER_PARAM[m.weight_dtype]
     g = s.cluster.num_gpus
-    slots_per_gpu = (m.n_routed_experts + s.placement.redundant_experts) / g
+    moe_tp = s.workload.moe_tp  # tensor-parallel experts: every GPU holds 1/moe_tp of every expert
+    slots_per_gpu = (m.n_routed_experts / moe_tp if moe_tp > 1 else
+                     (m.n_routed_experts + s.placement.redundant_experts) / g)
     experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers
     # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head)
     tp = s.workload.attention_tp
-    replicated = (p.attention / tp + p.dense_ffn + p.shared_experts + p.router) * wb + p.embeddings * ACT_BYTES
+    replicated = (p.attention / tp + p.dense_ffn + p.shared_experts / moe_tp + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
     kv = t * kv_cache_bytes(m, s.workload.context_tokens, tp) if s.workload.mode == "decode" else 0.0
     top_k = s.router.top_k or m.num_experts_per_tok
-    buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES  # dispatch in + combine out, worst case all remote
+    # dispatch in + combine out, worst case all remote (tensor-parallel experts move no tokens)
+    buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if moe_tp == 1 else 0.0
     activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES
     total = experts + replicated + kv + buffers + activations
     cap = s.cluster.gpu.hbm_bytes

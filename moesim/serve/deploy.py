@@ -118,8 +118,8 @@ def instance_scenario(s: Scenario, gpus: int, side: SideSpec) -> Scenario:
     if nics and nics > cluster.gpus_per_node:
         cluster = cluster.model_copy(update={"inter_node": cluster.inter_node.model_copy(
             update={"nics_per_node": cluster.gpus_per_node})})
-    wl = {k: v for k, v in (("attention_tp", side.attention_tp), ("micro_batches", side.micro_batches))
-          if v is not None}
+    wl = {k: v for k, v in (("attention_tp", side.attention_tp), ("moe_tp", side.moe_tp),
+                            ("micro_batches", side.micro_batches)) if v is not None}
     placement = s.placement if side.redundant_experts is None else s.placement.model_copy(
         update={"redundant_experts": side.redundant_experts})
     return s.model_copy(update={"cluster": cluster, "serving": None, "placement": placement,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from moesim.iteration.build import RouteReuse
+from moesim.iteration.checks import check_slots, serving_instances_split
 from moesim.iteration.run import run_scenario
 from moesim.iteration.scenario import load_scenario
 from moesim.iteration.sizing import guard
@@ -22,6 +23,8 @@ def run_file(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse 
     try:
         if s.offload is not None:  # experts across memory tiers: its own walk over decode steps
             return run_offload(s)
+        if serving_instances_split(s):  # one iteration of the whole cluster, not of its serving instances
+            check_slots(s)
         guard(s)
     except ScenarioError as err:
         raise err.located(file=str(path)) from None
