@@ -367,3 +367,44 @@ def test_random_lengths_follow_sglang_bench_serving_bounds():
 def test_closed_loop_with_a_duration_is_refused():
     with pytest.raises(ScenarioError, match="closed-loop load runs `requests` requests"):
         scenario({"load": {"concurrency": 4}, "duration_s": 10})
+
+
+def test_guaranteed_no_evict_never_preempts_and_admits_fewer():
+    """TensorRT-LLM's default admission on the KV-bound case above: each request reserves its 8,000-token
+    prompt and the 400 tokens it will generate, so the first decode batch is kv // 8,400 (not kv // 8,000) and
+    no sequence is ever preempted; every request still finishes."""
+    def run(admission):
+        s = scenario({"arrival": {"kind": "constant", "rate_per_s": 1e6}, "requests": 400,
+                      "input_tokens": {"kind": "constant", "value": 8000},
+                      "output_tokens": {"kind": "constant", "value": 400},
+                      "scheduler": {"max_batch": 1024, "kv_memory_fraction": 1.0, "admission": admission}},
+                     gpu="h100", layers=8)
+        return deployment_of(s).role("aggregated").kv_tokens, sim(s)
+    kv, optimistic = run("optimistic")
+    _, no_evict = run("guaranteed_no_evict")
+    first = [int(np.argmax(r.timeline["kind"] == "decode")) for r in (optimistic, no_evict)]
+    assert optimistic.timeline["running"][first[0]] == kv // 8000 and optimistic.summary["preemptions"] > 0
+    assert no_evict.timeline["running"][first[1]] == kv // 8400
+    assert no_evict.summary["preemptions"] == 0 and no_evict.requests["preemptions"].max() == 0
+    assert np.isfinite(no_evict.requests["e2e_s"]).all()
+
+
+def test_decode_batches_pad_to_the_captured_cuda_graph_sizes():
+    """Decode steps cost 10 ms + 1 ms per sequence (a surface linear in the batch). Three sequences run at the
+    captured size 4 (13 ms a step) with graphs of 1, 2, 4, 8; at their own size (12 ms) without; a batch above
+    the largest captured size runs eagerly at its own size."""
+    def run(graphs, n=3):
+        s = scenario({"load": {"concurrency": n}, "requests": n,  # all sent at once: one prefill, then decode
+                      "input_tokens": {"kind": "constant", "value": 100},
+                      "output_tokens": {"kind": "constant", "value": 5},
+                      "scheduler": {"cuda_graph_batches": graphs}})
+        linear = Surface("decode", (1, 65), (1,), ((0.010,), (0.074,)), ((1.0,), (1.0,)))
+        return sim(s, surfaces={("aggregated", "prefill"): flat("prefill", 0.1),
+                                ("aggregated", "decode"): linear}).requests
+    assert np.allclose(run([1, 2, 4, 8])["tpot_s"], 0.013) and np.allclose(run([])["tpot_s"], 0.012)
+    assert np.allclose(run([1, 2])["tpot_s"], 0.012)
+
+
+def test_cuda_graph_sizes_must_increase():
+    with pytest.raises(ScenarioError, match="increasing order"):
+        scenario({"scheduler": {"cuda_graph_batches": [4, 2]}})

@@ -121,12 +121,26 @@ class SchedulerSpec(_Strict):
     longer prompt is prefilled in chunks (chunked prefill). kv_memory_fraction: share of the HBM left after
     weights, buffers and activations that holds the KV cache (vLLM's gpu_memory_utilization, applied to
     the leftover). When the cache is full, the most recently admitted sequence is preempted and recomputed.
+    admission: ``optimistic`` (vLLM and SGLang: admit while the prompt fits, preempt when growing sequences
+    overflow the cache) or ``guaranteed_no_evict`` (TensorRT-LLM's default capacity scheduler: admit only
+    when the cache can hold the prompt and every token the request may still generate; never preempts).
+    cuda_graph_batches: decode batch sizes (sequences per GPU) captured as CUDA graphs; a decode step runs at
+    the smallest captured size that holds its batch (padding), a larger batch runs eagerly at its own size.
     """
 
     policy: RegistryName = "prefill_first"  # a name in moesim.serve.policies.SCHEDULERS
     max_batch: int = Field(default=256, ge=1)
     token_budget: int = Field(default=8192, ge=1)
     kv_memory_fraction: float = Field(default=0.9, gt=0, le=1)
+    admission: Literal["optimistic", "guaranteed_no_evict"] = "optimistic"
+    cuda_graph_batches: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _sorted_graphs(self) -> SchedulerSpec:
+        if any(b < 1 for b in self.cuda_graph_batches) or list(self.cuda_graph_batches) != sorted(
+                set(self.cuda_graph_batches)):
+            raise ValueError("cuda_graph_batches must be distinct positive sizes in increasing order")
+        return self
 
 
 class SideSpec(_Strict):

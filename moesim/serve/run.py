@@ -103,7 +103,7 @@ def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
     topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
     rng = np.random.default_rng([s.seed, 0x3A7])
     sim = ServeSim(dep, surfaces, req, sv.prefix_hit, sv.scheduler.policy, sv.mtp, rng, topo,
-                   sv.load.concurrency if sv.load is not None else None)
+                   sv.load.concurrency if sv.load is not None else None, sv.scheduler)
     sim.run()
     requests, tl = request_table(sim), timeline(sim)
     doc = summarize(sim, requests, tl, sv.slo, s.cluster.gpus_per_node)

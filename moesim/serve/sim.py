@@ -9,9 +9,11 @@ goes back to the front of a prefill queue with its prompt and the tokens generat
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import simpy
@@ -78,6 +80,8 @@ class Instance:
         self.incoming = 0  # decode side: KV transfers in flight to this instance
         self.wake = sim.env.event()
         self.last_prefill = False
+        self.committed = 0.0  # guaranteed_no_evict: KV tokens the admitted requests may grow to
+        self.reserve: dict[int, float] = {}
         sim.env.process(self.loop())
 
     def load(self) -> float:
@@ -133,18 +137,39 @@ class Instance:
         while self.waiting and budget > 0:
             r = self.waiting[0]
             need = s.prompt(r)
-            if (self.kv_used + need > self.role.kv_tokens
+            if (not self._fits(r, need)
                     or len(self.running) + len(self.prefilling) >= self.role.max_running):
                 break
             self.waiting.popleft()
             self.queued -= need
             self.prefilling.append(r)
+            self._commit(r, need)
             self.kv_used += need
             s.kv[r], s.computed[r] = need, 0
             c = min(budget, need - s.cached[r])
             out.append((r, c))
             budget -= c
         return out
+
+    def _fits(self, r: int, need: float, extra: float = 0.0) -> bool:
+        """Admission: the prompt's ``need`` KV tokens fit (optimistic), or under ``guaranteed_no_evict``
+        the prompt and every token it may still generate fit beside what admitted requests may grow to."""
+        if self.sim.no_evict:
+            return self.committed + extra + self._total(r) <= self.role.kv_tokens
+        return self.kv_used + extra + need <= self.role.kv_tokens
+
+    def _total(self, r: int) -> float:
+        """KV tokens request r may hold here: its prompt, and on a decoding instance what it may generate."""
+        s = self.sim.state
+        return float(s.prompt(r) + (s.osl[r] - s.generated[r] if self.role.decodes else 0))
+
+    def _commit(self, r: int, need: float) -> None:
+        if self.sim.no_evict:
+            self.reserve[r] = self._total(r)
+            self.committed += self.reserve[r]
+
+    def _release(self, r: int) -> None:
+        self.committed -= self.reserve.pop(r, 0.0)
 
     def _prefill_work(self, chunks: list[tuple[int, int]]):
         s = self.sim.state
@@ -185,7 +210,7 @@ class Instance:
             self._preempt(self.running[-1])
         batch = list(self.running)  # a snapshot: transfers may land during the step
         g = self.role.gpus_per_instance
-        tokens = math.ceil(len(batch) / g) * step
+        tokens = self.sim.graph_batch(math.ceil(len(batch) / g)) * step
         ctx = float(s.kv[batch].mean())
         dt = self.sim.surfaces[(self.role.name, "decode")](tokens, ctx)
         if mtp:  # the draft module: one block per drafted token (DeepSeek-V3's MTP module)
@@ -209,6 +234,7 @@ class Instance:
 
     def _preempt(self, r: int) -> None:
         s = self.sim.state
+        self._release(r)
         self.running.remove(r)
         self.kv_used -= s.kv[r]
         s.kv[r], s.computed[r] = 0, 0
@@ -217,6 +243,7 @@ class Instance:
 
     def _finish(self, r: int) -> None:
         s = self.sim.state
+        self._release(r)
         s.t_done[r] = self.sim.env.now
         self.kv_used -= s.kv[r]
         s.kv[r] = 0
@@ -228,10 +255,11 @@ class Instance:
         while self.arrived:
             r = self.arrived[0]
             need = s.prompt(r) + 1
-            if self.kv_used + self.reserved + need > self.role.kv_tokens or (
+            if not self._fits(r, need, self.reserved) or (
                     len(self.running) + self.incoming >= self.role.max_running):
                 return
             self.arrived.popleft()
+            self._commit(r, need)
             self.reserved += need
             self.sim.start_transfer(r, self, need)
 
@@ -241,10 +269,12 @@ class ServeSim:
 
     def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
                  prefix_hit: float, policy: str, mtp: MtpSpec | None, rng: np.random.Generator,
-                 topology: Topology | None, concurrency: int | None = None) -> None:
+                 topology: Topology | None, concurrency: int | None = None, scheduler: Any = None) -> None:
         self.env = simpy.Environment()
         self.deployment, self.surfaces, self.mtp, self.rng = deployment, surfaces, mtp, rng
         self.policy = SCHEDULERS.get(policy)
+        self.no_evict = scheduler is not None and scheduler.admission == "guaranteed_no_evict"
+        self.graphs = tuple(scheduler.cuda_graph_batches) if scheduler is not None else ()
         self.state = State.of(requests, prefix_hit)
         self.log = Log()
         self.finished = 0
@@ -282,6 +312,12 @@ class ServeSim:
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
             min(self._prefill_instances(), key=Instance.load).enqueue(r)
+
+    def graph_batch(self, n: int) -> int:
+        """The batch a decode step of ``n`` sequences per GPU runs at: the smallest captured CUDA-graph size
+        that holds it (padding), or ``n`` itself (eager) above the largest or without graphs."""
+        i = bisect.bisect_left(self.graphs, n)
+        return self.graphs[i] if i < len(self.graphs) else n
 
     def _send_next(self) -> None:
         """Closed loop: send the next request now (a slot freed, or the run starts)."""
@@ -342,6 +378,7 @@ class ServeSim:
         src, dst, t0 = self.transfers.pop(r)
         s.transfer_s[r] += self.env.now - t0
         src.kv_used -= s.kv[r]  # the prefill side lets go
+        src._release(r)
         src.kick()
         dst.reserved -= need
         dst.incoming -= 1
