@@ -169,3 +169,35 @@ def test_the_python_api_plans_a_plan_file(tmp_path, monkeypatch):
     doc = api.plan(tmp_path / "p.yaml", jobs=1)
     assert doc["rows"] and all(not isinstance(v, dict) for v in doc["rows"][0].values())
     assert doc["best"] is not None and doc["best"]["gpu"] == "h100"
+
+
+CLOSED = """model: {base: mixtral-8x7b, num_hidden_layers: 2}
+gpus: {h100: {price_per_hour: 2.5}}
+gpus_per_node: 4
+serving:
+  input_tokens: {kind: constant, value: 512}
+  output_tokens: {kind: constant, value: 64}
+  slo: {ttft_s: 0.5, tpot_s: 0.02}
+target: {concurrency: CONC}
+search: {nodes: [1], ep_gpus: [4], redundant_slots: [0], max_batch: [16], attention_tp: [1, 4], moe: [ep, tp]}
+effort: {requests: 60, max_requests: 200}
+scenario: {router: {stats: {kind: dirichlet, concentration: 8}}, comm: {algorithm: flat}}
+seed: 2
+"""
+
+
+def test_a_concurrency_target_plans_closed_loop_and_searches_tensor_parallel_experts(tmp_path, monkeypatch):
+    """A concurrency target runs the serving loop closed (the concurrency searched by bisection): each row's
+    capacity_concurrency is the most requests in flight meeting the SLO, and the target is met when it reaches
+    the target. The moe axis adds tensor-parallel experts for the TP group (moe_tp = attention_tp = 4)."""
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(CLOSED.replace("CONC", "4"))
+    p, path = load_plan(tmp_path / "p.yaml")
+    labels = [d.label() for d in deployments(p)]
+    assert len(labels) == 3 and sum("moe-tp" in x for x in labels) == 1  # (tp1, ep), (tp4, ep), (tp4, tp)
+    res = plan(p, path.parent, SerialExecutor())
+    rows = [r for r in res["rows"] if r["feasible"]]
+    assert rows and all(r["capacity_concurrency"] >= 1 for r in rows)
+    assert {r["moe_tp"] for r in rows} == {1, 4}
+    for r in rows:
+        assert r["meets_target"] == (r["capacity_concurrency"] >= 4)

@@ -379,3 +379,14 @@ class Scenario(Strict):
     serving: ServingSpec | None = None
     # experts across memory tiers (moesim/offload); needs cluster.host
     offload: OffloadSpec | None = None
+
+    @property
+    def top_k(self) -> int:
+        """Experts per token: ``router.top_k`` when set, else the model's ``num_experts_per_tok`` (the one
+        place this is resolved)."""
+        return self.router.top_k or self.model.num_experts_per_tok
+
+    @property
+    def n_group(self) -> int:
+        """Expert groups of group-limited routing: ``router.n_group`` when set, else the model's."""
+        return self.router.n_group or self.model.n_group

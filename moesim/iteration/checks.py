@@ -16,8 +16,7 @@ def check_scenario(s: Scenario) -> None:
     _check_registries(s)
     m, r = s.model, s.router
     experts = m.n_routed_experts
-    top_k = r.top_k or m.num_experts_per_tok
-    n_group = r.n_group or m.n_group
+    top_k, n_group = s.top_k, s.n_group
     topk_group = r.topk_group or m.topk_group or n_group
     where = "router" if r.top_k else "model"
     if top_k > experts:
@@ -39,26 +38,7 @@ def check_scenario(s: Scenario) -> None:
             raise ScenarioError(f"{r.limit.max} {r.limit.scope} hold at most {r.limit.max * per_scope} experts, "
                                 f"fewer than top_k {top_k}", path="router.limit.max",
                                 fix=f"use max >= {-(-top_k // per_scope)}")
-    if s.workload.scope == "whole_model" and not m.has_attention_shape:
-        raise ScenarioError(f"model {m.name!r} gives no attention shape", path="workload.scope",
-                            fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
-                                "vocab_size to the model, or use scope: moe_layers")
-    heads = m.num_attention_heads
-    if heads and heads % s.workload.attention_tp:
-        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not split the {heads} attention heads",
-                            path="workload.attention_tp", fix="use a divisor of num_attention_heads")
-    if s.cluster.gpus_per_node % s.workload.attention_tp:
-        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
-                            "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
-    if s.workload.accumulation_steps > 1 and s.workload.mode != "training":
-        raise ScenarioError("gradient accumulation applies to training", path="workload.accumulation_steps",
-                            fix="use mode: training, or accumulation_steps: 1")
-    if s.workload.mode == "training" and s.workload.micro_batches == 2:
-        raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
-                            fix="use micro_batches: 1 with mode: training")
-    if s.workload.micro_batches == 2 and (s.workload.tokens_per_gpu % 2 or r.stats.kind == "trace"):
-        raise ScenarioError("two micro-batches need an even tokens_per_gpu and synthetic or histogram statistics",
-                            path="workload.micro_batches", fix="use an even tokens_per_gpu, or micro_batches: 1")
+    _check_workload(s)
     if r.bias is not None and len(r.bias) != experts:
         raise ScenarioError(f"{len(r.bias)} bias values for {experts} experts", path="router.bias",
                             fix=f"give one value per routed expert ({experts})")
@@ -72,6 +52,30 @@ def check_scenario(s: Scenario) -> None:
     _check_engine(s)
     _check_offload(s)
     _check_layers(m)
+
+
+def _check_workload(s: Scenario) -> None:
+    """Scope, attention TP, accumulation and micro-batches against the model and the cluster."""
+    if s.workload.scope == "whole_model" and not s.model.has_attention_shape:
+        raise ScenarioError(f"model {s.model.name!r} gives no attention shape", path="workload.scope",
+                            fix="add num_attention_heads, num_key_value_heads/head_dim or the MLA ranks, and "
+                                "vocab_size to the model, or use scope: moe_layers")
+    heads = s.model.num_attention_heads
+    if heads and heads % s.workload.attention_tp:
+        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not split the {heads} attention heads",
+                            path="workload.attention_tp", fix="use a divisor of num_attention_heads")
+    if s.cluster.gpus_per_node % s.workload.attention_tp:
+        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
+                            "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
+    if s.workload.accumulation_steps > 1 and s.workload.mode != "training":
+        raise ScenarioError("gradient accumulation applies to training", path="workload.accumulation_steps",
+                            fix="use mode: training, or accumulation_steps: 1")
+    if s.workload.mode == "training" and s.workload.micro_batches == 2:
+        raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
+                            fix="use micro_batches: 1 with mode: training")
+    if s.workload.micro_batches == 2 and (s.workload.tokens_per_gpu % 2 or s.router.stats.kind == "trace"):
+        raise ScenarioError("two micro-batches need an even tokens_per_gpu and synthetic or histogram statistics",
+                            path="workload.micro_batches", fix="use an even tokens_per_gpu, or micro_batches: 1")
 
 
 def _check_engine(s: Scenario) -> None:
@@ -207,7 +211,7 @@ def check_stats_file(s: Scenario) -> None:
     try:
         if stats.kind == "trace":
             ids, _ = load_trace(stats.path, layers, experts)
-            top_k = s.router.top_k or s.model.num_experts_per_tok
+            top_k = s.top_k
             if ids.shape[2] != top_k:
                 raise SourceError(f"the trace has top-{ids.shape[2]}, the scenario routes top-{top_k}: "
                                   f"set router.top_k={ids.shape[2]}")

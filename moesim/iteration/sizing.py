@@ -37,7 +37,7 @@ def estimate(s: Scenario) -> SizeEstimate:
     from moesim.iteration.build import routed_tokens_per_gpu  # build imports the engine's inputs
     g, m = s.cluster.num_gpus, s.model
     layers = max(1, m.num_hidden_layers - m.first_k_dense_replace)
-    top_k = s.router.top_k or m.num_experts_per_tok
+    top_k = s.top_k
     routed = routed_tokens_per_gpu(s)
     partners = min(g, max(1, routed * top_k))
     passes = 2 if s.workload.mode == "training" else 1

@@ -111,7 +111,7 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     replicated = (p.attention / tp + p.dense_ffn + p.shared_experts / moe_tp + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
     kv = t * kv_cache_bytes(m, s.workload.context_tokens, tp) if s.workload.mode == "decode" else 0.0
-    top_k = s.router.top_k or m.num_experts_per_tok
+    top_k = s.top_k
     # dispatch in + combine out, worst case all remote (tensor-parallel experts move no tokens)
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if moe_tp == 1 else 0.0
     activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES

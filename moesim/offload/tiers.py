@@ -52,7 +52,7 @@ def plan_tiers(s: Scenario, kv: bool = True) -> TierPlan:
     if not kv:
         fixed["kv_cache"] = 0.0
     fetches = o.miss != "cpu"
-    top_k = s.router.top_k or s.model.num_experts_per_tok
+    top_k = s.top_k
     staging = (top_k + (o.prefetch_experts if o.prefetch != "none" else 0)) * eb if fetches else 0.0
     usable = gpu.hbm_bytes * (1 - o.hbm_headroom)
     left = usable - sum(fixed.values()) - staging

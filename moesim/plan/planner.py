@@ -155,12 +155,15 @@ def _meets(p: PlanSpec, r: dict[str, Any]) -> bool:
     t = p.target
     if t.output_tokens_per_s and sm["output_tokens_per_s"] < t.output_tokens_per_s:
         return False
+    if t.concurrency and (r.get("capacity_concurrency") or 0) < t.concurrency:
+        return False
     return not (t.requests_per_s and sm["requests_per_s"] < t.requests_per_s)
 
 
 def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None, pct: int) -> dict[str, Any]:
     row = {**d.row(), "memory_per_gpu_gib": d.extra.get("memory_per_gpu_gib"), "max_batch": None,
            "feasible": False, "reason": d.reason, "meets_target": False, "capacity_requests_per_s": None,
+           "capacity_concurrency": None,
            "output_tokens_per_s": None, "output_tokens_per_s_per_gpu": None, "cost_per_million_tokens": None,
            "ttft_slo_s": None, "tpot_slo_s": None, "ttft_p50_s": None, "tpot_p50_s": None,
            "decode_batch_per_gpu": None}
@@ -170,6 +173,7 @@ def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None, pct: int) -> dic
     tput = sm.get("output_tokens_per_s")
     row.update({"max_batch": r["max_batch"], "feasible": bool(sm), "reason": r.get("reason", ""),
                 "meets_target": _meets(p, r), "capacity_requests_per_s": r.get("capacity_requests_per_s"),
+                "capacity_concurrency": r.get("capacity_concurrency"),
                 "output_tokens_per_s": tput, "output_tokens_per_s_per_gpu": sm.get("output_tokens_per_s_per_gpu"),
                 "cost_per_million_tokens": d.cost_per_hour / (tput * 3600) * 1e6 if tput else None,
                 "ttft_slo_s": sm.get(f"ttft_p{pct}_s"), "tpot_slo_s": sm.get(f"tpot_p{pct}_s"),

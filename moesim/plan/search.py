@@ -47,9 +47,43 @@ def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSp
     return simulate_serving(st, dep, requests_of(st), surfaces).summary
 
 
+def _closed_trial(s: Scenario, dep: Deployment, surfaces, c: int, effort: EffortSpec) -> dict[str, Any]:
+    n = int(min(effort.max_requests, max(effort.requests, 4 * c)))
+    sv = s.serving
+    st = s.model_copy(update={"serving": sv.model_copy(update={"load": sv.load.model_copy(update={"concurrency": c}),
+                                                                "requests": n})})
+    return simulate_serving(st, dep, requests_of(st), surfaces).summary
+
+
+def closed_capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) -> dict[str, Any]:
+    """Closed loop (``serving.load``): {concurrency, rate, summary} at the most requests in flight found that
+    meet the SLO (bisection over integers up to the sequences the decoding instances can run), or {reason}."""
+    top = max(1, sum(r.instances * r.max_running for r in dep.roles if r.decodes))
+    one = _closed_trial(s, dep, surfaces, 1, effort)
+    if not one["slo"]["met"]:
+        p = one["slo"]["percentile"]
+        return {"reason": f"misses the SLO even with one request in flight: p{p} TTFT "
+                          f"{one['slo'][f'ttft_p{p}_s']:.3g} s, TPOT {one['slo'][f'tpot_p{p}_s'] * 1e3:.3g} ms"}
+    lo, hi, best = 1, top, one
+    full = _closed_trial(s, dep, surfaces, hi, effort)
+    if full["slo"]["met"]:
+        lo, best = hi, full
+    while hi - lo > 1 and lo < top:
+        mid = int(math.sqrt(lo * hi)) if hi > 2 * lo else (lo + hi) // 2
+        mid = min(max(mid, lo + 1), hi - 1)
+        res = _closed_trial(s, dep, surfaces, mid, effort)
+        if res["slo"]["met"]:
+            lo, best = mid, res
+        else:
+            hi = mid
+    return {"concurrency": lo, "rate": best["throughput"]["requests_per_s"], "summary": best}
+
+
 def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec, isl: float, osl: float) -> dict[str, Any]:
     """{rate, summary} at the highest rate found that meets the SLO, or {reason} when even a light load
-    misses it."""
+    misses it; closed loop: ``closed_capacity``."""
+    if s.serving.load is not None:
+        return closed_capacity(s, dep, surfaces, effort)
     bound = rate_bound(dep, surfaces, isl, osl)
     lo, hi = bound * LIGHT, bound * 1.2
     light = _trial(s, dep, surfaces, lo, effort)
@@ -91,7 +125,8 @@ def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, Effor
             rows.append({**row, **res})
             break  # larger batches only lengthen steps: the light load would miss the SLO again
         sm = res["summary"]
-        rows.append({**row, "capacity_requests_per_s": res["rate"], "summary": _brief(sm)})
+        rows.append({**row, "capacity_requests_per_s": res["rate"], "summary": _brief(sm),
+                     **({"capacity_concurrency": res["concurrency"]} if "concurrency" in res else {})})
         tput = sm["throughput"]["output_tokens_per_s"]
         if tput < prev * GAIN:
             rows += [{"max_batch": bb, "reason": f"not searched: max_batch {b} did not raise the capacity"}

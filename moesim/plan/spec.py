@@ -60,14 +60,19 @@ class SearchSpec(_Strict):
     redundant_slots: list[int] = Field(default=[0, 1], min_length=1)
     node_limit: list[int | None] = Field(default=[None], min_length=1)
     attention_tp: list[int] = Field(default=[1], min_length=1)
+    # MoE layout: ep (whole experts over the EP group) or tp (every expert sharded over the attention TP
+    # group: workload.moe_tp = attention_tp; only with attention_tp above 1)
+    moe: list[Literal["ep", "tp"]] = Field(default=["ep"], min_length=1)
     token_budget: int = Field(default=8192, ge=1)
 
 
 class TargetSpec(_Strict):
-    """Serve at least this much with the SLO met (output tokens per second, or requests per second)."""
+    """Serve at least this much with the SLO met: output tokens per second, requests per second, or (closed
+    loop, ``serving.load``) this many requests in flight."""
 
     output_tokens_per_s: float | None = Field(default=None, gt=0)
     requests_per_s: float | None = Field(default=None, gt=0)
+    concurrency: int | None = Field(default=None, ge=1)
 
 
 class LimitsSpec(_Strict):

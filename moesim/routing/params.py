@@ -46,9 +46,9 @@ class RoutingParams:
     @classmethod
     def from_scenario(cls, s: Scenario) -> RoutingParams:
         m, r = s.model, s.router
-        n_group = r.n_group or m.n_group
+        n_group = s.n_group
         lim = r.limit
-        return cls(experts=m.n_routed_experts, top_k=r.top_k or m.num_experts_per_tok, n_group=n_group,
+        return cls(experts=m.n_routed_experts, top_k=s.top_k, n_group=n_group,
                    topk_group=r.topk_group or m.topk_group or n_group,
                    group_score=r.group_score or m.group_score, scoring_func=r.scoring_func or m.scoring_func,
                    capacity_factor=r.capacity_factor, rule=r.rule,
