@@ -363,6 +363,18 @@ class SimSpec(Strict):
     auto_exact_max_tokens: int = Field(default=65536, ge=1)
 
 
+class RuntimeSpec(Strict):
+    """The serving engine's own time per iteration, as named stages (never folded into another stage).
+    host_overhead_s: scheduling, sampling and detokenisation per iteration on the host (stage
+    ``host_overhead``). launch: ``cuda_graph`` replays captured graphs (no per-kernel launch cost) or
+    ``eager`` launches every kernel (stage ``kernel_launch``: the layer's kernels x ``kernel_launch_s``).
+    Both are ``estimated`` until fitted on measured deployments: defaults 0 (no overhead)."""
+
+    host_overhead_s: Seconds = 0.0
+    launch: Literal["cuda_graph", "eager"] = "cuda_graph"
+    kernel_launch_s: Seconds = 0.0
+
+
 class Scenario(Strict):
     """A whole scenario, validated and frozen."""
 
@@ -374,6 +386,7 @@ class Scenario(Strict):
     placement: PlacementSpec = PlacementSpec()
     workload: WorkloadSpec = WorkloadSpec()
     comm: CommSpec = CommSpec()
+    runtime: RuntimeSpec = RuntimeSpec()
     sim: SimSpec = SimSpec()
     # request-level serving (moesim serve); the iteration simulator ignores it
     serving: ServingSpec | None = None

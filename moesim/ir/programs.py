@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moesim.hw.flows import FlowSet
+from moesim.ir.overheads import with_overheads
 from moesim.ir.program import Comm, Compute, Parallel, Program, Stage
 from moesim.ir.resolve import Resolved
 
@@ -99,7 +100,14 @@ def backward_program(pc: LayerPieces, r: Resolved, step: int = 0) -> Program:
 
 
 def inference_programs(pieces: list[LayerPieces], r: Resolved) -> list[Program]:
-    return [forward_program(pc, r) for pc in pieces]
+    """Every MoE layer's forward pass, with the runtime's overhead stages (``ir.overheads``) when set."""
+    progs = [forward_program(pc, r) for pc in pieces]
+    rt = r.scenario.runtime
+    launch = rt.kernel_launch_s if rt.launch == "eager" else 0.0
+    if not progs or (rt.host_overhead_s <= 0 and launch <= 0):
+        return progs
+    return with_overheads(progs, r.scenario.model.num_hidden_layers, r.scenario.cluster.num_gpus,
+                          rt.host_overhead_s, launch)
 
 
 def training_programs(pieces: list[LayerPieces], r: Resolved, sync: list[Comm]) -> list[Program]:
