@@ -408,3 +408,18 @@ def test_decode_batches_pad_to_the_captured_cuda_graph_sizes():
 def test_cuda_graph_sizes_must_increase():
     with pytest.raises(ScenarioError, match="increasing order"):
         scenario({"scheduler": {"cuda_graph_batches": [4, 2]}})
+
+
+def test_mtp_acceptance_per_draft_position_by_hand():
+    """Two drafts, the first always accepted and the second never: every step emits exactly 2 tokens, so the
+    198 output tokens after the first take 99 steps and TPOT is half the plain step; (1.0, 1.0): 3 a step,
+    66 steps, a third."""
+    base = {"arrival": {"kind": "constant", "rate_per_s": 0.01}, "requests": 5,
+            "output_tokens": {"kind": "constant", "value": 199}}
+    plain = sim(scenario(base)).summary["tpot_s"]["mean"]
+    two = sim(scenario({**base, "mtp": {"draft_tokens": 2, "acceptance": [1.0, 0.0], "draft_cost": 0.0}}))
+    assert two.summary["tpot_s"]["mean"] == pytest.approx(plain / 2, rel=1e-12)
+    three = sim(scenario({**base, "mtp": {"draft_tokens": 2, "acceptance": [1.0, 1.0], "draft_cost": 0.0}}))
+    assert three.summary["tpot_s"]["mean"] == pytest.approx(plain / 3, rel=1e-12)
+    with pytest.raises(ScenarioError, match="one per draft position"):
+        scenario({**base, "mtp": {"draft_tokens": 2, "acceptance": [0.9]}})

@@ -179,12 +179,21 @@ class DeploymentSpec(_Strict):
 class MtpSpec(_Strict):
     """Multi-token prediction / speculative decoding: each decode step verifies ``draft_tokens`` drafted
     tokens per sequence; draft i is accepted when drafts 1..i-1 were and a coin of ``acceptance`` lands
-    (DeepSeek-V3 reports 85-90% for its second token). The draft module costs ``draft_cost`` of one decode
-    block's time per drafted token (DeepSeek's MTP module is one extra block)."""
+    (one value for every position, or one per position: the chance that draft i is accepted given the
+    earlier ones were). Default 0.85: DeepSeek-V3 reports 85-90% for its second token (arXiv 2412.19437,
+    §5.4.3). The draft module costs ``draft_cost`` of one decode block's time per drafted token (DeepSeek's
+    MTP module is one extra block)."""
 
     draft_tokens: int = Field(default=1, ge=1, le=8)
-    acceptance: float = Field(default=0.85, ge=0, le=1)
+    acceptance: Annotated[float, Field(ge=0, le=1)] | tuple[Annotated[float, Field(ge=0, le=1)], ...] = 0.85
     draft_cost: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _per_position(self) -> MtpSpec:
+        if isinstance(self.acceptance, tuple) and len(self.acceptance) != self.draft_tokens:
+            raise ValueError(f"{len(self.acceptance)} acceptance values for {self.draft_tokens} draft tokens: give "
+                             "one per draft position, or one value for all")
+        return self
 
 
 class SloSpec(_Strict):

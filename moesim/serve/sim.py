@@ -342,7 +342,8 @@ class ServeSim:
         number of leading drafts accepted (each with probability ``acceptance`` given the earlier ones)."""
         if self.mtp is None:
             return np.ones(n, dtype=np.int64)
-        coins = self.rng.random((n, self.mtp.draft_tokens)) < self.mtp.acceptance
+        acc = self.mtp.acceptance  # one value, or one per draft position (conditional on the earlier ones)
+        coins = self.rng.random((n, self.mtp.draft_tokens)) < (np.asarray(acc) if isinstance(acc, tuple) else acc)
         return 1 + np.cumprod(coins, axis=1).sum(axis=1)
 
     # ---- disaggregated: prefill → decode ------------------------------------------------------------
