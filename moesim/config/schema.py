@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from moesim.config.offload import HostSpec, OffloadSpec
+from moesim.config.runtime import RuntimeSpec
 from moesim.config.serving import ServingSpec
 from moesim.config.types import Bandwidth, Bytes, Flops, RegistryName, Seconds, Strict
 
@@ -361,18 +362,6 @@ class SimSpec(Strict):
     threads: int = Field(default=0, ge=0)
     auto_fluid_max_gpus: int = Field(default=8, ge=1)
     auto_exact_max_tokens: int = Field(default=65536, ge=1)
-
-
-class RuntimeSpec(Strict):
-    """The serving engine's own time per iteration, as named stages (never folded into another stage).
-    host_overhead_s: scheduling, sampling and detokenisation per iteration on the host (stage
-    ``host_overhead``). launch: ``cuda_graph`` replays captured graphs (no per-kernel launch cost) or
-    ``eager`` launches every kernel (stage ``kernel_launch``: the layer's kernels x ``kernel_launch_s``).
-    Both are ``estimated`` until fitted on measured deployments: defaults 0 (no overhead)."""
-
-    host_overhead_s: Seconds = 0.0
-    launch: Literal["cuda_graph", "eager"] = "cuda_graph"
-    kernel_launch_s: Seconds = 0.0
 
 
 class Scenario(Strict):

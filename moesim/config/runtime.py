@@ -1,0 +1,20 @@
+"""The ``runtime:`` section of a scenario: the serving engine's own time per iteration (host work, kernel
+launches), read by the stage programs (``moesim.ir.overheads``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from moesim.config.types import Seconds, Strict
+
+
+class RuntimeSpec(Strict):
+    """The serving engine's own time per iteration, as named stages (never folded into another stage).
+    host_overhead_s: scheduling, sampling and detokenisation per iteration on the host (stage
+    ``host_overhead``). launch: ``cuda_graph`` replays captured graphs (no per-kernel launch cost) or
+    ``eager`` launches every kernel (stage ``kernel_launch``: the layer's kernels x ``kernel_launch_s``).
+    Both are ``estimated`` until fitted on measured deployments: defaults 0 (no overhead)."""
+
+    host_overhead_s: Seconds = 0.0
+    launch: Literal["cuda_graph", "eager"] = "cuda_graph"
+    kernel_launch_s: Seconds = 0.0
