@@ -139,3 +139,18 @@ def test_every_inferencex_row_is_a_scenario_moesim_check_accepts(tmp_path):
         layouts.add((dep["kind"], doc["workload"]["moe_tp"], doc["workload"]["attention_tp"]))
         assert doc["serving"]["load"]["concurrency"] >= 1
     assert {("aggregated", 8, 8), ("aggregated", 1, 8), ("aggregated", 1, 1)} <= layouts
+
+
+def test_attention_tp_across_two_nodes_all_reduce_by_hand():
+    """TP 4 over 2 nodes of 2 toy GPUs (NVLink 100 B/s, one 50 B/s NIC per GPU): the ring 0 -> 1 -> 2 -> 3 -> 0
+    crosses the NICs on 1 -> 2 and 3 -> 0. Each GPU sends 2(t-1)/t of the group's 4 tokens x 4,096 x 2 B =
+    49,152 B; the crossing hops take 49,152 / 50 = 983.04 s, so every layer's tp_allreduce does."""
+    s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2},
+                            "cluster": {"gpu": dict(TOY_GPU), "nodes": 2, "gpus_per_node": 2},
+                            "workload": {"mode": "decode", "tokens_per_gpu": 1, "attention_tp": 4}})
+    doc = api.run_scenario(s).doc
+    assert doc["totals"]["stages"]["tp_allreduce"] == pytest.approx(2 * 983.04, rel=1e-9)
+    with pytest.raises(ScenarioError, match="nor is it whole nodes"):
+        scenario_from_dict({"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2},
+                            "cluster": {"gpu": dict(TOY_GPU), "nodes": 3, "gpus_per_node": 2},
+                            "workload": {"attention_tp": 4}})

@@ -294,8 +294,9 @@ class WorkloadSpec(Strict):
     # training: micro-batches of tokens_per_gpu each run forward and backward in turn before one gradient
     # sync (gradient accumulation); the iteration's tokens are micro-batches x tokens_per_gpu per GPU
     accumulation_steps: int = Field(default=1, ge=1, le=10**4)
-    # tensor-parallel attention inside a node: ``attention_tp`` GPUs share their tokens, each runs 1/tp of
-    # the heads over all of them and an all-reduce of the outputs follows (1 = data-parallel attention)
+    # tensor-parallel attention: ``attention_tp`` GPUs (inside a node, or whole nodes: TensorRT-LLM's TP16 on
+    # 2 x 8) share their tokens, each runs 1/tp of the heads over all of them and an all-reduce of the outputs
+    # follows (1 = data-parallel attention)
     attention_tp: int = Field(default=1, ge=1)
     # tensor-parallel MoE: every expert sharded over the ``moe_tp`` GPUs of the attention TP group (SGLang's
     # --tp N without --ep, TensorRT-LLM's moe_tp_size): each GPU runs 1/moe_tp of every expert's FFN over the

@@ -172,9 +172,10 @@ def _nonzero(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def tp_allreduce_flows(gpus: int, gpus_per_node: int, tp: int, tokens: float, hidden: int,
                        blocks: int) -> FlowSet:
-    """Ring all-reduce of the attention output in every TP group (tp consecutive GPUs of a node), as the
-    flows the engine moves: each GPU sends 2(tp−1)/tp of the group's tp·T × H BF16 buffer to the next GPU
-    of its ring, once per attention block folded into this layer (``blocks``)."""
+    """Ring all-reduce of the attention output in every TP group (tp consecutive GPUs: part of a node, or
+    whole nodes, the ring then crossing their NICs), as the flows the engine moves: each GPU sends
+    2(tp−1)/tp of the group's tp·T × H BF16 buffer to the next GPU of its ring, once per attention block
+    folded into this layer (``blocks``)."""
     src = np.arange(gpus)
     dst = (src // tp) * tp + (src % tp + 1) % tp
     nbytes = 2 * (tp - 1) / tp * tp * tokens * hidden * ACT_BYTES * blocks

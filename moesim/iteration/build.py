@@ -225,7 +225,10 @@ def non_moe_pieces(r: Resolved, g: int, cm: CostModel) -> tuple[list[dict[str, n
     ffn_fn = cm.dense_ffn_fn(s.model)
     tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
     args = (s.model, r.model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
-    link, lat = r.links.nvlink_Bps, r.links.collective_latency_s
+    lk, gpn = r.links, s.cluster.gpus_per_node
+    # the analytic ring's slowest hop: NVLink inside a node; a TP group of whole nodes crosses the NICs
+    link = lk.nvlink_Bps if tp <= gpn else min(lk.nvlink_Bps, lk.nic_Bps * lk.nics_per_node / gpn)
+    lat = lk.collective_latency_s
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
     # the last one (trailing blocks, head) the analytic ring stands in
     fns = (cm.gemm_fn(), cm.gemm_fn(bf16=True))  # a silicon profile's measured GEMMs (None: the roofline's)

@@ -64,9 +64,11 @@ def _check_workload(s: Scenario) -> None:
     if heads and heads % s.workload.attention_tp:
         raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not split the {heads} attention heads",
                             path="workload.attention_tp", fix="use a divisor of num_attention_heads")
-    if s.cluster.gpus_per_node % s.workload.attention_tp:
-        raise ScenarioError(f"attention_tp {s.workload.attention_tp} does not divide {s.cluster.gpus_per_node} GPUs "
-                            "per node", path="workload.attention_tp", fix="use a divisor of gpus_per_node")
+    tp, gpn, g = s.workload.attention_tp, s.cluster.gpus_per_node, s.cluster.num_gpus
+    if (gpn % tp if tp <= gpn else tp % gpn or g % tp):  # inside a node, or whole nodes (TP16 on 2 x 8)
+        raise ScenarioError(f"attention_tp {tp} does not divide {gpn} GPUs per node, nor is it whole nodes "
+                            f"dividing the {g} GPUs", path="workload.attention_tp",
+                            fix=f"use a divisor of {gpn}, or a multiple of {gpn} that divides {g}")
     if s.workload.accumulation_steps > 1 and s.workload.mode != "training":
         raise ScenarioError("gradient accumulation applies to training", path="workload.accumulation_steps",
                             fix="use mode: training, or accumulation_steps: 1")
