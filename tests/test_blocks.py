@@ -197,8 +197,9 @@ def test_gradient_accumulation_repeats_forward_backward_and_syncs_once():
 
 
 def test_tp_all_reduce_runs_as_flows_on_the_topology():
-    """TP 2 on 2 GPUs: after attention each GPU sends 2·(1/2)·(2T)·H·2 bytes to its ring neighbour over
-    NVLink, then routes: ROUTED − START = attention + collective latency + bytes / bandwidth + gate."""
+    """TP 2 on 2 GPUs: after attention (and each tensor-parallel dense FFN) each GPU sends 2·(1/2)·(2T)·H·2
+    bytes to its ring neighbour over NVLink, then routes: ROUTED − START = attention + collective latency +
+    bytes / bandwidth + gate. The first MoE layer (block 3) folds 4 attention blocks and 3 dense FFNs: 7."""
     raw = {"seed": 1, "model": {"base": "deepseek-v3", "num_hidden_layers": 4},
            "cluster": {"gpu": "h800", "nodes": 1, "gpus_per_node": 2,
                        "intra_node": {"bandwidth": 1e10, "latency": 0}},
@@ -206,7 +207,7 @@ def test_tp_all_reduce_runs_as_flows_on_the_topology():
            "workload": {"tokens_per_gpu": 128, "scope": "whole_model", "attention_tp": 2}}
     res = api.run_scenario(scenario_from_dict(raw))
     pc = res.built.pieces[0]
-    assert pc.tp_allreduce is not None and pc.tp_allreduce.nbytes[0] == pytest.approx(2 * 0.5 * 256 * 7168 * 2 * 4)
+    assert pc.tp_allreduce is not None and pc.tp_allreduce.nbytes[0] == pytest.approx(2 * 0.5 * 256 * 7168 * 2 * 7)
     rec = res.records
     lat = res.built.scenario.cluster.gpu.collective_latency
     ar = rec.stage(0, "tp_allreduce")

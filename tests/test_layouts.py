@@ -57,9 +57,9 @@ def test_moe_tp_runs_every_expert_a_tp_th_as_wide_on_the_groups_tokens():
 
 
 def test_memory_per_gpu_of_deepseek_v3_tp8_and_ep8_by_hand():
-    """DeepSeek-V3 FP8 on 8 H200: TP8 (every expert 1/8 on each GPU, attention and shared experts 1/8) against
-    EP8 with data-parallel attention (32 whole experts per GPU, attention and shared experts replicated).
-    The routed experts come to the same bytes; the rest differs by the sharding."""
+    """DeepSeek-V3 FP8 on 8 H200: TP8 (every expert 1/8 on each GPU, attention, dense FFNs and shared experts
+    1/8) against EP8 with data-parallel attention (32 whole experts per GPU, attention, dense FFNs and shared
+    experts replicated). The routed experts come to the same bytes; the rest differs by the sharding."""
     def scen(**w):
         return scenario_from_dict({"model": "deepseek-v3", "cluster": {"gpu": "h200", "nodes": 1, "gpus_per_node": 8},
                                    "workload": {"mode": "decode", "tokens_per_gpu": 16, "context_tokens": 1024, **w}})
@@ -68,7 +68,7 @@ def test_memory_per_gpu_of_deepseek_v3_tp8_and_ep8_by_hand():
     expert = 3 * 7168 * 2048  # FP8: one byte each
     assert tp["expert_weights_bytes"] == ep["expert_weights_bytes"] == 256 / 8 * expert * 58
     p = param_counts(m)
-    assert tp["other_weights_bytes"] == (p.attention / 8 + p.dense_ffn + p.shared_experts / 8 + p.router) + \
+    assert tp["other_weights_bytes"] == (p.attention / 8 + p.dense_ffn / 8 + p.shared_experts / 8 + p.router) + \
         p.embeddings * 2
     assert ep["other_weights_bytes"] == (p.attention + p.dense_ffn + p.shared_experts + p.router) + p.embeddings * 2
     kvb = LAYER_KINDS.get("mla").kv_bytes_per_token(m)  # (512 + 64) x 2 B

@@ -88,12 +88,18 @@ def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bo
     return proj + core + reduce + norms
 
 
-def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, gemm_fn: GemmFn | None = None) -> np.ndarray:
+def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, gemm_fn: GemmFn | None = None,
+                   tp: int = 1) -> np.ndarray:
+    """One dense SwiGLU block per GPU [G] (seconds). Tensor parallel over ``tp`` GPUs (as attention is): each
+    GPU runs 1/tp of the intermediate size over the group's tp·T tokens, the same FLOPs as T tokens on the
+    whole FFN, reading 1/tp of the weights; an all-reduce of the output follows (Megatron-LM's MLP)."""
     h, i = m.hidden_size, m.intermediate_size or 0
-    if gemm_fn is not None:  # gate+up fused (H -> 2I), down (I -> H), and the activation from the roofline
+    if gemm_fn is not None and tp == 1:  # gate+up fused (H -> 2I), down (I -> H), activation from the roofline
         return gemm_fn(tokens, 2 * i, h) + gemm_fn(tokens, h, i) + c.kernel(0.0, tokens * 3 * i * ACT_BYTES)
     wb = BYTES_PER_PARAM[m.weight_dtype]
-    return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES)
+    if tp == 1:
+        return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES)
+    return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb / tp + (tp * tokens * h + 3 * tokens * i) * ACT_BYTES)
 
 
 def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
@@ -129,8 +135,10 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
         parts[name] = (proj + reduce, core, norms)
     if not m.intermediate_size:
         dense = np.zeros_like(tokens, dtype=float)
-    else:  # a measured profile's SwiGLU piece (the expert FFN) costs a dense FFN of the same form
-        dense = ffn_fn(tokens) if ffn_fn is not None else dense_ffn_time(tokens, m, c, gemm_fn)
+    elif ffn_fn is not None and tp == 1:  # a measured profile's SwiGLU piece costs a dense FFN of the same form
+        dense = ffn_fn(tokens)
+    else:  # tensor parallel with attention: its all-reduce (analytic when link_Bps is given) follows
+        dense = dense_ffn_time(tokens, m, c, gemm_fn, tp) + (reduce if tp > 1 else 0.0)
     specs = layer_specs(m)
     before, prev = [], -1
     for b in moe_ids:

@@ -317,10 +317,11 @@ class _Context:
             before = self.non_moe[0][layer]
             after = self.non_moe[1] if layer == len(ids) - 1 else {}
             tp = s.workload.attention_tp
-            if tp > 1:  # attention, then its all-reduce as flows, then the router
+            if tp > 1:  # attention (and the dense FFNs, tensor parallel too), their all-reduces as flows
                 blocks = ids[layer] - (ids[layer - 1] if layer else -1)
+                dense = blocks - 1 if s.model.intermediate_size else 0  # dense blocks folded into this layer
                 tp_flows = tp_allreduce_flows(g, self.topo.gpus_per_node, tp, s.workload.tokens_per_gpu,
-                                              self.model.hidden, blocks)
+                                              self.model.hidden, blocks + dense)
         scaled = [{k: v * slow for k, v in d.items()} for d in (before, moe, after)]
         if moe_allreduce is not None:
             return LayerPieces(layer, ids[layer], *scaled, None, None, tp_flows, moe_allreduce)

@@ -108,7 +108,8 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers
     # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head)
     tp = s.workload.attention_tp
-    replicated = (p.attention / tp + p.dense_ffn + p.shared_experts / moe_tp + p.router) * wb + p.embeddings * ACT_BYTES
+    replicated = (p.attention / tp + p.dense_ffn / tp + p.shared_experts / moe_tp + p.router) * wb + \
+        p.embeddings * ACT_BYTES  # attention and dense FFNs tensor parallel over the attention TP group
     t = s.workload.tokens_per_gpu
     kv = t * kv_cache_bytes(m, s.workload.context_tokens, tp) if s.workload.mode == "decode" else 0.0
     top_k = s.top_k
