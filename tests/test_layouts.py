@@ -80,7 +80,7 @@ def test_memory_per_gpu_of_deepseek_v3_tp8_and_ep8_by_hand():
 
 
 @pytest.mark.parametrize("workload, said", [
-    ({"attention_tp": 8, "moe_tp": 4}, "moe_tp 4 differs from attention_tp 8"),
+    ({"attention_tp": 8, "moe_tp": 3}, "moe_tp 3 does not divide attention_tp 8"),
     ({"attention_tp": 2, "moe_tp": 2, "mode": "training"}, "backward pass of tensor-parallel experts"),
     ({"attention_tp": 3}, "attention_tp 3 does not split the 128 attention heads"),
     ({"attention_tp": 16}, "attention_tp 16 does not divide 8 GPUs per node"),
@@ -154,3 +154,24 @@ def test_attention_tp_across_two_nodes_all_reduce_by_hand():
         scenario_from_dict({"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2},
                             "cluster": {"gpu": dict(TOY_GPU), "nodes": 3, "gpus_per_node": 2},
                             "workload": {"attention_tp": 4}})
+
+
+def test_tp_by_ep_inside_the_attention_group_by_hand():
+    """Attention TP 4 on one node of 4 toy GPUs with moe_tp 2: two EP ranks of 4 Mixtral experts each, every
+    expert sharded over the rank's 2 GPUs. GPUs 0 and 1 run experts 0-3 on the group's 8 tokens' copies, GPUs 2
+    and 3 experts 4-7; each copy counts once (half on each of its rank's GPUs). The MoE output is all-reduced
+    over the 4 GPUs: 2(4-1)/4 x 8 tokens x 4,096 x 2 B = 98,304 B from each GPU. Memory: E/4 = 2 experts'
+    worth of weights per GPU and layer."""
+    s = scenario_from_dict({"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2},
+                            "cluster": {"gpu": dict(TOY_GPU), "nodes": 1, "gpus_per_node": 4},
+                            "workload": {"tokens_per_gpu": 2, "scope": "moe_layers", "attention_tp": 4,
+                                         "moe_tp": 2}})
+    res = api.run_scenario(s)
+    st = res.built.stats[0]
+    assert st.gpu_tokens[0] == st.gpu_tokens[1] and st.gpu_tokens[2] == st.gpu_tokens[3]
+    assert st.gpu_tokens.sum() == pytest.approx(st.copies) == 8 * 2
+    first_rank = res.built.pieces[0]
+    assert first_rank.moe_allreduce.nbytes[0] == pytest.approx(2 * 3 / 4 * 8 * 4096 * 2)
+    mem = memory_per_gpu(s)
+    expert = 3 * 4096 * 14336 * 2  # BF16
+    assert mem["expert_weights_bytes"] == 8 / 4 * expert * 2

@@ -298,9 +298,10 @@ class WorkloadSpec(Strict):
     # 2 x 8) share their tokens, each runs 1/tp of the heads over all of them and an all-reduce of the outputs
     # follows (1 = data-parallel attention)
     attention_tp: int = Field(default=1, ge=1)
-    # tensor-parallel MoE: every expert sharded over the ``moe_tp`` GPUs of the attention TP group (SGLang's
-    # --tp N without --ep, TensorRT-LLM's moe_tp_size): each GPU runs 1/moe_tp of every expert's FFN over the
-    # group's tokens, no dispatch, and an all-reduce of the MoE output follows (1 = expert parallel)
+    # tensor-parallel MoE inside the attention TP group: moe_tp x ep = attention_tp (TensorRT-LLM's
+    # moe_tp_size x moe_ep_size = tp_size; SGLang's --tp N without --ep is moe_tp = N): each expert sharded over
+    # moe_tp GPUs of its EP rank, every GPU runs its shards over the group's tokens, no dispatch, and an
+    # all-reduce of the MoE output follows (1 = expert parallel with dispatch and combine)
     moe_tp: int = Field(default=1, ge=1)
 
 

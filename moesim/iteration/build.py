@@ -203,7 +203,7 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     t = s.workload.moe_tp
-    cm = cost_model(s.cluster, shard(model, t) if t > 1 else model, params.top_k)
+    cm = cost_model(s.cluster, shard(model, t, s.workload.attention_tp) if t > 1 else model, params.top_k)
     non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
@@ -291,12 +291,12 @@ class _Context:
 
     def _tp_layer(self, layer: int, ids, live, score) -> tuple[LayerPieces, LayerStats]:
         """A tensor-parallel MoE layer (``iteration.tensor_parallel``): the group's copies on every GPU of it."""
-        s, topo, t = self.s, self.topo, self.s.workload.moe_tp
+        s, topo, t, a = self.s, self.topo, self.s.workload.moe_tp, self.s.workload.attention_tp
         g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
         own = np.repeat(np.arange(g), sampled)
         keep = self._capacity(ids, np.broadcast_to(own[:, None], ids.shape), live, score, g * sampled)
-        tr = group_traffic(ids, keep, live, own, g, t, self.model.experts, tokens / sampled)
-        flows = moe_allreduce(g, topo.gpus_per_node, t, tokens, self.model.hidden)
+        tr = group_traffic(ids, keep, live, own, g, a, t, self.model.experts, tokens / sampled)
+        flows = moe_allreduce(g, topo.gpus_per_node, a, tokens, self.model.hidden)
         expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
         stats = _layer_stats(replace(tr, dispatch=flows), expert_tokens, topo)
         return self._pieces(layer, tr, flows), replace(stats, gpu_tokens=stats.gpu_tokens / t)
@@ -306,7 +306,7 @@ class _Context:
         tensor-parallel layer's output all-reduce; its GPUs run the group's tokens and no dispatch."""
         s, cm, slow, g = self.s, self.costs, self.r.compute_slowdown, self.topo.num_gpus
         t = s.workload.moe_tp
-        local = np.full(g, float(s.workload.tokens_per_gpu * t))
+        local = np.full(g, float(s.workload.tokens_per_gpu * (s.workload.attention_tp if t > 1 else 1)))
         regroup = cm.regroup(tr.slot_tokens) if g > 1 and t == 1 else np.zeros(g)  # copies sorted by expert
         moe = {"router": cm.router(local), "permute": cm.permute(local), "regroup": regroup,
                "routed_experts": cm.expert(tr.slot_tokens), "shared_experts": cm.shared(local),

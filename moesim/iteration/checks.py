@@ -109,14 +109,19 @@ def _check_registries(s: Scenario) -> None:
 def _check_moe_tp(s: Scenario) -> None:
     """Tensor-parallel MoE shards every expert over the attention TP group (``iteration.tensor_parallel``)."""
     t, w, m = s.workload.moe_tp, s.workload, s.model
-    where = "workload.moe_tp"
-    if t != w.attention_tp:
-        raise ScenarioError(f"moe_tp {t} differs from attention_tp {w.attention_tp}: the experts are sharded over "
-                            "the attention TP group", path=where, fix=f"set workload.attention_tp: {t} too")
+    a, where = w.attention_tp, "workload.moe_tp"
+    if a % t:
+        raise ScenarioError(f"moe_tp {t} does not divide attention_tp {a}: the experts are sharded inside the "
+                            "attention TP group (moe_tp x ep = attention_tp)", path=where,
+                            fix=f"use a divisor of {a} (moe_tp {a}: every expert on every GPU of the group)")
+    if m.n_routed_experts % (a // t):
+        raise ScenarioError(f"{m.n_routed_experts} experts do not split over {a // t} EP ranks (attention_tp {a} / "
+                            f"moe_tp {t})", path=where, fix="use a moe_tp that leaves a divisor of the experts")
     shared = m.shared_expert_intermediate_size or m.n_shared_experts * m.moe_intermediate_size
-    if m.moe_intermediate_size % t or (m.n_shared_experts and shared % t):
+    if m.moe_intermediate_size % t or (m.n_shared_experts and shared % a):
         raise ScenarioError(f"the experts' intermediate size ({m.moe_intermediate_size}, shared {shared}) does not "
-                            f"split into {t} shards", path=where, fix="use a moe_tp that divides them")
+                            f"split into {t} shards ({a} for the shared)", path=where,
+                            fix="use a moe_tp that divides them")
     why = ("redundant experts are an expert-parallel idea" if s.placement.redundant_experts else
            "the backward pass of tensor-parallel experts is not modelled" if w.mode == "training" else
            "two micro-batches overlap an all-to-all that tensor-parallel experts do not have"

@@ -102,14 +102,16 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     moe = MoEModel.from_spec(m)
     wb = BYTES_PER_PARAM[m.weight_dtype]
     g = s.cluster.num_gpus
-    moe_tp = s.workload.moe_tp  # tensor-parallel experts: every GPU holds 1/moe_tp of every expert
-    slots_per_gpu = (m.n_routed_experts / moe_tp if moe_tp > 1 else
+    # tensor-parallel experts: each GPU holds 1/moe_tp of the E/ep experts of its EP rank of the TP group:
+    # E/attention_tp experts' worth (ep = attention_tp / moe_tp)
+    moe_tp, tp = s.workload.moe_tp, s.workload.attention_tp
+    slots_per_gpu = (m.n_routed_experts / tp if moe_tp > 1 else
                      (m.n_routed_experts + s.placement.redundant_experts) / g)
     experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers
-    # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head)
-    tp = s.workload.attention_tp
-    replicated = (p.attention / tp + p.dense_ffn / tp + p.shared_experts / moe_tp + p.router) * wb + \
-        p.embeddings * ACT_BYTES  # attention and dense FFNs tensor parallel over the attention TP group
+    # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head); attention, dense
+    # FFNs (and with tensor-parallel experts the shared ones) split over the attention TP group
+    shared = p.shared_experts / (tp if moe_tp > 1 else 1)
+    replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
     kv = t * kv_cache_bytes(m, s.workload.context_tokens, tp) if s.workload.mode == "decode" else 0.0
     top_k = s.top_k
