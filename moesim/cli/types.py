@@ -57,8 +57,8 @@ class RegistryChoice(click.Choice):
         return self.registry.names()
 
     @choices.setter
-    def choices(self, _value) -> None:  # click.Choice.__init__ assigns it
-        pass
+    def choices(self, _value) -> None:
+        """click.Choice.__init__ assigns the choices; the registry stays their only source."""
 
 
 PLACEMENT_LIST = CommaChoice(PLACEMENTS)

@@ -6,6 +6,7 @@ a new one is one module and one ``ALGORITHMS.register`` (docs/architecture.md).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ class Assignments:
     uniq_node: np.ndarray
 
 
-class AllToAll:
+class AllToAll(ABC):
     """An all-to-all algorithm (DeepEP's normal or low-latency kernels, NCCL-style one-hop sends, ...).
 
     one_hop: every copy goes straight from the token's GPU to the expert's (the compiled one-pass counter
@@ -58,10 +59,10 @@ class AllToAll:
     one_hop = True
     layout_exchange = True
 
+    @abstractmethod
     def flows(self, a: Assignments, topo: Topology, dispatch_bytes: int, combine_bytes: int, scale: float,
               chunks: int = 1) -> tuple[FlowSet, FlowSet]:
         """(dispatch, combine) flows with their gates (``FlowSet``); bytes × ``scale`` (sampled to real)."""
-        raise NotImplementedError
 
     def default_sm_share(self, sms: int) -> tuple[float, str]:
         """(share of the GPU's SMs dispatch/combine hold while in flight, its label) when the scenario sets

@@ -14,6 +14,7 @@ token each, attending over ``context_tokens``):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -168,10 +169,8 @@ def _blocks(parts: dict[str, tuple[np.ndarray, ...]], specs) -> tuple[np.ndarray
 
 
 def _counts(specs) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for spec in specs:
-        counts[spec.attention] = counts.get(spec.attention, 0) + 1
-    return counts
+    """Blocks per attention kind among ``specs``, in first-seen order."""
+    return Counter(spec.attention for spec in specs)
 
 
 def _nonzero(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -11,6 +11,8 @@ kind anywhere else. Shapes: ``ModelSpec`` fields (Hugging Face names), elements;
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
 
 from moesim.config.schema import ModelSpec
@@ -20,31 +22,32 @@ from moesim.util.registry import Registry
 ACT_BYTES = 2  # BF16 activations and KV cache
 
 
-class AttentionKind:
+class AttentionKind(ABC):
     """One attention kind. Methods take the ``ModelSpec`` that carries the shape; numbers are per block."""
 
     name = ""
     kv_split_by_tp = True  # tensor parallelism splits the cache by KV head (MLA's latent is whole on every rank)
     family = ""  # the family of measured attention tables that times it ("gqa", "mla"; "": none, roofline)
 
+    @abstractmethod
     def params(self, m: ModelSpec) -> float:
-        raise NotImplementedError
+        """Parameters of one block's attention."""
 
+    @abstractmethod
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
         """Bytes of KV cache per cached token."""
-        raise NotImplementedError
 
+    @abstractmethod
     def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
         """(d_qk, d_v) per head of the attention core, prefill or decode form."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cache_heads(self, m: ModelSpec) -> int:
         """Heads of the cached keys and values (GQA's KV heads; one shared latent for MLA)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def projections(self, m: ModelSpec) -> list[tuple[int, int]]:
         """(n, k) of the block's projection GEMMs."""
-        raise NotImplementedError
 
     def attended(self, m: ModelSpec, context: float) -> float:
         """Tokens one query attends over in a sequence of ``context`` tokens (decode: the whole cache)."""
@@ -185,39 +188,47 @@ def default_kind(m: ModelSpec) -> str:
 FULL = "full"  # in ``model.attention_kinds``: the model's full-attention kind (``default_kind``)
 
 
-def layer_specs(m: ModelSpec) -> tuple[LayerSpec, ...]:
-    """Every block of ``m`` (``model.attention_kinds`` per block, ``full`` or absent: the default kind)."""
-    moe = set(MoEModel.from_spec(m).moe_layer_ids)
+def attention_kinds(m: ModelSpec) -> tuple[str, ...]:
+    """Each block's attention kind (``model.attention_kinds``; ``full`` or absent: the default kind)."""
     full = default_kind(m)
-    kinds = tuple(full if k == FULL else k for k in m.attention_kinds) or (full,) * m.num_hidden_layers
+    return tuple(full if k == FULL else k for k in m.attention_kinds) or (full,) * m.num_hidden_layers
+
+
+def layer_specs(m: ModelSpec) -> tuple[LayerSpec, ...]:
+    """Every block of ``m``: its attention kind and its FFN."""
+    moe = set(MoEModel.from_spec(m).moe_layer_ids)
+    kinds = attention_kinds(m)
     return tuple(LayerSpec(i, kinds[i], "moe", m.moe_intermediate_size, m.n_routed_experts) if i in moe else
                  LayerSpec(i, kinds[i], "dense", m.intermediate_size or 0) for i in range(m.num_hidden_layers))
 
 
 def kinds_of(m: ModelSpec) -> dict[str, int]:
     """Blocks per attention kind, in first-seen order."""
-    out: dict[str, int] = {}
-    for spec in layer_specs(m):
-        out[spec.attention] = out.get(spec.attention, 0) + 1
-    return out
+    return dict(Counter(attention_kinds(m)))
+
+
+def _kinds(m: ModelSpec) -> list[tuple[AttentionKind, int]]:
+    return [(LAYER_KINDS.get(k), n) for k, n in kinds_of(m).items()]
+
+
+def _copies(kind: AttentionKind, tp: int) -> int:
+    """How many of a TP group's sequences one GPU caches whole: 1 when TP splits the kind's cache, else tp."""
+    return 1 if kind.kv_split_by_tp else tp
 
 
 def attention_params_all(m: ModelSpec) -> float:
     """Attention parameters of every block."""
-    return sum(LAYER_KINDS.get(k).params(m) * n for k, n in kinds_of(m).items())
+    return sum(k.params(m) * n for k, n in _kinds(m))
 
 
 def kv_bytes_all_blocks(m: ModelSpec, tp: int = 1) -> float:
-    """KV bytes per cached token summed over the blocks, for one GPU of an attention-TP group of ``tp``
-    (a kind whose cache TP does not split holds the group's ``tp`` sequences whole: tp times)."""
-    return sum(LAYER_KINDS.get(k).kv_bytes_per_token(m) * n * (1 if LAYER_KINDS.get(k).kv_split_by_tp else tp)
-               for k, n in kinds_of(m).items())
+    """KV bytes per cached token summed over the blocks, for one GPU of an attention-TP group of ``tp``."""
+    return sum(k.kv_bytes_per_token(m) * n * _copies(k, tp) for k, n in _kinds(m))
 
 
 def kv_cache_bytes(m: ModelSpec, context: float, tp: int = 1) -> float:
     """KV bytes one sequence of ``context`` tokens keeps over all blocks (one GPU of a TP group of ``tp``)."""
-    return sum(LAYER_KINDS.get(k).cached(m, context) * LAYER_KINDS.get(k).kv_bytes_per_token(m) * n
-               * (1 if LAYER_KINDS.get(k).kv_split_by_tp else tp) for k, n in kinds_of(m).items())
+    return sum(k.cached(m, context) * k.kv_bytes_per_token(m) * n * _copies(k, tp) for k, n in _kinds(m))
 
 
 def attention_kind_label(m: ModelSpec) -> str | None:

@@ -59,11 +59,6 @@ def has_shape(m: ModelSpec) -> bool:
     return m.has_attention_shape
 
 
-def attention_params(m: ModelSpec) -> float:
-    """One block's attention parameters, for a model whose blocks share one attention kind."""
-    return LAYER_KINDS.get(default_kind(m)).params(m)
-
-
 def kv_bytes_per_token(m: ModelSpec) -> float:
     """KV cache bytes per token of one block of the model's default attention kind (``model.layers``)."""
     return LAYER_KINDS.get(default_kind(m)).kv_bytes_per_token(m)

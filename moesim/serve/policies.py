@@ -4,15 +4,18 @@ one class here (or in its own module) and one ``SCHEDULERS.register``."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from moesim.util.registry import Registry
 
 
-class Policy:
+class Policy(ABC):
     """A scheduling policy: ``decode_due`` says whether the running sequences get a decode step before the
     next prefill iteration."""
 
+    @abstractmethod
     def decode_due(self, running: bool, last_prefill: bool) -> bool:
-        raise NotImplementedError
+        """Whether the running sequences decode before the next prefill iteration."""
 
 
 class PrefillFirst(Policy):

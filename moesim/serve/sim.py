@@ -143,7 +143,7 @@ class Instance:
             self.waiting.popleft()
             self.queued -= need
             self.prefilling.append(r)
-            self._commit(r, need)
+            self._commit(r)
             self.kv_used += need
             s.kv[r], s.computed[r] = need, 0
             c = min(budget, need - s.cached[r])
@@ -163,7 +163,7 @@ class Instance:
         s = self.sim.state
         return float(s.prompt(r) + (s.osl[r] - s.generated[r] if self.role.decodes else 0))
 
-    def _commit(self, r: int, need: float) -> None:
+    def _commit(self, r: int) -> None:
         if self.sim.no_evict:
             self.reserve[r] = self._total(r)
             self.committed += self.reserve[r]
@@ -259,7 +259,7 @@ class Instance:
                     len(self.running) + self.incoming >= self.role.max_running):
                 return
             self.arrived.popleft()
-            self._commit(r, need)
+            self._commit(r)
             self.reserved += need
             self.sim.start_transfer(r, self, need)
 

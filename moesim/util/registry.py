@@ -9,7 +9,7 @@ registry is an ordinary object owned by the package of its extension point.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -53,10 +53,6 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
 
-    def decorator(self, name: str, help: str = "") -> Callable[[T], T]:
-        """``@REGISTRY.decorator("name", help=...)`` above a function or class registers it."""
-        return lambda obj: self.register(name, obj, help)
-
     def get(self, name: str) -> T:
         """The entry's object; an unknown name is a MoesimError that lists the choices."""
         if name not in self._entries:
@@ -74,9 +70,6 @@ class Registry(Generic[T]):
 
     def entries(self) -> list[Entry[T]]:
         return list(self._entries.values())
-
-    def help(self, name: str) -> str:
-        return self._entries[name].help
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
