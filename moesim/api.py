@@ -129,7 +129,8 @@ def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, An
 
 
 # ``moesim list NAME``: the extension points whose registries the CLI lists
-REGISTRIES = ("placements", "algorithms", "routing-rules", "layer-kinds", "schedulers", "cost-models", "executors")
+REGISTRIES = ("placements", "algorithms", "routing-rules", "layer-kinds", "schedulers", "engines", "cost-models",
+              "executors")
 
 
 def registry(name: str) -> Any:
@@ -140,5 +141,7 @@ def registry(name: str) -> Any:
     from moesim.model.layers import LAYER_KINDS
     from moesim.placement import PLACEMENTS
     from moesim.routing.rules import RULES
+    from moesim.serve.engines import ENGINES
     from moesim.serve.policies import SCHEDULERS
-    return dict(zip(REGISTRIES, (PLACEMENTS, ALGORITHMS, RULES, LAYER_KINDS, SCHEDULERS, COST_MODELS, EXECUTORS)))[name]
+    regs = (PLACEMENTS, ALGORITHMS, RULES, LAYER_KINDS, SCHEDULERS, ENGINES, COST_MODELS, EXECUTORS)
+    return dict(zip(REGISTRIES, regs, strict=True))[name]

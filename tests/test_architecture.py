@@ -170,8 +170,9 @@ def test_cli_choices_read_the_registries(toy_placement):
 def test_every_registry_name_is_documented():
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     from moesim.routing.rules import RULES
+    from moesim.serve.engines import ENGINES
     from moesim.serve.policies import SCHEDULERS
-    for reg in (PLACEMENTS, ALGORITHMS, RULES, COST_MODELS, EXECUTORS, LAYER_KINDS, SCHEDULERS):
+    for reg in (PLACEMENTS, ALGORITHMS, RULES, COST_MODELS, EXECUTORS, LAYER_KINDS, SCHEDULERS, ENGINES):
         missing = [n for n in reg.names() if f"`{n}`" not in doc]
         assert not missing, f"docs/architecture.md does not name the {reg.what}s {missing}"
 

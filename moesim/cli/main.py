@@ -110,7 +110,8 @@ def list_(what: str, as_json: bool) -> None:
     """List the catalogue: real MoE models, GPUs, or host machines (DRAM, NVMe, host link, CPU: for
     offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source;
     or an extension point's registry: placements, algorithms (all-to-all), routing-rules, layer-kinds
-    (attention), schedulers (serving), cost-models, executors."""
+    (attention), schedulers (serving), engines (serving profiles: sglang, vllm, trtllm), cost-models,
+    executors."""
     from moesim.cli.formats import list_doc, list_text
     click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
 

@@ -15,6 +15,7 @@ from moesim.config.offload import HostSpec, OffloadSpec
 from moesim.config.runtime import RuntimeSpec
 from moesim.config.serving import ServingSpec
 from moesim.config.types import Bandwidth, Bytes, Flops, RegistryName, Seconds, Strict
+from moesim.config.workload import WorkloadSpec
 
 Dtype = Literal["fp32", "bf16", "fp8"]
 
@@ -274,35 +275,6 @@ class PlacementSpec(Strict):
     plan_on: Literal["sampled", "oracle"] = "sampled"
     window_tokens: int = Field(default=16384, ge=64)
     replica_policy: Literal["round_robin", "even", "random", "nearest"] = "round_robin"
-
-
-class WorkloadSpec(Strict):
-    """Tokens per GPU per iteration (decode: the batch per GPU, one new token each)."""
-
-    mode: Literal["prefill", "decode", "training"] = "prefill"
-    tokens_per_gpu: int = Field(default=4096, ge=1, le=10**9)
-    context_tokens: int = Field(default=4096, ge=1, le=10**8)  # prefill: prompt length; decode: KV cache length
-    # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
-    # output head (needs the model's attention shape). Default: whole_model when the model has that shape
-    scope: Literal["moe_layers", "whole_model"] | None = None
-    # 2: split each GPU's tokens into two micro-batches interleaved on the GPU, so one computes while the
-    # other's dispatch/combine is in flight (DeepSeek's and SGLang's two-batch overlap)
-    micro_batches: Literal[1, 2] = 1
-    # training: after the backward pass, all-reduce gradients (dense weights over all GPUs, each expert
-    # over its replicas) with a ring on the slowest link tier
-    gradient_sync: bool = True
-    # training: micro-batches of tokens_per_gpu each run forward and backward in turn before one gradient
-    # sync (gradient accumulation); the iteration's tokens are micro-batches x tokens_per_gpu per GPU
-    accumulation_steps: int = Field(default=1, ge=1, le=10**4)
-    # tensor-parallel attention: ``attention_tp`` GPUs (inside a node, or whole nodes: TensorRT-LLM's TP16 on
-    # 2 x 8) share their tokens, each runs 1/tp of the heads over all of them and an all-reduce of the outputs
-    # follows (1 = data-parallel attention)
-    attention_tp: int = Field(default=1, ge=1)
-    # tensor-parallel MoE inside the attention TP group: moe_tp x ep = attention_tp (TensorRT-LLM's
-    # moe_tp_size x moe_ep_size = tp_size; SGLang's --tp N without --ep is moe_tp = N): each expert sharded over
-    # moe_tp GPUs of its EP rank, every GPU runs its shards over the group's tokens, no dispatch, and an
-    # all-reduce of the MoE output follows (1 = expert parallel with dispatch and combine)
-    moe_tp: int = Field(default=1, ge=1)
 
 
 class CommSpec(Strict):

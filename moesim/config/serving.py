@@ -126,6 +126,9 @@ class SchedulerSpec(_Strict):
     when the cache can hold the prompt and every token the request may still generate; never preempts).
     cuda_graph_batches: decode batch sizes (sequences per GPU) captured as CUDA graphs; a decode step runs at
     the smallest captured size that holds its batch (padding), a larger batch runs eagerly at its own size.
+    chunked_prefill: split prompts longer than the budget over iterations (off: a prompt enters whole, in one
+    iteration, and must fit the budget: TensorRT-LLM's default).
+    With ``serving.engine`` set, every field left out here takes the engine's value (moesim.serve.engines).
     """
 
     policy: RegistryName = "prefill_first"  # a name in moesim.serve.policies.SCHEDULERS
@@ -134,6 +137,7 @@ class SchedulerSpec(_Strict):
     kv_memory_fraction: float = Field(default=0.9, gt=0, le=1)
     admission: Literal["optimistic", "guaranteed_no_evict"] = "optimistic"
     cuda_graph_batches: tuple[int, ...] = ()
+    chunked_prefill: bool = True
 
     @model_validator(mode="after")
     def _sorted_graphs(self) -> SchedulerSpec:
@@ -223,7 +227,10 @@ class SurfaceSpec(_Strict):
 class ServingSpec(_Strict):
     """A request stream served by a deployment. ``requests`` requests are generated (or the trace's first
     ``requests``; null: all of it); ``duration_s`` stops arrivals after that time, whichever comes first.
-    prefix_hit: share of each prompt found in the prefix cache (not recomputed, but held in the KV cache)."""
+    prefix_hit: share of each prompt found in the prefix cache (not recomputed, but held in the KV cache).
+    engine: ``sglang``, ``vllm`` or ``trtllm`` (``moesim list engines``): that engine's scheduler defaults
+    (policy, token budget, running sequences, admission, CUDA graphs, chunking) for the fields ``scheduler``
+    leaves out; none (default): moesim's own defaults."""
 
     arrival: Arrival = PoissonArrival(rate_per_s=1.0)
     load: LoadSpec | None = None  # closed loop (concurrency) instead of the open-loop arrivals
@@ -232,6 +239,7 @@ class ServingSpec(_Strict):
     input_tokens: Length = ConstantLength(value=1024)
     output_tokens: Length = ConstantLength(value=256)
     prefix_hit: float = Field(default=0.0, ge=0, lt=1)
+    engine: RegistryName | None = None  # a name in moesim.serve.engines.ENGINES
     scheduler: SchedulerSpec = SchedulerSpec()
     deployment: DeploymentSpec = DeploymentSpec()
     mtp: MtpSpec | None = None

@@ -158,6 +158,32 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
     return before, after
 
 
+def mixed_non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], prefill: np.ndarray, decode: np.ndarray,
+                        c: ComputeCosts, context: int, decode_context: int, **kw
+                        ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """``non_moe_times`` of a mixed batch [G]: ``prefill`` prompt tokens of sequences of ``context`` and
+    ``decode`` tokens over ``decode_context`` each, per GPU. Projections, norms and dense FFNs run once over
+    the summed tokens (weights read once); the attention core runs per group (a prefill kernel over the
+    chunks, a decode kernel over the KV caches: FlashInfer/FlashAttention's split of a mixed batch, Vidur's
+    per-operator composition); the head projects one token per prefill sequence plus every decode token.
+    Trailing dense blocks after the last MoE layer are costed per group (their weights read twice)."""
+    total = prefill + decode
+    before, after = non_moe_times(m, moe_ids, total, c, False, context, **kw)
+    groups = [non_moe_times(m, moe_ids, t, c, d, ctx, **kw) for t, d, ctx in
+              ((prefill, False, context), (decode, True, decode_context)) if np.any(t)]
+    for i, row in enumerate(before):
+        core = sum(g[0][i].get("attention_core", 0.0) for g in groups)
+        row.pop("attention_core", None)
+        row.update(_nonzero({"attention_core": np.zeros_like(total) + core}))
+    tail = sum(g[1].get("tail_blocks", 0.0) for g in groups)
+    outputs = decode + prefill / max(1, context)  # one output per prefill sequence, one per decode token
+    after = {k: v for k, v in after.items() if k not in ("tail_blocks", "head")}
+    gemm_bf16 = kw.get("gemm_fns", (None, None))[1]
+    after.update(_nonzero({"tail_blocks": np.zeros_like(total) + tail,
+                           "head": head_time(outputs, m, c, True, decode_context, gemm_bf16)}))
+    return before, after
+
+
 def _blocks(parts: dict[str, tuple[np.ndarray, ...]], specs) -> tuple[np.ndarray, ...]:
     """(projections, core, norms) summed over the blocks ``specs``: each kind's one-block parts times its
     count (one product per kind, so blocks of one kind cost exactly n times one block)."""

@@ -19,7 +19,7 @@ from moesim.hw.costs import roofline as costs
 from moesim.hw.costs.base import CostModel
 from moesim.hw.costs.loader import cost_model
 from moesim.hw.topology import Topology, build_topology
-from moesim.ir.blocks import non_moe_times, tp_allreduce_flows
+from moesim.ir.blocks import mixed_non_moe_times, non_moe_times, tp_allreduce_flows
 from moesim.ir.programs import LayerPieces
 from moesim.ir.resolve import Resolved, resolve
 from moesim.iteration.tensor_parallel import group_traffic, moe_allreduce, shard
@@ -223,17 +223,27 @@ def non_moe_pieces(r: Resolved, g: int, cm: CostModel) -> tuple[list[dict[str, n
     rc = costs.ComputeCosts.from_gpu(s.cluster.gpu, r.model.weight_dtype)
     core_fn = lambda kind: cm.attention_core_fn(s.model, kind)  # noqa: E731 (per attention kind; None: roofline)
     ffn_fn = cm.dense_ffn_fn(s.model)
-    tp, tok = s.workload.attention_tp, np.full(g, float(s.workload.tokens_per_gpu))
-    args = (s.model, r.model.moe_layer_ids, tok, rc, s.workload.mode == "decode", s.workload.context_tokens, tp)
-    lk, gpn = r.links, s.cluster.gpus_per_node
+    w = s.workload
+    tp, lk, gpn = w.attention_tp, r.links, s.cluster.gpus_per_node
     # the analytic ring's slowest hop: NVLink inside a node; a TP group of whole nodes crosses the NICs
     link = lk.nvlink_Bps if tp <= gpn else min(lk.nvlink_Bps, lk.nic_Bps * lk.nics_per_node / gpn)
-    lat = lk.collective_latency_s
+    fns = (cm.gemm_fn(), cm.gemm_fn(bf16=True))  # a silicon profile's measured GEMMs (None: the roofline's)
+
+    def times(link_Bps: float) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        kw = {"tp": tp, "link_Bps": link_Bps, "latency_s": lk.collective_latency_s, "core_fn": core_fn,
+              "ffn_fn": ffn_fn, "gemm_fns": fns}
+        if w.mode == "mixed":
+            d, dctx = w.decode_share
+            p = np.full(g, float(w.prefill_tokens_per_gpu))
+            return mixed_non_moe_times(s.model, r.model.moe_layer_ids, p, np.full(g, float(d)), rc,
+                                       w.context_tokens, dctx, **kw)
+        return non_moe_times(s.model, r.model.moe_layer_ids, np.full(g, float(w.tokens_per_gpu)), rc,
+                             w.mode == "decode", w.context_tokens, **kw)
+
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
     # the last one (trailing blocks, head) the analytic ring stands in
-    fns = (cm.gemm_fn(), cm.gemm_fn(bf16=True))  # a silicon profile's measured GEMMs (None: the roofline's)
-    before, _ = non_moe_times(*args, 0.0 if tp > 1 else link, lat, core_fn, ffn_fn, fns)
-    _, after = non_moe_times(*args, link, lat, core_fn, ffn_fn, fns)
+    before, _ = times(0.0 if tp > 1 else link)
+    _, after = times(link)
     return before, after
 
 

@@ -75,9 +75,27 @@ def _check_workload(s: Scenario) -> None:
     if s.workload.mode == "training" and s.workload.micro_batches == 2:
         raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
                             fix="use micro_batches: 1 with mode: training")
+    _check_mixed(s)
     if s.workload.micro_batches == 2 and (s.workload.tokens_per_gpu % 2 or s.router.stats.kind == "trace"):
         raise ScenarioError("two micro-batches need an even tokens_per_gpu and synthetic or histogram statistics",
                             path="workload.micro_batches", fix="use an even tokens_per_gpu, or micro_batches: 1")
+
+
+def _check_mixed(s: Scenario) -> None:
+    """mode: mixed needs its decode share inside the batch; the decode fields belong to mode: mixed."""
+    w = s.workload
+    if w.mode != "mixed":
+        if w.decode_tokens_per_gpu or w.decode_context_tokens is not None:
+            raise ScenarioError("decode_tokens_per_gpu and decode_context_tokens describe a mixed batch",
+                                path="workload.decode_tokens_per_gpu", fix="use mode: mixed, or leave them out")
+        return
+    if w.decode_tokens_per_gpu > w.tokens_per_gpu:
+        raise ScenarioError(f"decode_tokens_per_gpu {w.decode_tokens_per_gpu} exceeds the batch's tokens_per_gpu "
+                            f"{w.tokens_per_gpu}", path="workload.decode_tokens_per_gpu",
+                            fix="tokens_per_gpu counts prefill and decode tokens together: raise it")
+    if w.micro_batches == 2 and w.decode_tokens_per_gpu % 2:
+        raise ScenarioError("two micro-batches split the decode tokens in halves: they must be even",
+                            path="workload.decode_tokens_per_gpu", fix="use an even count, or micro_batches: 1")
 
 
 def _check_engine(s: Scenario) -> None:

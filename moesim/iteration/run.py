@@ -55,7 +55,8 @@ def build_micro_batches(s: Scenario, trace: list[np.ndarray] | None = None, plac
     if s.workload.micro_batches == 1:
         return [build(s, trace, placement, reuse=reuse)]
     half = s.model_copy(update={"workload": s.workload.model_copy(
-        update={"tokens_per_gpu": s.workload.tokens_per_gpu // 2})})
+        update={"tokens_per_gpu": s.workload.tokens_per_gpu // 2,
+                "decode_tokens_per_gpu": s.workload.decode_tokens_per_gpu // 2})})
     b0 = build(half, None, placement, reuse=reuse)
     return [b0, build(half, None, b0.placement, micro_batch=1, reuse=reuse)]
 

@@ -108,7 +108,8 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     shared = p.shared_experts / (tp if moe_tp > 1 else 1)
     replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * wb + p.embeddings * ACT_BYTES
     t = s.workload.tokens_per_gpu
-    kv = t * kv_cache_bytes(m, s.workload.context_tokens, tp) if s.workload.mode == "decode" else 0.0
+    seqs, ctx = s.workload.decode_share  # decoding sequences hold their KV cache (decode, mixed)
+    kv = seqs * kv_cache_bytes(m, ctx, tp) if seqs else 0.0
     top_k = s.top_k
     # dispatch in + combine out, worst case all remote (tensor-parallel experts move no tokens)
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if moe_tp == 1 else 0.0

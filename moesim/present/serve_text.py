@@ -46,4 +46,7 @@ def serve_text(doc: dict[str, Any]) -> str:
         err = "no held-out points" if not h else f"max {h['max']:.1%}, mean {h['mean']:.1%} on {h['points']} points"
         lines.append(f"  {key}: {v['points']} grid points, {err}; GPU load max/mean "
                      f"{v['gpu_load_max_over_mean']['min']:.2f}-{v['gpu_load_max_over_mean']['max']:.2f}")
+    for role, m in doc.get("mixed_check", {}).items():
+        lines.append(f"  {role}/mixed (composed from both surfaces): max {m['max_error']:.1%} vs direct DES runs of "
+                     f"{len(m['points'])} mixed batches")
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from moesim.iteration.checks import check_scenario
 from moesim.model.layers import kv_bytes_all_blocks
 from moesim.model.memory import kv_bytes_per_cached_token, memory_per_gpu
 from moesim.offload.tiers import kv_room_bytes
+from moesim.serve.engines import ENGINES, Scheduling, scheduling
 from moesim.serve.policies import SCHEDULERS
 from moesim.util.errors import ScenarioError
 
@@ -32,8 +33,9 @@ class Role:
     gpus_per_instance: int
     first_gpu: int  # global index of the role's first GPU
     kv_tokens: float
-    max_running: int  # sequences per instance (max_batch x GPUs)
-    prefill_budget: int  # prompt tokens per prefill iteration per instance (token_budget x GPUs)
+    max_running: int  # sequences per instance (max_batch x GPUs, or the engine's per rank x ranks)
+    prefill_budget: int  # tokens per iteration per instance (token_budget x GPUs, or the engine's)
+    sched: Scheduling  # the instance's scheduler (policy, admission, CUDA graphs, chunking)
 
     @property
     def prefills(self) -> bool:
@@ -65,6 +67,9 @@ def deployment_of(s: Scenario) -> Deployment:
     if s.serving.scheduler.policy not in SCHEDULERS:
         raise ScenarioError(SCHEDULERS.unknown(s.serving.scheduler.policy), path="serving.scheduler.policy",
                             fix="prefill_first is SGLang's default")
+    if s.serving.engine is not None and s.serving.engine not in ENGINES:
+        raise ScenarioError(ENGINES.unknown(s.serving.engine), path="serving.engine",
+                            fix="`moesim list engines` lists them")
     d = s.serving.deployment
     world = s.cluster.num_gpus
     if d.kind == "aggregated":
@@ -100,14 +105,17 @@ def _role(s: Scenario, name: str, side: SideSpec, first: int, where: str) -> Rol
     except ScenarioError as err:
         raise ScenarioError(f"an instance of {g} GPUs: {err.problem}", path=f"{where} ({err.path})",
                             fix=err.fix) from None
-    sched = s.serving.scheduler
-    cap = kv_capacity_tokens_per_gpu(sc, sched.max_batch, sched.kv_memory_fraction)
+    spec = s.serving.scheduler
+    sched = scheduling(spec, s.serving.engine, g, sc.workload.attention_tp)
+    # activations are sized by the largest batch one iteration may run per GPU
+    probe = spec.max_batch if s.serving.engine is None else max(1, min(sched.max_running, sched.budget) // g)
+    cap = kv_capacity_tokens_per_gpu(sc, probe, spec.kv_memory_fraction)
     if cap is not None and cap < 1:
         raise ScenarioError(f"weights, buffers and activations fill the {sc.cluster.gpu.name} HBM: no room for a "
                             "KV cache", path=f"{where}.ep_gpus",
                             fix="use more GPUs per instance (fewer experts per GPU) or a smaller max_batch")
     kv = math.inf if cap is None else math.floor(cap) * g
-    return Role(name, sc, side.gpus // g, g, first, kv, sched.max_batch * g, sched.token_budget * g)
+    return Role(name, sc, side.gpus // g, g, first, kv, sched.max_running, sched.budget, sched)
 
 
 def instance_scenario(s: Scenario, gpus: int, side: SideSpec) -> Scenario:

@@ -72,8 +72,11 @@ def summarize(sim: ServeSim, t: dict[str, np.ndarray], tl: dict[str, np.ndarray]
     }
 
 
+KINDS = np.array(["prefill", "decode", "mixed"], dtype=object)  # the iteration log's kind codes
+
+
 def timeline(sim: ServeSim) -> dict[str, np.ndarray]:
-    """Iteration log as columns [N]: start_s, seconds, role, instance, kind (prefill|decode), tokens per
+    """Iteration log as columns [N]: start_s, seconds, role, instance, kind (prefill|decode|mixed), tokens per
     GPU, context, running, waiting, kv_used_tokens, kv_utilisation."""
     rows = np.array(sim.log.rows, dtype=float).reshape(-1, 10)
     names = [r.name for r in sim.deployment.roles]
@@ -81,7 +84,7 @@ def timeline(sim: ServeSim) -> dict[str, np.ndarray]:
     role = rows[:, 2].astype(int)
     cap = caps[role] if rows.size else np.zeros(0)
     return {"start_s": rows[:, 0], "seconds": rows[:, 1], "role": np.array(names, dtype=object)[role],
-            "instance": rows[:, 3].astype(int), "kind": np.where(rows[:, 4] == 0, "prefill", "decode"),
+            "instance": rows[:, 3].astype(int), "kind": KINDS[rows[:, 4].astype(int)],
             "tokens_per_gpu": rows[:, 5], "context": rows[:, 6], "running": rows[:, 7].astype(int),
             "waiting": rows[:, 8].astype(int), "kv_used_tokens": rows[:, 9],
             "kv_utilisation": np.where(np.isfinite(cap), rows[:, 9] / np.where(np.isfinite(cap), cap, 1), 0.0)}
@@ -92,8 +95,8 @@ def _instance_stats(sim: ServeSim, tl: dict[str, np.ndarray]) -> list[dict[str, 
     for role in sim.deployment.roles:
         sel = tl["role"] == role.name
         busy = float(tl["seconds"][sel].sum())
-        dec = sel & (tl["kind"] == "decode")
-        imb = [sim.surfaces[(role.name, k)].imbalance_at(t, c) * dt for k, t, c, dt in
+        dec = sel & (tl["kind"] != "prefill")
+        imb = [sim.surfaces[(role.name, "prefill" if k == "mixed" else k)].imbalance_at(t, c) * dt for k, t, c, dt in
                zip(tl["kind"][sel], tl["tokens_per_gpu"][sel], tl["context"][sel], tl["seconds"][sel], strict=True)]
         out.append({"role": role.name, "instances": role.instances, "gpus_per_instance": role.gpus_per_instance,
                     "kv_tokens_per_instance": role.kv_tokens if np.isfinite(role.kv_tokens) else None,

@@ -11,7 +11,9 @@ from moesim.util.registry import Registry
 
 class Policy(ABC):
     """A scheduling policy: ``decode_due`` says whether the running sequences get a decode step before the
-    next prefill iteration."""
+    next prefill iteration; a policy that ``mixes`` runs both in one iteration instead."""
+
+    mixes = False
 
     @abstractmethod
     def decode_due(self, running: bool, last_prefill: bool) -> bool:
@@ -32,8 +34,20 @@ class Alternate(Policy):
         return running and last_prefill
 
 
+class Mixed(Policy):
+    """Prefill chunks and decode tokens in one iteration under the token budget, decode tokens first (vLLM
+    V1's scheduler, TensorRT-LLM's in-flight batching, SGLang with --enable-mixed-chunk)."""
+
+    mixes = True
+
+    def decode_due(self, running: bool, last_prefill: bool) -> bool:
+        return True
+
+
 SCHEDULERS: Registry[Policy] = Registry("serving scheduler", "serving.scheduler.policy")
 SCHEDULERS.register("prefill_first", PrefillFirst(), help="a prefill iteration whenever a waiting request fits "
                     "(SGLang's default); decode otherwise")
 SCHEDULERS.register("alternate", Alternate(), help="one decode step of the running sequences after each prefill "
                     "iteration")
+SCHEDULERS.register("mixed", Mixed(), help="every running sequence decodes and the budget left goes to prompt "
+                    "chunks, in one iteration (vLLM V1, TensorRT-LLM in-flight batching)")

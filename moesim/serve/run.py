@@ -16,8 +16,9 @@ import numpy as np
 
 from moesim.config.schema import Scenario
 from moesim.hw.topology import build_topology
-from moesim.serve.deploy import Deployment, deployment_of
+from moesim.serve.deploy import Deployment, Role, deployment_of
 from moesim.serve.metrics import request_table, summarize, timeline
+from moesim.serve.mixed import check_mixed
 from moesim.serve.sim import ServeSim
 from moesim.serve.surface import Grid, Surface, build_surfaces, geometric_grid
 from moesim.serve.workload import Requests, generate
@@ -48,9 +49,16 @@ def requests_of(s: Scenario) -> Requests:
 
 
 def check_fits(dep: Deployment, req: Requests) -> None:
-    """Every request's prompt and output must fit one instance's KV cache, or it could never run."""
+    """Every request's prompt and output must fit one instance's KV cache, and without chunked prefill its
+    prompt the token budget, or it could never run."""
     longest = int((req.input_tokens + req.output_tokens).max())
+    prompt = int(req.input_tokens.max())
     for role in dep.roles:
+        if role.prefills and not role.sched.chunked_prefill and prompt > role.prefill_budget:
+            raise ScenarioError(f"without chunked prefill a prompt enters whole, and one of {prompt} tokens exceeds "
+                                f"the {role.prefill_budget}-token budget of a {role.name} instance",
+                                path="serving.scheduler.chunked_prefill",
+                                fix="set chunked_prefill: true, or raise token_budget (TensorRT-LLM's max_num_tokens)")
         if longest > role.kv_tokens:
             raise ScenarioError(f"a request of {longest} tokens needs more KV cache than a {role.name} instance "
                                 f"holds ({int(role.kv_tokens)} tokens)", path="serving.input_tokens",
@@ -68,13 +76,18 @@ def grids_of(s: Scenario, dep: Deployment, req: Requests) -> list[Grid]:
         if role.prefills:
             chunked = (1 - h) * isl.max() > role.prefill_budget
             hi_ctx = 2 * isl.max() if chunked or h else isl.max()
-            lo_tok = max(1, math.ceil(max(1, (1 - h) * isl.min()) / g) if not chunked else 1)
-            tokens = sv.surface.prefill_tokens or geometric_grid(min(lo_tok, sv.scheduler.token_budget),
-                                                                 sv.scheduler.token_budget, TOKEN_RATIO)
+            mixes = role.sched.policy.mixes  # mixed batches: any token count from 1
+            lo_tok = max(1, math.ceil(max(1, (1 - h) * isl.min()) / g) if not (chunked or mixes) else 1)
+            budget = max(1, role.prefill_budget // g)
+            tokens = sv.surface.prefill_tokens or geometric_grid(min(lo_tok, budget), budget, TOKEN_RATIO)
             ctx = sv.surface.contexts or geometric_grid(max(1, (1 - h) * isl.min()), hi_ctx, CONTEXT_RATIO)
             out.append(Grid(f"{role.name}/prefill", role.scenario, "prefill", tokens, ctx, sv.surface.holdout))
         if role.decodes:
-            top = role.max_running // g * step
+            seqs = role.max_running
+            if sv.engine is not None:  # an engine's limits are per rank and large: what can run at once bounds them
+                fit = role.kv_tokens // max(1, int(isl.min() + 1)) if math.isfinite(role.kv_tokens) else seqs
+                seqs = max(1, min(seqs, fit, len(isl)))
+            top = max(1, seqs // g) * step
             tokens = sv.surface.decode_batch or geometric_grid(step, top, BATCH_RATIO)
             ctx = sv.surface.contexts or geometric_grid(isl.min() + 1, (isl + osl).max(), CONTEXT_RATIO)
             out.append(Grid(f"{role.name}/decode", role.scenario, "decode", tokens, ctx, sv.surface.holdout))
@@ -93,7 +106,12 @@ def serve(s: Scenario, executor: Any, use_cache: bool = True,
     check_fits(dep, req)
     built = build_surfaces(grids_of(s, dep, req), executor, use_cache and s.serving.surface.cache, progress, store)
     surfaces = {tuple(k.split("/")): v for k, v in built.items()}
-    return simulate_serving(s, dep, req, surfaces)
+    out = simulate_serving(s, dep, req, surfaces)
+    roles = [(r.name, r.scenario, r.prefill_budget // r.gpus_per_instance) for r in dep.roles
+             if r.prefills and r.decodes and r.sched.policy.mixes]
+    if roles and s.serving.surface.holdout:
+        out.summary["mixed_check"] = check_mixed(roles, surfaces, executor)
+    return out
 
 
 def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
@@ -102,19 +120,28 @@ def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
     sv = s.serving
     topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
     rng = np.random.default_rng([s.seed, 0x3A7])
-    sim = ServeSim(dep, surfaces, req, sv.prefix_hit, sv.scheduler.policy, sv.mtp, rng, topo,
-                   sv.load.concurrency if sv.load is not None else None, sv.scheduler)
+    sim = ServeSim(dep, surfaces, req, sv.prefix_hit, sv.mtp, rng, topo,
+                   sv.load.concurrency if sv.load is not None else None)
     sim.run()
     requests, tl = request_table(sim), timeline(sim)
     doc = summarize(sim, requests, tl, sv.slo, s.cluster.gpus_per_node)
     doc = {"scenario": s.name, "seed": s.seed, "model": s.model.name, "gpu": s.cluster.gpu.name,
            "nodes": s.cluster.nodes, "gpus_per_node": s.cluster.gpus_per_node,
-           "deployment": sv.deployment.model_dump(), "scheduler": sv.scheduler.model_dump(),
+           "deployment": sv.deployment.model_dump(), "engine": sv.engine, "scheduler": sv.scheduler.model_dump(),
+           "scheduling": {r.name: _scheduling_doc(r) for r in dep.roles},
            "mtp": sv.mtp.model_dump() if sv.mtp else None, "workload_source": req.source,
            "prefix_hit": sv.prefix_hit, "throughput_scope": s.workload.scope,
            "iteration_model": ITERATION_NOTE, **doc,
            "surfaces": {"/".join(k): _surface_doc(v) for k, v in surfaces.items()}}
     return ServeResult(doc, requests, tl, surfaces)
+
+
+def _scheduling_doc(r: Role) -> dict[str, Any]:
+    """The scheduler one instance of the role runs (the engine profile's values where the scenario is silent)."""
+    sc = r.sched
+    return {"policy": sc.policy_name, "max_running_per_instance": r.max_running,
+            "token_budget_per_instance": r.prefill_budget, "admission": sc.admission,
+            "chunked_prefill": sc.chunked_prefill, "cuda_graph_batches_per_rank": list(sc.graphs)}
 
 
 def _surface_doc(v: Surface) -> dict[str, Any]:

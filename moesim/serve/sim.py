@@ -9,11 +9,8 @@ goes back to the front of a prefill queue with its prompt and the tokens generat
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import simpy
@@ -22,47 +19,10 @@ from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
 from moesim.hw.topology import Topology
 from moesim.serve.deploy import Deployment, Role
-from moesim.serve.policies import SCHEDULERS
-from moesim.serve.surface import Surface
+from moesim.serve.state import Log, State
+from moesim.serve.surface import Surface, mixed_time
 from moesim.serve.workload import Requests
 from moesim.util.errors import MoesimError
-
-
-@dataclass
-class State:
-    """Per-request state, struct of arrays [R]. t_first / t_done are NaN until set."""
-
-    arrival: np.ndarray
-    isl: np.ndarray
-    osl: np.ndarray
-    cached: np.ndarray  # prompt tokens found in the prefix cache
-    generated: np.ndarray
-    computed: np.ndarray  # prompt tokens computed in the current prefill
-    kv: np.ndarray  # KV tokens held (on the instance that has the request now)
-    t_first: np.ndarray
-    t_done: np.ndarray
-    preemptions: np.ndarray
-    transfer_s: np.ndarray
-
-    @classmethod
-    def of(cls, req: Requests, prefix_hit: float) -> State:
-        n = len(req)
-        z = np.zeros(n, dtype=np.int64)
-        return cls(req.arrival_s, req.input_tokens, req.output_tokens,
-                   np.floor(prefix_hit * req.input_tokens).astype(np.int64), z.copy(), z.copy(), z.copy(),
-                   np.full(n, np.nan), np.full(n, np.nan), z.copy(), np.zeros(n))
-
-    def prompt(self, r: int) -> int:
-        """Tokens the next prefill of request r must hold: its prompt and what it generated before."""
-        return int(self.isl[r] + self.generated[r])
-
-
-@dataclass
-class Log:
-    """One row per iteration: start, seconds, role, instance, kind (0 prefill, 1 decode), tokens per GPU,
-    context, running sequences, waiting requests, KV tokens used."""
-
-    rows: list[tuple[float, float, int, int, int, float, float, int, int, float]] = field(default_factory=list)
 
 
 class Instance:
@@ -113,7 +73,10 @@ class Instance:
             apply()
 
     def _next(self):
-        decode_due = self.sim.policy.decode_due(bool(self.running), self.last_prefill)
+        policy = self.role.sched.policy
+        if policy.mixes and self.role.prefills:
+            return self._mixed_next()
+        decode_due = policy.decode_due(bool(self.running), self.last_prefill)
         if self.role.prefills and not decode_due:
             chunks = self._prefill_batch()
             if chunks:
@@ -124,11 +87,39 @@ class Instance:
             return self._decode_work()
         return None
 
+    def _mixed_next(self):
+        """One iteration of a mixed-batch engine (vLLM V1, TensorRT-LLM in-flight batching): every running
+        sequence decodes, and the token budget left over goes to prompt chunks (the partly prefilled first).
+        Either part alone runs as a plain decode or prefill iteration."""
+        step = 1 + (self.sim.mtp.draft_tokens if self.sim.mtp else 0)
+        self._make_room(step)
+        left = self.role.prefill_budget - step * len(self.running)
+        chunks = self._prefill_batch(left) if left > 0 else []
+        if not chunks:
+            return self._decode_work() if self.running else None
+        if not self.running:
+            return self._prefill_work(chunks)
+        p_tokens, ctx, p_apply = self._prefill_parts(chunks)
+        d_tokens, dctx, d_apply = self._decode_parts(graphs=False)
+        g = self.role.gpus_per_instance
+        tokens = math.ceil(p_tokens / g) + d_tokens
+        dt = mixed_time(self.sim.surfaces[(self.role.name, "prefill")], self.sim.surfaces[(self.role.name, "decode")],
+                        tokens, ctx, d_tokens, dctx)
+        if self.sim.mtp:
+            dt += self.sim.surfaces[(self.role.name, "decode")](d_tokens, dctx) * self._draft_share()
+
+        def apply() -> None:
+            d_apply()  # the running sequences' tokens first: the prompts finishing now join them after
+            p_apply()
+
+        return 2, dt, apply, tokens, ctx
+
     # ---- prefill -------------------------------------------------------------------------------------
-    def _prefill_batch(self) -> list[tuple[int, int]]:
-        """(request, tokens to compute) up to the token budget: the partly prefilled first, then new ones
-        admitted in arrival order while their whole prompt fits in the KV cache."""
-        s, budget, out = self.sim.state, self.role.prefill_budget, []
+    def _prefill_batch(self, budget: int | None = None) -> list[tuple[int, int]]:
+        """(request, tokens to compute) up to the token budget (default: the role's): the partly prefilled
+        first, then new ones admitted in arrival order while their whole prompt fits in the KV cache."""
+        s, out = self.sim.state, []
+        budget = self.role.prefill_budget if budget is None else budget
         for r in self.prefilling:
             c = min(budget, s.prompt(r) - s.cached[r] - s.computed[r])
             if c > 0:
@@ -137,7 +128,7 @@ class Instance:
         while self.waiting and budget > 0:
             r = self.waiting[0]
             need = s.prompt(r)
-            if (not self._fits(r, need)
+            if (not self._fits(r, need) or (not self.role.sched.chunked_prefill and need - s.cached[r] > budget)
                     or len(self.running) + len(self.prefilling) >= self.role.max_running):
                 break
             self.waiting.popleft()
@@ -154,7 +145,7 @@ class Instance:
     def _fits(self, r: int, need: float, extra: float = 0.0) -> bool:
         """Admission: the prompt's ``need`` KV tokens fit (optimistic), or under ``guaranteed_no_evict``
         the prompt and every token it may still generate fit beside what admitted requests may grow to."""
-        if self.sim.no_evict:
+        if self.role.sched.admission == "guaranteed_no_evict":
             return self.committed + extra + self._total(r) <= self.role.kv_tokens
         return self.kv_used + extra + need <= self.role.kv_tokens
 
@@ -164,7 +155,7 @@ class Instance:
         return float(s.prompt(r) + (s.osl[r] - s.generated[r] if self.role.decodes else 0))
 
     def _commit(self, r: int) -> None:
-        if self.sim.no_evict:
+        if self.role.sched.admission == "guaranteed_no_evict":
             self.reserve[r] = self._total(r)
             self.committed += self.reserve[r]
 
@@ -172,14 +163,18 @@ class Instance:
         self.committed -= self.reserve.pop(r, 0.0)
 
     def _prefill_work(self, chunks: list[tuple[int, int]]):
+        total, ctx, apply = self._prefill_parts(chunks)
+        tokens = math.ceil(total / self.role.gpus_per_instance)
+        dt = self.sim.surfaces[(self.role.name, "prefill")](tokens, ctx)
+        return 0, dt, apply, tokens, ctx
+
+    def _prefill_parts(self, chunks: list[tuple[int, int]]):
+        """(prompt tokens of the instance, causal-equivalent context, what to apply when the step ends)."""
         s = self.sim.state
         total = sum(c for _, c in chunks)
         # causal attention: a chunk of c new tokens after p earlier ones attends on average over p + c/2,
         # which is what a prefill of context 2p + c costs per token (moesim.ir.blocks)
         ctx = sum(c * (2 * (s.cached[r] + s.computed[r]) + c) for r, c in chunks) / total
-        g = self.role.gpus_per_instance
-        tokens = math.ceil(total / g)
-        dt = self.sim.surfaces[(self.role.name, "prefill")](tokens, ctx)
 
         def apply() -> None:
             for r, c in chunks:
@@ -188,7 +183,7 @@ class Instance:
                     self.prefilling.remove(r)
                     self._prefilled(r)
 
-        return 0, dt, apply, tokens, ctx
+        return total, ctx, apply
 
     def _prefilled(self, r: int) -> None:
         s, now = self.sim.state, self.sim.env.now
@@ -203,19 +198,34 @@ class Instance:
             self.sim.hand_over(self, r)
 
     # ---- decode --------------------------------------------------------------------------------------
-    def _decode_work(self):
-        s, mtp = self.sim.state, self.sim.mtp
-        step = 1 + (mtp.draft_tokens if mtp else 0)
+    def _make_room(self, step: int) -> None:
+        """Preempt the most recently admitted sequences until every running one can grow by ``step``."""
         while self.kv_used + step * len(self.running) > self.role.kv_tokens and len(self.running) > 1:
             self._preempt(self.running[-1])
-        batch = list(self.running)  # a snapshot: transfers may land during the step
-        g = self.role.gpus_per_instance
-        tokens = self.sim.graph_batch(math.ceil(len(batch) / g)) * step
-        ctx = float(s.kv[batch].mean())
+
+    def _decode_work(self):
+        self._make_room(1 + (self.sim.mtp.draft_tokens if self.sim.mtp else 0))
+        tokens, ctx, apply = self._decode_parts(graphs=True)
         dt = self.sim.surfaces[(self.role.name, "decode")](tokens, ctx)
-        if mtp:  # the draft module: one block per drafted token (DeepSeek-V3's MTP module)
-            layers = self.role.scenario.model.num_hidden_layers
-            dt *= 1 + mtp.draft_tokens * mtp.draft_cost / layers
+        if self.sim.mtp:
+            dt *= 1 + self._draft_share()
+        return 1, dt, apply, tokens, ctx
+
+    def _draft_share(self) -> float:
+        """The MTP draft module's time as a share of the decode step: one block per drafted token
+        (DeepSeek-V3's MTP module) against the model's blocks."""
+        mtp = self.sim.mtp
+        return mtp.draft_tokens * mtp.draft_cost / self.role.scenario.model.num_hidden_layers if mtp else 0.0
+
+    def _decode_parts(self, graphs: bool):
+        """(decode tokens per GPU, mean context, what to apply when the step ends) for every running
+        sequence; ``graphs``: pad the batch to a captured CUDA-graph size (a pure decode step)."""
+        s, mtp = self.sim.state, self.sim.mtp
+        step = 1 + (mtp.draft_tokens if mtp else 0)
+        batch = list(self.running)  # a snapshot: transfers may land during the step
+        per_gpu = math.ceil(len(batch) / self.role.gpus_per_instance)
+        tokens = (self.role.sched.pad(per_gpu) if graphs else per_gpu) * step
+        ctx = float(s.kv[batch].mean())
 
         def apply() -> None:
             b = np.asarray(batch, dtype=np.int64)
@@ -230,7 +240,7 @@ class Instance:
                 for r in done.tolist():
                     self._finish(r)
 
-        return 1, dt, apply, tokens, ctx
+        return tokens, ctx, apply
 
     def _preempt(self, r: int) -> None:
         s = self.sim.state
@@ -268,13 +278,10 @@ class ServeSim:
     """Every instance, the arrival process and the KV-transfer network, in one SimPy environment."""
 
     def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
-                 prefix_hit: float, policy: str, mtp: MtpSpec | None, rng: np.random.Generator,
-                 topology: Topology | None, concurrency: int | None = None, scheduler: Any = None) -> None:
+                 prefix_hit: float, mtp: MtpSpec | None, rng: np.random.Generator,
+                 topology: Topology | None, concurrency: int | None = None) -> None:
         self.env = simpy.Environment()
         self.deployment, self.surfaces, self.mtp, self.rng = deployment, surfaces, mtp, rng
-        self.policy = SCHEDULERS.get(policy)
-        self.no_evict = scheduler is not None and scheduler.admission == "guaranteed_no_evict"
-        self.graphs = tuple(scheduler.cuda_graph_batches) if scheduler is not None else ()
         self.state = State.of(requests, prefix_hit)
         self.log = Log()
         self.finished = 0
@@ -312,12 +319,6 @@ class ServeSim:
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
             min(self._prefill_instances(), key=Instance.load).enqueue(r)
-
-    def graph_batch(self, n: int) -> int:
-        """The batch a decode step of ``n`` sequences per GPU runs at: the smallest captured CUDA-graph size
-        that holds it (padding), or ``n`` itself (eager) above the largest or without graphs."""
-        i = bisect.bisect_left(self.graphs, n)
-        return self.graphs[i] if i < len(self.graphs) else n
 
     def _send_next(self) -> None:
         """Closed loop: send the next request now (a slot freed, or the run starts)."""

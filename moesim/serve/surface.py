@@ -28,7 +28,9 @@ from moesim.util.fingerprint import code_fingerprint
 @dataclass(frozen=True)
 class Surface:
     """time_s[T, C] and imbalance[T, C] (GPU load max/mean) of one iteration at tokens[T] per GPU and
-    contexts[C]; ``holdout`` rows are (tokens, context, direct_s, interpolated_s)."""
+    contexts[C]; ``holdout`` rows are (tokens, context, direct_s, interpolated_s); group_s[T, C] the exposed
+    seconds of the stages a request group sets (``GROUP_STAGES``: the attention core), which a mixed batch
+    takes per group (``mixed_time``)."""
 
     mode: str
     tokens: tuple[int, ...]
@@ -36,6 +38,7 @@ class Surface:
     time_s: tuple[tuple[float, ...], ...]
     imbalance: tuple[tuple[float, ...], ...]
     holdout: tuple[tuple[int, int, float, float], ...] = ()
+    group_s: tuple[tuple[float, ...], ...] = ()
 
     def __call__(self, tokens: float, context: float) -> float:
         """Interpolated iteration seconds. Outside the grid: the context is clamped; tokens below the first
@@ -43,6 +46,14 @@ class Surface:
         ti, tw = _bracket(self.tokens, tokens, extrapolate_high=True)
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
         return _blend(self.time_s, ti, tw, ci, cw)
+
+    def group(self, tokens: float, context: float) -> float:
+        """Interpolated ``GROUP_STAGES`` seconds (0 without the table), extrapolated as ``__call__``."""
+        if not self.group_s:
+            return 0.0
+        ti, tw = _bracket(self.tokens, tokens, extrapolate_high=True)
+        ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
+        return _blend(self.group_s, ti, tw, ci, cw)
 
     def imbalance_at(self, tokens: float, context: float) -> float:
         ti, tw = _bracket(self.tokens, tokens, extrapolate_high=False)
@@ -59,12 +70,14 @@ class Surface:
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "tokens": list(self.tokens), "contexts": list(self.contexts),
                 "time_s": [list(r) for r in self.time_s], "imbalance": [list(r) for r in self.imbalance],
-                "holdout": [list(h) for h in self.holdout], "holdout_error": self.holdout_error()}
+                "holdout": [list(h) for h in self.holdout], "holdout_error": self.holdout_error(),
+                "group_s": [list(r) for r in self.group_s]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Surface:
         return cls(d["mode"], tuple(d["tokens"]), tuple(d["contexts"]), tuple(tuple(r) for r in d["time_s"]),
-                   tuple(tuple(r) for r in d["imbalance"]), tuple(tuple(h) for h in d["holdout"]))
+                   tuple(tuple(r) for r in d["imbalance"]), tuple(tuple(h) for h in d["holdout"]),
+                   tuple(tuple(r) for r in d.get("group_s", ())))
 
 
 def _bracket(grid: tuple[int, ...], x: float, extrapolate_high: bool) -> tuple[int, float]:
@@ -116,16 +129,41 @@ def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenari
         "mode": mode, "tokens_per_gpu": t, "context_tokens": max(1, int(context)), "micro_batches": mb})})
 
 
-def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float]:
-    """Worker: one iteration DES at a grid point → (iteration seconds, GPU load max/mean)."""
+# what a request group sets in a mixed batch (mixed_time): the attention core, a kernel per group over its own
+# context. The output head is left to the prefill surface: it reads its weights once for the whole batch, so
+# its cost barely moves with the few more rows decode tokens add (composing it per group double-counted that
+# read by 7% on DeepSeek-V2-Lite, tests/test_mixed_engines.py)
+GROUP_STAGES = ("attention_core",)
+
+
+def mixed_time(prefill: Surface, decode: Surface, tokens: float, context: float, decode_tokens: float,
+               decode_context: float) -> float:
+    """Seconds of a mixed iteration of ``tokens`` per GPU, ``decode_tokens`` of them decode tokens over
+    ``decode_context``, the rest prompt tokens at (causal-equivalent) ``context``, composed from the two
+    surfaces as Vidur composes operators: the prefill surface at the summed tokens (MoE, dense layers,
+    projections and head on every token), less the decode tokens' share of its attention core, plus the
+    decode surface's attention core for the decode tokens. Direct iteration runs of mixed batches check it
+    (``serve.mixed``)."""
+    t = prefill(tokens, context)
+    if decode_tokens <= 0:
+        return t
+    share = decode_tokens / tokens
+    return t - share * prefill.group(tokens, context) + decode.group(decode_tokens, decode_context)
+
+
+def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float, float]:
+    """Worker: one iteration DES at a grid point → (iteration seconds, GPU load max/mean, GROUP_STAGES'
+    exposed seconds)."""
     from moesim.iteration.run import run_scenario
     s, mode, tokens, context = task
     if s.offload is not None:  # experts across memory tiers: a decode step's (or a prefill pass's) time
         from moesim.offload import run_offload
         doc = run_offload(point_scenario(s, mode, tokens, context), kv=False).doc
-        return doc["time_per_token_s"] if mode == "decode" else doc["simulated_s"], doc["gpu_load_max_over_mean"]
+        return (doc["time_per_token_s"] if mode == "decode" else doc["simulated_s"], doc["gpu_load_max_over_mean"],
+                0.0)
     sm = run_scenario(point_scenario(s, mode, tokens, context)).summary
-    return sm.iteration_time_s, float(sm.totals.gpu_load_max_over_mean)
+    group = sum(sm.totals.stages.get(n, 0.0) for n in GROUP_STAGES)
+    return sm.iteration_time_s, float(sm.totals.gpu_load_max_over_mean), float(group)
 
 
 REFINE_ABOVE = 0.02  # a held-out point interpolated worse than this becomes a grid row
@@ -197,9 +235,10 @@ class _Build:
         cs = self.g.contexts
         time_s = tuple(tuple(self.res[(t, c)][0] for c in cs) for t in self.tokens)
         imb = tuple(tuple(self.res[(t, c)][1] for c in cs) for t in self.tokens)
+        group = tuple(tuple(self.res[(t, c)][2] for c in cs) for t in self.tokens)
         base = Surface(self.g.mode, tuple(self.tokens), tuple(cs), time_s, imb)
         hold = tuple((t, c, self.res[(t, c)][0], base(t, c)) for t, c in self.hold if (t, c) in self.res)
-        return Surface(self.g.mode, base.tokens, base.contexts, time_s, imb, hold)
+        return Surface(self.g.mode, base.tokens, base.contexts, time_s, imb, hold, group)
 
 
 def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
@@ -242,5 +281,5 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     return out
 
 
-def _task(item: tuple[int, tuple[int, int], tuple[Scenario, str, int, int]]) -> tuple[float, float]:
+def _task(item: tuple[int, tuple[int, int], tuple[Scenario, str, int, int]]) -> tuple[float, float, float]:
     return _run_point(item[2])

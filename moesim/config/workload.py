@@ -1,0 +1,62 @@
+"""The ``workload:`` section of a scenario: what one iteration runs per GPU (prefill, decode, mixed or
+training), and the layout of its attention and experts (tensor or data parallel, two-batch overlap)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from moesim.config.types import Strict
+
+
+class WorkloadSpec(Strict):
+    """Tokens per GPU per iteration (decode: the batch per GPU, one new token each).
+
+    mixed: one iteration of an engine that batches prefill chunks and decode tokens together (vLLM V1,
+    TensorRT-LLM in-flight batching, SGLang --enable-mixed-chunk): ``tokens_per_gpu`` tokens per GPU pass the
+    MoE and dense layers, ``decode_tokens_per_gpu`` of them are decode tokens attending over
+    ``decode_context_tokens`` each, the rest prefill tokens of sequences of ``context_tokens``."""
+
+    mode: Literal["prefill", "decode", "training", "mixed"] = "prefill"
+    tokens_per_gpu: int = Field(default=4096, ge=1, le=10**9)
+    context_tokens: int = Field(default=4096, ge=1, le=10**8)  # prefill: prompt length; decode: KV cache length
+    decode_tokens_per_gpu: int = Field(default=0, ge=0, le=10**9)  # mixed: the decode share of tokens_per_gpu
+    decode_context_tokens: int | None = Field(default=None, ge=1, le=10**8)  # mixed: default context_tokens
+    # moe_layers: simulate the MoE layers only; whole_model: add attention, norms, dense FFN blocks and the
+    # output head (needs the model's attention shape). Default: whole_model when the model has that shape
+    scope: Literal["moe_layers", "whole_model"] | None = None
+    # 2: split each GPU's tokens into two micro-batches interleaved on the GPU, so one computes while the
+    # other's dispatch/combine is in flight (DeepSeek's and SGLang's two-batch overlap)
+    micro_batches: Literal[1, 2] = 1
+    # training: after the backward pass, all-reduce gradients (dense weights over all GPUs, each expert
+    # over its replicas) with a ring on the slowest link tier
+    gradient_sync: bool = True
+    # training: micro-batches of tokens_per_gpu each run forward and backward in turn before one gradient
+    # sync (gradient accumulation); the iteration's tokens are micro-batches x tokens_per_gpu per GPU
+    accumulation_steps: int = Field(default=1, ge=1, le=10**4)
+    # tensor-parallel attention: ``attention_tp`` GPUs (inside a node, or whole nodes: TensorRT-LLM's TP16 on
+    # 2 x 8) share their tokens, each runs 1/tp of the heads over all of them and an all-reduce of the outputs
+    # follows (1 = data-parallel attention)
+    attention_tp: int = Field(default=1, ge=1)
+    # tensor-parallel MoE inside the attention TP group: moe_tp x ep = attention_tp (TensorRT-LLM's
+    # moe_tp_size x moe_ep_size = tp_size; SGLang's --tp N without --ep is moe_tp = N): each expert sharded over
+    # moe_tp GPUs of its EP rank, every GPU runs its shards over the group's tokens, no dispatch, and an
+    # all-reduce of the MoE output follows (1 = expert parallel with dispatch and combine)
+    moe_tp: int = Field(default=1, ge=1)
+
+    @property
+    def prefill_tokens_per_gpu(self) -> int:
+        """Prompt tokens per GPU: all of them in prefill and training, none in decode, the rest in mixed."""
+        if self.mode == "decode":
+            return 0
+        return self.tokens_per_gpu - (self.decode_tokens_per_gpu if self.mode == "mixed" else 0)
+
+    @property
+    def decode_share(self) -> tuple[int, int]:
+        """(decode tokens per GPU, their context): the whole batch in decode, the decode part in mixed."""
+        if self.mode == "decode":
+            return self.tokens_per_gpu, self.context_tokens
+        if self.mode == "mixed":
+            return self.decode_tokens_per_gpu, self.decode_context_tokens or self.context_tokens
+        return 0, self.context_tokens
