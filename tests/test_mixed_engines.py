@@ -3,7 +3,6 @@ composition of its cost from the surfaces) and engine profiles (``serving.engine
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from moesim.iteration.run import run_scenario

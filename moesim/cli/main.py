@@ -59,6 +59,8 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
     result = api.run(scenario, overrides)
     if getattr(result, "offload", False):
         return _offload_out(result, as_json, out_dir, trace_file)
+    if getattr(result, "pipeline", False):
+        return _pipeline_out(result, as_json, out_dir, trace_file)
     click.echo(output.to_json(result.doc) if as_json else output.table(result.summary), nl=False)
     if out_dir:
         loads = [st.gpu_tokens for st in result.built.stats]
@@ -86,6 +88,17 @@ def _offload_out(result, as_json: bool, out_dir: Path | None, trace_file: Path |
     if trace_file:
         output.write_atomic(trace_file, trace.chrome_trace(result.records, result.programs, result.doc["gpus"]))
         click.echo(f"wrote {trace_file}", err=True)
+
+
+def _pipeline_out(result, as_json: bool, out_dir: Path | None, trace_file: Path | None) -> None:
+    """A pipelined run's table or JSON, its result.json and the schedule's trace."""
+    from moesim.present import output, pipeline_text
+    click.echo(output.to_json(result.doc) if as_json else pipeline_text.table(result.doc), nl=False)
+    for path, text in ((out_dir / "result.json" if out_dir else None, output.to_json(result.doc)),
+                       (trace_file, pipeline_text.chrome_trace(result.timeline) if trace_file else "")):
+        if path:
+            output.write_atomic(path, text)
+            click.echo(f"wrote {path}", err=True)
 
 
 @main.command()

@@ -44,6 +44,14 @@ class WorkloadSpec(Strict):
     # moe_tp GPUs of its EP rank, every GPU runs its shards over the group's tokens, no dispatch, and an
     # all-reduce of the MoE output follows (1 = expert parallel with dispatch and combine)
     moe_tp: int = Field(default=1, ge=1)
+    # pipeline parallelism (Megatron-LM's PP): the cluster's GPUs split into this many stages of consecutive
+    # GPUs (whole nodes, or an even part of one), the model's blocks split evenly over them; each stage is its
+    # own EP group and activations move stage to stage. Training runs 1F1B over accumulation_steps
+    # micro-batches; inference runs pipeline_micro_batches forward. 1 = no pipeline
+    pipeline_stages: int = Field(default=1, ge=1, le=1024)
+    # inference with pipeline_stages > 1: micro-batches of tokens_per_gpu each per iteration (default: as many
+    # as stages, enough to fill the pipeline)
+    pipeline_micro_batches: int | None = Field(default=None, ge=1, le=10**4)
 
     @property
     def prefill_tokens_per_gpu(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moesim.comm import ALGORITHMS
 from moesim.config.schema import Scenario
+from moesim.iteration.stages import stage_scenario
 from moesim.model.layers import FULL, LAYER_KINDS
 from moesim.model.moe import MoEModel
 from moesim.placement import PLACEMENTS
@@ -48,10 +49,44 @@ def check_scenario(s: Scenario) -> None:
     if top_k > topk_group * (experts // n_group):
         raise ScenarioError(f"top_k {top_k} cannot be met from {topk_group} groups of "
                             f"{experts // n_group} experts", path=tpath, fix="raise topk_group or lower top_k")
+    if s.workload.pipeline_stages > 1:
+        return _check_pipeline(s)
     _check_cluster(s)
     _check_engine(s)
     _check_offload(s)
     _check_layers(m)
+
+
+def _check_pipeline(s: Scenario) -> None:
+    """pipeline_stages: stages of whole nodes or an even part of one, at least one MoE block each, one
+    micro-batch per GPU, no offload or serving; then every check on one stage's scenario."""
+    w, c = s.workload, s.cluster
+    p, g, gpn = w.pipeline_stages, c.num_gpus, c.gpus_per_node
+    moe_layers = MoEModel.from_spec(s.model).num_moe_layers
+    per = g // p if g % p == 0 else 0
+    refusals = [
+        (p > moe_layers, f"{p} pipeline stages exceed the model's {moe_layers} MoE blocks (a stage needs one)",
+         "workload.pipeline_stages", f"use at most {moe_layers} stages"),
+        (g % p or (per >= gpn and per % gpn) or (per < gpn and gpn % per),
+         f"{g} GPUs do not split into {p} stages of whole nodes or an even part of one", "workload.pipeline_stages",
+         f"use a number of stages that divides {g} into multiples or divisors of {gpn} GPUs"),
+        (w.micro_batches != 1, "two-batch overlap inside pipeline stages is not modelled", "workload.micro_batches",
+         "use micro_batches: 1 with pipeline_stages"),
+        (w.mode == "training" and w.pipeline_micro_batches is not None,
+         "training pipelines run accumulation_steps micro-batches (1F1B)", "workload.pipeline_micro_batches",
+         "set accumulation_steps instead"),
+        (s.offload is not None, "experts in host memory are modelled without a pipeline", "workload.pipeline_stages",
+         "use pipeline_stages: 1 with an offload section"),
+        (s.serving is not None, "serving deployments are modelled without a pipeline", "workload.pipeline_stages",
+         "use pipeline_stages: 1 with a serving section (moesim run simulates pipelined iterations)"),
+    ]
+    for bad, problem, path, fix in refusals:
+        if bad:
+            raise ScenarioError(problem, path=path, fix=fix)
+    try:
+        check_scenario(stage_scenario(s))
+    except ScenarioError as err:
+        raise ScenarioError(f"one pipeline stage of {per} GPUs: {err.problem}", path=err.path, fix=err.fix) from None
 
 
 def _check_workload(s: Scenario) -> None:
@@ -76,6 +111,9 @@ def _check_workload(s: Scenario) -> None:
         raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
                             fix="use micro_batches: 1 with mode: training")
     _check_mixed(s)
+    if s.workload.pipeline_stages == 1 and s.workload.pipeline_micro_batches is not None:
+        raise ScenarioError("pipeline_micro_batches applies to a pipeline", path="workload.pipeline_micro_batches",
+                            fix="set pipeline_stages > 1, or leave it out")
     if s.workload.micro_batches == 2 and (s.workload.tokens_per_gpu % 2 or s.router.stats.kind == "trace"):
         raise ScenarioError("two micro-batches need an even tokens_per_gpu and synthetic or histogram statistics",
                             path="workload.micro_batches", fix="use an even tokens_per_gpu, or micro_batches: 1")

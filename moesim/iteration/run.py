@@ -23,6 +23,7 @@ from moesim.iteration.sizing import guard
 from moesim.iteration.summary import Summary
 from moesim.model.layers import attention_kind_label
 from moesim.model.memory import memory_per_gpu
+from moesim.util.errors import ScenarioError
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
     trace: optional per-MoE-layer top-k expert ids [GPUs × tokens_per_gpu, k], GPU-major, replayed
     instead of synthetic routing. placement: a plan to use instead of planning one. reuse: routings of
     runs that differed only in placement, shared (``build.RouteReuse``)."""
+    if s.workload.pipeline_stages > 1:
+        raise ScenarioError("a pipelined scenario runs stage by stage", path="workload.pipeline_stages",
+                            fix="run it with moesim.pipeline.run_pipeline (moesim run does), or use 1 stage")
     guard(s)
     builds = build_micro_batches(s, trace, placement, reuse)
     programs = programs_of(s, builds)

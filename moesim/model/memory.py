@@ -87,8 +87,12 @@ def kv_bytes_per_cached_token(s: Scenario) -> float:
     return kv_bytes_all_blocks(s.model, s.workload.attention_tp)
 
 
-def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
-    """Bytes per GPU by kind, the GPU's capacity, and whether it fits (over_by_bytes when it does not)."""
+def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str]:
+    """Bytes per GPU by kind, the GPU's capacity, and whether it fits (over_by_bytes when it does not).
+
+    stages: pipeline stages (``workload.pipeline_stages``), ``s`` being one stage's scenario: each GPU holds
+    1/stages of every per-block weight and of the KV cache (Megatron-LM's even split of the blocks); the
+    embeddings and the output head sit on the first and the last stage, so a GPU holds the larger of the two."""
     m = s.model
     if not has_shape(m):
         return {"known": False, "note": "the model gives no attention shape (num_attention_heads, vocab_size, "
@@ -102,14 +106,15 @@ def memory_per_gpu(s: Scenario) -> dict[str, float | bool | str]:
     moe_tp, tp = s.workload.moe_tp, s.workload.attention_tp
     slots_per_gpu = (m.n_routed_experts / tp if moe_tp > 1 else
                      (m.n_routed_experts + s.placement.redundant_experts) / g)
-    experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers
+    experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers / stages
     # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head); attention, dense
     # FFNs (and with tensor-parallel experts the shared ones) split over the attention TP group
     shared = p.shared_experts / (tp if moe_tp > 1 else 1)
-    replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * wb + p.embeddings * ACT_BYTES
+    ends = p.embeddings if stages == 1 else max(p.input_embedding, p.embeddings - p.input_embedding)
+    replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * wb / stages + ends * ACT_BYTES
     t = s.workload.tokens_per_gpu
     seqs, ctx = s.workload.decode_share  # decoding sequences hold their KV cache (decode, mixed)
-    kv = seqs * kv_cache_bytes(m, ctx, tp) if seqs else 0.0
+    kv = seqs * kv_cache_bytes(m, ctx, tp) / stages if seqs else 0.0
     top_k = s.top_k
     # dispatch in + combine out, worst case all remote (tensor-parallel experts move no tokens)
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if moe_tp == 1 else 0.0
