@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from moesim.config.serving import MtpSpec
 from moesim.config.types import Strict
 
 
@@ -52,6 +53,13 @@ class WorkloadSpec(Strict):
     # inference with pipeline_stages > 1: micro-batches of tokens_per_gpu each per iteration (default: as many
     # as stages, enough to fill the pipeline)
     pipeline_micro_batches: int | None = Field(default=None, ge=1, le=10**4)
+    # decode with multi-token prediction (DeepSeek-V3's MTP): the verify pass over tokens_per_gpu x (1 + drafts)
+    # tokens, then the MTP module (one MoE block and the head) once per draft over tokens_per_gpu, as stages
+    # mtp_draft_*; acceptance sets the tokens a step emits (draft_cost applies to serving's surfaces only)
+    mtp: MtpSpec | None = None
+    # decode: query tokens per sequence (a verify pass: 1 + drafts); the batch's tokens_per_gpu are
+    # tokens_per_gpu / decode_queries sequences, each reading its KV cache once
+    decode_queries: int = Field(default=1, ge=1, le=16)
 
     @property
     def prefill_tokens_per_gpu(self) -> int:
@@ -64,7 +72,7 @@ class WorkloadSpec(Strict):
     def decode_share(self) -> tuple[int, int]:
         """(decode tokens per GPU, their context): the whole batch in decode, the decode part in mixed."""
         if self.mode == "decode":
-            return self.tokens_per_gpu, self.context_tokens
+            return self.tokens_per_gpu // self.decode_queries, self.context_tokens
         if self.mode == "mixed":
             return self.decode_tokens_per_gpu, self.decode_context_tokens or self.context_tokens
         return 0, self.context_tokens

@@ -31,7 +31,7 @@ GemmFn = Callable[[np.ndarray, int, int], np.ndarray]  # (rows m [G], n, k) -> s
 def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,
                     tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                     core_fn: Callable[[np.ndarray, bool, int], np.ndarray] | None = None,
-                    gemm_fn: GemmFn | None = None, kind: AttentionKind | None = None
+                    gemm_fn: GemmFn | None = None, kind: AttentionKind | None = None, queries: int = 1
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One block's (projections, core, norms, TP all-reduce) per GPU [G] (seconds) for attention ``kind``
     (default: the model's, ``model.layers``): its projections, the attention core (scores and values over the
@@ -43,7 +43,9 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     weights; a ring all-reduce of the tp·T × H output follows over NVLink. MLA's latent cache is shared by
     all heads, so each TP rank reads all of it: decode KV traffic grows tp-fold (why DeepSeek serves MLA
     data-parallel); GQA's cache splits by KV head. ``gemm_fn`` (a silicon profile's measured GEMMs) times
-    the projections one GEMM each when attention is data-parallel.
+    the projections one GEMM each when attention is data-parallel. ``queries``: decode query tokens per
+    sequence (1 + MTP drafts in a verify pass): the T tokens are T / queries sequences, each reading its KV
+    cache once for all its queries (FlashMLA and FlashInfer's multi-query decode).
     """
     kind = kind or LAYER_KINDS.get(default_kind(m))
     wb = BYTES_PER_PARAM[m.weight_dtype]
@@ -60,7 +62,7 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
     kv_share = 1.0 / tp if kind.kv_split_by_tp else 1.0
     kvb = kind.kv_bytes_per_token(m)
-    kv_read = (group * seen * kvb * kv_share if decode else group * kvb * 2 * kv_share)
+    kv_read = (group / queries * seen * kvb * kv_share if decode else group * kvb * 2 * kv_share)
     core = c.kernel(core_flops, kv_read + group * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
     if core_fn is not None and tp == 1:  # a measured profile times the attention core itself
         core = core_fn(tokens, decode, seen)
@@ -117,7 +119,7 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
                   context: int, tp: int = 1, link_Bps: float = 0.0, latency_s: float = 0.0,
                   core_fn: Callable[[AttentionKind], Callable | None] | None = None,
                   ffn_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-                  gemm_fns: tuple[GemmFn | None, GemmFn | None] = (None, None)
+                  gemm_fns: tuple[GemmFn | None, GemmFn | None] = (None, None), queries: int = 1
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Per MoE layer, the named non-MoE compute run before it, each [G] seconds: ``attention_proj``,
     ``attention_core`` and ``norms`` of its own block and of any dense blocks since the previous MoE block,
@@ -132,7 +134,7 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
         kind = LAYER_KINDS.get(name)
         k_core = core_fn(kind) if core_fn is not None else None
         proj, core, norms, reduce = attention_parts(tokens, m, c, decode, context, tp, link_Bps, latency_s, k_core,
-                                                    gemm_fn, kind)
+                                                    gemm_fn, kind, queries)
         parts[name] = (proj + reduce, core, norms)
     if not m.intermediate_size:
         dense = np.zeros_like(tokens, dtype=float)

@@ -238,7 +238,7 @@ def non_moe_pieces(r: Resolved, g: int, cm: CostModel) -> tuple[list[dict[str, n
             return mixed_non_moe_times(s.model, r.model.moe_layer_ids, p, np.full(g, float(d)), rc,
                                        w.context_tokens, dctx, **kw)
         return non_moe_times(s.model, r.model.moe_layer_ids, np.full(g, float(w.tokens_per_gpu)), rc,
-                             w.mode == "decode", w.context_tokens, **kw)
+                             w.mode == "decode", w.context_tokens, queries=w.decode_queries, **kw)
 
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
     # the last one (trailing blocks, head) the analytic ring stands in

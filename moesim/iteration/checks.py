@@ -111,6 +111,15 @@ def _check_workload(s: Scenario) -> None:
         raise ScenarioError("two-batch overlap is modelled for inference", path="workload.micro_batches",
                             fix="use micro_batches: 1 with mode: training")
     _check_mixed(s)
+    w = s.workload
+    if w.mtp is not None and (w.mode != "decode" or w.micro_batches != 1 or w.pipeline_stages != 1):
+        raise ScenarioError("multi-token prediction is modelled for decode iterations of one micro-batch without a "
+                            "pipeline", path="workload.mtp", fix="use mode: decode, micro_batches: 1 and "
+                            "pipeline_stages: 1, or leave mtp out")
+    if w.decode_queries > 1 and (w.mode != "decode" or w.tokens_per_gpu % w.decode_queries):
+        raise ScenarioError(f"decode_queries {w.decode_queries} must divide a decode batch's tokens_per_gpu",
+                            path="workload.decode_queries", fix="use mode: decode with tokens_per_gpu a multiple of "
+                            "it, or decode_queries: 1")
     if s.workload.pipeline_stages == 1 and s.workload.pipeline_micro_batches is not None:
         raise ScenarioError("pipeline_micro_batches applies to a pipeline", path="workload.pipeline_micro_batches",
                             fix="set pipeline_stages > 1, or leave it out")

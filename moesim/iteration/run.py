@@ -19,6 +19,7 @@ from moesim.ir.training import gradient_sync_stages
 from moesim.iteration.build import Built, RouteReuse, build
 from moesim.iteration.invariants import check_run
 from moesim.iteration.metrics import summarize
+from moesim.iteration.mtp import draft_programs, draft_scenario, expected_tokens, verify_scenario
 from moesim.iteration.sizing import guard
 from moesim.iteration.summary import Summary
 from moesim.model.layers import attention_kind_label
@@ -81,15 +82,24 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
         raise ScenarioError("a pipelined scenario runs stage by stage", path="workload.pipeline_stages",
                             fix="run it with moesim.pipeline.run_pipeline (moesim run does), or use 1 stage")
     guard(s)
-    builds = build_micro_batches(s, trace, placement, reuse)
-    programs = programs_of(s, builds)
+    main = verify_scenario(s)  # with MTP: the verify pass over every sequence's token and drafts
+    builds = build_micro_batches(main, trace, placement, reuse)
+    programs = programs_of(main, builds)
+    stats = [list(b.stats) for b in builds]
+    if s.workload.mtp is not None:  # the draft passes: the MTP module's block, once per draft
+        draft = build(draft_scenario(s))
+        d = s.workload.mtp.draft_tokens
+        programs[0] += draft_programs(inference_programs(draft.pieces, draft.resolved)[0], d, len(stats[0]),
+                                      s.model.num_hidden_layers)
+        stats[0] += [draft.stats[0]] * d
     records = simulate(programs, builds[0].topology, exact=builds[0].fluid_network, engine=s.sim.engine)
     steps = s.workload.accumulation_steps if s.workload.mode == "training" else 1
-    summary = summarize(records, programs, [b.stats for b in builds],
-                        s.cluster.num_gpus * s.workload.tokens_per_gpu * steps, s.cluster.gpus_per_node,
-                        _meta(s, builds[0], records), s.workload.scope, s.workload.context_tokens)
+    tokens = s.cluster.num_gpus * s.workload.tokens_per_gpu * steps  # emitted: with MTP, the accepted drafts too
+    tokens = tokens * expected_tokens(s) if s.workload.mtp is not None else tokens
+    summary = summarize(records, programs, stats, tokens, s.cluster.gpus_per_node, _meta(s, builds[0], records),
+                        s.workload.scope, s.workload.context_tokens)
     routing = builds[0].resolved.routing
-    check_run(summary, [b.stats for b in builds], s.cluster.num_gpus * s.workload.tokens_per_gpu / len(builds),
+    check_run(summary, [b.stats for b in builds], s.cluster.num_gpus * main.workload.tokens_per_gpu / len(builds),
               routing.top_k, routing.rule)
     return Result(summary, records, builds[0], tuple(tuple(p) for p in programs))
 
@@ -125,4 +135,6 @@ def _meta(s: Scenario, b: Built, rec: SimRecords) -> dict[str, Any]:
         "cost_sources": dict(sorted(s.cluster.gpu_provenance.items())),
         "memory_per_gpu": memory_per_gpu(s),
         "compute_costs": b.costs_source,
+        **({"mtp": {**s.workload.mtp.model_dump(), "verify_tokens_per_gpu": verify_scenario(s).workload.tokens_per_gpu,
+                    "expected_tokens_per_step": expected_tokens(s)}} if s.workload.mtp is not None else {}),
     }

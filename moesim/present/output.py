@@ -56,10 +56,11 @@ def table(s: Summary, max_layers: int = 12) -> str:
         "",
         "  where the time goes (critical path: each layer on the GPU that finished it last):",
     ]
+    w = max([22] + [len(n) for n in s.stage_names])  # MTP's mtp_draft_* names run longer
     for name in s.stage_names:
         if tot.stages.get(name):
-            lines.append(f"    {name:<22} {tot.stages[name] * 1e3:10.3f} ms  {tot.stages[name] / it * 100:5.1f}%")
-    lines.append(f"    {'waiting':<22} {tot.waiting_s * 1e3:10.3f} ms  {tot.waiting_s / it * 100 if it else 0:5.1f}%")
+            lines.append(f"    {name:<{w}} {tot.stages[name] * 1e3:10.3f} ms  {tot.stages[name] / it * 100:5.1f}%")
+    lines.append(f"    {'waiting':<{w}} {tot.waiting_s * 1e3:10.3f} ms  {tot.waiting_s / it * 100 if it else 0:5.1f}%")
     if len(s.micro_batches) > 1:
         lines.append("  micro-batches: " + ", ".join(f"{t.micro_batch} ends at {t.end_s * 1e3:.3f} ms (waiting "
                                                       f"{t.waiting_s * 1e3:.3f})" for t in s.micro_batches))

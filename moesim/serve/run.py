@@ -90,7 +90,11 @@ def grids_of(s: Scenario, dep: Deployment, req: Requests) -> list[Grid]:
             top = max(1, seqs // g) * step
             tokens = sv.surface.decode_batch or geometric_grid(step, top, BATCH_RATIO)
             ctx = sv.surface.contexts or geometric_grid(isl.min() + 1, (isl + osl).max(), CONTEXT_RATIO)
-            out.append(Grid(f"{role.name}/decode", role.scenario, "decode", tokens, ctx, sv.surface.holdout))
+            sc = role.scenario
+            if step > 1 and sc.workload.micro_batches == 1:  # MTP verify: step query tokens per sequence
+                tokens = sv.surface.decode_batch or [b * step for b in geometric_grid(1, top // step, BATCH_RATIO)]
+                sc = sc.model_copy(update={"workload": sc.workload.model_copy(update={"decode_queries": step})})
+            out.append(Grid(f"{role.name}/decode", sc, "decode", tokens, ctx, sv.surface.holdout))
     return out
 
 
