@@ -196,3 +196,14 @@ def test_serve_reports_the_composition_error_against_direct_mixed_runs():
     assert all(p["decode_tokens_per_gpu"] < p["tokens_per_gpu"] for p in check["points"])
     assert doc["scheduling"]["aggregated"]["policy"] == "mixed"
     assert doc["scheduling"]["aggregated"]["token_budget_per_instance"] == 8192
+
+
+def test_without_a_prefix_cache_every_prompt_token_is_computed():
+    """prefix_hit 0.5 on 1,000-token prompts: 500 tokens computed with the cache, all 1,000 without."""
+    base = {"load": {"concurrency": 1}, "requests": 1, "prefix_hit": 0.5,
+            "input_tokens": {"kind": "constant", "value": 1000}, "output_tokens": {"kind": "constant", "value": 1}}
+    for cache, computed in ((True, 500), (False, 1000)):
+        s = serving({**base, "scheduler": {"prefix_cache": cache}})
+        dep = deployment_of(s)
+        tl = simulate_serving(s, dep, requests_of(s), _surfaces(dep)).timeline
+        assert list(tl["tokens_per_gpu"]) == [computed]

@@ -152,3 +152,12 @@ def test_deepseek_v3_memory_per_gpu_by_hand(layout, nodes, workload, experts, ot
     mem = memory_per_gpu(stage_scenario(s), stages=p)
     assert mem["expert_weights_bytes"] == pytest.approx(experts, rel=1e-9), layout
     assert mem["other_weights_bytes"] == pytest.approx(other, rel=2e-3), layout  # norms are left out here
+
+
+def test_a_sweep_point_with_a_pipeline_reports_the_step_and_bubble():
+    from moesim.studies.sweep.run import simulate_point
+    row = simulate_point((pp(), "k", {}))
+    doc = run_pipeline(pp()).doc
+    assert row["iteration_time_s"] == pytest.approx(doc["time_s"])
+    assert row["bubble_fraction"] == pytest.approx(doc["pipeline"]["bubble_fraction"])
+    assert row["pipeline_stages"] == 2 and "error" not in row

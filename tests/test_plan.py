@@ -201,3 +201,27 @@ def test_a_concurrency_target_plans_closed_loop_and_searches_tensor_parallel_exp
     assert {r["moe_tp"] for r in rows} == {1, 4}
     for r in rows:
         assert r["meets_target"] == (r["capacity_concurrency"] >= 4)
+
+
+def test_the_planner_searches_engine_profiles(tmp_path, monkeypatch):
+    """search.engine: each deployment runs once per engine profile; rows and labels say which; the budget
+    is the engine's (no token_budget written), the batch limit the planner's."""
+    from moesim.plan.space import scenario_dict
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    text = PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}").replace(
+        "max_batch: [2, 16, 64]}", "max_batch: [16], engine: [vllm, sglang]}")
+    (tmp_path / "p.yaml").write_text(text)
+    p, path = load_plan(tmp_path / "p.yaml")
+    deps = deployments(p)
+    assert [d.engine for d in deps] == ["vllm", "sglang"] and deps[0].label().endswith(" vllm")
+    sv = scenario_dict(p, deps[0], 16, 8)["serving"]
+    assert sv["engine"] == "vllm" and sv["scheduler"] == {"max_batch": 16}
+    res = plan(p, path.parent, SerialExecutor())
+    assert {r["engine"] for r in res["rows"]} == {"vllm", "sglang"}
+
+
+def test_an_unknown_engine_in_a_plan_is_one_clear_error(tmp_path):
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}")
+                                     .replace("max_batch: [2, 16, 64]}", "max_batch: [16], engine: [tgi]}"))
+    out = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml")])
+    assert out.exit_code == 2 and "search.engine" in out.output and "Traceback" not in out.output

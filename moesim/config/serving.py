@@ -127,7 +127,8 @@ class SchedulerSpec(_Strict):
     cuda_graph_batches: decode batch sizes (sequences per GPU) captured as CUDA graphs; a decode step runs at
     the smallest captured size that holds its batch (padding), a larger batch runs eagerly at its own size.
     chunked_prefill: split prompts longer than the budget over iterations (off: a prompt enters whole, in one
-    iteration, and must fit the budget: TensorRT-LLM's default).
+    iteration, and must fit the budget: TensorRT-LLM's default). prefix_cache: reuse cached prompt prefixes
+    (``serving.prefix_hit`` of each prompt); off, every prompt token is computed.
     With ``serving.engine`` set, every field left out here takes the engine's value (moesim.serve.engines).
     """
 
@@ -138,6 +139,7 @@ class SchedulerSpec(_Strict):
     admission: Literal["optimistic", "guaranteed_no_evict"] = "optimistic"
     cuda_graph_batches: tuple[int, ...] = ()
     chunked_prefill: bool = True
+    prefix_cache: bool = True  # off: serving.prefix_hit is recomputed (no cache to find it in)
 
     @model_validator(mode="after")
     def _sorted_graphs(self) -> SchedulerSpec:

@@ -44,6 +44,7 @@ class Deployment:
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     moe_tp: int = 1  # tensor-parallel experts over the attention TP group (1: expert parallel)
+    engine: str | None = None  # an engine profile's scheduler defaults (None: the serving section's)
 
     @property
     def cost_per_hour(self) -> float:
@@ -55,14 +56,15 @@ class Deployment:
         return (f"{self.gpu} {self.nodes}n {shape} mb{self.micro_batches} {self.placement}+{self.redundant_slots}"
                 f"{'' if self.node_limit is None else f' nl{self.node_limit}'}"
                 f"{'' if self.attention_tp == 1 else f' tp{self.attention_tp}'}"
-                f"{'' if self.moe_tp == 1 else ' moe-tp'}")
+                f"{'' if self.moe_tp == 1 else ' moe-tp'}{'' if self.engine is None else f' {self.engine}'}")
 
     def row(self) -> dict[str, Any]:
         return {"gpu": self.gpu, "nodes": self.nodes, "gpus": self.gpus, "deployment": self.shape,
                 "ep_gpus": self.ep_gpus, "prefill_gpus": self.prefill_gpus, "decode_ep_gpus": self.decode_ep_gpus,
                 "micro_batches": self.micro_batches, "placement": self.placement,
                 "redundant_slots": self.redundant_slots, "node_limit": self.node_limit,
-                "attention_tp": self.attention_tp, "moe_tp": self.moe_tp, "cost_per_hour": self.cost_per_hour,
+                "attention_tp": self.attention_tp, "moe_tp": self.moe_tp, "engine": self.engine,
+                "cost_per_hour": self.cost_per_hour,
                 "label": self.label()}
 
 
@@ -91,13 +93,14 @@ def deployments(p: PlanSpec) -> list[Deployment]:
     sr = p.search
     for gpu, nodes in itertools.product(p.gpus, sr.nodes):
         for shape, axes in itertools.product(_shapes(p, nodes), itertools.product(
-                sr.micro_batches, sr.placement, sr.redundant_slots, sr.node_limit, sr.attention_tp, sr.moe)):
-            mb, pl, slots, nl, tp, moe = axes
+                sr.micro_batches, sr.placement, sr.redundant_slots, sr.node_limit, sr.attention_tp, sr.moe,
+                sr.engine)):
+            mb, pl, slots, nl, tp, moe, engine = axes
             if moe == "tp" and not _tp_experts(sr, mb, pl, slots, nl, tp):
                 continue
             out.append(Deployment(gpu, nodes, shape[0], shape[1], shape[3], shape[2], mb, pl, slots, nl, tp,
                                   p.gpus[gpu].price_per_hour, nodes * p.gpus_per_node,
-                                  moe_tp=tp if moe == "tp" else 1))
+                                  moe_tp=tp if moe == "tp" else 1, engine=engine))
     return out
 
 
@@ -129,7 +132,11 @@ def scenario_dict(p: PlanSpec, d: Deployment, max_batch: int, experts: int) -> d
                           "redundant_experts": redundant_for(experts, d.decode_ep_gpus, slots)}}
     red = redundant_for(experts, d.gpus, slots)  # the whole cluster's (checked, not simulated)
     sv["deployment"] = dep
-    sv["scheduler"] = {"max_batch": max_batch, "token_budget": p.search.token_budget}
+    sv["scheduler"] = {"max_batch": max_batch}
+    if d.engine is None and sv.get("engine") is None:
+        sv["scheduler"]["token_budget"] = p.search.token_budget
+    else:  # the engine's budget; the batch limit stays the planner's
+        sv["engine"] = d.engine or sv["engine"]
     return {**base, "name": d.label(), "seed": p.seed, "model": p.model, "router": router,
             "cluster": {**(base.get("cluster") or {}), "gpu": d.gpu, "nodes": d.nodes,
                         "gpus_per_node": p.gpus_per_node},

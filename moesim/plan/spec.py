@@ -63,7 +63,10 @@ class SearchSpec(_Strict):
     # MoE layout: ep (whole experts over the EP group) or tp (every expert sharded over the attention TP
     # group: workload.moe_tp = attention_tp; only with attention_tp above 1)
     moe: list[Literal["ep", "tp"]] = Field(default=["ep"], min_length=1)
-    token_budget: int = Field(default=8192, ge=1)
+    token_budget: int = Field(default=8192, ge=1)  # per GPU, without an engine (an engine brings its own)
+    # engine profiles (moesim list engines) whose scheduler defaults each deployment runs; null: the
+    # serving section's own scheduler (moesim's defaults, or its serving.engine)
+    engine: list[str | None] = Field(default=[None], min_length=1)
 
 
 class TargetSpec(_Strict):
@@ -125,7 +128,7 @@ def load_plan(path: str | Path) -> tuple[PlanSpec, Path]:
             raise ScenarioError("is searched by the planner", file=str(path), path=f"serving.{key}",
                                 fix="remove it; list the shapes under search:")
     try:
-        return PlanSpec.model_validate(raw), path
+        spec = PlanSpec.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -134,3 +137,17 @@ def load_plan(path: str | Path) -> tuple[PlanSpec, Path]:
                len(err["loc"]) == 1 else "see `moesim plan --help`")
         raise ScenarioError(msg if err["type"] != "extra_forbidden" else "unknown key", file=str(path),
                             path=loc, fix=fix) from None
+    _check_engines(spec, path)
+    return spec, path
+
+
+def _check_engines(spec: PlanSpec, path: Path) -> None:
+    """search.engine: registered names; not beside serving.engine (one of them picks the scheduler)."""
+    from moesim.serve.engines import ENGINES
+    bad = [e for e in spec.search.engine if e is not None and e not in ENGINES]
+    if bad:
+        raise ScenarioError(ENGINES.unknown(bad[0]), file=str(path), path="search.engine",
+                            fix="`moesim list engines` lists them")
+    if spec.search.engine != [None] and spec.serving.get("engine") is not None:
+        raise ScenarioError("is searched by the planner", file=str(path), path="serving.engine",
+                            fix="remove it, or remove search.engine")

@@ -32,6 +32,7 @@ class EngineProfile:
     graphs: tuple[int, ...]  # CUDA-graph batch sizes per rank (sequences); () = no padding
     chunked_prefill: bool
     source: str
+    prefix_cache: bool = True  # all three reuse prefixes by default (docs/sources.md)
 
 
 def _sglang_graphs(max_bs: int = 512) -> tuple[int, ...]:
@@ -78,6 +79,7 @@ class Scheduling:
     chunked_prefill: bool
     tp: int
     engine: str | None
+    prefix_cache: bool = True
 
     def pad(self, per_gpu: int) -> int:
         """Decode sequences per GPU after CUDA-graph padding: a rank's batch (per_gpu x tp) runs at the
@@ -106,4 +108,5 @@ def scheduling(spec: SchedulerSpec, engine: str | None, gpus: int, tp: int) -> S
     policy = pick("policy", prof.policy if prof else None)
     return Scheduling(SCHEDULERS.get(policy), policy, running, budget,
                       pick("admission", prof.admission if prof else None), graphs,
-                      pick("chunked_prefill", prof.chunked_prefill if prof else None), tp, engine)
+                      pick("chunked_prefill", prof.chunked_prefill if prof else None), tp, engine,
+                      pick("prefix_cache", prof.prefix_cache if prof else None))

@@ -65,11 +65,16 @@ def check_fits(dep: Deployment, req: Requests) -> None:
                                 fix="shorten the requests, or give each instance more GPUs (ep_gpus)")
 
 
+def prefix_hit(s: Scenario, dep: Deployment) -> float:
+    """The share of each prompt found in the prefix cache: ``serving.prefix_hit``, 0 without a cache."""
+    return s.serving.prefix_hit if all(r.sched.prefix_cache for r in dep.roles) else 0.0
+
+
 def grids_of(s: Scenario, dep: Deployment, req: Requests) -> list[Grid]:
     """The grids every role needs: prefill (aggregated, prefill) and decode (aggregated, decode)."""
     sv, out = s.serving, []
     isl, osl = req.input_tokens, req.output_tokens
-    h = sv.prefix_hit
+    h = prefix_hit(s, dep)
     step = 1 + (sv.mtp.draft_tokens if sv.mtp else 0)
     for role in dep.roles:
         g = role.gpus_per_instance
@@ -124,7 +129,7 @@ def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
     sv = s.serving
     topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
     rng = np.random.default_rng([s.seed, 0x3A7])
-    sim = ServeSim(dep, surfaces, req, sv.prefix_hit, sv.mtp, rng, topo,
+    sim = ServeSim(dep, surfaces, req, prefix_hit(s, dep), sv.mtp, rng, topo,
                    sv.load.concurrency if sv.load is not None else None)
     sim.run()
     requests, tl = request_table(sim), timeline(sim)
@@ -145,7 +150,8 @@ def _scheduling_doc(r: Role) -> dict[str, Any]:
     sc = r.sched
     return {"policy": sc.policy_name, "max_running_per_instance": r.max_running,
             "token_budget_per_instance": r.prefill_budget, "admission": sc.admission,
-            "chunked_prefill": sc.chunked_prefill, "cuda_graph_batches_per_rank": list(sc.graphs)}
+            "chunked_prefill": sc.chunked_prefill, "prefix_cache": sc.prefix_cache,
+            "cuda_graph_batches_per_rank": list(sc.graphs)}
 
 
 def _surface_doc(v: Surface) -> dict[str, Any]:

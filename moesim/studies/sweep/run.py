@@ -30,7 +30,8 @@ METRICS = ("iteration_time_s", "throughput_tokens_per_s", "tokens_per_s_per_gpu"
 TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_node_bytes", "intra_node_bytes",
           "dropped_tokens", "waiting_s")
 STAGES = ("dispatch", "routed_experts", "combine", "attention_core")  # critical-path seconds, column <name>_s
-METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope", "error"}
+METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope", "error", "bubble_fraction",
+               "pipeline_stages"}
 
 
 def point_key(scenario_json: str) -> str:
@@ -56,6 +57,8 @@ def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
     from moesim.studies.sweep.bundle import materialize
     scenario, _key, files = task
     try:
+        if scenario.workload.pipeline_stages > 1:  # a pipelined step: the schedule's figures
+            return _pipeline_point(materialize(scenario, files) if files else scenario)
         s = run_scenario(materialize(scenario, files) if files else scenario).summary
     except MoesimError as exc:
         return {"error": str(exc)}
@@ -71,6 +74,18 @@ def simulate_point(task: tuple[Any, str, dict[str, bytes]]) -> dict[str, Any]:
             "inter_node_bytes": t.inter_node_bytes, "intra_node_bytes": t.intra_node_bytes,
             "dropped_tokens": t.dropped_tokens, "waiting_s": t.waiting_s,
             **{f"{n}_s": t.stages.get(n, 0.0) for n in STAGES}}
+
+
+def _pipeline_point(scenario: Any) -> dict[str, Any]:
+    """A pipelined point's metrics: the step, throughput, the bubble and the stage run's stage times."""
+    from moesim.pipeline import run_pipeline
+    doc = run_pipeline(scenario).doc
+    st = doc["stage_iteration"]["stages"]
+    return {"iteration_time_s": doc["time_s"], "throughput_tokens_per_s": doc["throughput_tokens_per_s"],
+            "tokens_per_s_per_gpu": doc["throughput_tokens_per_s_per_gpu"],
+            "tokens_per_iteration": doc["tokens_per_iteration"], "throughput_scope": doc["scope"],
+            "bubble_fraction": doc["pipeline"]["bubble_fraction"], "pipeline_stages": doc["pipeline"]["stages"],
+            **{f"{n}_s": st.get(n, 0.0) for n in STAGES}}
 
 
 def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
