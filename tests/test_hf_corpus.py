@@ -108,4 +108,4 @@ def test_qwen_dense_layers_and_a_quant_sidecar(tmp_path):
     cfg = json.loads((CORPUS / "Qwen--Qwen3-30B-A3B" / "config.json").read_text())
     m = ModelSpec(**from_hf_config({**cfg, "mlp_only_layers": [0, 47]}, "q",
                                    {"quantization": {"quant_algo": "NVFP4"}}))
-    assert MoEModel.from_spec(m).num_moe_layers == 46 and m.weight_dtype == "fp4"
+    assert MoEModel.from_spec(m).num_moe_layers == 46 and m.weight_dtype == "nvfp4"

@@ -64,6 +64,8 @@ def from_hf_config(cfg: dict[str, Any], name: str, quant: dict[str, Any] | None 
         out["n_shared_experts"] = 1  # Qwen's single gated shared expert
     out["n_group"] = out.get("n_group") or 1
     out["weight_dtype"] = _weight_dtype(cfg, quant)
+    if str(((quant or {}).get("quantization") or {}).get("kv_cache_quant_algo") or "").upper() == "FP8":
+        out["kv_cache_dtype"] = "fp8"  # ModelOpt checkpoints calibrated for an FP8 KV cache
     out["name"], out["source"] = name, f"Hugging Face config {name}"
     types = cfg.get("layer_types") or ()
     if "sliding_attention" in types and cfg.get("sliding_window"):  # hybrid: each block's kind (model.layers)
@@ -77,7 +79,11 @@ def _weight_dtype(cfg: dict[str, Any], quant: dict[str, Any] | None) -> str:
     q = cfg.get("quantization_config") or {}
     algo = str(q.get("quant_algo") or ((quant or {}).get("quantization") or {}).get("quant_algo") or "").lower()
     method = str(q.get("quant_method", "")).lower()
-    if "fp4" in algo or "mxfp4" in method or str(cfg.get("expert_dtype", "")).lower() == "fp4":
+    if "mxfp4" in method or "mxfp4" in algo:  # gpt-oss: MXFP4 experts (OCP microscaling, 32-value blocks)
+        return "mxfp4"
+    if "fp4" in algo:  # NVIDIA ModelOpt checkpoints: quant_algo NVFP4 (16-value blocks, FP8 scales)
+        return "nvfp4"
+    if str(cfg.get("expert_dtype", "")).lower() == "fp4":
         return "fp4"
     if method == "fp8" or "fp8" in algo or "fp8" in str(q.get("fmt", "")).lower() or cfg.get("dtype") == "fp8":
         return "fp8"

@@ -82,6 +82,9 @@ def parse_scenario(raw: Any, base_dir: str | Path = ".") -> Scenario:
     # what the loader derives (the profile's path, provenance) is never taken from the file: recomputed
     cluster = {k: v for k, v in cluster.items() if k not in ("gpu_profile", "gpu_provenance", "host_provenance")}
     raw["cluster"] = {**cluster, **_resolve_gpu(cluster.get("gpu"), Path(base_dir))}
+    domain = raw["cluster"]["gpu"].get("nvlink_domain") if isinstance(raw["cluster"]["gpu"], dict) else None
+    if "gpus_per_node" not in cluster and domain:  # a node is the NVLink domain: 72 GPUs on an NVL72 rack
+        raw["cluster"]["gpus_per_node"] = domain
     if cluster.get("host") is not None:
         raw["cluster"].update(_resolve_host(cluster["host"], Path(base_dir)))
     raw["router"] = _resolve_stats_path(raw.get("router"), Path(base_dir))

@@ -41,7 +41,13 @@ class ModelSpec(Strict):
     scoring_func: Literal["softmax", "sigmoid"] = "softmax"
     norm_topk_prob: bool = True
     routed_scaling_factor: float = Field(default=1.0, gt=0)
-    weight_dtype: Literal["bf16", "fp8", "fp4"] = "bf16"
+    # nvfp4 / mxfp4: 4-bit weights with their block scales (moesim.model.moe.BYTES_PER_PARAM); fp4: the bits alone
+    weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4"] = "bf16"
+    kv_cache_dtype: Literal["bf16", "fp8"] = "bf16"  # the KV cache's element (engines' --kv-cache-dtype fp8)
+    # attention, dense FFN, shared-expert and router weights; default: weight_dtype, but BF16 under nvfp4 and
+    # mxfp4, whose checkpoints quantise the routed experts only (gpt-oss modules_to_not_convert, ModelOpt NVFP4
+    # exclude_modules); plain fp4 stands for a whole-model 4-bit quantisation (GGUF Q4) and covers them too
+    dense_weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4"] | None = None
     # the non-MoE shape (optional: memory per GPU needs it). Attention is MLA when kv_lora_rank is set
     # (DeepSeek-V2/V3), else MHA/GQA from the head counts.
     num_attention_heads: int | None = Field(default=None, gt=0)
@@ -62,6 +68,13 @@ class ModelSpec(Strict):
     sliding_window: int | None = Field(default=None, gt=0)  # tokens a ``sliding`` block attends over
     vocab_size: int | None = Field(default=None, gt=0, le=2**24)
     tie_word_embeddings: bool = False
+
+    @property
+    def dense_dtype(self) -> str:
+        """The non-expert weights' format (``dense_weight_dtype``, or its default)."""
+        if self.dense_weight_dtype is not None:
+            return self.dense_weight_dtype
+        return "bf16" if self.weight_dtype in ("nvfp4", "mxfp4") else self.weight_dtype
 
     @property
     def has_attention_shape(self) -> bool:
@@ -94,6 +107,12 @@ class GpuSpecIn(Strict):
     # NVLink bytes/s that each algorithm's all-to-all kernels reach, when measured (below nvlink_bandwidth,
     # which NCCL collectives reach); default: nvlink_bandwidth
     a2a_nvlink_bandwidth: dict[str, float] | None = None
+    # FP4 tensor-core rate (NVFP4/MXFP4 weights and activations, Blackwell); None: no FP4 units, FP4 weights
+    # are dequantised and run at the BF16 rate
+    peak_fp4_flops: Flops | None = None
+    # GPUs one NVLink switch fabric joins in this system (8: an HGX node; 72: a GB200/GB300 NVL72 rack); the
+    # cluster's gpus_per_node when the scenario gives none. moesim's "node" is the NVLink domain
+    nvlink_domain: int | None = Field(default=None, ge=1)
 
 
 class IntraNode(Strict):

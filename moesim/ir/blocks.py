@@ -48,14 +48,14 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     cache once for all its queries (FlashMLA and FlashInfer's multi-query decode).
     """
     kind = kind or LAYER_KINDS.get(default_kind(m))
-    wb = BYTES_PER_PARAM[m.weight_dtype]
+    wb = BYTES_PER_PARAM[m.dense_dtype]
     p = kind.params(m)
     h = m.hidden_size
     group = tokens * tp
     if gemm_fn is not None and tp == 1:
         proj = sum(gemm_fn(tokens, n, k) for n, k in kind.projections(m))
     else:
-        proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4)
+        proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4, peak=_dense_peak(m, c))
     dqk, dv = kind.core_dims(m, decode)
     seen = kind.attended(m, context)  # a sliding window attends over at most its window
     span = seen if decode else _causal_span(seen, context)
@@ -99,10 +99,17 @@ def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, gemm_fn: G
     h, i = m.hidden_size, m.intermediate_size or 0
     if gemm_fn is not None and tp == 1:  # gate+up fused (H -> 2I), down (I -> H), activation from the roofline
         return gemm_fn(tokens, 2 * i, h) + gemm_fn(tokens, h, i) + c.kernel(0.0, tokens * 3 * i * ACT_BYTES)
-    wb = BYTES_PER_PARAM[m.weight_dtype]
+    wb, peak = BYTES_PER_PARAM[m.dense_dtype], _dense_peak(m, c)
     if tp == 1:
-        return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES)
-    return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb / tp + (tp * tokens * h + 3 * tokens * i) * ACT_BYTES)
+        return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES, peak=peak)
+    return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb / tp + (tp * tokens * h + 3 * tokens * i) * ACT_BYTES,
+                    peak=peak)
+
+
+def _dense_peak(m: ModelSpec, c: ComputeCosts) -> float | None:
+    """The rate of the non-expert GEMMs: the experts' (None) when both share a format, else BF16's (the FP4
+    formats keep attention and dense layers in BF16)."""
+    return None if m.dense_dtype == m.weight_dtype else c.peak_bf16_flops
 
 
 def head_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,

@@ -19,7 +19,13 @@ from moesim.config.schema import ModelSpec
 from moesim.model.moe import MoEModel
 from moesim.util.registry import Registry
 
-ACT_BYTES = 2  # BF16 activations and KV cache
+ACT_BYTES = 2  # BF16 activations
+KV_BYTES = {"bf16": 2, "fp8": 1}  # per cached element, by model.kv_cache_dtype
+
+
+def kv_elem_bytes(m: ModelSpec) -> int:
+    """Bytes of one cached key/value element (``model.kv_cache_dtype``)."""
+    return KV_BYTES[m.kv_cache_dtype]
 
 
 class AttentionKind(ABC):
@@ -75,7 +81,7 @@ class Gqa(AttentionKind):
         return float(h * (heads + 2 * self.cache_heads(m)) * hd + heads * hd * h)
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
-        return float(2 * self.cache_heads(m) * self._hd(m) * ACT_BYTES)
+        return float(2 * self.cache_heads(m) * self._hd(m) * kv_elem_bytes(m))
 
     def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
         return self._hd(m), self._hd(m)
@@ -124,7 +130,7 @@ class Mla(AttentionKind):
         return float(q + kv + heads * v * h + _indexer_params(m))
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
-        return float((m.kv_lora_rank + (m.qk_rope_head_dim or 0)) * ACT_BYTES)
+        return float((m.kv_lora_rank + (m.qk_rope_head_dim or 0)) * kv_elem_bytes(m))
 
     def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
         rope = m.qk_rope_head_dim or 0

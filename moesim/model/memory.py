@@ -99,7 +99,6 @@ def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str
                                         "...): memory per GPU not computed"}
     p = param_counts(m)
     moe = MoEModel.from_spec(m)
-    wb = BYTES_PER_PARAM[m.weight_dtype]
     g = s.cluster.num_gpus
     # tensor-parallel experts: each GPU holds 1/moe_tp of the E/ep experts of its EP rank of the TP group:
     # E/attention_tp experts' worth (ep = attention_tp / moe_tp)
@@ -111,7 +110,8 @@ def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str
     # FFNs (and with tensor-parallel experts the shared ones) split over the attention TP group
     shared = p.shared_experts / (tp if moe_tp > 1 else 1)
     ends = p.embeddings if stages == 1 else max(p.input_embedding, p.embeddings - p.input_embedding)
-    replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * wb / stages + ends * ACT_BYTES
+    db = BYTES_PER_PARAM[m.dense_dtype]  # the FP4 formats keep these in BF16
+    replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * db / stages + ends * ACT_BYTES
     t = s.workload.tokens_per_gpu
     seqs, ctx = s.workload.decode_share  # decoding sequences hold their KV cache (decode, mixed)
     kv = seqs * kv_cache_bytes(m, ctx, tp) / stages if seqs else 0.0

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from moesim.config.schema import ModelSpec
 
-BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5}
+# bytes per weight, scales included: NVFP4 keeps one FP8 (E4M3) scale per 16 values (4 + 8/16 bits), MXFP4 one
+# E8M0 scale per 32 (4 + 8/32 bits; OCP Microscaling spec v1.0); plain fp4 counts the 4 bits alone
+BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5, "nvfp4": 0.5625, "mxfp4": 0.53125}
+FP4_FAMILY = ("fp4", "nvfp4", "mxfp4")
 
 
 @dataclass(frozen=True)

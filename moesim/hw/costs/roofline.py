@@ -33,8 +33,10 @@ class ComputeCosts:
 
     @classmethod
     def from_gpu(cls, gpu: GpuSpecIn, weight_dtype: str) -> ComputeCosts:
-        """FP8 weights run at the FP8 rate; FP4 (MXFP4) is upcast to BF16 on GPUs without FP4 units."""
-        peak = gpu.peak_fp8_flops if weight_dtype == "fp8" else gpu.peak_bf16_flops
+        """FP8 weights run at the FP8 rate; FP4 weights (NVFP4, MXFP4) at the FP4 rate on GPUs with FP4 tensor
+        cores (Blackwell), else dequantised to BF16 (Hopper's Marlin-style kernels)."""
+        fp4 = weight_dtype in ("fp4", "nvfp4", "mxfp4") and gpu.peak_fp4_flops
+        peak = (gpu.peak_fp4_flops if fp4 else gpu.peak_fp8_flops if weight_dtype == "fp8" else gpu.peak_bf16_flops)
         return cls(peak, gpu.peak_bf16_flops, gpu.hbm_bandwidth, gpu.gemm_efficiency, gpu.memory_efficiency,
                    gpu.kernel_overhead, gpu.tile_rows)
 
