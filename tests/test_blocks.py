@@ -249,7 +249,7 @@ def test_sliding_window_blocks_keep_and_read_only_their_window_by_hand():
 
 def test_causal_prefill_span_under_a_window_by_hand():
     """Query i of L attends over min(i, w) keys: the mean is w - w^2 / (2L) for w < L, L/2 without a window."""
-    from moesim.ir.blocks import _causal_span
+    from moesim.model.layers import causal_span as _causal_span
     assert _causal_span(8192, 8192) == 4096
     assert _causal_span(1024, 8192) == 1024 - 1024 * 1024 / (2 * 8192)
     exact = np.minimum(np.arange(1, 8193), 1024).mean()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moesim.config.hf_families import adapt, refuse
+from moesim.config.hf_families import LAYER_TYPES, adapt, refuse
 from moesim.config.schema import ModelSpec
 
 # other families' names -> ours
@@ -67,12 +67,31 @@ def from_hf_config(cfg: dict[str, Any], name: str, quant: dict[str, Any] | None 
     if str(((quant or {}).get("quantization") or {}).get("kv_cache_quant_algo") or "").upper() == "FP8":
         out["kv_cache_dtype"] = "fp8"  # ModelOpt checkpoints calibrated for an FP8 KV cache
     out["name"], out["source"] = name, f"Hugging Face config {name}"
-    types = cfg.get("layer_types") or ()
-    if "sliding_attention" in types and cfg.get("sliding_window"):  # hybrid: each block's kind (model.layers)
-        out["attention_kinds"] = tuple("sliding" if t == "sliding_attention" else "full" for t in types)
-        out["sliding_window"] = int(cfg["sliding_window"])
+    out.update(_attention_kinds(cfg, out))
     keep = set(ModelSpec.model_fields)
     return {k: v for k, v in out.items() if k in keep and v is not None}
+
+
+def _attention_kinds(cfg: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Each block's attention kind: ``layer_types`` (sliding windows, Gated DeltaNet linear attention),
+    Qwen3-Next's ``full_attention_interval``, or DeepSeek sparse attention everywhere (``index_topk``)."""
+    types = list(cfg.get("layer_types") or ())
+    n = int(out.get("num_hidden_layers") or 0)
+    if not types and cfg.get("full_attention_interval") and cfg.get("linear_num_value_heads"):
+        k = int(cfg["full_attention_interval"])  # Qwen3-Next: every k-th block full, the rest linear
+        types = ["full_attention" if (i + 1) % k == 0 else "linear_attention" for i in range(n)]
+    full = "dsa" if out.get("index_topk") and out.get("kv_lora_rank") else "full"
+    kinds = [full if LAYER_TYPES[t] == "full" else LAYER_TYPES[t] for t in types]
+    if "sliding" in kinds and not cfg.get("sliding_window"):
+        kinds = [full if k == "sliding" else k for k in kinds]  # no window given: full attention
+    res: dict[str, Any] = {}
+    if any(k != "full" for k in kinds):
+        res["attention_kinds"] = tuple(kinds)
+    elif full == "dsa":
+        res["attention_kinds"] = ("dsa",) * n
+    if "sliding" in kinds:
+        res["sliding_window"] = int(cfg["sliding_window"])
+    return res
 
 
 def _weight_dtype(cfg: dict[str, Any], quant: dict[str, Any] | None) -> str:

@@ -17,7 +17,11 @@ _REFUSED_KEYS = {
     "global_head_dim": "full-attention layers with their own head shape (Gemma) are not modelled",
     "compress_ratios": "compressed attention (DeepSeek-V4) is not modelled",
 }
-_ATTENTION_KINDS = {"full_attention", "sliding_attention", "attention", "deepseek_sparse_attention"}
+_ATTENTION_KINDS = {"full_attention", "sliding_attention", "attention", "deepseek_sparse_attention",
+                    "linear_attention"}
+# Hugging Face layer_types -> moesim attention kinds (full: the model's own full-attention kind)
+LAYER_TYPES = {"sliding_attention": "sliding", "linear_attention": "linear", "full_attention": "full",
+               "attention": "full", "deepseek_sparse_attention": "full"}
 _SCORING = {"softmax": "softmax", "sigmoid": "sigmoid"}
 _TOPK_METHOD = {"noaux_tc": "sum_top2", "group_limited_greedy": "max", "greedy": "max"}
 
@@ -29,8 +33,8 @@ def refuse(cfg: dict[str, Any]) -> None:
             raise ValueError(f"{key}: {why}")
     kinds = set(cfg.get("layer_types") or ()) - _ATTENTION_KINDS
     if kinds:
-        raise ValueError(f"layer_types: {sorted(kinds)} layers (linear attention) are not modelled; "
-                         "moesim models full and sliding-window attention only")
+        raise ValueError(f"layer_types: {sorted(kinds)} layers are not modelled; moesim models full, "
+                         "sliding-window and Gated DeltaNet linear attention")
     func = cfg.get("scoring_func") or cfg.get("score_func") or cfg.get("moe_router_activation_func")
     if func is not None and str(func).lower() not in _SCORING:
         raise ValueError(f"scoring_func: {func!r} routing is not implemented (softmax or sigmoid)")

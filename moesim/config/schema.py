@@ -53,13 +53,21 @@ class ModelSpec(Strict):
     num_attention_heads: int | None = Field(default=None, gt=0)
     num_key_value_heads: int | None = Field(default=None, gt=0)
     head_dim: int | None = Field(default=None, gt=0)
-    q_lora_rank: int | None = Field(default=None, gt=0)
+    q_lora_rank: int | None = Field(default=None, ge=0)  # 0 or null: no query LoRA (DeepSeek's native configs write 0)
     kv_lora_rank: int | None = Field(default=None, gt=0)
     qk_nope_head_dim: int | None = Field(default=None, gt=0)
     qk_rope_head_dim: int | None = Field(default=None, ge=0)
     v_head_dim: int | None = Field(default=None, gt=0)
     index_n_heads: int | None = Field(default=None, gt=0)  # DeepSeek sparse attention's indexer (V3.2, GLM-5)
     index_head_dim: int | None = Field(default=None, gt=0)
+    index_topk: int | None = Field(default=None, gt=0)  # tokens each query of a ``dsa`` block attends over
+    # linear-attention blocks (``linear``: Gated DeltaNet, Qwen3-Next / Qwen3.5), Hugging Face's names
+    linear_num_key_heads: int | None = Field(default=None, gt=0)
+    linear_num_value_heads: int | None = Field(default=None, gt=0)
+    linear_key_head_dim: int | None = Field(default=None, gt=0)
+    linear_value_head_dim: int | None = Field(default=None, gt=0)
+    linear_conv_kernel_dim: int = Field(default=4, gt=0)
+    attn_output_gate: bool = False  # full-attention blocks gate their output (Qwen3-Next, Qwen3.5): q_proj x 2
     intermediate_size: int | None = Field(default=None, gt=0)  # dense FFN blocks
     # per block, its attention kind (names in moesim.model.layers.LAYER_KINDS: mha, gqa, mla, sliding, ...; or
     # full: the model's full-attention kind); empty: every block of that kind (mla when kv_lora_rank is set,

@@ -56,29 +56,19 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
         proj = sum(gemm_fn(tokens, n, k) for n, k in kind.projections(m))
     else:
         proj = c.kernel(2.0 * tokens * p, p * wb / tp + group * h * ACT_BYTES * 4, peak=_dense_peak(m, c))
-    dqk, dv = kind.core_dims(m, decode)
-    seen = kind.attended(m, context)  # a sliding window attends over at most its window
-    span = seen if decode else _causal_span(seen, context)
-    core_flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
-    kv_share = 1.0 / tp if kind.kv_split_by_tp else 1.0
-    kvb = kind.kv_bytes_per_token(m)
-    kv_read = (group / queries * seen * kvb * kv_share if decode else group * kvb * 2 * kv_share)
-    core = c.kernel(core_flops, kv_read + group * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
+    # the kind's own core (a sliding window attends over at most its window, linear attention over its state)
+    core_flops, cache_read, seen = kind.core_work(m, tokens, decode, context, tp, queries)
+    core = c.kernel(core_flops, cache_read + group * h * ACT_BYTES * 2, peak=c.peak_bf16_flops)
     if core_fn is not None and tp == 1:  # a measured profile times the attention core itself
         core = core_fn(tokens, decode, seen)
+    side_flops, side_bytes = kind.side_work(m, tokens, decode, context, tp, queries)
+    if np.any(side_flops):  # DSA's indexer (FP8), beside the core a table times
+        core = core + c.kernel(side_flops, side_bytes)
     norms = 2 * c.kernel(0.0, 2.0 * tokens * h * ACT_BYTES)
     reduce = 0.0
     if tp > 1 and link_Bps > 0:  # analytic ring; the engine instead moves tp_allreduce_flows when it can
         reduce = 2 * (tp - 1) / tp * group * h * ACT_BYTES / link_Bps + 2 * (tp - 1) * latency_s
     return proj, core, norms, reduce + np.zeros_like(norms)
-
-
-def _causal_span(window: float, context: float) -> float:
-    """Mean keys per query of causal prefill over ``context`` tokens when each query sees at most ``window``
-    keys: context / 2 without a window (window = context)."""
-    if window >= context:
-        return context / 2.0
-    return window - window * window / (2.0 * context)
 
 
 def attention_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: bool, context: int,

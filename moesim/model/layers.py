@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from moesim.config.schema import ModelSpec
 from moesim.model.moe import MoEModel
 from moesim.util.registry import Registry
@@ -67,6 +69,38 @@ class AttentionKind(ABC):
         """The model field this kind needs and ``m`` lacks (checked with the scenario), or None."""
         return None
 
+    def state_bytes(self, m: ModelSpec) -> float:
+        """Bytes a sequence keeps whatever its length (a recurrent state: linear attention, SSMs); 0 here."""
+        return 0.0
+
+    def side_work(self, m: ModelSpec, tokens: np.ndarray, decode: bool, context: float, tp: int = 1,
+                  queries: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(FLOPs, bytes) of work beside the core that a measured core table does not time (DSA's indexer)."""
+        return np.zeros_like(tokens), np.zeros_like(tokens)
+
+    def core_work(self, m: ModelSpec, tokens: np.ndarray, decode: bool, context: float, tp: int = 1,
+                  queries: int = 1) -> tuple[np.ndarray, np.ndarray, float]:
+        """The attention core of one block on one GPU: (FLOPs [G], bytes of cache read [G], keys one query
+        attends over). ``tokens`` per GPU of an attention-TP group of ``tp`` (the group's tp·T tokens, 1/tp of
+        the heads each); ``queries`` decode queries per sequence (MTP verify). Scores and values over the
+        attended keys: prefill causal (``causal_span``), decode over the cache, read once per sequence."""
+        dqk, dv = self.core_dims(m, decode)
+        seen = self.attended(m, context)
+        span = seen if decode else causal_span(seen, context)
+        flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
+        share = 1.0 / tp if self.kv_split_by_tp else 1.0
+        kvb, group = self.kv_bytes_per_token(m), tokens * tp
+        cache = group / queries * seen * kvb * share if decode else group * kvb * 2 * share
+        return flops, cache, seen
+
+
+def causal_span(window: float, context: float) -> float:
+    """Mean keys per query of causal prefill over ``context`` tokens when each query sees at most ``window``
+    keys: context / 2 without a window (window = context)."""
+    if window >= context:
+        return context / 2.0
+    return window - window * window / (2.0 * context)
+
 
 class Gqa(AttentionKind):
     """Multi-head attention with grouped KV heads (Ainslie et al. 2023): q, k, v, o projections."""
@@ -78,7 +112,8 @@ class Gqa(AttentionKind):
 
     def params(self, m: ModelSpec) -> float:
         h, heads, hd = m.hidden_size, m.num_attention_heads, self._hd(m)
-        return float(h * (heads + 2 * self.cache_heads(m)) * hd + heads * hd * h)
+        gate = heads * hd * h if m.attn_output_gate else 0  # the output gate doubles q_proj (Qwen3-Next)
+        return float(h * (heads + 2 * self.cache_heads(m)) * hd + heads * hd * h + gate)
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
         return float(2 * self.cache_heads(m) * self._hd(m) * kv_elem_bytes(m))
@@ -91,7 +126,8 @@ class Gqa(AttentionKind):
 
     def projections(self, m: ModelSpec) -> list[tuple[int, int]]:
         h, heads, hd, kv = m.hidden_size, m.num_attention_heads, self._hd(m), self.cache_heads(m)
-        return [(heads * hd, h), (kv * hd, h), (kv * hd, h), (h, heads * hd)]
+        q = heads * hd * (2 if m.attn_output_gate else 1)
+        return [(q, h), (kv * hd, h), (kv * hd, h), (h, heads * hd)]
 
 
 class Mha(Gqa):
@@ -150,6 +186,96 @@ class Mla(AttentionKind):
         return q + [(m.kv_lora_rank + rope, h), (heads * (nope + v), m.kv_lora_rank), (h, heads * v)]
 
 
+class Dsa(Mla):
+    """DeepSeek sparse attention (DeepSeek-V3.2, GLM-5; arXiv 2512.02556 §2.1): MLA whose every query attends
+    over the ``index_topk`` keys a lightning indexer picks. The indexer scores every cached key with
+    ``index_n_heads`` heads of ``index_head_dim`` in FP8 and keeps one FP8 key (and an FP32 scale) per token
+    beside the latent cache."""
+
+    name = "dsa"
+
+    def attended(self, m: ModelSpec, context: float) -> float:
+        return min(context, m.index_topk) if m.index_topk else context
+
+    def kv_bytes_per_token(self, m: ModelSpec) -> float:
+        return super().kv_bytes_per_token(m) + (m.index_head_dim or 0) + 4.0
+
+    def side_work(self, m: ModelSpec, tokens: np.ndarray, decode: bool, context: float, tp: int = 1,
+                  queries: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The indexer: every query scores every earlier key (causal in prefill), reading the index cache."""
+        span = context if decode else context / 2.0
+        flops = 2.0 * tokens * m.index_n_heads * m.index_head_dim * span
+        per = (m.index_head_dim or 0) + 4.0
+        read = tokens * tp / queries * context * per if decode else tokens * tp * per * 2
+        return flops, read
+
+    def requires(self, m: ModelSpec) -> str | None:
+        missing = [f for f in ("index_topk", "index_n_heads", "index_head_dim") if not getattr(m, f)]
+        return missing[0] if missing else None
+
+
+class GatedDeltaNet(AttentionKind):
+    """Linear attention with a gated delta rule (Yang et al., ICLR 2025; Qwen3-Next and Qwen3.5's
+    ``linear_attention`` blocks): per value head a d_k × d_v state instead of a KV cache, so its cost is
+    linear in tokens and its memory constant in context. Projections q, k (key heads), v and the output
+    gate z (value heads), the per-head gates a, b, a depthwise causal conv over q, k, v, and the output
+    projection. Per token the chunked delta rule costs about 6·n_v·d_k·d_v FLOPs (read, correct and update
+    the state) plus the intra-chunk attention of 64-token chunks; a decode step reads and writes the state
+    (FP32, as the checkpoints' mamba_ssm_dtype)."""
+
+    name, kv_split_by_tp = "linear", True
+    CHUNK = 64
+
+    def _dims(self, m: ModelSpec) -> tuple[int, int, int, int]:
+        return m.linear_num_key_heads, m.linear_num_value_heads, m.linear_key_head_dim, m.linear_value_head_dim
+
+    def _conv(self, m: ModelSpec) -> int:
+        nk, nv, dk, dv = self._dims(m)
+        return 2 * nk * dk + nv * dv
+
+    def params(self, m: ModelSpec) -> float:
+        nk, nv, dk, dv = self._dims(m)
+        h = m.hidden_size
+        proj = h * (2 * nk * dk + 2 * nv * dv) + h * 2 * nv + nv * dv * h
+        return float(proj + self._conv(m) * m.linear_conv_kernel_dim + 2 * nv + dv)
+
+    def kv_bytes_per_token(self, m: ModelSpec) -> float:
+        return 0.0
+
+    def cached(self, m: ModelSpec, context: float) -> float:
+        return 0.0
+
+    def state_bytes(self, m: ModelSpec) -> float:
+        nk, nv, dk, dv = self._dims(m)
+        return float(nv * dk * dv * 4 + (m.linear_conv_kernel_dim - 1) * self._conv(m) * ACT_BYTES)
+
+    def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
+        return m.linear_key_head_dim, m.linear_value_head_dim
+
+    def cache_heads(self, m: ModelSpec) -> int:
+        return m.linear_num_value_heads
+
+    def projections(self, m: ModelSpec) -> list[tuple[int, int]]:
+        nk, nv, dk, dv = self._dims(m)
+        h = m.hidden_size
+        return [(2 * nk * dk + 2 * nv * dv, h), (2 * nv, h), (h, nv * dv)]
+
+    def core_work(self, m: ModelSpec, tokens: np.ndarray, decode: bool, context: float, tp: int = 1,
+                  queries: int = 1) -> tuple[np.ndarray, np.ndarray, float]:
+        nk, nv, dk, dv = self._dims(m)
+        intra = 0 if decode else 2 * nv * (dk + dv) * self.CHUNK / 2
+        flops = tokens * (6.0 * nv * dk * dv + intra)
+        group = tokens * tp
+        moved = (group / queries * self.state_bytes(m) * 2 / tp if decode else
+                 group * self._conv(m) * ACT_BYTES / tp)
+        return flops, moved, context
+
+    def requires(self, m: ModelSpec) -> str | None:
+        missing = [f for f in ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
+                               "linear_value_head_dim") if not getattr(m, f)]
+        return missing[0] if missing else None
+
+
 def _indexer_params(m: ModelSpec) -> float:
     """DeepSeek sparse attention's lightning indexer (V3.2, GLM-5): query heads from the query latent, one
     key head and the per-head weights from the hidden state."""
@@ -164,6 +290,9 @@ LAYER_KINDS.register("mha", Mha(), help="multi-head attention (as many KV heads 
 LAYER_KINDS.register("gqa", Gqa(), help="grouped-query attention (fewer KV heads than query heads)")
 LAYER_KINDS.register("mla", Mla(), help="DeepSeek's multi-head latent attention (kv_lora_rank set)")
 LAYER_KINDS.register("sliding", SlidingWindow(), help="GQA over the last model.sliding_window tokens")
+LAYER_KINDS.register("dsa", Dsa(), help="DeepSeek sparse attention: MLA over the index_topk keys an indexer picks")
+LAYER_KINDS.register("linear", GatedDeltaNet(), help="Gated DeltaNet linear attention: a constant-size state "
+                     "per sequence (Qwen3-Next, Qwen3.5)")
 
 
 @dataclass(frozen=True)
@@ -233,8 +362,15 @@ def kv_bytes_all_blocks(m: ModelSpec, tp: int = 1) -> float:
 
 
 def kv_cache_bytes(m: ModelSpec, context: float, tp: int = 1) -> float:
-    """KV bytes one sequence of ``context`` tokens keeps over all blocks (one GPU of a TP group of ``tp``)."""
-    return sum(k.cached(m, context) * k.kv_bytes_per_token(m) * n * _copies(k, tp) for k, n in _kinds(m))
+    """KV bytes one sequence of ``context`` tokens keeps over all blocks (one GPU of a TP group of ``tp``),
+    recurrent states included."""
+    return sum((k.cached(m, context) * k.kv_bytes_per_token(m) + k.state_bytes(m)) * n * _copies(k, tp)
+               for k, n in _kinds(m))
+
+
+def state_bytes_all_blocks(m: ModelSpec, tp: int = 1) -> float:
+    """Bytes of recurrent state one sequence keeps over all blocks, whatever its length (0: attention only)."""
+    return sum(k.state_bytes(m) * n * _copies(k, tp) for k, n in _kinds(m))
 
 
 def attention_kind_label(m: ModelSpec) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from moesim.config.schema import Scenario
 from moesim.config.serving import SideSpec
 from moesim.iteration.checks import check_scenario
-from moesim.model.layers import kv_bytes_all_blocks
+from moesim.model.layers import kv_bytes_all_blocks, state_bytes_all_blocks
 from moesim.model.memory import kv_bytes_per_cached_token, memory_per_gpu
 from moesim.offload.tiers import kv_room_bytes
 from moesim.serve.engines import ENGINES, Scheduling, scheduling
@@ -145,5 +145,10 @@ def kv_capacity_tokens_per_gpu(s: Scenario, max_batch: int, fraction: float) -> 
     mem = memory_per_gpu(probe)
     if not mem["known"]:
         return None
-    free = mem["capacity_bytes"] - (mem["total_bytes"] - mem["kv_cache_bytes"])
-    return max(0.0, free * fraction / kv_bytes_per_cached_token(s))
+    # recurrent states (linear attention) sit in a pool of one per running sequence (SGLang's MambaPool)
+    free = mem["capacity_bytes"] - (mem["total_bytes"] - mem["kv_cache_bytes"]) - max_batch * state_bytes_all_blocks(
+        s.model, s.workload.attention_tp)
+    per_token = kv_bytes_per_cached_token(s)
+    if per_token <= 0:  # no attention cache at all: only the states bound the batch
+        return math.inf if free > 0 else 0.0
+    return max(0.0, free * fraction / per_token)
