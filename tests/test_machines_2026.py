@@ -101,3 +101,9 @@ def test_gpt_oss_decodes_on_one_h100():
                             "workload": {"mode": "decode", "tokens_per_gpu": 16, "context_tokens": 4096}})
     sm = run_scenario(s).summary
     assert sm.iteration_time_s > 0 and sm.meta["memory_per_gpu"]["fits"]
+
+
+def test_a_shorter_model_keeps_its_attention_pattern():
+    s = scenario_from_dict({"model": {"base": "gpt-oss-120b", "num_hidden_layers": 5},
+                            "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 1}})
+    assert s.model.attention_kinds == ("sliding", "full", "sliding", "full", "sliding")

@@ -143,12 +143,22 @@ def _resolve_model(value: Any, base: Path) -> dict[str, Any]:
         return {**_hf_file(value["hf_config"], base), **normalise_keys(extra)}
     if isinstance(value, dict) and "base" in value:
         base_entry = _resolve_model(value["base"], base)
-        return {**base_entry, **normalise_keys({k: v for k, v in value.items() if k != "base"})}
+        over = normalise_keys({k: v for k, v in value.items() if k != "base"})
+        return _keep_pattern({**base_entry, **over}, base_entry, over)
     if isinstance(value, dict):
         return normalise_keys(value)
     raise ScenarioError("must be a catalogue name, a mapping, {base: name, ...} or {hf_config: path}",
                         path="model",
                         fix="e.g. model: deepseek-v3 (see `moesim list models`)")
+
+
+def _keep_pattern(model: dict[str, Any], base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A base model given another block count keeps its per-block attention pattern, repeated from the first
+    block (gpt-oss's sliding/full alternation on 4 blocks: sliding, full, sliding, full)."""
+    kinds, n = base.get("attention_kinds"), over.get("num_hidden_layers")
+    if kinds and "attention_kinds" not in over and isinstance(n, int) and n > 0 and n != len(kinds):
+        model["attention_kinds"] = [kinds[i % len(kinds)] for i in range(n)]
+    return model
 
 
 def _hf_file(name: Any, base: Path) -> dict[str, Any]:
