@@ -75,7 +75,7 @@ def from_hf_config(cfg: dict[str, Any], name: str, quant: dict[str, Any] | None 
 def _attention_kinds(cfg: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     """Each block's attention kind: ``layer_types`` (sliding windows, Gated DeltaNet linear attention),
     Qwen3-Next's ``full_attention_interval``, or DeepSeek sparse attention everywhere (``index_topk``)."""
-    types = list(cfg.get("layer_types") or ())
+    types = list(out.get("layer_types") or cfg.get("layer_types") or ())
     n = int(out.get("num_hidden_layers") or 0)
     if not types and cfg.get("full_attention_interval") and cfg.get("linear_num_value_heads"):
         k = int(cfg["full_attention_interval"])  # Qwen3-Next: every k-th block full, the rest linear

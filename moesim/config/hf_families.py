@@ -12,8 +12,6 @@ _REFUSED_KEYS = {
     "attn_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "expert_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
-    "hybrid_layer_pattern": "per-layer attention shapes (full and sliding-window layers with their own heads) "
-                            "are not modelled",
     "global_head_dim": "full-attention layers with their own head shape (Gemma) are not modelled",
     "compress_ratios": "compressed attention (DeepSeek-V4) is not modelled",
 }
@@ -61,9 +59,13 @@ def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
         out["scoring_func"] = _SCORING[str(cfg.get("scoring_func", "softmax")).lower()]
     elif kind.startswith("ernie"):
         out.update(_ernie(cfg))
+    elif kind.startswith("mimo"):
+        out.update(_mimo(cfg))
     if out.get("topk_method") in _TOPK_METHOD:
         out["group_score"] = _TOPK_METHOD[out["topk_method"]]
     out["mlp_only_layers"] = _dense_layers(cfg)
+    if isinstance(out.get("moe_layer_freq"), list):  # a 0/1 list (MiMo): the dense ones are listed above
+        out["moe_layer_freq"] = 1
     return out
 
 
@@ -87,6 +89,20 @@ def _llama4(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"moe_intermediate_size": inter, "n_shared_experts": 1, "shared_expert_intermediate_size": inter,
             "intermediate_size": cfg.get("intermediate_size_mlp", inter), "scoring_func": "sigmoid",
             "norm_topk_prob": False}
+
+
+def _mimo(cfg: dict[str, Any]) -> dict[str, Any]:
+    """MiMo-V2-Flash: ``hybrid_layer_pattern`` marks sliding-window blocks (1) among full ones (0); the
+    sliding blocks have their own head shape (``swa_*``)."""
+    out: dict[str, Any] = {}
+    pattern = cfg.get("hybrid_layer_pattern")
+    if isinstance(pattern, list):
+        out["layer_types"] = ["sliding_attention" if p else "full_attention" for p in pattern]
+    names = {"swa_num_attention_heads": "sliding_num_attention_heads",
+             "swa_num_key_value_heads": "sliding_num_key_value_heads", "swa_head_dim": "sliding_head_dim",
+             "swa_v_head_dim": "sliding_v_head_dim"}
+    out.update({ours: cfg[theirs] for theirs, ours in names.items() if cfg.get(theirs)})
+    return out
 
 
 def _ernie(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -67,6 +67,11 @@ class ModelSpec(Strict):
     linear_key_head_dim: int | None = Field(default=None, gt=0)
     linear_value_head_dim: int | None = Field(default=None, gt=0)
     linear_conv_kernel_dim: int = Field(default=4, gt=0)
+    # sliding-window blocks with their own head shape (MiMo-V2-Flash's swa_*); unset: the model's
+    sliding_num_attention_heads: int | None = Field(default=None, gt=0)
+    sliding_num_key_value_heads: int | None = Field(default=None, gt=0)
+    sliding_head_dim: int | None = Field(default=None, gt=0)
+    sliding_v_head_dim: int | None = Field(default=None, gt=0)
     attn_output_gate: bool = False  # full-attention blocks gate their output (Qwen3-Next, Qwen3.5): q_proj x 2
     intermediate_size: int | None = Field(default=None, gt=0)  # dense FFN blocks
     # per block, its attention kind (names in moesim.model.layers.LAYER_KINDS: mha, gqa, mla, sliding, ...; or

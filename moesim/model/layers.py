@@ -73,6 +73,10 @@ class AttentionKind(ABC):
         """Bytes a sequence keeps whatever its length (a recurrent state: linear attention, SSMs); 0 here."""
         return 0.0
 
+    def query_heads(self, m: ModelSpec) -> int:
+        """Query heads of this kind's blocks (the model's, unless the kind has its own shape)."""
+        return m.num_attention_heads
+
     def side_work(self, m: ModelSpec, tokens: np.ndarray, decode: bool, context: float, tp: int = 1,
                   queries: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(FLOPs, bytes) of work beside the core that a measured core table does not time (DSA's indexer)."""
@@ -87,7 +91,7 @@ class AttentionKind(ABC):
         dqk, dv = self.core_dims(m, decode)
         seen = self.attended(m, context)
         span = seen if decode else causal_span(seen, context)
-        flops = 2.0 * tokens * m.num_attention_heads * (dqk + dv) * span
+        flops = 2.0 * tokens * self.query_heads(m) * (dqk + dv) * span
         share = 1.0 / tp if self.kv_split_by_tp else 1.0
         kvb, group = self.kv_bytes_per_token(m), tokens * tp
         cache = group / queries * seen * kvb * share if decode else group * kvb * 2 * share
@@ -103,31 +107,42 @@ def causal_span(window: float, context: float) -> float:
 
 
 class Gqa(AttentionKind):
-    """Multi-head attention with grouped KV heads (Ainslie et al. 2023): q, k, v, o projections."""
+    """Multi-head attention with grouped KV heads (Ainslie et al. 2023): q, k, v, o projections. Values may
+    be narrower than keys (``v_head_dim``, MiMo-V2-Flash)."""
 
     name, family = "gqa", "gqa"
 
-    def _hd(self, m: ModelSpec) -> int:
-        return m.head_dim or m.hidden_size // m.num_attention_heads
+    def shape(self, m: ModelSpec) -> tuple[int, int, int, int]:
+        """(query heads, KV heads, key head dim, value head dim) of this kind's blocks."""
+        hd = m.head_dim or m.hidden_size // m.num_attention_heads
+        vd = m.v_head_dim if m.v_head_dim and not m.kv_lora_rank else hd
+        return m.num_attention_heads, m.num_key_value_heads or m.num_attention_heads, hd, vd
+
+    def query_heads(self, m: ModelSpec) -> int:
+        return self.shape(m)[0]
 
     def params(self, m: ModelSpec) -> float:
-        h, heads, hd = m.hidden_size, m.num_attention_heads, self._hd(m)
-        gate = heads * hd * h if m.attn_output_gate else 0  # the output gate doubles q_proj (Qwen3-Next)
-        return float(h * (heads + 2 * self.cache_heads(m)) * hd + heads * hd * h + gate)
+        heads, kv, hd, vd = self.shape(m)
+        h = m.hidden_size
+        gate = heads * vd * h if m.attn_output_gate else 0  # the output gate widens q_proj (Qwen3-Next)
+        return float(h * (heads * hd + kv * (hd + vd)) + heads * vd * h + gate)
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
-        return float(2 * self.cache_heads(m) * self._hd(m) * kv_elem_bytes(m))
+        _, kv, hd, vd = self.shape(m)
+        return float(kv * (hd + vd) * kv_elem_bytes(m))
 
     def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
-        return self._hd(m), self._hd(m)
+        _, _, hd, vd = self.shape(m)
+        return hd, vd
 
     def cache_heads(self, m: ModelSpec) -> int:
-        return m.num_key_value_heads or m.num_attention_heads
+        return self.shape(m)[1]
 
     def projections(self, m: ModelSpec) -> list[tuple[int, int]]:
-        h, heads, hd, kv = m.hidden_size, m.num_attention_heads, self._hd(m), self.cache_heads(m)
-        q = heads * hd * (2 if m.attn_output_gate else 1)
-        return [(q, h), (kv * hd, h), (kv * hd, h), (h, heads * hd)]
+        heads, kv, hd, vd = self.shape(m)
+        h = m.hidden_size
+        q = heads * hd + (heads * vd if m.attn_output_gate else 0)
+        return [(q, h), (kv * hd, h), (kv * vd, h), (h, heads * vd)]
 
 
 class Mha(Gqa):
@@ -138,9 +153,16 @@ class Mha(Gqa):
 
 class SlidingWindow(Gqa):
     """GQA over the last ``sliding_window`` tokens only (Mistral, gpt-oss's sliding layers): a query attends
-    over at most the window and the cache keeps at most the window."""
+    over at most the window and the cache keeps at most the window. Its blocks may have their own head shape
+    (``sliding_num_attention_heads`` ...: MiMo-V2-Flash's SWA layers); unset fields take the model's."""
 
     name = "sliding"
+
+    def shape(self, m: ModelSpec) -> tuple[int, int, int, int]:
+        heads, kv, hd, vd = super().shape(m)
+        hd2 = m.sliding_head_dim or hd
+        return (m.sliding_num_attention_heads or heads, m.sliding_num_key_value_heads or kv, hd2,
+                m.sliding_v_head_dim or (vd if hd2 == hd else hd2))
 
     def attended(self, m: ModelSpec, context: float) -> float:
         return min(context, m.sliding_window) if m.sliding_window else context
