@@ -85,3 +85,40 @@ def test_a_qwen35_hybrid_runs_on_8_h200():
     sm = run_scenario(s).summary
     assert sm.meta["attention_kind"] == "linear+gqa" and sm.iteration_time_s > 0
     assert sm.meta["memory_per_gpu"]["kv_cache_bytes"] == pytest.approx(64 * kv_cache_bytes(s.model, 32768))
+
+
+def nemotron() -> ModelSpec:
+    cfg = json.loads((FIX / "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16" / "config.json").read_text())
+    return ModelSpec(**from_hf_config(cfg, "nemotron-3-nano"))
+
+
+def test_mamba2_blocks_keep_a_state_and_ffn_only_blocks_mix_nothing():
+    """Nemotron 3 Nano: 23 Mamba-2 blocks of 64 heads x 64 with a 128-wide FP32 state and a 4-tap conv over
+    x, B, C (4,096 + 2 x 8 x 128 channels, 3 steps in BF16); 6 attention blocks; 23 MoE blocks without a
+    mixer. Squared-ReLU experts: 2 x H x F parameters each."""
+    m = nemotron()
+    assert m.attention_kinds.count("mamba") == 23 and m.attention_kinds.count("none") == 23
+    assert m.ffn_kinds.count("moe") == 23 and m.ffn_kinds.count("none") == 29
+    state = 64 * 64 * 128 * 4 + 3 * (4096 + 2 * 8 * 128) * 2
+    assert LAYER_KINDS.get("mamba").state_bytes(m) == state and state_bytes_all_blocks(m) == 23 * state
+    assert kv_bytes_all_blocks(m) == 6 * 2 * 2 * 128 * 2
+    none = LAYER_KINDS.get("none")
+    assert none.params(m) == 0 and none.kv_bytes_per_token(m) == 0 and not none.mixes
+    from moesim.model.moe import MoEModel
+    assert MoEModel.from_spec(m).expert_params == 2 * 2688 * 1856
+
+
+def test_mamba_costs_the_same_at_any_context():
+    m = nemotron()
+    assert _core(m, "mamba", True, 1024) == pytest.approx(_core(m, "mamba", True, 262144))
+    assert _core(m, "none", True, 1024) == 0
+
+
+def test_nemotron_runs_on_one_h100():
+    s = scenario_from_dict({"model": {"hf_config": str(FIX / "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16" /
+                                                        "config.json")},
+                            "cluster": {"gpu": "h100", "nodes": 1, "gpus_per_node": 1},
+                            "workload": {"mode": "decode", "tokens_per_gpu": 16, "context_tokens": 8192}})
+    sm = run_scenario(s).summary
+    assert sm.meta["attention_kind"] == "mamba+none+gqa" and sm.totals.stages.get("dense_ffn", 0.0) == 0.0
+    assert len(sm.layers) == 23

@@ -8,7 +8,6 @@ from typing import Any
 
 # keys whose presence means layers moesim cannot represent, and why
 _REFUSED_KEYS = {
-    "hybrid_override_pattern": "Mamba and attention layers interleaved (Nemotron-H): Mamba layers are not modelled",
     "attn_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "expert_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
@@ -61,6 +60,8 @@ def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
         out.update(_ernie(cfg))
     elif kind.startswith("mimo"):
         out.update(_mimo(cfg))
+    elif kind.startswith("nemotron_h"):
+        out.update(_nemotron_h(cfg))
     if out.get("topk_method") in _TOPK_METHOD:
         out["group_score"] = _TOPK_METHOD[out["topk_method"]]
     out["mlp_only_layers"] = _dense_layers(cfg)
@@ -89,6 +90,24 @@ def _llama4(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"moe_intermediate_size": inter, "n_shared_experts": 1, "shared_expert_intermediate_size": inter,
             "intermediate_size": cfg.get("intermediate_size_mlp", inter), "scoring_func": "sigmoid",
             "norm_topk_prob": False}
+
+
+def _nemotron_h(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Nemotron-H (Nemotron 3): ``hybrid_override_pattern`` gives each block one mixer or one FFN: ``M`` a
+    Mamba-2 mixer, ``*`` attention, ``E`` an MoE FFN, ``-`` a dense FFN; experts and FFNs are squared-ReLU
+    (up and down, no gate); the router is a sigmoid with a score bias, as DeepSeek-V3's."""
+    pattern = str(cfg["hybrid_override_pattern"])
+    bad = sorted(set(pattern) - set("M*E-"))
+    if bad:
+        raise ValueError(f"hybrid_override_pattern: block types {bad} are not modelled (M, *, E, - are)")
+    mixer = {"M": "mamba", "*": "full", "E": "none", "-": "none"}
+    ffn = {"M": "none", "*": "none", "E": "moe", "-": "dense"}
+    out: dict[str, Any] = {"attention_kinds": [mixer[ch] for ch in pattern], "ffn_kinds": [ffn[ch] for ch in pattern],
+                           "num_hidden_layers": len(pattern), "expert_gated": False, "scoring_func": "sigmoid",
+                           "shared_expert_intermediate_size": cfg.get("moe_shared_expert_intermediate_size")}
+    names = {"n_groups": "mamba_n_groups", "conv_kernel": "mamba_conv_kernel"}
+    out.update({ours: cfg[theirs] for theirs, ours in names.items() if cfg.get(theirs)})
+    return out
 
 
 def _mimo(cfg: dict[str, Any]) -> dict[str, Any]:

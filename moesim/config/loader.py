@@ -155,9 +155,11 @@ def _resolve_model(value: Any, base: Path) -> dict[str, Any]:
 def _keep_pattern(model: dict[str, Any], base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """A base model given another block count keeps its per-block attention pattern, repeated from the first
     block (gpt-oss's sliding/full alternation on 4 blocks: sliding, full, sliding, full)."""
-    kinds, n = base.get("attention_kinds"), over.get("num_hidden_layers")
-    if kinds and "attention_kinds" not in over and isinstance(n, int) and n > 0 and n != len(kinds):
-        model["attention_kinds"] = [kinds[i % len(kinds)] for i in range(n)]
+    n = over.get("num_hidden_layers")
+    for key in ("attention_kinds", "ffn_kinds"):
+        kinds = base.get(key)
+        if kinds and key not in over and isinstance(n, int) and n > 0 and n != len(kinds):
+            model[key] = [kinds[i % len(kinds)] for i in range(n)]
     return model
 
 

@@ -48,6 +48,9 @@ def attention_parts(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, decode: b
     cache once for all its queries (FlashMLA and FlashInfer's multi-query decode).
     """
     kind = kind or LAYER_KINDS.get(default_kind(m))
+    if not kind.mixes:  # an FFN-only block: its one norm, nothing else
+        zero = np.zeros_like(tokens, dtype=float)
+        return zero, zero, c.kernel(0.0, 2.0 * tokens * m.hidden_size * ACT_BYTES), zero
     wb = BYTES_PER_PARAM[m.dense_dtype]
     p = kind.params(m)
     h = m.hidden_size
@@ -90,9 +93,10 @@ def dense_ffn_time(tokens: np.ndarray, m: ModelSpec, c: ComputeCosts, gemm_fn: G
     if gemm_fn is not None and tp == 1:  # gate+up fused (H -> 2I), down (I -> H), activation from the roofline
         return gemm_fn(tokens, 2 * i, h) + gemm_fn(tokens, h, i) + c.kernel(0.0, tokens * 3 * i * ACT_BYTES)
     wb, peak = BYTES_PER_PARAM[m.dense_dtype], _dense_peak(m, c)
+    k = 3 if m.expert_gated else 2  # gate, up, down (SwiGLU), or up and down (squared ReLU)
     if tp == 1:
-        return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb + tokens * (h + 3 * i) * ACT_BYTES, peak=peak)
-    return c.kernel(2.0 * tokens * 3 * h * i, 3.0 * h * i * wb / tp + (tp * tokens * h + 3 * tokens * i) * ACT_BYTES,
+        return c.kernel(2.0 * tokens * k * h * i, k * h * i * wb + tokens * (h + k * i) * ACT_BYTES, peak=peak)
+    return c.kernel(2.0 * tokens * k * h * i, k * h * i * wb / tp + (tp * tokens * h + k * tokens * i) * ACT_BYTES,
                     peak=peak)
 
 
@@ -142,16 +146,18 @@ def non_moe_times(m: ModelSpec, moe_ids: tuple[int, ...], tokens: np.ndarray, c:
     specs = layer_specs(m)
     before, prev = [], -1
     for b in moe_ids:
-        gap = b - prev - 1  # dense blocks in between: attention + dense FFN each
+        gap = sum(sp.ffn == "dense" for sp in specs[prev + 1:b])  # dense FFN blocks in between
         proj, core, norms = _blocks(parts, specs[prev + 1:b + 1])
         before.append(_nonzero({"attention_proj": proj, "attention_core": core, "norms": norms,
                                 "dense_ffn": dense * gap}))
         prev = b
-    tail = None  # trailing dense blocks: each kind's (attention + dense FFN) times its count
+    tail = None  # trailing blocks: each kind's mixer times its count, and their dense FFNs
     for name, n in _counts(specs[prev + 1:]).items():
         p, k_core, k_norms = parts[name]
-        term = (p + k_core + k_norms + dense) * n
+        term = (p + k_core + k_norms) * n
         tail = term if tail is None else tail + term
+    if tail is not None:
+        tail = tail + dense * sum(sp.ffn == "dense" for sp in specs[prev + 1:])
     after = _nonzero({"tail_blocks": tail if tail is not None else np.zeros_like(tokens, dtype=float),
                       "head": head_time(tokens, m, c, decode, context, gemm_bf16)})
     return before, after

@@ -245,6 +245,9 @@ def _check_layers(m) -> None:
     if m.first_k_dense_replace >= m.num_hidden_layers:
         raise ScenarioError("leaves no MoE layer", path="model.first_k_dense_replace",
                             fix=f"use a value below num_hidden_layers ({m.num_hidden_layers})")
+    if m.ffn_kinds and len(m.ffn_kinds) != m.num_hidden_layers:
+        raise ScenarioError(f"{len(m.ffn_kinds)} FFN kinds for {m.num_hidden_layers} blocks", path="model.ffn_kinds",
+                            fix="give one per block (moe, dense or none), or none (the MoE rule)")
     if any(not 0 <= i < m.num_hidden_layers for i in m.mlp_only_layers):
         raise ScenarioError(f"names a block outside 0..{m.num_hidden_layers - 1}", path="model.mlp_only_layers",
                             fix="list block indices of this model")

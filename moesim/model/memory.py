@@ -68,12 +68,14 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     moe = MoEModel.from_spec(m)
     blocks, n_moe = m.num_hidden_layers, moe.num_moe_layers
     h, f = m.hidden_size, m.moe_intermediate_size
-    expert = 3 * h * f
+    mats = 3 if m.expert_gated else 2  # gate, up, down; squared-ReLU FFNs have no gate
+    expert = mats * h * f
     dense_inter = m.intermediate_size or 0
     attn = attention_params_all(m)
-    dense = 3.0 * h * dense_inter * (blocks - n_moe)
+    dense_blocks = m.ffn_kinds.count("dense") if m.ffn_kinds else blocks - n_moe
+    dense = float(mats) * h * dense_inter * dense_blocks
     routed = float(m.n_routed_experts * expert * n_moe)
-    shared = 3.0 * h * moe.shared_inter * n_moe
+    shared = float(mats) * h * moe.shared_inter * n_moe
     router = float(m.n_routed_experts * h * n_moe)
     emb = float(m.vocab_size * h * (1 if m.tie_word_embeddings else 2))
     head = float(m.vocab_size * h)

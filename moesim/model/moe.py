@@ -24,6 +24,7 @@ class MoEModel:
     shared_inter: int  # total intermediate size of the shared expert(s), 0 if none
     moe_layer_ids: tuple[int, ...]  # indices (0-based) of the blocks that hold an MoE layer
     weight_dtype: str
+    gated: bool = True  # SwiGLU experts (gate, up, down); False: up and down only (squared ReLU)
 
     @classmethod
     def from_spec(cls, m: ModelSpec) -> MoEModel:
@@ -31,11 +32,13 @@ class MoEModel:
         except the blocks in ``mlp_only_layers``."""
         first, freq, dense = m.first_k_dense_replace, m.moe_layer_freq, set(m.mlp_only_layers)
         ids = tuple(i for i in range(first, m.num_hidden_layers) if (i - first + 1) % freq == 0 and i not in dense)
+        if m.ffn_kinds:  # each block's FFN given (Nemotron-H)
+            ids = tuple(i for i, k in enumerate(m.ffn_kinds) if k == "moe")
         shared = m.shared_expert_intermediate_size or m.n_shared_experts * m.moe_intermediate_size
         return cls(name=m.name, hidden=m.hidden_size, inter=m.moe_intermediate_size,
                    experts=m.n_routed_experts, shared_experts=m.n_shared_experts,
                    shared_inter=shared if m.n_shared_experts else 0, moe_layer_ids=ids,
-                   weight_dtype=m.weight_dtype)
+                   weight_dtype=m.weight_dtype, gated=m.expert_gated)
 
     @property
     def num_moe_layers(self) -> int:
@@ -46,9 +49,14 @@ class MoEModel:
         return BYTES_PER_PARAM[self.weight_dtype]
 
     @property
+    def up_mats(self) -> int:
+        """Input projections of an expert: gate and up (SwiGLU), or up alone (squared ReLU)."""
+        return 2 if self.gated else 1
+
+    @property
     def expert_params(self) -> int:
-        """Parameters of one routed SwiGLU expert: gate, up and down projections, 3·H·F."""
-        return 3 * self.hidden * self.inter
+        """Parameters of one routed expert: gate, up and down projections, 3·H·F (2·H·F ungated)."""
+        return (self.up_mats + 1) * self.hidden * self.inter
 
     @property
     def expert_weight_bytes(self) -> float:

@@ -36,7 +36,7 @@ def profile_doc(path: str | Path) -> dict[str, Any]:
 
 def cost_model(cluster: ClusterSpec, model: MoEModel, top_k: int) -> CostModel:
     """The cluster's cost model: its GPU's profile read by the model its format names, else the roofline."""
-    if not cluster.gpu_profile:
+    if not cluster.gpu_profile or not model.gated:  # the tables time SwiGLU experts only
         return COST_MODELS.get("roofline")(cluster, model, top_k, None)
     doc = profile_doc(cluster.gpu_profile)
     return COST_MODELS.get(catalog.profile_kind(doc) or "measured")(cluster, model, top_k, doc)

@@ -49,13 +49,13 @@ class ComputeCosts:
 
 def expert_time(slot_tokens: np.ndarray, model: MoEModel, c: ComputeCosts) -> np.ndarray:
     """Routed-expert FFN time per GPU. slot_tokens [G, S] tokens per local expert slot -> [G] seconds."""
-    h, f, wb = model.hidden, model.inter, model.weight_bytes_per_param
+    h, f, wb, u = model.hidden, model.inter, model.weight_bytes_per_param, model.up_mats
     active = slot_tokens > 0
     rows = np.where(active, np.ceil(slot_tokens / c.tile) * c.tile, 0.0).sum(axis=1)
     tokens = slot_tokens.sum(axis=1)
     n_active = active.sum(axis=1)
-    gate_up = c.kernel(2 * rows * h * 2 * f, n_active * 2 * h * f * wb + tokens * (h + 2 * f) * ACT_BYTES)
-    act = c.kernel(0.0, tokens * 3 * f * ACT_BYTES)  # SiLU(gate)·up: read 2F, write F per token
+    gate_up = c.kernel(2 * rows * h * u * f, n_active * u * h * f * wb + tokens * (h + u * f) * ACT_BYTES)
+    act = c.kernel(0.0, tokens * (u + 1) * f * ACT_BYTES)  # SiLU(gate)·up: read 2F, write F per token
     down = c.kernel(2 * rows * f * h, n_active * f * h * wb + tokens * (f + h) * ACT_BYTES)
     return np.where(n_active > 0, gate_up + act + down, 0.0)
 
@@ -64,10 +64,10 @@ def shared_expert_time(tokens: np.ndarray, model: MoEModel, c: ComputeCosts) -> 
     """Shared-expert FFN time per GPU for ``tokens`` [G] local tokens (always on, no dispatch)."""
     if not model.shared_inter:
         return np.zeros_like(tokens, dtype=float)
-    h, f, wb = model.hidden, model.shared_inter, model.weight_bytes_per_param
+    h, f, wb, u = model.hidden, model.shared_inter, model.weight_bytes_per_param, model.up_mats
     rows = np.ceil(tokens / c.tile) * c.tile
-    gate_up = c.kernel(2 * rows * h * 2 * f, 2 * h * f * wb + tokens * (h + 2 * f) * ACT_BYTES)
-    act = c.kernel(0.0, tokens * 3 * f * ACT_BYTES)
+    gate_up = c.kernel(2 * rows * h * u * f, u * h * f * wb + tokens * (h + u * f) * ACT_BYTES)
+    act = c.kernel(0.0, tokens * (u + 1) * f * ACT_BYTES)
     down = c.kernel(2 * rows * f * h, f * h * wb + tokens * (f + h) * ACT_BYTES)
     return gate_up + act + down
 
