@@ -96,7 +96,7 @@ def test_dbrx_and_ernie_layouts_are_read():
 @pytest.mark.parametrize("cfg, key", [
     ({**ERNIE, "moe_num_experts": [64, 32]}, "n_routed_experts differs between layers"),
     ({**ERNIE, "attn_layer_period": 8, "expert_layer_period": 2}, "attn_layer_period: "),
-    ({**ERNIE, "scoring_func": "sqrtsoftplus"}, "scoring_func: 'sqrtsoftplus'"),
+    ({**ERNIE, "scoring_func": "sparsemax"}, "scoring_func: 'sparsemax'"),
     ({"model_type": "llama"}, "names no routed experts"),
 ])
 def test_other_refusals_name_the_key(cfg, key):

@@ -122,3 +122,19 @@ def test_nemotron_runs_on_one_h100():
     sm = run_scenario(s).summary
     assert sm.meta["attention_kind"] == "mamba+none+gqa" and sm.totals.stages.get("dense_ffn", 0.0) == 0.0
     assert len(sm.layers) == 23
+
+
+def test_deepseek_v4_compressed_attention_by_hand():
+    """DeepSeek-V4-Flash: csa blocks pool 4 tokens to one and attend over the indexer's 512 picks plus a
+    128-token window; hca blocks pool 128 to one and attend over all of them plus the window. At 1M tokens
+    of context: csa caches 262,144 + 128 entries and reads 512 + 128; hca caches and reads 8,192 + 128."""
+    cfg = json.loads((FIX / "deepseek-ai--DeepSeek-V4-Flash" / "config.json").read_text())
+    m = ModelSpec(**from_hf_config(cfg, "v4-flash"))
+    assert m.attention_kinds[:4] == ("sliding", "sliding", "csa", "hca")
+    csa, hca = LAYER_KINDS.get("csa"), LAYER_KINDS.get("hca")
+    ctx = 1_048_576
+    assert csa.cached(m, ctx) == ctx / 4 + 128 and csa.attended(m, ctx) == 512 + 128
+    assert hca.cached(m, ctx) == ctx / 128 + 128 and hca.attended(m, ctx) == ctx / 128 + 128
+    assert csa.kv_bytes_per_token(m) == 512 * 2 + 132 and hca.kv_bytes_per_token(m) == 512 * 2
+    flops, _ = csa.side_work(m, np.array([1.0]), True, ctx)
+    assert flops[0] == 2 * 64 * 128 * ctx / 4 and hca.side_work(m, np.array([1.0]), True, ctx)[0][0] == 0

@@ -82,6 +82,8 @@ def _attention_kinds(cfg: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]
         types = ["full_attention" if (i + 1) % k == 0 else "linear_attention" for i in range(n)]
     full = "dsa" if out.get("index_topk") and out.get("kv_lora_rank") else "full"
     kinds = [full if LAYER_TYPES[t] == "full" else LAYER_TYPES[t] for t in types]
+    if not types and out.get("attention_kinds"):  # a family adapter set them (DeepSeek-V4, Nemotron-H)
+        return {}
     if "sliding" in kinds and not cfg.get("sliding_window"):
         kinds = [full if k == "sliding" else k for k in kinds]  # no window given: full attention
     res: dict[str, Any] = {}

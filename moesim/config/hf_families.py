@@ -12,14 +12,14 @@ _REFUSED_KEYS = {
     "expert_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
     "global_head_dim": "full-attention layers with their own head shape (Gemma) are not modelled",
-    "compress_ratios": "compressed attention (DeepSeek-V4) is not modelled",
 }
 _ATTENTION_KINDS = {"full_attention", "sliding_attention", "attention", "deepseek_sparse_attention",
                     "linear_attention"}
 # Hugging Face layer_types -> moesim attention kinds (full: the model's own full-attention kind)
 LAYER_TYPES = {"sliding_attention": "sliding", "linear_attention": "linear", "full_attention": "full",
                "attention": "full", "deepseek_sparse_attention": "full"}
-_SCORING = {"softmax": "softmax", "sigmoid": "sigmoid"}
+# sqrtsoftplus (DeepSeek-V4): an independent, increasing score per expert, routed as sigmoid scores are
+_SCORING = {"softmax": "softmax", "sigmoid": "sigmoid", "sqrtsoftplus": "sigmoid"}
 _TOPK_METHOD = {"noaux_tc": "sum_top2", "group_limited_greedy": "max", "greedy": "max"}
 
 
@@ -62,6 +62,8 @@ def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
         out.update(_mimo(cfg))
     elif kind.startswith("nemotron_h"):
         out.update(_nemotron_h(cfg))
+    elif kind.startswith("deepseek_v4"):
+        out.update(_deepseek_v4(cfg))
     if out.get("topk_method") in _TOPK_METHOD:
         out["group_score"] = _TOPK_METHOD[out["topk_method"]]
     out["mlp_only_layers"] = _dense_layers(cfg)
@@ -90,6 +92,27 @@ def _llama4(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"moe_intermediate_size": inter, "n_shared_experts": 1, "shared_expert_intermediate_size": inter,
             "intermediate_size": cfg.get("intermediate_size_mlp", inter), "scoring_func": "sigmoid",
             "norm_topk_prob": False}
+
+
+def _deepseek_v4(cfg: dict[str, Any]) -> dict[str, Any]:
+    """DeepSeek-V4: ``compress_ratios`` per block (entries past the blocks belong to the MTP module): the
+    smaller ratio's blocks are compressed sparse attention (csa), the larger's heavily compressed (hca), a
+    0 a block of the sliding window alone (taken as sliding-window attention of the same query and KV
+    heads). Assumed: the first ``num_hash_layers`` blocks' hash routing is routed as the others' (the
+    statistics, not the router, set the expert loads); hyper-connections (``hc_mult``) add no weights that
+    count; FP8 attention beside FP4 experts (quantization_config fp8, expert_dtype fp4)."""
+    n = int(cfg["num_hidden_layers"])
+    ratios = [int(r) for r in cfg["compress_ratios"][:n]]
+    nonzero = sorted({r for r in ratios if r})
+    if len(nonzero) > 2:
+        raise ValueError(f"compress_ratios: {nonzero}: moesim models two compression ratios (csa, hca)")
+    csa, hca = (nonzero[0], nonzero[-1]) if nonzero else (4, 128)
+    kinds = ["sliding" if r == 0 else "csa" if r == csa else "hca" for r in ratios]
+    out: dict[str, Any] = {"attention_kinds": kinds, "csa_ratio": csa, "hca_ratio": hca}
+    q = cfg.get("quantization_config") or {}
+    if str(cfg.get("expert_dtype", "")).lower() == "fp4" and str(q.get("quant_method", "")).lower() == "fp8":
+        out["dense_weight_dtype"] = "fp8"
+    return out
 
 
 def _nemotron_h(cfg: dict[str, Any]) -> dict[str, Any]:

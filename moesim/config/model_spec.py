@@ -62,6 +62,12 @@ class ModelSpec(Strict):
     sliding_num_key_value_heads: int | None = Field(default=None, gt=0)
     sliding_head_dim: int | None = Field(default=None, gt=0)
     sliding_v_head_dim: int | None = Field(default=None, gt=0)
+    # DeepSeek-V4's compressed attention (csa / hca blocks): KV entries pooled ``csa_ratio`` / ``hca_ratio``
+    # tokens to one, beside a ``sliding_window`` of raw ones; the output projection in ``o_groups`` LoRA groups
+    csa_ratio: int = Field(default=4, gt=0)
+    hca_ratio: int = Field(default=128, gt=0)
+    o_lora_rank: int | None = Field(default=None, gt=0)
+    o_groups: int = Field(default=1, gt=0)
     attn_output_gate: bool = False  # full-attention blocks gate their output (Qwen3-Next, Qwen3.5): q_proj x 2
     # per block, its FFN: moe, dense or none (Nemotron-H's mixer-only blocks); empty: the MoE rule above
     ffn_kinds: tuple[Literal["moe", "dense", "none"], ...] = ()

@@ -145,3 +145,81 @@ def _indexer_params(m: ModelSpec) -> float:
         return 0.0
     q_in = m.q_lora_rank or m.hidden_size
     return float(q_in * m.index_n_heads * m.index_head_dim + m.hidden_size * (m.index_head_dim + m.index_n_heads))
+
+
+class Compressed(AttentionKind):
+    """DeepSeek-V4's compressed attention (DeepSeek-V4 report: CSA and HCA). Keys and values (one shared
+    head of ``head_dim``, as multi-query attention) are pooled ``ratio`` tokens to one; a query attends over
+    the compressed entries (CSA: the ``index_topk`` an indexer picks, as DSA; HCA: all of them) and over a
+    ``sliding_window`` of raw tokens. Queries through a LoRA (``q_lora_rank``), the output projection in
+    ``o_groups`` LoRA groups (``o_lora_rank``). Assumed where the config says no more: the compressor costs
+    a gate and a value projection (2 · H · head_dim), the cache keeps one BF16/FP8 entry of head_dim per
+    compressed and per windowed token."""
+
+    family = ""
+    kv_split_by_tp = False
+    sparse = False
+
+    def ratio(self, m: ModelSpec) -> int:
+        return m.csa_ratio if self.sparse else m.hca_ratio
+
+    def _window(self, m: ModelSpec, context: float) -> float:
+        return min(context, m.sliding_window or 0)
+
+    def params(self, m: ModelSpec) -> float:
+        h, heads, hd, q = m.hidden_size, m.num_attention_heads, m.head_dim, m.q_lora_rank or 0
+        q_proj = h * q + q * heads * hd if q else h * heads * hd
+        o = heads * hd * m.o_lora_rank + m.o_groups * m.o_lora_rank * h if m.o_lora_rank else heads * hd * h
+        return float(q_proj + h * hd + o + 2 * h * hd + (_indexer_params(m) if self.sparse else 0))
+
+    def kv_bytes_per_token(self, m: ModelSpec) -> float:
+        return float(m.head_dim * kv_elem_bytes(m) + ((m.index_head_dim or 0) + 4.0 if self.sparse else 0.0))
+
+    def cached(self, m: ModelSpec, context: float) -> float:
+        return context / self.ratio(m) + self._window(m, context)
+
+    def attended(self, m: ModelSpec, context: float) -> float:
+        pooled = context / self.ratio(m)
+        return (min(pooled, m.index_topk or pooled) if self.sparse else pooled) + self._window(m, context)
+
+    def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
+        return m.head_dim, m.head_dim
+
+    def cache_heads(self, m: ModelSpec) -> int:
+        return 1
+
+    def projections(self, m: ModelSpec) -> list[tuple[int, int]]:
+        h, heads, hd, q = m.hidden_size, m.num_attention_heads, m.head_dim, m.q_lora_rank or 0
+        qp = [(q, h), (heads * hd, q)] if q else [(heads * hd, h)]
+        o = [(m.o_lora_rank * m.o_groups, heads * hd), (h, m.o_groups * m.o_lora_rank)] if m.o_lora_rank else \
+            [(h, heads * hd)]
+        return qp + [(hd, h), (2 * hd, h)] + o
+
+    def side_work(self, m: ModelSpec, tokens: np.ndarray, decode: bool, context: float, tp: int = 1,
+                  queries: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """CSA's indexer over the compressed keys (as DSA's over raw ones); HCA has none."""
+        if not self.sparse:
+            return np.zeros_like(tokens), np.zeros_like(tokens)
+        pooled = context / self.ratio(m)
+        flops = 2.0 * tokens * m.index_n_heads * m.index_head_dim * (pooled if decode else pooled / 2.0)
+        per = m.index_head_dim + 4.0
+        return flops, (tokens * tp / queries * pooled * per if decode else tokens * tp * per * 2)
+
+    def requires(self, m: ModelSpec) -> str | None:
+        need = ("head_dim", "sliding_window") + (("index_topk", "index_n_heads", "index_head_dim")
+                                                 if self.sparse else ())
+        missing = [f for f in need if not getattr(m, f)]
+        return missing[0] if missing else None
+
+
+class Csa(Compressed):
+    """Compressed sparse attention: top-k of the compressed entries (``csa_ratio``) plus the window."""
+
+    name, sparse = "csa", True
+
+
+class Hca(Compressed):
+    """Heavily compressed attention: every compressed entry (``hca_ratio``) plus the window."""
+
+    name = "hca"
+

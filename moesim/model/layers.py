@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from moesim.config.schema import ModelSpec
 from moesim.model.attention import ACT_BYTES, KV_BYTES, AttentionKind, causal_span, kv_elem_bytes
-from moesim.model.kinds import Dsa, Gqa, Mha, Mla, SlidingWindow
+from moesim.model.kinds import Csa, Dsa, Gqa, Hca, Mha, Mla, SlidingWindow
 from moesim.model.mixers import GatedDeltaNet, Mamba2, NoMixer
 from moesim.model.moe import MoEModel
 from moesim.util.registry import Registry
@@ -28,6 +28,8 @@ LAYER_KINDS.register("mha", Mha(), help="multi-head attention (as many KV heads 
 LAYER_KINDS.register("gqa", Gqa(), help="grouped-query attention (fewer KV heads than query heads)")
 LAYER_KINDS.register("mla", Mla(), help="DeepSeek's multi-head latent attention (kv_lora_rank set)")
 LAYER_KINDS.register("sliding", SlidingWindow(), help="GQA over the last model.sliding_window tokens")
+LAYER_KINDS.register("csa", Csa(), help="DeepSeek-V4 compressed sparse attention: top-k pooled entries + a window")
+LAYER_KINDS.register("hca", Hca(), help="DeepSeek-V4 heavily compressed attention: every pooled entry + a window")
 LAYER_KINDS.register("dsa", Dsa(), help="DeepSeek sparse attention: MLA over the index_topk keys an indexer picks")
 LAYER_KINDS.register("mamba", Mamba2(), help="a Mamba-2 state-space mixer: a constant state per sequence "
                      "(Nemotron-H)")
