@@ -138,3 +138,17 @@ def test_deepseek_v4_compressed_attention_by_hand():
     assert csa.kv_bytes_per_token(m) == 512 * 2 + 132 and hca.kv_bytes_per_token(m) == 512 * 2
     flops, _ = csa.side_work(m, np.array([1.0]), True, ctx)
     assert flops[0] == 2 * 64 * 128 * ctx / 4 and hca.side_work(m, np.array([1.0]), True, ctx)[0][0] == 0
+
+
+def test_gemma4_global_layers_have_their_own_heads_and_keys_are_values():
+    """Gemma 4 26B-A4B: 25 sliding blocks of 8 KV heads x 256 (K and V cached) and 5 global blocks of 2 KV
+    heads x 512 whose keys are the values (one tensor cached, no v_proj)."""
+    cfg = json.loads((FIX / "google--gemma-4-26B-A4B" / "config.json").read_text())
+    m = ModelSpec(**from_hf_config(cfg, "gemma4"))
+    full = LAYER_KINDS.get("gqa")  # the default kind of Gemma 4's global blocks (2 < 16 KV heads)
+    sliding = LAYER_KINDS.get("sliding")
+    assert full.kv_bytes_per_token(m) == 2 * 512 * 2 and sliding.kv_bytes_per_token(m) == 8 * 2 * 256 * 2
+    h = 2816
+    assert full.params(m) == h * (16 * 512 + 2 * 512) + 16 * 512 * h
+    assert sliding.params(m) == h * (16 * 256 + 8 * 512) + 16 * 256 * h
+    assert kv_bytes_all_blocks(m) == 5 * 2048 + 25 * 8192

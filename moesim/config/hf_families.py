@@ -11,7 +11,6 @@ _REFUSED_KEYS = {
     "attn_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "expert_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
-    "global_head_dim": "full-attention layers with their own head shape (Gemma) are not modelled",
 }
 _ATTENTION_KINDS = {"full_attention", "sliding_attention", "attention", "deepseek_sparse_attention",
                     "linear_attention"}
@@ -62,6 +61,8 @@ def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
         out.update(_mimo(cfg))
     elif kind.startswith("nemotron_h"):
         out.update(_nemotron_h(cfg))
+    elif kind.startswith("gemma4"):
+        out.update(_gemma4(cfg))
     elif kind.startswith("deepseek_v4"):
         out.update(_deepseek_v4(cfg))
     if out.get("topk_method") in _TOPK_METHOD:
@@ -92,6 +93,17 @@ def _llama4(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"moe_intermediate_size": inter, "n_shared_experts": 1, "shared_expert_intermediate_size": inter,
             "intermediate_size": cfg.get("intermediate_size_mlp", inter), "scoring_func": "sigmoid",
             "norm_topk_prob": False}
+
+
+def _gemma4(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Gemma 4 MoE: every block runs a dense GeLU-gated MLP (``intermediate_size``) beside its routed experts,
+    which moesim carries as one always-on shared expert of that width; global (full) layers have their own
+    head shape (``global_head_dim``, ``num_global_key_value_heads``) and keys that are the values."""
+    out: dict[str, Any] = {"n_shared_experts": 1, "shared_expert_intermediate_size": cfg.get("intermediate_size")}
+    out.update({k: cfg[k] for k in ("global_head_dim", "num_global_key_value_heads", "attention_k_eq_v")
+                if cfg.get(k) is not None})
+    out.pop("intermediate_size", None)
+    return out
 
 
 def _deepseek_v4(cfg: dict[str, Any]) -> dict[str, Any]:

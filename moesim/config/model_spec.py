@@ -62,6 +62,11 @@ class ModelSpec(Strict):
     sliding_num_key_value_heads: int | None = Field(default=None, gt=0)
     sliding_head_dim: int | None = Field(default=None, gt=0)
     sliding_v_head_dim: int | None = Field(default=None, gt=0)
+    # full-attention blocks with their own head shape among sliding ones (Gemma 4's global layers), and keys
+    # that are the values there (attention_k_eq_v: one projection, one cached tensor)
+    global_head_dim: int | None = Field(default=None, gt=0)
+    num_global_key_value_heads: int | None = Field(default=None, gt=0)
+    attention_k_eq_v: bool = False
     # DeepSeek-V4's compressed attention (csa / hca blocks): KV entries pooled ``csa_ratio`` / ``hca_ratio``
     # tokens to one, beside a ``sliding_window`` of raw ones; the output projection in ``o_groups`` LoRA groups
     csa_ratio: int = Field(default=4, gt=0)

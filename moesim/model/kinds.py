@@ -14,11 +14,24 @@ class Gqa(AttentionKind):
 
     name, family = "gqa", "gqa"
 
-    def shape(self, m: ModelSpec) -> tuple[int, int, int, int]:
-        """(query heads, KV heads, key head dim, value head dim) of this kind's blocks."""
+    shared_kv = True  # full blocks: keys are the values under attention_k_eq_v (Gemma 4's global layers)
+
+    def base_shape(self, m: ModelSpec) -> tuple[int, int, int, int]:
+        """(query heads, KV heads, key head dim, value head dim) the model gives for every block."""
         hd = m.head_dim or m.hidden_size // m.num_attention_heads
         vd = m.v_head_dim if m.v_head_dim and not m.kv_lora_rank else hd
         return m.num_attention_heads, m.num_key_value_heads or m.num_attention_heads, hd, vd
+
+    def shape(self, m: ModelSpec) -> tuple[int, int, int, int]:
+        """This kind's blocks' shape: the model's, with a global-layer head shape where it gives one."""
+        heads, kv, hd, vd = self.base_shape(m)
+        if m.global_head_dim:
+            hd = vd = m.global_head_dim
+        return heads, m.num_global_key_value_heads or kv, hd, vd
+
+    def _kv_tensors(self, m: ModelSpec) -> int:
+        """Tensors cached per KV head: K and V, or one when keys are the values."""
+        return 1 if m.attention_k_eq_v and self.shared_kv else 2
 
     def query_heads(self, m: ModelSpec) -> int:
         return self.shape(m)[0]
@@ -27,11 +40,12 @@ class Gqa(AttentionKind):
         heads, kv, hd, vd = self.shape(m)
         h = m.hidden_size
         gate = heads * vd * h if m.attn_output_gate else 0  # the output gate widens q_proj (Qwen3-Next)
-        return float(h * (heads * hd + kv * (hd + vd)) + heads * vd * h + gate)
+        v = kv * vd if self._kv_tensors(m) == 2 else 0
+        return float(h * (heads * hd + kv * hd + v) + heads * vd * h + gate)
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
         _, kv, hd, vd = self.shape(m)
-        return float(kv * (hd + vd) * kv_elem_bytes(m))
+        return float(kv * (hd + (vd if self._kv_tensors(m) == 2 else 0)) * kv_elem_bytes(m))
 
     def core_dims(self, m: ModelSpec, decode: bool) -> tuple[int, int]:
         _, _, hd, vd = self.shape(m)
@@ -44,7 +58,8 @@ class Gqa(AttentionKind):
         heads, kv, hd, vd = self.shape(m)
         h = m.hidden_size
         q = heads * hd + (heads * vd if m.attn_output_gate else 0)
-        return [(q, h), (kv * hd, h), (kv * vd, h), (h, heads * vd)]
+        v = [(kv * vd, h)] if self._kv_tensors(m) == 2 else []
+        return [(q, h), (kv * hd, h), *v, (h, heads * vd)]
 
 
 class Mha(Gqa):
@@ -58,10 +73,10 @@ class SlidingWindow(Gqa):
     over at most the window and the cache keeps at most the window. Its blocks may have their own head shape
     (``sliding_num_attention_heads`` ...: MiMo-V2-Flash's SWA layers); unset fields take the model's."""
 
-    name = "sliding"
+    name, shared_kv = "sliding", False
 
     def shape(self, m: ModelSpec) -> tuple[int, int, int, int]:
-        heads, kv, hd, vd = super().shape(m)
+        heads, kv, hd, vd = self.base_shape(m)
         hd2 = m.sliding_head_dim or hd
         return (m.sliding_num_attention_heads or heads, m.sliding_num_key_value_heads or kv, hd2,
                 m.sliding_v_head_dim or (vd if hd2 == hd else hd2))
