@@ -152,3 +152,23 @@ def test_gemma4_global_layers_have_their_own_heads_and_keys_are_values():
     assert full.params(m) == h * (16 * 512 + 2 * 512) + 16 * 512 * h
     assert sliding.params(m) == h * (16 * 256 + 8 * 512) + 16 * 256 * h
     assert kv_bytes_all_blocks(m) == 5 * 2048 + 25 * 8192
+
+
+def test_kimi_k3_kda_blocks_and_latent_experts_by_hand():
+    """Kimi-K3: KDA blocks are Gated DeltaNet with 96 key and value heads of 128 plus a full-rank forget gate
+    per key channel (H x 96 x 128 more weights); routed experts run in the 3,584-wide latent (3 x 3,584 x
+    3,072 each) and dispatch moves latent tokens."""
+    cfg = json.loads((FIX / "moonshotai--Kimi-K3" / "config.json").read_text())
+    m = ModelSpec(**from_hf_config(cfg, "kimi-k3"))
+    plain = m.model_copy(update={"linear_channel_gate": False})
+    lin = LAYER_KINDS.get("linear")
+    assert lin.params(m) - lin.params(plain) == 7168 * 96 * 128
+    from moesim.model.moe import MoEModel, copy_bytes
+    moe = MoEModel.from_spec(m)
+    assert moe.expert_hidden == 3584 and moe.expert_params == 3 * 3584 * 3072
+    from moesim.ir.resolve import resolve
+    s = scenario_from_dict({"model": {"hf_config": str(FIX / "moonshotai--Kimi-K3" / "config.json"),
+                                      "num_hidden_layers": 4},
+                            "cluster": {"gpu": "gb300", "nodes": 1}, "placement": {"redundant_experts": 40},
+                            "workload": {"mode": "decode", "tokens_per_gpu": 8}})
+    assert resolve(s).dispatch_copy_bytes == copy_bytes(3584, s.comm.dispatch_dtype)

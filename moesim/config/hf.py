@@ -26,6 +26,8 @@ ALIASES = {
     "interleave_moe_layer_step": "moe_layer_freq",  # Llama 4, the same convention
     "moe_num_shared_experts": "n_shared_experts",  # ERNIE-4.5
     "num_shared_expert": "n_shared_experts",  # Hunyuan
+    "num_shared_experts": "n_shared_experts",  # Kimi Linear
+    "num_experts_per_token": "num_experts_per_tok",  # Kimi Linear
 }
 
 
@@ -82,7 +84,7 @@ def _attention_kinds(cfg: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]
         types = ["full_attention" if (i + 1) % k == 0 else "linear_attention" for i in range(n)]
     full = "dsa" if out.get("index_topk") and out.get("kv_lora_rank") else "full"
     kinds = [full if LAYER_TYPES[t] == "full" else LAYER_TYPES[t] for t in types]
-    if not types and out.get("attention_kinds"):  # a family adapter set them (DeepSeek-V4, Nemotron-H)
+    if not types and out.get("attention_kinds"):  # a family adapter set them (DeepSeek-V4, Nemotron-H, Kimi)
         return {}
     if "sliding" in kinds and not cfg.get("sliding_window"):
         kinds = [full if k == "sliding" else k for k in kinds]  # no window given: full attention

@@ -10,7 +10,6 @@ from typing import Any
 _REFUSED_KEYS = {
     "attn_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
     "expert_layer_period": "Mamba layers between attention layers (Jamba) are not modelled",
-    "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
 }
 _ATTENTION_KINDS = {"full_attention", "sliding_attention", "attention", "deepseek_sparse_attention",
                     "linear_attention"}
@@ -61,6 +60,8 @@ def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
         out.update(_mimo(cfg))
     elif kind.startswith("nemotron_h"):
         out.update(_nemotron_h(cfg))
+    elif kind.startswith("kimi_linear"):
+        out.update(_kimi_linear(cfg))
     elif kind.startswith("gemma4"):
         out.update(_gemma4(cfg))
     elif kind.startswith("deepseek_v4"):
@@ -93,6 +94,29 @@ def _llama4(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"moe_intermediate_size": inter, "n_shared_experts": 1, "shared_expert_intermediate_size": inter,
             "intermediate_size": cfg.get("intermediate_size_mlp", inter), "scoring_func": "sigmoid",
             "norm_topk_prob": False}
+
+
+def _kimi_linear(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Kimi Linear / Kimi-K3: ``linear_attn_config`` lists (1-based) Kimi Delta Attention blocks and MLA
+    blocks; KDA is Gated DeltaNet with a full-rank, per-channel forget gate (``use_full_rank_gate``), as many
+    key as value heads. A latent MoE (``routed_expert_hidden_size``) dispatches tokens projected to that width
+    and runs the routed experts in it. Assumed where the config says no more: the shared experts run at the
+    full hidden size; the projections to and from the latent width are one H x latent matrix each per block."""
+    lin = cfg["linear_attn_config"]
+    n = int(cfg["num_hidden_layers"])
+    kda, full = {int(i) - 1 for i in lin.get("kda_layers", ())}, {int(i) - 1 for i in lin.get("full_attn_layers", ())}
+    if kda | full != set(range(n)):
+        raise ValueError("linear_attn_config: kda_layers and full_attn_layers must cover every block")
+    heads, hd = int(lin["num_heads"]), int(lin["head_dim"])
+    out: dict[str, Any] = {
+        "attention_kinds": ["linear" if i in kda else "full" for i in range(n)],
+        "linear_num_key_heads": heads, "linear_num_value_heads": heads, "linear_key_head_dim": hd,
+        "linear_value_head_dim": hd, "linear_conv_kernel_dim": int(lin.get("short_conv_kernel_size", 4)),
+        "linear_channel_gate": bool(lin.get("use_full_rank_gate", False)),
+        "mla_output_gate": bool(cfg.get("mla_use_output_gate", False))}
+    if cfg.get("routed_expert_hidden_size"):
+        out["expert_hidden_size"] = int(cfg["routed_expert_hidden_size"])
+    return out
 
 
 def _gemma4(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -139,8 +139,9 @@ def _resolve_model(value: Any, base: Path) -> dict[str, Any]:
             raise ScenarioError(f"unknown model {value!r}", path="model",
                                 fix=_choices(value, catalog.model_names())) from None
     if isinstance(value, dict) and "hf_config" in value:
-        extra = {k: v for k, v in value.items() if k != "hf_config"}
-        return {**_hf_file(value["hf_config"], base), **normalise_keys(extra)}
+        extra = normalise_keys({k: v for k, v in value.items() if k != "hf_config"})
+        imported = _hf_file(value["hf_config"], base)
+        return _keep_pattern({**imported, **extra}, imported, extra)
     if isinstance(value, dict) and "base" in value:
         base_entry = _resolve_model(value["base"], base)
         over = normalise_keys({k: v for k, v in value.items() if k != "base"})

@@ -73,6 +73,12 @@ class ModelSpec(Strict):
     hca_ratio: int = Field(default=128, gt=0)
     o_lora_rank: int | None = Field(default=None, gt=0)
     o_groups: int = Field(default=1, gt=0)
+    # latent MoE (Kimi-K3's routed_expert_hidden_size): tokens are projected to this width before dispatch and
+    # the routed experts run in it; None: the hidden size
+    expert_hidden_size: int | None = Field(default=None, gt=0)
+    # linear blocks with a channel-wise, full-rank forget gate (Kimi Delta Attention) beside the head gates
+    linear_channel_gate: bool = False
+    mla_output_gate: bool = False  # MLA blocks gate their output (Kimi-K3's mla_use_output_gate)
     attn_output_gate: bool = False  # full-attention blocks gate their output (Qwen3-Next, Qwen3.5): q_proj x 2
     # per block, its FFN: moe, dense or none (Nemotron-H's mixer-only blocks); empty: the MoE rule above
     ffn_kinds: tuple[Literal["moe", "dense", "none"], ...] = ()

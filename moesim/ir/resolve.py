@@ -51,7 +51,7 @@ def resolve(s: Scenario) -> Resolved:
         scenario=s, model=model, routing=RoutingParams.from_scenario(s),
         links=Links.of(s.cluster, alg.startups(s.cluster, s.comm.layout_exchange), alg.nvlink_scale(s.cluster)),
         has_attention_shape=m.has_attention_shape, expert_bytes=float(model.expert_weight_bytes),
-        dispatch_copy_bytes=copy_bytes(model.hidden, s.comm.dispatch_dtype),
-        combine_copy_bytes=copy_bytes(model.hidden, s.comm.combine_dtype),
+        dispatch_copy_bytes=copy_bytes(model.expert_hidden, s.comm.dispatch_dtype),
+        combine_copy_bytes=copy_bytes(model.expert_hidden, s.comm.combine_dtype),
         compute_slowdown=1.0 / (1.0 - s.comm.reserved_compute_fraction),
         algorithm=algorithm, sm_share=share, sm_share_source=source)

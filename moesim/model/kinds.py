@@ -102,7 +102,8 @@ class Mla(AttentionKind):
         nope, rope, v = m.qk_nope_head_dim or 128, m.qk_rope_head_dim or 0, m.v_head_dim or 128
         q = h * m.q_lora_rank + m.q_lora_rank * heads * (nope + rope) if m.q_lora_rank else h * heads * (nope + rope)
         kv = h * (m.kv_lora_rank + rope) + m.kv_lora_rank * heads * (nope + v)
-        return float(q + kv + heads * v * h + _indexer_params(m))
+        gate = h * heads * v if m.mla_output_gate else 0
+        return float(q + kv + heads * v * h + gate + _indexer_params(m))
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
         return float((m.kv_lora_rank + (m.qk_rope_head_dim or 0)) * kv_elem_bytes(m))

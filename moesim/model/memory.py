@@ -69,14 +69,15 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     blocks, n_moe = m.num_hidden_layers, moe.num_moe_layers
     h, f = m.hidden_size, m.moe_intermediate_size
     mats = 3 if m.expert_gated else 2  # gate, up, down; squared-ReLU FFNs have no gate
-    expert = mats * h * f
+    expert = mats * (m.expert_hidden_size or h) * f
+    latent = 2.0 * h * m.expert_hidden_size * n_moe if m.expert_hidden_size else 0.0  # down to and up from it
     dense_inter = m.intermediate_size or 0
     attn = attention_params_all(m)
     dense_blocks = m.ffn_kinds.count("dense") if m.ffn_kinds else blocks - n_moe
     dense = float(mats) * h * dense_inter * dense_blocks
     routed = float(m.n_routed_experts * expert * n_moe)
     shared = float(mats) * h * moe.shared_inter * n_moe
-    router = float(m.n_routed_experts * h * n_moe)
+    router = float(m.n_routed_experts * h * n_moe) + latent  # (with a latent MoE's two projections)
     emb = float(m.vocab_size * h * (1 if m.tie_word_embeddings else 2))
     head = float(m.vocab_size * h)
     active = attn + dense + shared + router + head + m.num_experts_per_tok * expert * n_moe

@@ -32,7 +32,8 @@ class GatedDeltaNet(AttentionKind):
         nk, nv, dk, dv = self._dims(m)
         h = m.hidden_size
         proj = h * (2 * nk * dk + 2 * nv * dv) + h * 2 * nv + nv * dv * h
-        return float(proj + self._conv(m) * m.linear_conv_kernel_dim + 2 * nv + dv)
+        gate = h * nv * dk if m.linear_channel_gate else 0  # KDA: a forget gate per key channel, full rank
+        return float(proj + gate + self._conv(m) * m.linear_conv_kernel_dim + 2 * nv + dv)
 
     def kv_bytes_per_token(self, m: ModelSpec) -> float:
         return 0.0

@@ -25,6 +25,7 @@ class MoEModel:
     moe_layer_ids: tuple[int, ...]  # indices (0-based) of the blocks that hold an MoE layer
     weight_dtype: str
     gated: bool = True  # SwiGLU experts (gate, up, down); False: up and down only (squared ReLU)
+    latent: int | None = None  # latent MoE: the width tokens are dispatched and routed experts run in
 
     @classmethod
     def from_spec(cls, m: ModelSpec) -> MoEModel:
@@ -38,7 +39,7 @@ class MoEModel:
         return cls(name=m.name, hidden=m.hidden_size, inter=m.moe_intermediate_size,
                    experts=m.n_routed_experts, shared_experts=m.n_shared_experts,
                    shared_inter=shared if m.n_shared_experts else 0, moe_layer_ids=ids,
-                   weight_dtype=m.weight_dtype, gated=m.expert_gated)
+                   weight_dtype=m.weight_dtype, gated=m.expert_gated, latent=m.expert_hidden_size)
 
     @property
     def num_moe_layers(self) -> int:
@@ -49,6 +50,11 @@ class MoEModel:
         return BYTES_PER_PARAM[self.weight_dtype]
 
     @property
+    def expert_hidden(self) -> int:
+        """The width routed experts read and write (and dispatch moves): the latent one of a latent MoE."""
+        return self.latent or self.hidden
+
+    @property
     def up_mats(self) -> int:
         """Input projections of an expert: gate and up (SwiGLU), or up alone (squared ReLU)."""
         return 2 if self.gated else 1
@@ -56,7 +62,7 @@ class MoEModel:
     @property
     def expert_params(self) -> int:
         """Parameters of one routed expert: gate, up and down projections, 3·H·F (2·H·F ungated)."""
-        return (self.up_mats + 1) * self.hidden * self.inter
+        return (self.up_mats + 1) * self.expert_hidden * self.inter
 
     @property
     def expert_weight_bytes(self) -> float:

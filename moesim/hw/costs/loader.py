@@ -47,7 +47,8 @@ def _roofline(cluster: ClusterSpec, model: MoEModel, top_k: int, doc: Any) -> Co
 
 
 def _measured(cluster: ClusterSpec, model: MoEModel, top_k: int, doc: Any) -> CostModel:
-    return MeasuredCosts(Profile.from_doc(doc), model.hidden, model.inter, model.experts, top_k, model.shared_inter)
+    return MeasuredCosts(Profile.from_doc(doc), model.expert_hidden, model.inter, model.experts, top_k,
+                         model.shared_inter)
 
 
 def _silicon(cluster: ClusterSpec, model: MoEModel, top_k: int, doc: Any) -> CostModel:

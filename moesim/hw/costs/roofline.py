@@ -49,7 +49,7 @@ class ComputeCosts:
 
 def expert_time(slot_tokens: np.ndarray, model: MoEModel, c: ComputeCosts) -> np.ndarray:
     """Routed-expert FFN time per GPU. slot_tokens [G, S] tokens per local expert slot -> [G] seconds."""
-    h, f, wb, u = model.hidden, model.inter, model.weight_bytes_per_param, model.up_mats
+    h, f, wb, u = model.expert_hidden, model.inter, model.weight_bytes_per_param, model.up_mats
     active = slot_tokens > 0
     rows = np.where(active, np.ceil(slot_tokens / c.tile) * c.tile, 0.0).sum(axis=1)
     tokens = slot_tokens.sum(axis=1)

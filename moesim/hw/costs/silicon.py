@@ -274,7 +274,7 @@ class SiliconCosts(CostModel):
         if not self.silicon.has_dtype(self.dtype):
             return self.base.expert(slot_tokens, regroup)
         m = self.model
-        t = self.silicon.moe_time(slot_tokens, m.hidden, m.inter, self.k, self.dtype, experts=m.experts)
+        t = self.silicon.moe_time(slot_tokens, m.expert_hidden, m.inter, self.k, self.dtype, experts=m.experts)
         return t + self.base.regroup(slot_tokens) if regroup else t
 
     def shared(self, tokens: np.ndarray) -> np.ndarray:
