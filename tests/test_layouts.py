@@ -113,7 +113,7 @@ def test_moe_tp_refuses_redundant_experts_and_unsplittable_experts():
 
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "e2e" / "inferencex-dsr1-h200.csv"
-SHIPPED_ROWS = Path(__file__).resolve().parent / "fixtures" / "inferencex-dsr1-h200.csv"
+SHIPPED_ROWS = Path(__file__).resolve().parents[1] / "moesim" / "studies" / "e2e" / "data" / "inferencex-dsr1-h200.csv"
 
 
 def _converter():

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from moesim import __version__, api
+from moesim.cli.outputs import offload_out, pipeline_out
 from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group
 from moesim.util import alloc
 from moesim.util.errors import MoesimError
@@ -58,9 +59,9 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
 
     result = api.run(scenario, overrides)
     if getattr(result, "offload", False):
-        return _offload_out(result, as_json, out_dir, trace_file)
+        return offload_out(result, as_json, out_dir, trace_file)
     if getattr(result, "pipeline", False):
-        return _pipeline_out(result, as_json, out_dir, trace_file)
+        return pipeline_out(result, as_json, out_dir, trace_file)
     click.echo(output.to_json(result.doc) if as_json else output.table(result.summary), nl=False)
     if out_dir:
         loads = [st.gpu_tokens for st in result.built.stats]
@@ -71,34 +72,6 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
                                                            result.summary.meta["gpus_per_node"],
                                                            topology=result.built.topology))
         click.echo(f"wrote {trace_file}", err=True)
-
-
-def _offload_out(result, as_json: bool, out_dir: Path | None, trace_file: Path | None) -> None:
-    """An offload run's table or JSON, its result.json and its trace."""
-    from moesim.present import (
-        output,
-        trace,
-    )
-    from moesim.present.offload_text import table
-    click.echo(output.to_json(result.doc) if as_json else table(result.doc), nl=False)
-    if out_dir:
-        path = out_dir / "result.json"
-        output.write_atomic(path, output.to_json(result.doc))
-        click.echo(f"wrote {path}", err=True)
-    if trace_file:
-        output.write_atomic(trace_file, trace.chrome_trace(result.records, result.programs, result.doc["gpus"]))
-        click.echo(f"wrote {trace_file}", err=True)
-
-
-def _pipeline_out(result, as_json: bool, out_dir: Path | None, trace_file: Path | None) -> None:
-    """A pipelined run's table or JSON, its result.json and the schedule's trace."""
-    from moesim.present import output, pipeline_text
-    click.echo(output.to_json(result.doc) if as_json else pipeline_text.table(result.doc), nl=False)
-    for path, text in ((out_dir / "result.json" if out_dir else None, output.to_json(result.doc)),
-                       (trace_file, pipeline_text.chrome_trace(result.timeline) if trace_file else "")):
-        if path:
-            output.write_atomic(path, text)
-            click.echo(f"wrote {path}", err=True)
 
 
 @main.command()
@@ -135,6 +108,12 @@ SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4
 
 
 @main.command()
+@click.argument("what", type=click.Choice(["kernels", "e2e"]), default="kernels", required=False)
+@click.option("--rows", "rows_csv", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="e2e: an InferenceX export (default: the shipped rows, moesim/studies/e2e/data).")
+@click.option("--only", help="e2e: rows whose group contains this text (e.g. trtllm/agg), or row numbers 1,5,9.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
+              help="e2e: processes building iteration surfaces.")
 @click.option("--profile", default="cpu-ref", show_default=True,
               help="A measured (calibrate/) or silicon (moesim.calibrate.import_aic) profile: a name from "
                    "`moesim list gpus` or a path to its JSON file.")
@@ -144,8 +123,11 @@ SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write a report (README.md + predicted_vs_measured.png) to this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows, errors and the DeepEP table as JSON.")
-def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) -> None:
-    """Compare the simulator's predictions with measured MoE layers it was not fitted on.
+def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, profile: str, stored: bool,
+             out_dir: Path | None, as_json: bool) -> None:
+    """Compare the simulator's predictions with measured MoE layers it was not fitted on (``kernels``, the
+    default), or with measured deployments end to end (``e2e``: every row of an InferenceX export served,
+    median TTFT, median TPOT and throughput per GPU, errors per group; fit and test rows apart).
 
     \b
     Per piece and end to end: MAPE, P90 and max absolute percentage error, signed mean error (bias).
@@ -154,7 +136,12 @@ def validate(profile: str, stored: bool, out_dir: Path | None, as_json: bool) ->
     published serving figures with the catalogue H800 and prints the errors.
     Examples:  moesim validate --profile cpu-ref -o reports/validation-cpu-ref
                moesim validate --profile h100-sglang -o reports/validation-h100-sglang
+               moesim validate e2e -o reports/e2e            (all 50 InferenceX rows, minutes)
+               moesim validate e2e --only trtllm/agg --json
     """
+    if what == "e2e":
+        from moesim.cli.study import validate_e2e
+        return validate_e2e(rows_csv, only, jobs, out_dir, as_json)
     from moesim.present.report_validation import tables, write_report
     rep = api.validate(profile, stored)
     rows, errors, deepep, serving = rep["rows"], rep["errors"], rep["deepep"], rep["deepseek_serving"]

@@ -53,3 +53,21 @@ def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, An
     if bar:
         bar[0].close()
     return summary
+
+
+def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None, as_json: bool) -> None:
+    """``moesim validate e2e``: run the rows with a progress line, print the table (or JSON), write the report."""
+    from moesim.exec import make_executor
+    from moesim.present.e2e_text import table, write_report
+    from moesim.studies.e2e.run import INFERENCEX, compare, rows_of, select
+    rows = select(rows_of(rows_csv or INFERENCEX), only)
+    if not rows:
+        raise click.UsageError(f"--only {only!r} matches no row")
+    bar = Progress("e2e rows", len(rows))
+    doc = compare(rows, make_executor("local", jobs, None), progress=lambda k, n, g: bar.update(k, note=g))
+    bar.close()
+    click.echo(json.dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
+    if out_dir:
+        for path in write_report(doc, out_dir):
+            click.echo(f"wrote {path}", err=True)
+
