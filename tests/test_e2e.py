@@ -59,6 +59,7 @@ def test_moesim_validate_e2e_runs_a_row_end_to_end(tmp_path, monkeypatch):
     row = doc["rows"][0]
     assert row["row"] == 1 and set(row["predicted"]) == set(row["measured"])
     assert (tmp_path / "r" / "e2e.png").is_file() and (tmp_path / "r" / "README.md").is_file()
+    assert (tmp_path / "r" / "e2e_curves.png").is_file() and row["concurrency"] == 4
 
 
 def test_an_unmatched_selection_is_a_usage_error():

@@ -59,4 +59,29 @@ def write_report(doc: dict[str, Any], out: Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(out / "e2e.png", dpi=110)
     plt.close(fig)
-    return [out / "e2e.json", out / "README.md", out / "e2e.png"]
+    curves(rows, out / "e2e_curves.png")
+    lines.insert(4, "\n![measured vs predicted](e2e.png)\n\n![over concurrency](e2e_curves.png)\n")
+    write_atomic(out / "README.md", "\n".join(lines) + "\n")
+    return [out / "e2e.json", out / "README.md", out / "e2e.png", out / "e2e_curves.png"]
+
+
+def curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """Measured (solid) and predicted (dashed) over concurrency, one line pair per deployment (group and
+    prompt / answer lengths), one panel per metric."""
+    import matplotlib.pyplot as plt
+    keys = sorted({(r["group"], r["isl"], r["osl"]) for r in rows})
+    fig, axes = plt.subplots(1, len(NAMES), figsize=(5.5 * len(NAMES), 4.5))
+    cmap = plt.get_cmap("tab20")
+    for k, key in enumerate(keys):
+        sel = sorted((r for r in rows if (r["group"], r["isl"], r["osl"]) == key), key=lambda r: r["concurrency"])
+        x = [r["concurrency"] for r in sel]
+        for ax, (m, _) in zip(axes, NAMES, strict=True):
+            ax.plot(x, [r["measured"][m] for r in sel], "-o", ms=3, color=cmap(k % 20),
+                    label=f"{key[0]} {key[1]}/{key[2]}")
+            ax.plot(x, [r["predicted"][m] for r in sel], "--x", ms=3, color=cmap(k % 20))
+    for ax, (_, label) in zip(axes, NAMES, strict=True):
+        ax.set(xscale="log", yscale="log", xlabel="requests in flight", ylabel=label)
+    axes[0].legend(fontsize=5, title="measured -, predicted --", title_fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

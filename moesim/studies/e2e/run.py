@@ -62,8 +62,11 @@ def compare(rows: list[Row], executor: Any, use_cache: bool = True,
             out.append({"row": row.index, "group": row.group, "split": row.split, "error": str(exc)})
             continue
         err = {m: pred[m] / row.measured[m] - 1.0 for m in METRICS}
+        sv = row.scenario["serving"]
         out.append({"row": row.index, "group": row.group, "split": row.split, "name": row.scenario["name"],
-                    "measured": row.measured, "predicted": pred, "signed_error": err})
+                    "concurrency": sv["load"]["concurrency"], "isl": sv["input_tokens"]["value"],
+                    "osl": sv["output_tokens"]["value"], "measured": row.measured, "predicted": pred,
+                    "signed_error": err})
     if progress:
         progress(len(rows), len(rows), "")
     ok = [r for r in out if "error" not in r]
