@@ -78,14 +78,14 @@ def _attention_kinds(cfg: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]
     """Each block's attention kind: ``layer_types`` (sliding windows, Gated DeltaNet linear attention),
     Qwen3-Next's ``full_attention_interval``, or DeepSeek sparse attention everywhere (``index_topk``)."""
     types = list(out.get("layer_types") or cfg.get("layer_types") or ())
+    if not types and out.get("attention_kinds"):  # a family adapter set them (DeepSeek-V4, Nemotron-H, Kimi)
+        return {}
     n = int(out.get("num_hidden_layers") or 0)
     if not types and cfg.get("full_attention_interval") and cfg.get("linear_num_value_heads"):
         k = int(cfg["full_attention_interval"])  # Qwen3-Next: every k-th block full, the rest linear
         types = ["full_attention" if (i + 1) % k == 0 else "linear_attention" for i in range(n)]
     full = "dsa" if out.get("index_topk") and out.get("kv_lora_rank") else "full"
     kinds = [full if LAYER_TYPES[t] == "full" else LAYER_TYPES[t] for t in types]
-    if not types and out.get("attention_kinds"):  # a family adapter set them (DeepSeek-V4, Nemotron-H, Kimi)
-        return {}
     if "sliding" in kinds and not cfg.get("sliding_window"):
         kinds = [full if k == "sliding" else k for k in kinds]  # no window given: full attention
     res: dict[str, Any] = {}

@@ -48,24 +48,13 @@ def adapt(cfg: dict[str, Any]) -> dict[str, Any]:
     func = cfg.get("scoring_func") or cfg.get("moe_router_activation_func")
     if func is not None:
         out["scoring_func"] = _SCORING[str(func).lower()]
-    if kind.startswith("llama4"):
-        out.update(_llama4(cfg))
-    elif kind.startswith(("glm4_moe", "glm_moe")):
+    if kind.startswith(("glm4_moe", "glm_moe")):
         out.setdefault("scoring_func", "sigmoid")  # GLM-4.5 / GLM-5 route with sigmoid and a bias
     elif kind.startswith("minimax"):
         out["scoring_func"] = _SCORING[str(cfg.get("scoring_func", "softmax")).lower()]
-    elif kind.startswith("ernie"):
-        out.update(_ernie(cfg))
-    elif kind.startswith("mimo"):
-        out.update(_mimo(cfg))
-    elif kind.startswith("nemotron_h"):
-        out.update(_nemotron_h(cfg))
-    elif kind.startswith("kimi_linear"):
-        out.update(_kimi_linear(cfg))
-    elif kind.startswith("gemma4"):
-        out.update(_gemma4(cfg))
-    elif kind.startswith("deepseek_v4"):
-        out.update(_deepseek_v4(cfg))
+    family = next((fn for prefix, fn in _FAMILIES if kind.startswith(prefix)), None)
+    if family is not None:
+        out.update(family(cfg))
     if out.get("topk_method") in _TOPK_METHOD:
         out["group_score"] = _TOPK_METHOD[out["topk_method"]]
     out["mlp_only_layers"] = _dense_layers(cfg)
@@ -215,3 +204,8 @@ def _deepseek_native(cfg: dict[str, Any]) -> dict[str, Any]:
     if (out.get("n_group") or 1) > 1:  # V3 ranks groups by the sum of their top two scores, V2 by the max
         out["group_score"] = "sum_top2" if out["scoring_func"] == "sigmoid" else "max"
     return out
+
+
+# model_type prefix -> the adapter that makes its conventions explicit (one entry per family)
+_FAMILIES = (("llama4", _llama4), ("ernie", _ernie), ("mimo", _mimo), ("nemotron_h", _nemotron_h),
+             ("kimi_linear", _kimi_linear), ("gemma4", _gemma4), ("deepseek_v4", _deepseek_v4))

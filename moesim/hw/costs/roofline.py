@@ -14,7 +14,7 @@ import numpy as np
 
 from moesim.config.schema import GpuSpecIn
 from moesim.hw.costs.base import CostModel
-from moesim.model.moe import MoEModel
+from moesim.model.moe import FP4_FAMILY, MoEModel
 
 ACT_BYTES = 2  # activations in BF16
 
@@ -35,7 +35,7 @@ class ComputeCosts:
     def from_gpu(cls, gpu: GpuSpecIn, weight_dtype: str) -> ComputeCosts:
         """FP8 weights run at the FP8 rate; FP4 weights (NVFP4, MXFP4) at the FP4 rate on GPUs with FP4 tensor
         cores (Blackwell), else dequantised to BF16 (Hopper's Marlin-style kernels)."""
-        fp4 = weight_dtype in ("fp4", "nvfp4", "mxfp4") and gpu.peak_fp4_flops
+        fp4 = weight_dtype in FP4_FAMILY and gpu.peak_fp4_flops
         peak = (gpu.peak_fp4_flops if fp4 else gpu.peak_fp8_flops if weight_dtype == "fp8" else gpu.peak_bf16_flops)
         return cls(peak, gpu.peak_bf16_flops, gpu.hbm_bandwidth, gpu.gemm_efficiency, gpu.memory_efficiency,
                    gpu.kernel_overhead, gpu.tile_rows)
