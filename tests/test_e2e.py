@@ -14,7 +14,9 @@ from moesim.studies.e2e.run import INFERENCEX, compare, rows_of, select, stats
 
 def test_the_shipped_rows_are_data_with_groups_and_engines():
     rows = rows_of(INFERENCEX)
-    assert len(rows) == 50 and all(r.split == "test" for r in rows)  # nothing is fitted yet
+    fit = run.fitted_rows()  # the rows the shipped engine terms were fitted on
+    assert len(rows) == 50 and {r.index for r in rows if r.split == "fit"} == fit and 0 < len(fit) < 50
+    assert all(r.split == "test" for r in rows_of(INFERENCEX, frozenset()))
     groups = {r.group for r in rows}
     assert "h200/sglang/agg/no-mtp" in groups and "h200/trtllm/disagg/mtp" in groups
     engines = {r.scenario["serving"].get("engine") for r in rows}
@@ -25,7 +27,7 @@ def test_the_shipped_rows_are_data_with_groups_and_engines():
 
 def test_errors_and_groups_by_hand(monkeypatch):
     """Predictions 10% high on every metric of two rows and 20% low on a third: MAPE and bias by hand."""
-    rows = select(rows_of(INFERENCEX), "1,2,40")
+    rows = select(rows_of(INFERENCEX, frozenset()), "1,2,40")  # all test rows
     scale = {1: 1.1, 2: 1.1, 40: 0.8}
     monkeypatch.setattr(run, "predict", lambda row, ex, cache=True: {m: v * scale[row.index]
                                                                     for m, v in row.measured.items()})

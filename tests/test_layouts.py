@@ -81,7 +81,7 @@ def test_memory_per_gpu_of_deepseek_v3_tp8_and_ep8_by_hand():
 
 @pytest.mark.parametrize("workload, said", [
     ({"attention_tp": 8, "moe_tp": 3}, "moe_tp 3 does not divide attention_tp 8"),
-    ({"attention_tp": 2, "moe_tp": 2, "mode": "training"}, "backward pass of tensor-parallel experts"),
+    ({"attention_tp": 2, "moe_tp": 2, "mode": "training"}, "backward pass of experts inside an attention TP group"),
     ({"attention_tp": 3}, "attention_tp 3 does not split the 128 attention heads"),
     ({"attention_tp": 16}, "attention_tp 16 does not divide 8 GPUs per node"),
 ])

@@ -107,8 +107,27 @@ def test_disaggregated_kv_transfer_time_by_hand():
     nic = s.cluster.gpu.nic_bandwidth
     expect = nbytes / nic + s.cluster.gpu.nic_latency
     assert res.requests["kv_transfer_s"][0] == pytest.approx(expect, rel=1e-6)
-    assert res.requests["ttft_s"][0] == pytest.approx(0.1)
+    # the first token reaches the client with the KV cache, on the decode side (Dynamo, SGLang PD)
+    assert res.requests["ttft_s"][0] == pytest.approx(0.1 + expect, rel=1e-6)
     assert res.requests["e2e_s"][0] == pytest.approx(0.1 + expect + 2 * 0.02, rel=1e-6)
+
+
+def test_engine_overheads_by_hand():
+    # isolated requests: TTFT = front end + prefill + one host pass; every decode step one host pass longer
+    s = scenario({"arrival": {"kind": "constant", "rate_per_s": 1.0}, "requests": 10,
+                  "input_tokens": {"kind": "constant", "value": 100},
+                  "output_tokens": {"kind": "constant", "value": 5},
+                  "overheads": {"host_s": 0.003, "request_s": 0.05}})
+    t = sim(s, prefill_s=0.1, decode_s=0.02).requests
+    assert np.allclose(t["ttft_s"], 0.05 + 0.1 + 0.003)
+    assert np.allclose(t["tpot_s"], 0.02 + 0.003)
+    # disaggregated: the hand-over's set-up before the KV transfer, on the way to the first token
+    d = scenario({"arrival": {"kind": "constant", "rate_per_s": 0.1}, "requests": 1,
+                  "input_tokens": {"kind": "constant", "value": 1000},
+                  "output_tokens": {"kind": "constant", "value": 3}, "overheads": {"handoff_s": 0.2},
+                  "deployment": {"kind": "disaggregated", "prefill": {"gpus": 1}, "decode": {"gpus": 1}}}, nodes=2)
+    r = sim(d, prefill_s=0.1, decode_s=0.02).requests
+    assert r["ttft_s"][0] == pytest.approx(0.1 + 0.2 + r["kv_transfer_s"][0], rel=1e-9)
 
 
 def test_two_transfers_share_the_nic():

@@ -122,9 +122,16 @@ SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4
                    "--live measures the held-out layers again on this machine first (needs torch).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write a report (README.md + predicted_vs_measured.png) to this folder.")
+@click.option("--refit", is_flag=True,
+              help="e2e: fit the engine terms again from the shipped base run and measured rows (seconds, no "
+                   "simulation, deterministic), write them to moesim/serve/data/engine_terms.json and print them "
+                   "with their leave-one-group-out errors.")
+@click.option("--rebase", is_flag=True,
+              help="e2e: serve every row with no engine terms first (the base run the fit starts from, minutes), "
+                   "write it beside the rows, then --refit.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows, errors and the DeepEP table as JSON.")
 def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, profile: str, stored: bool,
-             out_dir: Path | None, as_json: bool) -> None:
+             out_dir: Path | None, refit: bool, rebase: bool, as_json: bool) -> None:
     """Compare the simulator's predictions with measured MoE layers it was not fitted on (``kernels``, the
     default), or with measured deployments end to end (``e2e``: every row of an InferenceX export served,
     median TTFT, median TPOT and throughput per GPU, errors per group; fit and test rows apart).
@@ -138,7 +145,11 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
                moesim validate --profile h100-sglang -o reports/validation-h100-sglang
                moesim validate e2e -o reports/e2e            (all 50 InferenceX rows, minutes)
                moesim validate e2e --only trtllm/agg --json
+               moesim validate e2e --refit                   (the engine terms fitted again, seconds)
     """
+    if what == "e2e" and (refit or rebase):
+        from moesim.cli.study import refit_e2e
+        return refit_e2e(jobs, rebase, as_json)
     if what == "e2e":
         from moesim.cli.study import validate_e2e
         return validate_e2e(rows_csv, only, jobs, out_dir, as_json)

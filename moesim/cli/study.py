@@ -71,3 +71,26 @@ def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Pa
         for path in write_report(doc, out_dir):
             click.echo(f"wrote {path}", err=True)
 
+
+
+def refit_e2e(jobs: int, rebase: bool, as_json: bool) -> None:
+    """``moesim validate e2e --refit`` (and ``--rebase``): the base run (again, with --rebase), the fit,
+    the shipped terms file written, the terms and their errors printed."""
+    from moesim.present.e2e_text import fit_table
+    from moesim.serve.terms import TERMS_FILE
+    from moesim.studies.e2e.fit import refit
+    from moesim.studies.e2e.run import BASE, INFERENCEX, base_document, rows_of
+    from moesim.util.files import to_json, write_atomic
+    if rebase:
+        from moesim.exec import make_executor
+        rows = rows_of(INFERENCEX, frozenset())
+        bar = Progress("e2e base rows", len(rows))
+        base = base_document(rows, make_executor("local", jobs, None),
+                             progress=lambda k, n, g: bar.update(k, note=g))
+        bar.close()
+        write_atomic(BASE, to_json(base))
+        click.echo(f"wrote {BASE}", err=True)
+    doc = refit(json.loads(BASE.read_text(encoding="utf-8")))
+    write_atomic(TERMS_FILE, to_json(doc))
+    click.echo(f"wrote {TERMS_FILE}", err=True)
+    click.echo(json.dumps(doc, indent=1) if as_json else fit_table(doc), nl=as_json)

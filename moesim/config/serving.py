@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from moesim.config.types import RegistryName, Strict
+from moesim.config.types import RegistryName, Seconds, Strict
 
 
 class _Strict(Strict):
@@ -226,13 +226,29 @@ class SurfaceSpec(_Strict):
     cache: bool = True
 
 
+class OverheadSpec(_Strict):
+    """The engine's time outside the GPU's kernels, spent by the serving DES as named delays. Each field left
+    out takes the engine profile's ``fitted`` value (moesim/serve/data/engine_terms.json, fitted on measured
+    deployments: `moesim validate e2e --refit`), 0 without an engine.
+
+    host_s: per iteration (the scheduler, sampling, detokenisation and launches on the host, between GPU
+    passes). request_s: per request, before it reaches the scheduler (HTTP front end, tokenizer, streaming
+    the first token back). handoff_s: per request of a disaggregated deployment, between the prefill's end
+    and the KV transfer (the router and the transfer's set-up)."""
+
+    host_s: Seconds | None = None
+    request_s: Seconds | None = None
+    handoff_s: Seconds | None = None
+
+
 class ServingSpec(_Strict):
     """A request stream served by a deployment. ``requests`` requests are generated (or the trace's first
     ``requests``; null: all of it); ``duration_s`` stops arrivals after that time, whichever comes first.
     prefix_hit: share of each prompt found in the prefix cache (not recomputed, but held in the KV cache).
     engine: ``sglang``, ``vllm`` or ``trtllm`` (``moesim list engines``): that engine's scheduler defaults
     (policy, token budget, running sequences, admission, CUDA graphs, chunking) for the fields ``scheduler``
-    leaves out; none (default): moesim's own defaults."""
+    leaves out, and its fitted overheads and MTP acceptance for what ``overheads`` and ``mtp`` leave out;
+    none (default): moesim's own defaults (no overheads)."""
 
     arrival: Arrival = PoissonArrival(rate_per_s=1.0)
     load: LoadSpec | None = None  # closed loop (concurrency) instead of the open-loop arrivals
@@ -243,6 +259,7 @@ class ServingSpec(_Strict):
     prefix_hit: float = Field(default=0.0, ge=0, lt=1)
     engine: RegistryName | None = None  # a name in moesim.serve.engines.ENGINES
     scheduler: SchedulerSpec = SchedulerSpec()
+    overheads: OverheadSpec = OverheadSpec()
     deployment: DeploymentSpec = DeploymentSpec()
     mtp: MtpSpec | None = None
     slo: SloSpec = SloSpec()

@@ -43,7 +43,9 @@ class WorkloadSpec(Strict):
     # tensor-parallel MoE inside the attention TP group: moe_tp x ep = attention_tp (TensorRT-LLM's
     # moe_tp_size x moe_ep_size = tp_size; SGLang's --tp N without --ep is moe_tp = N): each expert sharded over
     # moe_tp GPUs of its EP rank, every GPU runs its shards over the group's tokens, no dispatch, and an
-    # all-reduce of the MoE output follows (1 = expert parallel with dispatch and combine)
+    # all-reduce of the MoE output follows. moe_tp 1 with attention_tp above 1 is the engines' EP inside the
+    # TP group (whole experts, still no dispatch) outside training; training dispatches all-to-all (Megatron's
+    # sequence-parallel ranks own their tokens)
     moe_tp: int = Field(default=1, ge=1)
     # pipeline parallelism (Megatron-LM's PP): the cluster's GPUs split into this many stages of consecutive
     # GPUs (whole nodes, or an even part of one), the model's blocks split evenly over them; each stage is its
@@ -60,6 +62,22 @@ class WorkloadSpec(Strict):
     # decode: query tokens per sequence (a verify pass: 1 + drafts); the batch's tokens_per_gpu are
     # tokens_per_gpu / decode_queries sequences, each reading its KV cache once
     decode_queries: int = Field(default=1, ge=1, le=16)
+    # tokens each attention TP group holds, where the MoE runs inside it (moe_in_tp_group): fewer than one per
+    # GPU (a batch of 4 on a TP8 group) or any count that tokens_per_gpu x attention_tp cannot spell. The
+    # group's GPUs then run exactly these tokens; tokens_per_gpu must be their ceiling share per GPU
+    group_tokens: int | None = Field(default=None, ge=1, le=10**6)
+
+    @property
+    def tokens_per_gpu_f(self) -> float:
+        """Tokens per GPU as the kernels see them: group_tokens / attention_tp where given (a fraction below
+        one per GPU), else tokens_per_gpu."""
+        return self.group_tokens / self.attention_tp if self.group_tokens else float(self.tokens_per_gpu)
+
+    @property
+    def moe_in_tp_group(self) -> bool:
+        """Whether the MoE runs on the attention TP group's replicated tokens, with no dispatch: tensor-parallel
+        experts, or EP inside an attention TP group outside training (moesim.iteration.tensor_parallel)."""
+        return self.moe_tp > 1 or (self.attention_tp > 1 and self.mode != "training")
 
     @property
     def prefill_tokens_per_gpu(self) -> int:

@@ -156,7 +156,7 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
-        if s.workload.moe_tp > 1:  # every GPU holds (1/moe_tp of) every expert: nothing to plan
+        if s.workload.moe_in_tp_group:  # the group's EP ranks hold contiguous experts: nothing to plan
             placement = Placement(np.tile(np.arange(model.experts), (layers, g)), g)
         placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse)
         built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
@@ -203,7 +203,8 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
     if trace is not None and len(trace) != layers:
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     t = s.workload.moe_tp
-    cm = cost_model(s.cluster, shard(model, t, s.workload.attention_tp) if t > 1 else model, params.top_k)
+    a = s.workload.attention_tp
+    cm = cost_model(s.cluster, shard(model, t, a) if s.workload.moe_in_tp_group else model, params.top_k)
     non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
@@ -237,7 +238,7 @@ def non_moe_pieces(r: Resolved, g: int, cm: CostModel) -> tuple[list[dict[str, n
             p = np.full(g, float(w.prefill_tokens_per_gpu))
             return mixed_non_moe_times(s.model, r.model.moe_layer_ids, p, np.full(g, float(d)), rc,
                                        w.context_tokens, dctx, **kw)
-        return non_moe_times(s.model, r.model.moe_layer_ids, np.full(g, float(w.tokens_per_gpu)), rc,
+        return non_moe_times(s.model, r.model.moe_layer_ids, np.full(g, w.tokens_per_gpu_f), rc,
                              w.mode == "decode", w.context_tokens, queries=w.decode_queries, **kw)
 
     # before each MoE layer the engine moves TP all-reduces as flows (link 0: none folded in here); after
@@ -285,9 +286,9 @@ class _Context:
         if self.trace is not None:
             rt = Routed(np.asarray(self.trace[layer], dtype=np.int64), np.ones(self.trace[layer].shape, bool))
         else:
-            rt = self._routed(layer, g * sampled, seed)
+            rt = self._routed(layer, len(self._owners()), seed)
         ids, live = rt.ids, rt.keep
-        if s.workload.moe_tp > 1:
+        if s.workload.moe_in_tp_group:  # tokens replicated over the attention TP group: no dispatch
             return self._tp_layer(layer, ids, live, rt.score)
         slot = placement.choose_slots(layer, ids, s.placement.replica_policy, np.repeat(np.arange(g), sampled),
                                       topo.gpus_per_node, _rng(seed.spawn(1)[0]))
@@ -300,24 +301,34 @@ class _Context:
         return self._pieces(layer, tr), _layer_stats(tr, expert_tokens, topo)
 
     def _tp_layer(self, layer: int, ids, live, score) -> tuple[LayerPieces, LayerStats]:
-        """A tensor-parallel MoE layer (``iteration.tensor_parallel``): the group's copies on every GPU of it."""
+        """A MoE layer inside an attention TP group (``iteration.tensor_parallel``): every GPU runs its EP
+        rank's experts (1/moe_tp of each) on the group's tokens; an all-reduce sums the outputs."""
         s, topo, t, a = self.s, self.topo, self.s.workload.moe_tp, self.s.workload.attention_tp
-        g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
-        own = np.repeat(np.arange(g), sampled)
-        keep = self._capacity(ids, np.broadcast_to(own[:, None], ids.shape), live, score, g * sampled)
-        tr = group_traffic(ids, keep, live, own, g, a, t, self.model.experts, tokens / sampled)
-        flows = moe_allreduce(g, topo.gpus_per_node, a, tokens, self.model.hidden)
-        expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
+        g, w = topo.num_gpus, s.workload
+        own = self._owners()
+        scale = 1.0 if w.group_tokens else w.tokens_per_gpu / self.sampled  # group_tokens are drawn exactly
+        keep = self._capacity(ids, np.broadcast_to(own[:, None], ids.shape), live, score, len(own))
+        tr = group_traffic(ids, keep, live, own, g, a, t, self.model.experts, scale)
+        flows = moe_allreduce(g, topo.gpus_per_node, a, w.tokens_per_gpu_f, self.model.hidden)
+        expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * scale
         stats = _layer_stats(replace(tr, dispatch=flows), expert_tokens, topo)
         return self._pieces(layer, tr, flows), replace(stats, gpu_tokens=stats.gpu_tokens / t)
+
+    def _owners(self) -> np.ndarray:
+        """[N] the GPU each drawn token belongs to: ``sampled`` per GPU, or with ``group_tokens`` exactly
+        that many per attention TP group (on the group's first GPU)."""
+        w, g = self.s.workload, self.topo.num_gpus
+        if w.group_tokens:
+            return np.repeat(np.arange(0, g, w.attention_tp), w.group_tokens)
+        return np.repeat(np.arange(g), self.sampled)
 
     def _pieces(self, layer: int, tr: LayerTraffic, moe_allreduce: FlowSet | None = None) -> LayerPieces:
         """The layer's named compute (reserved-SM slowdown applied) and flows. ``moe_allreduce``: a
         tensor-parallel layer's output all-reduce; its GPUs run the group's tokens and no dispatch."""
         s, cm, slow, g = self.s, self.costs, self.r.compute_slowdown, self.topo.num_gpus
-        t = s.workload.moe_tp
-        local = np.full(g, float(s.workload.tokens_per_gpu * (s.workload.attention_tp if t > 1 else 1)))
-        regroup = cm.regroup(tr.slot_tokens) if g > 1 and t == 1 else np.zeros(g)  # copies sorted by expert
+        grouped = s.workload.moe_in_tp_group  # a TP group's GPUs hold its a x T tokens
+        local = np.full(g, s.workload.tokens_per_gpu_f * (s.workload.attention_tp if grouped else 1))
+        regroup = cm.regroup(tr.slot_tokens) if g > 1 and not grouped else np.zeros(g)  # copies sorted by expert
         moe = {"router": cm.router(local), "permute": cm.permute(local), "regroup": regroup,
                "routed_experts": cm.expert(tr.slot_tokens), "shared_experts": cm.shared(local),
                "unpermute": cm.unpermute(local)}
@@ -330,7 +341,7 @@ class _Context:
             if tp > 1:  # attention (and the dense FFNs, tensor parallel too), their all-reduces as flows
                 blocks = ids[layer] - (ids[layer - 1] if layer else -1)
                 dense = blocks - 1 if s.model.intermediate_size else 0  # dense blocks folded into this layer
-                tp_flows = tp_allreduce_flows(g, self.topo.gpus_per_node, tp, s.workload.tokens_per_gpu,
+                tp_flows = tp_allreduce_flows(g, self.topo.gpus_per_node, tp, s.workload.tokens_per_gpu_f,
                                               self.model.hidden, blocks + dense)
         scaled = [{k: v * slow for k, v in d.items()} for d in (before, moe, after)]
         if moe_allreduce is not None:

@@ -116,7 +116,19 @@ def _check_workload(s: Scenario) -> None:
         raise ScenarioError("multi-token prediction is modelled for decode iterations of one micro-batch without a "
                             "pipeline", path="workload.mtp", fix="use mode: decode, micro_batches: 1 and "
                             "pipeline_stages: 1, or leave mtp out")
-    if w.decode_queries > 1 and (w.mode != "decode" or w.tokens_per_gpu % w.decode_queries):
+    share = -(-w.group_tokens // w.attention_tp) if w.group_tokens is not None else 0
+    if w.group_tokens is not None and (not w.moe_in_tp_group or w.mode != "decode" or w.micro_batches > 1
+                                       or w.mtp is not None or s.router.stats.kind == "trace"
+                                       or w.tokens_per_gpu != share):
+        raise ScenarioError(f"group_tokens {w.group_tokens} needs a decode batch inside an attention TP group "
+                            "(attention_tp above 1, one micro-batch, no workload.mtp, no trace) with tokens_per_gpu "
+                            f"{share} (their ceiling share per GPU)",
+                            path="workload.group_tokens", fix="leave group_tokens out, or set attention_tp and "
+                            "tokens_per_gpu to match")
+    if w.group_tokens is not None and w.group_tokens % w.decode_queries:
+        raise ScenarioError(f"decode_queries {w.decode_queries} must divide group_tokens {w.group_tokens}",
+                            path="workload.decode_queries", fix="use a multiple of decode_queries")
+    if w.decode_queries > 1 and w.group_tokens is None and (w.mode != "decode" or w.tokens_per_gpu % w.decode_queries):
         raise ScenarioError(f"decode_queries {w.decode_queries} must divide a decode batch's tokens_per_gpu",
                             path="workload.decode_queries", fix="use mode: decode with tokens_per_gpu a multiple of "
                             "it, or decode_queries: 1")
@@ -172,7 +184,8 @@ def _check_registries(s: Scenario) -> None:
 
 
 def _check_moe_tp(s: Scenario) -> None:
-    """Tensor-parallel MoE shards every expert over the attention TP group (``iteration.tensor_parallel``)."""
+    """Inside an attention TP group the MoE runs on the group's replicated tokens: every expert sharded
+    moe_tp ways over the group, ep = attention_tp / moe_tp ranks of whole experts (``iteration.tensor_parallel``)."""
     t, w, m = s.workload.moe_tp, s.workload, s.model
     a, where = w.attention_tp, "workload.moe_tp"
     if a % t:
@@ -187,14 +200,18 @@ def _check_moe_tp(s: Scenario) -> None:
         raise ScenarioError(f"the experts' intermediate size ({m.moe_intermediate_size}, shared {shared}) does not "
                             f"split into {t} shards ({a} for the shared)", path=where,
                             fix="use a moe_tp that divides them")
-    why = ("redundant experts are an expert-parallel idea" if s.placement.redundant_experts else
-           "the backward pass of tensor-parallel experts is not modelled" if w.mode == "training" else
-           "two micro-batches overlap an all-to-all that tensor-parallel experts do not have"
+    why = ("redundant experts are placed by EPLB over expert-parallel GPUs" if s.placement.redundant_experts else
+           "the backward pass of experts inside an attention TP group is not modelled" if w.mode == "training" else
+           "two micro-batches overlap an all-to-all that an attention TP group does not have"
            if w.micro_batches > 1 else
-           "device and node limits pick experts by where they live; here every GPU holds every expert"
-           if s.router.limit is not None else "offload places whole experts" if s.offload is not None else None)
+           "device and node limits pick experts by where they live; a TP group's tokens do not move"
+           if s.router.limit is not None else "offload places experts over expert-parallel GPUs"
+           if s.offload is not None else None)
     if why:
-        raise ScenarioError(f"moe_tp {t}: {why}", path=where, fix="use moe_tp: 1 (expert parallel) for this")
+        who = f"moe_tp {t}" if t > 1 else f"attention_tp {a}"
+        raise ScenarioError(f"{who}: {why}", path=where if t > 1 else "workload.attention_tp",
+                            fix="use attention_tp: 1 (data-parallel attention, experts dispatched all-to-all) "
+                                "for this")
 
 
 def serving_instances_split(s: Scenario) -> bool:
@@ -205,7 +222,7 @@ def serving_instances_split(s: Scenario) -> bool:
 
 
 def _check_cluster(s: Scenario) -> None:
-    if s.workload.moe_tp > 1:
+    if s.workload.moe_in_tp_group:
         return _check_moe_tp(s)
     if serving_instances_split(s):
         return None

@@ -94,12 +94,13 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
         stats[0] += [draft.stats[0]] * d
     records = simulate(programs, builds[0].topology, exact=builds[0].fluid_network, engine=s.sim.engine)
     steps = s.workload.accumulation_steps if s.workload.mode == "training" else 1
-    tokens = s.cluster.num_gpus * s.workload.tokens_per_gpu * steps  # emitted: with MTP, the accepted drafts too
+    per_gpu = s.workload.tokens_per_gpu_f if s.workload.group_tokens else s.workload.tokens_per_gpu
+    tokens = s.cluster.num_gpus * per_gpu * steps  # emitted: with MTP, the accepted drafts too
     tokens = tokens * expected_tokens(s) if s.workload.mtp is not None else tokens
     summary = summarize(records, programs, stats, tokens, s.cluster.gpus_per_node, _meta(s, builds[0], records),
                         s.workload.scope, s.workload.context_tokens)
     routing = builds[0].resolved.routing
-    check_run(summary, [b.stats for b in builds], s.cluster.num_gpus * main.workload.tokens_per_gpu / len(builds),
+    check_run(summary, [b.stats for b in builds], s.cluster.num_gpus * main.workload.tokens_per_gpu_f / len(builds),
               routing.top_k, routing.rule)
     return Result(summary, records, builds[0], tuple(tuple(p) for p in programs))
 

@@ -7,6 +7,11 @@ contiguous E/ep experts, each sharded over its moe_tp GPUs. Each GPU runs the ro
 permutes them and runs its experts with 1/moe_tp of their intermediate size over the group's tokens routed to
 them (the shared experts 1/A); the partial outputs are summed by a ring all-reduce of the A·T × H BF16 output
 inside the group (2(A−1)/A of the buffer per GPU). No token moves between GPUs before the experts.
+
+This is how the serving engines run EP inside an attention TP group (SGLang ``--tp 8 --ep 8`` without DP
+attention and without DeepEP; TensorRT-LLM's TP8-EP8 without ``enable_attention_dp``): the tokens are already
+on every GPU of the group, so nothing is dispatched. Training keeps Megatron-LM's layout instead: sequence
+parallelism gives every TP rank its own tokens and the experts are reached all-to-all (moe_tp 1).
 """
 
 from __future__ import annotations

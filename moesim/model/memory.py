@@ -103,15 +103,15 @@ def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str
     p = param_counts(m)
     moe = MoEModel.from_spec(m)
     g = s.cluster.num_gpus
-    # tensor-parallel experts: each GPU holds 1/moe_tp of the E/ep experts of its EP rank of the TP group:
-    # E/attention_tp experts' worth (ep = attention_tp / moe_tp)
-    moe_tp, tp = s.workload.moe_tp, s.workload.attention_tp
-    slots_per_gpu = (m.n_routed_experts / tp if moe_tp > 1 else
+    # inside an attention TP group each GPU holds 1/moe_tp of the E/ep experts of its EP rank: E/attention_tp
+    # experts' worth (ep = attention_tp / moe_tp)
+    tp, grouped = s.workload.attention_tp, s.workload.moe_in_tp_group
+    slots_per_gpu = (m.n_routed_experts / tp if grouped else
                      (m.n_routed_experts + s.placement.redundant_experts) / g)
     experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers / stages
     # embeddings stay in BF16 (DeepSeek-V3 ships FP8 linear layers, BF16 embeddings and head); attention, dense
     # FFNs (and with tensor-parallel experts the shared ones) split over the attention TP group
-    shared = p.shared_experts / (tp if moe_tp > 1 else 1)
+    shared = p.shared_experts / (tp if grouped else 1)
     ends = p.embeddings if stages == 1 else max(p.input_embedding, p.embeddings - p.input_embedding)
     db = BYTES_PER_PARAM[m.dense_dtype]  # the FP4 formats keep these in BF16
     replicated = (p.attention / tp + p.dense_ffn / tp + shared + p.router) * db / stages + ends * ACT_BYTES
@@ -119,8 +119,8 @@ def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str
     seqs, ctx = s.workload.decode_share  # decoding sequences hold their KV cache (decode, mixed)
     kv = seqs * kv_cache_bytes(m, ctx, tp) / stages if seqs else 0.0
     top_k = s.top_k
-    # dispatch in + combine out, worst case all remote (tensor-parallel experts move no tokens)
-    buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if moe_tp == 1 else 0.0
+    # dispatch in + combine out, worst case all remote (an attention TP group's tokens do not move)
+    buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if not grouped else 0.0
     activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES
     total = experts + replicated + kv + buffers + activations
     cap = s.cluster.gpu.hbm_bytes

@@ -119,7 +119,7 @@ def scenario_dict(p: PlanSpec, d: Deployment, max_batch: int, experts: int) -> d
     sv = {k: v for k, v in p.serving.items()}
     if p.target.concurrency and "load" not in sv:  # a concurrency target: closed loop, the concurrency searched
         sv["load"] = {"concurrency": 1}
-    slots = d.redundant_slots if d.moe_tp == 1 else None  # tensor-parallel experts: no replicas
+    slots = d.redundant_slots if d.attention_tp == 1 else None  # experts inside a TP group: no replicas
     if d.shape == "aggregated":
         dep: dict[str, Any] = {"kind": "aggregated", "ep_gpus": d.ep_gpus,
                                "redundant_experts": redundant_for(experts, d.ep_gpus, slots)}

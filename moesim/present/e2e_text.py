@@ -85,3 +85,37 @@ def curves(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def fit_table(doc: dict[str, Any]) -> str:
+    """The fitted terms (value, unit, rows), the surrogate's errors on fit and test rows, and the
+    leave-one-group-out errors (each group predicted by terms fitted without it)."""
+    head = "  ".join(f"{label:>15}" for _, label in NAMES)
+    lines = [f"engine terms, {doc['label']} on rows {_ranges(doc['fit_rows'])} "
+             f"(test rows: {_ranges(doc['test_rows'])})", ""]
+    for eng, terms in doc["engines"].items():
+        for k, v in terms.items():
+            shown = f"{v * 1e3:8.2f} ms" if k.endswith("_s") else f"{v:8.3f}   "
+            lines.append(f"  {eng:<8} {k:<16} {shown}  {doc['units'][k]}")
+    lines += ["", f"  {'with the terms (fit surrogate)':<34} {'rows':>4}  {head}"]
+    for split, st in doc["surrogate_errors"].items():
+        lines.append(f"  {split + ' rows':<34} {st['rows']:>4}  {_cells(st)}")
+    lines += ["", f"  {'leave one group out':<34} {'rows':>4}  {head}"]
+    for g, st in doc["leave_one_group_out"].items():
+        lines.append(f"  {g:<34} {st['rows']:>4}  {_cells(st)}")
+    return "\n".join(lines) + "\n"
+
+
+def _ranges(ix: list[int]) -> str:
+    """1,3,5 -> '1,3,5'; runs of consecutive numbers as a-b."""
+    out, run = [], []
+    for i in ix:
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [i]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)

@@ -12,7 +12,6 @@ A new profile is one ``EngineProfile`` and one ``ENGINES.register``.
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass
 
 from moesim.config.serving import SchedulerSpec
@@ -81,12 +80,15 @@ class Scheduling:
     engine: str | None
     prefix_cache: bool = True
 
-    def pad(self, per_gpu: int) -> int:
+    def pad(self, per_gpu: float) -> float:
         """Decode sequences per GPU after CUDA-graph padding: a rank's batch (per_gpu x tp) runs at the
-        smallest captured size that holds it, or eagerly at its own size above the largest."""
+        smallest captured size that holds it, or eagerly at its own size above the largest. With attention
+        TP (tp above 1) the rank's batch is spread over its GPUs: a fraction of a sequence per GPU."""
         rank = per_gpu * self.tp
-        i = bisect.bisect_left(self.graphs, rank)
-        return math.ceil(self.graphs[i] / self.tp) if i < len(self.graphs) else per_gpu
+        i = bisect.bisect_left(self.graphs, rank - 1e-9)
+        if i == len(self.graphs):
+            return per_gpu
+        return self.graphs[i] / self.tp if self.tp > 1 else self.graphs[i]  # a TP group's share: a fraction
 
 
 def scheduling(spec: SchedulerSpec, engine: str | None, gpus: int, tp: int) -> Scheduling:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from moesim.serve.deploy import Deployment, Role, deployment_of
 from moesim.serve.metrics import request_table, summarize, timeline
 from moesim.serve.mixed import check_mixed
 from moesim.serve.sim import ServeSim
-from moesim.serve.surface import Grid, Surface, build_surfaces, geometric_grid
+from moesim.serve.surface import Grid, Surface, build_surfaces, geometric_grid, token_unit
+from moesim.serve.terms import mtp_of, overheads
 from moesim.serve.workload import Requests, generate
 from moesim.util.errors import ScenarioError
 
@@ -92,10 +93,11 @@ def grids_of(s: Scenario, dep: Deployment, req: Requests) -> list[Grid]:
             if sv.engine is not None:  # an engine's limits are per rank and large: what can run at once bounds them
                 fit = role.kv_tokens // max(1, int(isl.min() + 1)) if math.isfinite(role.kv_tokens) else seqs
                 seqs = max(1, min(seqs, fit, len(isl)))
-            top = max(1, seqs // g) * step
+            sc = role.scenario
+            unit = token_unit(sc, "decode")  # a TP group's batch: from one sequence per group up
+            top = max(1, seqs // g) * step * unit
             tokens = sv.surface.decode_batch or geometric_grid(step, top, BATCH_RATIO)
             ctx = sv.surface.contexts or geometric_grid(isl.min() + 1, (isl + osl).max(), CONTEXT_RATIO)
-            sc = role.scenario
             if step > 1 and sc.workload.micro_batches == 1:  # MTP verify: step query tokens per sequence
                 tokens = sv.surface.decode_batch or [b * step for b in geometric_grid(1, top // step, BATCH_RATIO)]
                 sc = sc.model_copy(update={"workload": sc.workload.model_copy(update={"decode_queries": step})})
@@ -129,8 +131,9 @@ def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
     sv = s.serving
     topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
     rng = np.random.default_rng([s.seed, 0x3A7])
-    sim = ServeSim(dep, surfaces, req, prefix_hit(s, dep), sv.mtp, rng, topo,
-                   sv.load.concurrency if sv.load is not None else None)
+    mtp, over = mtp_of(sv), overheads(sv)
+    sim = ServeSim(dep, surfaces, req, prefix_hit(s, dep), mtp, rng, topo,
+                   sv.load.concurrency if sv.load is not None else None, over)
     sim.run()
     requests, tl = request_table(sim), timeline(sim)
     doc = summarize(sim, requests, tl, sv.slo, s.cluster.gpus_per_node)
@@ -138,7 +141,7 @@ def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
            "nodes": s.cluster.nodes, "gpus_per_node": s.cluster.gpus_per_node,
            "deployment": sv.deployment.model_dump(), "engine": sv.engine, "scheduler": sv.scheduler.model_dump(),
            "scheduling": {r.name: _scheduling_doc(r) for r in dep.roles},
-           "mtp": sv.mtp.model_dump() if sv.mtp else None, "workload_source": req.source,
+           "mtp": mtp.model_dump() if mtp else None, "overheads": asdict(over), "workload_source": req.source,
            "prefix_hit": sv.prefix_hit, "throughput_scope": s.workload.scope,
            "iteration_model": ITERATION_NOTE, **doc,
            "surfaces": {"/".join(k): _surface_doc(v) for k, v in surfaces.items()}}

@@ -19,8 +19,10 @@ from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
 from moesim.hw.topology import Topology
 from moesim.serve.deploy import Deployment, Role
-from moesim.serve.state import Log, State
+from moesim.serve.handover import Disaggregation
+from moesim.serve.state import Log, State, accepted
 from moesim.serve.surface import Surface, mixed_time
+from moesim.serve.terms import Overheads
 from moesim.serve.workload import Requests
 from moesim.util.errors import MoesimError
 
@@ -67,6 +69,7 @@ class Instance:
                 yield self.wake
                 continue
             kind, dt, apply, tokens, ctx = work
+            dt += self.sim.overheads.host_s  # the engine's host work between GPU passes
             self.sim.log.rows.append((env.now, dt, self.role_id, self.index, kind, tokens, ctx, len(self.running),
                                       len(self.waiting) + len(self.arrived), self.kv_used))
             yield env.timeout(dt)
@@ -187,9 +190,10 @@ class Instance:
 
     def _prefilled(self, r: int) -> None:
         s, now = self.sim.state, self.sim.env.now
-        if s.generated[r] == 0:  # the prefill's last position emits the first token
-            s.generated[r] = 1
-            s.t_first[r] = now
+        if s.generated[r] == 0:  # the prefill's last position emits the first token; disaggregated, the
+            s.generated[r] = 1  # client sees it once the KV cache has reached the decode side (ServeSim._land)
+            if self.role.decodes or s.generated[r] >= s.osl[r]:
+                s.t_first[r] = now
         if s.generated[r] >= s.osl[r]:
             self._finish(r)
         elif self.role.decodes:
@@ -223,13 +227,14 @@ class Instance:
         s, mtp = self.sim.state, self.sim.mtp
         step = 1 + (mtp.draft_tokens if mtp else 0)
         batch = list(self.running)  # a snapshot: transfers may land during the step
-        per_gpu = math.ceil(len(batch) / self.role.gpus_per_instance)
+        g = self.role.gpus_per_instance  # an attention TP group's batch spreads over its GPUs: a fraction each
+        per_gpu = len(batch) / g if self.role.sched.tp > 1 else math.ceil(len(batch) / g)
         tokens = (self.role.sched.pad(per_gpu) if graphs else per_gpu) * step
         ctx = float(s.kv[batch].mean())
 
         def apply() -> None:
             b = np.asarray(batch, dtype=np.int64)
-            acc = np.minimum(self.sim.accepted(b.size), s.osl[b] - s.generated[b])
+            acc = np.minimum(accepted(self.sim.mtp, self.sim.rng, b.size), s.osl[b] - s.generated[b])
             s.generated[b] += acc
             s.kv[b] += acc
             self.kv_used += float(acc.sum())
@@ -274,13 +279,15 @@ class Instance:
             self.sim.start_transfer(r, self, need)
 
 
-class ServeSim:
+class ServeSim(Disaggregation):
     """Every instance, the arrival process and the KV-transfer network, in one SimPy environment."""
 
     def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
                  prefix_hit: float, mtp: MtpSpec | None, rng: np.random.Generator,
-                 topology: Topology | None, concurrency: int | None = None) -> None:
+                 topology: Topology | None, concurrency: int | None = None, overheads: Overheads | None = None
+                 ) -> None:
         self.env = simpy.Environment()
+        self.overheads = overheads or Overheads()
         self.deployment, self.surfaces, self.mtp, self.rng = deployment, surfaces, mtp, rng
         self.state = State.of(requests, prefix_hit)
         self.log = Log()
@@ -318,14 +325,25 @@ class ServeSim:
         for r, t in enumerate(self.state.arrival):
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
-            min(self._prefill_instances(), key=Instance.load).enqueue(r)
+            self._enter(r)
 
     def _send_next(self) -> None:
         """Closed loop: send the next request now (a slot freed, or the run starts)."""
         if self.sent < len(self.state.arrival):
             r, self.sent = self.sent, self.sent + 1
             self.state.arrival[r] = self.env.now
-            min(self._prefill_instances(), key=Instance.load).enqueue(r)
+            self._enter(r)
+
+    def _enter(self, r: int) -> None:
+        """Request r reaches the least loaded prefill queue after the engine's front end (request_s)."""
+        self._after(self.overheads.request_s, lambda: min(self._prefill_instances(), key=Instance.load).enqueue(r))
+
+    def _after(self, delay: float, fn) -> None:
+        """Call ``fn`` after ``delay`` seconds of simulated time (now when it is 0)."""
+        if delay > 0:
+            self.env.timeout(delay).callbacks.append(lambda _e: fn())
+        else:
+            fn()
 
     def finished_one(self) -> None:
         """A request finished: count it, and in a closed loop send the next one."""
@@ -337,53 +355,3 @@ class ServeSim:
         """A preempted sequence: back to the front of a prefill queue (its own instance when it prefills)."""
         target = inst if inst.role.prefills else min(self._prefill_instances(), key=Instance.load)
         target.enqueue(r, front=True)
-
-    def accepted(self, n: int) -> np.ndarray:
-        """Tokens each of n sequences emits in one decode step: 1 without MTP; with d drafts, 1 plus the
-        number of leading drafts accepted (each with probability ``acceptance`` given the earlier ones)."""
-        if self.mtp is None:
-            return np.ones(n, dtype=np.int64)
-        acc = self.mtp.acceptance  # one value, or one per draft position (conditional on the earlier ones)
-        coins = self.rng.random((n, self.mtp.draft_tokens)) < (np.asarray(acc) if isinstance(acc, tuple) else acc)
-        return 1 + np.cumprod(coins, axis=1).sum(axis=1)
-
-    # ---- disaggregated: prefill → decode ------------------------------------------------------------
-    def hand_over(self, src: Instance, r: int) -> None:
-        """A prefilled request waits, its KV still on the prefill GPU, for room on a decode instance."""
-        dst = min(self.instances["decode"], key=Instance.load)
-        self.transfers[r] = (src, dst, 0.0)
-        dst.arrived.append(r)
-        dst.kick()
-
-    def start_transfer(self, r: int, dst: Instance, need: float) -> None:
-        """The KV cache of request r moves from its prefill GPU to its decode GPU, as one flow."""
-        src, _, _ = self.transfers[r]
-        self.transfers[r] = (src, dst, self.env.now)
-        dst.incoming += 1
-        nbytes = self.deployment.kv_bytes_per_token * float(self.state.kv[r])  # the prompt's cache
-        a = src.role.gpu(src.index, r % src.role.gpus_per_instance)
-        b = dst.role.gpu(dst.index, r % dst.role.gpus_per_instance)
-        if self.net is None or nbytes <= 0 or a == b:
-            self._arrive(np.array([r]), np.array([self.env.now]), need)
-            return
-        paths = self.topology.paths(np.array([a]), np.array([b]))
-        self.net.add(paths, np.array([nbytes]), np.array([r]),
-                     lambda tok, times: self._arrive(tok, times, need))
-
-    def _arrive(self, tokens: np.ndarray, times: np.ndarray, need: float) -> None:
-        for r, t in zip(tokens.tolist(), times.tolist(), strict=True):
-            delay = max(0.0, t - self.env.now)
-            self.env.timeout(delay).callbacks.append(lambda _e, r=r, need=need: self._land(r, need))
-
-    def _land(self, r: int, need: float) -> None:
-        s = self.state
-        src, dst, t0 = self.transfers.pop(r)
-        s.transfer_s[r] += self.env.now - t0
-        src.kv_used -= s.kv[r]  # the prefill side lets go
-        src._release(r)
-        src.kick()
-        dst.reserved -= need
-        dst.incoming -= 1
-        dst.kv_used += s.kv[r]
-        dst.running.append(r)
-        dst.kick()

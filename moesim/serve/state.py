@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from moesim.config.serving import MtpSpec
 from moesim.serve.workload import Requests
 
 
@@ -44,3 +45,13 @@ class Log:
     context, running sequences, waiting requests, KV tokens used."""
 
     rows: list[tuple[float, float, int, int, int, float, float, int, int, float]] = field(default_factory=list)
+
+
+def accepted(mtp: MtpSpec | None, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Tokens each of n sequences emits in one decode step: 1 without MTP; with d drafts, 1 plus the number
+    of leading drafts accepted (each with probability ``acceptance`` given the earlier ones)."""
+    if mtp is None:
+        return np.ones(n, dtype=np.int64)
+    acc = mtp.acceptance  # one value, or one per draft position (conditional on the earlier ones)
+    coins = rng.random((n, mtp.draft_tokens)) < (np.asarray(acc) if isinstance(acc, tuple) else acc)
+    return 1 + np.cumprod(coins, axis=1).sum(axis=1)

@@ -39,10 +39,13 @@ class Surface:
     imbalance: tuple[tuple[float, ...], ...]
     holdout: tuple[tuple[int, int, float, float], ...] = ()
     group_s: tuple[tuple[float, ...], ...] = ()
+    unit: int = 1  # the token axis counts tokens of ``unit`` GPUs (an attention TP group's batch); 1: per GPU
 
     def __call__(self, tokens: float, context: float) -> float:
-        """Interpolated iteration seconds. Outside the grid: the context is clamped; tokens below the first
-        point cost the first point, above the last they extrapolate along the last segment."""
+        """Interpolated iteration seconds at ``tokens`` per GPU (a fraction where a TP group holds fewer than
+        one per GPU). Outside the grid: the context is clamped; tokens below the first point cost the first
+        point, above the last they extrapolate along the last segment."""
+        tokens = tokens * self.unit
         ti, tw = _bracket(self.tokens, tokens, extrapolate_high=True)
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
         return _blend(self.time_s, ti, tw, ci, cw)
@@ -51,12 +54,12 @@ class Surface:
         """Interpolated ``GROUP_STAGES`` seconds (0 without the table), extrapolated as ``__call__``."""
         if not self.group_s:
             return 0.0
-        ti, tw = _bracket(self.tokens, tokens, extrapolate_high=True)
+        ti, tw = _bracket(self.tokens, tokens * self.unit, extrapolate_high=True)
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
         return _blend(self.group_s, ti, tw, ci, cw)
 
     def imbalance_at(self, tokens: float, context: float) -> float:
-        ti, tw = _bracket(self.tokens, tokens, extrapolate_high=False)
+        ti, tw = _bracket(self.tokens, tokens * self.unit, extrapolate_high=False)
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
         return _blend(self.imbalance, ti, tw, ci, cw)
 
@@ -71,13 +74,13 @@ class Surface:
         return {"mode": self.mode, "tokens": list(self.tokens), "contexts": list(self.contexts),
                 "time_s": [list(r) for r in self.time_s], "imbalance": [list(r) for r in self.imbalance],
                 "holdout": [list(h) for h in self.holdout], "holdout_error": self.holdout_error(),
-                "group_s": [list(r) for r in self.group_s]}
+                "group_s": [list(r) for r in self.group_s], "unit": self.unit}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Surface:
         return cls(d["mode"], tuple(d["tokens"]), tuple(d["contexts"]), tuple(tuple(r) for r in d["time_s"]),
                    tuple(tuple(r) for r in d["imbalance"]), tuple(tuple(h) for h in d["holdout"]),
-                   tuple(tuple(r) for r in d.get("group_s", ())))
+                   tuple(tuple(r) for r in d.get("group_s", ())), int(d.get("unit", 1)))
 
 
 def _bracket(grid: tuple[int, ...], x: float, extrapolate_high: bool) -> tuple[int, float]:
@@ -119,10 +122,22 @@ def midpoints(grid: list[int]) -> list[int]:
     return [m for m, a, b in zip(out, grid, grid[1:], strict=False) if a < m < b]
 
 
+def token_unit(s: Scenario, mode: str) -> int:
+    """GPUs a surface's token axis counts over: an attention TP group's for decode, whose batch can be fewer
+    tokens than the group has GPUs (``workload.group_tokens``); 1 (tokens per GPU) otherwise."""
+    w = s.workload
+    return w.attention_tp if mode == "decode" and w.attention_tp > 1 and w.micro_batches == 1 else 1
+
+
 def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenario:
     """The instance scenario at one grid point. Two micro-batches need an even token count; a single
-    token runs as one micro-batch."""
+    token runs as one micro-batch. Where ``token_unit`` is above 1, ``tokens`` are each TP group's."""
     wl = s.workload
+    unit = token_unit(s, mode)
+    if unit > 1:
+        return s.model_copy(update={"workload": wl.model_copy(update={
+            "mode": mode, "tokens_per_gpu": -(-tokens // unit), "group_tokens": tokens,
+            "context_tokens": max(1, int(context))})})
     mb = wl.micro_batches if tokens >= 2 else 1
     t = tokens + (tokens % 2 if mb == 2 else 0)
     return s.model_copy(update={"workload": wl.model_copy(update={
@@ -223,7 +238,8 @@ class _Build:
         """Held-out points interpolated worse than REFINE_ABOVE join the grid as whole token rows; the new
         segments get held-out midpoints of their own. True when something changed."""
         surf = self.surface()
-        bad = [t for t, c in self.hold if abs(surf(t, c) - self.res[(t, c)][0]) > REFINE_ABOVE * self.res[(t, c)][0]]
+        res = self.res
+        bad = [t for t, c in self.hold if abs(surf(t / surf.unit, c) - res[(t, c)][0]) > REFINE_ABOVE * res[(t, c)][0]]
         if not bad:
             return False
         self.tokens = sorted(set(self.tokens) | set(bad))
@@ -236,9 +252,10 @@ class _Build:
         time_s = tuple(tuple(self.res[(t, c)][0] for c in cs) for t in self.tokens)
         imb = tuple(tuple(self.res[(t, c)][1] for c in cs) for t in self.tokens)
         group = tuple(tuple(self.res[(t, c)][2] for c in cs) for t in self.tokens)
-        base = Surface(self.g.mode, tuple(self.tokens), tuple(cs), time_s, imb)
-        hold = tuple((t, c, self.res[(t, c)][0], base(t, c)) for t, c in self.hold if (t, c) in self.res)
-        return Surface(self.g.mode, base.tokens, base.contexts, time_s, imb, hold, group)
+        unit = token_unit(self.g.scenario, self.g.mode)
+        base = Surface(self.g.mode, tuple(self.tokens), tuple(cs), time_s, imb, unit=unit)
+        hold = tuple((t, c, self.res[(t, c)][0], base(t / unit, c)) for t, c in self.hold if (t, c) in self.res)
+        return Surface(self.g.mode, base.tokens, base.contexts, time_s, imb, hold, group, unit)
 
 
 def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,

@@ -1,15 +1,15 @@
 """Run measured end-to-end rows through the serving simulator and compare: per row the signed errors of
 median TTFT, median TPOT and throughput per GPU; per group and overall their MAPE and bias.
 
-Rows used to fit a term are marked ``fit``, the others ``test``; errors are reported for both, apart. No term
-is fitted yet (every figure in the model comes from kernels, datasheets and engine defaults), so every row
-is a test row until one is.
+Rows the engine terms were fitted on (moesim.serve.terms, their file's ``fit_rows``) are marked ``fit``,
+the others ``test``; errors are reported for both, apart. The *base* run (``base_document``) serves every
+row with no terms at all, which is what the fit (moesim.studies.e2e.fit) starts from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.serve.run import serve
+from moesim.serve.terms import fitted_terms
 from moesim.studies.e2e import inferencex
 
 METRICS = ("ttft_s", "tpot_s", "tokens_per_s_per_gpu")
@@ -35,10 +36,46 @@ class Row:
     measured: dict[str, float]
 
 
-def rows_of(path: Path, fitted: frozenset[int] = frozenset()) -> list[Row]:
-    """The InferenceX export at ``path`` as rows; ``fitted``: indices of rows a fitted term used."""
+BASE = DATA / "inferencex-dsr1-h200-base.json"  # the base run of the shipped rows (moesim validate e2e --rebase)
+A0 = 0.85  # the base run's MTP acceptance (moesim.studies.e2e.fit)
+
+
+def fitted_rows() -> frozenset[int]:
+    """The rows the shipped engine terms were fitted on."""
+    return frozenset(int(i) for i in fitted_terms().get("fit_rows", []))
+
+
+def rows_of(path: Path, fitted: frozenset[int] | None = None) -> list[Row]:
+    """The InferenceX export at ``path`` as rows; ``fitted``: indices of rows a fitted term used (default:
+    the shipped terms' fit rows)."""
+    fitted = fitted_rows() if fitted is None else fitted
     return [Row(i, inferencex.group(r), "fit" if i in fitted else "test", inferencex.scenario(r, i),
                 inferencex.measured(r)) for i, r in enumerate(inferencex.read_rows(path), start=1)]
+
+
+def base_row(row: Row) -> Row:
+    """The row with no engine terms: every overhead 0, MTP acceptance A0."""
+    sv = {**row.scenario["serving"], "overheads": {"host_s": 0.0, "request_s": 0.0, "handoff_s": 0.0}}
+    if "mtp" in sv:
+        sv["mtp"] = {**sv["mtp"], "acceptance": A0}
+    return replace(row, scenario={**row.scenario, "serving": sv})
+
+
+def base_document(rows: list[Row], executor: Any, use_cache: bool = True,
+                  progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Every row served with no engine terms: what the fit needs of each (its base metrics, engine,
+    shape, MTP, mean answer length: 0.9 x osl, the benchmark's uniform 0.8-1.0 x osl)."""
+    doc = compare([base_row(r) for r in rows], executor, use_cache, progress)
+    out = []
+    for row, r in zip(rows, doc["rows"], strict=True):
+        if "error" in r:
+            raise ValueError(f"row {row.index} does not run: {r['error']}")
+        sv = row.scenario["serving"]
+        out.append({"row": row.index, "group": row.group, "engine": sv.get("engine"),
+                    "disagg": sv["deployment"]["kind"] == "disaggregated", "mtp": "mtp" in sv,
+                    "mean_output": 0.9 * sv["output_tokens"]["value"], "base": r["predicted"],
+                    "measured": row.measured})
+    return {"source": "moesim validate e2e --rebase", "a0": A0, "rows": out}
 
 
 def predict(row: Row, executor: Any, use_cache: bool = True) -> dict[str, float]:
