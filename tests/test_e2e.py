@@ -67,3 +67,27 @@ def test_moesim_validate_e2e_runs_a_row_end_to_end(tmp_path, monkeypatch):
 def test_an_unmatched_selection_is_a_usage_error():
     out = CliRunner().invoke(main, ["validate", "e2e", "--only", "no-such-group"])
     assert out.exit_code == 2 and "matches no row" in out.output
+
+
+def test_engine_flags_as_inferencex_launched_them():
+    rows = inferencex.read_rows(INFERENCEX)
+    # SGLang, dsr1_fp8_h200_mtp.sh: EAGLE 2 steps, 32k chunks over TP8, 512 running at 1k/1k, no radix cache
+    f = inferencex.engine_flags(rows[2])
+    assert f["drafts"] == 2 and f["scheduler"] == {"token_budget": 4096, "max_running": 512, "prefix_cache": False}
+    # TensorRT-LLM MTP without DP attention (row 18, conc 16): 3 next-n layers, max_num_tokens
+    # ceil64(4 x 16 + 1024 + 64) = 1152 per TP8 rank = 144 per GPU
+    f = inferencex.engine_flags(rows[17])
+    assert f["drafts"] == 3 and f["scheduler"]["token_budget"] == 144
+    # with DP attention (row 20): 1 layer, the attention-DP balance's 60 iterations
+    f = inferencex.engine_flags(rows[19])
+    assert f["drafts"] == 1 and f["scheduler"]["dp_balance_timeout_iters"] == 60
+    # Dynamo-TRT row 31 (8k/1k, 1 prefill + 7 decode workers, conc 9) ran c1_ctx1_gen7_tep8_batch1: one
+    # sequence per decode worker, so 2 of its 9 requests always wait
+    f = inferencex.engine_flags(rows[30])
+    assert f["recipe"].startswith("c1_ctx1_gen7_tep8_batch1") and f["decode"]["max_running"] == 1
+    # Dynamo-SGLang row 45 (conc 512) ran bs128-1p1d-dep-mtp: 192 running on its one decode worker
+    f = inferencex.engine_flags(rows[44])
+    assert f["recipe"] == "bs128-1p1d-dep-mtp.yaml" and f["decode"]["max_running"] == 192 and f["drafts"] == 2
+    sc = inferencex.scenario(rows[44], 45)
+    assert sc["serving"]["deployment"]["decode"]["scheduler"]["max_running"] == 192
+    assert sc["serving"]["mtp"] == {"draft_tokens": 2}

@@ -18,13 +18,17 @@ from moesim.studies.e2e.run import BASE, INFERENCEX, base_row, rows_of
 ZERO = {"host_s": 0.0, "request_s": 0.0, "handoff_s": 0.0, "mtp_acceptance": A0}
 
 
-def _row(i=1, engine="sglang", disagg=False, mtp=False, ttft=0.1, tpot=0.01, tput=100.0, out=900.0, group=None):
+def _row(i=1, engine="sglang", disagg=False, mtp=False, ttft=0.1, tpot=0.01, tput=100.0, out=900.0, group=None,
+         drafts=1):
     base = {"ttft_s": ttft, "tpot_s": tpot, "tokens_per_s_per_gpu": tput}
     return BaseRow(i, group or f"h200/{engine}/{'disagg' if disagg else 'agg'}/{'mtp' if mtp else 'no-mtp'}",
-                   engine, disagg, mtp, out, base, dict(base))
+                   engine, disagg, mtp, out, drafts if mtp else 0, base, dict(base))
 
 
 def test_the_surrogate_by_hand():
+    two = _row(mtp=True, drafts=2)
+    t2 = {"host_s": 0.0, "request_s": 0.0, "handoff_s": 0.0, "mtp_acceptance": 0.5}
+    assert surrogate(two, t2)["tpot_s"] == pytest.approx(0.01 * (1 + 0.85 + 0.85 ** 2) / (1 + 0.5 + 0.25))
     r = _row(mtp=True, disagg=True)
     t = {"host_s": 0.002, "request_s": 0.05, "handoff_s": 0.1, "mtp_acceptance": 0.7}
     p = surrogate(r, t)
@@ -42,7 +46,8 @@ def test_the_fit_recovers_terms_it_was_given():
     for i, (eng, dis, mtp, tt, tp) in enumerate([(e, d, m, tt, tp) for e in fit.ENGINES for d in (False, True)
                                                  for m in (False, True) for tt, tp in ((0.05, 0.008), (0.3, 0.02))]):
         r = _row(i + 1, eng, dis, mtp, tt, tp)
-        rows.append(BaseRow(r.index, r.group, eng, dis, mtp, r.mean_output, r.base, surrogate(r, truth[eng])))
+        rows.append(BaseRow(r.index, r.group, eng, dis, mtp, r.mean_output, r.drafts, r.base,
+                            surrogate(r, truth[eng])))
     got = fit.fit(rows)
     for eng in fit.ENGINES:
         for k, v in truth[eng].items():

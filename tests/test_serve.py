@@ -442,3 +442,27 @@ def test_mtp_acceptance_per_draft_position_by_hand():
     assert three.summary["tpot_s"]["mean"] == pytest.approx(plain / 3, rel=1e-12)
     with pytest.raises(ScenarioError, match="one per draft position"):
         scenario({**base, "mtp": {"draft_tokens": 2, "acceptance": [0.9]}})
+
+
+def test_attention_dp_balance_holds_new_prompts_by_hand():
+    # 8 GPUs of data-parallel attention: 8 ranks. A second request arrives at 0.51 s while the first decodes
+    # (0.02 s steps from 0.1 s): without the balance it is prefilled at the next step (0.52 s); with a
+    # 3-iteration timeout and fewer waiting than ranks it waits 3 steps (0.58 s) first.
+    two = Requests(np.array([0.0, 0.51]), np.array([100, 100]), np.array([100, 2]), "test")
+    base = {"requests": 2, "scheduler": {"max_batch": 8}}
+    free = sim(scenario(base, gpn=8), prefill_s=0.1, decode_s=0.02, req=two).requests["ttft_s"]
+    held = sim(scenario({**base, "scheduler": {"max_batch": 8, "dp_balance_timeout_iters": 3}}, gpn=8),
+               prefill_s=0.1, decode_s=0.02, req=two).requests["ttft_s"]
+    assert free[1] == pytest.approx(0.62 - 0.51) and held[1] == pytest.approx(0.68 - 0.51)
+
+
+def test_a_sides_own_scheduler_and_running_per_instance():
+    s = scenario({"deployment": {"kind": "disaggregated", "prefill": {"gpus": 1, "scheduler": {"token_budget": 512}},
+                                 "decode": {"gpus": 1, "scheduler": {"max_running": 3}}},
+                  "scheduler": {"token_budget": 4096, "max_batch": 64}}, nodes=2)
+    dep = deployment_of(s)
+    assert dep.role("prefill").prefill_budget == 512 and dep.role("decode").max_running == 3
+    assert dep.role("prefill").max_running == 64  # the rest from serving.scheduler
+    five = Requests(np.zeros(5), np.full(5, 100), np.full(5, 50), "test")
+    res = sim(s, prefill_s=0.01, decode_s=0.02, req=five)
+    assert res.timeline["running"].max() <= 3  # the decode side never runs more than its 3

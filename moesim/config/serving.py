@@ -134,12 +134,19 @@ class SchedulerSpec(_Strict):
 
     policy: RegistryName = "prefill_first"  # a name in moesim.serve.policies.SCHEDULERS
     max_batch: int = Field(default=256, ge=1)
+    # running sequences of one instance, as engines count them (SGLang's --max-running-requests, TensorRT-LLM's
+    # max_batch_size x ranks): wins over max_batch; a TP group's instance may run fewer than it has GPUs
+    max_running: int | None = Field(default=None, ge=1)
     token_budget: int = Field(default=8192, ge=1)
     kv_memory_fraction: float = Field(default=0.9, gt=0, le=1)
     admission: Literal["optimistic", "guaranteed_no_evict"] = "optimistic"
     cuda_graph_batches: tuple[int, ...] = ()
     chunked_prefill: bool = True
     prefix_cache: bool = True  # off: serving.prefix_hit is recomputed (no cache to find it in)
+    # TensorRT-LLM's attention-DP balance (attention_dp_config: enable_balance, batching_wait_iters 0): with
+    # data-parallel attention, new prompts wait until every rank has one to start, or until the oldest has
+    # waited this many iterations (timeout_iters); 0: off (TensorRT-LLM's default)
+    dp_balance_timeout_iters: int = Field(default=0, ge=0, le=10**4)
 
     @model_validator(mode="after")
     def _sorted_graphs(self) -> SchedulerSpec:
@@ -160,6 +167,9 @@ class SideSpec(_Strict):
     attention_tp: int | None = Field(default=None, ge=1)
     moe_tp: int | None = Field(default=None, ge=1)  # tensor-parallel experts on this side (workload.moe_tp)
     micro_batches: Literal[1, 2] | None = None
+    # this side's own scheduler fields (Dynamo and SGLang's PD launch each side with its own engine flags):
+    # the fields given here win over serving.scheduler's for this side
+    scheduler: SchedulerSpec | None = None
 
 
 class DeploymentSpec(_Strict):

@@ -106,9 +106,12 @@ def _role(s: Scenario, name: str, side: SideSpec, first: int, where: str) -> Rol
         raise ScenarioError(f"an instance of {g} GPUs: {err.problem}", path=f"{where} ({err.path})",
                             fix=err.fix) from None
     spec = s.serving.scheduler
+    if side.scheduler is not None:  # the side's own flags win
+        spec = spec.model_copy(update={k: getattr(side.scheduler, k) for k in side.scheduler.model_fields_set})
     sched = scheduling(spec, s.serving.engine, g, sc.workload.attention_tp)
     # activations are sized by the largest batch one iteration may run per GPU
-    probe = spec.max_batch if s.serving.engine is None else max(1, min(sched.max_running, sched.budget) // g)
+    probe = (spec.max_batch if s.serving.engine is None and spec.max_running is None else
+             max(1, min(sched.max_running, sched.budget) // g))
     cap = kv_capacity_tokens_per_gpu(sc, probe, spec.kv_memory_fraction)
     if cap is not None and cap < 1:
         raise ScenarioError(f"weights, buffers and activations fill the {sc.cluster.gpu.name} HBM: no room for a "

@@ -79,6 +79,7 @@ class Scheduling:
     tp: int
     engine: str | None
     prefix_cache: bool = True
+    balance_timeout_iters: int = 0  # attention-DP balance (SchedulerSpec.dp_balance_timeout_iters); 0: off
 
     def pad(self, per_gpu: float) -> float:
         """Decode sequences per GPU after CUDA-graph padding: a rank's batch (per_gpu x tp) runs at the
@@ -104,6 +105,7 @@ def scheduling(spec: SchedulerSpec, engine: str | None, gpus: int, tp: int) -> S
     budget = (spec.token_budget * gpus if "token_budget" in given or prof is None else
               prof.token_budget * (1 if prof.budget_per_instance else ranks))
     running = spec.max_batch * gpus if "max_batch" in given or prof is None else prof.max_running * ranks
+    running = spec.max_running if spec.max_running is not None else running  # the instance's own count
     graphs = tuple(spec.cuda_graph_batches) if "cuda_graph_batches" in given or prof is None else prof.graphs
     if ("cuda_graph_batches" in given or prof is None) and graphs:
         graphs = tuple(b * tp for b in graphs)  # the scenario gives sequences per GPU
@@ -111,4 +113,4 @@ def scheduling(spec: SchedulerSpec, engine: str | None, gpus: int, tp: int) -> S
     return Scheduling(SCHEDULERS.get(policy), policy, running, budget,
                       pick("admission", prof.admission if prof else None), graphs,
                       pick("chunked_prefill", prof.chunked_prefill if prof else None), tp, engine,
-                      pick("prefix_cache", prof.prefix_cache if prof else None))
+                      pick("prefix_cache", prof.prefix_cache if prof else None), spec.dp_balance_timeout_iters)

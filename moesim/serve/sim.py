@@ -44,6 +44,8 @@ class Instance:
         self.last_prefill = False
         self.committed = 0.0  # guaranteed_no_evict: KV tokens the admitted requests may grow to
         self.reserve: dict[int, float] = {}
+        self.iters = 0  # iterations run so far
+        self.since: dict[int, int] = {}  # the iteration each waiting request was queued at (DP balance)
         sim.env.process(self.loop())
 
     def load(self) -> float:
@@ -52,6 +54,7 @@ class Instance:
 
     def enqueue(self, r: int, front: bool = False) -> None:
         (self.waiting.appendleft if front else self.waiting.append)(r)
+        self.since.setdefault(r, self.iters)
         self.queued += self.sim.state.prompt(r)
         self.kick()
 
@@ -70,6 +73,7 @@ class Instance:
                 continue
             kind, dt, apply, tokens, ctx = work
             dt += self.sim.overheads.host_s  # the engine's host work between GPU passes
+            self.iters += 1
             self.sim.log.rows.append((env.now, dt, self.role_id, self.index, kind, tokens, ctx, len(self.running),
                                       len(self.waiting) + len(self.arrived), self.kv_used))
             yield env.timeout(dt)
@@ -128,7 +132,7 @@ class Instance:
             if c > 0:
                 out.append((r, c))
                 budget -= c
-        while self.waiting and budget > 0:
+        while self.waiting and budget > 0 and not self._balance_holds():
             r = self.waiting[0]
             need = s.prompt(r)
             if (not self._fits(r, need) or (not self.role.sched.chunked_prefill and need - s.cached[r] > budget)
@@ -144,6 +148,14 @@ class Instance:
             out.append((r, c))
             budget -= c
         return out
+
+    def _balance_holds(self) -> bool:
+        """TensorRT-LLM's attention-DP balance: new prompts wait until every rank has one (as many waiting
+        as ranks) or the oldest has waited ``balance_timeout_iters`` iterations of the running batch."""
+        t, ranks = self.role.sched.balance_timeout_iters, self.role.gpus_per_instance // self.role.sched.tp
+        if not t or ranks <= 1 or len(self.waiting) >= ranks or not (self.running or self.prefilling):
+            return False  # an idle engine has no iterations to wait on
+        return self.iters - self.since.get(self.waiting[0], self.iters) < t
 
     def _fits(self, r: int, need: float, extra: float = 0.0) -> bool:
         """Admission: the prompt's ``need`` KV tokens fit (optimistic), or under ``guaranteed_no_evict``

@@ -6,8 +6,8 @@ The terms are few and physical, per engine (``sglang``, ``trtllm``): the host's 
 named delay, so the fit needs the DES once, not once per trial: the *base* run (every term 0, acceptance
 A0) gives per row its median TTFT and TPOT and its throughput, and the terms move them as the DES would:
 
-- a decode step takes ``host_s`` longer and emits ``1 + a`` tokens instead of ``1 + A0`` (one draft):
-  TPOT = (TPOT0 (1 + A0) + host_s) / (1 + a);
+- a decode step takes ``host_s`` longer and emits n(a) = 1 + a + ... + a^d tokens instead of n(A0) (d
+  drafts, each accepted with chance a when the earlier ones were): TPOT = (TPOT0 n(A0) + host_s) / n(a);
 - the first token waits for the front end, one more host pass and, disaggregated, the hand-over:
   TTFT = TTFT0 + request_s + host_s + handoff_s;
 - a closed loop keeps ``conc`` requests in flight, so throughput is conc / latency (Little's law):
@@ -48,14 +48,15 @@ class BaseRow:
     disagg: bool
     mtp: bool
     mean_output: float
+    drafts: int
     base: dict[str, float]
     measured: dict[str, float]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BaseRow:
         return cls(int(d["row"]), d["group"], d["engine"], bool(d["disagg"]), bool(d["mtp"]),
-                   float(d["mean_output"]), {m: float(d["base"][m]) for m in METRICS},
-                   {m: float(d["measured"][m]) for m in METRICS})
+                   float(d["mean_output"]), int(d.get("drafts", 1 if d["mtp"] else 0)),
+                   {m: float(d["base"][m]) for m in METRICS}, {m: float(d["measured"][m]) for m in METRICS})
 
 
 def fit_rows(rows: list[BaseRow]) -> frozenset[int]:
@@ -70,12 +71,17 @@ def surrogate(row: BaseRow, t: dict[str, float]) -> dict[str, float]:
     """The row's metrics with one engine's terms ``t`` applied to its base run (see the module docstring)."""
     b = row.base
     host, a = t["host_s"], t["mtp_acceptance"]
-    step = b["tpot_s"] * (1 + A0) if row.mtp else b["tpot_s"]
-    tpot = (step + host) / (1 + a) if row.mtp else step + host
+    step = b["tpot_s"] * emitted(A0, row.drafts)
+    tpot = (step + host) / emitted(a, row.drafts)
     ttft = b["ttft_s"] + t["request_s"] + host + (t["handoff_s"] if row.disagg else 0.0)
     latency0 = b["ttft_s"] + (row.mean_output - 1) * b["tpot_s"]
     latency = ttft + (row.mean_output - 1) * tpot
     return {"ttft_s": ttft, "tpot_s": tpot, "tokens_per_s_per_gpu": b["tokens_per_s_per_gpu"] * latency0 / latency}
+
+
+def emitted(a: float, drafts: int) -> float:
+    """Tokens one decode step emits on average: 1 plus each draft accepted with chance a given the earlier."""
+    return 1.0 + sum(a ** i for i in range(1, drafts + 1))
 
 
 def _unpack(x: np.ndarray) -> dict[str, dict[str, float]]:

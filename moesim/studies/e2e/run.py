@@ -73,6 +73,7 @@ def base_document(rows: list[Row], executor: Any, use_cache: bool = True,
         sv = row.scenario["serving"]
         out.append({"row": row.index, "group": row.group, "engine": sv.get("engine"),
                     "disagg": sv["deployment"]["kind"] == "disaggregated", "mtp": "mtp" in sv,
+                    "drafts": sv["mtp"]["draft_tokens"] if "mtp" in sv else 0,
                     "mean_output": 0.9 * sv["output_tokens"]["value"], "base": r["predicted"],
                     "measured": row.measured})
     return {"source": "moesim validate e2e --rebase", "a0": A0, "rows": out}
