@@ -7,16 +7,38 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moesim.config.schema import Scenario
-from moesim.iteration.build import Built, RouteReuse
-from moesim.iteration.run import Result, build_micro_batches, programs_of, run_scenario
-from moesim.iteration.scenario import load_scenario, scenario_from_dict
-from moesim.studies.single import run_file
 from moesim.util.errors import MoesimError, ScenarioError
+
+if TYPE_CHECKING:
+    from moesim.config.schema import Scenario
+    from moesim.iteration.build import Built, RouteReuse
+    from moesim.iteration.run import Result, build_micro_batches, programs_of, run_scenario
+    from moesim.iteration.scenario import scenario_from_dict
+
+# Re-exported names, imported on first use (PEP 562): ``import moesim.api`` (and so ``moesim --help``) loads
+# none of the simulator; ``from moesim.api import Result`` loads what Result needs.
+_LAZY = {"Scenario": "moesim.config.schema", "Built": "moesim.iteration.build",
+         "RouteReuse": "moesim.iteration.build", "Result": "moesim.iteration.run",
+         "build_micro_batches": "moesim.iteration.run", "programs_of": "moesim.iteration.run",
+         "run_scenario": "moesim.iteration.run", "scenario_from_dict": "moesim.iteration.scenario"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'moesim.api' has no attribute {name!r}")
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Any:
+    """The scenario file at ``path`` (with ``a.b=value`` overrides), validated: a ``Scenario``."""
+    from moesim.iteration.scenario import load_scenario as load
+    return load(path, overrides)
+
 
 __all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "check", "load_scenario", "plan",
            "programs_of", "registry", "report", "run", "run_scenario", "scenario_from_dict", "serve", "sweep",
@@ -26,6 +48,7 @@ __all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "
 def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | None = None) -> Any:
     """Load the scenario file at ``path`` (with ``a.b=value`` overrides) and simulate it: a ``Result``, or
     for a scenario with an ``offload`` section a ``moesim.offload.OffloadResult``."""
+    from moesim.studies.single import run_file
     return run_file(path, overrides, reuse)
 
 

@@ -53,6 +53,7 @@ def test_a_row_that_cannot_run_is_reported(monkeypatch):
     assert doc["failed"] == 1 and doc["rows"][0]["error"] == "no"
 
 
+@pytest.mark.slow
 def test_moesim_validate_e2e_runs_a_row_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
     out = CliRunner().invoke(main, ["validate", "e2e", "--only", "1", "--json", "-j", "1", "-o", str(tmp_path / "r")])

@@ -119,6 +119,20 @@ def test_library_and_cli_import_without_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_cli_and_api_start_without_the_simulator():
+    """``moesim --help`` (issue 32: <= 0.2 s) loads click and the command tree only: the simulator's packages
+    and its heavy dependencies load when a command runs. ``moesim run`` still loads them."""
+    heavy = ("numba", "networkx", "pydantic", "numpy", "scipy", "simpy", "matplotlib", "yaml", "moesim.iteration",
+             "moesim.config", "moesim.placement", "moesim.exec")
+    code = ("import sys, moesim.api, moesim.cli; from click.testing import CliRunner; "
+            "r = CliRunner().invoke(moesim.cli.main, ['--help']); assert r.exit_code == 0, r.output; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    from moesim.api import Result, Scenario  # the lazy re-exports still resolve
+    assert Result.__name__ == "Result" and Scenario.__name__ == "Scenario"
+
+
 def test_engine_imports_neither_build_nor_plotting_nor_io():
     for path in (PKG / "engine").glob("*.py"):
         names = _imports(path) | {m for m in _external(path)}

@@ -112,14 +112,40 @@ def test_a_scenario_runs_on_the_measured_profile(small_v3):
     assert res["iteration_time_s"] > 0
 
 
-def test_validate_command_prints_errors_and_deepep_table(tmp_path):
+@pytest.mark.slow
+def test_validate_command_reproduces_the_published_figures_docs_quote(tmp_path):
+    """``moesim validate --json`` against the published figures docs/calibration.md quotes (DeepEP's normal
+    and low-latency kernels, DeepSeek's serving overview), each within the error printed there plus a
+    margin, and the held-out cpu-ref layers within the MAPE docs/calibration.md reports."""
+    import json
+
     from click.testing import CliRunner
 
     from moesim.cli.main import main
+    from moesim.present.report_validation import tables, write_report
 
-    r = CliRunner().invoke(main, ["validate", "--profile", "cpu-ref", "-o", str(tmp_path)])
+    r = CliRunner().invoke(main, ["validate", "--profile", "cpu-ref", "--json"])
     assert r.exit_code == 0, r.output
-    assert "layer (end to end)" in r.output and "DeepEP" in r.output
-    assert (tmp_path / "predicted_vs_measured.png").stat().st_size > 1000
+    doc = json.loads(r.output)
+    serving = {x["mode"]: x for x in doc["deepseek_serving"]}
+    assert serving["prefill"]["published_tokens_per_s_per_node"] == 73700
+    assert serving["decode"]["published_tokens_per_s_per_node"] == 14800
+    assert abs(serving["prefill"]["error_percent"]) < 10 and abs(serving["decode"]["error_percent"]) < 10
+    normal = [x for x in doc["deepep"] if x["variant"] == "catalogue"]
+    assert [(x["type"], x["ep"]) for x in normal] == [("intranode", 8), ("internode", 16), ("internode", 32),
+                                                      ("internode", 64)]
+    for x in normal:  # docs/calibration.md: within -15% .. +27%
+        for k in ("dispatch", "combine"):
+            assert -0.2 < x[f"{k}_sim_GBps"] / x[f"{k}_published_GBps"] - 1 < 0.3, x
+    for x in doc["deepep_low_latency"]:  # docs/calibration.md: -26% .. -3%
+        for k in ("dispatch", "combine"):
+            assert -0.3 < x[f"{k}_sim_us"] / x[f"{k}_published_us"] - 1 < 0.05, x
+    assert doc["errors"]["layer (end to end)"]["mape"] < 15  # percent
+    text = tables(doc["rows"], doc["errors"], doc["deepep"], doc["deepseek_serving"], doc["deepep_low_latency"])
+    assert "layer (end to end)" in text and "DeepEP" in text
+    write_report(tmp_path, "cpu-ref", doc["rows"], doc["errors"], doc["deepep"], "a test", None,
+                 doc["deepseek_serving"], doc["deepep_low_latency"])  # what -o writes, from the same figures
+    assert text in (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert (tmp_path / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(main, ["validate", "--profile", "nope"])
     assert bad.exit_code == 2 and "cpu-ref" in bad.output

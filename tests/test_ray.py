@@ -41,6 +41,7 @@ def test_bundle_carries_the_files_a_scenario_reads(tmp_path):
     assert materialize(s2, {}) is s2
 
 
+@pytest.mark.slow
 def test_sweep_on_ray_matches_the_local_run_and_resumes(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'moesim[ray]')")
     from moesim.exec.ray_executor import RayExecutor

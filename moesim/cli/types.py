@@ -4,16 +4,21 @@ the shell (``eval "$(_MOESIM_COMPLETE=bash_source moesim)"``)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import warnings
 
 import click
 
-from moesim.exec import EXECUTORS
-from moesim.placement import PLACEMENTS
 from moesim.util.errors import MoesimError, MoesimWarning
 from moesim.util.registry import Registry
+
+
+def _registry(where: str) -> Registry:
+    """The registry at ``module:NAME``, imported when first asked for (``moesim --help`` imports none)."""
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class CommaChoice(click.ParamType):
@@ -22,12 +27,12 @@ class CommaChoice(click.ParamType):
 
     name = "list"
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, registry: str) -> None:
+        self.where = registry  # module:NAME
 
     @property
     def choices(self) -> list[str]:
-        return self.registry.names()
+        return _registry(self.where).names()
 
     def get_metavar(self, param, ctx=None) -> str:  # click's signature
         return "[" + "|".join(self.choices) + "],..."
@@ -48,21 +53,21 @@ class CommaChoice(click.ParamType):
 class RegistryChoice(click.Choice):
     """One name from a registry, read when used (``click.Choice`` fixes its list when the CLI is built)."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, registry: str) -> None:
+        self.where = registry  # module:NAME
         super().__init__([])
 
     @property
     def choices(self) -> list[str]:
-        return self.registry.names()
+        return _registry(self.where).names()
 
     @choices.setter
     def choices(self, _value) -> None:
         """click.Choice.__init__ assigns the choices; the registry stays their only source."""
 
 
-PLACEMENT_LIST = CommaChoice(PLACEMENTS)
-EXECUTOR = RegistryChoice(EXECUTORS)
+PLACEMENT_LIST = CommaChoice("moesim.placement:PLACEMENTS")
+EXECUTOR = RegistryChoice("moesim.exec:EXECUTORS")
 
 
 class Group(click.Group):

@@ -1,0 +1,83 @@
+"""What a user waits for at the command line: each command as a whole process (interpreter start, imports,
+the work, the output), beside the same work timed inside one process (issue 32's CLI rows).
+
+Cases: ``help`` (``moesim --help``), ``run-a`` (``moesim run`` on bench case (a), DeepSeek-V3 decode EP144,
+``--json``), ``list`` (``moesim list placements``). Each runs ``--runs`` times (default 5) in fresh
+processes; prints the median and range of the wall time, the median peak memory (max RSS) and the
+target. ``run-a`` also prints the in-process time of ``api.run`` (warm: the second call in one process)
+and the ratio of the two: what start-up costs. Absolute times on a shared machine are noisy; compare
+figures of one invocation.
+
+Usage: python bench/bench_cli.py [help run-a list ...] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = "scenarios/deepseek-v3-decode-h800.yaml"
+CASES = {
+    # name: (target wall seconds from issue 32, command arguments)
+    "help": (0.2, ["--help"]),
+    "run-a": (0.5, ["run", SCENARIO, "--json"]),
+    "list": (None, ["list", "placements"]),
+}
+CLI = [sys.executable, "-c", "import sys; from moesim.cli import main; sys.argv[0] = 'moesim'; main()"]
+
+
+def wall(args: list[str]) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB, this process alone: os.wait4) of one fresh ``moesim ARGS`` process."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        child = subprocess.Popen(CLI + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        dt = time.perf_counter() - t0
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"moesim {' '.join(args)} failed: {err.read()[-400:].decode(errors='replace')}")
+    return dt, usage.ru_maxrss
+
+
+def in_process() -> float:
+    """Seconds of a warm ``api.run`` of bench case (a) (its second call in this process)."""
+    from moesim import api
+    api.run(ROOT / SCENARIO)
+    t0 = time.perf_counter()
+    api.run(ROOT / SCENARIO)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cases", nargs="*", metavar="CASE", help=f"any of {', '.join(CASES)} (default: all)")
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    unknown = [c for c in a.cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case {', '.join(unknown)}: choose from {', '.join(CASES)}")
+    for name in a.cases or list(CASES):
+        target, args = CASES[name]
+        runs = [wall(args) for _ in range(a.runs)]
+        times = sorted(t for t, _ in runs)
+        med = statistics.median(times)
+        rss = statistics.median(m for _, m in runs) / 1024
+        goal = f"target <= {target} s" if target else "no target"
+        print(f"{name:6s} moesim {' '.join(args)}: {med:.3f} s median of {a.runs} "
+              f"({times[0]:.3f}-{times[-1]:.3f}), peak RSS {rss:.0f} MiB (median); {goal}")
+        if name == "run-a":
+            inner = in_process()
+            print(f"{'':6s} in one process (warm api.run): {inner:.3f} s; the whole command is "
+                  f"{med / inner:.1f}x that")
+
+
+if __name__ == "__main__":
+    main()
