@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from moesim.config.serving import ServingSpec
+from moesim.config.serving import PoissonArrival, ServingSpec
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.model.memory import kv_bytes_per_token, memory_per_gpu
 from moesim.serve import simulate_serving
@@ -236,6 +236,26 @@ def test_surface_interpolation_error_on_held_out_points(tmp_path, monkeypatch):
     again = []
     surf2 = build_surfaces(grids, SerialExecutor(), True, lambda d, n: again.append((d, n)))
     assert not again and surf2["a/decode"].time_s == surf["a/decode"].time_s  # read from the cache
+
+
+def test_surfaces_are_keyed_by_what_times_an_iteration_not_by_the_name_or_the_load():
+    """Issue 32: a renamed scenario, or one served at another rate, length or SLO, reuses the surfaces;
+    another seed or layout does not."""
+    from moesim.serve.surface import Grid
+
+    s = scenario({}, gpn=8, layers=2)
+    inst = deployment_of(s).role("aggregated").scenario
+    key = Grid("a/decode", inst, "decode", [1, 8], [1024], False).cache_key()
+
+    def key_of(**update):
+        return Grid("a/decode", inst.model_copy(update=update), "decode", [1, 8], [1024], False).cache_key()
+
+    assert key_of(name="another name") == key
+    served = key_of(serving=ServingSpec())
+    assert key_of(serving=ServingSpec(requests=7, arrival=PoissonArrival(rate_per_s=9.0))) == served
+    assert key_of(seed=inst.seed + 1) != key
+    assert key_of(workload=inst.workload.model_copy(update={"micro_batches": 2})) != key
+    assert Grid("a/decode", inst, "decode", [1, 16], [1024], False).cache_key() != key
 
 
 FAST = ["--set", "model.num_hidden_layers=2", "--set", "serving.surface.holdout=false",

@@ -202,10 +202,22 @@ class Grid:
         if prof and Path(prof).is_file():
             st = Path(prof).stat()
             stamp = f"{st.st_mtime_ns}:{st.st_size}"
-        blob = json.dumps({"code": code_fingerprint(), "s": self.scenario.model_dump(mode="json"), "m": self.mode,
+        blob = json.dumps({"code": code_fingerprint(), "s": iteration_identity(self.scenario), "m": self.mode,
                            "t": self.tokens, "c": self.contexts, "h": self.holdout, "p": stamp,
                            "r": [REFINE_ABOVE, REFINE_ROUNDS]}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def iteration_identity(s: Scenario) -> dict[str, Any]:
+    """What of ``s`` decides one iteration's time, as plain data: everything but its ``name`` and the parts of
+    ``serving`` the iteration DES never reads (arrivals, load, lengths, SLOs, overheads, scheduler: a grid
+    point fixes tokens and context itself). The deployment stays: the checks read it. Two scenarios that
+    differ only in what is left out share their surfaces."""
+    doc = s.model_dump(mode="json")
+    doc.pop("name", None)
+    if doc.get("serving") is not None:
+        doc["serving"] = {"deployment": doc["serving"]["deployment"]}
+    return doc
 
 
 def holdout_points(tokens: list[int], contexts: list[int]) -> list[tuple[int, int]]:
