@@ -108,10 +108,11 @@ SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["kernels", "e2e"]), default="kernels", required=False)
+@click.argument("what", type=click.Choice(["kernels", "e2e", "training"]), default="kernels", required=False)
 @click.option("--rows", "rows_csv", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="e2e: an InferenceX export (default: the shipped rows, moesim/studies/e2e/data).")
-@click.option("--only", help="e2e: rows whose group contains this text (e.g. trtllm/agg), or row numbers 1,5,9.")
+@click.option("--only", help="e2e, training: rows whose group contains this text (e.g. trtllm/agg, "
+                             "b200/training), or row numbers 1,5,9.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
               help="e2e: processes building iteration surfaces.")
 @click.option("--profile", default="cpu-ref", show_default=True,
@@ -134,7 +135,8 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
              out_dir: Path | None, refit: bool, rebase: bool, as_json: bool) -> None:
     """Compare the simulator's predictions with measured MoE layers it was not fitted on (``kernels``, the
     default), or with measured deployments end to end (``e2e``: every row of an InferenceX export served,
-    median TTFT, median TPOT and throughput per GPU, errors per group; fit and test rows apart).
+    median TTFT, median TPOT and throughput per GPU, errors per group; fit and test rows apart; ``training``:
+    Megatron-Bridge's published MoE pre-training throughput per GPU, nothing fitted).
 
     \b
     Per piece and end to end: MAPE, P90 and max absolute percentage error, signed mean error (bias).
@@ -146,13 +148,11 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
                moesim validate e2e -o reports/e2e            (all 50 InferenceX rows, minutes)
                moesim validate e2e --only trtllm/agg --json
                moesim validate e2e --refit                   (the engine terms fitted again, seconds)
+               moesim validate training --only b200          (Megatron-Bridge pre-training rows)
     """
-    if what == "e2e" and (refit or rebase):
-        from moesim.cli.study import refit_e2e
-        return refit_e2e(jobs, rebase, as_json)
-    if what == "e2e":
-        from moesim.cli.study import validate_e2e
-        return validate_e2e(rows_csv, only, jobs, out_dir, as_json)
+    if what != "kernels":
+        from moesim.cli.study import validate_measured
+        return validate_measured(what, rows_csv, only, jobs, out_dir, refit, rebase, as_json)
     from moesim.present.report_validation import tables, write_report
     rep = api.validate(profile, stored)
     rows, errors, deepep, serving = rep["rows"], rep["errors"], rep["deepep"], rep["deepseek_serving"]

@@ -55,6 +55,29 @@ def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, An
     return summary
 
 
+def validate_measured(what: str, rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None,
+                      refit: bool, rebase: bool, as_json: bool) -> None:
+    """``moesim validate e2e`` (or its ``--refit``/``--rebase``) and ``moesim validate training``."""
+    if what == "training":
+        return validate_training(only, as_json)
+    if refit or rebase:
+        return refit_e2e(jobs, rebase, as_json)
+    return validate_e2e(rows_csv, only, jobs, out_dir, as_json)
+
+
+def validate_training(only: str | None, as_json: bool) -> None:
+    """``moesim validate training``: the Megatron-Bridge rows simulated with a progress line, the table (or
+    JSON)."""
+    from moesim.studies.e2e.training import compare, select, table
+    rows, skipped = select(only)
+    if not rows and not skipped:
+        raise click.UsageError(f"--only {only!r} matches no row")
+    bar = Progress("training rows", len(rows))
+    doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
+    bar.close()
+    click.echo(json.dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
+
+
 def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None, as_json: bool) -> None:
     """``moesim validate e2e``: run the rows with a progress line, print the table (or JSON), write the report."""
     from moesim.exec import make_executor

@@ -1,0 +1,95 @@
+"""Measured pre-training throughput (moesim.studies.e2e.megatron's rows) against moesim's training
+simulation: per row the signed error of tokens per second per GPU, per group (GPU / training / precision)
+and overall their MAPE and bias. Nothing is fitted to these rows: every row is a test row.
+
+A step with one pipeline stage is ``ga`` identical micro-batches and one gradient sync, so it is simulated as
+one micro-batch (``accumulation_steps: 1``) and composed: step = ga x (iteration - sync) + sync (exact for
+identical micro-batches; the uniform router makes them so). With stages, the 1F1B schedule runs all ``ga``
+micro-batches (moesim.pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from moesim.iteration.run import run_scenario
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.pipeline import run_pipeline
+from moesim.studies.e2e import megatron
+
+
+def predict(sc: dict[str, Any]) -> float:
+    """Simulated tokens per second per GPU of the training scenario ``sc`` (megatron.scenario)."""
+    wl = sc["workload"]
+    if wl.get("pipeline_stages", 1) > 1:
+        return float(run_pipeline(scenario_from_dict(sc)).doc["throughput_tokens_per_s_per_gpu"])
+    ga = wl["accumulation_steps"]
+    one = scenario_from_dict({**sc, "workload": {**wl, "accumulation_steps": 1}})
+    doc = run_scenario(one).doc
+    sync = doc["gradient_sync_s"]
+    step = ga * (doc["iteration_time_s"] - sync) + sync
+    return wl["tokens_per_gpu"] * ga / step
+
+
+def select(only: str | None = None) -> tuple[list[tuple[int, str, dict[str, str]]], list[dict[str, Any]]]:
+    """The rows to run, (1-based number, group, row), whose group or number ``only`` names (all without it),
+    and those of them that cannot be converted, each with why."""
+    rows, skipped = [], []
+    for i, r in enumerate(megatron.read_rows(), start=1):
+        g = megatron.group(r)
+        if only and not (only in g or str(i) in only.split(",")):
+            continue
+        why = megatron.why_not(r)
+        if why:
+            skipped.append({"row": i, "group": g, "why": why})
+        else:
+            rows.append((i, g, r))
+    return rows, skipped
+
+
+def compare(rows: list[tuple[int, str, dict[str, str]]], skipped: list[dict[str, Any]] = (),
+            progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """The ``select``-ed rows simulated and compared: {rows: [...], skipped, groups: {name: stats},
+    overall: stats}."""
+    out = []
+    for k, (i, g, r) in enumerate(rows):
+        if progress:
+            progress(k, len(rows), g)
+        sc = megatron.scenario(r, i)
+        pred, meas = predict(sc), megatron.measured(r)
+        layout = f"pp{r['pp']} vp{r['vp']} ep{r['ep']} mbs{r['mbs']} ga{r['ga']}"
+        out.append({"row": i, "group": g, "split": "test", "name": sc["name"], "model": r["model"],
+                    "gpus": int(r["gpus"]), "layout": layout, "measured": meas, "predicted": pred,
+                    "signed_error": pred / meas - 1})
+    if progress:
+        progress(len(rows), len(rows), "")
+    groups = {name: stats([x for x in out if x["group"] == name]) for name in sorted({x["group"] for x in out})}
+    return {"rows": out, "skipped": list(skipped), "groups": groups, "overall": stats(out),
+            "source": "Megatron-Bridge docs/performance-summary.md, 25.11 NeMo container (data/SOURCES.md)"}
+
+
+def stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """MAPE and bias (fractions) of tokens/s/GPU over ``rows``, and their count."""
+    e = np.array([x["signed_error"] for x in rows])
+    return {"rows": len(rows), "mape": float(np.abs(e).mean()) if e.size else None,
+            "bias": float(e.mean()) if e.size else None}
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The comparison as text: per row, then per group and overall."""
+    lines = ["training: measured pre-training throughput through moesim (tokens/s/GPU; nothing fitted)", "",
+             f"  {'row':>3}  {'group':22s} {'model':16s} {'GPUs':>4}  {'layout':28s} {'measured':>9} "
+             f"{'predicted':>9} {'error':>7}"]
+    for x in doc["rows"]:
+        lines.append(f"  {x['row']:>3}  {x['group']:22s} {x['model']:16s} {x['gpus']:>4}  {x['layout']:28s} "
+                     f"{x['measured']:>9.0f} {x['predicted']:>9.0f} {x['signed_error'] * 100:>+6.1f}%")
+    lines += ["", f"  {'group':34s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
+    for name, s in [*doc["groups"].items(), ("all rows", doc["overall"])]:
+        if s["rows"]:
+            lines.append(f"  {name:34s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
+    for x in doc["skipped"]:
+        lines.append(f"  row {x['row']} ({x['group']}) not run: {x['why']}")
+    return "\n".join(lines) + "\n"
