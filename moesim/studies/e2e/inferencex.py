@@ -21,7 +21,8 @@ Mapping (per side of a disaggregated row, or the aggregated engine):
   prefix cache (off in every script), MTP draft counts (SGLang: EAGLE with 2 steps; TensorRT-LLM: 3
   next-n layers, 1 with DP attention, or the recipe's) and TensorRT-LLM's attention-DP balance (60
   iterations);
-- DeepSeek-R1 has DeepSeek-V3's architecture: the catalogue's ``deepseek-v3`` (FP8 weights);
+- DeepSeek-R1 has DeepSeek-V3's architecture: the catalogue's ``deepseek-v3`` (FP8 weights), with an FP8 KV
+  cache on TensorRT-LLM (its scripts and recipes set ``kv_cache_config.dtype: fp8``; SGLang's keep BF16);
 - SGLang's rows run on the ``h200-sglang`` silicon profile (its kernels as measured), the others on the H200's
   datasheet roofline (``SILICON``).
 Measured: ``median_ttft`` (s), ``median_tpot`` (s), ``tput_per_gpu`` (input + output tokens per s per GPU).
@@ -87,7 +88,10 @@ def scenario(row: dict[str, str], index: int) -> dict[str, Any]:
         serving["mtp"] = {"draft_tokens": flags.get("drafts") or 1}
     name = f"inferencex-{index:03d}-{row['framework']}-{row['hardware']}-{total}gpu-isl{isl}-osl{osl}-conc{conc}"
     gpu = SILICON.get((row["hardware"], engine), GPU[row["hardware"]])
-    return {"name": name, "seed": 1, "model": "deepseek-v3",
+    # TensorRT-LLM's launch scripts and recipes all set kv_cache_config.dtype fp8; SGLang's leave the KV cache
+    # at the model's BF16 (no --kv-cache-dtype)
+    model = {"base": "deepseek-v3", "kv_cache_dtype": "fp8"} if engine == "trtllm" else "deepseek-v3"
+    return {"name": name, "seed": 1, "model": model,
             "cluster": {"gpu": gpu, "nodes": -(-total // GPUS_PER_NODE), "gpus_per_node": GPUS_PER_NODE},
             "workload": {"mode": "decode", **workload}, "serving": serving}
 
