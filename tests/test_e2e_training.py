@@ -54,3 +54,52 @@ def test_validate_training_cli_one_row_by_hand(monkeypatch):
     assert "Qwen3_30B_a3B" in text and "-11.9%" in text
     bad = CliRunner().invoke(main, ["validate", "training", "--only", "nothing"])
     assert bad.exit_code == 2 and "matches no row" in bad.output
+
+
+def _tiny(**workload):
+    return {"name": "t", "seed": 1, "model": {"base": "qwen3-30b-a3b", "num_hidden_layers": 4},
+            "cluster": {"gpu": "b200", "nodes": 1, "gpus_per_node": 8}, "router": {"stats": {"kind": "uniform"}},
+            "workload": {"mode": "training", "tokens_per_gpu": 1024, "context_tokens": 1024, **workload}}
+
+
+def test_framework_sync_waits_per_moe_layer_and_pass_by_hand():
+    """4 MoE layers x (forward + backward) x 2 micro-batches x 1 ms = 16 ms more, in its own stage."""
+    sc = _tiny(accumulation_steps=2)
+    plain = run_scenario(scenario_from_dict(sc)).doc
+    synced = run_scenario(scenario_from_dict({**sc, "runtime": {"layer_sync_s": 0.001}})).doc
+    assert abs(synced["iteration_time_s"] - plain["iteration_time_s"] - 0.016) < 1e-9
+    assert abs(synced["totals"]["stages"]["framework_sync"] / 0.016 - 1) < 0.01  # on the critical path
+    assert "framework_sync" not in plain["totals"]["stages"]
+
+
+def test_the_framework_names_its_fitted_term_and_an_explicit_value_wins():
+    from moesim.config.catalog import framework_terms
+    fitted = framework_terms("megatron")["layer_sync_s"]
+    assert 0 < fitted < 0.05
+    assert scenario_from_dict({**_tiny(), "runtime": {"framework": "megatron"}}).runtime.layer_sync_s == fitted
+    explicit = {"framework": "megatron", "layer_sync_s": 0.002}
+    assert scenario_from_dict({**_tiny(), "runtime": explicit}).runtime.layer_sync_s == 0.002
+    assert scenario_from_dict(_tiny()).runtime.layer_sync_s is None  # no framework: no wait
+
+
+def test_the_surrogate_counts_the_pipelines_exposures_as_the_des_does():
+    """Two stages, 3 micro-batches: (3 + 2 - 1) x (4 / 2) layers x 2 passes x h on the critical path."""
+    from moesim.pipeline import run_pipeline
+    from moesim.studies.e2e.training_fit import exposures
+    sc = {**_tiny(accumulation_steps=3, pipeline_stages=2), "cluster": {"gpu": "b200", "nodes": 2, "gpus_per_node": 8}}
+    assert exposures(sc) == 16.0
+    times = [run_pipeline(scenario_from_dict({**sc, "runtime": {"layer_sync_s": h}})).doc["time_s"] for h in (0, 1e-3)]
+    assert abs((times[1] - times[0]) / 0.016 - 1) < 0.05
+
+
+def test_refit_is_deterministic_and_the_shipped_term_is_its_output():
+    """CI re-fits from the data files (no simulation) and gets the shipped frameworks file back."""
+    from moesim.config.catalog import FRAMEWORKS
+    from moesim.studies.e2e.training import BASE
+    from moesim.studies.e2e.training_fit import refit
+    base = json.loads(BASE.read_text(encoding="utf-8"))
+    doc = refit(base)
+    assert doc == refit(base) == json.loads(FRAMEWORKS.read_text(encoding="utf-8"))
+    assert doc["label"] == "fitted" and set(doc["fit_rows"]).isdisjoint(doc["test_rows"])
+    assert doc["surrogate_errors"]["test"]["mape"] < doc["surrogate_errors"]["base"]["mape"]
+    assert set(doc["leave_one_system_out"]) >= {"DGX-B200", "DGX-GB200", "DGX-GB300", "DGX-H100"}

@@ -126,10 +126,11 @@ SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4
 @click.option("--refit", is_flag=True,
               help="e2e: fit the engine terms again from the shipped base run and measured rows (seconds, no "
                    "simulation, deterministic), write them to moesim/serve/data/engine_terms.json and print them "
-                   "with their leave-one-group-out errors.")
+                   "with their leave-one-group-out errors; training: the same for Megatron's term "
+                   "(moesim/config/catalog/frameworks.json).")
 @click.option("--rebase", is_flag=True,
-              help="e2e: serve every row with no engine terms first (the base run the fit starts from, minutes), "
-                   "write it beside the rows, then --refit.")
+              help="e2e, training: run every row with no fitted terms first (the base run the fit starts from; "
+                   "e2e minutes, training about a minute), write it beside the rows, then --refit.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows, errors and the DeepEP table as JSON.")
 def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, profile: str, stored: bool,
              out_dir: Path | None, refit: bool, rebase: bool, as_json: bool) -> None:

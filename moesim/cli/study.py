@@ -58,11 +58,33 @@ def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, An
 def validate_measured(what: str, rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None,
                       refit: bool, rebase: bool, as_json: bool) -> None:
     """``moesim validate e2e`` (or its ``--refit``/``--rebase``) and ``moesim validate training``."""
+    if what == "training" and (refit or rebase):
+        return refit_training(rebase, as_json)
     if what == "training":
         return validate_training(only, as_json)
     if refit or rebase:
         return refit_e2e(jobs, rebase, as_json)
     return validate_e2e(rows_csv, only, jobs, out_dir, as_json)
+
+
+def refit_training(rebase: bool, as_json: bool) -> None:
+    """``moesim validate training --refit`` (and ``--rebase``): the base run (again, with --rebase), the fit,
+    the catalogue's frameworks file written, the term and its errors printed."""
+    from moesim.config.catalog import FRAMEWORKS
+    from moesim.studies.e2e.training import BASE, fit_table, predict, select
+    from moesim.studies.e2e.training_fit import base_document, refit
+    from moesim.util.files import to_json, write_atomic
+    if rebase:
+        rows, _ = select()
+        bar = Progress("training base rows", len(rows))
+        base = base_document(rows, predict, progress=lambda k, n, g: bar.update(k, note=g))
+        bar.close()
+        write_atomic(BASE, to_json(base))
+        click.echo(f"wrote {BASE}", err=True)
+    doc = refit(json.loads(BASE.read_text(encoding="utf-8")))
+    write_atomic(FRAMEWORKS, to_json(doc))
+    click.echo(f"wrote {FRAMEWORKS}", err=True)
+    click.echo(json.dumps(doc, indent=1) if as_json else fit_table(doc), nl=as_json)
 
 
 def validate_training(only: str | None, as_json: bool) -> None:

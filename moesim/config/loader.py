@@ -89,11 +89,21 @@ def parse_scenario(raw: Any, base_dir: str | Path = ".") -> Scenario:
         raw["cluster"].update(_resolve_host(cluster["host"], Path(base_dir)))
     raw["router"] = _resolve_stats_path(raw.get("router"), Path(base_dir))
     raw = _resolve_trace_path(raw, Path(base_dir))
+    if isinstance(raw.get("runtime"), dict):
+        raw["runtime"] = _resolve_runtime(raw["runtime"])
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise _from_validation(exc) from None
     return _default_scope(scenario)
+
+
+def _resolve_runtime(rt: dict[str, Any]) -> dict[str, Any]:
+    """A training framework named without ``layer_sync_s``: its fitted value (catalog/frameworks.json)."""
+    if rt.get("framework") is None or rt.get("layer_sync_s") is not None:
+        return rt
+    fitted = catalog.framework_terms(str(rt["framework"])).get("layer_sync_s")
+    return rt if fitted is None else {**rt, "layer_sync_s": fitted}
 
 
 def _default_scope(s: Scenario) -> Scenario:

@@ -110,13 +110,23 @@ def inference_programs(pieces: list[LayerPieces], r: Resolved) -> list[Program]:
                           rt.host_overhead_s, launch)
 
 
+def _framework_sync(p: Program, seconds: float, r: Resolved) -> Program:
+    """``p`` opened by a ``framework_sync`` stage of ``seconds`` on every GPU (none when 0): the training
+    framework's wait per MoE layer and pass (``runtime.layer_sync_s``)."""
+    if seconds <= 0:
+        return p
+    stage = Compute("framework_sync", np.full(r.scenario.cluster.num_gpus, seconds))
+    return Program((stage, *p.stages), p.layer, p.block, p.pass_, p.step)
+
+
 def training_programs(pieces: list[LayerPieces], r: Resolved, sync: list[Comm]) -> list[Program]:
     """Forward then backward (last layer first) per accumulation step, every step replaying the same
     routing; the gradient all-reduce stages ``sync`` end the last backward program."""
     out: list[Program] = []
+    sync_s = r.scenario.runtime.layer_sync_s or 0.0  # a training framework's wait per MoE layer and pass
     for step in range(r.scenario.workload.accumulation_steps):
-        out += [forward_program(pc, r, step) for pc in pieces]
-        out += [backward_program(pc, r, step) for pc in reversed(pieces)]
+        out += [_framework_sync(forward_program(pc, r, step), sync_s, r) for pc in pieces]
+        out += [_framework_sync(backward_program(pc, r, step), sync_s, r) for pc in reversed(pieces)]
     if sync:
         last = out[-1]
         out[-1] = Program(last.stages + tuple(sync), last.layer, last.block, last.pass_, last.step)

@@ -129,3 +129,13 @@ def is_profile_file(path: Path) -> bool:
         return profile_kind(json.loads(path.read_text(encoding="utf-8"))) is not None
     except (OSError, ValueError):
         return False
+
+
+FRAMEWORKS = Path(__file__).parent / "frameworks.json"  # training frameworks' fitted terms (moesim.studies.e2e)
+
+
+def framework_terms(name: str) -> dict[str, float]:
+    """A training framework's fitted terms ({term: value}), {} for a framework none were fitted for."""
+    if not FRAMEWORKS.is_file():
+        return {}
+    return dict(json.loads(FRAMEWORKS.read_text(encoding="utf-8")).get("frameworks", {}).get(name, {}))

@@ -13,6 +13,8 @@ Mapping:
 - a micro-batch is ``mbs`` sequences of ``seq`` tokens per GPU (``tokens_per_gpu``, ``context_tokens``), a
   step ``ga`` of them (``accumulation_steps``; 1F1B over the stages when ``pp`` > 1);
 - the table's runs force-balance the tokens among experts (dropless): ``router.stats`` uniform;
+- Megatron-Core's own time per MoE layer and pass: ``runtime.framework: megatron`` (its fitted
+  ``layer_sync_s``, moesim.studies.e2e.training_fit);
 - not modelled: the interleaved schedule (``vp`` > 1 shrinks the bubble about vp-fold), Megatron FSDP.
 A row is converted only when tp = cp = 1 and gbs = mbs x ga x dp (two published rows do not add up).
 Measured: ``tokens_per_s_per_gpu``.
@@ -64,7 +66,7 @@ def scenario(row: dict[str, str], index: int) -> dict[str, Any]:
     return {"name": f"megatron-{index}-{GPU[row['system']]}-{MODEL[row['model']]}-{dtype}",
             "seed": index, "model": {"base": MODEL[row["model"]], "weight_dtype": dtype, "dense_weight_dtype": dtype},
             "cluster": {"gpu": GPU[row["system"]], "nodes": ep * pp // gpn, "gpus_per_node": gpn},
-            "router": {"stats": {"kind": "uniform"}}, "workload": wl}
+            "router": {"stats": {"kind": "uniform"}}, "workload": wl, "runtime": {"framework": "megatron"}}
 
 
 def group(row: dict[str, str]) -> str:

@@ -1,6 +1,7 @@
 """Measured pre-training throughput (moesim.studies.e2e.megatron's rows) against moesim's training
 simulation: per row the signed error of tokens per second per GPU, per group (GPU / training / precision)
-and overall their MAPE and bias. Nothing is fitted to these rows: every row is a test row.
+and over the fit and the test rows their MAPE and bias. Rows the framework's term was fitted on
+(catalog/frameworks.json ``fit_rows``, moesim.studies.e2e.training_fit) are marked ``fit``, the others ``test``.
 
 A step with one pipeline stage is ``ga`` identical micro-batches and one gradient sync, so it is simulated as
 one micro-batch (``accumulation_steps: 1``) and composed: step = ga x (iteration - sync) + sync (exact for
@@ -10,11 +11,13 @@ micro-batches (moesim.pipeline).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from moesim.config.catalog import FRAMEWORKS
 from moesim.iteration.run import run_scenario
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.pipeline import run_pipeline
@@ -32,6 +35,16 @@ def predict(sc: dict[str, Any]) -> float:
     sync = doc["gradient_sync_s"]
     step = ga * (doc["iteration_time_s"] - sync) + sync
     return wl["tokens_per_gpu"] * ga / step
+
+
+BASE = megatron.DATA.with_name("megatron-bridge-base.json")  # the base run (moesim validate training --rebase)
+
+
+def fitted_rows() -> frozenset[int]:
+    """The rows the shipped framework term was fitted on."""
+    if not FRAMEWORKS.is_file():
+        return frozenset()
+    return frozenset(int(i) for i in json.loads(FRAMEWORKS.read_text(encoding="utf-8")).get("fit_rows", []))
 
 
 def select(only: str | None = None) -> tuple[list[tuple[int, str, dict[str, str]]], list[dict[str, Any]]]:
@@ -54,20 +67,22 @@ def compare(rows: list[tuple[int, str, dict[str, str]]], skipped: list[dict[str,
             progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """The ``select``-ed rows simulated and compared: {rows: [...], skipped, groups: {name: stats},
     overall: stats}."""
-    out = []
+    out, fitted = [], fitted_rows()
     for k, (i, g, r) in enumerate(rows):
         if progress:
             progress(k, len(rows), g)
         sc = megatron.scenario(r, i)
         pred, meas = predict(sc), megatron.measured(r)
         layout = f"pp{r['pp']} vp{r['vp']} ep{r['ep']} mbs{r['mbs']} ga{r['ga']}"
-        out.append({"row": i, "group": g, "split": "test", "name": sc["name"], "model": r["model"],
+        out.append({"row": i, "group": g, "split": "fit" if i in fitted else "test", "name": sc["name"],
+                    "model": r["model"],
                     "gpus": int(r["gpus"]), "layout": layout, "measured": meas, "predicted": pred,
                     "signed_error": pred / meas - 1})
     if progress:
         progress(len(rows), len(rows), "")
     groups = {name: stats([x for x in out if x["group"] == name]) for name in sorted({x["group"] for x in out})}
-    return {"rows": out, "skipped": list(skipped), "groups": groups, "overall": stats(out),
+    splits = {sp: stats([x for x in out if x["split"] == sp]) for sp in ("fit", "test")}
+    return {"rows": out, "skipped": list(skipped), "groups": groups, "overall": stats(out), "splits": splits,
             "source": "Megatron-Bridge docs/performance-summary.md, 25.11 NeMo container (data/SOURCES.md)"}
 
 
@@ -80,16 +95,35 @@ def stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(doc: dict[str, Any]) -> str:
     """The comparison as text: per row, then per group and overall."""
-    lines = ["training: measured pre-training throughput through moesim (tokens/s/GPU; nothing fitted)", "",
-             f"  {'row':>3}  {'group':22s} {'model':16s} {'GPUs':>4}  {'layout':28s} {'measured':>9} "
-             f"{'predicted':>9} {'error':>7}"]
+    lines = ["training: measured pre-training throughput through moesim (tokens/s/GPU; fit and test rows apart)",
+             "", f"  {'row':>3}  {'group':22s} {'split':5s} {'model':16s} {'GPUs':>4}  {'layout':28s} "
+             f"{'measured':>9} {'predicted':>9} {'error':>7}"]
     for x in doc["rows"]:
-        lines.append(f"  {x['row']:>3}  {x['group']:22s} {x['model']:16s} {x['gpus']:>4}  {x['layout']:28s} "
-                     f"{x['measured']:>9.0f} {x['predicted']:>9.0f} {x['signed_error'] * 100:>+6.1f}%")
+        lines.append(f"  {x['row']:>3}  {x['group']:22s} {x['split']:5s} {x['model']:16s} {x['gpus']:>4}  "
+                     f"{x['layout']:28s} {x['measured']:>9.0f} {x['predicted']:>9.0f} "
+                     f"{x['signed_error'] * 100:>+6.1f}%")
     lines += ["", f"  {'group':34s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
-    for name, s in [*doc["groups"].items(), ("all rows", doc["overall"])]:
+    sp = doc.get("splits", {})
+    for name, s in [*doc["groups"].items(), ("all fit rows", sp.get("fit", {"rows": 0})),
+                    ("all test rows", sp.get("test", {"rows": 0})), ("all rows", doc["overall"])]:
         if s["rows"]:
             lines.append(f"  {name:34s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
     for x in doc["skipped"]:
         lines.append(f"  row {x['row']} ({x['group']}) not run: {x['why']}")
+    return "\n".join(lines) + "\n"
+
+
+def fit_table(doc: dict[str, Any]) -> str:
+    """The framework term's fit (training_fit.refit) as text: value, rows, errors, leave one system out."""
+    h = doc["frameworks"]["megatron"]["layer_sync_s"]
+    rows = ",".join(map(str, doc["fit_rows"]))
+    lines = [f"training framework term, fitted on rows {rows} (test rows: {','.join(map(str, doc['test_rows']))})",
+             "", f"  megatron  layer_sync_s  {h * 1e3:8.3f} ms  {doc['units']['layer_sync_s']}", "",
+             f"  {'tokens/s/GPU (fit surrogate)':34s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
+    named = [("nothing fitted (all rows)", doc["surrogate_errors"]["base"]),
+             ("fit rows", doc["surrogate_errors"]["fit"]), ("test rows", doc["surrogate_errors"]["test"]),
+             *[(f"{k} held out" if not k.startswith("all") else k, v)
+               for k, v in doc["leave_one_system_out"].items()]]
+    for name, s in named:
+        lines.append(f"  {name:34s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
     return "\n".join(lines) + "\n"
