@@ -137,7 +137,7 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
     """Compare the simulator's predictions with measured MoE layers it was not fitted on (``kernels``, the
     default), or with measured deployments end to end (``e2e``: every row of an InferenceX export served,
     median TTFT, median TPOT and throughput per GPU, errors per group; fit and test rows apart; ``training``:
-    Megatron-Bridge's published MoE pre-training throughput per GPU, nothing fitted).
+    Megatron-Bridge's published MoE pre-training throughput per GPU, fit and test rows apart).
 
     \b
     Per piece and end to end: MAPE, P90 and max absolute percentage error, signed mean error (bias).
@@ -150,6 +150,7 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
                moesim validate e2e --only trtllm/agg --json
                moesim validate e2e --refit                   (the engine terms fitted again, seconds)
                moesim validate training --only b200          (Megatron-Bridge pre-training rows)
+               moesim validate training --refit              (Megatron's term fitted again, a second)
     """
     if what != "kernels":
         from moesim.cli.study import validate_measured
