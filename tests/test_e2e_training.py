@@ -19,12 +19,13 @@ def test_rows_convert_as_the_table_describes_and_misprints_are_refused():
     why = {i: megatron.why_not(r) for i, r in enumerate(rows, start=1)}
     assert {i for i, w in why.items() if w} == {5, 15}  # gbs != mbs x ga x dp in the published table
     assert "8192 is not mbs x ga x dp = 2 x 32 x 64" in why[5]
-    # row 7: DeepSeek-V3 on 256 GB200, FP8, PP8, EP32, MBS 1 x 4096, GA 128: one EP group per stage
+    # row 7: DeepSeek-V3 on 256 GB200, FP8, PP8, VP4, EP32, MBS 1 x 4096, GA 128: one EP group per stage
     sc = megatron.scenario(rows[6], 7)
     assert sc["cluster"] == {"gpu": "gb200", "nodes": 8, "gpus_per_node": 32}
     assert sc["model"]["weight_dtype"] == "fp8" and sc["router"] == {"stats": {"kind": "uniform"}}
     assert sc["workload"] == {"mode": "training", "tokens_per_gpu": 4096, "context_tokens": 4096,
-                              "accumulation_steps": 128, "pipeline_stages": 8}
+                              "accumulation_steps": 128, "pipeline_stages": 8, "pipeline_virtual_stages": 4}
+    assert sc["runtime"] == {"framework": "megatron"}
     for i, r in enumerate(rows, start=1):
         if not why[i]:
             scenario_from_dict(megatron.scenario(r, i))  # every converted row is a valid scenario

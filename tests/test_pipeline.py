@@ -3,6 +3,8 @@ hand, memory per GPU of DeepSeek-V3 layouts computed by hand, and bad pipelines 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -161,3 +163,32 @@ def test_a_sweep_point_with_a_pipeline_reports_the_step_and_bubble():
     assert row["iteration_time_s"] == pytest.approx(doc["time_s"])
     assert row["bubble_fraction"] == pytest.approx(doc["pipeline"]["bubble_fraction"])
     assert row["pipeline_stages"] == 2 and "error" not in row
+
+
+def test_interleaved_schedule_shrinks_the_bubble_v_fold_by_hand():
+    """Equal chunks, free transfers: (m·v + p − 1)(f + b)/v, the bubble (p − 1)/(m·v + p − 1) (Narayanan et al.
+    2021, §2.2.2); v = 1 is 1F1B's (m + p − 1)(f + b)."""
+    from moesim.pipeline.schedule import interleaved
+    for p, v, m in ((2, 2, 4), (4, 2, 8), (2, 4, 4), (4, 1, 8), (8, 3, 16)):
+        tl = simulate_pipeline(np.full(p, 1.0), np.full(p, 2.0), m, chunks=v)
+        assert abs(tl.step_s - (m * v + p - 1) * 3.0 / v) < 1e-9, (p, v, m)
+        assert abs(tl.bubble() - (p - 1) / (m * v + p - 1)) < 1e-9
+    for s in range(4):  # every stage runs each micro-batch's forward and backward once per chunk
+        ops = interleaved(s, 4, 8, 3)
+        assert sorted((o.kind, o.micro_batch, o.chunk) for o in ops) == sorted(
+            (k, i, c) for k in "FB" for i in range(8) for c in range(3))
+
+
+def test_virtual_stages_run_through_the_cli_and_bad_ones_are_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from moesim.cli.main import main
+    path = "scenarios/deepseek-v3-train-pp4-h800.yaml"
+    one = CliRunner().invoke(main, ["run", path, "--json"])
+    two = CliRunner().invoke(main, ["run", path, "--json", "--set", "workload.pipeline_virtual_stages=2"])
+    a, b = json.loads(one.stdout), json.loads(two.stdout)
+    assert b["pipeline"]["schedule"] == "interleaved 1F1B (2 chunks)" and b["time_s"] < a["time_s"]
+    assert b["pipeline"]["bubble_fraction_equal_stages"] == 3 / (8 * 2 + 3)
+    bad = CliRunner().invoke(main, ["run", path, "--set", "workload.pipeline_virtual_stages=3",
+                                    "--set", "workload.accumulation_steps=6"])
+    assert bad.exit_code == 2 and "workload.pipeline_virtual_stages" in bad.output

@@ -55,6 +55,9 @@ class WorkloadSpec(Strict):
     # inference with pipeline_stages > 1: micro-batches of tokens_per_gpu each per iteration (default: as many
     # as stages, enough to fill the pipeline)
     pipeline_micro_batches: int | None = Field(default=None, ge=1, le=10**4)
+    # training with pipeline_stages > 1: model chunks per stage (Megatron-LM's virtual pipeline, the interleaved
+    # 1F1B schedule: the bubble shrinks this many times; accumulation_steps a multiple of pipeline_stages)
+    pipeline_virtual_stages: int = Field(default=1, ge=1, le=64)
     # decode with multi-token prediction (DeepSeek-V3's MTP): the verify pass over tokens_per_gpu x (1 + drafts)
     # tokens, then the MTP module (one MoE block and the head) once per draft over tokens_per_gpu, as stages
     # mtp_draft_*; acceptance sets the tokens a step emits (draft_cost applies to serving's surfaces only)

@@ -75,6 +75,11 @@ def _check_pipeline(s: Scenario) -> None:
         (w.mode == "training" and w.pipeline_micro_batches is not None,
          "training pipelines run accumulation_steps micro-batches (1F1B)", "workload.pipeline_micro_batches",
          "set accumulation_steps instead"),
+        (w.pipeline_virtual_stages > 1 and (w.mode != "training" or w.accumulation_steps % p
+                                            or w.pipeline_virtual_stages * p > moe_layers),
+         f"{w.pipeline_virtual_stages} virtual stages need training, accumulation_steps a multiple of the {p} "
+         f"stages and a MoE block per chunk ({moe_layers} blocks)", "workload.pipeline_virtual_stages",
+         "use pipeline_virtual_stages: 1, or a training run with accumulation_steps a multiple of the stages"),
         (s.offload is not None, "experts in host memory are modelled without a pipeline", "workload.pipeline_stages",
          "use pipeline_stages: 1 with an offload section"),
         (s.serving is not None, "serving deployments are modelled without a pipeline", "workload.pipeline_stages",

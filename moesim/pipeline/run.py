@@ -78,7 +78,8 @@ def run_pipeline(s: Scenario) -> PipelineResult:
     fwd, bwd, per, sync = stage_times(s, stage)
     topo = build_topology(s.cluster)
     links, nbytes = hand_overs(s, topo)
-    tl = simulate_pipeline(fwd, bwd, m, links, topo.capacity_Bps, topo.latency_s)
+    v = w.pipeline_virtual_stages if bwd is not None else 1
+    tl = simulate_pipeline(fwd, bwd, m, links, topo.capacity_Bps, topo.latency_s, chunks=v)
     return PipelineResult(summarize(s, st, stage, tl, m, (fwd, bwd, per, sync), nbytes), tl, stage)
 
 
@@ -86,6 +87,8 @@ def summarize(s: Scenario, st: Scenario, stage: Result, tl: Timeline, m: int, ti
     """The pipelined run's document: the schedule's figures, memory per GPU, throughput, the stage run."""
     fwd, bwd, per, sync = times
     p, g = s.workload.pipeline_stages, s.cluster.num_gpus
+    v = s.workload.pipeline_virtual_stages if bwd is not None else 1
+    v = s.workload.pipeline_virtual_stages if bwd is not None else 1
     step = tl.step_s
     total = step + sync / p
     tokens = m * s.workload.tokens_per_gpu * (g // p)  # distinct tokens: each enters at stage 0
@@ -97,14 +100,15 @@ def summarize(s: Scenario, st: Scenario, stage: Result, tl: Timeline, m: int, ti
         "tokens_per_gpu": s.workload.tokens_per_gpu, "scope": sm.scope,
         "pipeline": {
             "stages": p, "gpus_per_stage": g // p, "micro_batches": m,
-            "schedule": "1F1B" if bwd is not None else "forward",
+            "schedule": ("forward" if bwd is None else "1F1B" if v == 1 else f"interleaved 1F1B ({v} chunks)"),
+            "virtual_stages": v,
             "blocks_per_stage": per.tolist(),
             "forward_s_per_micro_batch": fwd.tolist(),
             "backward_s_per_micro_batch": bwd.tolist() if bwd is not None else None,
             "activation_bytes_per_gpu": nbytes,
             "transfer_s": {"count": len(tl.transfers), "mean": float(xfer.mean()), "max": float(xfer.max())},
             "schedule_s": step, "gradient_sync_s": sync / p,
-            "bubble_fraction": tl.bubble(), "bubble_fraction_equal_stages": (p - 1) / (m + p - 1),
+            "bubble_fraction": tl.bubble(), "bubble_fraction_equal_stages": (p - 1) / (m * v + p - 1),
             "busy_s_per_stage": tl.busy_s().tolist(),
         },
         "time_s": total,

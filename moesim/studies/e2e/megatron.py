@@ -11,11 +11,12 @@ Mapping:
   the same work at the same time; their gradient all-reduce is not simulated (Megatron overlaps it with
   the last micro-batches' backward);
 - a micro-batch is ``mbs`` sequences of ``seq`` tokens per GPU (``tokens_per_gpu``, ``context_tokens``), a
-  step ``ga`` of them (``accumulation_steps``; 1F1B over the stages when ``pp`` > 1);
+  step ``ga`` of them (``accumulation_steps``; 1F1B over the stages when ``pp`` > 1, interleaved over ``vp``
+  model chunks per stage when ``vp`` > 1: ``pipeline_virtual_stages``);
 - the table's runs force-balance the tokens among experts (dropless): ``router.stats`` uniform;
 - Megatron-Core's own time per MoE layer and pass: ``runtime.framework: megatron`` (its fitted
   ``layer_sync_s``, moesim.studies.e2e.training_fit);
-- not modelled: the interleaved schedule (``vp`` > 1 shrinks the bubble about vp-fold), Megatron FSDP.
+- not modelled: Megatron FSDP (no row uses it).
 A row is converted only when tp = cp = 1 and gbs = mbs x ga x dp (two published rows do not add up).
 Measured: ``tokens_per_s_per_gpu``.
 """
@@ -63,6 +64,8 @@ def scenario(row: dict[str, str], index: int) -> dict[str, Any]:
                           "accumulation_steps": int(row["ga"])}
     if pp > 1:
         wl["pipeline_stages"] = pp
+        if int(row["vp"]) > 1:  # Megatron's virtual pipeline: the interleaved 1F1B schedule
+            wl["pipeline_virtual_stages"] = int(row["vp"])
     return {"name": f"megatron-{index}-{GPU[row['system']]}-{MODEL[row['model']]}-{dtype}",
             "seed": index, "model": {"base": MODEL[row["model"]], "weight_dtype": dtype, "dense_weight_dtype": dtype},
             "cluster": {"gpu": GPU[row["system"]], "nodes": ep * pp // gpn, "gpus_per_node": gpn},

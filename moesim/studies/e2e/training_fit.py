@@ -7,7 +7,8 @@ time, and the term lengthens a step by its exposures, as the DES does:
 - one pipeline stage: every micro-batch's forward and backward of every MoE layer, in series:
   n = ga x L x 2 (exact);
 - ``pp`` stages: the 1F1B critical path runs (ga + pp - 1) micro-batches through one stage's L / pp
-  layers: n = (ga + pp - 1) x (L / pp) x 2 (the stages' layer counts rounded to their mean).
+  layers: n = (ga + pp - 1) x (L / pp) x 2 (the stages' layer counts rounded to their mean); interleaved over
+  v chunks, (ga·v + pp - 1) chunk passes of L / (pp·v) layers: n = (ga + (pp - 1) / v) x (L / pp) x 2.
 step = step0 + n x h; throughput = tokens per GPU per step / step. The fit minimises the log errors of
 throughput on the *fit* rows (every other convertible row, in file order) with a robust loss, within
 bounds; it is deterministic. Leave one system out refits without each GPU in turn.
@@ -38,8 +39,8 @@ def exposures(sc: dict[str, Any]) -> float:
     """How many times one step waits ``layer_sync_s`` on its critical path (see the module docstring)."""
     wl = sc["workload"]
     layers = MoEModel.from_spec(scenario_from_dict(sc, checks=False).model).num_moe_layers
-    ga, pp = wl["accumulation_steps"], wl.get("pipeline_stages", 1)
-    return (ga + pp - 1) * (layers / pp) * 2.0
+    ga, pp, v = wl["accumulation_steps"], wl.get("pipeline_stages", 1), wl.get("pipeline_virtual_stages", 1)
+    return (ga + (pp - 1) / v) * (layers / pp) * 2.0
 
 
 def base_document(rows: list[tuple[int, str, dict[str, str]]], predict: Callable[[dict[str, Any]], float],
