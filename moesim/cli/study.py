@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,29 @@ def refit_training(rebase: bool, as_json: bool) -> None:
     from moesim.config.catalog import FRAMEWORKS
     from moesim.studies.e2e.training import BASE, fit_table, predict, select
     from moesim.studies.e2e.training_fit import base_document, refit
+
+    rows = select()[0] if rebase else None
+    _refit("training base rows", rows, lambda r, progress: base_document(r, predict, progress=progress), BASE, refit,
+           FRAMEWORKS, fit_table, as_json)
+
+
+def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str, Any]], base_path: Path,
+           refit: Callable[[dict[str, Any]], dict[str, Any]], out: Path, text: Callable[[dict[str, Any]], str],
+           as_json: bool) -> None:
+    """A fit from its stored base run: with ``rows``, the base run of them again first (``make_base(rows,
+    progress)``, with a progress line) and written to ``base_path``; then the fitted document written to
+    ``out`` and printed as ``text`` (or JSON)."""
     from moesim.util.files import to_json, write_atomic
-    if rebase:
-        rows, _ = select()
-        bar = Progress("training base rows", len(rows))
-        base = base_document(rows, predict, progress=lambda k, n, g: bar.update(k, note=g))
+    if rows is not None:
+        bar = Progress(label, len(rows))
+        base = make_base(rows, lambda k, n, g: bar.update(k, note=g))
         bar.close()
-        write_atomic(BASE, to_json(base))
-        click.echo(f"wrote {BASE}", err=True)
-    doc = refit(json.loads(BASE.read_text(encoding="utf-8")))
-    write_atomic(FRAMEWORKS, to_json(doc))
-    click.echo(f"wrote {FRAMEWORKS}", err=True)
-    click.echo(json.dumps(doc, indent=1) if as_json else fit_table(doc), nl=as_json)
+        write_atomic(base_path, to_json(base))
+        click.echo(f"wrote {base_path}", err=True)
+    doc = refit(json.loads(base_path.read_text(encoding="utf-8")))
+    write_atomic(out, to_json(doc))
+    click.echo(f"wrote {out}", err=True)
+    click.echo(json.dumps(doc, indent=1) if as_json else text(doc), nl=as_json)
 
 
 def validate_training(only: str | None, as_json: bool) -> None:
@@ -121,21 +133,14 @@ def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Pa
 def refit_e2e(jobs: int, rebase: bool, as_json: bool) -> None:
     """``moesim validate e2e --refit`` (and ``--rebase``): the base run (again, with --rebase), the fit,
     the shipped terms file written, the terms and their errors printed."""
+    from moesim.exec import make_executor
     from moesim.present.e2e_text import fit_table
     from moesim.serve.terms import TERMS_FILE
     from moesim.studies.e2e.fit import refit
     from moesim.studies.e2e.run import BASE, INFERENCEX, base_document, rows_of
-    from moesim.util.files import to_json, write_atomic
-    if rebase:
-        from moesim.exec import make_executor
-        rows = rows_of(INFERENCEX, frozenset())
-        bar = Progress("e2e base rows", len(rows))
-        base = base_document(rows, make_executor("local", jobs, None),
-                             progress=lambda k, n, g: bar.update(k, note=g))
-        bar.close()
-        write_atomic(BASE, to_json(base))
-        click.echo(f"wrote {BASE}", err=True)
-    doc = refit(json.loads(BASE.read_text(encoding="utf-8")))
-    write_atomic(TERMS_FILE, to_json(doc))
-    click.echo(f"wrote {TERMS_FILE}", err=True)
-    click.echo(json.dumps(doc, indent=1) if as_json else fit_table(doc), nl=as_json)
+
+    def make_base(rows: list[Any], progress: Callable[[int, int, str], None]) -> dict[str, Any]:
+        return base_document(rows, make_executor("local", jobs, None), progress=progress)
+
+    rows = rows_of(INFERENCEX, frozenset()) if rebase else None
+    _refit("e2e base rows", rows, make_base, BASE, refit, TERMS_FILE, fit_table, as_json)

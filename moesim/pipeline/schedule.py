@@ -18,7 +18,9 @@ takes (m·v + p − 1)(f + b)/v: the bubble shrinks v-fold, to (p − 1)/(m·v +
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import simpy
@@ -36,15 +38,20 @@ class Op:
     chunk: int = 0
 
 
+def _warm_steady_cool(warm: int, total: int, op: Callable[[str, int], Op]) -> list[Op]:
+    """``warm`` forwards, then one forward and one backward in turn until the ``total`` forwards are done,
+    then the remaining backwards; ``op(kind, k)`` is the k-th pass of that kind."""
+    ops = [op("F", k) for k in range(warm)]
+    f, b = warm, 0
+    while f < total:
+        ops += [op("F", f), op("B", b)]
+        f, b = f + 1, b + 1
+    return ops + [op("B", k) for k in range(b, total)]
+
+
 def one_f_one_b(stage: int, stages: int, micro_batches: int) -> list[Op]:
     """The 1F1B order of one stage's passes."""
-    warm = min(stages - stage - 1, micro_batches)
-    ops = [Op("F", i) for i in range(warm)]
-    f, b = warm, 0
-    while f < micro_batches:
-        ops += [Op("F", f), Op("B", b)]
-        f, b = f + 1, b + 1
-    return ops + [Op("B", i) for i in range(b, micro_batches)]
+    return _warm_steady_cool(min(stages - stage - 1, micro_batches), micro_batches, Op)
 
 
 def forward_only(stage: int, stages: int, micro_batches: int) -> list[Op]:
@@ -61,13 +68,7 @@ def interleaved(stage: int, stages: int, micro_batches: int, chunks: int) -> lis
         c = (k // p) % v
         return Op(kind, (k // (p * v)) * p + k % p, c if kind == "F" else v - 1 - c)
 
-    warm = min((p - stage - 1) * 2 + (v - 1) * p, total)
-    ops = [op("F", k) for k in range(warm)]
-    f, b = warm, 0
-    while f < total:
-        ops += [op("F", f), op("B", b)]
-        f, b = f + 1, b + 1
-    return ops + [op("B", k) for k in range(b, total)]
+    return _warm_steady_cool(min((p - stage - 1) * 2 + (v - 1) * p, total), total, op)
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray | None, micr
     p, v = len(forward_s), chunks
     env = simpy.Environment()
     net = FluidNetwork(env, capacity, latency) if links is not None and capacity is not None else None
-    order = (one_f_one_b if v == 1 else lambda s_, p_, m_: interleaved(s_, p_, m_, v)) \
-        if backward_s is not None else forward_only
+    if backward_s is None:
+        order = forward_only
+    else:
+        order = one_f_one_b if v == 1 else partial(interleaved, chunks=v)
     # a pass's input: (kind, virtual stage c·p + s, micro-batch)
     ready = {(k, j, i): env.event() for k in "FB" for j in range(p * v) for i in range(micro_batches)}
     tl = Timeline([[] for _ in range(p)])
