@@ -67,6 +67,38 @@ def test_variants_share_routing_and_give_the_runs_alone(tmp_path):
     assert b.doc == alone.doc and a.doc != b.doc
 
 
+def test_contexts_share_the_moe_layers_and_give_the_runs_alone(tmp_path):
+    """A surface's points along one token row differ only in context: the plan and every MoE layer are made
+    once, the attention (whole model, over each context) for each, and each run equals the run alone."""
+    path = tmp_path / "s.yaml"
+    path.write_text(SCEN.replace("scope: moe_layers", "scope: whole_model, mode: decode"))
+    reuse = RouteReuse(layers=True)
+    sets = ["placement.kind=eplb", "placement.redundant_experts=4"]
+    short = api.run(path, [*sets, "workload.context_tokens=256"], reuse=reuse)
+    hits = reuse.hits
+    long = api.run(path, [*sets, "workload.context_tokens=8192"], reuse=reuse)
+    assert reuse.hits >= hits + 3  # the plan and both layers
+    assert long.doc == api.run(path, [*sets, "workload.context_tokens=8192"]).doc
+    assert short.doc == api.run(path, [*sets, "workload.context_tokens=256"]).doc
+    assert long.summary.iteration_time_s > short.summary.iteration_time_s  # the attention reads more KV
+
+
+def test_a_given_plan_is_part_of_what_layers_are_shared_under(tmp_path):
+    """Runs of one scenario on two hand-given plans (rebalancing studies) do not share their layers."""
+    import numpy as np
+    import yaml
+
+    from moesim.iteration.run import run_scenario
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.placement import Placement
+    s = scenario_from_dict(yaml.safe_load(SCEN))
+    reuse = RouteReuse(layers=True)
+    plans = [Placement(np.tile(np.arange(8), (2, 1)), 4), Placement(np.tile(np.arange(8)[::-1], (2, 1)), 4)]
+    runs = [run_scenario(s, placement=p, reuse=reuse) for p in plans]
+    alone = [run_scenario(s, placement=p) for p in plans]
+    assert [r.doc for r in runs] == [r.doc for r in alone]
+
+
 def test_affinity_variants_share_the_node_assignment_and_give_the_runs_alone(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(SCEN.replace("nodes: 1, gpus_per_node: 4", "nodes: 2, gpus_per_node: 2"))

@@ -39,7 +39,17 @@ def test_ep_inside_a_tp_group_dispatches_nothing():
 
 def test_training_keeps_megatrons_dispatch():
     s = scen(attention_tp=2, mode="training", tokens_per_gpu=16, scope="moe_layers")
-    assert not s.workload.moe_in_tp_group
+    assert not s.moe_in_tp_group
+
+
+def test_an_attention_tp_group_smaller_than_the_cluster_reaches_the_experts_all_to_all():
+    """Attention TP2 x DP4 on 8 GPUs (SGLang's DP attention, AIConfigurator's tp2 dp4 ep8): the MoE is EP8 over
+    the whole cluster, dispatched; each GPU holds E/8 experts, not the E/2 of a TP2 group's own MoE."""
+    s = scen(attention_tp=2, tokens_per_gpu=2)
+    assert not s.moe_in_tp_group and scen(attention_tp=8).moe_in_tp_group
+    stages = api.run_scenario(s).summary.totals.stages
+    assert stages.get("dispatch", 0.0) > 0 and "moe_allreduce" not in stages
+    assert memory_per_gpu(s)["expert_weights_bytes"] == pytest.approx(memory_per_gpu(scen())["expert_weights_bytes"])
 
 
 def test_group_tokens_below_one_per_gpu():

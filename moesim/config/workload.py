@@ -65,8 +65,8 @@ class WorkloadSpec(Strict):
     # decode: query tokens per sequence (a verify pass: 1 + drafts); the batch's tokens_per_gpu are
     # tokens_per_gpu / decode_queries sequences, each reading its KV cache once
     decode_queries: int = Field(default=1, ge=1, le=16)
-    # tokens each attention TP group holds, where the MoE runs inside it (moe_in_tp_group): fewer than one per
-    # GPU (a batch of 4 on a TP8 group) or any count that tokens_per_gpu x attention_tp cannot spell. The
+    # tokens each attention TP group holds, where the MoE runs inside it (Scenario.moe_in_tp_group): fewer than
+    # one per GPU (a batch of 4 on a TP8 group) or any count that tokens_per_gpu x attention_tp cannot spell. The
     # group's GPUs then run exactly these tokens; tokens_per_gpu must be their ceiling share per GPU
     group_tokens: int | None = Field(default=None, ge=1, le=10**6)
 
@@ -76,11 +76,6 @@ class WorkloadSpec(Strict):
         one per GPU), else tokens_per_gpu."""
         return self.group_tokens / self.attention_tp if self.group_tokens else float(self.tokens_per_gpu)
 
-    @property
-    def moe_in_tp_group(self) -> bool:
-        """Whether the MoE runs on the attention TP group's replicated tokens, with no dispatch: tensor-parallel
-        experts, or EP inside an attention TP group outside training (moesim.iteration.tensor_parallel)."""
-        return self.moe_tp > 1 or (self.attention_tp > 1 and self.mode != "training")
 
     @property
     def prefill_tokens_per_gpu(self) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from moesim.hw.topology import Topology, build_topology
 from moesim.ir.blocks import mixed_non_moe_times, non_moe_times, tp_allreduce_flows
 from moesim.ir.programs import LayerPieces
 from moesim.ir.resolve import Resolved, resolve
+from moesim.iteration.reuse import RouteReuse, moe_key, routing_key, shared_key
 from moesim.iteration.tensor_parallel import group_traffic, moe_allreduce, shard
 from moesim.model.moe import MoEModel
 from moesim.placement import PLACEMENTS, Placement
@@ -72,33 +72,6 @@ class Built:
     @property
     def routing(self) -> RoutingParams:
         return self.resolved.routing
-
-
-class RouteReuse:
-    """Routings shared by runs that differ only in where experts live (``compare``, ``rebalance``, the
-    planner's variants): each layer's routed tokens and planning-window counts, keyed by everything they
-    depend on. Held by the caller and passed in, never global; same results with or without it."""
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple, Any] = {}
-        self.hits = 0
-
-    def get(self, key: tuple, make):
-        """The entry for ``key``, made by ``make()`` the first time."""
-        hit = self.entries.get(key)
-        if hit is None:
-            hit = self.entries[key] = make()
-        else:
-            self.hits += 1
-        return hit
-
-
-def routing_key(s: Scenario) -> str:
-    """What a layer's routing depends on: the scenario without its placement, communication, serving and
-    engine settings (the window's size and use are added by the planning load)."""
-    return s.model_dump_json(exclude={"name": True, "placement": True, "comm": True, "serving": True,
-                                      "sim": {"threads", "engine", "network", "auto_fluid_max_gpus",
-                                              "size_guard"}})
 
 
 def _rng(seq: np.random.SeedSequence) -> np.random.Generator:
@@ -156,8 +129,11 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     threads = s.sim.threads or min(4, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
-        if s.workload.moe_in_tp_group:  # the group's EP ranks hold contiguous experts: nothing to plan
+        if s.moe_in_tp_group:  # the group's EP ranks hold contiguous experts: nothing to plan
             placement = Placement(np.tile(np.arange(model.experts), (layers, g)), g)
+        if placement is None and reuse is not None and reuse.layers:  # the plan never reads the context
+            placement = reuse.get(("placement", moe_key(s)),
+                                  lambda: _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse))
         placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse)
         built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
                               reuse)
@@ -204,11 +180,12 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
         raise ValueError(f"trace has {len(trace)} layers, the model has {layers} MoE layers")
     t = s.workload.moe_tp
     a = s.workload.attention_tp
-    cm = cost_model(s.cluster, shard(model, t, a) if s.workload.moe_in_tp_group else model, params.top_k)
+    cm = cost_model(s.cluster, shard(model, t, a) if s.moe_in_tp_group else model, params.top_k)
     non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
-                   cm, trace, mixtures, non_moe, reuse, (routing_key(s), micro_batch) if reuse else None)
+                   cm, trace, mixtures, non_moe, reuse, (routing_key(s), micro_batch) if reuse else None,
+                   shared_key(s, placement, micro_batch) if reuse and reuse.layers else None)
     seeds = route_ss.spawn(layers) if not micro_batch else \
         np.random.SeedSequence(s.seed, spawn_key=(1, 1_000_000 + micro_batch)).spawn(layers)
     built = list(pool.map(ctx.layer, range(layers), seeds)) if pool is not None else \
@@ -271,6 +248,7 @@ class _Context:
     non_moe: tuple[list[dict], dict] | None = None  # whole-model scope: named pieces before each layer, after
     reuse: RouteReuse | None = None
     reuse_key: tuple | None = None
+    shared_key: tuple | None = None  # with ``reuse``: the key the layers' MoE parts are shared under
 
     @property
     def model(self) -> MoEModel:
@@ -281,6 +259,17 @@ class _Context:
         return self.r.routing
 
     def layer(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerPieces, LayerStats]:
+        """The layer's named pieces and stats. Its MoE part (routing, replicas, drops, traffic) does not
+        depend on the context: with ``reuse`` it is made once per ``shared_key``, and only the pieces
+        (attention over this run's context) are made for each run."""
+        if self.shared_key is None:
+            tr, flows, stats = self._moe(layer, seed)
+        else:
+            tr, flows, stats = self.reuse.get((*self.shared_key, layer), lambda: self._moe(layer, seed))
+        return self._pieces(layer, tr, flows), stats
+
+    def _moe(self, layer: int, seed: np.random.SeedSequence) -> tuple[LayerTraffic, FlowSet | None, LayerStats]:
+        """(traffic, a TP layer's output all-reduce or None, stats) of one MoE layer."""
         s, topo, placement, r = self.s, self.topo, self.placement, self.r
         g, tokens, sampled = topo.num_gpus, s.workload.tokens_per_gpu, self.sampled
         if self.trace is not None:
@@ -288,7 +277,7 @@ class _Context:
         else:
             rt = self._routed(layer, len(self._owners()), seed)
         ids, live = rt.ids, rt.keep
-        if s.workload.moe_in_tp_group:  # tokens replicated over the attention TP group: no dispatch
+        if s.moe_in_tp_group:  # tokens replicated over the attention TP group: no dispatch
             return self._tp_layer(layer, ids, live, rt.score)
         slot = placement.choose_slots(layer, ids, s.placement.replica_policy, np.repeat(np.arange(g), sampled),
                                       topo.gpus_per_node, _rng(seed.spawn(1)[0]))
@@ -298,9 +287,9 @@ class _Context:
                            r.algorithm, r.dispatch_copy_bytes, r.combine_copy_bytes, scale=tokens / sampled,
                            live=live, chunks=s.comm.chunks)
         expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * (tokens / sampled)
-        return self._pieces(layer, tr), _layer_stats(tr, expert_tokens, topo)
+        return tr, None, _layer_stats(tr, expert_tokens, topo)
 
-    def _tp_layer(self, layer: int, ids, live, score) -> tuple[LayerPieces, LayerStats]:
+    def _tp_layer(self, layer: int, ids, live, score) -> tuple[LayerTraffic, FlowSet, LayerStats]:
         """A MoE layer inside an attention TP group (``iteration.tensor_parallel``): every GPU runs its EP
         rank's experts (1/moe_tp of each) on the group's tokens; an all-reduce sums the outputs."""
         s, topo, t, a = self.s, self.topo, self.s.workload.moe_tp, self.s.workload.attention_tp
@@ -312,7 +301,7 @@ class _Context:
         flows = moe_allreduce(g, topo.gpus_per_node, a, w.tokens_per_gpu_f, self.model.hidden)
         expert_tokens = np.bincount(ids[keep], minlength=self.model.experts) * scale
         stats = _layer_stats(replace(tr, dispatch=flows), expert_tokens, topo)
-        return self._pieces(layer, tr, flows), replace(stats, gpu_tokens=stats.gpu_tokens / t)
+        return tr, flows, replace(stats, gpu_tokens=stats.gpu_tokens / t)
 
     def _owners(self) -> np.ndarray:
         """[N] the GPU each drawn token belongs to: ``sampled`` per GPU, or with ``group_tokens`` exactly
@@ -326,7 +315,7 @@ class _Context:
         """The layer's named compute (reserved-SM slowdown applied) and flows. ``moe_allreduce``: a
         tensor-parallel layer's output all-reduce; its GPUs run the group's tokens and no dispatch."""
         s, cm, slow, g = self.s, self.costs, self.r.compute_slowdown, self.topo.num_gpus
-        grouped = s.workload.moe_in_tp_group  # a TP group's GPUs hold its a x T tokens
+        grouped = s.moe_in_tp_group  # a TP group's GPUs hold its a x T tokens
         local = np.full(g, s.workload.tokens_per_gpu_f * (s.workload.attention_tp if grouped else 1))
         regroup = cm.regroup(tr.slot_tokens) if g > 1 and not grouped else np.zeros(g)  # copies sorted by expert
         moe = {"router": cm.router(local), "permute": cm.permute(local), "regroup": regroup,

@@ -122,7 +122,7 @@ def _check_workload(s: Scenario) -> None:
                             "pipeline", path="workload.mtp", fix="use mode: decode, micro_batches: 1 and "
                             "pipeline_stages: 1, or leave mtp out")
     share = -(-w.group_tokens // w.attention_tp) if w.group_tokens is not None else 0
-    if w.group_tokens is not None and (not w.moe_in_tp_group or w.mode != "decode" or w.micro_batches > 1
+    if w.group_tokens is not None and (not s.moe_in_tp_group or w.mode != "decode" or w.micro_batches > 1
                                        or w.mtp is not None or s.router.stats.kind == "trace"
                                        or w.tokens_per_gpu != share):
         raise ScenarioError(f"group_tokens {w.group_tokens} needs a decode batch inside an attention TP group "
@@ -227,7 +227,7 @@ def serving_instances_split(s: Scenario) -> bool:
 
 
 def _check_cluster(s: Scenario) -> None:
-    if s.workload.moe_in_tp_group:
+    if s.moe_in_tp_group:
         return _check_moe_tp(s)
     if serving_instances_split(s):
         return None

@@ -87,7 +87,7 @@ def run_scenario(s: Scenario, trace: list[np.ndarray] | None = None, placement: 
     programs = programs_of(main, builds)
     stats = [list(b.stats) for b in builds]
     if s.workload.mtp is not None:  # the draft passes: the MTP module's block, once per draft
-        draft = build(draft_scenario(s))
+        draft = build(draft_scenario(s), reuse=reuse)
         d = s.workload.mtp.draft_tokens
         programs[0] += draft_programs(inference_programs(draft.pieces, draft.resolved)[0], d, len(stats[0]),
                                       s.model.num_hidden_layers)

@@ -105,7 +105,7 @@ def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str
     g = s.cluster.num_gpus
     # inside an attention TP group each GPU holds 1/moe_tp of the E/ep experts of its EP rank: E/attention_tp
     # experts' worth (ep = attention_tp / moe_tp)
-    tp, grouped = s.workload.attention_tp, s.workload.moe_in_tp_group
+    tp, grouped = s.workload.attention_tp, s.moe_in_tp_group
     slots_per_gpu = (m.n_routed_experts / tp if grouped else
                      (m.n_routed_experts + s.placement.redundant_experts) / g)
     experts = slots_per_gpu * moe.expert_weight_bytes * moe.num_moe_layers / stages

@@ -126,7 +126,8 @@ def token_unit(s: Scenario, mode: str) -> int:
     """GPUs a surface's token axis counts over: an attention TP group's for decode, whose batch can be fewer
     tokens than the group has GPUs (``workload.group_tokens``); 1 (tokens per GPU) otherwise."""
     w = s.workload
-    return w.attention_tp if mode == "decode" and w.attention_tp > 1 and w.micro_batches == 1 else 1
+    grouped = w.moe_tp > 1 or w.attention_tp >= s.cluster.num_gpus  # Scenario.moe_in_tp_group, in decode
+    return w.attention_tp if mode == "decode" and w.attention_tp > 1 and grouped and w.micro_batches == 1 else 1
 
 
 def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenario:
@@ -166,9 +167,10 @@ def mixed_time(prefill: Surface, decode: Surface, tokens: float, context: float,
     return t - share * prefill.group(tokens, context) + decode.group(decode_tokens, decode_context)
 
 
-def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float, float]:
+def _run_point(task: tuple[Scenario, str, int, int], reuse: Any = None) -> tuple[float, float, float]:
     """Worker: one iteration DES at a grid point → (iteration seconds, GPU load max/mean, GROUP_STAGES'
-    exposed seconds)."""
+    exposed seconds). ``reuse`` (``iteration.reuse.RouteReuse``): MoE layers shared with the other
+    contexts of the same token row."""
     from moesim.iteration.run import run_scenario
     s, mode, tokens, context = task
     if s.offload is not None:  # experts across memory tiers: a decode step's (or a prefill pass's) time
@@ -176,7 +178,7 @@ def _run_point(task: tuple[Scenario, str, int, int]) -> tuple[float, float, floa
         doc = run_offload(point_scenario(s, mode, tokens, context), kv=False).doc
         return (doc["time_per_token_s"] if mode == "decode" else doc["simulated_s"], doc["gpu_load_max_over_mean"],
                 0.0)
-    sm = run_scenario(point_scenario(s, mode, tokens, context)).summary
+    sm = run_scenario(point_scenario(s, mode, tokens, context), reuse=reuse).summary
     group = sum(sm.totals.stages.get(n, 0.0) for n in GROUP_STAGES)
     return sm.iteration_time_s, float(sm.totals.gpu_load_max_over_mean), float(group)
 
@@ -289,15 +291,18 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
         todo.append(_Build(g, path))
     done, total = 0, sum(len(b.missing()) for b in todo)
     for round_ in range(REFINE_ROUNDS + 1):
-        tasks = [(bi, pt, (b.g.scenario, b.g.mode, pt[0], pt[1])) for bi, b in enumerate(todo) for pt in b.missing()]
+        # one task per token row: its contexts share the row's routing, placement and traffic
+        tasks = [(bi, t, cs, b.g.scenario, b.g.mode) for bi, b in enumerate(todo) for t, cs in _rows(b.missing())]
         if not tasks:
             break
-        total = max(total, done + len(tasks))
+        tasks.sort(key=lambda task: -task[1])  # the longest first: workers finish together
+        total = max(total, done + sum(len(task[2]) for task in tasks))
         if progress:
             progress(done, total)
         for task, res in executor.run(_task, tasks):
-            todo[task[0]].res[task[1]] = res
-            done += 1
+            for c, r in zip(task[2], res):
+                todo[task[0]].res[(task[1], c)] = r
+            done += len(res)
             if progress:
                 progress(done, total)
         if round_ < REFINE_ROUNDS:
@@ -310,5 +315,17 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     return out
 
 
-def _task(item: tuple[int, tuple[int, int], tuple[Scenario, str, int, int]]) -> tuple[float, float, float]:
-    return _run_point(item[2])
+def _rows(points: list[tuple[int, int]]) -> list[tuple[int, tuple[int, ...]]]:
+    """(tokens, contexts) per token row of ``points`` [(tokens, context)], in first-seen order."""
+    rows: dict[int, list[int]] = {}
+    for t, c in points:
+        rows.setdefault(t, []).append(c)
+    return [(t, tuple(cs)) for t, cs in rows.items()]
+
+
+def _task(item: tuple[int, int, tuple[int, ...], Scenario, str]) -> list[tuple[float, float, float]]:
+    """Worker: one token row's points (``_run_point`` per context), their MoE layers built once."""
+    from moesim.iteration.reuse import RouteReuse
+    _, tokens, contexts, s, mode = item
+    reuse = RouteReuse(layers=True)
+    return [_run_point((s, mode, tokens, c), reuse) for c in contexts]
