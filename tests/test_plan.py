@@ -59,6 +59,25 @@ def test_the_planner_finds_a_layout_needing_an_unlisted_redundant_count_and_a_la
     assert not small["meets_target"]
 
 
+def test_the_light_probe_runs_few_requests_and_the_bisection_the_full_stream(tmp_path, monkeypatch):
+    """The light-load probe only asks whether the SLO holds without queueing: ``effort.light_requests``
+    requests; every other trial fills the decoding slots (at least ``effort.requests``)."""
+    import moesim.plan.search as search
+    seen, real = [], search.simulate_serving
+
+    def spy(s, dep, req, surfaces):
+        seen.append((s.serving.arrival.rate_per_s, len(req.input_tokens)))
+        return real(s, dep, req, surfaces)
+
+    monkeypatch.setattr(search, "simulate_serving", spy)
+    _plan(tmp_path, monkeypatch)
+    light = [rate for rate, n in seen if n == 64]  # effort.light_requests' default
+    full = [rate for rate, n in seen if n != 64]
+    assert light and full and all(100 <= n <= 300 for _, n in seen if n != 64)  # effort: requests 100, max 300
+    nxt = next((i for i, (_, n) in enumerate(seen[1:], 1) if n == 64), len(seen))
+    assert seen[0][1] == 64 and seen[0][0] < min(r for r, _ in seen[1:nxt])  # the probe first, at the lowest rate
+
+
 def test_answer_per_gpu_type_and_overall(tmp_path, monkeypatch):
     res = _plan(tmp_path, monkeypatch, gpus="{h100: {price_per_hour: 2.5}, h200: {price_per_hour: 4.0}}")
     per = res["best_per_gpu"]

@@ -37,9 +37,12 @@ def rate_bound(dep: Deployment, surfaces: dict[tuple[str, str], Surface], isl: f
     return min(rates)
 
 
-def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec) -> dict[str, Any]:
+def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec, light: bool = False
+           ) -> dict[str, Any]:
+    """The serving run at ``rate``: enough requests to fill every decoding slot 3 times over (``light``:
+    ``effort.light_requests``, the probe without queueing)."""
     in_flight = sum(r.instances * r.max_running for r in dep.roles if r.decodes)
-    n = int(min(effort.max_requests, max(effort.requests, 3 * in_flight)))
+    n = effort.light_requests if light else int(min(effort.max_requests, max(effort.requests, 3 * in_flight)))
     sv = s.serving
     arrival = sv.arrival.model_copy(update={"rate_per_s": rate})
     st = s.model_copy(update={"serving": sv.model_copy(update={"arrival": arrival, "requests": n,
@@ -48,7 +51,8 @@ def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSp
 
 
 def _closed_trial(s: Scenario, dep: Deployment, surfaces, c: int, effort: EffortSpec) -> dict[str, Any]:
-    n = int(min(effort.max_requests, max(effort.requests, 4 * c)))
+    """The serving run with ``c`` requests in flight (one: ``effort.light_requests``, one after another)."""
+    n = effort.light_requests if c == 1 else int(min(effort.max_requests, max(effort.requests, 4 * c)))
     sv = s.serving
     st = s.model_copy(update={"serving": sv.model_copy(update={"load": sv.load.model_copy(update={"concurrency": c}),
                                                                 "requests": n})})
@@ -86,7 +90,7 @@ def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec, isl: fl
         return closed_capacity(s, dep, surfaces, effort)
     bound = rate_bound(dep, surfaces, isl, osl)
     lo, hi = bound * LIGHT, bound * 1.2
-    light = _trial(s, dep, surfaces, lo, effort)
+    light = _trial(s, dep, surfaces, lo, effort, light=True)
     if not light["slo"]["met"]:
         p = light["slo"]["percentile"]
         return {"reason": f"misses the SLO even at a light load ({lo:.3g} requests/s): p{p} TTFT "

@@ -86,9 +86,13 @@ class EffortSpec(_Strict):
     """How hard each candidate is searched. requests: per serving run (raised to cover 3x the sequences
     in flight); rate_steps: bisection steps on the request rate; cost_slack: candidates costing more than
     (1 + slack) x the cheapest found meeting the target for their GPU type are not simulated.
-    surface_holdout: also run the grid's midpoints and refine (what ``moesim serve`` does; slower)."""
+    surface_holdout: also run the grid's midpoints and refine (what ``moesim serve`` does; slower).
+    light_requests: requests of the light-load probe (1/64 of the rate bound, or one request in flight),
+    which only asks whether the SLO holds without queueing: its requests barely meet, so few tell, and at
+    that load every request decodes nearly alone (a step per token: the costliest run of the search)."""
 
     requests: int = Field(default=600, ge=50)
+    light_requests: int = Field(default=64, ge=10)
     max_requests: int = Field(default=6000, ge=50)
     rate_steps: int = Field(default=6, ge=1, le=20)
     cost_slack: float = Field(default=1.0, ge=0)

@@ -1,8 +1,8 @@
 """A fingerprint of the code and data that produce iteration times, for cache keys that cannot go stale.
 
 Cached serving surfaces and sweep points are keyed by their resolved inputs and by this fingerprint: the
-SHA-256 of every source file of the package (presentation, the CLI and calibration excepted: they never
-change a simulated time) and of every catalogue file (GPU and model figures, profiles), in path order.
+SHA-256 of every source file of the package (presentation, the CLI, calibration and the planner's search
+excepted: they never change a simulated time) and of every catalogue file (GPU and model figures, profiles), in path order.
 Any edit to a cost function, a routing rule or a profile gives a new key, so the cache is rebuilt; the
 package version played that part before and did not change for 139 commits.
 """
@@ -14,8 +14,9 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent
-# packages whose files never change a simulated figure
-UNTIMED = ("present", "cli", "calibrate")
+# packages whose files never change a simulated figure (the planner's search reads surfaces and caches none:
+# the scenarios it builds are part of every surface key)
+UNTIMED = ("present", "cli", "calibrate", "plan")
 SUFFIXES = (".py", ".yaml", ".json", ".js")
 
 
