@@ -2,9 +2,9 @@
 
 Cached serving surfaces and sweep points are keyed by their resolved inputs and by this fingerprint: the
 SHA-256 of every source file of the package (presentation, the CLI, calibration and the planner's search
-excepted: they never change a simulated time) and of every catalogue file (GPU and model figures, profiles), in path order.
-Any edit to a cost function, a routing rule or a profile gives a new key, so the cache is rebuilt; the
-package version played that part before and did not change for 139 commits.
+excepted: they never change a simulated time) and of every catalogue file (GPU and model figures, profiles),
+in path order. Any edit to a cost function, a routing rule or a profile gives a new key, so the cache is
+rebuilt; the package version played that part before and did not change for 139 commits.
 """
 
 from __future__ import annotations
