@@ -322,14 +322,8 @@ class Scenario(Strict):
 
     @property
     def moe_in_tp_group(self) -> bool:
-        """Whether the MoE runs on the attention TP group's replicated tokens, with no dispatch
-        (``moesim.iteration.tensor_parallel``): tensor-parallel experts, or, outside training, an attention TP
-        group that spans the whole cluster (the engines' TP-only layouts: SGLang ``--tp 8 --ep 8`` without DP
-        attention, TensorRT-LLM TP8-EP8 without attention DP). A smaller attention TP group (attention TP x DP,
-        SGLang's DP attention) reaches the experts of the whole cluster by all-to-all."""
-        w = self.workload
-        return w.moe_tp > 1 or (w.attention_tp > 1 and w.mode != "training"
-                                and w.attention_tp >= self.cluster.num_gpus)
+        """Whether the MoE runs inside the attention TP group on this cluster (``WorkloadSpec.moe_in_tp_group``)."""
+        return self.workload.moe_in_tp_group(self.cluster.num_gpus)
 
     @property
     def n_group(self) -> int:

@@ -76,6 +76,15 @@ class WorkloadSpec(Strict):
         one per GPU), else tokens_per_gpu."""
         return self.group_tokens / self.attention_tp if self.group_tokens else float(self.tokens_per_gpu)
 
+    def moe_in_tp_group(self, gpus: int, mode: str | None = None) -> bool:
+        """Whether the MoE runs on the attention TP group's replicated tokens, with no dispatch
+        (``moesim.iteration.tensor_parallel``), on a cluster of ``gpus`` in ``mode`` (default: this workload's):
+        tensor-parallel experts, or, outside training, an attention TP group that spans the whole cluster (the
+        engines' TP-only layouts: SGLang ``--tp 8 --ep 8`` without DP attention, TensorRT-LLM TP8-EP8 without
+        attention DP). A smaller attention TP group (attention TP x DP, SGLang's DP attention) reaches the
+        experts of the whole cluster by all-to-all."""
+        return self.moe_tp > 1 or (self.attention_tp > 1 and (mode or self.mode) != "training"
+                                   and self.attention_tp >= gpus)
 
     @property
     def prefill_tokens_per_gpu(self) -> int:

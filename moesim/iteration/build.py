@@ -131,10 +131,10 @@ def build(s: Scenario, trace: list[np.ndarray] | None = None, placement: Placeme
     try:
         if s.moe_in_tp_group:  # the group's EP ranks hold contiguous experts: nothing to plan
             placement = Placement(np.tile(np.arange(model.experts), (layers, g)), g)
-        if placement is None and reuse is not None and reuse.layers:  # the plan never reads the context
-            placement = reuse.get(("placement", moe_key(s)),
-                                  lambda: _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse))
-        placement = placement or _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse)
+        if placement is None:
+            plan = lambda: _plan(s, params, popularity, stats_ss, place_ss, mixtures, pool, reuse)  # noqa: E731
+            shared = reuse is not None and reuse.layers  # the plan never reads the context: shared across it
+            placement = reuse.get(("placement", moe_key(s)), plan) if shared else plan()
         built = _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_batch, route_ss, pool,
                               reuse)
     finally:
@@ -184,7 +184,8 @@ def _build_layers(s, res, topo, placement, popularity, trace, mixtures, micro_ba
     non_moe = non_moe_pieces(res, g, cm) if res.whole_model else None
     ctx = _Context(s, res, topo, placement, popularity,
                    routed_tokens_per_gpu(s) if trace is None else s.workload.tokens_per_gpu,
-                   cm, trace, mixtures, non_moe, reuse, (routing_key(s), micro_batch) if reuse else None,
+                   cm, trace, mixtures, non_moe, reuse,
+                   (routing_key(s), micro_batch) if reuse and not reuse.layers else None,
                    shared_key(s, placement, micro_batch) if reuse and reuse.layers else None)
     seeds = route_ss.spawn(layers) if not micro_batch else \
         np.random.SeedSequence(s.seed, spawn_key=(1, 1_000_000 + micro_batch)).spawn(layers)
@@ -247,8 +248,8 @@ class _Context:
     mixtures: list[np.ndarray] | None = None  # per layer [clusters, E] popularity, with co-activation
     non_moe: tuple[list[dict], dict] | None = None  # whole-model scope: named pieces before each layer, after
     reuse: RouteReuse | None = None
-    reuse_key: tuple | None = None
-    shared_key: tuple | None = None  # with ``reuse``: the key the layers' MoE parts are shared under
+    reuse_key: tuple | None = None  # routings shared under it (runs differing in placement)
+    shared_key: tuple | None = None  # whole MoE layers shared under it (runs differing in context)
 
     @property
     def model(self) -> MoEModel:
@@ -338,8 +339,9 @@ class _Context:
         return LayerPieces(layer, ids[layer], *scaled, tr.dispatch, tr.combine, tp_flows)
 
     def _routed(self, layer: int, n: int, seed: np.random.SeedSequence) -> Routed:
-        """The layer's routing, from ``reuse`` when a run with another placement made it already."""
-        if self.reuse is None:
+        """The layer's routing, from ``reuse`` when a run with another placement made it already (not kept
+        where whole layers are shared: the layer holds what its routing made)."""
+        if self.reuse_key is None:
             return self._route(layer, n, _rng(seed))
         home = self._home(layer)
         key = ("layer", *self.reuse_key, layer, n, None if home is None else home.tobytes())

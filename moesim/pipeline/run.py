@@ -88,7 +88,6 @@ def summarize(s: Scenario, st: Scenario, stage: Result, tl: Timeline, m: int, ti
     fwd, bwd, per, sync = times
     p, g = s.workload.pipeline_stages, s.cluster.num_gpus
     v = s.workload.pipeline_virtual_stages if bwd is not None else 1
-    v = s.workload.pipeline_virtual_stages if bwd is not None else 1
     step = tl.step_s
     total = step + sync / p
     tokens = m * s.workload.tokens_per_gpu * (g // p)  # distinct tokens: each enters at stage 0

@@ -126,8 +126,8 @@ def token_unit(s: Scenario, mode: str) -> int:
     """GPUs a surface's token axis counts over: an attention TP group's for decode, whose batch can be fewer
     tokens than the group has GPUs (``workload.group_tokens``); 1 (tokens per GPU) otherwise."""
     w = s.workload
-    grouped = w.moe_tp > 1 or w.attention_tp >= s.cluster.num_gpus  # Scenario.moe_in_tp_group, in decode
-    return w.attention_tp if mode == "decode" and w.attention_tp > 1 and grouped and w.micro_batches == 1 else 1
+    grouped = mode == "decode" and w.attention_tp > 1 and w.moe_in_tp_group(s.cluster.num_gpus, mode)
+    return w.attention_tp if grouped and w.micro_batches == 1 else 1
 
 
 def point_scenario(s: Scenario, mode: str, tokens: int, context: int) -> Scenario:
