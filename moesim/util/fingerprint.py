@@ -1,10 +1,11 @@
 """A fingerprint of the code and data that produce iteration times, for cache keys that cannot go stale.
 
 Cached serving surfaces and sweep points are keyed by their resolved inputs and by this fingerprint: the
-SHA-256 of every source file of the package (presentation, the CLI, calibration and the planner's search
-excepted: they never change a simulated time) and of every catalogue file (GPU and model figures, profiles),
-in path order. Any edit to a cost function, a routing rule or a profile gives a new key, so the cache is
-rebuilt; the package version played that part before and did not change for 139 commits.
+SHA-256 of every source file of the package (presentation, the CLI, calibration, the planner's search and
+the request-level serving DES excepted: they never change an iteration time) and of every catalogue file
+(GPU and model figures, profiles), in path order. Any edit to a cost function, a routing rule or a profile
+gives a new key, so the cache is rebuilt; the package version played that part before and did not change
+for 139 commits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent
 # packages whose files never change a simulated figure (the planner's search reads surfaces and caches none:
 # the scenarios it builds are part of every surface key)
 UNTIMED = ("present", "cli", "calibrate", "plan")
+# the request-level serving DES and its records run on built surfaces and never inside one
+UNTIMED_FILES = ("serve/sim.py", "serve/state.py", "serve/handover.py", "serve/metrics.py")
 SUFFIXES = (".py", ".yaml", ".json", ".js")
 
 
@@ -24,7 +27,8 @@ def _files(root: Path) -> list[Path]:
     out = []
     for p in root.rglob("*"):
         rel = p.relative_to(root)
-        if p.is_file() and p.suffix in SUFFIXES and rel.parts[0] not in UNTIMED and "__pycache__" not in rel.parts:
+        if (p.is_file() and p.suffix in SUFFIXES and rel.parts[0] not in UNTIMED
+                and rel.as_posix() not in UNTIMED_FILES and "__pycache__" not in rel.parts):
             out.append(p)
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
