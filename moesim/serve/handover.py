@@ -4,6 +4,8 @@ reaches the client when it lands (Dynamo and SGLang's PD stream it from the deco
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 
@@ -40,6 +42,7 @@ class Disaggregation:
     def _arrive(self, tokens: np.ndarray, times: np.ndarray, need: float) -> None:
         for r, t in zip(tokens.tolist(), times.tolist(), strict=True):
             delay = max(0.0, t - self.env.now)
+            heapq.heappush(self.pending, self.env.now + delay)
             self.env.timeout(delay).callbacks.append(lambda _e, r=r, need=need: self._land(r, need))
 
     def _land(self, r: int, need: float) -> None:

@@ -79,6 +79,7 @@ def timeline(sim: ServeSim) -> dict[str, np.ndarray]:
     """Iteration log as columns [N]: start_s, seconds, role, instance, kind (prefill|decode|mixed), tokens per
     GPU, context, running, waiting, kv_used_tokens, kv_utilisation."""
     rows = np.array(sim.log.rows, dtype=float).reshape(-1, 10)
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]  # a decode span logs its steps when it starts
     names = [r.name for r in sim.deployment.roles]
     caps = np.array([r.kv_tokens for r in sim.deployment.roles])
     role = rows[:, 2].astype(int)
@@ -96,8 +97,13 @@ def _instance_stats(sim: ServeSim, tl: dict[str, np.ndarray]) -> list[dict[str, 
         sel = tl["role"] == role.name
         busy = float(tl["seconds"][sel].sum())
         dec = sel & (tl["kind"] != "prefill")
-        imb = [sim.surfaces[(role.name, "prefill" if k == "mixed" else k)].imbalance_at(t, c) * dt for k, t, c, dt in
-               zip(tl["kind"][sel], tl["tokens_per_gpu"][sel], tl["context"][sel], tl["seconds"][sel], strict=True)]
+        imb = np.zeros(int(sel.sum()))
+        for kind in ("prefill", "decode", "mixed"):  # the surface's GPU load max/mean at each iteration
+            k = tl["kind"][sel] == kind
+            if k.any():
+                surf = sim.surfaces[(role.name, "prefill" if kind == "mixed" else kind)]
+                imb[k] = surf.imbalances(tl["tokens_per_gpu"][sel][k], tl["context"][sel][k]) * tl["seconds"][sel][k]
+        imb = imb.tolist()  # summed in log order below, one float at a time
         out.append({"role": role.name, "instances": role.instances, "gpus_per_instance": role.gpus_per_instance,
                     "kv_tokens_per_instance": role.kv_tokens if np.isfinite(role.kv_tokens) else None,
                     "max_running_per_instance": role.max_running, "iterations": int(sel.sum()),

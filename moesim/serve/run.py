@@ -126,14 +126,15 @@ def serve(s: Scenario, executor: Any, use_cache: bool = True,
 
 
 def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
-                     surfaces: dict[tuple[str, str], Surface]) -> ServeResult:
-    """The serving DES on given surfaces (tests hand it surfaces whose times they chose)."""
+                     surfaces: dict[tuple[str, str], Surface], spans: bool = True) -> ServeResult:
+    """The serving DES on given surfaces (tests hand it surfaces whose times they chose); ``spans`` False
+    runs every decode step as its own event (the reference the fast path is checked against)."""
     sv = s.serving
     topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
     rng = np.random.default_rng([s.seed, 0x3A7])
     mtp, over = mtp_of(sv), overheads(sv)
     sim = ServeSim(dep, surfaces, req, prefix_hit(s, dep), mtp, rng, topo,
-                   sv.load.concurrency if sv.load is not None else None, over)
+                   sv.load.concurrency if sv.load is not None else None, over, spans)
     sim.run()
     requests, tl = request_table(sim), timeline(sim)
     doc = summarize(sim, requests, tl, sv.slo, s.cluster.gpus_per_node)

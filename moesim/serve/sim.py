@@ -9,6 +9,7 @@ goes back to the front of a prefill queue with its prompt and the tokens generat
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 
@@ -20,6 +21,7 @@ from moesim.engine.fluid import FluidNetwork
 from moesim.hw.topology import Topology
 from moesim.serve.deploy import Deployment, Role
 from moesim.serve.handover import Disaggregation
+from moesim.serve.spans import decode_span, exact_delay
 from moesim.serve.state import Log, State, accepted
 from moesim.serve.surface import Surface, mixed_time
 from moesim.serve.terms import Overheads
@@ -46,6 +48,7 @@ class Instance:
         self.reserve: dict[int, float] = {}
         self.iters = 0  # iterations run so far
         self.since: dict[int, int] = {}  # the iteration each waiting request was queued at (DP balance)
+        self.until = math.inf  # when the step (or span of steps) running now ends; inf while idle
         sim.env.process(self.loop())
 
     def load(self) -> float:
@@ -68,14 +71,22 @@ class Instance:
             self._admit_arrived()
             work = self._next()
             if work is None:
+                self.until = math.inf
                 self.wake = env.event()
                 yield self.wake
                 continue
             kind, dt, apply, tokens, ctx = work
             dt += self.sim.overheads.host_s  # the engine's host work between GPU passes
+            span = decode_span(self, dt, tokens, ctx) if kind == 1 and self.sim.spans else None
+            if span is not None:  # several decode steps that nothing else can see: one event
+                self.until, apply = span
+                yield env.timeout(exact_delay(env.now, self.until))
+                apply()
+                continue
             self.iters += 1
             self.sim.log.rows.append((env.now, dt, self.role_id, self.index, kind, tokens, ctx, len(self.running),
                                       len(self.waiting) + len(self.arrived), self.kv_used))
+            self.until = env.now + dt
             yield env.timeout(dt)
             apply()
 
@@ -250,14 +261,19 @@ class Instance:
             s.generated[b] += acc
             s.kv[b] += acc
             self.kv_used += float(acc.sum())
-            done = b[s.generated[b] >= s.osl[b]]
-            if done.size:
-                gone = set(done.tolist())
-                self.running = [r for r in self.running if r not in gone]
-                for r in done.tolist():
-                    self._finish(r)
+            self._retire(b)
 
         return tokens, ctx, apply
+
+    def _retire(self, b: np.ndarray) -> None:
+        """The sequences of batch ``b`` that have generated their answer finish (in batch order)."""
+        s = self.sim.state
+        done = b[s.generated[b] >= s.osl[b]]
+        if done.size:
+            gone = set(done.tolist())
+            self.running = [r for r in self.running if r not in gone]
+            for r in done.tolist():
+                self._finish(r)
 
     def _preempt(self, r: int) -> None:
         s = self.sim.state
@@ -296,9 +312,13 @@ class ServeSim(Disaggregation):
 
     def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
                  prefix_hit: float, mtp: MtpSpec | None, rng: np.random.Generator,
-                 topology: Topology | None, concurrency: int | None = None, overheads: Overheads | None = None
-                 ) -> None:
+                 topology: Topology | None, concurrency: int | None = None, overheads: Overheads | None = None,
+                 spans: bool = True) -> None:
         self.env = simpy.Environment()
+        self.spans = spans  # decode spans (Instance._span); False: every step its own event (the reference)
+        self.pending: list[float] = []  # times of scheduled callbacks that touch instances (a heap)
+        self.next_arrival = 0  # open loop: the next request the arrival process enters
+        self.span_steps = 0  # decode steps run inside spans (a diagnostic)
         self.overheads = overheads or Overheads()
         self.deployment, self.surfaces, self.mtp, self.rng = deployment, surfaces, mtp, rng
         self.state = State.of(requests, prefix_hit)
@@ -337,6 +357,7 @@ class ServeSim(Disaggregation):
         for r, t in enumerate(self.state.arrival):
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
+            self.next_arrival = r + 1  # what spans.horizon waits for
             self._enter(r)
 
     def _send_next(self) -> None:
@@ -353,6 +374,7 @@ class ServeSim(Disaggregation):
     def _after(self, delay: float, fn) -> None:
         """Call ``fn`` after ``delay`` seconds of simulated time (now when it is 0)."""
         if delay > 0:
+            heapq.heappush(self.pending, self.env.now + delay)
             self.env.timeout(delay).callbacks.append(lambda _e: fn())
         else:
             fn()
@@ -367,3 +389,4 @@ class ServeSim(Disaggregation):
         """A preempted sequence: back to the front of a prefill queue (its own instance when it prefills)."""
         target = inst if inst.role.prefills else min(self._prefill_instances(), key=Instance.load)
         target.enqueue(r, front=True)
+

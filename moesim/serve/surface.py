@@ -63,6 +63,24 @@ class Surface:
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
         return _blend(self.imbalance, ti, tw, ci, cw)
 
+    def times(self, tokens: Any, contexts: Any) -> np.ndarray:
+        """``__call__`` over arrays (broadcast): the same floats, computed a vector at a time."""
+        t = np.asarray(tokens, dtype=float) * self.unit
+        c = np.asarray(contexts, dtype=float)
+        t, c = np.broadcast_arrays(t, c)
+        ti, tw = _bracket_many(self.tokens, t, extrapolate_high=True)
+        ci, cw = _bracket_many(self.contexts, c, extrapolate_high=False)
+        return _blend_many(self.time_s, ti, tw, ci, cw)
+
+    def imbalances(self, tokens: Any, contexts: Any) -> np.ndarray:
+        """``imbalance_at`` over arrays (broadcast), the same floats."""
+        t = np.asarray(tokens, dtype=float) * self.unit
+        c = np.asarray(contexts, dtype=float)
+        t, c = np.broadcast_arrays(t, c)
+        ti, tw = _bracket_many(self.tokens, t, extrapolate_high=False)
+        ci, cw = _bracket_many(self.contexts, c, extrapolate_high=False)
+        return _blend_many(self.imbalance, ti, tw, ci, cw)
+
     def holdout_error(self) -> dict[str, float] | None:
         """Max and mean relative error of the interpolation on the held-out points (None without them)."""
         if not self.holdout:
@@ -99,6 +117,33 @@ def _blend(z: tuple[tuple[float, ...], ...], ti: int, tw: float, ci: int, cw: fl
         return r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw
 
     return row(ti) if len(z) == 1 else row(ti) * (1 - tw) + row(ti + 1) * tw
+
+
+def _bracket_many(grid: tuple[int, ...], x: np.ndarray, extrapolate_high: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``_bracket`` of every element of ``x``: index and weight arrays, the same floats element by element."""
+    if len(grid) == 1:
+        return np.zeros(x.shape, dtype=np.int64), np.zeros(x.shape)
+    g = np.asarray(grid, dtype=float)
+    i = np.clip(np.searchsorted(g, x, side="right") - 1, 0, len(g) - 2)
+    w = (x - g[i]) / (g[i + 1] - g[i])
+    if not extrapolate_high:
+        high = x >= g[-1]
+        i, w = np.where(high, len(g) - 2, i), np.where(high, 1.0, w)
+    low = x <= g[0]
+    return np.where(low, 0, i), np.where(low, 0.0, w)
+
+
+def _blend_many(z: tuple[tuple[float, ...], ...], ti: np.ndarray, tw: np.ndarray, ci: np.ndarray,
+                cw: np.ndarray) -> np.ndarray:
+    """``_blend`` element by element (the same operations, so the same floats)."""
+    zz = np.asarray(z, dtype=float)
+    rows, cols = zz.shape
+
+    def row(i: np.ndarray) -> np.ndarray:
+        i = np.minimum(i, rows - 1)
+        return zz[i, ci] if cols == 1 else zz[i, ci] * (1 - cw) + zz[i, ci + 1] * cw
+
+    return row(ti) if rows == 1 else row(ti) * (1 - tw) + row(ti + 1) * tw
 
 
 def geometric_grid(lo: float, hi: float, ratio: float) -> list[int]:

@@ -1,0 +1,87 @@
+"""Decode spans (moesim.serve.spans) against the step-by-step serving DES: on random streams, deployments,
+schedulers and loads the two give the same summary, request table and timeline to the last bit, and spans
+do run (most decode steps of a light load are inside one)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.serve import simulate_serving
+from moesim.serve.deploy import deployment_of
+from moesim.serve.run import prefix_hit, requests_of
+from moesim.serve.sim import ServeSim
+from moesim.serve.terms import mtp_of, overheads
+from tests.test_serve_golden import surface
+
+
+def build(serving: dict, gpn: int, nodes: int = 1):
+    raw = {"seed": 9, "model": {"base": "mixtral-8x7b", "num_hidden_layers": 16},
+           "cluster": {"gpu": "h100", "nodes": nodes, "gpus_per_node": gpn}, "serving": serving}
+    s = scenario_from_dict(raw)
+    dep = deployment_of(s)
+    surf = {(r.name, m): surface(m, 0.004 if m == "decode" else 0.01, 2e-5 if m == "decode" else 6e-5, 3e-9)
+            for r in dep.roles for m in ("prefill", "decode")}
+    return s, dep, surf
+
+
+def same(a, b) -> bool:
+    if json.dumps(a.summary, sort_keys=True) != json.dumps(b.summary, sort_keys=True):
+        return False
+    return all(np.array_equal(np.asarray(x[k]), np.asarray(y[k]), equal_nan=x[k].dtype.kind == "f")
+               for x, y in ((a.requests, b.requests), (a.timeline, b.timeline)) for k in x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rate=st.floats(0.2, 60), closed=st.sampled_from([None, 2, 9, 40]), isl=st.integers(50, 6000),
+       osl=st.integers(2, 400), policy=st.sampled_from(["prefill_first", "alternate", "mixed"]),
+       batch=st.sampled_from([4, 16, 256]), shape=st.sampled_from(["one", "two", "disagg"]),
+       admission=st.sampled_from(["optimistic", "guaranteed_no_evict"]), host=st.sampled_from([0.0, 0.002]),
+       request_s=st.sampled_from([0.0, 0.015]))
+def test_spans_change_no_output(rate, closed, isl, osl, policy, batch, shape, admission, host, request_s):
+    serving = {"requests": 80, "input_tokens": {"kind": "random", "value": isl, "range_ratio": 0.5},
+               "output_tokens": {"kind": "random", "value": osl, "range_ratio": 0.3},
+               "scheduler": {"policy": policy, "max_batch": batch, "admission": admission,
+                             "kv_memory_fraction": 0.3},
+               "overheads": {"host_s": host, "request_s": request_s, "handoff_s": 0.003}}
+    serving.update({"load": {"concurrency": closed}} if closed else {"arrival": {"kind": "poisson",
+                                                                                  "rate_per_s": rate}})
+    gpn, nodes = 4, 1
+    if shape == "two":
+        serving["deployment"] = {"kind": "aggregated", "ep_gpus": 2}
+    elif shape == "disagg":
+        serving["deployment"] = {"kind": "disaggregated", "prefill": {"gpus": 2}, "decode": {"gpus": 2}}
+        gpn, nodes = 2, 2
+    s, dep, surf = build(serving, gpn, nodes)
+    req = requests_of(s)
+    assert same(simulate_serving(s, dep, req, surf), simulate_serving(s, dep, req, surf, spans=False))
+
+
+def test_a_light_load_runs_most_decode_steps_in_spans_and_fewer_events():
+    s, dep, surf = build({"arrival": {"kind": "poisson", "rate_per_s": 0.5}, "requests": 40,
+                          "output_tokens": {"kind": "constant", "value": 200}}, gpn=1)
+    runs = {}
+    for spans in (True, False):
+        sim = ServeSim(dep, surf, requests_of(s), prefix_hit(s, dep), mtp_of(s.serving), np.random.default_rng(1),
+                       None, None, overheads(s.serving), spans)
+        sim.run()
+        runs[spans] = (sim, sim.env._eid)  # SimPy's event counter: events scheduled
+    on, off = runs[True][0], runs[False][0]
+    decode_steps = sum(1 for r in off.log.rows if r[4] == 1)
+    assert on.span_steps >= 0.9 * decode_steps and off.span_steps == 0
+    assert len(on.log.rows) == len(off.log.rows)
+    assert next(runs[True][1]) * 10 < next(runs[False][1])
+
+
+def test_columns_to_csv_writes_what_the_csv_module_writes():
+    from moesim.util.files import columns_to_csv, to_csv
+    cols = {"t": np.array([1.5, np.nan, 3.0, 1e-30]), "n": np.array([1, 2, 3, 4]),
+            "kind": np.array(["prefill", "decode", "mixed", "decode"], dtype=object), "ok": np.array([1, 0, 1, 1]) > 0}
+    rows = lambda c: to_csv([{k: c[k][i] for k in c} for i in range(4)])  # noqa: E731
+    assert columns_to_csv(cols) == rows(cols) and columns_to_csv(cols).splitlines()[2] == ",2,decode,False"
+    cols["kind"][1] = 'a "quoted", cell'  # the csv module quotes it
+    assert columns_to_csv(cols) == rows(cols) and '"a ""quoted"", cell"' in columns_to_csv(cols)
