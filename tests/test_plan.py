@@ -65,9 +65,9 @@ def test_the_light_probe_runs_few_requests_and_the_bisection_the_full_stream(tmp
     import moesim.plan.search as search
     seen, real = [], search.simulate_serving
 
-    def spy(s, dep, req, surfaces):
+    def spy(s, dep, req, surfaces, **kw):
         seen.append((s.serving.arrival.rate_per_s, len(req.input_tokens)))
-        return real(s, dep, req, surfaces)
+        return real(s, dep, req, surfaces, **kw)
 
     monkeypatch.setattr(search, "simulate_serving", spy)
     _plan(tmp_path, monkeypatch)

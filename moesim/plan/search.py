@@ -40,23 +40,26 @@ def rate_bound(dep: Deployment, surfaces: dict[tuple[str, str], Surface], isl: f
 def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec, light: bool = False
            ) -> dict[str, Any]:
     """The serving run at ``rate``: enough requests to fill every decoding slot 3 times over (``light``:
-    ``effort.light_requests``, the probe without queueing)."""
+    ``effort.light_requests``, the probe without queueing). Runs other than the light probe stop once
+    they have missed the SLO for certain: the search reads only that they missed (the probe's figures
+    go into the reason a deployment was dropped)."""
     in_flight = sum(r.instances * r.max_running for r in dep.roles if r.decodes)
     n = effort.light_requests if light else int(min(effort.max_requests, max(effort.requests, 3 * in_flight)))
     sv = s.serving
     arrival = sv.arrival.model_copy(update={"rate_per_s": rate})
     st = s.model_copy(update={"serving": sv.model_copy(update={"arrival": arrival, "requests": n,
                                                                 "duration_s": None})})
-    return simulate_serving(st, dep, requests_of(st), surfaces).summary
+    return simulate_serving(st, dep, requests_of(st), surfaces, stop_on_miss=not light).summary
 
 
 def _closed_trial(s: Scenario, dep: Deployment, surfaces, c: int, effort: EffortSpec) -> dict[str, Any]:
-    """The serving run with ``c`` requests in flight (one: ``effort.light_requests``, one after another)."""
+    """The serving run with ``c`` requests in flight (one: ``effort.light_requests``, one after another);
+    above one, it stops once it has missed the SLO for certain (as ``_trial``)."""
     n = effort.light_requests if c == 1 else int(min(effort.max_requests, max(effort.requests, 4 * c)))
     sv = s.serving
     st = s.model_copy(update={"serving": sv.model_copy(update={"load": sv.load.model_copy(update={"concurrency": c}),
                                                                 "requests": n})})
-    return simulate_serving(st, dep, requests_of(st), surfaces).summary
+    return simulate_serving(st, dep, requests_of(st), surfaces, stop_on_miss=c > 1).summary
 
 
 def closed_capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) -> dict[str, Any]:

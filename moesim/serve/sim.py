@@ -20,6 +20,7 @@ from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
 from moesim.hw.topology import Topology
 from moesim.serve.deploy import Deployment, Role
+from moesim.serve.guard import SloGuard, SloMissed
 from moesim.serve.handover import Disaggregation
 from moesim.serve.spans import decode_span, exact_delay
 from moesim.serve.state import Log, State, accepted
@@ -76,6 +77,7 @@ class Instance:
                 yield self.wake
                 continue
             kind, dt, apply, tokens, ctx = work
+            self.sim.tick()
             dt += self.sim.overheads.host_s  # the engine's host work between GPU passes
             span = decode_span(self, dt, tokens, ctx) if kind == 1 and self.sim.spans else None
             if span is not None:  # several decode steps that nothing else can see: one event
@@ -313,8 +315,10 @@ class ServeSim(Disaggregation):
     def __init__(self, deployment: Deployment, surfaces: dict[tuple[str, str], Surface], requests: Requests,
                  prefix_hit: float, mtp: MtpSpec | None, rng: np.random.Generator,
                  topology: Topology | None, concurrency: int | None = None, overheads: Overheads | None = None,
-                 spans: bool = True) -> None:
+                 spans: bool = True, guard: SloGuard | None = None) -> None:
         self.env = simpy.Environment()
+        self.guard, self.ticks = guard, 0  # stop once the SLO is missed for certain (moesim.serve.guard)
+        self.missed_at: float | None = None  # when the guard stopped the run
         self.spans = spans  # decode spans (Instance._span); False: every step its own event (the reference)
         self.pending: list[float] = []  # times of scheduled callbacks that touch instances (a heap)
         self.next_arrival = 0  # open loop: the next request the arrival process enters
@@ -344,11 +348,21 @@ class ServeSim(Disaggregation):
         """Run until every request has finished; a stall (no event left before that) is an error."""
         if not len(self.state.arrival):
             return
-        self.env.run()
+        try:
+            self.env.run()
+        except SloMissed:
+            self.missed_at = self.env.now
+            return
         if self.finished < len(self.state.arrival):
             left = len(self.state.arrival) - self.finished
             raise MoesimError(f"serving stalled at t={self.env.now:.3f} s with {left} "
                               "requests unfinished (a scheduling deadlock: please report it with the scenario)")
+
+    def tick(self) -> None:
+        """An iteration starts: every 64th, ask the guard whether the SLO is missed already."""
+        self.ticks += 1
+        if self.guard is not None and self.ticks % 64 == 0 and self.guard.missed(self.state, self.env.now):
+            raise SloMissed
 
     def _prefill_instances(self) -> list[Instance]:
         return self.instances.get("aggregated") or self.instances["prefill"]

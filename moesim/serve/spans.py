@@ -57,15 +57,20 @@ def _steps(inst: Any, b: np.ndarray, dt: float, tokens: float, ctx: float, end: 
     surface, host = sim.surfaces[(inst.role.name, "decode")], sim.overheads.host_s
     who, waiting = (inst.role_id, inst.index), len(inst.waiting)
     rows = [(sim.env.now, dt, *who, 1, tokens, ctx, n, waiting, inst.kv_used)]
-    kv, k, chunk = inst.kv_used + n, 1, 8
-    while k < left:  # the next steps' seconds a chunk at a time
-        c = (total + np.arange(k, min(left, k + chunk), dtype=np.int64) * n) / n
-        for d, cj in zip((surface.times(tokens, c) + host).tolist(), c.tolist(), strict=True):
+    kv, k, chunk = inst.kv_used + n, 1, 16
+    while k < left:  # the next steps' seconds: the first few one by one, then a chunk at a time
+        if k < 4:
+            c = [(total + k * n) / n]
+            ds = [surface(tokens, c[0]) + host]
+        else:
+            ca = (total + np.arange(k, min(left, k + chunk), dtype=np.int64) * n) / n
+            c, ds = ca.tolist(), (surface.times(tokens, ca) + host).tolist()
+            chunk *= 4
+        for d, cj in zip(ds, c, strict=True):
             if not (kv + n <= cap or n <= 1) or end + d >= limit:
                 return rows, end, kv, k
             rows.append((end, d, *who, 1, tokens, cj, n, waiting, kv))
             end, kv, k = end + d, kv + n, k + 1
-        chunk *= 4
     return rows, end, kv, k
 
 

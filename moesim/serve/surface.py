@@ -64,22 +64,31 @@ class Surface:
         return _blend(self.imbalance, ti, tw, ci, cw)
 
     def times(self, tokens: Any, contexts: Any) -> np.ndarray:
-        """``__call__`` over arrays (broadcast): the same floats, computed a vector at a time."""
-        t = np.asarray(tokens, dtype=float) * self.unit
-        c = np.asarray(contexts, dtype=float)
-        t, c = np.broadcast_arrays(t, c)
-        ti, tw = _bracket_many(self.tokens, t, extrapolate_high=True)
-        ci, cw = _bracket_many(self.contexts, c, extrapolate_high=False)
-        return _blend_many(self.time_s, ti, tw, ci, cw)
+        """``__call__`` over arrays (broadcast; ``tokens`` may be one number): the same floats, a vector at a
+        time."""
+        return self._many(self.time_s, tokens, contexts, extrapolate_high=True)
 
     def imbalances(self, tokens: Any, contexts: Any) -> np.ndarray:
         """``imbalance_at`` over arrays (broadcast), the same floats."""
-        t = np.asarray(tokens, dtype=float) * self.unit
+        return self._many(self.imbalance, tokens, contexts, extrapolate_high=False)
+
+    def _many(self, table, tokens: Any, contexts: Any, extrapolate_high: bool) -> np.ndarray:
         c = np.asarray(contexts, dtype=float)
-        t, c = np.broadcast_arrays(t, c)
-        ti, tw = _bracket_many(self.tokens, t, extrapolate_high=False)
-        ci, cw = _bracket_many(self.contexts, c, extrapolate_high=False)
-        return _blend_many(self.imbalance, ti, tw, ci, cw)
+        ci, cw = _bracket_many(self._grid("contexts"), c, extrapolate_high=False)
+        if np.ndim(tokens) == 0:  # one token count (a decode span): its bracket as __call__ finds it
+            ti, tw = _bracket(self.tokens, tokens * self.unit, extrapolate_high)
+        else:
+            t = np.asarray(tokens, dtype=float) * self.unit
+            ti, tw = _bracket_many(self._grid("tokens"), t, extrapolate_high)
+        return _blend_many(self._grid(table), ti, tw, ci, cw)
+
+    def _grid(self, which) -> np.ndarray:
+        """A field as a float array, made once (``which``: a field name or the table itself)."""
+        key = which if isinstance(which, str) else ("time_s" if which is self.time_s else "imbalance")
+        cache = self.__dict__.setdefault("_arrays", {})
+        if key not in cache:
+            cache[key] = np.asarray(getattr(self, key), dtype=float)
+        return cache[key]
 
     def holdout_error(self) -> dict[str, float] | None:
         """Max and mean relative error of the interpolation on the held-out points (None without them)."""
@@ -119,27 +128,29 @@ def _blend(z: tuple[tuple[float, ...], ...], ti: int, tw: float, ci: int, cw: fl
     return row(ti) if len(z) == 1 else row(ti) * (1 - tw) + row(ti + 1) * tw
 
 
-def _bracket_many(grid: tuple[int, ...], x: np.ndarray, extrapolate_high: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``_bracket`` of every element of ``x``: index and weight arrays, the same floats element by element."""
-    if len(grid) == 1:
+def _bracket_many(g: np.ndarray, x: np.ndarray, extrapolate_high: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``_bracket`` of every element of ``x`` on grid ``g`` (floats): index and weight arrays, the same floats
+    element by element."""
+    if len(g) == 1:
         return np.zeros(x.shape, dtype=np.int64), np.zeros(x.shape)
-    g = np.asarray(grid, dtype=float)
-    i = np.clip(np.searchsorted(g, x, side="right") - 1, 0, len(g) - 2)
+    i = np.minimum(np.maximum(np.searchsorted(g, x, side="right") - 1, 0), len(g) - 2)
     w = (x - g[i]) / (g[i + 1] - g[i])
     if not extrapolate_high:
         high = x >= g[-1]
-        i, w = np.where(high, len(g) - 2, i), np.where(high, 1.0, w)
+        if high.any():
+            i, w = np.where(high, len(g) - 2, i), np.where(high, 1.0, w)
     low = x <= g[0]
-    return np.where(low, 0, i), np.where(low, 0.0, w)
+    if low.any():
+        i, w = np.where(low, 0, i), np.where(low, 0.0, w)
+    return i, w
 
 
-def _blend_many(z: tuple[tuple[float, ...], ...], ti: np.ndarray, tw: np.ndarray, ci: np.ndarray,
-                cw: np.ndarray) -> np.ndarray:
-    """``_blend`` element by element (the same operations, so the same floats)."""
-    zz = np.asarray(z, dtype=float)
+def _blend_many(zz: np.ndarray, ti: Any, tw: Any, ci: np.ndarray, cw: np.ndarray) -> np.ndarray:
+    """``_blend`` element by element (the same operations, so the same floats); ``ti``, ``tw`` arrays or
+    one index and weight."""
     rows, cols = zz.shape
 
-    def row(i: np.ndarray) -> np.ndarray:
+    def row(i: Any) -> np.ndarray:
         i = np.minimum(i, rows - 1)
         return zz[i, ci] if cols == 1 else zz[i, ci] * (1 - cw) + zz[i, ci + 1] * cw
 

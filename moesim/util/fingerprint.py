@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent
 # the scenarios it builds are part of every surface key)
 UNTIMED = ("present", "cli", "calibrate", "plan")
 # the request-level serving DES and its records run on built surfaces and never inside one
-UNTIMED_FILES = ("serve/sim.py", "serve/spans.py", "serve/state.py", "serve/handover.py", "serve/metrics.py")
+UNTIMED_FILES = ("serve/sim.py", "serve/spans.py", "serve/guard.py", "serve/state.py", "serve/handover.py",
+                 "serve/metrics.py")
 SUFFIXES = (".py", ".yaml", ".json", ".js")
 
 

@@ -145,15 +145,29 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+class _NotFinite(ValueError):
+    """A JSON number too large for a float (1e999): found where ``_check_data`` says, for its path."""
+
+
+def _finite(literal: str) -> float:
+    x = float(literal)
+    if x - x != 0:  # inf
+        raise _NotFinite(literal)
+    return x
+
+
 def parse_json(text: str, file: str) -> Any:
+    """JSON text as data; every key is a string and every number finite (checked as it is parsed: walking a
+    1 MB profile afterwards took 0.2 s)."""
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except _NotFinite:
+        _check_data(json.loads(text), file)  # names the path of the number
+        raise ScenarioError("a number is not finite", file=file, fix="give a finite value") from None
     except RecursionError:
         raise ScenarioError("nested too deeply", file=file, fix="check that this is the file you meant") from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise ScenarioError(f"not valid JSON ({exc})", file=file, fix="fix the JSON (or regenerate the file)") from None
-    _check_data(data, file)
-    return data
 
 
 def load_json(path: Path, what: str = "JSON file", limit: int = MAX_TEXT_BYTES) -> Any:
