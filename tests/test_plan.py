@@ -111,24 +111,23 @@ def test_space_enumerates_aggregated_ep_sizes_and_disaggregated_splits(tmp_path)
     assert any("disagg P8/D24" in x for x in labels) and any("disagg P16/D16" in x for x in labels)
 
 
-class _StopAfter:
-    """An executor that raises KeyboardInterrupt (a user's Ctrl-C) after ``n`` evaluations."""
+class _StopAt:
+    """An executor that raises KeyboardInterrupt (a user's Ctrl-C) when the search reaches a ``gpu``
+    deployment."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, gpu: str) -> None:
+        self.gpu = gpu
 
     def run(self, fn, items):
         for item in items:
-            if fn.__name__ == "evaluate":
-                if self.n == 0:
-                    raise KeyboardInterrupt
-                self.n -= 1
+            if fn.__name__ == "search_batch" and item[2]["cluster"]["gpu"] == self.gpu:
+                raise KeyboardInterrupt
             yield item, fn(item)
 
 
 def test_interrupted_plan_keeps_the_finished_deployments(tmp_path, monkeypatch):
     res = _plan(tmp_path, monkeypatch, gpus="{h100: {price_per_hour: 2.5}, h200: {price_per_hour: 4.0}}",
-                executor=_StopAfter(1))
+                executor=_StopAt("h200"))
     assert res["interrupted"]
     done = [r for r in res["rows"] if r["feasible"]]
     assert done and {r["gpu"] for r in done} == {"h100"}
@@ -244,3 +243,30 @@ def test_an_unknown_engine_in_a_plan_is_one_clear_error(tmp_path):
                                      .replace("max_batch: [2, 16, 64]}", "max_batch: [16], engine: [tgi]}"))
     out = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml")])
     assert out.exit_code == 2 and "search.engine" in out.output and "Traceback" not in out.output
+
+
+def test_a_pool_of_workers_gives_the_rows_of_one_worker(tmp_path, monkeypatch):
+    """Every (deployment, batch limit) is a task of its own and a deployment's larger limits are left out
+    once its smaller ones decide: two workers, which take tasks as they free up, give the serial rows."""
+    from moesim.exec import LocalProcessExecutor
+    gpus = "{h100: {price_per_hour: 2.5}, h200: {price_per_hour: 4.0}}"
+    serial = _plan(tmp_path, monkeypatch, gpus=gpus)
+    pool = _plan(tmp_path, monkeypatch, gpus=gpus, executor=LocalProcessExecutor(2))
+    assert pool["rows"] == serial["rows"] and len(serial["rows"]) >= 6
+
+
+def test_assemble_searches_batch_limits_upwards_until_one_decides():
+    from moesim.plan.search import assemble
+    ok = lambda b, t, short=False: {"max_batch": b, "summary": {}, "_tput": t, "_kv_short": short}  # noqa: E731
+    batches = [2, 4, 8, 16]
+    assert assemble(batches, {2: ok(2, 10)}) is None  # the next limit may still raise the capacity
+    rows = assemble(batches, {2: ok(2, 10), 4: ok(4, 10.1)})  # under 2% more: the rest not searched
+    assert [r["max_batch"] for r in rows] == batches and "did not raise" in rows[2]["reason"]
+    assert all(not k.startswith("_") for r in rows for k in r)
+    rows = assemble(batches, {2: ok(2, 10), 4: ok(4, 20, short=True)})
+    assert "KV cache holds fewer than 4" in rows[2]["reason"]
+    miss = {"max_batch": 4, "reason": "misses the SLO even at a light load", "_stop": True}
+    assert [r["max_batch"] for r in assemble(batches, {2: ok(2, 10), 4: miss})] == [2, 4]
+    error = {"max_batch": 2, "reason": "does not fit"}  # one limit that cannot run: the next is searched
+    assert assemble(batches, {2: error}) is None
+    assert len(assemble(batches, {2: error, 4: ok(4, 5), 8: ok(8, 9), 16: ok(16, 12)})) == 4

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from itertools import chain, islice
 from typing import Any, Protocol
 
 from moesim.util import alloc
@@ -35,17 +36,22 @@ class LocalProcessExecutor:
         self.jobs = max(1, jobs)
 
     def run(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
-        items = list(items)
-        if self.jobs == 1 or len(items) <= 1:
-            yield from SerialExecutor().run(fn, items)
+        """Items are taken from ``items`` as workers free up (at most ``jobs`` in flight), so a caller that
+        yields them from a generator can leave out the ones earlier results made unnecessary."""
+        source = iter(items)
+        head = list(islice(source, self.jobs))
+        if self.jobs == 1 or len(head) <= 1:
+            yield from SerialExecutor().run(fn, chain(head, source))
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), initializer=die_with_parent,
-                                   initargs=(os.getpid(),))
-        finished = False
+        pool = ProcessPoolExecutor(max_workers=len(head), initializer=die_with_parent, initargs=(os.getpid(),))
+        finished, pending = False, {pool.submit(fn, item): item for item in head}
         try:
-            futures = {pool.submit(fn, item): item for item in items}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield pending.pop(fut), fut.result()
+                for item in islice(source, len(head) - len(pending)):
+                    pending[pool.submit(fn, item)] = item
             finished = True
         finally:
             if finished:

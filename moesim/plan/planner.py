@@ -20,7 +20,7 @@ from typing import Any
 
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.model.memory import memory_per_gpu
-from moesim.plan.search import evaluate
+from moesim.plan.search import assemble, search_batch
 from moesim.plan.space import Deployment, deployments, scenario_dict
 from moesim.plan.spec import PlanSpec
 from moesim.serve.deploy import deployment_of
@@ -92,16 +92,13 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
     interrupted = False
     done = 0
     try:
-        for start in range(0, len(ready), wave):
-            batch = [x for x in ready[start:start + wave] if not _pruned(p, x[0], best_cost)]
-            done += sum(1 for d, _, _ in ready[start:start + wave] if d.reason)
+        for start, stop in _waves(p, ready, wave):
+            batch = [x for x in ready[start:stop] if not _pruned(p, x[0], best_cost)]
+            done += sum(1 for d, _, _ in ready[start:stop] if d.reason)
             if not batch:
                 continue
             surfaces = _surfaces(batch, executor, use_cache, store, progress, p)
-            tasks = [(id(d), by_batch, base_dir, surfaces[id(d)], p.effort) for d, by_batch, _ in batch]
-            index = {id(d): d for d, _, _ in batch}
-            for task, res in executor.run(evaluate, tasks):
-                d = index[task[0]]
+            for d, res in _search(batch, surfaces, base_dir, p, executor):
                 rows[id(d)] = res
                 done += 1
                 _update_best(p, d, res, best_cost)
@@ -111,6 +108,59 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
         interrupted = True
     scope = ready[0][2][0].workload.scope if ready else None
     return _result(p, space, rows, interrupted, time.monotonic() - started, scope)
+
+
+def _search(batch: list, surfaces: dict[int, dict], base_dir: str, p: PlanSpec, executor: Any):
+    """Yield (deployment, rows) as each deployment's search ends. Every (deployment, batch limit) is a task
+    of its own, so workers are not left idle behind one long deployment; tasks go out as workers free up,
+    smaller limits first, and a deployment's larger limits are left out once its smaller ones decide
+    (``search.assemble``): the rows are those of searching the limits one after another."""
+    found: dict[int, dict[int, dict]] = {id(d): {} for d, _, _ in batch}
+    ended: set[int] = set()
+    index = {id(d): (d, [b for b, _ in by_batch]) for d, by_batch, _ in batch}
+    order = sorted(batch, key=lambda x: -_slots(x[2][1]))  # the most sequences in flight (the longest runs) first
+    handed = {id(d): 0 for d, _, _ in batch}
+
+    def tasks():
+        """The next task: a deployment's next limit where every limit handed out so far has its result (it
+        is needed for certain: one executor worker goes through the deployments one after another),
+        else the least advanced deployment's next limit (a worker would idle otherwise)."""
+        while True:
+            live = [x for x in order if id(x[0]) not in ended and handed[id(x[0])] < len(x[1])]
+            if not live:
+                return
+            sure = [x for x in live if len(found[id(x[0])]) == handed[id(x[0])]]
+            d, by_batch, _ = sure[0] if sure else min(live, key=lambda x: handed[id(x[0])])
+            b, raw = by_batch[handed[id(d)]]
+            handed[id(d)] += 1
+            yield (id(d), b, raw, base_dir, surfaces[id(d)], p.effort)
+
+    for task, res in executor.run(search_batch, tasks()):
+        key = task[0]
+        if key in ended:
+            continue
+        found[key][task[1]] = res
+        d, batches = index[key]
+        out = assemble(batches, found[key])
+        if out is not None:
+            ended.add(key)
+            yield d, out
+
+
+def _waves(p: PlanSpec, ready: list, wave: int) -> list[tuple[int, int]]:
+    """[start, stop) of each wave of deployments (by cost). The first holds at least every deployment that
+    no result can prune (costing at most 1 + cost_slack times the cheapest): they are simulated whatever
+    the others find, so they share one surface build and one pool of workers; then ``wave`` at a time."""
+    if not ready:
+        return []
+    cheapest = ready[0][0].cost_per_hour * (1 + p.effort.cost_slack)
+    first = max(wave, sum(1 for d, _, _ in ready if d.cost_per_hour <= cheapest))
+    return [(0, first)] + [(i, i + wave) for i in range(first, len(ready), wave)]
+
+
+def _slots(dep: Any) -> int:
+    """Sequences a deployment's decoding instances run at once (its serving runs' length follows it)."""
+    return sum(r.instances * r.max_running for r in dep.roles if r.decodes)
 
 
 def _pruned(p: PlanSpec, d: Deployment, best_cost: dict[str, float]) -> bool:

@@ -112,40 +112,66 @@ def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec, isl: fl
     return {"rate": best[0], "summary": best[1]}
 
 
-def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, EffortSpec]) -> list[dict[str, Any]]:
-    """Worker: one deployment at each batch limit (ascending). Rows carry the capacity at the SLO, or why
-    the batch limit was not searched."""
-    _idx, by_batch, base_dir, surfaces, effort = task
+def search_batch(task: tuple[Any, int, dict[str, Any], str, dict, EffortSpec]) -> dict[str, Any]:
+    """Worker: one deployment's capacity at one batch limit: its row (the capacity at the SLO, or why
+    there is none), with ``_stop`` (larger batches need no search: the light load already misses) or the
+    figures the next batch limit is judged by (``_tput``, ``_kv_short``: the KV cache holds fewer sequences
+    per GPU than the limit)."""
+    _key, b, raw, base_dir, surfaces, effort = task
+    row: dict[str, Any] = {"max_batch": b}
+    try:
+        s = scenario_from_dict(raw, base_dir=base_dir)
+        dep, req = deployment_of(s), requests_of(s)
+        check_fits(dep, req)
+        isl, osl = float(req.input_tokens.mean()), float(req.output_tokens.mean())
+        res = capacity(s, dep, surfaces, effort, isl, osl)
+    except MoesimError as exc:
+        return {**row, "reason": str(exc).split(": ", 1)[-1]}
+    if "reason" in res:
+        return {**row, **res, "_stop": True}  # larger batches only lengthen steps: the light load misses again
+    sm = res["summary"]
+    kv_seqs = min(r.kv_tokens / r.gpus_per_instance for r in dep.roles if r.decodes)
+    return {**row, "capacity_requests_per_s": res["rate"], "summary": _brief(sm),
+            **({"capacity_concurrency": res["concurrency"]} if "concurrency" in res else {}),
+            "_tput": sm["throughput"]["output_tokens_per_s"], "_kv_short": kv_seqs < b * (isl + osl / 2)}
+
+
+def assemble(batches: list[int], found: dict[int, dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """One deployment's rows from its per-batch results (``search_batch``, by batch limit), searching the
+    limits upwards until a larger batch stops raising the capacity by ``GAIN``, the light load misses the
+    SLO, or the KV cache cannot hold a larger batch; the limits above get "not searched" rows. None while
+    a result that decides is missing."""
     rows, prev = [], 0.0
-    for i, (b, raw) in enumerate(by_batch):
-        row: dict[str, Any] = {"max_batch": b}
-        try:
-            s = scenario_from_dict(raw, base_dir=base_dir)
-            dep, req = deployment_of(s), requests_of(s)
-            check_fits(dep, req)
-            isl, osl = float(req.input_tokens.mean()), float(req.output_tokens.mean())
-            res = capacity(s, dep, surfaces, effort, isl, osl)
-        except MoesimError as exc:
-            rows.append({**row, "reason": str(exc).split(": ", 1)[-1]})
+    for i, b in enumerate(batches):
+        r = found.get(b)
+        if r is None:
+            return None
+        rows.append({k: v for k, v in r.items() if not k.startswith("_")})
+        if r.get("_stop"):
+            return rows
+        if "_tput" not in r:
             continue
-        if "reason" in res:
-            rows.append({**row, **res})
-            break  # larger batches only lengthen steps: the light load would miss the SLO again
-        sm = res["summary"]
-        rows.append({**row, "capacity_requests_per_s": res["rate"], "summary": _brief(sm),
-                     **({"capacity_concurrency": res["concurrency"]} if "concurrency" in res else {})})
-        tput = sm["throughput"]["output_tokens_per_s"]
-        if tput < prev * GAIN:
-            rows += [{"max_batch": bb, "reason": f"not searched: max_batch {b} did not raise the capacity"}
-                     for bb, _ in by_batch[i + 1:]]
-            break
-        prev = max(prev, tput)
-        kv_seqs = min(r.kv_tokens / r.gpus_per_instance for r in dep.roles if r.decodes)
-        if kv_seqs < b * (isl + osl / 2):
-            rows += [{"max_batch": bb, "reason": f"not searched: the KV cache holds fewer than {b} sequences "
-                                                 "per GPU"} for bb, _ in by_batch[i + 1:]]
-            break
+        if r["_tput"] < prev * GAIN:
+            return rows + [{"max_batch": bb, "reason": f"not searched: max_batch {b} did not raise the capacity"}
+                           for bb in batches[i + 1:]]
+        prev = max(prev, r["_tput"])
+        if r["_kv_short"]:
+            return rows + [{"max_batch": bb, "reason": f"not searched: the KV cache holds fewer than {b} sequences "
+                                                       "per GPU"} for bb in batches[i + 1:]]
     return rows
+
+
+def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, EffortSpec]) -> list[dict[str, Any]]:
+    """One deployment at each batch limit (ascending), one after another (``assemble``'s rule)."""
+    key, by_batch, base_dir, surfaces, effort = task
+    found: dict[int, dict[str, Any]] = {}
+    batches = [b for b, _ in by_batch]
+    for b, raw in by_batch:
+        found[b] = search_batch((key, b, raw, base_dir, surfaces, effort))
+        rows = assemble(batches, found)
+        if rows is not None and len(found) < len(batches):
+            return rows
+    return assemble(batches, found) or []
 
 
 def _brief(sm: dict[str, Any]) -> dict[str, Any]:
