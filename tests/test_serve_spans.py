@@ -85,3 +85,19 @@ def test_columns_to_csv_writes_what_the_csv_module_writes():
     assert columns_to_csv(cols) == rows(cols) and columns_to_csv(cols).splitlines()[2] == ",2,decode,False"
     cols["kind"][1] = 'a "quoted", cell'  # the csv module quotes it
     assert columns_to_csv(cols) == rows(cols) and '"a ""quoted"", cell"' in columns_to_csv(cols)
+
+
+def test_the_surface_fingerprint_leaves_out_what_never_times_an_iteration(tmp_path):
+    """Surfaces are keyed by the code that times an iteration: an edit to the request-level serving DES, the
+    planner or an executor keeps the cache; an edit to the surface builder or a cost function renews it."""
+    import shutil
+
+    from moesim.util.fingerprint import PACKAGE, code_fingerprint
+    root = tmp_path / "moesim"
+    shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_fingerprint(root)
+    for kept in ("serve/sim.py", "serve/spans.py", "serve/guard.py", "plan/search.py", "exec/local.py"):
+        (root / kept).write_text((root / kept).read_text() + "\n# edited\n")
+    assert code_fingerprint.__wrapped__(root) == before
+    (root / "serve/surface.py").write_text((root / "serve/surface.py").read_text() + "\n# edited\n")
+    assert code_fingerprint.__wrapped__(root) != before

@@ -37,29 +37,35 @@ def rate_bound(dep: Deployment, surfaces: dict[tuple[str, str], Surface], isl: f
     return min(rates)
 
 
-def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec, light: bool = False
-           ) -> dict[str, Any]:
+def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec, light: bool = False,
+           verdict: bool = True) -> dict[str, Any]:
     """The serving run at ``rate``: enough requests to fill every decoding slot 3 times over (``light``:
-    ``effort.light_requests``, the probe without queueing). Runs other than the light probe stop once
-    they have missed the SLO for certain: the search reads only that they missed (the probe's figures
-    go into the reason a deployment was dropped)."""
+    ``effort.light_requests``, the probe without queueing). ``verdict``: stop once the SLO verdict is
+    certain and return only it (``whole`` runs the rate found again, to the end)."""
     in_flight = sum(r.instances * r.max_running for r in dep.roles if r.decodes)
     n = effort.light_requests if light else int(min(effort.max_requests, max(effort.requests, 3 * in_flight)))
     sv = s.serving
     arrival = sv.arrival.model_copy(update={"rate_per_s": rate})
     st = s.model_copy(update={"serving": sv.model_copy(update={"arrival": arrival, "requests": n,
                                                                 "duration_s": None})})
-    return simulate_serving(st, dep, requests_of(st), surfaces, stop_on_miss=not light).summary
+    return simulate_serving(st, dep, requests_of(st), surfaces, verdict_only=verdict and not light).summary
 
 
-def _closed_trial(s: Scenario, dep: Deployment, surfaces, c: int, effort: EffortSpec) -> dict[str, Any]:
+def whole(summary: dict[str, Any], again) -> dict[str, Any]:
+    """A trial's whole summary: ``summary`` itself, or where it holds only the verdict, ``again()``'s (the
+    same run without stopping early, so the same figures a whole run gives)."""
+    return again() if "decided_at_s" in summary["slo"] else summary
+
+
+def _closed_trial(s: Scenario, dep: Deployment, surfaces, c: int, effort: EffortSpec, verdict: bool = True
+                  ) -> dict[str, Any]:
     """The serving run with ``c`` requests in flight (one: ``effort.light_requests``, one after another);
-    above one, it stops once it has missed the SLO for certain (as ``_trial``)."""
+    above one, ``verdict`` as ``_trial``."""
     n = effort.light_requests if c == 1 else int(min(effort.max_requests, max(effort.requests, 4 * c)))
     sv = s.serving
     st = s.model_copy(update={"serving": sv.model_copy(update={"load": sv.load.model_copy(update={"concurrency": c}),
                                                                 "requests": n})})
-    return simulate_serving(st, dep, requests_of(st), surfaces, stop_on_miss=c > 1).summary
+    return simulate_serving(st, dep, requests_of(st), surfaces, verdict_only=verdict and c > 1).summary
 
 
 def closed_capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) -> dict[str, Any]:
@@ -83,6 +89,7 @@ def closed_capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) 
             lo, best = mid, res
         else:
             hi = mid
+    best = whole(best, lambda: _closed_trial(s, dep, surfaces, lo, effort, verdict=False))
     return {"concurrency": lo, "rate": best["throughput"]["requests_per_s"], "summary": best}
 
 
@@ -101,7 +108,7 @@ def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec, isl: fl
     best = (lo, light)
     top = _trial(s, dep, surfaces, hi, effort)
     if top["slo"]["met"]:
-        return {"rate": hi, "summary": top}
+        return {"rate": hi, "summary": whole(top, lambda: _trial(s, dep, surfaces, hi, effort, verdict=False))}
     for _ in range(effort.rate_steps):
         mid = math.sqrt(lo * hi)
         res = _trial(s, dep, surfaces, mid, effort)
@@ -109,7 +116,8 @@ def capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec, isl: fl
             lo, best = mid, (mid, res)
         else:
             hi = mid
-    return {"rate": best[0], "summary": best[1]}
+    rate = best[0]
+    return {"rate": rate, "summary": whole(best[1], lambda: _trial(s, dep, surfaces, rate, effort, verdict=False))}
 
 
 def search_batch(task: tuple[Any, int, dict[str, Any], str, dict, EffortSpec]) -> dict[str, Any]:

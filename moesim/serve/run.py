@@ -127,23 +127,24 @@ def serve(s: Scenario, executor: Any, use_cache: bool = True,
 
 
 def simulate_serving(s: Scenario, dep: Deployment, req: Requests,
-                     surfaces: dict[tuple[str, str], Surface], spans: bool = True, stop_on_miss: bool = False
+                     surfaces: dict[tuple[str, str], Surface], spans: bool = True, verdict_only: bool = False
                      ) -> ServeResult:
     """The serving DES on given surfaces (tests hand it surfaces whose times they chose); ``spans`` False
     runs every decode step as its own event (the reference the fast path is checked against).
-    ``stop_on_miss``: stop once the SLO is missed for certain (moesim.serve.guard); such a run's summary is
-    only ``{"slo": {"met": False, "percentile", "stopped_at_s"}}`` and it has no tables."""
+    ``verdict_only``: stop once the SLO verdict is certain (moesim.serve.guard); such a run's summary is
+    only ``{"slo": {"met", "percentile", "decided_at_s"}}`` and it has no tables."""
     sv = s.serving
     topo = build_topology(s.cluster) if dep.kind == "disaggregated" else None
     rng = np.random.default_rng([s.seed, 0x3A7])
     mtp, over = mtp_of(sv), overheads(sv)
     sim = ServeSim(dep, surfaces, req, prefix_hit(s, dep), mtp, rng, topo,
                    sv.load.concurrency if sv.load is not None else None, over, spans,
-                   SloGuard(sv.slo.ttft_s, sv.slo.tpot_s, sv.slo.percentile) if stop_on_miss else None)
+                   SloGuard(sv.slo.ttft_s, sv.slo.tpot_s, sv.slo.percentile) if verdict_only else None)
     sim.run()
-    if sim.missed_at is not None:
-        return ServeResult({"slo": {"met": False, "percentile": sv.slo.percentile, "stopped_at_s": sim.missed_at}},
-                           {}, {}, surfaces)
+    if sim.verdict is not None:
+        met, at = sim.verdict
+        return ServeResult({"slo": {"met": met, "percentile": sv.slo.percentile, "decided_at_s": at}}, {}, {},
+                           surfaces)
     requests, tl = request_table(sim), timeline(sim)
     doc = summarize(sim, requests, tl, sv.slo, s.cluster.gpus_per_node)
     doc = {"scenario": s.name, "seed": s.seed, "model": s.model.name, "gpu": s.cluster.gpu.name,

@@ -19,8 +19,9 @@ import simpy
 from moesim.config.serving import MtpSpec
 from moesim.engine.fluid import FluidNetwork
 from moesim.hw.topology import Topology
+from moesim.serve.admission import Admission
 from moesim.serve.deploy import Deployment, Role
-from moesim.serve.guard import SloGuard, SloMissed
+from moesim.serve.guard import SloDecided, SloGuard
 from moesim.serve.handover import Disaggregation
 from moesim.serve.spans import decode_span, exact_delay
 from moesim.serve.state import Log, State, accepted
@@ -30,7 +31,7 @@ from moesim.serve.workload import Requests
 from moesim.util.errors import MoesimError
 
 
-class Instance:
+class Instance(Admission):
     """One EP group's scheduler loop."""
 
     def __init__(self, sim: ServeSim, role: Role, index: int, role_id: int) -> None:
@@ -162,34 +163,6 @@ class Instance:
             budget -= c
         return out
 
-    def _balance_holds(self) -> bool:
-        """TensorRT-LLM's attention-DP balance: new prompts wait until every rank has one (as many waiting
-        as ranks) or the oldest has waited ``balance_timeout_iters`` iterations of the running batch."""
-        t, ranks = self.role.sched.balance_timeout_iters, self.role.gpus_per_instance // self.role.sched.tp
-        if not t or ranks <= 1 or len(self.waiting) >= ranks or not (self.running or self.prefilling):
-            return False  # an idle engine has no iterations to wait on
-        return self.iters - self.since.get(self.waiting[0], self.iters) < t
-
-    def _fits(self, r: int, need: float, extra: float = 0.0) -> bool:
-        """Admission: the prompt's ``need`` KV tokens fit (optimistic), or under ``guaranteed_no_evict``
-        the prompt and every token it may still generate fit beside what admitted requests may grow to."""
-        if self.role.sched.admission == "guaranteed_no_evict":
-            return self.committed + extra + self._total(r) <= self.role.kv_tokens
-        return self.kv_used + extra + need <= self.role.kv_tokens
-
-    def _total(self, r: int) -> float:
-        """KV tokens request r may hold here: its prompt, and on a decoding instance what it may generate."""
-        s = self.sim.state
-        return float(s.prompt(r) + (s.osl[r] - s.generated[r] if self.role.decodes else 0))
-
-    def _commit(self, r: int) -> None:
-        if self.role.sched.admission == "guaranteed_no_evict":
-            self.reserve[r] = self._total(r)
-            self.committed += self.reserve[r]
-
-    def _release(self, r: int) -> None:
-        self.committed -= self.reserve.pop(r, 0.0)
-
     def _prefill_work(self, chunks: list[tuple[int, int]]):
         total, ctx, apply = self._prefill_parts(chunks)
         tokens = math.ceil(total / self.role.gpus_per_instance)
@@ -317,8 +290,8 @@ class ServeSim(Disaggregation):
                  topology: Topology | None, concurrency: int | None = None, overheads: Overheads | None = None,
                  spans: bool = True, guard: SloGuard | None = None) -> None:
         self.env = simpy.Environment()
-        self.guard, self.ticks = guard, 0  # stop once the SLO is missed for certain (moesim.serve.guard)
-        self.missed_at: float | None = None  # when the guard stopped the run
+        self.guard, self.ticks = guard, 0  # stop once the SLO verdict is certain (moesim.serve.guard)
+        self.verdict: tuple[bool, float] | None = None  # (met, when) where the guard stopped the run
         self.spans = spans  # decode spans (Instance._span); False: every step its own event (the reference)
         self.pending: list[float] = []  # times of scheduled callbacks that touch instances (a heap)
         self.next_arrival = 0  # open loop: the next request the arrival process enters
@@ -350,8 +323,8 @@ class ServeSim(Disaggregation):
             return
         try:
             self.env.run()
-        except SloMissed:
-            self.missed_at = self.env.now
+        except SloDecided as verdict:
+            self.verdict = (verdict.met, self.env.now)
             return
         if self.finished < len(self.state.arrival):
             left = len(self.state.arrival) - self.finished
@@ -359,10 +332,12 @@ class ServeSim(Disaggregation):
                               "requests unfinished (a scheduling deadlock: please report it with the scenario)")
 
     def tick(self) -> None:
-        """An iteration starts: every 64th, ask the guard whether the SLO is missed already."""
+        """An iteration starts: every 64th, ask the guard whether the SLO verdict is certain already."""
         self.ticks += 1
-        if self.guard is not None and self.ticks % 64 == 0 and self.guard.missed(self.state, self.env.now):
-            raise SloMissed
+        if self.guard is not None and self.ticks % 64 == 0:
+            met = self.guard.decided(self.state, self.env.now)
+            if met is not None:
+                raise SloDecided(met)
 
     def _prefill_instances(self) -> list[Instance]:
         return self.instances.get("aggregated") or self.instances["prefill"]

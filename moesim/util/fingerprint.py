@@ -1,8 +1,8 @@
 """A fingerprint of the code and data that produce iteration times, for cache keys that cannot go stale.
 
 Cached serving surfaces and sweep points are keyed by their resolved inputs and by this fingerprint: the
-SHA-256 of every source file of the package (presentation, the CLI, calibration, the planner's search and
-the request-level serving DES excepted: they never change an iteration time) and of every catalogue file
+SHA-256 of every source file of the package (presentation, the CLI, calibration, the planner's search, the
+executors and the request-level serving DES excepted: they never change an iteration time) and of every catalogue file
 (GPU and model figures, profiles), in path order. Any edit to a cost function, a routing rule or a profile
 gives a new key, so the cache is rebuilt; the package version played that part before and did not change
 for 139 commits.
@@ -16,11 +16,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # packages whose files never change a simulated figure (the planner's search reads surfaces and caches none:
-# the scenarios it builds are part of every surface key)
-UNTIMED = ("present", "cli", "calibrate", "plan")
+# the scenarios it builds are part of every surface key; executors only decide where a point runs)
+UNTIMED = ("present", "cli", "calibrate", "plan", "exec")
 # the request-level serving DES and its records run on built surfaces and never inside one
-UNTIMED_FILES = ("serve/sim.py", "serve/spans.py", "serve/guard.py", "serve/state.py", "serve/handover.py",
-                 "serve/metrics.py")
+UNTIMED_FILES = ("serve/sim.py", "serve/spans.py", "serve/guard.py", "serve/admission.py", "serve/state.py",
+                 "serve/handover.py", "serve/metrics.py")
 SUFFIXES = (".py", ".yaml", ".json", ".js")
 
 
