@@ -4,13 +4,15 @@ the work, the output), beside the same work timed inside one process (issue 32's
 Cases: ``help`` (``moesim --help``), ``run-a`` (``moesim run`` on bench case (a), DeepSeek-V3 decode EP144,
 ``--json``), ``list`` (``moesim list placements``), and two from an empty surface cache (a new
 ``MOESIM_CACHE`` per run): ``serve-cold`` (``moesim serve`` of the shipped DeepSeek-V3 H800 scenario) and
-``plan-aic`` (``moesim plan plans/aic-compare-v3-h100.yaml -j 2``, minutes: not in the default set). Each runs
-``--runs`` times (default 5; 1 for the cold cases) in fresh processes; prints the median and range of the wall
+``plan-aic`` (``moesim plan plans/aic-compare-v3-h100.yaml -j 2``, minutes: not in the default set); and
+``run-first`` (``run-a`` as the first run after an install: numba's cache of the package deleted and no
+warm-up marker; it waits for the background compile to end). Each runs ``--runs`` times (default 5; 1 for
+the cold and first-run cases) in fresh processes; prints the median and range of the wall
 time, the median peak memory (max RSS) and the target. ``run-a`` also prints the in-process time of
 ``api.run`` (warm: the second call in one process) and the ratio of the two: what start-up costs. Absolute
 times on a shared machine are noisy; compare figures of one invocation.
 
-Usage: python bench/bench_cli.py [help run-a list serve-cold plan-aic ...] [--runs N]
+Usage: python bench/bench_cli.py [help run-a list serve-cold plan-aic run-first ...] [--runs N]
 """
 
 from __future__ import annotations
@@ -33,17 +35,25 @@ CASES = {
     "list": (None, ["list", "placements"]),
     "serve-cold": (20.0, ["serve", "scenarios/deepseek-v3-serve-h800.yaml"]),
     "plan-aic": (30.0, ["plan", "plans/aic-compare-v3-h100.yaml", "-j", "2"]),
+    "run-first": (3.0, ["run", "scenarios/deepseek-v3-decode-h800.yaml", "--json"]),
 }
+FIRST = {"run-first"}  # as after an install: numba's cache of the package deleted, no warm-up marker
 COLD = {"serve-cold", "plan-aic"}  # each run from an empty surface cache
 DEFAULT = ["help", "run-a", "list", "serve-cold"]
-CLI = [sys.executable, "-c", "import sys; from moesim.cli import main; sys.argv[0] = 'moesim'; main()"]
+CLI = [sys.executable, "-c", "import sys; from moesim.cli import entry; sys.argv[0] = 'moesim'; entry()"]
 
 
-def wall(args: list[str], cold: bool = False) -> tuple[float, int]:
+def wall(args: list[str], cold: bool = False, first: bool = False) -> tuple[float, int]:
     """Seconds and peak RSS (KiB, this process alone: os.wait4) of one fresh ``moesim ARGS`` process;
-    ``cold``: with an empty surface cache of its own (and outputs in a temporary folder)."""
+    ``cold``: with an empty surface cache of its own (and outputs in a temporary folder); ``first``: also
+    with numba's cache of the package deleted (waits for the background compile before it returns)."""
+    from moesim.util.fingerprint import cache_dir
+    jit = cache_dir() / "jit"
     with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MOESIM_CACHE": tmp} if cold else None
+        if first:
+            for f in [*(ROOT / "moesim").rglob("__pycache__/*.nb[ic]"), *jit.glob("ready-*")]:
+                f.unlink()
         args = [*args, "-o", tmp] if cold and args[0] == "plan" else args
         t0 = time.perf_counter()
         child = subprocess.Popen(CLI + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -53,6 +63,8 @@ def wall(args: list[str], cold: bool = False) -> tuple[float, int]:
         if child.returncode != 0:
             err.seek(0)
             raise SystemExit(f"moesim {' '.join(args)} failed: {err.read()[-400:].decode(errors='replace')}")
+        while first and not list(jit.glob("ready-*")) and time.perf_counter() - t0 < 120:
+            time.sleep(0.5)  # the background compile fills numba's cache again
     return dt, usage.ru_maxrss
 
 
@@ -75,8 +87,8 @@ def main() -> None:
         ap.error(f"unknown case {', '.join(unknown)}: choose from {', '.join(CASES)}")
     for name in a.cases or DEFAULT:
         target, args = CASES[name]
-        n = a.runs or (1 if name in COLD else 5)
-        runs = [wall(args, name in COLD) for _ in range(n)]
+        n = a.runs or (1 if name in COLD | FIRST else 5)
+        runs = [wall(args, name in COLD, name in FIRST) for _ in range(n)]
         times = sorted(t for t, _ in runs)
         med = statistics.median(times)
         rss = statistics.median(m for _, m in runs) / 1024

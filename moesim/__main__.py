@@ -1,5 +1,5 @@
 """``python -m moesim`` entry point."""
 
-from moesim.cli.main import main
+from moesim.cli import entry
 
-main()
+entry()

@@ -13,7 +13,6 @@ import bisect
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from moesim.config.schema import Scenario
-from moesim.util.fingerprint import code_fingerprint
+from moesim.util.fingerprint import cache_dir, code_fingerprint
 
 
 @dataclass(frozen=True)
@@ -283,14 +282,6 @@ def holdout_points(tokens: list[int], contexts: list[int]) -> list[tuple[int, in
     (the grid's contexts when there is a single one)."""
     mc = midpoints(contexts) or list(contexts)
     return [(t, mc[i % len(mc)]) for i, t in enumerate(midpoints(tokens))]
-
-
-def cache_dir() -> Path:
-    """Where surfaces are cached: $MOESIM_CACHE, else $XDG_CACHE_HOME/moesim, else ~/.cache/moesim."""
-    env = os.environ.get("MOESIM_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moesim"
 
 
 class _Build:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -43,3 +44,12 @@ def code_fingerprint(root: Path = PACKAGE) -> str:
         h.update(p.read_bytes())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where moesim caches what this fingerprint keys (surfaces, the numba warm-up's marker): $MOESIM_CACHE,
+    else $XDG_CACHE_HOME/moesim, else ~/.cache/moesim."""
+    env = os.environ.get("MOESIM_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moesim"

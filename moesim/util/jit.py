@@ -1,6 +1,7 @@
 """numba's ``njit`` when numba is installed (``pip install 'moesim[fast]'``), else None. Every compiled
 kernel in moesim has a numpy twin that gives the same result bit for bit; tests compare the two, and
-``MOESIM_NO_JIT=1`` forces the numpy versions.
+``MOESIM_NO_JIT=1`` forces the numpy versions (the ``moesim`` command sets it for its first run after an
+install while the kernels compile in the background: moesim.cli.jitwarm).
 
 ``f64_bits`` / ``bits_f64`` reinterpret a float64 as its uint64 bits and back inside compiled code (what
 ``ndarray.view`` does on the numpy side), for bit-exact twins of float decompositions.
