@@ -47,13 +47,13 @@ def wall(args: list[str], cold: bool = False, first: bool = False) -> tuple[floa
     """Seconds and peak RSS (KiB, this process alone: os.wait4) of one fresh ``moesim ARGS`` process;
     ``cold``: with an empty surface cache of its own (and outputs in a temporary folder); ``first``: also
     with numba's cache of the package deleted (waits for the background compile before it returns)."""
-    from moesim.util.fingerprint import cache_dir
-    jit = cache_dir() / "jit"
+    from moesim.cli.jitwarm import marker
+    ready = marker()
     with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MOESIM_CACHE": tmp} if cold else None
         if first:
-            for f in [*(ROOT / "moesim").rglob("__pycache__/*.nb[ic]"), *jit.glob("ready-*")]:
-                f.unlink()
+            for f in [*(ROOT / "moesim").rglob("__pycache__/*.nb[ic]"), ready]:
+                f.unlink(missing_ok=True)
         args = [*args, "-o", tmp] if cold and args[0] == "plan" else args
         t0 = time.perf_counter()
         child = subprocess.Popen(CLI + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -63,7 +63,7 @@ def wall(args: list[str], cold: bool = False, first: bool = False) -> tuple[floa
         if child.returncode != 0:
             err.seek(0)
             raise SystemExit(f"moesim {' '.join(args)} failed: {err.read()[-400:].decode(errors='replace')}")
-        while first and not list(jit.glob("ready-*")) and time.perf_counter() - t0 < 120:
+        while first and not ready.exists() and time.perf_counter() - t0 < 120:
             time.sleep(0.5)  # the background compile fills numba's cache again
     return dt, usage.ru_maxrss
 

@@ -16,26 +16,31 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setenv("MOESIM_NO_JIT", "")
     monkeypatch.delenv("MOESIM_NO_JIT")  # restored (absent) after the test
     monkeypatch.setattr(jitwarm, "_numba_version", lambda: "0.0-test")
+    real = jitwarm.marker
+    monkeypatch.setattr(jitwarm, "marker", lambda root=None: real(tmp_path / "numba"))  # not the package's
     spawned = []
     return spawned, lambda *args, **kw: spawned.append((args, kw))
 
 
-def test_the_first_simulating_command_compiles_in_the_background_once(fresh):
+def test_the_first_run_command_compiles_in_the_background_once(fresh, tmp_path):
     spawned, spawn = fresh
     assert jitwarm.prepare(["run", "s.yaml", "--json"], spawn) and os.environ["MOESIM_NO_JIT"] == "1"
     (cmd,), kw = spawned[0]
     assert cmd[1:3] == ["-m", "moesim.cli.jitwarm"] and kw["start_new_session"]
     assert "MOESIM_NO_JIT" not in kw["env"]  # the background process compiles with numba
     os.environ.pop("MOESIM_NO_JIT")
-    assert jitwarm.prepare(["serve", "s.yaml"], spawn) and len(spawned) == 1  # one is compiling already
+    assert jitwarm.prepare(["run", "t.yaml"], spawn) and len(spawned) == 1  # one is compiling already
     os.environ.pop("MOESIM_NO_JIT")
     ready = jitwarm.marker()
     ready.write_text("done")
+    assert ready.parent == tmp_path / "numba"
     assert not jitwarm.prepare(["run", "s.yaml"], spawn) and "MOESIM_NO_JIT" not in os.environ
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["list", "models"], []])
-def test_help_and_listing_start_nothing(fresh, argv):
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["list", "models"], [], ["serve", "s.yaml"],
+                                  ["plan", "p.yaml"]])
+def test_help_listing_and_long_commands_start_nothing(fresh, argv):
+    """Serving and planning run for minutes on a cold cache: they compile in process, as before."""
     spawned, spawn = fresh
     assert not jitwarm.prepare(argv, spawn) and not spawned and "MOESIM_NO_JIT" not in os.environ
 
@@ -51,7 +56,7 @@ def test_without_numba_or_with_no_jit_set_nothing_changes(fresh, monkeypatch):
 
 def test_the_warm_up_writes_the_marker_and_drops_its_lock(fresh):
     ready = jitwarm.marker()
-    ready.parent.mkdir(parents=True)
+    ready.parent.mkdir(parents=True, exist_ok=True)
     ready.with_suffix(".lock").write_text("1")
     tiny = {"model": {"base": "mixtral-8x7b", "num_hidden_layers": 2}, "cluster": {"gpu": "h100", "nodes": 1,
                                                                                    "gpus_per_node": 2}}

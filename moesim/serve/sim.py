@@ -228,14 +228,19 @@ class Instance(Admission):
         g = self.role.gpus_per_instance  # an attention TP group's batch spreads over its GPUs: a fraction each
         per_gpu = len(batch) / g if self.role.sched.tp > 1 else math.ceil(len(batch) / g)
         tokens = (self.role.sched.pad(per_gpu) if graphs else per_gpu) * step
-        ctx = float(s.kv[batch].mean())
+        ctx = int(s.kv[batch].sum()) / len(batch)  # the float NumPy's mean gives: an exact sum, one division
 
         def apply() -> None:
             b = np.asarray(batch, dtype=np.int64)
-            acc = np.minimum(accepted(self.sim.mtp, self.sim.rng, b.size), s.osl[b] - s.generated[b])
-            s.generated[b] += acc
-            s.kv[b] += acc
-            self.kv_used += float(acc.sum())
+            if mtp is None:  # one token each (a running sequence has one left at least)
+                s.generated[b] += 1
+                s.kv[b] += 1
+                self.kv_used += float(b.size)
+            else:
+                acc = np.minimum(accepted(mtp, self.sim.rng, b.size), s.osl[b] - s.generated[b])
+                s.generated[b] += acc
+                s.kv[b] += acc
+                self.kv_used += float(acc.sum())
             self._retire(b)
 
         return tokens, ctx, apply

@@ -27,10 +27,12 @@ def decode_span(inst: Any, dt: float, tokens: float, ctx: float) -> tuple[float,
     if sim.mtp is not None or inst.prefilling or inst.arrived or inst.incoming or (
             inst.waiting and not blocked(inst)):
         return None
-    s, b = sim.state, np.asarray(inst.running, dtype=np.int64)
     end, limit = sim.env.now + dt, horizon(sim, inst)
+    if end >= limit:  # something may look at the instance during the first step already
+        return None
+    s, b = sim.state, np.asarray(inst.running, dtype=np.int64)
     left = int((s.osl[b] - s.generated[b]).min())  # steps until the first sequence finishes
-    if left < 2 or end >= limit:
+    if left < 2:
         return None
     rows, end, kv, k = _steps(inst, b, dt, tokens, ctx, end, limit, left)
     if k < 2:

@@ -44,10 +44,16 @@ class Surface:
         """Interpolated iteration seconds at ``tokens`` per GPU (a fraction where a TP group holds fewer than
         one per GPU). Outside the grid: the context is clamped; tokens below the first point cost the first
         point, above the last they extrapolate along the last segment."""
-        tokens = tokens * self.unit
-        ti, tw = _bracket(self.tokens, tokens, extrapolate_high=True)
+        ti, tw = _bracket(self.tokens, tokens * self.unit, extrapolate_high=True)
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
-        return _blend(self.time_s, ti, tw, ci, cw)
+        z = self.time_s  # _blend, inlined (the serving DES asks this for every iteration)
+        last = len(z) - 1
+        r = z[min(ti, last)]
+        a = r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw
+        if not last:
+            return a
+        r = z[min(ti + 1, last)]
+        return a * (1 - tw) + (r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw) * tw
 
     def group(self, tokens: float, context: float) -> float:
         """Interpolated ``GROUP_STAGES`` seconds (0 without the table), extrapolated as ``__call__``."""
