@@ -169,19 +169,6 @@ def assemble(batches: list[int], found: dict[int, dict[str, Any]]) -> list[dict[
     return rows
 
 
-def evaluate(task: tuple[int, list[tuple[int, dict[str, Any]]], str, dict, EffortSpec]) -> list[dict[str, Any]]:
-    """One deployment at each batch limit (ascending), one after another (``assemble``'s rule)."""
-    key, by_batch, base_dir, surfaces, effort = task
-    found: dict[int, dict[str, Any]] = {}
-    batches = [b for b, _ in by_batch]
-    for b, raw in by_batch:
-        found[b] = search_batch((key, b, raw, base_dir, surfaces, effort))
-        rows = assemble(batches, found)
-        if rows is not None and len(found) < len(batches):
-            return rows
-    return assemble(batches, found) or []
-
-
 def _brief(sm: dict[str, Any]) -> dict[str, Any]:
     p = sm["slo"]["percentile"]
     return {"output_tokens_per_s": sm["throughput"]["output_tokens_per_s"],

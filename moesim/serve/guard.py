@@ -52,10 +52,6 @@ class SloGuard:
         """Values within the limit that keep the percentile of ``n`` values within it."""
         return min(n, self._index(n) + 3)
 
-    def missed(self, s: State, now: float) -> bool:
-        """Whether the run has missed the SLO whatever happens after ``now`` (seconds)."""
-        return self.decided(s, now) is False
-
     def decided(self, s: State, now: float) -> bool | None:
         """The run's verdict if it is certain at ``now`` (seconds): False (misses), True (meets), else None."""
         n = len(s.arrival)
