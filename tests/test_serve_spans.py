@@ -101,3 +101,16 @@ def test_the_surface_fingerprint_leaves_out_what_never_times_an_iteration(tmp_pa
     assert code_fingerprint.__wrapped__(root) == before
     (root / "serve/surface.py").write_text((root / "serve/surface.py").read_text() + "\n# edited\n")
     assert code_fingerprint.__wrapped__(root) != before
+
+
+def test_a_span_stops_where_its_own_finish_wakes_an_idle_instance():
+    """Closed loop, disaggregated: a decode finish sends the next request to the idle prefill side, which acts
+    at once; the decode side's next span must end before that prefill's hand-over (hypothesis found this)."""
+    serving = {"requests": 80, "input_tokens": {"kind": "random", "value": 50, "range_ratio": 0.5},
+               "output_tokens": {"kind": "random", "value": 7, "range_ratio": 0.3},
+               "scheduler": {"max_batch": 4, "kv_memory_fraction": 0.3}, "load": {"concurrency": 2},
+               "overheads": {"host_s": 0.0, "request_s": 0.0, "handoff_s": 0.003},
+               "deployment": {"kind": "disaggregated", "prefill": {"gpus": 2}, "decode": {"gpus": 2}}}
+    s, dep, surf = build(serving, 2, 2)
+    req = requests_of(s)
+    assert same(simulate_serving(s, dep, req, surf), simulate_serving(s, dep, req, surf, spans=False))

@@ -66,6 +66,8 @@ class Instance(Admission):
     def kick(self) -> None:
         if not self.wake.triggered:
             self.wake.succeed()
+            if self.until == math.inf:  # an idle instance acts now: no other instance's span may pass it
+                self.until = self.sim.env.now
 
     def loop(self):
         env = self.sim.env
