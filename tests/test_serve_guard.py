@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from moesim.serve import simulate_serving
 from moesim.serve.guard import SloGuard
 from moesim.serve.run import requests_of
-from tests.test_serve_spans import build
+from tests.test_serve_spans import build, shaped
 
 
 @settings(max_examples=200, deadline=None)
@@ -36,15 +36,7 @@ def test_a_stopped_run_would_have_missed_and_another_is_the_same_run(rate, close
     serving = {"requests": 150, "input_tokens": {"kind": "random", "value": isl, "range_ratio": 0.5},
                "output_tokens": {"kind": "random", "value": osl, "range_ratio": 0.3},
                "slo": {"ttft_s": ttft, "tpot_s": tpot, "percentile": p}, "scheduler": {"max_batch": 16}}
-    serving.update({"load": {"concurrency": closed}} if closed else {"arrival": {"kind": "poisson",
-                                                                                  "rate_per_s": rate}})
-    gpn, nodes = 4, 1
-    if shape == "two":
-        serving["deployment"] = {"kind": "aggregated", "ep_gpus": 2}
-    elif shape == "disagg":
-        serving["deployment"] = {"kind": "disaggregated", "prefill": {"gpus": 2}, "decode": {"gpus": 2}}
-        gpn, nodes = 2, 2
-    s, dep, surf = build(serving, gpn, nodes)
+    s, dep, surf = shaped(serving, closed, rate, shape)
     req = requests_of(s)
     full = simulate_serving(s, dep, req, surf).summary
     guarded = simulate_serving(s, dep, req, surf, verdict_only=True).summary

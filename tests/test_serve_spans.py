@@ -29,6 +29,19 @@ def build(serving: dict, gpn: int, nodes: int = 1):
     return s, dep, surf
 
 
+def shaped(serving: dict, closed: int | None, rate: float, shape: str):
+    """``build`` of ``serving`` with ``closed`` requests in flight (else Poisson arrivals at ``rate``), as one
+    aggregated instance (``one``), two (``two``) or disaggregated prefill and decode sides (``disagg``)."""
+    serving = {**serving, **({"load": {"concurrency": closed}} if closed
+                             else {"arrival": {"kind": "poisson", "rate_per_s": rate}})}
+    if shape == "two":
+        return build({**serving, "deployment": {"kind": "aggregated", "ep_gpus": 2}}, 4)
+    if shape == "disagg":
+        return build({**serving, "deployment": {"kind": "disaggregated", "prefill": {"gpus": 2},
+                                                "decode": {"gpus": 2}}}, 2, 2)
+    return build(serving, 4)
+
+
 def same(a, b) -> bool:
     if json.dumps(a.summary, sort_keys=True) != json.dumps(b.summary, sort_keys=True):
         return False
@@ -48,15 +61,7 @@ def test_spans_change_no_output(rate, closed, isl, osl, policy, batch, shape, ad
                "scheduler": {"policy": policy, "max_batch": batch, "admission": admission,
                              "kv_memory_fraction": 0.3},
                "overheads": {"host_s": host, "request_s": request_s, "handoff_s": 0.003}}
-    serving.update({"load": {"concurrency": closed}} if closed else {"arrival": {"kind": "poisson",
-                                                                                  "rate_per_s": rate}})
-    gpn, nodes = 4, 1
-    if shape == "two":
-        serving["deployment"] = {"kind": "aggregated", "ep_gpus": 2}
-    elif shape == "disagg":
-        serving["deployment"] = {"kind": "disaggregated", "prefill": {"gpus": 2}, "decode": {"gpus": 2}}
-        gpn, nodes = 2, 2
-    s, dep, surf = build(serving, gpn, nodes)
+    s, dep, surf = shaped(serving, closed, rate, shape)
     req = requests_of(s)
     assert same(simulate_serving(s, dep, req, surf), simulate_serving(s, dep, req, surf, spans=False))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.model.memory import memory_per_gpu
-from moesim.plan.search import assemble, search_batch
+from moesim.plan.search import assemble, search_batch, slots
 from moesim.plan.space import Deployment, deployments, scenario_dict
 from moesim.plan.spec import PlanSpec
 from moesim.serve.deploy import deployment_of
@@ -118,7 +118,7 @@ def _search(batch: list, surfaces: dict[int, dict], base_dir: str, p: PlanSpec, 
     found: dict[int, dict[int, dict]] = {id(d): {} for d, _, _ in batch}
     ended: set[int] = set()
     index = {id(d): (d, [b for b, _ in by_batch]) for d, by_batch, _ in batch}
-    order = sorted(batch, key=lambda x: -_slots(x[2][1]))  # the most sequences in flight (the longest runs) first
+    order = sorted(batch, key=lambda x: -slots(x[2][1]))  # the most sequences in flight (the longest runs) first
     handed = {id(d): 0 for d, _, _ in batch}
 
     def tasks():
@@ -156,11 +156,6 @@ def _waves(p: PlanSpec, ready: list, wave: int) -> list[tuple[int, int]]:
     cheapest = ready[0][0].cost_per_hour * (1 + p.effort.cost_slack)
     first = max(wave, sum(1 for d, _, _ in ready if d.cost_per_hour <= cheapest))
     return [(0, first)] + [(i, i + wave) for i in range(first, len(ready), wave)]
-
-
-def _slots(dep: Any) -> int:
-    """Sequences a deployment's decoding instances run at once (its serving runs' length follows it)."""
-    return sum(r.instances * r.max_running for r in dep.roles if r.decodes)
 
 
 def _pruned(p: PlanSpec, d: Deployment, best_cost: dict[str, float]) -> bool:

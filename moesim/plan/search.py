@@ -37,13 +37,17 @@ def rate_bound(dep: Deployment, surfaces: dict[tuple[str, str], Surface], isl: f
     return min(rates)
 
 
+def slots(dep: Deployment) -> int:
+    """Sequences the deployment's decoding instances run at once (a serving run's length follows it)."""
+    return sum(r.instances * r.max_running for r in dep.roles if r.decodes)
+
+
 def _trial(s: Scenario, dep: Deployment, surfaces, rate: float, effort: EffortSpec, light: bool = False,
            verdict: bool = True) -> dict[str, Any]:
     """The serving run at ``rate``: enough requests to fill every decoding slot 3 times over (``light``:
     ``effort.light_requests``, the probe without queueing). ``verdict``: stop once the SLO verdict is
     certain and return only it (``whole`` runs the rate found again, to the end)."""
-    in_flight = sum(r.instances * r.max_running for r in dep.roles if r.decodes)
-    n = effort.light_requests if light else int(min(effort.max_requests, max(effort.requests, 3 * in_flight)))
+    n = effort.light_requests if light else int(min(effort.max_requests, max(effort.requests, 3 * slots(dep))))
     sv = s.serving
     arrival = sv.arrival.model_copy(update={"rate_per_s": rate})
     st = s.model_copy(update={"serving": sv.model_copy(update={"arrival": arrival, "requests": n,
@@ -71,7 +75,7 @@ def _closed_trial(s: Scenario, dep: Deployment, surfaces, c: int, effort: Effort
 def closed_capacity(s: Scenario, dep: Deployment, surfaces, effort: EffortSpec) -> dict[str, Any]:
     """Closed loop (``serving.load``): {concurrency, rate, summary} at the most requests in flight found that
     meet the SLO (bisection over integers up to the sequences the decoding instances can run), or {reason}."""
-    top = max(1, sum(r.instances * r.max_running for r in dep.roles if r.decodes))
+    top = max(1, slots(dep))
     one = _closed_trial(s, dep, surfaces, 1, effort)
     if not one["slo"]["met"]:
         p = one["slo"]["percentile"]

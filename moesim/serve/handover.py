@@ -4,14 +4,12 @@ reaches the client when it lands (Dynamo and SGLang's PD stream it from the deco
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 
 
 class Disaggregation:
     """ServeSim's prefill → decode methods (it supplies env, state, instances, deployment, net, topology,
-    transfers and overheads)."""
+    transfers, overheads, _after and _at)."""
 
     def hand_over(self, src, r: int) -> None:
         """A prefilled request waits, its KV still on the prefill GPU, for room on a decode instance (after
@@ -41,9 +39,7 @@ class Disaggregation:
 
     def _arrive(self, tokens: np.ndarray, times: np.ndarray, need: float) -> None:
         for r, t in zip(tokens.tolist(), times.tolist(), strict=True):
-            delay = max(0.0, t - self.env.now)
-            heapq.heappush(self.pending, self.env.now + delay)
-            self.env.timeout(delay).callbacks.append(lambda _e, r=r, need=need: self._land(r, need))
+            self._at(max(0.0, t - self.env.now), lambda r=r: self._land(r, need))
 
     def _land(self, r: int, need: float) -> None:
         s = self.state

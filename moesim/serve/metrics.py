@@ -97,12 +97,13 @@ def _instance_stats(sim: ServeSim, tl: dict[str, np.ndarray]) -> list[dict[str, 
         sel = tl["role"] == role.name
         busy = float(tl["seconds"][sel].sum())
         dec = sel & (tl["kind"] != "prefill")
-        imb = np.zeros(int(sel.sum()))
+        kinds, tokens, ctx, secs = (tl[c][sel] for c in ("kind", "tokens_per_gpu", "context", "seconds"))
+        imb = np.zeros(secs.size)
         for kind in ("prefill", "decode", "mixed"):  # the surface's GPU load max/mean at each iteration
-            k = tl["kind"][sel] == kind
+            k = kinds == kind
             if k.any():
                 surf = sim.surfaces[(role.name, "prefill" if kind == "mixed" else kind)]
-                imb[k] = surf.imbalances(tl["tokens_per_gpu"][sel][k], tl["context"][sel][k]) * tl["seconds"][sel][k]
+                imb[k] = surf.imbalances(tokens[k], ctx[k]) * secs[k]
         imb = imb.tolist()  # summed in log order below, one float at a time
         out.append({"role": role.name, "instances": role.instances, "gpus_per_instance": role.gpus_per_instance,
                     "kv_tokens_per_instance": role.kv_tokens if np.isfinite(role.kv_tokens) else None,

@@ -299,7 +299,7 @@ class ServeSim(Disaggregation):
         self.env = simpy.Environment()
         self.guard, self.ticks = guard, 0  # stop once the SLO verdict is certain (moesim.serve.guard)
         self.verdict: tuple[bool, float] | None = None  # (met, when) where the guard stopped the run
-        self.spans = spans  # decode spans (Instance._span); False: every step its own event (the reference)
+        self.spans = spans  # decode spans (spans.decode_span); False: every step its own event (the reference)
         self.pending: list[float] = []  # times of scheduled callbacks that touch instances (a heap)
         self.next_arrival = 0  # open loop: the next request the arrival process enters
         self.span_steps = 0  # decode steps run inside spans (a diagnostic)
@@ -370,10 +370,15 @@ class ServeSim(Disaggregation):
     def _after(self, delay: float, fn) -> None:
         """Call ``fn`` after ``delay`` seconds of simulated time (now when it is 0)."""
         if delay > 0:
-            heapq.heappush(self.pending, self.env.now + delay)
-            self.env.timeout(delay).callbacks.append(lambda _e: fn())
+            self._at(delay, fn)
         else:
             fn()
+
+    def _at(self, delay: float, fn) -> None:
+        """Schedule ``fn``, which touches instances, ``delay`` seconds from now (an event even at 0); its time
+        joins ``pending``, which decode spans wait for (spans.horizon)."""
+        heapq.heappush(self.pending, self.env.now + delay)
+        self.env.timeout(delay).callbacks.append(lambda _e: fn())
 
     def finished_one(self) -> None:
         """A request finished: count it, and in a closed loop send the next one."""
@@ -385,4 +390,3 @@ class ServeSim(Disaggregation):
         """A preempted sequence: back to the front of a prefill queue (its own instance when it prefills)."""
         target = inst if inst.role.prefills else min(self._prefill_instances(), key=Instance.load)
         target.enqueue(r, front=True)
-

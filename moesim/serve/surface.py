@@ -46,14 +46,7 @@ class Surface:
         point, above the last they extrapolate along the last segment."""
         ti, tw = _bracket(self.tokens, tokens * self.unit, extrapolate_high=True)
         ci, cw = _bracket(self.contexts, context, extrapolate_high=False)
-        z = self.time_s  # _blend, inlined (the serving DES asks this for every iteration)
-        last = len(z) - 1
-        r = z[min(ti, last)]
-        a = r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw
-        if not last:
-            return a
-        r = z[min(ti + 1, last)]
-        return a * (1 - tw) + (r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw) * tw
+        return _blend(self.time_s, ti, tw, ci, cw)
 
     def group(self, tokens: float, context: float) -> float:
         """Interpolated ``GROUP_STAGES`` seconds (0 without the table), extrapolated as ``__call__``."""
@@ -71,13 +64,13 @@ class Surface:
     def times(self, tokens: Any, contexts: Any) -> np.ndarray:
         """``__call__`` over arrays (broadcast; ``tokens`` may be one number): the same floats, a vector at a
         time."""
-        return self._many(self.time_s, tokens, contexts, extrapolate_high=True)
+        return self._many("time_s", tokens, contexts, extrapolate_high=True)
 
     def imbalances(self, tokens: Any, contexts: Any) -> np.ndarray:
         """``imbalance_at`` over arrays (broadcast), the same floats."""
-        return self._many(self.imbalance, tokens, contexts, extrapolate_high=False)
+        return self._many("imbalance", tokens, contexts, extrapolate_high=False)
 
-    def _many(self, table, tokens: Any, contexts: Any, extrapolate_high: bool) -> np.ndarray:
+    def _many(self, table: str, tokens: Any, contexts: Any, extrapolate_high: bool) -> np.ndarray:
         c = np.asarray(contexts, dtype=float)
         ci, cw = _bracket_many(self._grid("contexts"), c, extrapolate_high=False)
         if np.ndim(tokens) == 0:  # one token count (a decode span): its bracket as __call__ finds it
@@ -87,13 +80,12 @@ class Surface:
             ti, tw = _bracket_many(self._grid("tokens"), t, extrapolate_high)
         return _blend_many(self._grid(table), ti, tw, ci, cw)
 
-    def _grid(self, which) -> np.ndarray:
-        """A field as a float array, made once (``which``: a field name or the table itself)."""
-        key = which if isinstance(which, str) else ("time_s" if which is self.time_s else "imbalance")
+    def _grid(self, field: str) -> np.ndarray:
+        """The field (``tokens``, ``contexts``, ``time_s``, ``imbalance``) as a float array, made once."""
         cache = self.__dict__.setdefault("_arrays", {})
-        if key not in cache:
-            cache[key] = np.asarray(getattr(self, key), dtype=float)
-        return cache[key]
+        if field not in cache:
+            cache[field] = np.asarray(getattr(self, field), dtype=float)
+        return cache[field]
 
     def holdout_error(self) -> dict[str, float] | None:
         """Max and mean relative error of the interpolation on the held-out points (None without them)."""
@@ -126,11 +118,15 @@ def _bracket(grid: tuple[int, ...], x: float, extrapolate_high: bool) -> tuple[i
 
 
 def _blend(z: tuple[tuple[float, ...], ...], ti: int, tw: float, ci: int, cw: float) -> float:
-    def row(i: int) -> float:
-        r = z[min(i, len(z) - 1)]
-        return r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw
-
-    return row(ti) if len(z) == 1 else row(ti) * (1 - tw) + row(ti + 1) * tw
+    """Row ``ti`` (and ``ti + 1`` at weight ``tw``) of ``z``, each at column ``ci`` (and ``ci + 1`` at weight
+    ``cw``). Written out without helpers: the serving DES asks it for every iteration."""
+    last = len(z) - 1
+    r = z[min(ti, last)]
+    a = r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw
+    if not last:
+        return a
+    r = z[min(ti + 1, last)]
+    return a * (1 - tw) + (r[ci] if len(r) == 1 else r[ci] * (1 - cw) + r[ci + 1] * cw) * tw
 
 
 def _bracket_many(g: np.ndarray, x: np.ndarray, extrapolate_high: bool) -> tuple[np.ndarray, np.ndarray]:

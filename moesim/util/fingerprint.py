@@ -47,8 +47,8 @@ def code_fingerprint(root: Path = PACKAGE) -> str:
 
 
 def cache_dir() -> Path:
-    """Where moesim caches what this fingerprint keys (surfaces, the numba warm-up's marker): $MOESIM_CACHE,
-    else $XDG_CACHE_HOME/moesim, else ~/.cache/moesim."""
+    """Where moesim caches what this fingerprint keys (serving surfaces): $MOESIM_CACHE, else
+    $XDG_CACHE_HOME/moesim, else ~/.cache/moesim."""
     env = os.environ.get("MOESIM_CACHE")
     if env:
         return Path(env)
