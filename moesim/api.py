@@ -40,8 +40,8 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Any:
     return load(path, overrides)
 
 
-__all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "check", "load_scenario", "plan",
-           "programs_of", "registry", "report", "run", "run_scenario", "scenario_from_dict", "serve", "sweep",
+__all__ = ["Built", "Result", "RouteReuse", "Scenario", "build_micro_batches", "check", "launch", "load_scenario",
+           "plan", "programs_of", "registry", "report", "run", "run_scenario", "scenario_from_dict", "serve", "sweep",
            "validate"]
 
 
@@ -135,6 +135,17 @@ def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = 
     return run_serve(s, make_executor("local", jobs), use_cache, progress, write_atomic)
 
 
+def launch(path: str | Path, engine: str, overrides: Iterable[str] = ()) -> Any:
+    """The engine launch of the scenario file at ``path`` (``moesim export-launch``): a ``moesim.launch.Launch``
+    with ``commands`` (argv per role and node), ``files`` (name → text), ``notes``, ``doc()`` and ``script()``."""
+    from moesim.launch import render
+    s = load_scenario(path, overrides)
+    try:
+        return render(s, engine)
+    except ScenarioError as err:
+        raise err.located(file=str(path)) from None
+
+
 def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
     """``moesim check``: the scenario file at ``path`` loaded and checked without simulating (its serving
     deployment too); returns the resolved scenario as plain data and the size estimate (or the tier plan)."""
@@ -153,7 +164,7 @@ def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, An
 
 # ``moesim list NAME``: the extension points whose registries the CLI lists
 REGISTRIES = ("placements", "algorithms", "routing-rules", "layer-kinds", "schedulers", "engines", "cost-models",
-              "executors")
+              "executors", "launchers")
 
 
 def registry(name: str) -> Any:
@@ -161,10 +172,11 @@ def registry(name: str) -> Any:
     from moesim.comm import ALGORITHMS  # each owning package loads on demand
     from moesim.exec import EXECUTORS
     from moesim.hw.costs.loader import COST_MODELS
+    from moesim.launch import LAUNCHERS
     from moesim.model.layers import LAYER_KINDS
     from moesim.placement import PLACEMENTS
     from moesim.routing.rules import RULES
     from moesim.serve.engines import ENGINES
     from moesim.serve.policies import SCHEDULERS
-    regs = (PLACEMENTS, ALGORITHMS, RULES, LAYER_KINDS, SCHEDULERS, ENGINES, COST_MODELS, EXECUTORS)
+    regs = (PLACEMENTS, ALGORITHMS, RULES, LAYER_KINDS, SCHEDULERS, ENGINES, COST_MODELS, EXECUTORS, LAUNCHERS)
     return dict(zip(REGISTRIES, regs, strict=True))[name]

@@ -1,6 +1,7 @@
 """The Perfetto / Chrome trace, validated structurally: every slice on a named track, no two slices of a
 track overlap (whole nanoseconds), waiting slices only where a stage waited for a resource or partners,
-flow arrows in pairs that bind inside their slices, and link-utilisation counters."""
+flow arrows in pairs that bind inside their slices and end no earlier than they start, and link-utilisation
+counters."""
 
 import json
 from collections import defaultdict
@@ -51,6 +52,9 @@ def validate(events: list[dict]) -> dict[tuple, list[tuple[int, int, str]]]:
             inside = [s for s in tracks[(e["pid"], e["tid"])] if s[0] <= ns(e["ts"]) <= s[1] and s[2] == e["name"]]
             assert inside, f"flow {e['id']} {e['ph']} binds to no {e['name']} slice"
     assert all(sorted(x["ph"] for x in v) == ["f", "s"] for v in ends.values())
+    for fid, pair in ends.items():  # an arrow that lands before it leaves is dropped or drawn backwards
+        start, end = (next(ns(x["ts"]) for x in pair if x["ph"] == ph) for ph in ("s", "f"))
+        assert end >= start, f"flow {fid} ends at {end} ns, before its start at {start} ns"
     return tracks
 
 

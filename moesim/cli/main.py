@@ -10,7 +10,7 @@ import click
 
 from moesim import __version__, api
 from moesim.cli.outputs import offload_out, pipeline_out
-from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group
+from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice
 from moesim.util import alloc
 from moesim.util.errors import MoesimError
 
@@ -97,7 +97,7 @@ def list_(what: str, as_json: bool) -> None:
     offload scenarios), each figure with its label (measured/datasheet/published/estimated) and source;
     or an extension point's registry: placements, algorithms (all-to-all), routing-rules, layer-kinds
     (attention), schedulers (serving), engines (serving profiles: sglang, vllm, trtllm), cost-models,
-    executors."""
+    executors, launchers (engine launch files: moesim export-launch)."""
     from moesim.cli.formats import list_doc, list_text
     click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
 
@@ -350,8 +350,10 @@ def report_cmd(results: tuple[Path, ...], out_dir: Path, title: str | None, as_j
 @click.option("--json", "as_json", is_flag=True, help="Print rows, answers, runners-up and frontier as JSON.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write plan.json and plan.csv (for `moesim report`).")
+@click.option("--emit", "emit", type=RegistryChoice("moesim.launch:LAUNCHERS"), multiple=True,
+              help="Write the answer's launch files for this engine in OUT/launch-ENGINE (as export-launch).")
 def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int, no_cache: bool, as_json: bool,
-             out_dir: Path | None) -> None:
+             out_dir: Path | None, emit: tuple[str, ...]) -> None:
     """Find the cheapest deployment that serves a throughput target within TTFT/TPOT SLOs.
 
     \b
@@ -372,6 +374,7 @@ def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int
     Each deployment's capacity is the highest request rate whose serving run meets the SLO. Infeasible
     deployments say why. Progress and ETA go to stderr; Ctrl-C stops and keeps what finished.
     """
+    from moesim.cli.formats import check_emit, emit_launches
     from moesim.cli.serve import finish_plan
     from moesim.exec import make_executor
     from moesim.plan import load_plan, plan
@@ -380,15 +383,18 @@ def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int
     from moesim.util.progress import Phases
 
     p, path = load_plan(plan_file)
+    check_emit(emit, out_dir)
     try:
         result = plan(p, path.parent, make_executor(executor_kind, jobs, address), Phases("plan"), not no_cache,
                       write_atomic)
     except ScenarioError as err:
         raise err.located(file=str(plan_file)) from None
+    emit_launches(p, path, result, emit, out_dir)
     finish_plan(result, out_dir, as_json)
 
-from moesim.cli.formats import export_placement  # noqa: E402 (kept in their own modules; registered here)
+from moesim.cli.formats import export_launch, export_placement  # noqa: E402 (own modules; registered here)
 from moesim.cli.serve import serve_cmd  # noqa: E402
 
 main.add_command(serve_cmd)
 main.add_command(export_placement)
+main.add_command(export_launch)

@@ -64,6 +64,16 @@ def check_plan(p: PlanSpec, base_dir: str, space: list[Deployment]) -> int:
     return experts
 
 
+def scenario_of(p: PlanSpec, base_dir: str | Path, row: dict[str, Any]) -> Any:
+    """The validated scenario of a plan row (its deployment at its batch limit): what ``moesim plan --emit``
+    renders as engine launch files. MoesimError where no deployment of the plan has the row's label."""
+    d = next((x for x in deployments(p) if x.label() == row.get("label")), None)
+    if d is None:
+        raise MoesimError(f"no deployment of the plan is labelled {row.get('label')!r}")
+    experts = _experts(p, str(base_dir))
+    return scenario_from_dict(scenario_dict(p, d, int(row["max_batch"]), experts), base_dir=str(base_dir))
+
+
 def _experts(p: PlanSpec, base_dir: str) -> int:
     """The model's routed experts (what the redundant counts are derived from)."""
     raw = {"model": p.model, "cluster": {"gpu": next(iter(p.gpus)), "nodes": 1}}

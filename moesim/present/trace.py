@@ -145,14 +145,26 @@ def _flow_events(rec: SimRecords, programs: list[list[Program]], gpn: int, budge
                 continue
             s_start, s_end = _ns(rec.times[m, p, src, s, START]), _ns(rec.times[m, p, src, s, END])
             d_start, d_end = _ns(rec.times[m, p, dst, s, START]), _ns(rec.times[m, p, dst, s, END])
+            ends = _flow_ends(s_start, s_end, d_start, d_end)
+            if ends is None:
+                continue
             common = {"name": st.name, "cat": "flow", "id": fid, "args": {"bytes": float(f.nbytes[i])}}
-            # each end binds to the slice enclosing its time: mid-way through the sender's and receiver's slices
-            out.append({**common, "ph": "s", "ts": _us((s_start + s_end) // 2), "pid": src // gpn,
+            out.append({**common, "ph": "s", "ts": _us(ends[0]), "pid": src // gpn,
                         "tid": _tid(src, m, mbs, lanes[(m, p, src, s)])})
-            out.append({**common, "ph": "f", "bp": "e", "ts": _us((d_start + d_end) // 2), "pid": dst // gpn,
+            out.append({**common, "ph": "f", "bp": "e", "ts": _us(ends[1]), "pid": dst // gpn,
                         "tid": _tid(dst, m, mbs, lanes[(m, p, dst, s)])})
             fid += 1
     return out
+
+
+def _flow_ends(s_start: int, s_end: int, d_start: int, d_end: int) -> tuple[int, int] | None:
+    """(start, end) ns of a flow arrow: it leaves when the sender's slice starts and lands at the earliest
+    time inside the receiver's slice that is not before that (Perfetto binds each end to the slice enclosing
+    its time, and drops or reverses an arrow that ends before it starts). None where the receiver's slice
+    ends before the sender's starts (no arrow can join them)."""
+    if d_end < s_start:
+        return None
+    return s_start, min(max(d_start, s_start), d_end)
 
 
 def _counter_events(rec: SimRecords, programs: list[list[Program]], topo, top: int = 16) -> list[dict[str, Any]]:

@@ -1,0 +1,39 @@
+"""From a simulated deployment to a running engine: launch commands and the files they read, one renderer
+per engine version (``LAUNCHERS``; ``moesim list launchers``). Every command is checked against the flags
+that engine version's own parser defines (moesim.launch.flags) before it is returned.
+
+A new engine (or version) is one module with a ``render(facts) -> Launch`` and one ``LAUNCHERS.register``,
+plus its flags fixture written by ``tools/extract_engine_flags.py``.
+"""
+
+from __future__ import annotations
+
+from moesim.config.schema import Scenario
+from moesim.launch.base import Command, Launch, Launcher
+from moesim.launch.facts import Facts, facts_of
+from moesim.launch.flags import problems
+from moesim.launch.sglang import SGLANG
+from moesim.launch.vllm import VLLM
+from moesim.util.registry import Registry
+
+LAUNCHERS: Registry[Launcher] = Registry("launcher", "--engine")
+LAUNCHERS.register("sglang", SGLANG, help=f"SGLang {SGLANG.version}: python -m sglang.launch_server per instance "
+                   "(attention DP, DeepEP, EPLB placement file, PD disaggregation)")
+LAUNCHERS.register("vllm", VLLM, help=f"vLLM {VLLM.version}: vllm serve per instance (DP + expert parallel, DeepEP, "
+                   "EPLB redundancy, NIXL disaggregation)")
+
+
+def render(s: Scenario, engine: str) -> Launch:
+    """The launch of ``s``'s serving deployment on ``engine`` (a LAUNCHERS name). ScenarioError where the
+    engine cannot run it as simulated; RuntimeError where a rendered flag is not the engine's (a moesim bug:
+    the CLI reports it as an internal error)."""
+    launcher = LAUNCHERS.get(engine)
+    out = launcher.render(facts_of(s))
+    bad = [p for c in out.commands for p in problems(c.args, launcher.engine, launcher.version)]
+    if bad:
+        raise RuntimeError(f"the {engine} launch has flags {launcher.engine} {launcher.version} would refuse "
+                          f"({'; '.join(bad)}): please report it with the scenario")
+    return out
+
+
+__all__ = ["LAUNCHERS", "Command", "Facts", "Launch", "Launcher", "facts_of", "render"]
