@@ -55,16 +55,17 @@ def run(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse | Non
 def sweep(path: str | Path, out_dir: str | Path, jobs: int = 1, executor: str = "local",
           address: str | None = None) -> list[dict[str, Any]]:
     """Run a sweep file as ``moesim sweep`` does (cached points are not run again) and return its rows:
-    one flat dict per point (the swept parameters, then the metrics or ``error``), ready for
-    ``pandas.DataFrame``."""
+    one flat dict per point (the swept parameters, then the metrics or ``error``); ``.to_frame()`` gives
+    them as a pandas DataFrame."""
     import json
 
     from moesim.exec import make_executor
     from moesim.studies.sweep import load_sweep, run_sweep
     out = Path(out_dir)
     run_sweep(load_sweep(Path(path)), out, make_executor(executor, jobs, address))
+    from moesim.util.frames import Rows
     lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(x) for x in lines if x.strip()]
+    return Rows(json.loads(x) for x in lines if x.strip())
 
 
 def plan(path: str | Path, jobs: int = 1, executor: str = "local", address: str | None = None,

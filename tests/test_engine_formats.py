@@ -198,3 +198,57 @@ def test_a_bare_integer_cube_must_say_what_it_is(tmp_path):
     assert r.exit_code == 2 and "--kind trace or --kind histogram" in r.output
     r = CliRunner().invoke(main, ["stats", str(tmp_path / "t.npy"), "--gpus", "4", "--kind", "trace", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["kind"] == "trace"
+
+
+def sglang_rank_dumps(folder, passes: list[np.ndarray], p2l: np.ndarray) -> list:
+    """_DetailAccumulator.dump on every rank of an EP16 DeepEP low-latency run: each rank's
+    expert_distribution_recorder_{time}_{rank}.pt holds its own physical slice of global_physical_count
+    (_convert_local_to_global_physical_count: columns local·rank .. local·(rank+1), zeros elsewhere)."""
+    local = P // EP
+    full_map = torch.from_numpy(np.concatenate([np.tile(np.arange(P) % E, (DENSE, 1)), p2l]))
+    paths = []
+    for rank in range(EP):
+        records = []
+        for i, count in enumerate(passes):
+            gpc = np.zeros((HIDDEN, P), dtype=np.int32)
+            gpc[DENSE:, local * rank: local * (rank + 1)] = count[:, local * rank: local * (rank + 1)]
+            records.append({"forward_pass_id": i, "rank": rank, "gatherer_key": "primary",
+                            "global_physical_count": torch.from_numpy(gpc)})
+        path = folder / f"expert_distribution_recorder_1750000000.5_{rank}.pt"
+        torch.save({"records": records, "last_physical_to_logical_map": full_map}, path)
+        paths.append(path)
+    return paths
+
+
+def test_per_rank_dump_files_merge_to_the_global_counts(tmp_path):
+    rng = np.random.default_rng(7)
+    p2l = p2l_map(HIDDEN - DENSE, rng)
+    passes = [rng.integers(0, 9, (HIDDEN - DENSE, P)) for _ in range(3)]
+    paths = sglang_rank_dumps(tmp_path, passes, p2l)
+    sglang_detail_dump(tmp_path / "whole.pt", passes, p2l, None)  # what one global recorder would hold
+    for step in (0, 2, "mean"):
+        merged = load_histogram([str(p) for p in paths], None, step, HIDDEN - DENSE, E)
+        assert np.allclose(merged, load_histogram(tmp_path / "whole.pt", None, step, HIDDEN - DENSE, E))
+    # a glob in the scenario names every rank's file (sorted, made absolute by the loader)
+    s = api.load_scenario(scenario(tmp_path, {"kind": "histogram", "path": "expert_distribution_recorder_*.pt"}))
+    assert sorted(s.router.stats.path) == sorted(str(p.resolve()) for p in paths)
+    r = api.run(scenario(tmp_path, {"kind": "histogram", "path": [p.name for p in paths]}))
+    assert r.summary.iteration_time_s > 0
+
+
+def test_one_ranks_file_alone_is_refused_naming_the_fix(tmp_path):
+    rng = np.random.default_rng(8)
+    p2l = p2l_map(HIDDEN - DENSE, rng)
+    passes = [rng.integers(1, 9, (HIDDEN - DENSE, P)) for _ in range(2)]
+    paths = sglang_rank_dumps(tmp_path, passes, p2l)
+    with pytest.raises(SourceError, match=r"rank 3's file of a per-rank dump counts only its own experts"):
+        load_histogram(paths[3], None, "mean", HIDDEN - DENSE, E)
+    r = CliRunner().invoke(main, ["stats", str(paths[0]), "--gpus", "16"])
+    assert r.exit_code == 2 and "give every rank's file" in r.output
+    whole = tmp_path / "whole.pt"
+    sglang_detail_dump(whole, passes, p2l, None)
+    merged = CliRunner().invoke(main, ["stats", *map(str, paths), "--gpus", "16", "--json"])
+    single = CliRunner().invoke(main, ["stats", str(whole), "--gpus", "16", "--json"])
+    assert merged.exit_code == 0, merged.output
+    got, want = json.loads(merged.output), json.loads(single.output)
+    assert got["layers"] and got["layers"] == want["layers"]

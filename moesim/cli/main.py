@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from moesim import __version__, api
-from moesim.cli.outputs import offload_out, pipeline_out
+from moesim.cli.outputs import SILICON_INTRO, offload_out, pipeline_out
 from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice
 from moesim.util import alloc
 from moesim.util.errors import MoesimError
@@ -102,11 +102,6 @@ def list_(what: str, as_json: bool) -> None:
     click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
 
 
-SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4th model shape whole, the "
-                 "token counts between the fitted ones on the other shapes, and every power-law row (the fit "
-                 "used balanced rows only). Measured by others (aiconfigurator), not by calibrate/.")
-
-
 @main.command()
 @click.argument("what", type=click.Choice(["kernels", "e2e", "training"]), default="kernels", required=False)
 @click.option("--rows", "rows_csv", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -173,7 +168,7 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--gpus", "gpus", type=click.IntRange(min=1), default=8, show_default=True,
               help="EP size for the per-GPU figures (contiguous placement: expert e on GPU e // (E/GPUs)).")
 @click.option("--gpus-per-node", type=click.IntRange(min=1), default=8, show_default=True,
@@ -183,8 +178,10 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
 @click.option("--kind", type=click.Choice(["auto", "trace", "histogram"]), default="auto", show_default=True,
               help="What the file holds; auto reads it from the entry's name (needed for a bare 3-D int array).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
-def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str, kind: str, as_json: bool) -> None:
-    """Summarise a router trace or load histogram, and fit the synthetic law's parameters.
+def stats(paths: tuple[Path, ...], gpus: int, gpus_per_node: int, key: str | None, step: str, kind: str,
+          as_json: bool) -> None:
+    """Summarise a router trace or load histogram (several files: one dump's per-rank files, merged), and fit
+    the synthetic law's parameters.
 
     \b
     Per layer: Gini, max/mean and MaxVio per expert, entropy, per-GPU max/mean and balancedness for an EP
@@ -192,12 +189,12 @@ def stats(path: Path, gpus: int, gpus_per_node: int, key: str | None, step: str,
     measured skew can be carried into what-if scenarios (router.stats: {kind: zipf, alpha: ...}).
     Examples:
       moesim stats calibrate/traces/tiny-moe-stdlib.npz --gpus 4 --gpus-per-node 2
-      moesim stats expert_distribution_recorder_1750000000.pt --gpus 32 --json   (SGLang, any mode)
+      moesim stats expert_distribution_recorder_17500*.pt --gpus 32 --json   (SGLang: stat, or every rank's file)
       moesim stats eplb_state.pt --gpus 32   (vLLM EplbModelState tensors, torch.save)
     """
     from moesim.present.tables import stats_table
     from moesim.routing.analysis import summarize_file
-    doc = summarize_file(path, gpus, gpus_per_node, key, step, kind)
+    doc = summarize_file(list(paths) if len(paths) > 1 else paths[0], gpus, gpus_per_node, key, step, kind)
     click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else stats_table(doc), nl=as_json)
 
 

@@ -34,3 +34,9 @@ def pipeline_out(result, as_json: bool, out_dir: Path | None, trace_file: Path |
         if path:
             output.write_atomic(path, text)
             click.echo(f"wrote {path}", err=True)
+
+
+# the introduction of a silicon profile's validation page (moesim validate kernels)
+SILICON_INTRO = ("Held-out rows of the imported table (none was fitted): every 4th model shape whole, the "
+                 "token counts between the fitted ones on the other shapes, and every power-law row (the fit "
+                 "used balanced rows only). Measured by others (aiconfigurator), not by calibrate/.")

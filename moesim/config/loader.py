@@ -115,16 +115,25 @@ def _default_scope(s: Scenario) -> Scenario:
 
 
 def _resolve_stats_path(router: Any, base: Path) -> Any:
-    """Make ``router.stats.path`` absolute (relative to the scenario file) and check that it exists."""
+    """Make ``router.stats.path`` absolute (relative to the scenario file) and check that it exists. A list
+    of files, or a glob (``dumps/expert_distribution_recorder_*.pt``), names an engine's per-rank dump files:
+    it becomes the sorted list of absolute paths (one file stays a string)."""
     if not isinstance(router, dict) or not isinstance(router.get("stats"), dict) or "path" not in router["stats"]:
         return router if router is not None else {}
     stats = dict(router["stats"])
-    path = base / str(stats["path"])
-    if not path.is_file():
-        what = "is not a regular file" if path.exists() else "no such file"
-        raise ScenarioError(f"{what} {str(stats['path'])!r}", path="router.stats.path",
-                            fix="give the path of a histogram or trace file, relative to the scenario file")
-    stats["path"] = str(path.resolve())
+    given = stats["path"]
+    names = [str(x) for x in given] if isinstance(given, list) else [str(given)]
+    paths = [q for n in names for q in (sorted(base.glob(n)) if any(c in n for c in "*?[") else [base / n])]
+    if not paths:
+        raise ScenarioError(f"no file matches {given!r}", path="router.stats.path",
+                            fix="give the path (or a glob) of histogram or trace files, relative to the scenario file")
+    for path in paths:
+        if not path.is_file():
+            what = "is not a regular file" if path.exists() else "no such file"
+            raise ScenarioError(f"{what} {str(path)!r}", path="router.stats.path",
+                                fix="give the path of a histogram or trace file, relative to the scenario file")
+    resolved = [str(q.resolve()) for q in paths]
+    stats["path"] = resolved if isinstance(given, list) or len(resolved) > 1 else resolved[0]
     return {**router, "stats": stats}
 
 

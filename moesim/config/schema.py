@@ -141,7 +141,8 @@ class HistogramStats(Strict):
     step: which step of a time series (an index), or ``mean`` over all steps."""
 
     kind: Literal["histogram"] = "histogram"
-    path: str
+    # one file, or several (a list or a glob): an engine's per-rank dumps, whose counts add
+    path: str | list[str]
     key: str | None = None
     step: int | Literal["mean"] = "mean"
 
@@ -152,7 +153,7 @@ class TraceStats(Strict):
     GPUs × tokens_per_gpu is reused cyclically (then no longer exact: the summary says so)."""
 
     kind: Literal["trace"] = "trace"
-    path: str
+    path: str | list[str]  # several files (per-rank dumps): their tokens one after another
 
 
 class PowerLawStats(_Synthetic):

@@ -3,12 +3,15 @@ cluster (``address``). Same interface as the local pool: (item, result) pairs as
 early (Ctrl-C, or the caller stops iterating), it cancels what has not finished.
 
 Tasks are self-contained (``bundle``): they carry the resolved scenario and the bytes of the files it
-reads, so workers need no shared filesystem and no copy of the scenario files.
+reads, so workers need no shared filesystem and no copy of the scenario files; on an existing cluster the
+moesim package itself goes with the job (``runtime_env``), so workers need only its dependencies.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from moesim.util.errors import MoesimError
@@ -38,8 +41,7 @@ class RayExecutor:
             return
         started = not ray.is_initialized()
         if started:
-            kw = {} if self.address else {"num_cpus": self.jobs or None, "include_dashboard": False}
-            ray.init(address=self.address, log_to_driver=False, configure_logging=False, **kw)
+            connect(ray, self.address, self.jobs)
         task = ray.remote(num_cpus=1)(_call)
         refs = {task.remote(fn, item): item for item in items}
         try:
@@ -52,6 +54,45 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if started:
                 ray.shutdown()
+
+
+CONNECT_TIMEOUT_S = 10.0  # a cluster that does not answer within this is reported, not waited for
+
+
+def connect(ray: Any, address: str | None, jobs: int) -> None:
+    """``ray.init`` for this run: a local instance (``address`` None), or the cluster at ``address`` after a
+    TCP probe of its port (a wrong address fails in seconds, not after Ray's minutes of retries), with this
+    moesim shipped to the workers (``runtime_env`` ``py_modules``: workers need its dependencies, not a
+    moesim install). MoesimError naming the fix where the address is unreachable or Ray Client is missing."""
+    if address is None:
+        ray.init(num_cpus=jobs or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return
+    _probe(address)
+    import moesim
+    env = {"py_modules": [str(Path(moesim.__file__).parent)]}
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
+    except ImportError as exc:  # ray:// needs Ray Client (grpcio): ray[client]
+        raise MoesimError(f"--address {address}: Ray Client is not installed ({exc}): pip install 'ray[client]' "
+                          "(moesim's ray extra includes it)") from None
+    except ConnectionError as exc:
+        raise MoesimError(f"--address {address}: {exc}") from None
+
+
+def _probe(address: str) -> None:
+    """Refuse an address whose host and port do not accept a TCP connection within CONNECT_TIMEOUT_S."""
+    if address in ("auto", "local"):
+        return
+    rest = address.split("://", 1)[-1]
+    host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    default = 10001 if address.startswith("ray://") else 6379  # Ray Client server / GCS
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or default)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise MoesimError(f"--address {address}: no Ray cluster answers there within {CONNECT_TIMEOUT_S:g} s "
+                          f"({exc}): check the host and port (ray start --head prints them; Ray Client listens "
+                          "on 10001)") from None
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:

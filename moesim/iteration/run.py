@@ -49,6 +49,11 @@ class Result:
             raise ValueError("table must be 'layers' or 'gpus'")
         return [{k: v for k, v in row.items() if not isinstance(v, list | dict)} for row in self.doc[table]]
 
+    def to_frame(self, table: str = "layers") -> Any:
+        """``to_records(table)`` as a pandas DataFrame (pandas optional: a MoesimError says how to get it)."""
+        from moesim.util.frames import to_frame
+        return to_frame(self.to_records(table))
+
 
 def build_micro_batches(s: Scenario, trace: list[np.ndarray] | None = None, placement: Any = None,
                         reuse: RouteReuse | None = None) -> list[Built]:

@@ -33,6 +33,9 @@ def unpack(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("the SGLang dump has no records: record some forward passes before dumping")
     p2l = np.asarray(data["last_physical_to_logical_map"], dtype=np.int64)
     out: dict[str, Any] = {"physical_to_logical_map": p2l,
+                           "forward_pass_id": np.array([int(r.get("forward_pass_id", i)) for i, r in
+                                                        enumerate(records)]),
+                           "ranks": sorted({int(r["rank"]) for r in records if "rank" in r}),
                            "global_physical_count": np.stack([np.asarray(r["global_physical_count"])
                                                               for r in records])}
     if all("topk_ids_of_layer" in r for r in records):
@@ -67,3 +70,49 @@ def moe_rows(rows: np.ndarray, layers: int, empty: np.ndarray) -> np.ndarray:
         return rows[~empty]
     raise ValueError(f"{rows.shape[0]} layers in the file ({int((~empty).sum())} with counts), the model has "
                      f"{layers} MoE layers: use a matching model (e.g. --set model.num_hidden_layers=...) or file")
+
+
+def merge(parts: list[tuple[np.ndarray, dict[str, Any]]], key: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Several files of one dump (SGLang writes one per rank in per_pass and per_token modes, each rank
+    counting only its own physical experts: ``_convert_local_to_global_physical_count``) as one: counts add,
+    pass by pass (aligned on ``forward_pass_id`` where the files have it); token traces (``topk_ids``) are
+    concatenated, each rank's tokens after the previous rank's. ValueError where the files disagree."""
+    arrays = [np.asarray(a) for a, _ in parts]
+    extras = [e for _, e in parts]
+    maps = [e.get("physical_to_logical_map") for e in extras]
+    if any(m is not None for m in maps) and not all(m is not None and np.array_equal(m, maps[0]) for m in maps):
+        raise ValueError("the files have different physical_to_logical_map: give the files of one dump")
+    out = dict(extras[0])
+    if key in ("topk_ids", "ids"):
+        if len({a.shape[0] for a in arrays}) != 1 or len({a.shape[2:] for a in arrays}) != 1:
+            raise ValueError(f"the traces' shapes differ ({[a.shape for a in arrays]}): give the files of one dump")
+        return np.concatenate(arrays, axis=1), out
+    if len({a.shape[1:] for a in arrays}) != 1:
+        raise ValueError(f"the files' count shapes differ ({[a.shape for a in arrays]}): give the files of one dump")
+    ids = [e.get("forward_pass_id") for e in extras]
+    if arrays[0].ndim == 3 and all(i is not None for i in ids):  # per pass: align the ranks' passes
+        union = np.unique(np.concatenate(ids))
+        total = np.zeros((union.size, *arrays[0].shape[1:]), dtype=float)
+        for a, i in zip(arrays, ids):
+            np.add.at(total, np.searchsorted(union, i), a)
+        out["forward_pass_id"] = union
+    else:
+        if len({a.shape for a in arrays}) != 1:
+            raise ValueError(f"the files' shapes differ ({[a.shape for a in arrays]}): give the files of one dump")
+        total = np.sum([a.astype(float) for a in arrays], axis=0)
+    out["ranks"] = sorted({r for e in extras for r in e.get("ranks", [])})
+    if "topk_ids" in out:
+        out["topk_ids"] = np.concatenate([e["topk_ids"] for e in extras], axis=1)
+    return total, out
+
+
+def lone_slice(counts: np.ndarray, extra: dict[str, Any]) -> tuple[int, int] | None:
+    """[first, last] physical expert columns where ``counts`` (one SGLang per-rank file: [..., physical])
+    is zero everywhere else and covers at most half of the columns: one rank's slice of a dump whose other
+    ranks' files are missing. None for a file that is not a per-rank dump or counts more than a slice."""
+    if not extra.get("ranks") or counts.ndim < 2:
+        return None
+    used = np.flatnonzero(np.abs(counts).reshape(-1, counts.shape[-1]).sum(axis=0) > 0)
+    if used.size == 0 or used[-1] - used[0] + 1 > counts.shape[-1] // 2:
+        return None
+    return int(used[0]), int(used[-1])

@@ -30,13 +30,32 @@ class SourceError(ValueError):
 MAX_STATS_BYTES = 8 * 2**30  # a statistics file past this is not one moesim can hold in memory anyway
 
 
-def load_array(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+def load_array(path: str | Path | list, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
     """The array under ``key`` (or the first of ``keys`` present) and the other entries, with the name of
     the chosen entry under ``source_key`` (cached per file version: the config check and the build read the
-    same file). Not a regular file, too large, corrupt or truncated: one SourceError saying which."""
+    same file). Not a regular file, too large, corrupt or truncated: one SourceError saying which. Several
+    paths (an engine's per-rank dump files) are merged as the engine's ranks split them (``dumps.merge``);
+    one rank's file alone is refused (it counts only that rank's experts)."""
+    paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+    parts = [_load_one(p, key, keys) for p in paths]
+    if len(parts) == 1:
+        arr, extra = parts[0]
+        cols = dumps.lone_slice(arr, extra)
+        if cols is not None and extra.get("source_key") != "topk_ids":
+            raise SourceError(f"rank {extra['ranks'][0]}'s file of a per-rank dump counts only its own experts "
+                              f"(physical {cols[0]}..{cols[1]} of {arr.shape[-1]}; zeros elsewhere): give every "
+                              "rank's file, path: [..._0.pt, ..._1.pt, ...] or a glob such as "
+                              "'expert_distribution_recorder_*.pt'")
+        return arr, extra
+    try:
+        return dumps.merge(parts, parts[0][1].get("source_key", key or ""))
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def _load_one(path: Path, key: str | None, keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
     from moesim.util import safeio
     from moesim.util.errors import ScenarioError
-    path = Path(path)
     try:
         safeio.read_bytes(path, limit=MAX_STATS_BYTES, what="statistics file", probe=True)
     except ScenarioError as err:
@@ -113,7 +132,7 @@ def _to_numpy(x: Any) -> Any:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else x
 
 
-def load_histogram(path: str | Path, key: str | None, step: int | str, layers: int, experts: int) -> np.ndarray:
+def load_histogram(path: str | Path | list, key: str | None, step: int | str, layers: int, experts: int) -> np.ndarray:
     """Per-layer expert load ``[layers, experts]`` (float, not normalised) from a histogram file.
 
     Physical counts (more columns than experts) are folded to logical experts with the file's
@@ -136,9 +155,9 @@ def _step(arr: np.ndarray, extra: dict[str, Any], step: int | str, layers: int, 
         raise SourceError(str(exc)) from None
 
 
-def series(path: str | Path, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+def series(path: str | Path | list, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """A histogram file's loads as [steps, layers, E] floats, and the file's other entries."""
-    arr, extra = load_array(Path(path), key, HISTOGRAM_KEYS)
+    arr, extra = load_array(path, key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     if arr.ndim == 2:
         arr = arr[None]
@@ -165,7 +184,7 @@ def fold_physical(counts: np.ndarray, extra: dict[str, Any], experts: int) -> np
                      for i, row in enumerate(counts)])
 
 
-def load_histogram_steps(path: str | Path, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
+def load_histogram_steps(path: str | Path | list, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
     """Every step of a histogram time series, each normalised per layer [layers, experts]."""
     arr, extra = series(path, key)
     try:
@@ -185,9 +204,9 @@ def _pick(arr: np.ndarray, step: int) -> np.ndarray:
     return arr[step]
 
 
-def load_trace(path: str | Path, layers: int, experts: int) -> tuple[np.ndarray, np.ndarray | None]:
+def load_trace(path: str | Path | list, layers: int, experts: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Token routing ``topk_ids [layers, tokens, k]`` int64 and optional ``topk_weights`` (same shape)."""
-    ids, extra = load_array(Path(path), None, TRACE_KEYS)
+    ids, extra = load_array(path, None, TRACE_KEYS)
     ids = np.asarray(ids)
     if ids.ndim == 2:
         ids = ids[None]
