@@ -87,8 +87,7 @@ def _probe(address: str) -> None:
     host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
     default = 10001 if address.startswith("ray://") else 6379  # Ray Client server / GCS
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port or default)), timeout=CONNECT_TIMEOUT_S):
-            pass
+        socket.create_connection((host or "127.0.0.1", int(port or default)), timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, ValueError) as exc:
         raise MoesimError(f"--address {address}: no Ray cluster answers there within {CONNECT_TIMEOUT_S:g} s "
                           f"({exc}): check the host and port (ray start --head prints them; Ray Client listens "
