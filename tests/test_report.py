@@ -46,7 +46,8 @@ def results(tmp_path_factory):
     (tmp / "s.yaml").write_text(SCEN)
     (tmp / "s2.yaml").write_text(SCEN.replace("alpha: 1.0", "alpha: 1.4"))
     r = CliRunner()
-    for name, scen in (("run", "s.yaml"), ("run2", "s2.yaml")):
+    (tmp / "s1.yaml").write_text(SCEN.replace("nodes: 2", "nodes: 1"))
+    for name, scen in (("run", "s.yaml"), ("run2", "s2.yaml"), ("one", "s1.yaml")):
         assert r.invoke(main, ["run", str(tmp / scen), "-o", str(tmp / name)]).exit_code == 0
     res = r.invoke(main, ["compare", str(tmp / "s.yaml"), "--placements", "contiguous,eplb", "-o", str(tmp / "cmp")])
     assert res.exit_code == 0, res.output
@@ -57,16 +58,55 @@ def results(tmp_path_factory):
 
 def test_reports_from_run_compare_and_sweep(results):
     r = CliRunner()
-    for src, out, charts in (("run", "rep1", 3), ("cmp", "rep2", 3), ("sw", "rep3", 1)):
+    for src, out, charts in (("run", "rep1", 3), ("cmp", "rep2", 3), ("sw", "rep3", 2)):
         res = r.invoke(main, ["report", str(results / src), "-o", str(results / out)])
         assert res.exit_code == 0, res.output
         assert "wrote" in res.stderr and not res.stdout  # results on stdout, "wrote" lines on stderr
         _check_page(results / out, charts)
     assert specs(results / "rep1")[0]["stacked"] and specs(results / "rep1")[1]["kind"] == "heatmap"
+    assert specs(results / "rep1")[1]["yticks"] == specs(results / "rep1")[0]["categories"]  # layers named
     page = (results / "rep2" / "index.html").read_text()
     assert page.count("class='best'") == 1  # the recommended variant is marked
     bad = r.invoke(main, ["report", str(results), "-o", str(results / "rep4")])
     assert bad.exit_code == 2 and "result.json" in bad.output
+
+
+def test_one_node_has_no_empty_network_chart(results):
+    assert CliRunner().invoke(main, ["report", str(results / "one"), "-o", str(results / "rep-one")]).exit_code == 0
+    page = _check_page(results / "rep-one", 2)
+    assert "Inter-node" not in page and "nothing crosses the network (one node)" in page
+
+
+def _best_row(folder) -> dict:
+    """The row the page marks as recommended, read back from its cells."""
+    page = (folder / "index.html").read_text()
+    heads = [re.sub(r"<wbr>", "", h) for h in re.findall(r"<th title='([^:']+): click to sort'>", page)]
+    row = re.search(r"<tr class='best'[^>]*>(.*?)</tr>", page).group(1)
+    return dict(zip(heads, [html.unescape(v) for v in re.findall(r"data-v='([^']*)'", row)]))
+
+
+def test_sweep_recommends_by_the_named_objective(results):
+    rows = [json.loads(x) for x in (results / "sw" / "results.jsonl").read_text().splitlines()]
+    per_gpu = max(rows, key=lambda r: r["tokens_per_s_per_gpu"])
+    total = max(rows, key=lambda r: r["throughput_tokens_per_s"])
+    fastest = min(rows, key=lambda r: r["iteration_time_s"])
+    r = CliRunner()
+    for objective, want, extra in (("throughput-per-gpu", per_gpu, []), ("throughput", total, []),
+                                   ("latency", fastest, []), ("cost", per_gpu, ["--gpu-price", "h800=2.5"])):
+        out = results / f"rep-{objective}"
+        res = r.invoke(main, ["report", str(results / "sw"), "-o", str(out), "--objective", objective, *extra])
+        assert res.exit_code == 0, res.output
+        got = _best_row(out)
+        assert float(got["throughput_tokens_per_s"]) == pytest.approx(want["throughput_tokens_per_s"])
+        assert f"(objective {objective};" in (out / "index.html").read_text()  # stated on the page
+    bad = r.invoke(main, ["report", str(results / "sw"), "-o", str(results / "rep-x"), "--objective", "cost"])
+    assert bad.exit_code == 2 and "--gpu-price" in bad.output and not (results / "rep-x").exists()
+
+
+def test_columns_equal_in_every_row_are_said_once(results):
+    page = (results / "rep3" / "index.html").read_text()
+    assert "The same in every row: gpu = NVIDIA H800" in page
+    assert "<th title='gpu: click to sort'>" not in page
 
 
 def test_several_runs_on_one_page(results):
@@ -98,3 +138,9 @@ def test_pages_draw_in_headless_chromium(results):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "3/3 charts drawn" in out.stdout, out.stdout + out.stderr
     assert (results / "rep5" / "screenshot.png").stat().st_size > 10_000
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--virtual-time-budget=8000", "--dump-dom", (results / "rep3" / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    xticks = re.findall(r'<text[^>]*text-anchor="middle" class="tick"[^>]*>([^<]*)</text>', dom)
+    assert xticks and all(re.fullmatch(r"\d+", t) for t in xticks), xticks  # node counts: no tick at 1.5

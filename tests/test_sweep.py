@@ -100,6 +100,24 @@ def test_sweep_command_runs_in_parallel_processes(tmp_path):
     assert summary["best"]["placement.kind"] in ("contiguous", "eplb")
 
 
+def test_sweep_best_point_is_by_the_named_objective(tmp_path):
+    path = _files(tmp_path, "base: base.yaml\ngrid: {cluster.nodes: [1, 2]}\n")
+    r = CliRunner()
+    got = {}
+    for objective in ("throughput", "throughput-per-gpu", "cost"):
+        res = r.invoke(main, ["sweep", str(path), "-o", str(tmp_path / "o"), "--objective", objective, "--gpu-price",
+                              "2"])
+        assert res.exit_code == 0, res.output
+        assert f"(--objective {objective})" in res.stdout and "GPUs" in res.stdout
+        got[objective] = res.stdout
+    rows = [json.loads(x) for x in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
+    assert {r["gpus"] for r in rows} == {8, 16} and all(r["gpu"] for r in rows)
+    most = max(rows, key=lambda r: r["throughput_tokens_per_s"])["cluster.nodes"]
+    per_gpu = max(rows, key=lambda r: r["tokens_per_s_per_gpu"])["cluster.nodes"]
+    assert f'{{"cluster.nodes": {most}}}' in got["throughput"]
+    assert f'{{"cluster.nodes": {per_gpu}}}' in got["throughput-per-gpu"] and "USD/Mtok" in got["cost"]
+
+
 class KilledAfter(SerialExecutor):
     """Stops the sweep (as Ctrl-C would) after ``n`` points have finished."""
 

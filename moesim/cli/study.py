@@ -32,7 +32,8 @@ def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_js
         sys.exit(2)
 
 
-def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, Any]:
+def sweep_with_progress(spec: Any, out_dir: Path, executor: Any, objective: str = "throughput-per-gpu",
+                        prices: Any = None) -> dict[str, Any]:
     """Run the sweep with a progress line (cached points counted, not timed); Ctrl-C exits 130 after
     saying where the finished points are (they are on disk already)."""
     from moesim.studies.sweep import run_sweep
@@ -45,7 +46,7 @@ def sweep_with_progress(spec: Any, out_dir: Path, executor: Any) -> dict[str, An
             bar[0].step()
 
     try:
-        summary = run_sweep(spec, out_dir, executor, progress)
+        summary = run_sweep(spec, out_dir, executor, progress, objective, prices)
     except KeyboardInterrupt:
         if bar:
             bar[0].close()

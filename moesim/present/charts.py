@@ -46,9 +46,13 @@ def bar(title: str, caption: str, categories: list[str], ylabel: str, series: li
             "series": [{"name": s["name"], "y": clean(list(s["y"]))} for s in series], **kw}
 
 
-def heatmap(title: str, caption: str, z: list[list[float]], xlabel: str, ylabel: str, zlabel: str) -> dict:
+def heatmap(title: str, caption: str, z: list[list[float]], xlabel: str, ylabel: str, zlabel: str,
+            xticks: list[str] | None = None, yticks: list[str] | None = None) -> dict:
+    """``z[row][col]``; ``xticks``/``yticks``: a label per column/row (default: their indices)."""
     return {"kind": "heatmap", "title": title, "caption": caption, "z": clean([list(r) for r in z]),
-            "xlabel": xlabel, "ylabel": ylabel, "zlabel": zlabel, "height": 360}
+            "xlabel": xlabel, "ylabel": ylabel, "zlabel": zlabel, "height": 360,
+            **({"xticks": [str(t) for t in xticks]} if xticks else {}),
+            **({"yticks": [str(t) for t in yticks]} if yticks else {})}
 
 
 def html_div(spec: dict) -> str:
@@ -88,6 +92,10 @@ def _nan(v: list) -> list[float]:
 
 
 def _png_line(fig, ax, spec: dict) -> None:
+    from matplotlib.ticker import MaxNLocator
+    xs = [x for s in spec["series"] for x in s["x"] if x is not None]
+    if xs and all(float(x).is_integer() for x in xs):  # node or GPU counts: no tick at 2.5
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for i, s in enumerate(spec["series"]):
         ax.plot(s["x"], _nan(s["y"]), marker="o" if len(s["x"]) <= 60 else None, ms=3, label=s["name"], **_style(i))
     for h in spec.get("hlines", []):
@@ -117,3 +125,7 @@ def _png_heat(fig, ax, spec: dict) -> None:
     im = ax.imshow(spec["z"], aspect="auto", cmap="plasma", interpolation="nearest")
     fig.colorbar(im, ax=ax, label=spec.get("zlabel", ""))
     ax.grid(False)
+    rows, cols = len(spec["z"]), len(spec["z"][0]) if spec["z"] else 0
+    for axis, n, labels, room in ((ax.xaxis, cols, spec.get("xticks"), 24), (ax.yaxis, rows, spec.get("yticks"), 14)):
+        step = max(1, math.ceil(n / room))
+        axis.set_ticks(range(0, n, step), [labels[k] if labels else str(k) for k in range(0, n, step)], fontsize=7)

@@ -69,6 +69,16 @@ def cell(col: str, v: Any, row: dict[str, Any]) -> tuple[str, str]:
     return str(v), str(v)
 
 
+def _key(v: Any) -> str:
+    """Equal values give equal keys (0 and 0.0 alike)."""
+    return repr(float(v)) if isinstance(v, int | float) and not isinstance(v, bool) else repr(v)
+
+
+def _wrap(name: str) -> str:
+    """A header that may break after ``_`` and ``.`` (long metric names made wide tables wider than the page)."""
+    return html.escape(name).replace("_", "_<wbr>").replace(".", ".<wbr>")
+
+
 def _td(text: str, raw: str, col: str) -> str:
     try:
         float(raw)
@@ -85,7 +95,10 @@ def table(rows: list[dict[str, Any]], best: int | None = None,
     for r in rows:
         cols += [k for k in r if k not in cols and not isinstance(r[k], list | dict)]
     cols = order(cols, prefer)
-    head = "".join(f"<th title='click to sort'>{html.escape(header(c))}</th>" for c in cols)
+    same = [c for c in cols if len(rows) > 1 and c not in IDENTITY[:1] and len({_key(r.get(c)) for r in rows}) == 1]
+    cols = [c for c in cols if c not in same]  # a column equal in every row is said once, above the table
+    shared = ", ".join(f"{header(c)} = {cell(c, rows[0].get(c), rows[0])[0]}" for c in same)
+    head = "".join(f"<th title='{html.escape(c, quote=True)}: click to sort'>{_wrap(header(c))}</th>" for c in cols)
     body = []
     md = ["| " + " | ".join(header(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for i, r in enumerate(rows):
@@ -93,6 +106,9 @@ def table(rows: list[dict[str, Any]], best: int | None = None,
         mark = " class='best' title='recommended'" if i == best else ""
         body.append(f"<tr{mark}>" + "".join(_td(text, raw, c) for c, (text, raw) in zip(cols, cells)) + "</tr>")
         md.append("| " + " | ".join(("**" + t + "**" if i == best else t) for t, _ in cells) + " |")
-    page = (f"<div class='scroll'><table class='rows'><thead><tr>{head}</tr></thead><tbody>" + "".join(body)
+    note = f"<p class='hint'>The same in every row: {html.escape(shared)}.</p>" if same else ""
+    if same:
+        md = [f"The same in every row: {shared}.", "", *md]
+    page = (note + f"<div class='scroll'><table class='rows'><thead><tr>{head}</tr></thead><tbody>" + "".join(body)
             + "</tbody></table></div>")
     return cols, page, md

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from moesim.present import charts
 from moesim.present import html_tables as report_tables
 from moesim.present.report_multi import multi_figures, multi_rows, multi_summary
 from moesim.present.report_serve import plan_figures, plan_summary, serve_figures, serve_summary
+from moesim.studies import objective
 from moesim.util.errors import MoesimError
 from moesim.util.files import write_atomic
 
@@ -59,11 +62,13 @@ def run_figures(doc: dict[str, Any], folder: Path) -> list[dict]:
         m = np.loadtxt(heat, delimiter=",", ndmin=2)
         figs.append(charts.heatmap("GPU × layer load", "Expert tokens per GPU, relative to the layer's mean: "
                                    "bright cells are hot GPUs.", (m / m.mean(axis=1, keepdims=True)).tolist(),
-                                   "GPU", "MoE layer", "tokens / layer mean"))
-    figs.append(charts.bar("Inter-node bytes", "Dispatch plus combine bytes that cross the network, per layer.",
-                           cats, "inter-node GB", [{"name": "inter-node", "y": [r["inter_node_bytes"] / 1e9
-                                                                                for r in layers]}],
-                           xlabel="MoE layer", yunit="GB"))
+                                   "GPU", "MoE layer", "tokens / layer mean",
+                                   yticks=cats if len(cats) == m.shape[0] else None))
+    if any(r["inter_node_bytes"] for r in layers):  # one node: nothing crosses the network, no empty chart
+        figs.append(charts.bar("Inter-node bytes", "Dispatch plus combine bytes that cross the network, per "
+                               "layer.", cats, "inter-node GB",
+                               [{"name": "inter-node", "y": [r["inter_node_bytes"] / 1e9 for r in layers]}],
+                               xlabel="MoE layer", yunit="GB"))
     return figs
 
 
@@ -81,12 +86,25 @@ def compare_figures(rows: list[dict[str, Any]]) -> list[dict]:
     return out
 
 
-def sweep_figures(rows: list[dict[str, Any]]) -> list[dict]:
-    """Throughput against the first numeric swept axis, one line per combination of the others."""
+def sweep_figures(rows: list[dict[str, Any]], rank_by: str = "throughput-per-gpu",
+                  prices: objective.Prices = None) -> list[dict]:
+    """Throughput, and the objective the page ranks by when it is another figure, against the first numeric
+    swept axis (cluster.nodes where swept), one line per combination of the others."""
     ok = [r for r in rows if "error" not in r and r.get("throughput_tokens_per_s")]
     params = [k for k in (rows[0] if rows else {}) if "." in k]
     if not ok or not params:
         return []
+    o = objective.OBJECTIVES.get(rank_by)
+    figs = [_sweep_figure(ok, params, "Throughput", "k tokens/s", lambda r: r["throughput_tokens_per_s"] / 1e3)]
+    if o.name != "throughput":
+        scale = 1e3 if o.name == "latency" else 1.0
+        unit = "ms" if o.name == "latency" else o.unit
+        figs.append(_sweep_figure(ok, params, o.title, unit,
+                                  lambda r: (o.value(r, prices) or math.nan) * scale))
+    return figs
+
+
+def _sweep_figure(ok: list[dict[str, Any]], params: list[str], what: str, unit: str, y: Any) -> dict:
     numeric = [p for p in params if all(isinstance(r.get(p), int | float) for r in ok)]
     xkey = "cluster.nodes" if "cluster.nodes" in params else (numeric or params)[0]
     others = [p for p in params if p != xkey]
@@ -95,18 +113,25 @@ def sweep_figures(rows: list[dict[str, Any]]) -> list[dict]:
         groups.setdefault(", ".join(f"{p.split('.')[-1]}={r[p]}" for p in others) or "all", []).append(r)
     if xkey not in numeric:  # a categorical axis: bars
         cats = sorted({str(r[xkey]) for r in ok})
-        series = [{"name": n, "y": [next((r["throughput_tokens_per_s"] / 1e3 for r in rs if str(r[xkey]) == c), None)
-                                    for c in cats]} for n, rs in groups.items()]
-        return [charts.bar(f"Throughput against {xkey}", "One bar per combination of the other swept parameters.",
-                           cats, "k tokens/s", series, xlabel=xkey, yunit="k tokens/s")]
+        series = [{"name": n, "y": [next((y(r) for r in rs if str(r[xkey]) == c), None) for c in cats]}
+                  for n, rs in groups.items()]
+        return charts.bar(f"{what} against {xkey}", "One bar per combination of the other swept parameters.",
+                          cats, unit, series, xlabel=xkey, yunit=unit)
     series = [{"name": n, "x": [r[xkey] for r in sorted(rs, key=lambda r: r[xkey])],
-               "y": [r["throughput_tokens_per_s"] / 1e3 for r in sorted(rs, key=lambda r: r[xkey])]}
-              for n, rs in groups.items()]
-    return [charts.line(f"Throughput against {xkey}", "One line per combination of the other swept parameters.",
-                        xkey, "k tokens/s", series, yunit="k tokens/s")]
+               "y": [y(r) for r in sorted(rs, key=lambda r: r[xkey])]} for n, rs in groups.items()]
+    return charts.line(f"{what} against {xkey}", "One line per combination of the other swept parameters.",
+                       xkey, unit, series, yunit=unit)
 
 
-def _summary(kind: str, data: Any) -> list[str]:
+@dataclass(frozen=True)
+class Rank:
+    """The objective the page recommends by (``moesim.studies.objective``) and the prices it may need."""
+
+    name: str = "throughput-per-gpu"
+    prices: objective.Prices = None
+
+
+def _summary(kind: str, data: Any, rank: Rank) -> list[str]:
     """Summary and recommendation lines (plain text)."""
     if kind == "run":
         t = data["totals"]
@@ -117,7 +142,9 @@ def _summary(kind: str, data: Any) -> list[str]:
                 f"{data['throughput_tokens_per_s']:,.0f} tokens/s; iteration "
                 f"{data['iteration_time_s'] * 1e3:.3f} ms.",
                 f"GPU load max/mean {t['mean_layer_gpu_load_max_over_mean']:.2f} (per layer, averaged); waiting "
-                f"is {100 * t['waiting_s'] / max(data['iteration_time_s'], 1e-30):.0f}% of the iteration.",
+                f"is {100 * t['waiting_s'] / max(data['iteration_time_s'], 1e-30):.0f}% of the iteration; "
+                + (f"{t['inter_node_bytes'] / 1e9:,.3g} GB cross the network." if t["inter_node_bytes"] else
+                   "nothing crosses the network (one node), so there is no inter-node chart."),
                 "Recommendation: " + ("balance the experts (moesim compare --placements eplb) - waiting dominates."
                                       if t["waiting_s"] > 0.3 * data["iteration_time_s"] else
                                       "compute and communication dominate; imbalance is not the bottleneck.")
@@ -129,28 +156,37 @@ def _summary(kind: str, data: Any) -> list[str]:
     ok = [r for r in data if not r.get("error")]
     if not ok:
         return ["Every point failed; see the table."]
-    best = max(ok, key=lambda r: r["throughput_tokens_per_s"])
+    at = objective.best(data, rank.name, rank.prices)
+    if at is None:
+        return [f"{len(data)} rows, {len(data) - len(ok)} failed; none can be ranked by {rank.name}."]
+    best = data[at]
     if kind == "compare":
         worst = min(ok, key=lambda r: r["throughput_tokens_per_s"])
+        what = (f"{best['placement']} with {best['redundant_experts']} redundant experts, "
+                f"{best['throughput_tokens_per_s'] / worst['throughput_tokens_per_s']:.2f}x the throughput of the "
+                f"slowest ({worst['placement']} +{worst['redundant_experts']})")
         return [f"{len(data)} variants, {len(data) - len(ok)} failed.",
-                f"Recommendation: {best['placement']} with {best['redundant_experts']} redundant experts: "
-                f"{best['throughput_tokens_per_s']:,.0f} tokens/s, "
-                f"{best['throughput_tokens_per_s'] / worst['throughput_tokens_per_s']:.2f}× "
-                f"the slowest ({worst['placement']} +{worst['redundant_experts']})."]
+                objective.recommend_line(best, rank.name, rank.prices, what)]
     params = {k: v for k, v in best.items() if "." in k}
-    return [f"{len(data)} points, {len(data) - len(ok)} failed.",
-            f"Recommendation: {json.dumps(params)} gives the highest throughput, "
-            f"{best['throughput_tokens_per_s']:,.0f} tokens/s."]
+    top = data[objective.best(data, "throughput", None) or 0]
+    lines = [f"{len(data)} points, {len(data) - len(ok)} failed.",
+             objective.recommend_line(best, rank.name, rank.prices, json.dumps(params)
+                                      + f" ({best['throughput_tokens_per_s']:,.0f} tokens/s in all)")]
+    if top is not best:
+        lines.append(f"The highest total throughput is {json.dumps({k: v for k, v in top.items() if '.' in k})}: "
+                     f"{top['throughput_tokens_per_s']:,.0f} tokens/s, "
+                     f"{objective.per_gpu(top) or 0:,.0f} tokens/s/GPU.")
+    return lines
 
 
-def _rows(kind: str, data: Any) -> tuple[list[dict[str, Any]], int | None]:
+def _rows(kind: str, data: Any, rank: Rank) -> tuple[list[dict[str, Any]], int | None]:
     """The table's rows and the index of the recommended one."""
     if kind == "serve":
         rows = [{"surface": k, **{kk: vv for kk, vv in v.items() if not isinstance(vv, list | dict)},
                  "holdout_max_error": (v.get("holdout_error") or {}).get("max")} for k, v in data["surfaces"].items()]
         return rows + [{"surface": f"instances: {i['role']}", **i} for i in data["instances"]], None
     if kind == "multi":
-        return multi_rows(data)
+        return multi_rows(data, rank.name, rank.prices)
     if kind == "run":
         return data["layers"], None
     if kind == "plan":
@@ -158,8 +194,7 @@ def _rows(kind: str, data: Any) -> tuple[list[dict[str, Any]], int | None]:
         best = next((i for i, r in enumerate(data["rows"]) if b and r.get("label") == b.get("label")
                      and r.get("max_batch") == b.get("max_batch")), None)
         return data["rows"], best
-    ok = [i for i, r in enumerate(data) if not r.get("error") and r.get("throughput_tokens_per_s")]
-    return data, max(ok, key=lambda i: data[i]["throughput_tokens_per_s"]) if ok else None
+    return data, objective.best(data, rank.name, rank.prices)
 
 
 PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;color:#222;padding:0 1em}"
@@ -170,10 +205,14 @@ PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em
               "background:#fff;border:1px solid #bbb;padding:4px 6px;font-size:12px;box-shadow:0 1px 4px #0002;"
               "z-index:2;white-space:nowrap}.legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;"
               "margin:4px 0 0 70px}.legend i{display:inline-block;width:11px;height:11px;margin-right:5px;"
-              "vertical-align:-1px}.scroll{overflow-x:auto}table.rows{border-collapse:collapse;font-size:12px}"
-              "td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}"
+              "vertical-align:-1px}"
+              ".scroll{overflow-x:auto;width:calc(100vw - 3em);margin-left:calc(50% - 50vw + 1.5em)}"
+              "table.rows{border-collapse:collapse;font-size:12px}"
+              "td,th{border:1px solid #ddd;padding:3px 5px;text-align:right;white-space:nowrap}"
               "td.text{text-align:left}td.note{text-align:left;white-space:normal;min-width:24em;max-width:60em}"
-              "th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}th[data-dir=asc]:after{content:' ▲'}"
+              "th{background:#f4f4f4;cursor:pointer;position:sticky;top:0;white-space:normal;min-width:4em;max-width:9em;"
+              "vertical-align:bottom}tbody td:first-child,thead th:first-child{position:sticky;left:0;z-index:1;"
+              "background:#fff}thead th:first-child{background:#f4f4f4;z-index:2}th[data-dir=asc]:after{content:' ▲'}"
               "th[data-dir=desc]:after{content:' ▼'}tr.best td{background:#e3f4e3;font-weight:600}"
               ".hint{color:#666;font-size:12px}")
 
@@ -189,26 +228,27 @@ def detect_all(paths: list[Path]) -> tuple[str, Any]:
     return "multi", items
 
 
-def write_report(results: Path | list[Path], out: Path, title: str | None = None) -> list[Path]:
+def write_report(results: Path | list[Path], out: Path, title: str | None = None,
+                 rank_by: str = "throughput-per-gpu", prices: objective.Prices = None) -> list[Path]:
     """index.html (self-contained, interactive) and README.md (+ PNGs) in ``out``; several results folders
-    give one page comparing them."""
+    give one page comparing them. Rows are recommended by ``rank_by`` (an objective's name)."""
     paths = results if isinstance(results, list) else [results]
     kind, data = detect_all(paths)
     try:
-        return _write(paths, kind, data, out, title)
+        return _write(paths, kind, data, out, title, Rank(rank_by, prices))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise MoesimError(f"{paths[0]}: not a complete moesim {kind} result (missing or wrong {exc}); make it "
                           f"again with moesim {kind} -o") from None
 
 
-def _write(paths: list[Path], kind: str, data: Any, out: Path, title: str | None) -> list[Path]:
+def _write(paths: list[Path], kind: str, data: Any, out: Path, title: str | None, rank: Rank) -> list[Path]:
     folder = paths[0] if paths[0].is_dir() else paths[0].parent
     figs = {"run": lambda: run_figures(data, folder), "compare": lambda: compare_figures(data),
-            "sweep": lambda: sweep_figures(data), "plan": lambda: plan_figures(data),
+            "sweep": lambda: sweep_figures(data, rank.name, rank.prices), "plan": lambda: plan_figures(data),
             "serve": lambda: serve_figures(folder), "multi": lambda: multi_figures(data)}[kind]()
     title = title or f"moesim {kind} report"
-    summary = multi_summary(data) if kind == "multi" else _summary(kind, data)
-    rows, best = _rows(kind, data)
+    summary = multi_summary(data, rank.name, rank.prices) if kind == "multi" else _summary(kind, data, rank)
+    rows, best = _rows(kind, data, rank)
     prefer = (["block", "time_s", "waiting_s", "critical_gpu", "gpu_load_max_over_mean"]
               + [f"{n}_s" for n in data.get("stage_names", [])]) if kind == "run" else None
     _, table_html, table_md = report_tables.table(rows, best, prefer)

@@ -45,14 +45,13 @@
     tip.className = "tip";
     div.appendChild(tip);
     var pw = W - M.l - M.r, ph = H - M.t - M.b;
-    var x0, x1, xs, ys, y0 = Infinity, y1 = -Infinity;
+    var x0, x1, xs, ys, y0 = Infinity, y1 = -Infinity, all = [];
     var series = spec.series || [];
     if (spec.kind === "heatmap") return heatmap(div, svg, spec, W, H, M, tip);
     if (cats) {
       x0 = view ? view[0] : 0; x1 = view ? view[1] : cats.length - 1;
       xs = function (i) { return M.l + (i - x0 + 0.5) * pw / (x1 - x0 + 1); };
     } else {
-      var all = [];
       series.forEach(function (s) { all = all.concat(s.x); });
       x0 = view ? view[0] : Math.min.apply(null, all); x1 = view ? view[1] : Math.max.apply(null, all);
       if (!(x1 > x0)) { x1 = x0 + 1; }
@@ -86,8 +85,9 @@
         t.textContent = cats[i];
       }
     } else {
+      var ints = all.every(function (v) { return v === Math.round(v); });  // node counts: no tick at 2.5
       nice(x0, x1, Math.max(2, Math.floor(pw / 90))).forEach(function (t) {
-        if (t < x0 || t > x1) return;
+        if (t < x0 || t > x1 || (ints && t !== Math.round(t))) return;
         el("text", {x: xs(t), y: M.t + ph + 16, "text-anchor": "middle", class: "tick"}, svg).textContent = fmt(t);
       });
     }
@@ -197,7 +197,8 @@
       r.forEach(function (v, j) {
         var c = el("rect", {x: M.l + j * cw, y: M.t + i * rh, width: cw + 0.5, height: rh + 0.5, fill: shade(v)}, svg);
         c.addEventListener("mousemove", function (e) {
-          tip.innerHTML = (spec.xlabel || "x") + " " + j + ", " + (spec.ylabel || "y") + " " + i + "<br><b>" +
+          tip.innerHTML = (spec.xlabel || "x") + " " + (xl ? xl[j] : j) + ", " + (spec.ylabel || "y") + " " +
+            (yl ? yl[i] : i) + "<br><b>" +
             fmt(v) + "</b> " + (spec.zlabel || "");
           tip.style.display = "block";
           var rr = div.getBoundingClientRect();
@@ -209,6 +210,16 @@
     for (var k = 0; k <= 10; k++) {
       el("rect", {x: M.l + pw + 20, y: M.t + ph * (1 - (k + 1) / 11), width: 14, height: ph / 11 + 0.5,
         fill: shade(lo + (hi - lo) * k / 10)}, svg);
+    }
+    var xl = spec.xticks || null, yl = spec.yticks || null;
+    var xe = Math.max(1, Math.ceil(cols * 40 / pw)), ye = Math.max(1, Math.ceil(rows * 16 / ph));
+    for (var j = 0; j < cols; j += xe) {
+      el("text", {x: M.l + (j + 0.5) * cw, y: M.t + ph + 14, "text-anchor": "middle", class: "tick"}, svg)
+        .textContent = xl ? xl[j] : j;
+    }
+    for (var i = 0; i < rows; i += ye) {
+      el("text", {x: M.l - 6, y: M.t + (i + 0.5) * rh + 4, "text-anchor": "end", class: "tick"}, svg)
+        .textContent = yl ? yl[i] : i;
     }
     el("text", {x: M.l + pw + 38, y: M.t + 8, class: "tick"}, svg).textContent = fmt(hi);
     el("text", {x: M.l + pw + 38, y: M.t + ph, class: "tick"}, svg).textContent = fmt(lo);
@@ -243,6 +254,13 @@
       try { draw(c); if (c.querySelector("svg")) ok++; } catch (err) { c.textContent = "chart failed: " + err; throw err; }
     });
     document.querySelectorAll("table.rows").forEach(sortable);
+    document.querySelectorAll(".scroll").forEach(function (box) {  // wider than the window: say so
+      if (box.scrollWidth <= box.clientWidth + 1) return;
+      var hint = document.createElement("p");
+      hint.className = "hint";
+      hint.textContent = "The table is wider than the window: scroll it sideways (the first column stays).";
+      box.parentNode.insertBefore(hint, box);
+    });
     document.body.setAttribute("data-charts", ok + "/" + charts.length);
   });
   window.addEventListener("error", function () {

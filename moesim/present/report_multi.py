@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from moesim.present import charts
+from moesim.studies import objective
 
 # (label, key in a run's result.json, scale, unit) for the side-by-side run charts
 _RUN_FIGURES = (("Throughput", "throughput_tokens_per_s", 1e-3, "k tokens/s"),
@@ -16,12 +17,15 @@ def _run_row(name: str, d: dict[str, Any]) -> dict[str, Any]:
     t = d.get("totals", {})
     return {"source": name, "scenario": d.get("scenario"), "model": d.get("model"), "gpu": d.get("gpu"),
             "nodes": d.get("nodes"), "gpus_per_node": d.get("gpus_per_node"), "mode": d.get("mode"),
-            "throughput_tokens_per_s": d.get("throughput_tokens_per_s"), "iteration_time_s": d.get("iteration_time_s"),
+            "gpus": (d.get("nodes") or 0) * (d.get("gpus_per_node") or 0) or None,
+            "throughput_tokens_per_s": d.get("throughput_tokens_per_s"),
+            "tokens_per_s_per_gpu": d.get("tokens_per_s_per_gpu"), "iteration_time_s": d.get("iteration_time_s"),
             "gpu_load_max_over_mean": t.get("mean_layer_gpu_load_max_over_mean"), "waiting_s": t.get("waiting_s"),
             "inter_node_bytes": t.get("inter_node_bytes")}
 
 
-def multi_rows(items: list[tuple[str, str, Any]]) -> tuple[list[dict[str, Any]], int | None]:
+def multi_rows(items: list[tuple[str, str, Any]], rank_by: str = "throughput-per-gpu",
+               prices: objective.Prices = None) -> tuple[list[dict[str, Any]], int | None]:
     rows: list[dict[str, Any]] = []
     for name, kind, data in items:
         if kind == "run":
@@ -32,8 +36,7 @@ def multi_rows(items: list[tuple[str, str, Any]]) -> tuple[list[dict[str, Any]],
             rows += [{"source": name, **r} for r in data]
         else:
             rows.append({"source": name, "kind": kind})
-    scored = [i for i, r in enumerate(rows) if isinstance(r.get("throughput_tokens_per_s"), int | float)]
-    best = max(scored, key=lambda i: rows[i]["throughput_tokens_per_s"]) if scored else None
+    best = objective.best(rows, rank_by, prices)
     if any(kind == "plan" for _, kind, _ in items):
         priced = [i for i, r in enumerate(rows) if r.get("meets_target") and r.get("cost_per_hour")]
         best = min(priced, key=lambda i: rows[i]["cost_per_hour"]) if priced else best
@@ -60,15 +63,17 @@ def multi_figures(items: list[tuple[str, str, Any]]) -> list[dict]:
     return []
 
 
-def multi_summary(items: list[tuple[str, str, Any]]) -> list[str]:
+def multi_summary(items: list[tuple[str, str, Any]], rank_by: str = "throughput-per-gpu",
+                  prices: objective.Prices = None) -> list[str]:
     lines = [f"{len(items)} results compared: " + ", ".join(f"{n} ({k})" for n, k, _ in items) + "."]
-    runs = [(n, d) for n, k, d in items if k == "run"]
-    if len(runs) > 1:
-        best = max(runs, key=lambda x: x[1]["throughput_tokens_per_s"])
-        worst = min(runs, key=lambda x: x[1]["throughput_tokens_per_s"])
-        lines.append(f"Recommendation: {best[0]}: {best[1]['throughput_tokens_per_s']:,.0f} tokens/s, "
-                     f"{best[1]['throughput_tokens_per_s'] / worst[1]['throughput_tokens_per_s']:.2f}× "
-                     f"the slowest ({worst[0]}).")
+    runs = [_run_row(n, d) for n, k, d in items if k == "run"]
+    at = objective.best(runs, rank_by, prices) if len(runs) > 1 else None
+    if at is not None:
+        worst = min(runs, key=lambda r: r["throughput_tokens_per_s"])
+        lines.append(objective.recommend_line(
+            runs[at], rank_by, prices, f"{runs[at]['source']} ({runs[at]['throughput_tokens_per_s']:,.0f} tokens/s, "
+            f"{runs[at]['throughput_tokens_per_s'] / worst['throughput_tokens_per_s']:.2f}x the slowest, "
+            f"{worst['source']})"))
     plans = [(n, d) for n, k, d in items if k == "plan" and d.get("best")]
     if plans:
         best = min(plans, key=lambda x: x[1]["best"]["cost_per_hour"])

@@ -85,12 +85,19 @@ def rebalance_table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 
 def sweep_text(summary: dict[str, Any], out_dir: Any, metric_keys: set[str]) -> str:
+    from moesim.studies.objective import OBJECTIVES, per_gpu
     text = (f"{summary['points']} points: {summary['ran']} ran, {summary['cached']} cached, {summary['failed']} "
             f"failed ({summary['invalid']} invalid); results in {out_dir}/results.csv\n")
     if summary["best"]:
         b = summary["best"]
+        o = OBJECTIVES.get(summary.get("objective", "throughput-per-gpu"))
         params = {k: v for k, v in b.items() if k != "key" and k not in metric_keys}
-        text += f"best throughput {b['throughput_tokens_per_s']:,.0f} tokens/s at {json.dumps(params)}\n"
+        gpu = per_gpu(b)
+        text += (f"best by {o.phrase} (--objective {o.name}): {json.dumps(params)}: "
+                 f"{b['throughput_tokens_per_s']:,.0f} tokens/s"
+                 + (f", {gpu:,.0f} tokens/s/GPU" if gpu else "") + f" on {b.get('gpus', '?')} GPUs, iteration "
+                 f"{b['iteration_time_s'] * 1e3:,.4g} ms"
+                 + (f", {o.value(b, summary.get('prices')):,.4g} {o.unit}" if o.name == "cost" else "") + "\n")
     return text
 
 

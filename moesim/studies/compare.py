@@ -66,7 +66,8 @@ def _row(res: Result) -> dict[str, Any]:
         "placement": s.placement.kind, "redundant_experts": s.placement.redundant_experts,
         "replica_policy": s.placement.replica_policy,
         "iteration_time_s": sm.iteration_time_s, "throughput_tokens_per_s": sm.throughput_tokens_per_s,
-        "throughput_scope": sm.scope,
+        "throughput_scope": sm.scope, "tokens_per_s_per_gpu": sm.tokens_per_s_per_gpu,
+        "gpu": s.cluster.gpu.name, "gpus": b.topology.num_gpus,
         # per layer, then averaged: a sum over layers would hide each layer's hot GPU
         "gpu_load_max_over_mean": sm.totals.mean_layer_gpu_load_max_over_mean,
         "inter_node_bytes": sm.totals.inter_node_bytes,

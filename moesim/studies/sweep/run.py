@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from moesim.exec.local import Executor
+from moesim.studies.objective import Prices, best
 from moesim.studies.sweep.bundle import referenced_files
 from moesim.studies.sweep.spec import SweepSpec
 from moesim.util.errors import MoesimError
@@ -31,7 +32,7 @@ TOTALS = ("gpu_load_max_over_mean", "mean_layer_gpu_load_max_over_mean", "inter_
           "dropped_tokens", "waiting_s")
 STAGES = ("dispatch", "routed_experts", "combine", "attention_core")  # critical-path seconds, column <name>_s
 METRIC_KEYS = {*METRICS, *TOTALS, *(f"{n}_s" for n in STAGES), "throughput_scope", "error", "bubble_fraction",
-               "pipeline_stages"}
+               "pipeline_stages", "gpu", "gpus"}
 
 
 def point_key(scenario_json: str) -> str:
@@ -89,18 +90,20 @@ def _pipeline_point(scenario: Any) -> dict[str, Any]:
 
 
 def run_sweep(spec: SweepSpec, out: Path, executor: Executor,
-              progress: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
-    """Run every point not cached in ``out``; returns a summary (counts, best point). ``progress(done,
+              progress: Callable[[int, int, int], None] | None = None, objective: str = "throughput-per-gpu",
+              prices: Prices = None) -> dict[str, Any]:
+    """Run every point not cached in ``out``; returns a summary (counts, the best point by ``objective``:
+    see ``moesim.studies.objective``). ``progress(done,
     to run, cached)`` is called once before any point runs and after each one. Ctrl-C propagates after
     every finished point is on disk (rows are written as each finishes)."""
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, spec):
-        return _run(spec, out, points_dir, executor, progress)
+        return _run(spec, out, points_dir, executor, progress, objective, prices)
 
 
 def _run(spec: SweepSpec, out: Path, points_dir: Path, executor: Executor,
-         progress: Callable[[int, int, int], None] | None) -> dict[str, Any]:
+         progress: Callable[[int, int, int], None] | None, objective: str, prices: Prices) -> dict[str, Any]:
     rows: dict[int, dict[str, Any]] = {}
     todo, cached, invalid = [], 0, 0
     points = spec.points()
@@ -114,7 +117,7 @@ def _run(spec: SweepSpec, out: Path, points_dir: Path, executor: Executor,
         key = point_key(scenario_json)
         result = cached_result(points_dir / f"{key}.json")
         if result is not None:
-            rows[i] = {**params, **result, "key": key}
+            rows[i] = {**params, **result, **_where(scenario), "key": key}
             cached += 1
             continue
         todo.append((i, key, params))
@@ -130,7 +133,7 @@ def _run(spec: SweepSpec, out: Path, points_dir: Path, executor: Executor,
     try:
         for task, result in executor.run(simulate_point, work):
             i, params = tasks[task[1]]
-            rows[i] = {**params, **result, "key": task[1]}
+            rows[i] = {**params, **result, **_where(scenarios[task[1]]), "key": task[1]}
             if "error" not in result:  # failures are recorded in the table but retried next time
                 write_atomic(points_dir / f"{task[1]}.json", json.dumps({"params": params, "result": result}) + "\n")
             done += 1
@@ -141,10 +144,16 @@ def _run(spec: SweepSpec, out: Path, points_dir: Path, executor: Executor,
                 progress(done, len(work), cached)
     finally:
         _write(out, points, rows)
-    ok = [r for r in rows.values() if "error" not in r]
-    best = max(ok, key=lambda r: r["throughput_tokens_per_s"], default=None)
+    table = [rows[i] for i in sorted(rows)]
+    at = best(table, objective, prices)
     return {"points": len(points), "ran": len(work), "cached": cached, "invalid": invalid,
-            "failed": sum(1 for r in rows.values() if "error" in r), "best": best}
+            "failed": sum(1 for r in rows.values() if "error" in r), "objective": objective, "prices": prices,
+            "best": None if at is None else table[at]}
+
+
+def _where(scenario: Any) -> dict[str, Any]:
+    """The row's GPU (name) and GPU count: what per-GPU and per-dollar objectives divide by."""
+    return {"gpu": scenario.cluster.gpu.name, "gpus": scenario.cluster.num_gpus}
 
 
 def cached_result(path: Path) -> dict[str, Any] | None:
