@@ -77,6 +77,8 @@ def vllm_eplb_state(path, window: np.ndarray, p2l: np.ndarray, filled: int) -> N
     cnt = np.zeros((p2l.shape[0], E), dtype=np.int64)
     for layer, row in enumerate(p2l):
         for j, e in enumerate(row):
+            if e < 0:  # a slot with no expert (elastic EP)
+                continue
             l2p[layer, e, cnt[layer, e]] = j
             cnt[layer, e] += 1
     torch.save({"physical_to_logical_map": torch.from_numpy(p2l), "logical_to_physical_map": torch.from_numpy(l2p),
@@ -139,6 +141,26 @@ def test_vllm_eplb_state_uses_the_filled_part_of_its_window(tmp_path):
     assert np.allclose(got, want)
     with pytest.raises(SourceError, match="step 6 out of range: the file has 6 steps"):
         load_histogram(tmp_path / "state.pt", None, 6, HIDDEN - DENSE, E)
+
+
+def test_vllm_elastic_ep_slots_marked_minus_one_are_left_out(tmp_path):
+    """vLLM's elastic EP scale-up fills the new physical slots' map entries with -1 and zeroes their loads
+    (eplb_state.py); such a state folds over the mapped slots only. Loads on a -1 slot are refused."""
+    rng = np.random.default_rng(5)
+    p2l = p2l_map(HIDDEN - DENSE, rng)
+    p2l[:, -REDUNDANT:] = -1
+    window = rng.integers(1, 20, (4, HIDDEN - DENSE, P))
+    window[:, :, -REDUNDANT:] = 0
+    vllm_eplb_state(tmp_path / "state.pt", window, p2l, filled=4)
+    got = load_histogram(tmp_path / "state.pt", None, "mean", HIDDEN - DENSE, E)
+    mapped = p2l[:, :-REDUNDANT]
+    want = np.stack([np.bincount(mapped[i], weights=window[:, i, :-REDUNDANT].mean(axis=0), minlength=E)
+                     for i in range(3)])
+    assert np.allclose(got, want)
+    window[:, 1, -1] = 7
+    vllm_eplb_state(tmp_path / "bad.pt", window, p2l, filled=4)
+    with pytest.raises(SourceError, match="marked -1 .* carry loads"):
+        load_histogram(tmp_path / "bad.pt", None, "mean", HIDDEN - DENSE, E)
 
 
 def test_a_dump_for_another_model_is_refused_naming_the_layers(tmp_path):

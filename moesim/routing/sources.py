@@ -167,21 +167,30 @@ def series(path: str | Path | list, key: str | None) -> tuple[np.ndarray, dict[s
 
 
 def fold_physical(counts: np.ndarray, extra: dict[str, Any], experts: int) -> np.ndarray:
-    """Physical counts [layers, physical] folded onto logical experts with the file's map."""
-    if counts.shape[1] == experts:
-        return counts
+    """Physical counts [layers, physical] folded onto logical experts with the file's map (whenever the file
+    has one: after a rebalance physical slot i need not hold logical expert i). A ``-1`` in the map is a slot
+    that holds no expert, as vLLM's elastic EP writes them on a scale up or down (``eplb_state.py`` fills the
+    new slots with -1 and zeroes their loads): it is left out; a load on such a slot is refused."""
     p2l = extra.get("physical_to_logical_map")
     if p2l is None:
+        if counts.shape[1] == experts:
+            return counts
         raise SourceError(f"{counts.shape[1]} experts per layer in the file, the model has {experts}: "
                           "give logical counts, or include physical_to_logical_map")
-    p2l = np.asarray(p2l, dtype=int)
+    p2l = np.asarray(p2l, dtype=np.int64)
     if p2l.ndim == 1:
         p2l = p2l[None]
-    if p2l.shape[-1] != counts.shape[1] or p2l.min() < 0 or p2l.max() >= experts:
+    if p2l.shape[-1] != counts.shape[1] or p2l.min() < -1 or p2l.max() >= experts:
         raise SourceError(f"physical_to_logical_map {p2l.shape} does not match {counts.shape[1]} physical "
                           f"experts of a {experts}-expert model")
-    return np.stack([np.bincount(p2l[i % len(p2l)], weights=row, minlength=experts)
-                     for i, row in enumerate(counts)])
+    out = []
+    for i, row in enumerate(counts):
+        m = p2l[i % len(p2l)]
+        if (row[m < 0] != 0).any():
+            raise SourceError(f"layer row {i}: {int((row[m < 0] != 0).sum())} physical slot(s) marked -1 (no expert) "
+                              "in physical_to_logical_map carry loads; give the map and the loads of the same step")
+        out.append(np.bincount(m[m >= 0], weights=row[m >= 0], minlength=experts))
+    return np.stack(out)
 
 
 def load_histogram_steps(path: str | Path | list, key: str | None, layers: int, experts: int) -> list[np.ndarray]:
