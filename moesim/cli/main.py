@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from moesim import __version__, api
+from moesim.cli import parquet
 from moesim.cli.outputs import SILICON_INTRO, offload_out, pipeline_out
 from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice
 from moesim.util import alloc
@@ -39,8 +40,9 @@ def main() -> None:
               help="Also write result.json, layers.csv and gpus.csv into this folder.")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a Chrome trace of the iteration (open it in https://ui.perfetto.dev).")
+@parquet.FORMAT
 def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path | None,
-        trace_file: Path | None) -> None:
+        trace_file: Path | None, table_format: str) -> None:
     """Simulate one iteration of SCENARIO (a YAML file) and say where its time goes.
 
     \b
@@ -52,16 +54,19 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
       moesim run scenarios/qwen3-235b-h100.yaml --json
       moesim run scenarios/mixtral-8x7b-a100.yaml -o out/ --trace out/trace.json
     """
-    from moesim.present import (
-        output,
-        trace,
-    )
-
+    parquet.check(table_format, out_dir)
     result = api.run(scenario, overrides)
     if getattr(result, "offload", False):
-        return offload_out(result, as_json, out_dir, trace_file)
-    if getattr(result, "pipeline", False):
-        return pipeline_out(result, as_json, out_dir, trace_file)
+        offload_out(result, as_json, out_dir, trace_file)
+    elif getattr(result, "pipeline", False):
+        pipeline_out(result, as_json, out_dir, trace_file)
+    else:
+        _run_out(result, as_json, out_dir, trace_file)
+    parquet.write(table_format, out_dir)
+
+
+def _run_out(result: api.Result, as_json: bool, out_dir: Path | None, trace_file: Path | None) -> None:
+    from moesim.present import output, trace
     click.echo(output.to_json(result.doc) if as_json else output.table(result.summary), nl=False)
     if out_dir:
         loads = [st.gpu_tokens for st in result.built.stats]
@@ -209,8 +214,9 @@ def stats(paths: tuple[Path, ...], gpus: int, gpus_per_node: int, key: str | Non
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per variant (a JSON list).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write compare.json, compare.csv and compare.png here.")
+@parquet.FORMAT
 def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_policy: str | None,
-                overrides: tuple[str, ...], as_json: bool, out_dir: Path | None) -> None:
+                overrides: tuple[str, ...], as_json: bool, out_dir: Path | None, table_format: str) -> None:
     """Compare expert placements on the same scenario and the same router draws.
 
     \b
@@ -228,6 +234,7 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
     except ValueError:
         raise MoesimError(f"--redundant: {redundant!r} is not a comma-separated list of integers") from None
     api.load_scenario(scenario, list(overrides))  # bad base scenario: one clear error before any run
+    parquet.check(table_format, out_dir)
     bar = Progress("compare", len(variants(kinds, reds)))
     try:
         rows, stopped = compare(scenario, list(overrides), kinds, reds, replica_policy, bar.step), False
@@ -235,7 +242,7 @@ def compare_cmd(scenario: Path, placements: str, redundant: str | None, replica_
         rows, stopped = exc.rows, True
     bar.close()
     from moesim.cli.study import finish_compare
-    finish_compare(rows, scenario, out_dir, as_json, stopped)
+    finish_compare(rows, scenario, out_dir, as_json, stopped, lambda: parquet.write(table_format, out_dir))
 
 
 @main.command(name="rebalance")
@@ -291,8 +298,9 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
               help="Also write plan.json and plan.csv (for `moesim report`).")
 @click.option("--emit", "emit", type=RegistryChoice("moesim.launch:LAUNCHERS"), multiple=True,
               help="Write the answer's launch files for this engine in OUT/launch-ENGINE (as export-launch).")
+@parquet.FORMAT
 def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int, no_cache: bool, as_json: bool,
-             out_dir: Path | None, emit: tuple[str, ...]) -> None:
+             out_dir: Path | None, emit: tuple[str, ...], table_format: str) -> None:
     """Find the cheapest deployment that serves a throughput target within TTFT/TPOT SLOs.
 
     \b
@@ -323,13 +331,14 @@ def plan_cmd(plan_file: Path, executor_kind: str, address: str | None, jobs: int
 
     p, path = load_plan(plan_file)
     check_emit(emit, out_dir)
+    parquet.check(table_format, out_dir)
     try:
         result = plan(p, path.parent, make_executor(executor_kind, jobs, address), Phases("plan"), not no_cache,
                       write_atomic)
     except ScenarioError as err:
         raise err.located(file=str(plan_file)) from None
     emit_launches(p, path, result, emit, out_dir)
-    finish_plan(result, out_dir, as_json)
+    finish_plan(result, out_dir, as_json, lambda: parquet.write(table_format, out_dir))
 
 from moesim.cli.formats import export_launch, export_placement  # noqa: E402 (own modules; registered here)
 from moesim.cli.results import report_cmd, sweep_cmd  # noqa: E402

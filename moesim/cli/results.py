@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from moesim.cli import parquet
 from moesim.cli.types import EXECUTOR, RegistryChoice
 
 OBJECTIVE = RegistryChoice("moesim.studies.objective:OBJECTIVES")
@@ -30,8 +31,9 @@ PRICE_HELP = "USD per GPU-hour, for --objective cost: one price (2.1) or one per
 @click.option("--objective", type=OBJECTIVE, default="throughput-per-gpu", show_default=True, help=OBJECTIVE_HELP)
 @click.option("--gpu-price", "gpu_price", default=None, metavar="USD", help=PRICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@parquet.FORMAT
 def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, address: str | None,
-              objective: str, gpu_price: str | None, as_json: bool) -> None:
+              objective: str, gpu_price: str | None, as_json: bool, table_format: str) -> None:
     """Run a scenario over axes of parameters, in parallel, resuming where an earlier run stopped.
 
     \b
@@ -50,8 +52,10 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, ad
     from moesim.studies.objective import check
     from moesim.studies.sweep import load_sweep
     prices = check(objective, gpu_price)
+    parquet.check(table_format, out_dir)
     summary = sweep_with_progress(load_sweep(sweep_file), out_dir, make_executor(executor_kind, jobs, address),
                                   objective, prices)
+    parquet.write(table_format, out_dir)
     from moesim.present.tables import sweep_text
     from moesim.studies.sweep.run import METRIC_KEYS
     click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)

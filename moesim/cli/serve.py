@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from moesim import api
+from moesim.cli import parquet
 from moesim.util.progress import Phases
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival.rate_per_s=8 (repeatable)."
@@ -28,8 +30,9 @@ SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of the text.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write serve.json, requests.csv, timeline.csv and surfaces.json (for `moesim report`).")
+@parquet.FORMAT
 def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, concurrency: int | None, jobs: int,
-              no_cache: bool, as_json: bool, out_dir: Path | None) -> None:
+              no_cache: bool, as_json: bool, out_dir: Path | None, table_format: str) -> None:
     """Simulate a request stream served by SCENARIO's deployment: TTFT, TPOT, throughput, goodput.
 
     \b
@@ -56,6 +59,7 @@ def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, co
     from moesim.present.output import write_serve_outputs
     from moesim.present.serve_text import serve_text
     from moesim.util.files import to_json
+    parquet.check(table_format, out_dir)
     bars = Phases("serve")
     points = lambda done, total: bars("surface points", done, total)  # noqa: E731
     try:
@@ -64,17 +68,20 @@ def serve_cmd(scenario: Path, overrides: tuple[str, ...], rate: float | None, co
         bars.close()
     if out_dir:
         write_serve_outputs(out_dir, result)
+        parquet.write(table_format, out_dir)
     click.echo(to_json(result.summary) if as_json else serve_text(result.summary), nl=False)
 
 
-def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool) -> None:
-    """Write plan.json/plan.csv, print the table (or JSON), then exit 130 when interrupted and 2 when
-    nothing meets the target (after writing: nothing is lost)."""
+def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool,
+                also: Callable[[], Any] = lambda: None) -> None:
+    """Write plan.json/plan.csv (then ``also()``, e.g. the Parquet copies), print the table (or JSON), then
+    exit 130 when interrupted and 2 when nothing meets the target (after writing: nothing is lost)."""
     from moesim.present.tables import plan_table
     from moesim.util.files import to_csv, to_json, write_atomic
     if out_dir:
         write_atomic(out_dir / "plan.json", to_json(result))
         write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
+        also()
     click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
     if result["interrupted"]:
         click.echo("interrupted: the rows above are the deployments that finished", err=True)

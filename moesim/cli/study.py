@@ -14,8 +14,10 @@ import click
 from moesim.util.progress import Progress
 
 
-def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_json: bool, stopped: bool) -> None:
-    """Print and write the rows; exit 130 when interrupted, 2 when no variant ran (after writing)."""
+def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_json: bool, stopped: bool,
+                   also: Callable[[], Any] = lambda: None) -> None:
+    """Print and write the rows (then ``also()``, e.g. the Parquet copies); exit 130 when interrupted, 2 when
+    no variant ran (after writing)."""
     from moesim.present.compare import plot, table
     from moesim.util.files import to_csv, to_json, write_atomic
     click.echo(json.dumps(rows, indent=1) if as_json else table(rows))
@@ -25,6 +27,7 @@ def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_js
         write_atomic(out_dir / "compare.csv", to_csv(rows))
         plot(rows, out_dir / "compare.png", f"{scenario.stem}: placements on the same router draws")
         click.echo(f"wrote {out_dir}/compare.json, compare.csv, compare.png", err=True)
+        also()
     if stopped:
         click.echo(f"interrupted: the {len(rows)} rows above are the variants that finished", err=True)
         sys.exit(130)
