@@ -27,7 +27,7 @@ from moesim.util.errors import ScenarioError
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = ROOT / "scenarios" / "deepseek-v3-serve-h800.yaml"
 DISAGG = "serving.deployment={kind: disaggregated, prefill: {gpus: 16}, decode: {gpus: 16, attention_tp: 2}}"
-ENGINES = [(e, LAUNCHERS.get(e)) for e in LAUNCHERS.names()]
+ENGINES = [(e, LAUNCHERS.get(e)) for e in LAUNCHERS.names() if not LAUNCHERS.get(e).local]  # serving engines
 
 
 def _flags_ok(launch, engine: str, version: str) -> None:

@@ -267,7 +267,13 @@ def _from_validation(exc: ValidationError) -> ScenarioError:
     got = err.get("input")
     got_text = "" if isinstance(got, dict | list) else f" (got {got!r})"
     msg = err["msg"].removeprefix("Value error, ")
+    if FIX_SEP in msg:  # a validator that knows the fix says it after FIX_SEP
+        problem, fix = msg.split(FIX_SEP, 1)
+        return ScenarioError(problem, path=path, fix=fix)
     return ScenarioError(f"{msg}{got_text}", path=path, fix=_fix_for(err["type"]))
+
+
+FIX_SEP = " | fix: "
 
 
 def _fix_for(kind: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from moesim.config.types import Bandwidth, Bytes, Flops, Seconds, Strict
 
@@ -41,9 +41,10 @@ class OffloadSpec(Strict):
     how that set changes, and how a token's other experts are served.
 
     plan: the experts in GPU memory at the start, within the expert budget: ``hottest`` (the most popular
-    (layer, expert) pairs of the router statistics first), ``layers`` (every expert of the MoE layers from
-    ``cpu_moe_layers`` on; the first ``cpu_moe_layers`` layers' experts stay on the host, as llama.cpp's
-    ``--n-cpu-moe``) or ``host`` (none: every routed expert on the host, as KTransformers).
+    (layer, expert) pairs of the router statistics first), ``layers`` (whole layers: every expert of the MoE
+    layers not in ``cpu_moe_layers``, the first N or a list, or as ``llama_cpp``'s flags place them, as
+    llama.cpp's ``--n-cpu-moe`` / ``-ot``), ``first`` (experts 0..``gpu_experts_per_layer``-1 of every layer,
+    as KTransformers' ``--kt-num-gpu-experts``) or ``host`` (none: every routed expert on the host).
     Budget: ``gpu_expert_bytes`` of GPU memory per GPU for routed experts, or ``gpu_expert_share`` of the
     model's routed experts; default: all the GPU memory left after the other weights, the KV cache and
     ``hbm_headroom``. cache: ``static`` (the set never changes), ``lru`` or ``lfu`` (a fetched expert
@@ -54,8 +55,15 @@ class OffloadSpec(Strict):
     experts: the most popular ones (``stats``), or the ones its tokens will choose (``oracle``, a bound).
     home: where experts that are not in GPU memory live (``dram`` or ``nvme``)."""
 
-    plan: Literal["hottest", "layers", "host"] = "hottest"
-    cpu_moe_layers: int = Field(default=0, ge=0)
+    plan: Literal["hottest", "layers", "first", "host"] = "hottest"
+    # plan first: experts 0..N-1 of every MoE layer in GPU memory (by id, not by popularity), as KTransformers'
+    # --kt-num-gpu-experts N in SGLang; default N: as many as the expert budget holds per layer
+    gpu_experts_per_layer: int | None = Field(default=None, ge=0)
+    # plan layers: the first N MoE layers on the host, or the list of MoE layers (0-based among MoE layers)
+    cpu_moe_layers: int | list[int] = Field(default=0)
+    # llama.cpp's placement flags (--n-cpu-moe N, --cpu-moe, -ot PATTERN=BUFFER, -ngl all) read as the plan:
+    # plan layers with the layers they keep on the CPU, a static cache, misses run on the CPU (as llama.cpp)
+    llama_cpp: str | None = None
     gpu_expert_bytes: Bytes | None = None
     gpu_expert_share: float | None = Field(default=None, ge=0, le=1)
     hbm_headroom: float = Field(default=0.05, ge=0, lt=1)  # share of GPU memory kept free (runtime, fragments)
@@ -70,3 +78,24 @@ class OffloadSpec(Strict):
     prefetch_experts: int = Field(default=2, ge=1)
     home: Literal["dram", "nvme"] = "dram"
     steps: int = Field(default=16, ge=1, le=4096)  # decode steps simulated (prefill: one pass)
+
+    @model_validator(mode="after")
+    def _llama_cpp(self) -> OffloadSpec:
+        """``llama_cpp`` is llama.cpp's plan: whole layers (plan layers), fixed (static), CPU experts on the
+        CPU. Fields left unset take those values; a field set otherwise is refused (one way to say it)."""
+        if isinstance(self.cpu_moe_layers, int) and self.cpu_moe_layers < 0:
+            raise ValueError("cpu_moe_layers is negative | fix: give a number of MoE layers (0 or more) or a list")
+        if isinstance(self.cpu_moe_layers, list) and any(x < 0 for x in self.cpu_moe_layers):
+            raise ValueError("cpu_moe_layers lists a negative layer | fix: list MoE layers from 0")
+        if self.llama_cpp is None:
+            return self
+        want = {"plan": "layers", "cache": "static", "miss": "cpu"}
+        bad = [n for n in ("cpu_moe_layers", "gpu_expert_bytes", "gpu_expert_share") if n in self.model_fields_set]
+        bad += [f"{k}: {getattr(self, k)}" for k, v in want.items()
+                if k in self.model_fields_set and getattr(self, k) != v]
+        if bad:
+            raise ValueError(f"llama_cpp gives the plan itself (whole layers, static, CPU experts on the CPU), so "
+                             f"{', '.join(bad)} cannot be set beside it | fix: leave out {', '.join(bad)}")
+        for k, v in want.items():
+            object.__setattr__(self, k, v)
+        return self

@@ -332,10 +332,8 @@ def _check_offload(s: Scenario) -> None:
     if s.workload.mode == "training" or s.workload.micro_batches != 1:
         raise ScenarioError("offload runs model inference with one micro-batch", path="workload",
                             fix="use mode: decode or prefill, micro_batches: 1")
-    layers = len(MoEModel.from_spec(s.model).moe_layer_ids)
-    if o.plan == "layers" and o.cpu_moe_layers > layers:
-        raise ScenarioError(f"cpu_moe_layers {o.cpu_moe_layers} exceeds the model's {layers} MoE layers",
-                            path="offload.cpu_moe_layers", fix=f"use 0..{layers}")
+    if o.plan == "layers":
+        host_moe_layers(s)  # raises naming the field
     if o.gpu_expert_bytes is not None and o.gpu_expert_share is not None:
         raise ScenarioError("give the expert budget one way", path="offload.gpu_expert_share",
                             fix="set gpu_expert_bytes or gpu_expert_share, not both")
@@ -344,3 +342,26 @@ def _check_offload(s: Scenario) -> None:
     if s.router.rule != "token_choice":
         raise ScenarioError(f"offload routes with token choice, not {s.router.rule}", path="router.rule",
                             fix="use rule: token_choice")
+
+
+def host_moe_layers(s: Scenario) -> list[int]:
+    """The MoE layers (0-based among MoE layers) whose experts ``offload.plan: layers`` keeps on the host:
+    ``llama_cpp``'s flags read as llama.cpp reads them, the first ``cpu_moe_layers``, or the listed ones."""
+    from moesim.config import llamacpp
+    o, moe = s.offload, MoEModel.from_spec(s.model)
+    layers = moe.num_moe_layers
+    if o.llama_cpp is not None:
+        try:
+            return llamacpp.host_layers(o.llama_cpp, moe.moe_layer_ids, moe.gated)
+        except llamacpp.LlamaCppError as exc:
+            raise ScenarioError(str(exc), path="offload.llama_cpp",
+                                fix="give llama.cpp's placement flags, e.g. '--n-cpu-moe 20'") from None
+    if isinstance(o.cpu_moe_layers, int):
+        if o.cpu_moe_layers > layers:
+            raise ScenarioError(f"cpu_moe_layers {o.cpu_moe_layers} exceeds the model's {layers} MoE layers",
+                                path="offload.cpu_moe_layers", fix=f"use 0..{layers}")
+        return list(range(o.cpu_moe_layers))
+    if any(x >= layers for x in o.cpu_moe_layers):
+        raise ScenarioError(f"cpu_moe_layers {o.cpu_moe_layers}: the model has MoE layers 0..{layers - 1}",
+                            path="offload.cpu_moe_layers", fix=f"list MoE layers below {layers}")
+    return sorted(set(o.cpu_moe_layers))

@@ -83,9 +83,10 @@ class Launch:
 
 @dataclass(frozen=True)
 class Launcher:
-    """An engine version's renderer: ``render(facts)`` → Launch (ScenarioError where the engine cannot run
-    the deployment as simulated)."""
+    """An engine version's renderer: ``render(facts)`` → Launch, or for a ``local`` engine ``render(scenario)``
+    → LocalLaunch (ScenarioError where the engine cannot run the deployment as simulated)."""
 
     engine: str  # the fixture's engine name (flags/ENGINE-VERSION.json)
     version: str
-    render: Callable[[Facts], Launch]
+    render: Callable[[Any], Any]  # Facts → Launch; for a local engine, Scenario → LocalLaunch
+    local: bool = False  # one machine running an offload scenario (llama.cpp, KTransformers)

@@ -83,7 +83,7 @@ def _caches(s: Scenario, plan: TierPlan, popularity: np.ndarray, gpu: int) -> li
     """The cache each MoE layer of ``gpu`` uses: one shared pool, or one per layer with an equal share of
     the slots (the remainder to the first layers)."""
     layers = popularity.shape[0]
-    initial = initial_set(s, popularity, plan.owner, gpu)
+    initial = initial_set(s, popularity, plan.owner, gpu, plan.slots)
 
     def prior(key: tuple[int, int]) -> float:
         return float(popularity[key])

@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from moesim.config.schema import Scenario
+from moesim.iteration.checks import host_moe_layers
 from moesim.model.memory import memory_per_gpu, param_counts
 from moesim.model.moe import BYTES_PER_PARAM, MoEModel
 from moesim.util.errors import ScenarioError
@@ -63,9 +64,58 @@ def plan_tiers(s: Scenario, kv: bool = True) -> TierPlan:
                                 "weight_dtype")
     budget = _budget(s, left, eb, owned)
     slots = int(min(owned, budget // eb))
+    if o.plan == "layers":  # whole layers; a static cache holds them and nothing more (as llama.cpp)
+        need = _whole_layers_fit(s, slots, owned // moe.num_moe_layers, eb)
+        slots = need if o.cache == "static" else slots
+    if o.plan == "first":
+        need = _first_fit(s, slots, eb)
+        slots = need if o.cache == "static" else slots
     owner = owner_of(moe.experts, g)
     memory = _memory_doc(s, fixed, staging, slots * eb, usable, moe)
     return TierPlan(slots, eb, staging, owner, memory)
+
+
+def _whole_layers_fit(s: Scenario, slots: int, per_layer: int, eb: float) -> int:
+    """plan layers keeps whole layers (as llama.cpp does): the GPU's share of every layer not on the host must
+    fit in its expert slots, or the plan is refused (llama.cpp would run out of GPU memory). Returns the slots
+    they take."""
+    gpu_layers = len(MoEModel.from_spec(s.model).moe_layer_ids) - len(host_moe_layers(s))
+    need = gpu_layers * per_layer
+    if need > slots:
+        fit = slots // max(per_layer, 1)
+        field = "offload.llama_cpp" if s.offload.llama_cpp is not None else "offload.cpu_moe_layers"
+        raise ScenarioError(f"the experts of the {gpu_layers} MoE layers kept on the GPU need "
+                            f"{need * eb / GiB:.2f} GiB per GPU; {slots * eb / GiB:.2f} GiB are left for experts "
+                            f"(room for {fit} layers)",
+                            path=field, fix=f"keep at most {fit} MoE layers on the GPU (more layers on the CPU)")
+    return need
+
+
+def first_per_gpu(s: Scenario, slots: int) -> int:
+    """plan first: experts per layer a GPU keeps (its lowest-numbered own experts): ``gpu_experts_per_layer``
+    split over the node's GPUs as the experts are, or what ``slots`` hold per layer."""
+    moe = MoEModel.from_spec(s.model)
+    n = s.offload.gpu_experts_per_layer
+    if n is None:
+        return slots // moe.num_moe_layers
+    owner = owner_of(moe.experts, s.cluster.gpus_per_node)
+    return int(np.bincount(owner[: min(n, moe.experts)], minlength=s.cluster.gpus_per_node).max())
+
+
+def _first_fit(s: Scenario, slots: int, eb: float) -> int:
+    """plan first: the same experts in every layer; with ``gpu_experts_per_layer`` they must fit the slots
+    (else refused, as the engine would run out of GPU memory). Returns the slots they take."""
+    moe = MoEModel.from_spec(s.model)
+    n = s.offload.gpu_experts_per_layer
+    if n is not None and n > moe.experts:
+        raise ScenarioError(f"gpu_experts_per_layer {n} exceeds the model's {moe.experts} experts per layer",
+                            path="offload.gpu_experts_per_layer", fix=f"use 0..{moe.experts}")
+    need = first_per_gpu(s, slots) * moe.num_moe_layers
+    if need > slots:
+        raise ScenarioError(f"{n} experts per layer on the GPU need {need * eb / GiB:.2f} GiB per GPU; "
+                            f"{slots * eb / GiB:.2f} GiB are left for experts", path="offload.gpu_experts_per_layer",
+                            fix=f"use at most {slots // moe.num_moe_layers * s.cluster.gpus_per_node}")
+    return need
 
 
 def kv_room_bytes(s: Scenario) -> float:
@@ -142,8 +192,9 @@ def _memory_doc(s: Scenario, fixed: dict[str, float], staging: float, slots_byte
             "experts_home": home, "model_params": param_counts(s.model).total if s.model.has_attention_shape else None}
 
 
-def initial_set(s: Scenario, popularity: np.ndarray, owner: np.ndarray, gpu: int) -> list[tuple[int, int]]:
-    """The planned (layer, expert) pairs of ``gpu``, in the order they claim slots (``offload.plan``).
+def initial_set(s: Scenario, popularity: np.ndarray, owner: np.ndarray, gpu: int,
+                slots: int = 0) -> list[tuple[int, int]]:
+    """The planned (layer, expert) pairs of ``gpu``, in the order they claim its ``slots`` (``offload.plan``).
     popularity [layers, E]."""
     layers, e = popularity.shape
     mine = np.flatnonzero(owner == gpu)
@@ -151,7 +202,11 @@ def initial_set(s: Scenario, popularity: np.ndarray, owner: np.ndarray, gpu: int
     if plan == "host":
         return []
     if plan == "layers":
-        return [(layer, int(x)) for layer in range(s.offload.cpu_moe_layers, layers) for x in mine]
+        host = set(host_moe_layers(s))
+        return [(layer, int(x)) for layer in range(layers) if layer not in host for x in mine]
+    if plan == "first":  # the slots hold the same number of lowest-numbered experts in every layer
+        keep = mine[: first_per_gpu(s, slots)]
+        return [(layer, int(x)) for layer in range(layers) for x in keep]
     sub = popularity[:, mine]
     order = np.argsort(-sub, axis=None, kind="stable")  # hottest first; ties: lower layer, lower expert
     return [(int(i // mine.size), int(mine[i % mine.size])) for i in order]
