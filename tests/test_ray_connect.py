@@ -1,7 +1,12 @@
 """Joining a Ray cluster (--executor ray --address): a wrong address fails in seconds with one line naming
 the fix, a missing Ray Client says which extra, and the workers get this moesim through runtime_env."""
 
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -53,3 +58,39 @@ def test_cli_plan_with_a_wrong_address_is_one_line_exit_2(tmp_path):
     r = CliRunner().invoke(main, ["sweep", "sweeps/v3-nodes-placement.yaml", "-o", str(tmp_path), "--executor", "ray",
                                   "--address", f"ray://127.0.0.1:{closed_port()}"])
     assert r.exit_code == 2 and "no Ray cluster answers there" in r.output and "Traceback" not in r.output
+
+
+def test_a_token_at_hand_turns_token_authentication_on(tmp_path):
+    env = {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "none")}
+    assert not ray_executor.use_token_auth(env) and "RAY_AUTH_MODE" not in env
+    (tmp_path / "tok").write_text("x" * 64)
+    env = {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "tok")}
+    assert ray_executor.use_token_auth(env) and env["RAY_AUTH_MODE"] == "token"
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": "x"}
+    assert not ray_executor.use_token_auth(env) and env["RAY_AUTH_MODE"] == "disabled"  # the user's choice stands
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ray") is None, reason="Ray's CLI is not installed (pip install 'moesim[ray]')")
+def test_a_sweep_runs_on_a_cluster_started_by_ray_start(tmp_path):
+    """A real head node (`ray start --head`, token authentication as Ray starts it) and moesim joining it
+    through Ray Client, as the README documents: every point runs there."""
+    port = closed_port()
+    (tmp_path / "base.yaml").write_text("seed: 1\nmodel: {base: deepseek-v3, num_hidden_layers: 5}\n"
+                                        "cluster: {gpu: h800, nodes: 1, gpus_per_node: 8}\n"
+                                        "workload: {tokens_per_gpu: 64}\n")
+    (tmp_path / "sw.yaml").write_text("base: base.yaml\ngrid: {placement.kind: [contiguous, eplb]}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    start = subprocess.run(["ray", "start", "--head", "--port=0", f"--ray-client-server-port={port}", "--num-cpus=2",
+                            "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True,
+                           timeout=180, env=env)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        run = subprocess.run([sys.executable, "-m", "moesim", "sweep", str(tmp_path / "sw.yaml"), "-o",
+                              str(tmp_path / "out"), "--executor", "ray", "--address", f"ray://127.0.0.1:{port}",
+                              "--json"], capture_output=True, text=True, timeout=300, env=env)
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout)
+    assert summary["ran"] == 2 and summary["failed"] == 0

@@ -9,8 +9,9 @@ moesim package itself goes with the job (``runtime_env``), so workers need only 
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class RayExecutor:
     self_contained = True
 
     def __init__(self, address: str | None = None, jobs: int = 0) -> None:
+        if address is not None:
+            use_token_auth(os.environ)  # before Ray is imported: its client reads the mode once
         self.ray, self.address, self.jobs = _ray(), address, jobs
 
     def run(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
@@ -70,13 +73,31 @@ def connect(ray: Any, address: str | None, jobs: int) -> None:
     _probe(address)
     import moesim
     env = {"py_modules": [str(Path(moesim.__file__).parent)]}
+    token = use_token_auth(os.environ)  # (again, for callers that imported Ray themselves)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
     except ImportError as exc:  # ray:// needs Ray Client (grpcio): ray[client]
         raise MoesimError(f"--address {address}: Ray Client is not installed ({exc}): pip install 'ray[client]' "
                           "(moesim's ray extra includes it)") from None
     except ConnectionError as exc:
-        raise MoesimError(f"--address {address}: {exc}") from None
+        hint = ("" if token else "; a cluster with token authentication (the default of `ray start` since Ray "
+                "2.5x) needs its token here: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
+        raise MoesimError(f"--address {address}: {exc}{hint}") from None
+
+
+def use_token_auth(environ: MutableMapping[str, str]) -> bool:
+    """Whether this process authenticates to the cluster with a token. Ray >= 2.5x starts clusters with
+    token authentication but its client sends the token only with ``RAY_AUTH_MODE=token``: where the mode
+    is unset and a token is at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``, as
+    Ray looks for it), set it (a cluster without authentication ignores the token)."""
+    mode = environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    path = environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    if environ.get("RAY_AUTH_TOKEN") or Path(path).is_file():
+        environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return False
 
 
 def _probe(address: str) -> None:
