@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from moesim import api
 from moesim.cli import main
 from moesim.iteration.scenario import scenario_from_dict
-from moesim.launch import LAUNCHERS, render
+from moesim.launch import LAUNCHERS, facts_of, render
 from moesim.launch import sglang as sglang_launch
 from moesim.launch.flags import fixture, problems
 from moesim.plan import load_plan
@@ -31,9 +31,11 @@ ENGINES = [(e, LAUNCHERS.get(e)) for e in LAUNCHERS.names() if not LAUNCHERS.get
 
 
 def _flags_ok(launch, engine: str, version: str) -> None:
-    fx = fixture(engine, version)["flags"]
+    """Every command's flags are its parser's (the launcher's, or the command's own: Dynamo's frontend)."""
     for c in launch.commands:
-        assert problems(c.args, engine, version) == []
+        name, ver = c.parser or (engine, version)
+        fx = fixture(name, ver)["flags"]
+        assert problems(c.args, name, ver) == []
         for word in c.args:
             if word.startswith("--"):
                 flag = word.split("=")[0]
@@ -46,9 +48,13 @@ def _flags_ok(launch, engine: str, version: str) -> None:
                                    "serving.scheduler.cuda_graph_batches=[1, 2, 4, 8]"],
                                   ["cluster.nodes=2", "placement.kind=contiguous", "placement.redundant_experts=0"]])
 def test_shipped_scenario_flags_are_the_engines(name, launcher, sets):
+    if name == "trtllm" and DISAGG in sets:  # decode attention TP 2 inside DP: not a TensorRT-LLM layout
+        with pytest.raises(api.ScenarioError, match="attention TP 2 inside DP groups"):
+            render(api.load_scenario(SERVE, sets), name)
+        sets = [*sets, "serving.deployment={kind: disaggregated, prefill: {gpus: 16}, decode: {gpus: 16}}"]
     launch = render(api.load_scenario(SERVE, sets), name)
     _flags_ok(launch, launcher.engine, launcher.version)
-    roles = {c.role for c in launch.commands}
+    roles = {c.role for c in launch.commands} - {"frontend"}  # Dynamo's HTTP frontend beside the workers
     assert roles == {"prefill", "decode"} if DISAGG in sets else roles == {"aggregated"}
 
 
@@ -65,9 +71,13 @@ def test_every_plan_deployment_renders_with_the_engines_flags(plan_file, monkeyp
             s = scenario_from_dict(scenario_dict(p, d, max(p.search.max_batch), experts), base_dir=str(where.parent))
         except ScenarioError:
             continue
-        for name, launcher in ENGINES:
+        try:
+            facts = facts_of(s)  # once per deployment: the engines' renderers share it
+        except ScenarioError:
+            continue
+        for _, launcher in ENGINES:
             try:
-                launch = render(s, name)
+                launch = launcher.render(facts)
             except ScenarioError:
                 continue
             _flags_ok(launch, launcher.engine, launcher.version)
@@ -152,3 +162,36 @@ def test_export_launch_refusal_is_one_line_naming_the_file(tmp_path):
                                   "sglang", "-o", str(tmp_path), "--set", "placement.kind=eplb"])
     assert r.exit_code == 2 and "mixtral-8x7b-a100.yaml: placement.kind:" in r.output
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_dynamo_runs_sglang_0_5_21_workers_behind_its_frontend():
+    """Dynamo 1.6.1 pins SGLang 0.5.21, which spells attention DP --enable-dp-attention --dp-size (no
+    --attn-dp-size yet): the extracted parser says so, and the launch follows it."""
+    assert problems(["--attn-dp-size", "4"], "dynamo-sglang", "1.6.1") == \
+        ["--attn-dp-size: not a flag of dynamo-sglang 1.6.1"]
+    launch = render(api.load_scenario(SERVE, [DISAGG]), "dynamo")
+    by_role = {c.role: list(c.argv) for c in launch.commands}
+    assert by_role["frontend"][:3] == ["python3", "-m", "dynamo.frontend"]
+    decode = by_role["decode"]
+    assert decode[decode.index("--dp-size") + 1] == "8" and "--enable-dp-attention" in decode  # 16 GPUs, TP 2
+    assert decode[decode.index("--disaggregation-transfer-backend") + 1] == "nixl" and "--port" not in decode
+    assert any("etcd" in n for n in launch.notes)
+
+
+def test_trtllm_workers_take_per_rank_limits_and_say_what_is_not_checked():
+    s = api.load_scenario(SERVE)
+    launch = render(s, "trtllm")
+    worker = next(c for c in launch.commands if c.role == "aggregated")
+    argv = list(worker.argv)
+    f = facts_of(s).roles[0]
+    assert "--enable-attention-dp" in argv and argv[argv.index("--expert-parallel-size") + 1] == str(f.ep_size)
+    assert int(argv[argv.index("--max-batch-size") + 1]) == -(-f.max_running // f.ranks)  # each DP rank's own
+    assert any("load-balancer slots" in n for n in launch.notes)  # EPLB: an engine option, named, not written
+    assert launch.version == "1.3.0rc29" and worker.nodes == "head"  # 4 nodes: MPI starts the others
+
+
+def test_plan_emit_refuses_a_local_engine_before_planning(tmp_path):
+    r = CliRunner().invoke(main, ["plan", str(ROOT / "plans" / "aic-compare-v3-h100.yaml"), "-o", str(tmp_path),
+                                  "--emit", "llama-cpp"])
+    assert r.exit_code == 2 and "emit one of sglang, vllm, trtllm, dynamo" in r.output
+    assert not list(tmp_path.iterdir())  # refused before any work

@@ -68,9 +68,41 @@ def _sglang_extra() -> dict:
     return {"expert_location_models": sorted(p.relative_to(models).with_suffix("").as_posix() for p in files)}
 
 
-ENGINES = {"sglang": _sglang, "vllm": _vllm}
+def _dynamo(worker: str) -> tuple[argparse.ArgumentParser, str, str]:
+    """NVIDIA Dynamo's worker (``python -m dynamo.sglang`` / ``dynamo.trtllm``) or frontend parser, built as
+    its ``parse_args`` builds it (the dynamo.sglang one includes the pinned SGLang's own flags)."""
+    from importlib.metadata import version
+    # dynamo.sglang parses its own flags first and hands the rest to SGLang's parser: where a flag is both,
+    # Dynamo's wins (added last, conflicts resolved in its favour)
+    p = argparse.ArgumentParser(conflict_handler="resolve")
+    if worker == "sglang":
+        from dynamo.sglang.args import add_sglang_cli_compat
+        from sglang.srt.server_args import ServerArgs
+        ServerArgs.add_cli_args(p)
+        add_sglang_cli_compat(p)
+    if worker == "frontend":
+        from dynamo.frontend.frontend_args import FrontendArgGroup
+        FrontendArgGroup().add_arguments(p)
+        return p, version("ai-dynamo"), "dynamo.frontend (FrontendArgGroup): python -m dynamo.frontend"
+    from dynamo.common.configuration.groups.router_args import register_worker_router_help
+    from dynamo.common.configuration.groups.runtime_args import DynamoRuntimeArgGroup
+    DynamoRuntimeArgGroup().add_arguments(p)
+    if worker == "trtllm":
+        from dynamo.trtllm.backend_args import DynamoTrtllmArgGroup
+        DynamoTrtllmArgGroup().add_arguments(p)
+    else:
+        import sglang
+        from dynamo.sglang.args import DynamoSGLangArgGroup
+        DynamoSGLangArgGroup().add_arguments(p)
+        worker = f"sglang (with SGLang {sglang.__version__}'s ServerArgs)"
+    register_worker_router_help(p)
+    return p, version("ai-dynamo"), f"python -m dynamo.{worker}: the parser dynamo's parse_args builds"
+
+
+ENGINES = {"sglang": _sglang, "vllm": _vllm, "dynamo-sglang": lambda: _dynamo("sglang"),
+           "dynamo-trtllm": lambda: _dynamo("trtllm"), "dynamo-frontend": lambda: _dynamo("frontend")}
 JSON_FIELDS = {"vllm": _vllm_json}
-EXTRA = {"sglang": _sglang_extra}
+EXTRA = {"sglang": _sglang_extra, "dynamo-sglang": _sglang_extra}
 
 
 def flags_of(parser: argparse.ArgumentParser) -> dict[str, dict]:
@@ -118,13 +150,13 @@ class _Module(types.ModuleType):
 
 
 class _Stub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import the named top-level modules as empty stand-ins (what the parser never touches)."""
+    """Import the named modules (and their submodules) as empty stand-ins (what the parser never touches)."""
 
     def __init__(self, names: set[str]) -> None:
         self.names = names
 
     def find_spec(self, name, path, target=None):
-        if name.split(".")[0] not in self.names:
+        if not any(name == n or name.startswith(n + ".") for n in self.names):
             return None
         return importlib.machinery.ModuleSpec(name, self, is_package=True)
 

@@ -121,6 +121,12 @@ def emit_launches(p, path: Path, result: dict, engines: tuple[str, ...], out_dir
 
 def check_emit(engines: tuple[str, ...], out_dir: Path | None) -> None:
     """Before a plan runs: ``--emit`` needs ``-o`` (the launch files go there)."""
+    from moesim.launch import LAUNCHERS
     from moesim.util.errors import ScenarioError
     if engines and out_dir is None:
         raise ScenarioError("--emit writes launch files into the output folder", path="--emit", fix="add -o DIR")
+    local = [e for e in engines if LAUNCHERS.get(e).local]
+    if local:
+        serving = ", ".join(n for n in LAUNCHERS.names() if not LAUNCHERS.get(n).local)
+        raise ScenarioError(f"{local[0]} runs offload scenarios on one machine; a plan's answer is a serving "
+                            "deployment", path="--emit", fix=f"emit one of {serving}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from moesim.config.schema import Scenario
 from moesim.launch.base import Command, Launch, Launcher
+from moesim.launch.dynamo import DYNAMO, TRTLLM
 from moesim.launch.facts import Facts, facts_of
 from moesim.launch.flags import problems
 from moesim.launch.ktransformers import KTRANSFORMERS
@@ -25,6 +26,10 @@ LAUNCHERS.register("sglang", SGLANG, help=f"SGLang {SGLANG.version}: python -m s
                    "(attention DP, DeepEP, EPLB placement file, PD disaggregation)")
 LAUNCHERS.register("vllm", VLLM, help=f"vLLM {VLLM.version}: vllm serve per instance (DP + expert parallel, DeepEP, "
                    "EPLB redundancy, NIXL disaggregation)")
+LAUNCHERS.register("trtllm", TRTLLM, help="TensorRT-LLM 1.3.0rc29 workers under NVIDIA Dynamo 1.6.1 (python -m "
+                   "dynamo.trtllm; attention DP, EP, disaggregation; engine options as notes)")
+LAUNCHERS.register("dynamo", DYNAMO, help="NVIDIA Dynamo 1.6.1: frontend and SGLang 0.5.21 workers (python -m "
+                   "dynamo.sglang; NIXL disaggregation, EPLB placement file)")
 LAUNCHERS.register("llama-cpp", LLAMA_CPP, help=f"llama.cpp ({LLAMA_CPP.version}): llama-server for an offload "
                    "scenario (--n-cpu-moe / -ot for the MoE layers kept on the CPU)")
 LAUNCHERS.register("ktransformers", KTRANSFORMERS, help="KTransformers in SGLang 0.5.23 (kt-kernel CPU experts, "
@@ -44,7 +49,7 @@ def render(s: Scenario, engine: str) -> Launch | LocalLaunch:
                             fix="use --engine llama-cpp or ktransformers, or a scenario without offload")
     else:
         out = launcher.render(facts_of(s))
-    bad = [p for c in out.commands for p in problems(c.args, launcher.engine, launcher.version)]
+    bad = [p for c in out.commands for p in problems(c.args, *(c.parser or (launcher.engine, launcher.version)))]
     if bad:
         raise RuntimeError(f"the {engine} launch has flags {launcher.engine} {launcher.version} would refuse "
                           f"({'; '.join(bad)}): please report it with the scenario")

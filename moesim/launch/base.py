@@ -23,6 +23,7 @@ class Command:
     nodes: str
     argv: tuple[str, ...]
     entry: int
+    parser: tuple[str, str] | None = None  # (engine, version) whose flags check it; None: the launcher's
 
     @property
     def args(self) -> list[str]:

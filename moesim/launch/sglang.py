@@ -68,10 +68,12 @@ def render(f: Facts) -> Launch:
     return Launch("sglang", VERSION, f, tuple(commands), files, tuple(notes))
 
 
-def _args(f: Facts, r: RoleFacts) -> list[str]:
+def _args(f: Facts, r: RoleFacts, legacy_dp: bool = False) -> list[str]:
+    """One role's SGLang flags. ``legacy_dp``: attention data parallelism as SGLang before 0.5.23 spells it
+    (``--enable-dp-attention --dp-size``; 0.5.21, which Dynamo 1.6.1 runs, has no ``--attn-dp-size``)."""
     a = ["--model-path", "$MODEL_PATH", "--trust-remote-code", "--tp-size", str(r.gpus)]
     if r.attention_tp < r.gpus:
-        a += ["--attn-dp-size", str(r.ranks)]
+        a += ["--enable-dp-attention", "--dp-size", str(r.ranks)] if legacy_dp else ["--attn-dp-size", str(r.ranks)]
     if r.ep_size > 1:
         a += ["--ep-size", str(r.ep_size)]
         if f.comm_algorithm != "flat":
