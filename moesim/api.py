@@ -150,6 +150,7 @@ def launch(path: str | Path, engine: str, overrides: Iterable[str] = ()) -> Any:
 def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
     """``moesim check``: the scenario file at ``path`` loaded and checked without simulating (its serving
     deployment too); returns the resolved scenario as plain data and the size estimate (or the tier plan)."""
+    from moesim.iteration.fit import check_fit
     from moesim.iteration.sizing import describe
     from moesim.present.offload_text import describe_plan
     from moesim.serve.deploy import deployment_of
@@ -157,6 +158,8 @@ def check(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, An
     try:
         if s.serving is not None:
             deployment_of(s)
+        else:  # a serving deployment sizes its KV cache itself; one iteration must fit as given
+            check_fit(s)
         text = describe_plan(s) if s.offload is not None else describe(s)  # a plan that does not fit: refused
     except ScenarioError as err:
         raise err.located(file=str(path)) from None

@@ -15,6 +15,10 @@ from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice
 from moesim.util import alloc
 from moesim.util.errors import MoesimError
 
+OVERSUBSCRIBE = click.option(
+    "--allow-oversubscribe", "oversubscribe", is_flag=True,
+    help="Run a deployment that does not fit in GPU memory anyway, as a what-if (sim.allow_oversubscribe); "
+         "by default it is refused, naming the biggest consumer and the fix.")
 SET_HELP = "Override a scenario field by dotted path, e.g. --set router.top_k=4 --set cluster.nodes=8 (repeatable)."
 
 
@@ -41,8 +45,9 @@ def main() -> None:
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a Chrome trace of the iteration (open it in https://ui.perfetto.dev).")
 @parquet.FORMAT
+@OVERSUBSCRIBE
 def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path | None,
-        trace_file: Path | None, table_format: str) -> None:
+        trace_file: Path | None, table_format: str, oversubscribe: bool) -> None:
     """Simulate one iteration of SCENARIO (a YAML file) and say where its time goes.
 
     \b
@@ -55,7 +60,7 @@ def run(scenario: Path, overrides: tuple[str, ...], as_json: bool, out_dir: Path
       moesim run scenarios/mixtral-8x7b-a100.yaml -o out/ --trace out/trace.json
     """
     parquet.check(table_format, out_dir)
-    result = api.run(scenario, overrides)
+    result = api.run(scenario, [*overrides, *(["sim.allow_oversubscribe=true"] if oversubscribe else [])])
     if getattr(result, "offload", False):
         offload_out(result, as_json, out_dir, trace_file)
     elif getattr(result, "pipeline", False):
@@ -83,10 +88,12 @@ def _run_out(result: api.Result, as_json: bool, out_dir: Path | None, trace_file
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
-def check(scenario: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+@OVERSUBSCRIBE
+def check(scenario: Path, overrides: tuple[str, ...], as_json: bool, oversubscribe: bool) -> None:
     """Validate SCENARIO without simulating; print the resolved configuration as YAML, then the run's size
-    estimate (peak memory, time) as a YAML comment (--json: one object with both)."""
-    doc, note = api.check(scenario, overrides)
+    estimate (peak memory, time) as a YAML comment (--json: one object with both). A deployment that does
+    not fit in GPU memory, or a context beyond the model's maximum, is refused (exit 2) naming the fix."""
+    doc, note = api.check(scenario, [*overrides, *(["sim.allow_oversubscribe=true"] if oversubscribe else [])])
     if as_json:
         return click.echo(json.dumps({**doc, "estimate": note}, indent=1))
     import yaml

@@ -59,7 +59,7 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, ad
     from moesim.present.tables import sweep_text
     from moesim.studies.sweep.run import METRIC_KEYS
     click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)
-    if summary["points"] and summary["failed"] + summary["invalid"] >= summary["points"]:
+    if summary["points"] and summary["failed"] >= summary["points"]:  # failed counts the invalid points too
         click.echo(f"error: every point of the sweep failed (results and errors kept in {out_dir})", err=True)
         sys.exit(2)
 

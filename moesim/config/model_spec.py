@@ -40,6 +40,8 @@ class ModelSpec(Strict):
     dense_weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4"] | None = None
     # the non-MoE shape (optional: memory per GPU needs it). Attention is MLA when kv_lora_rank is set
     # (DeepSeek-V2/V3), else MHA/GQA from the head counts.
+    # the longest context the checkpoint supports (config.json's max_position_embeddings; None: not known)
+    max_position_embeddings: int | None = Field(default=None, gt=0)
     num_attention_heads: int | None = Field(default=None, gt=0)
     num_key_value_heads: int | None = Field(default=None, gt=0)
     head_dim: int | None = Field(default=None, gt=0)

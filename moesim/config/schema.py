@@ -286,6 +286,8 @@ class SimSpec(Strict):
     engine: Literal["auto", "des", "lockstep", "bound"] = "auto"
     # refuse a run whose memory estimate (moesim/iteration/sizing.py) exceeds this machine's memory
     size_guard: bool = True
+    # run a deployment that does not fit in GPU memory anyway (a what-if; the output says so)
+    allow_oversubscribe: bool = False
     routing: Literal["auto", "exact", "sampled"] = "auto"
     sampled_tokens: int = Field(default=65536, ge=256)
     # at least this many sampled tokens per GPU: with fewer, per-GPU load is under-sampled. DeepSeek-V3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moesim.comm import ALGORITHMS
 from moesim.config.schema import Scenario
+from moesim.iteration.fit import check_context
 from moesim.iteration.stages import stage_scenario
 from moesim.model.layers import FULL, LAYER_KINDS
 from moesim.model.moe import MoEModel
@@ -40,6 +41,7 @@ def check_scenario(s: Scenario) -> None:
                                 f"fewer than top_k {top_k}", path="router.limit.max",
                                 fix=f"use max >= {-(-top_k // per_scope)}")
     _check_workload(s)
+    check_context(s)
     if r.bias is not None and len(r.bias) != experts:
         raise ScenarioError(f"{len(r.bias)} bias values for {experts} experts", path="router.bias",
                             fix=f"give one value per routed expert ({experts})")

@@ -83,7 +83,8 @@ def _memory_line(mem: dict[str, Any]) -> str:
     if not mem.get("known"):
         return "not computed (the model gives no attention shape)"
     gib = 2**30
-    verdict = "fits" if mem["fits"] else f"DOES NOT FIT: over by {mem['over_by_bytes'] / gib:.1f} GiB"
+    verdict = "fits" if mem["fits"] else (f"DOES NOT FIT: over by {mem['over_by_bytes'] / gib:.1f} GiB, a what-if "
+                                          "run (--allow-oversubscribe)")
     return (f"{mem['total_bytes'] / gib:.1f} of {mem['capacity_bytes'] / gib:.1f} GiB, {verdict} (experts "
             f"{mem['expert_weights_bytes'] / gib:.1f}, other weights {mem['other_weights_bytes'] / gib:.1f}, "
             f"KV cache {mem['kv_cache_bytes'] / gib:.1f})")

@@ -9,6 +9,7 @@ from typing import Any
 
 from moesim.iteration.build import RouteReuse
 from moesim.iteration.checks import check_slots, serving_instances_split
+from moesim.iteration.fit import check_fit
 from moesim.iteration.run import run_scenario
 from moesim.iteration.scenario import load_scenario
 from moesim.iteration.sizing import guard
@@ -23,6 +24,7 @@ def run_file(path: str | Path, overrides: Iterable[str] = (), reuse: RouteReuse 
     with ``workload.pipeline_stages`` > 1 a ``pipeline.PipelineResult``."""
     s = load_scenario(path, overrides)
     try:
+        check_fit(s)  # a deployment that does not fit in GPU memory: refused (unless allowed as a what-if)
         if s.offload is not None:  # experts across memory tiers: its own walk over decode steps
             return run_offload(s)
         if s.workload.pipeline_stages > 1:  # stage by stage, then the pipeline schedule

@@ -42,9 +42,11 @@ def point_key(scenario_json: str) -> str:
 
 def _resolve(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str | None, str | None]:
     """(resolved scenario, its JSON, error) for one point; a point that does not validate keeps its error."""
+    from moesim.iteration.fit import check_fit
     from moesim.iteration.scenario import load_scenario
     try:
         s = load_scenario(spec.base, [*spec.overrides, *spec.overrides_for(params)])
+        check_fit(s)  # a point that does not fit in GPU memory is recorded with why
     except MoesimError as exc:
         return None, None, str(exc)
     return s, json.dumps(s.model_dump(mode="json"), sort_keys=True), None
