@@ -134,3 +134,25 @@ def test_fp8_expert_loop_matches_bf16_within_quantisation_error():
     ref = P.experts_loop(x, [32], *P.expert_weights(1, 64, 64, torch.bfloat16)).float()
     got = P.experts_loop_fp8(x, [32], *P.expert_weights_fp8(1, 64, 64)).float()
     assert ((got - ref).norm() / ref.norm()).item() < 0.1  # e4m3 keeps ~2 significant digits
+
+
+class _Evil:
+    """A pickle that would run code when loaded (writes a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_router_trace_refuses_a_pickle_that_runs_code(tmp_path, capsys):
+    from moesim.calibrate.router_trace import main as router_trace
+    marker = tmp_path / "ran"
+    torch.save({"w": _Evil(str(marker))}, tmp_path / "evil.pt")
+    np.save(tmp_path / "hidden.npy", np.zeros((4, 16), dtype=np.float32))
+    rc = router_trace(["--gate", str(tmp_path / "evil.pt"), "--hidden", str(tmp_path / "hidden.npy"), "--top-k", "2",
+                       "-o", str(tmp_path / "t.npz")])
+    assert rc == 2 and not marker.exists() and not (tmp_path / "t.npz").exists()
+    err = capsys.readouterr().err
+    assert "evil.pt: not a tensor file moesim reads safely" in err and len(err.strip().splitlines()) == 1

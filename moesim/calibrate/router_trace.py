@@ -10,6 +10,7 @@ group limit + top-k + renormalisation (moesim/calibrate/pieces.py ``router``). O
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -19,13 +20,28 @@ import torch
 from moesim.calibrate import pieces as P
 
 
+class InputError(ValueError):
+    """An input file that is not tensors (one line naming the file and the fix)."""
+
+
 def _load(path: Path) -> np.ndarray:
-    if path.suffix in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-        obj = next(iter(obj.values())) if isinstance(obj, dict) else obj
-        return obj.float().numpy() if hasattr(obj, "numpy") else np.asarray(obj)
-    data = np.load(path)
-    return data[data.files[0]] if hasattr(data, "files") else data
+    """A tensor file's array. ``.pt`` loads with ``weights_only=True`` (tensors, no code: a pickle that would
+    run code is refused); ``.npy`` / ``.npz`` with ``allow_pickle=False``."""
+    try:
+        if path.suffix in (".pt", ".pth"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = next(iter(obj.values())) if isinstance(obj, dict) else obj
+            return obj.float().numpy() if hasattr(obj, "numpy") else np.asarray(obj)
+        data = np.load(path, allow_pickle=False)
+        return data[data.files[0]] if hasattr(data, "files") else data
+    except pickle.UnpicklingError:  # weights_only refused an object that is not a tensor (it might run code)
+        raise InputError(f"{path}: not a tensor file moesim reads safely (it holds Python objects other than "
+                         "tensors, which loading could run as code); save plain tensors (torch.save of a tensor "
+                         "or a dict of tensors, or numpy.save)") from None
+    except (OSError, ValueError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a tensor file moesim reads safely ({first[:200]}); save plain tensors "
+                         "(torch.save of a tensor or a dict of tensors, or numpy.save)") from None
 
 
 def gate_trace(gate: np.ndarray, hidden: np.ndarray, k: int, scoring: str, n_group: int, topk_group: int,
@@ -57,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topk-group", type=int, default=1)
     ap.add_argument("-o", "--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    ids, w = gate_trace(_load(a.gate), _load(a.hidden), a.top_k, a.scoring, a.n_group, max(a.topk_group, 1)
-                        if a.n_group > 1 else 1, _load(a.bias) if a.bias else None)
+    try:
+        gate, hidden, bias = _load(a.gate), _load(a.hidden), _load(a.bias) if a.bias else None
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ids, w = gate_trace(gate, hidden, a.top_k, a.scoring, a.n_group, max(a.topk_group, 1) if a.n_group > 1 else 1,
+                        bias)
     np.savez_compressed(a.out, topk_ids=ids.astype(np.int32), topk_weights=w.astype(np.float32))
     print(f"wrote {a.out}: {ids.shape[0]} layers x {ids.shape[1]} tokens x top-{ids.shape[2]}")
     return 0

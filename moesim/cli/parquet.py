@@ -22,16 +22,19 @@ FORMAT = click.option("--format", "table_format", type=click.Choice(["csv", "par
 
 
 def check(table_format: str, out_dir: Path | None) -> None:
-    """Refuse ``--format parquet`` without ``-o`` or without pyarrow, before the work starts."""
-    if table_format != "parquet":
-        return
-    if out_dir is None:
-        raise MoesimError("--format parquet writes the tables of the -o folder; give -o DIR too")
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise MoesimError("--format parquet needs pyarrow, which is not installed; pip install 'moesim[parquet]' "
-                          "(or pyarrow), or leave out --format") from None
+    """Before the work starts: the ``-o`` folder takes files, and ``--format parquet`` has ``-o`` and
+    pyarrow."""
+    if table_format == "parquet":
+        if out_dir is None:
+            raise MoesimError("--format parquet writes the tables of the -o folder; give -o DIR too")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise MoesimError("--format parquet needs pyarrow, which is not installed; pip install "
+                              "'moesim[parquet]' (or pyarrow), or leave out --format") from None
+    if out_dir is not None:
+        from moesim.util.files import check_writable
+        check_writable(out_dir, "the results", "give -o a folder you can write")
 
 
 def write(table_format: str, out_dir: Path | None) -> list[Path]:

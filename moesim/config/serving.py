@@ -229,9 +229,9 @@ class SurfaceSpec(_Strict):
     over the workload's range). holdout: also run the midpoints of the grid and report the interpolation
     error there. cache: keep built surfaces on disk keyed by everything that changes them."""
 
-    prefill_tokens: list[int] | None = None
-    decode_batch: list[int] | None = None
-    contexts: list[int] | None = None
+    prefill_tokens: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=256)
+    decode_batch: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=256)
+    contexts: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=256)
     holdout: bool = True
     cache: bool = True
 

@@ -50,14 +50,14 @@ class SearchSpec(_Strict):
     0 extra slots), so no GPU count is dropped for want of a listed value. max_batch: sequences per GPU,
     searched upwards until a larger batch stops raising the capacity at the SLO."""
 
-    nodes: list[int] = Field(default=[1, 2, 4], min_length=1)
+    nodes: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(default=[1, 2, 4], min_length=1)
     deployment: list[Literal["aggregated", "disaggregated"]] = Field(default=["aggregated"], min_length=1)
     ep_gpus: list[int] | Literal["auto"] = "auto"
-    prefill_share: list[float] = Field(default=[0.25, 0.5], min_length=1)
-    max_batch: list[int] = Field(default=[16, 32, 64, 128, 256], min_length=1)
+    prefill_share: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default=[0.25, 0.5], min_length=1)
+    max_batch: list[Annotated[int, Field(ge=1)]] = Field(default=[16, 32, 64, 128, 256], min_length=1)
     micro_batches: list[Literal[1, 2]] = Field(default=[1], min_length=1)
     placement: list[str] = Field(default=["eplb"], min_length=1)
-    redundant_slots: list[int] = Field(default=[0, 1], min_length=1)
+    redundant_slots: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1], min_length=1)
     node_limit: list[int | None] = Field(default=[None], min_length=1)
     attention_tp: list[int] = Field(default=[1], min_length=1)
     # MoE layout: ep (whole experts over the EP group) or tp (every expert sharded over the attention TP
@@ -137,12 +137,47 @@ def load_plan(path: str | Path) -> tuple[PlanSpec, Path]:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        fix = ("allowed keys: " + ", ".join(PlanSpec.model_fields) if err["type"] == "extra_forbidden" and
-               len(err["loc"]) == 1 else "see `moesim plan --help`")
+        fix = _allowed(err["loc"]) if err["type"] == "extra_forbidden" else "see `moesim plan --help`"
         raise ScenarioError(msg if err["type"] != "extra_forbidden" else "unknown key", file=str(path),
                             path=loc, fix=fix) from None
     _check_engines(spec, path)
+    _check_scenario(spec, path)
     return spec, path
+
+
+def _check_scenario(spec: PlanSpec, path: Path) -> None:
+    """The plan's ``scenario:`` sections are the scenario's: a section the schema takes as a mapping must be
+    one (``router: fast`` or ``cluster: [1]`` is the plan file's mistake, named before any work)."""
+    from pydantic import BaseModel
+
+    from moesim.config.schema import Scenario
+    for key, value in spec.scenario.items():
+        field = Scenario.model_fields.get(key)
+        if field is None:
+            import difflib
+            close = difflib.get_close_matches(key, list(Scenario.model_fields), n=1)
+            raise ScenarioError("unknown scenario section", file=str(path), path=f"scenario.{key}",
+                                fix=(f"did you mean {close[0]!r}? " if close else "") + "allowed: "
+                                + ", ".join(Scenario.model_fields))
+        kinds = getattr(field.annotation, "__args__", (field.annotation,))
+        section = any(isinstance(k, type) and issubclass(k, BaseModel) for k in kinds)
+        if section and not isinstance(value, dict):
+            raise ScenarioError(f"must be a mapping, not {type(value).__name__} {value!r}"[:160], file=str(path),
+                                path=f"scenario.{key}", fix=f"give {key}'s fields, e.g. scenario: {{{key}: {{...}}}}")
+
+
+def _allowed(loc: tuple) -> str:
+    """For an unknown key at ``loc``: "did you mean ...? allowed keys: ..." of the section it is in."""
+    import difflib
+    model: Any = PlanSpec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        model = field.annotation if field is not None else None
+    names = list(getattr(model, "model_fields", {}))
+    if not names:
+        return "see `moesim plan --help`"
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + "allowed keys: " + ", ".join(names)
 
 
 def _check_engines(spec: PlanSpec, path: Path) -> None:

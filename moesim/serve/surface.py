@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from moesim.config.schema import Scenario
+from moesim.util.files import check_writable
 from moesim.util.fingerprint import cache_dir, code_fingerprint
 
 
@@ -329,6 +330,9 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     more than REFINE_ABOVE (at most REFINE_ROUNDS times). ``store(path, text)`` writes a cache file."""
     out: dict[str, Surface] = {}
     todo: list[_Build] = []
+    if use_cache:  # before any work: a cache that cannot be written is said now, not after the surfaces
+        check_writable(cache_dir() / "surfaces", "the surface cache",
+                       "set MOESIM_CACHE to a writable folder, or run with --no-cache")
     for g in grids:
         path = cache_dir() / "surfaces" / f"{g.cache_key()}.json"
         if use_cache and path.is_file():

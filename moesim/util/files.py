@@ -3,6 +3,7 @@ rename), JSON with sorted keys, CSV with one header row. Every writer in moesim 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,15 +15,34 @@ from typing import Any
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers never see a half-written file."""
+    """Write ``text`` to ``path`` so that readers never see a half-written file; the temporary file is removed
+    when the write fails (a full disk, a signal), so nothing half-written is left beside it either."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """Before any work: ``folder`` exists (made if missing) and takes a new file; MoesimError naming it,
+    ``what`` is written there, and ``fix`` otherwise."""
+    from moesim.util.errors import MoesimError
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moesim-write-check.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise MoesimError(f"{folder}: cannot write {what} there ({exc.strerror or exc}); {fix}") from None
 
 
 def to_json(summary: dict[str, Any]) -> str:

@@ -130,6 +130,9 @@ def parse_yaml(text: str, file: str) -> Any:
         raise ScenarioError(f"not valid YAML ({problem})", file=file, path=where, fix="fix the YAML syntax") from None
     except RecursionError:
         raise ScenarioError("nested too deeply to be a scenario", file=file, fix="flatten the data") from None
+    except ValueError as exc:  # an integer literal of more than Python's 4,300 digits, and the like
+        raise ScenarioError(f"a number moesim cannot read ({str(exc)[:100]})", file=file,
+                            fix="use a number of at most 18 digits") from None
     finally:
         if loader is not None:
             loader.dispose()

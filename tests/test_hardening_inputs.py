@@ -1,0 +1,75 @@
+"""Issue 34's message families: user input that ended in exit 3 (a traceback's summary) now ends in exit 2
+with one line naming the place and the fix, before any work; results are written atomically and the
+folders they go to are checked first."""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from moesim.cli.main import main
+from moesim.util.files import write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+SCEN = ROOT / "scenarios" / "mixtral-8x7b-a100.yaml"
+PLAN = ROOT / "plans" / "aic-compare-v3-h100.yaml"
+
+
+def _one_line(r, *want: str) -> None:
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error:") and "Traceback" not in r.output and "internal error" not in r.output
+    for w in want:
+        assert w in line, line
+
+
+def test_a_number_of_5000_digits_is_one_line():
+    r = CliRunner().invoke(main, ["check", str(SCEN), "--set", "seed=" + "9" * 5000])
+    _one_line(r, "a number moesim cannot read")
+
+
+@pytest.mark.parametrize("edit, want", [
+    (lambda p: p["search"].update(nodes=[0]), "search.nodes.0"),
+    (lambda p: p["scenario"].update(router="fast"), "scenario.router: must be a mapping"),
+    (lambda p: p["scenario"].update(cluster=[1]), "scenario.cluster: must be a mapping"),
+    (lambda p: p["scenario"].update(rooter={}), "did you mean 'router'"),
+    (lambda p: p.update(serch=p.pop("search")), "did you mean 'search'"),
+    (lambda p: p["search"].update(max_bach=[8]), "did you mean 'max_batch'"),
+])
+def test_bad_plan_files_are_named_before_planning(tmp_path, edit, want):
+    plan = yaml.safe_load(PLAN.read_text())
+    edit(plan)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(plan))
+    _one_line(CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "o")]), want)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_surface_grid_of_zero_or_negative_tokens_is_refused():
+    r = CliRunner().invoke(main, ["check", str(ROOT / "scenarios" / "deepseek-v3-serve-h800.yaml"), "--set",
+                                  "serving.surface.prefill_tokens=[0, -1]"])
+    _one_line(r, "serving.surface.prefill_tokens.0")
+
+
+def test_folders_that_cannot_take_the_results_are_said_before_the_work(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a regular file where a folder is needed: refused even for root
+    _one_line(CliRunner().invoke(main, ["run", str(SCEN), "-o", str(blocker / "out")]), "cannot write the results")
+    monkeypatch.setenv("MOESIM_CACHE", str(blocker))
+    r = CliRunner().invoke(main, ["serve", str(ROOT / "scenarios" / "mixtral-8x7b-serve-trace-a100.yaml")])
+    _one_line(r, "cannot write the surface cache", "--no-cache")
+
+
+def test_a_failed_write_leaves_neither_a_half_file_nor_its_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError):
+        write_atomic(target, "new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
