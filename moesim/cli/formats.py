@@ -4,14 +4,13 @@ commands; ``moesim plan --emit`` writes them for the plan's answer)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from moesim import api
 from moesim.cli.serve import SET_HELP
-from moesim.cli.types import RegistryChoice
+from moesim.cli.types import RegistryChoice, dumps
 
 
 @click.command(name="export-placement")
@@ -33,8 +32,8 @@ def export_placement(scenario: Path, overrides: tuple[str, ...], out_file: Path)
     s = api.load_scenario(scenario, list(overrides))
     doc, notes = sglang_expert_location(s)
     sidecar = out_file.with_name(out_file.stem + ".moesim.json")
-    write_atomic(out_file, json.dumps(doc) + "\n")
-    write_atomic(sidecar, json.dumps(notes, indent=1) + "\n")
+    write_atomic(out_file, dumps(doc) + "\n")
+    write_atomic(sidecar, dumps(notes, indent=1) + "\n")
     rows = doc["physical_to_logical_map"]
     click.echo(f"wrote {out_file}: {len(rows)} layers x {len(rows[0])} physical experts (EP {s.cluster.num_gpus}); "
                f"notes in {sidecar}; SGLang flags: {notes['sglang_flags']}", err=True)
@@ -97,11 +96,11 @@ def write_launch(s, engine: str, out_dir: Path, as_json: bool, source: str) -> N
     doc = launch.doc()
     for name, text in launch.files.items():
         write_atomic(out_dir / name, text)
-    write_atomic(out_dir / "launch.json", json.dumps(doc, indent=1) + "\n")
+    write_atomic(out_dir / "launch.json", dumps(doc, indent=1) + "\n")
     write_atomic(out_dir / "launch.sh", launch.script())
     (out_dir / "launch.sh").chmod(0o755)
     if as_json:
-        click.echo(json.dumps(doc, indent=1))
+        click.echo(dumps(doc, indent=1))
     roles = ", ".join(f"{r['role']} {r['instances']}x{r['gpus_per_instance']} GPUs" for r in doc["roles"])
     click.echo(f"wrote {out_dir / 'launch.sh'} ({engine} {launch.version}: {roles}; {len(launch.notes)} note(s))",
                err=True)

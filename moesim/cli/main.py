@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 from moesim import __version__, api
 from moesim.cli import parquet
 from moesim.cli.outputs import SILICON_INTRO, offload_out, pipeline_out
-from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice
+from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice, dumps
 from moesim.util import alloc
 from moesim.util.errors import MoesimError
 
@@ -95,7 +94,7 @@ def check(scenario: Path, overrides: tuple[str, ...], as_json: bool, oversubscri
     not fit in GPU memory, or a context beyond the model's maximum, is refused (exit 2) naming the fix."""
     doc, note = api.check(scenario, [*overrides, *(["sim.allow_oversubscribe=true"] if oversubscribe else [])])
     if as_json:
-        return click.echo(json.dumps({**doc, "estimate": note}, indent=1))
+        return click.echo(dumps({**doc, "estimate": note}, indent=1))
     import yaml
     click.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
     click.echo(f"# {note}")
@@ -111,7 +110,7 @@ def list_(what: str, as_json: bool) -> None:
     (attention), schedulers (serving), engines (serving profiles: sglang, vllm, trtllm), cost-models,
     executors, launchers (engine launch files: moesim export-launch)."""
     from moesim.cli.formats import list_doc, list_text
-    click.echo(json.dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
+    click.echo(dumps(list_doc(what), indent=1) if as_json else list_text(what), nl=as_json)
 
 
 @main.command()
@@ -166,7 +165,7 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
     rep = api.validate(profile, stored)
     rows, errors, deepep, serving = rep["rows"], rep["errors"], rep["deepep"], rep["deepseek_serving"]
     if as_json:
-        click.echo(json.dumps({k: rep[k] for k in ("profile", "rows", "errors", "deepep", "deepep_low_latency",
+        click.echo(dumps({k: rep[k] for k in ("profile", "rows", "errors", "deepep", "deepep_low_latency",
                                                    "deepseek_serving")},
                               indent=1, sort_keys=True))
     else:
@@ -207,7 +206,7 @@ def stats(paths: tuple[Path, ...], gpus: int, gpus_per_node: int, key: str | Non
     from moesim.present.tables import stats_table
     from moesim.routing.analysis import summarize_file
     doc = summarize_file(list(paths) if len(paths) > 1 else paths[0], gpus, gpus_per_node, key, step, kind)
-    click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else stats_table(doc), nl=as_json)
+    click.echo(dumps(doc, indent=1, sort_keys=True) if as_json else stats_table(doc), nl=as_json)
 
 
 @main.command(name="compare")
@@ -284,7 +283,7 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
         rows, stopped = exc.rows, True
     bar.close()
     summary = summarize(rows, every)
-    click.echo(json.dumps({"rows": rows, "summary": summary}, indent=1) if as_json else rebalance_table(rows, summary),
+    click.echo(dumps({"rows": rows, "summary": summary}, indent=1) if as_json else rebalance_table(rows, summary),
                nl=as_json)
     if stopped:
         click.echo(f"interrupted after {len(rows)} of {iterations} iterations (their rows are above)", err=True)

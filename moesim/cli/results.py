@@ -3,14 +3,13 @@ ranking rows by the objective the user names (``moesim.studies.objective``)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from moesim.cli import parquet
-from moesim.cli.types import EXECUTOR, RegistryChoice
+from moesim.cli.types import EXECUTOR, RegistryChoice, dumps
 
 OBJECTIVE = RegistryChoice("moesim.studies.objective:OBJECTIVES")
 OBJECTIVE_HELP = ("What the recommended row is best at: throughput-per-gpu (tokens/s/GPU, the default), throughput "
@@ -58,7 +57,7 @@ def sweep_cmd(sweep_file: Path, out_dir: Path, jobs: int, executor_kind: str, ad
     parquet.write(table_format, out_dir)
     from moesim.present.tables import sweep_text
     from moesim.studies.sweep.run import METRIC_KEYS
-    click.echo(json.dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)
+    click.echo(dumps(summary, indent=1) if as_json else sweep_text(summary, out_dir, METRIC_KEYS), nl=as_json)
     if summary["points"] and summary["failed"] >= summary["points"]:  # failed counts the invalid points too
         click.echo(f"error: every point of the sweep failed (results and errors kept in {out_dir})", err=True)
         sys.exit(2)
@@ -88,6 +87,6 @@ def report_cmd(results: tuple[Path, ...], out_dir: Path, title: str | None, obje
     from moesim.studies.objective import check
     paths = write_report(list(results), out_dir, title, objective, check(objective, gpu_price))
     if as_json:
-        click.echo(json.dumps({"wrote": [str(p) for p in paths]}))
+        click.echo(dumps({"wrote": [str(p) for p in paths]}))
     for path in paths:
         click.echo(f"wrote {path}", err=True)

@@ -3,7 +3,6 @@ result handling: the terminal side of the serving simulation and the planner."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import click
 
 from moesim import api
 from moesim.cli import parquet
+from moesim.cli.types import dumps
 from moesim.util.progress import Phases
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival.rate_per_s=8 (repeatable)."
@@ -82,7 +82,7 @@ def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool,
         write_atomic(out_dir / "plan.json", to_json(result))
         write_atomic(out_dir / "plan.csv", to_csv(result["rows"]))
         also()
-    click.echo(json.dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
+    click.echo(dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
     if result["interrupted"]:
         click.echo("interrupted: the rows above are the deployments that finished", err=True)
         sys.exit(130)

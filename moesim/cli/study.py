@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from moesim.cli.types import dumps
 from moesim.util.progress import Progress
 
 
@@ -20,7 +21,7 @@ def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_js
     no variant ran (after writing)."""
     from moesim.present.compare import plot, table
     from moesim.util.files import to_csv, to_json, write_atomic
-    click.echo(json.dumps(rows, indent=1) if as_json else table(rows))
+    click.echo(dumps(rows, indent=1) if as_json else table(rows))
     if out_dir and rows:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(out_dir / "compare.json", to_json(rows))
@@ -100,7 +101,7 @@ def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str
     doc = refit(json.loads(base_path.read_text(encoding="utf-8")))
     write_atomic(out, to_json(doc))
     click.echo(f"wrote {out}", err=True)
-    click.echo(json.dumps(doc, indent=1) if as_json else text(doc), nl=as_json)
+    click.echo(dumps(doc, indent=1) if as_json else text(doc), nl=as_json)
 
 
 def validate_training(only: str | None, as_json: bool) -> None:
@@ -113,7 +114,7 @@ def validate_training(only: str | None, as_json: bool) -> None:
     bar = Progress("training rows", len(rows))
     doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
     bar.close()
-    click.echo(json.dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
+    click.echo(dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
 
 
 def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None, as_json: bool) -> None:
@@ -127,7 +128,7 @@ def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Pa
     bar = Progress("e2e rows", len(rows))
     doc = compare(rows, make_executor("local", jobs, None), progress=lambda k, n, g: bar.update(k, note=g))
     bar.close()
-    click.echo(json.dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
+    click.echo(dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
     if out_dir:
         for path in write_report(doc, out_dir):
             click.echo(f"wrote {path}", err=True)

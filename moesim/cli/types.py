@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 import warnings
+from typing import Any
 
 import click
 
@@ -116,3 +117,11 @@ def internal_error_line(exc: BaseException) -> str:
     at = f" at {where.tb_frame.f_code.co_filename.rsplit('/', 2)[-1]}:{where.tb_lineno}" if where else ""
     return (f"internal error: {type(exc).__name__}: {str(exc)[:200]}{at} (a bug in moesim: please report it "
             "with the command; MOESIM_DEBUG=1 shows the traceback)")
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    """JSON for the user (stdout or a file): always valid, a non-finite number written null."""
+    import json
+
+    from moesim.util.files import finite_or_null
+    return json.dumps(finite_or_null(obj), allow_nan=False, **kw)

@@ -12,6 +12,9 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from moesim.config.types import RegistryName, Seconds, Strict
 
+# requests per second: below 1e-6 (one request in 11 days) the arrival times leave the clock's resolution
+# (at 1e-300/s every TTFT read exactly 0; at 5e-324/s every one was NaN); above 1e9 no engine is modelled
+MIN_RATE, MAX_RATE = 1e-6, 1e9
 
 class _Strict(Strict):
     """The scenario's strict base: unknown keys, NaN, infinities and counts past 10^12 refused."""
@@ -21,7 +24,7 @@ class PoissonArrival(_Strict):
     """Exponential gaps, mean 1/rate (open-loop Poisson process)."""
 
     kind: Literal["poisson"] = "poisson"
-    rate_per_s: float = Field(gt=0)
+    rate_per_s: float = Field(ge=MIN_RATE, le=MAX_RATE)
 
 
 class GammaArrival(_Strict):
@@ -29,7 +32,7 @@ class GammaArrival(_Strict):
     Poisson; cv < 1 more regular), as in DistServe's and Vidur's workload generators."""
 
     kind: Literal["gamma"] = "gamma"
-    rate_per_s: float = Field(gt=0)
+    rate_per_s: float = Field(ge=MIN_RATE, le=MAX_RATE)
     cv: float = Field(default=2.0, gt=0)
 
 
@@ -37,7 +40,7 @@ class ConstantArrival(_Strict):
     """One request every 1/rate seconds (deterministic arrivals)."""
 
     kind: Literal["constant"] = "constant"
-    rate_per_s: float = Field(gt=0)
+    rate_per_s: float = Field(ge=MIN_RATE, le=MAX_RATE)
 
 
 class TraceArrival(_Strict):

@@ -336,11 +336,10 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     for g in grids:
         path = cache_dir() / "surfaces" / f"{g.cache_key()}.json"
         if use_cache and path.is_file():
-            try:
-                out[g.key] = Surface.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            cached = load_cached(path, g.cache_key())
+            if cached is not None:
+                out[g.key] = cached
                 continue
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a bad cache entry: rebuilt
-                pass  # a damaged cache file is rebuilt
         todo.append(_Build(g, path))
     done, total = 0, sum(len(b.missing()) for b in todo)
     for round_ in range(REFINE_ROUNDS + 1):
@@ -364,8 +363,36 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     for b in todo:
         out[b.g.key] = surf = b.surface()
         if use_cache and store:
-            store(b.path, json.dumps(surf.to_dict()))
+            store(b.path, cache_text(surf, b.g.cache_key()))
     return out
+
+
+def _digest(key: str, body: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{key}\n{json.dumps(body, sort_keys=True)}".encode()).hexdigest()
+
+
+def cache_text(surf: Surface, key: str) -> str:
+    """A surface's cache file: its key (the grid and code it belongs to) and a digest over both, so an edited,
+    truncated or swapped file is found on load and rebuilt rather than trusted."""
+    body = surf.to_dict()
+    return json.dumps({"key": key, "digest": _digest(key, body), "surface": body})
+
+
+def load_cached(path: Path, key: str) -> Surface | None:
+    """The cached surface at ``path`` when it is this grid's (``key``), intact (the digest) and sane (finite,
+    positive times, grids as built); None otherwise: the caller rebuilds it."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        body = doc["surface"]
+        if doc.get("key") != key or doc.get("digest") != _digest(key, body):
+            return None
+        surf = Surface.from_dict(body)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    times = [t for row in surf.time_s for t in row]
+    ok = (all(math.isfinite(t) and t > 0 for t in times) and len(surf.time_s) == len(surf.tokens)
+          and all(len(r) == len(surf.contexts) for r in surf.time_s))
+    return surf if ok else None
 
 
 def _rows(points: list[tuple[int, int]]) -> list[tuple[int, tuple[int, ...]]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -140,12 +141,29 @@ def _csv(text: str, fmt: str) -> list[tuple[float, float, float]]:
         raise KeyError(f"missing column(s) {', '.join(missing)}")
     out = []
     for i, row in enumerate(reader, start=2):
+        short = [c for c in cols if row.get(c) in (None, "")]
+        if short:
+            raise ValueError(f"line {i}: no value for {', '.join(short)} (a short row)")
         try:
             t = _timestamp(row[cols[0]]) if fmt == "azure" else float(row[cols[0]])
-            out.append((t, float(row[cols[1]]), float(row[cols[2]])))
+            out.append(_row(i, t, float(row[cols[1]]), float(row[cols[2]])))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"line {i}: {exc}") from None
+            raise ValueError(str(exc) if str(exc).startswith("line ") else f"line {i}: {exc}") from None
     return out
+
+
+MAX_TOKENS = 10**8  # tokens of one request: far past any model's context, and exact in float64 and int64
+
+
+def _row(i: int, t: float, inp: float, out: float) -> tuple[float, float, float]:
+    """One request, checked: a finite time, whole token counts from 1 to MAX_TOKENS (inf, NaN, 1e30 or 2^63
+    used to wrap to negative int64 and give negative throughput with the SLO 'met')."""
+    if not math.isfinite(t):
+        raise ValueError(f"line {i}: arrival time {t} is not a finite number")
+    for name, v in (("input", inp), ("output", out)):
+        if not math.isfinite(v) or v != int(v) or not 1 <= v <= MAX_TOKENS:
+            raise ValueError(f"line {i}: {name} tokens {v:g} is not a whole number from 1 to {MAX_TOKENS:,}")
+    return t, inp, out
 
 
 def _timestamp(text: str) -> float:
@@ -162,7 +180,7 @@ def _mooncake(text: str) -> list[tuple[float, float, float]]:
             continue
         try:
             d = json.loads(line)
-            out.append((float(d["timestamp"]) / 1e3, float(d["input_length"]), float(d["output_length"])))
+            out.append(_row(i, float(d["timestamp"]) / 1e3, float(d["input_length"]), float(d["output_length"])))
         except json.JSONDecodeError as exc:
             raise ValueError(f"line {i}: {exc.msg}") from None
         except KeyError as exc:

@@ -46,8 +46,23 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
 
 
 def to_json(summary: dict[str, Any]) -> str:
-    """Stable JSON (sorted keys) so the same seed gives byte-identical output."""
-    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    """Stable JSON (sorted keys) so the same seed gives byte-identical output. Always valid JSON: a value
+    that is not a finite number (a statistic of no samples) is written null, never NaN or Infinity."""
+    try:
+        return json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError:  # rare: only then pay for the walk
+        return json.dumps(finite_or_null(summary), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def finite_or_null(v: Any) -> Any:
+    """``v`` with every non-finite float replaced by None (JSON null), recursively."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: finite_or_null(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [finite_or_null(x) for x in v]
+    return v
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -171,6 +171,9 @@ def cached_result(path: Path) -> dict[str, Any] | None:
     numbers = [v for v in result.values() if isinstance(v, int | float) and not isinstance(v, bool)]
     if not (time_s > 0 and tput > 0) or not all(math.isfinite(v) and v >= 0 for v in numbers):
         return None
+    tokens = result.get("tokens_per_iteration")  # throughput x time = tokens: an edited figure breaks it
+    if isinstance(tokens, int | float) and abs(tput * time_s - tokens) > 1e-6 * max(tokens, 1.0):
+        return None
     return result
 
 
