@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from moesim.config.schema import Scenario
+from moesim.serve.surface_cache import read as read_cache
+from moesim.serve.surface_cache import text as cache_text
 from moesim.util.files import check_writable
 from moesim.util.fingerprint import cache_dir, code_fingerprint
 
@@ -363,31 +365,18 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
     for b in todo:
         out[b.g.key] = surf = b.surface()
         if use_cache and store:
-            store(b.path, cache_text(surf, b.g.cache_key()))
+            store(b.path, cache_text(surf.to_dict(), b.g.cache_key()))
     return out
 
 
-def _digest(key: str, body: dict[str, Any]) -> str:
-    return hashlib.sha256(f"{key}\n{json.dumps(body, sort_keys=True)}".encode()).hexdigest()
-
-
-def cache_text(surf: Surface, key: str) -> str:
-    """A surface's cache file: its key (the grid and code it belongs to) and a digest over both, so an edited,
-    truncated or swapped file is found on load and rebuilt rather than trusted."""
-    body = surf.to_dict()
-    return json.dumps({"key": key, "digest": _digest(key, body), "surface": body})
-
-
 def load_cached(path: Path, key: str) -> Surface | None:
-    """The cached surface at ``path`` when it is this grid's (``key``), intact (the digest) and sane (finite,
-    positive times, grids as built); None otherwise: the caller rebuilds it."""
+    """The cached surface at ``path``: this grid's, intact (surface_cache) and sane, else None (rebuilt)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        body = doc["surface"]
-        if doc.get("key") != key or doc.get("digest") != _digest(key, body):
-            return None
-        surf = Surface.from_dict(body)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        body = read_cache(path, key)
+        surf = Surface.from_dict(body) if body is not None else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if surf is None:
         return None
     times = [t for row in surf.time_s for t in row]
     ok = (all(math.isfinite(t) and t > 0 for t in times) and len(surf.time_s) == len(surf.tokens)

@@ -1,0 +1,30 @@
+"""The surface cache's file format: a surface's body with the key of the grid (and code) it belongs to and a
+digest over both, so an edited, truncated or swapped file is found on load and rebuilt, never trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+
+def digest(key: str, body: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{key}\n{json.dumps(body, sort_keys=True)}".encode()).hexdigest()
+
+
+def text(body: dict[str, Any], key: str) -> str:
+    """The cache file for a surface's ``to_dict()`` under ``key``."""
+    return json.dumps({"key": key, "digest": digest(key, body), "surface": body})
+
+
+def read(path: Path, key: str) -> dict[str, Any] | None:
+    """The surface body stored at ``path`` when the file is ``key``'s and its digest holds; else None."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        body = doc["surface"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key or doc.get("digest") != digest(key, body):
+        return None
+    return body
