@@ -73,3 +73,24 @@ def test_a_failed_write_leaves_neither_a_half_file_nor_its_temporary(tmp_path, m
     with pytest.raises(OSError):
         write_atomic(target, "new")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_hardware_is_adjusted_one_field_at_a_time(tmp_path):
+    """`base:` for GPU and host entries, and --set of one field: a 36 GB laptop without two hand-made files."""
+    from moesim import api
+    (tmp_path / "s.yaml").write_text(
+        "model: {base: qwen3-30b-a3b, weight_dtype: fp8}\n"
+        "cluster:\n  gpu: {base: rtx-4090, hbm_bytes: 36GB, name: laptop GPU}\n"
+        "  host: {base: workstation-4090, dram_bytes: 36GB}\n  nodes: 1\n  gpus_per_node: 1\n"
+        "workload: {mode: decode, tokens_per_gpu: 1, context_tokens: 2048}\n"
+        "offload: {plan: hottest, cache: lru, miss: fetch, steps: 4}\n")
+    s = api.load_scenario(tmp_path / "s.yaml")
+    assert s.cluster.gpu.hbm_bytes == 36e9 and s.cluster.gpu.name == "laptop GPU"
+    assert s.cluster.host.dram_bytes == 36e9 and s.cluster.gpu_provenance["hbm_bytes"].startswith("user:")
+    assert s.cluster.gpu_provenance["peak_bf16_flops"].startswith("datasheet")  # the rest stays the base's
+    one = api.load_scenario(SCEN, ["cluster.gpu.hbm_bytes=40e9"])
+    assert one.cluster.gpu.hbm_bytes == 40e9 and one.cluster.gpu.nvlink_bandwidth > 0
+    _one_line(CliRunner().invoke(main, ["check", str(SCEN), "--set", "cluster.gpu=my-gpu.yaml"]),
+              "no GPU file", "my-gpu.yaml", "moesim list gpus")
+    _one_line(CliRunner().invoke(main, ["check", str(SCEN), "--set", "cluster.gpu.hbm_byts=1"]),
+              "did you mean 'hbm_bytes'")

@@ -52,11 +52,14 @@ def apply_overrides(raw: Any, overrides: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+BASED = ("model", "cluster.gpu", "cluster.host")  # entries a --set may adjust one field of (``base:``)
+
+
 def _set_path(node: Any, parts: list[str], value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.get(part) if isinstance(node, dict) else None
-        if i == 0 and part == "model" and isinstance(child, str):
-            child = node[part] = {"base": child}  # override fields of a catalogue model
+        if isinstance(child, str) and ".".join(parts[: i + 1]) in BASED:
+            child = node[part] = {"base": child}  # override fields of a catalogue model, GPU or host
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
@@ -197,7 +200,27 @@ def _hf_file(name: Any, base: Path) -> dict[str, Any]:
                             fix="point at a Hugging Face MoE config.json") from None
 
 
+def _with_base(value: Any, resolve: Any, base: Path, field: str) -> dict[str, Any] | None:
+    """``{base: NAME, field: value, ...}``: the entry ``NAME`` resolves to (catalogue name, profile or file),
+    with the given fields over it, labelled as the user's (None where ``value`` has no ``base``)."""
+    if not (isinstance(value, dict) and "base" in value):
+        return None
+    parent = resolve(value["base"], base)
+    kind = field.split(".")[-1]
+    values, prov = dict(parent[kind]), dict(parent[f"{kind}_provenance"])
+    for key, v in value.items():
+        if key == "base":
+            continue
+        values[key] = v["value"] if isinstance(v, dict) and "value" in v else v
+        prov[key] = f"user: {field}.{key} over {value['base']}"
+    values["name"] = str(value.get("name") or f"{values.get('name', value['base'])} (adjusted)")
+    return {**parent, kind: values, f"{kind}_provenance": prov}
+
+
 def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
+    adjusted = _with_base(value, _resolve_gpu, base, "cluster.gpu")
+    if adjusted is not None:
+        return adjusted
     profile = None
     if isinstance(value, str) and value in catalog.profile_names():
         profile = catalog.profile_dir() / f"{value}.json"
@@ -217,6 +240,10 @@ def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
         except ValueError as exc:
             raise ScenarioError(f"cannot read GPU profile {value!r}: {exc}", path="cluster.gpu",
                                 fix="use a profile written by calibrate/ or the catalogue's format") from None
+    elif isinstance(value, str) and _looks_like_file(value):
+        raise ScenarioError(f"no GPU file {str(base / value)!r}", path="cluster.gpu",
+                            fix="give the path of a GPU file (relative to the scenario), or a catalogue name ("
+                                "`moesim list gpus`)")
     else:
         raise ScenarioError(f"unknown GPU {value!r}", path="cluster.gpu",
                             fix=_choices(str(value), catalog.gpu_names() + catalog.profile_names())
@@ -226,7 +253,11 @@ def _resolve_gpu(value: Any, base: Path) -> dict[str, Any]:
 
 
 def _resolve_host(value: Any, base: Path) -> dict[str, Any]:
-    """``cluster.host``: a catalogue machine, a YAML/JSON file of figures, or the figures inline."""
+    """``cluster.host``: a catalogue machine, a YAML/JSON file of figures, the figures inline, or
+    ``{base: NAME, field: value}``."""
+    adjusted = _with_base(value, _resolve_host, base, "cluster.host")
+    if adjusted is not None:
+        return adjusted
     if isinstance(value, str) and value in catalog.host_names():
         entry = {"name": value, **catalog.host_entry(value)}
     elif isinstance(value, str) and (base / value).is_file():
@@ -238,12 +269,20 @@ def _resolve_host(value: Any, base: Path) -> dict[str, Any]:
         entry = entry.get("host", entry) if isinstance(entry.get("host"), dict) else entry
     elif isinstance(value, dict):
         entry = dict(value)
+    elif isinstance(value, str) and _looks_like_file(value):
+        raise ScenarioError(f"no host file {str(base / value)!r}", path="cluster.host",
+                            fix="give the path of a host file (relative to the scenario), or a catalogue name ("
+                                "`moesim list hosts`)")
     else:
         raise ScenarioError(f"unknown host {value!r}", path="cluster.host",
                             fix=_choices(str(value), catalog.host_names()) + ", or a file of host figures")
     values, provenance = catalog.split_figures(entry)
     values.setdefault("name", str(value) if isinstance(value, str) else "inline")
     return {"host": values, "host_provenance": provenance}
+
+
+def _looks_like_file(value: str) -> bool:
+    return "/" in value or value.endswith((".yaml", ".yml", ".json"))
 
 
 def _choices(value: str, names: list[str]) -> str:
