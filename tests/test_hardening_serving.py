@@ -70,3 +70,13 @@ def test_a_cached_sweep_point_that_breaks_throughput_times_time_is_run_again(tmp
     point.write_text(json.dumps(doc))
     summary = json.loads(CliRunner().invoke(main, run).stdout)
     assert summary["ran"] == 1 and summary["cached"] == 1
+
+
+def test_a_request_stream_too_big_for_this_machine_is_refused_before_it_is_drawn(monkeypatch):
+    import moesim.iteration.sizing as sizing
+    monkeypatch.setattr(sizing, "available_bytes", lambda: 4 * 2**30)  # a 4 GiB machine, whatever runs this
+    r = CliRunner().invoke(main, ["serve", SERVE, *SMALL, "--set", "serving.requests=100000000"])
+    assert r.exit_code == 2 and "100,000,000 requests need about" in r.output and "at most 230,935 requests" in r.output
+    ok = CliRunner().invoke(main, ["check", SERVE, "--set", "serving.requests=100000000", "--set",
+                                   "sim.size_guard=false"])
+    assert ok.exit_code == 0
