@@ -94,3 +94,17 @@ def test_hardware_is_adjusted_one_field_at_a_time(tmp_path):
               "no GPU file", "my-gpu.yaml", "moesim list gpus")
     _one_line(CliRunner().invoke(main, ["check", str(SCEN), "--set", "cluster.gpu.hbm_byts=1"]),
               "did you mean 'hbm_bytes'")
+
+
+def test_absurd_inputs_give_an_error_or_the_same_answer_not_an_absurd_one(tmp_path):
+    import numpy as np
+
+    from moesim import api
+    _one_line(CliRunner().invoke(main, ["check", str(SCEN), "--set", "cluster.inter_node.oversubscription=1e300"]),
+              "cluster.inter_node.oversubscription")
+    sets = ["model.num_hidden_layers=4", "workload.tokens_per_gpu=64", "workload.scope=moe_layers"]
+    docs = []
+    for scale in (1.0, 1e308):  # a uniform histogram of 1e308 counts summed to inf: NaN shares, a segfault
+        np.save(tmp_path / "h.npy", np.full((4, 8), scale))
+        docs.append(api.run(SCEN, [*sets, f"router.stats={{kind: histogram, path: {tmp_path / 'h.npy'}}}"]).doc)
+    assert docs[0]["totals"] == docs[1]["totals"]

@@ -67,7 +67,7 @@ class InterNode(Strict):
     nic_bandwidth: Bandwidth | None = None
     nics_per_node: int | None = Field(default=None, ge=1)
     latency: Seconds | None = None
-    oversubscription: float = Field(default=1.0, ge=1.0)
+    oversubscription: float = Field(default=1.0, ge=1.0, le=1000.0)  # past 1e3 no fabric is built (1e300: no clock)
     nodes_per_leaf: int = Field(default=32, ge=1)
 
 

@@ -28,17 +28,18 @@ def _close(a: float, b: float, what: str) -> None:
         raise InvariantError(f"{what}: {a!r} != {b!r}")
 
 
-def _finite(doc: Any, where: str = "summary") -> None:
+def _finite(doc: Any, where: str = "summary", slack: float = 0.0) -> None:
+    """Every number in ``doc`` finite and not below ``-slack`` (rounding of differences of times)."""
     if isinstance(doc, dict):
         for k, v in doc.items():
-            _finite(v, f"{where}.{k}")
+            _finite(v, f"{where}.{k}", slack)
     elif isinstance(doc, list | tuple):
         for i, v in enumerate(doc):
-            _finite(v, f"{where}[{i}]")
+            _finite(v, f"{where}[{i}]", slack)
     elif isinstance(doc, float | int) and not isinstance(doc, bool):
         if not math.isfinite(doc):
             raise InvariantError(f"{where} is {doc}")
-        if doc < 0:
+        if doc < -slack:
             raise InvariantError(f"{where} is negative ({doc})")
 
 
@@ -48,6 +49,10 @@ def check_run(summary: Any, stats: list[list[Any]], tokens_per_layer: float, top
     _finite({"iteration_time_s": summary.iteration_time_s, "totals": summary.totals.to_dict(),
              "layers": [{k: v for k, v in r.__dict__.items() if k not in ("layer", "block", "step", "micro_batch",
                                                                      "critical_gpu")} for r in summary.layers]})
+    # per GPU too (its waiting went to -1.86e283 s at oversubscription 1e300); a GPU's waiting is a
+    # difference of times, so rounding may leave it a hair below zero
+    _finite([g.to_dict(summary.stage_names) for g in summary.gpu_rows], "summary.gpus",
+            1e-9 * max(summary.iteration_time_s, 1e-12))
     for m, layers in enumerate(stats):
         for i, st in enumerate(layers):
             where = f"micro-batch {m} layer {i}"

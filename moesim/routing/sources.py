@@ -155,12 +155,18 @@ def _step(arr: np.ndarray, extra: dict[str, Any], step: int | str, layers: int, 
         raise SourceError(str(exc)) from None
 
 
+HUGE_COUNT = 1e100  # counts above this are scaled to shares before any sum
+
+
 def series(path: str | Path | list, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """A histogram file's loads as [steps, layers, E] floats, and the file's other entries."""
     arr, extra = load_array(path, key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     if arr.ndim == 2:
         arr = arr[None]
+    top = float(np.nanmax(arr)) if arr.size else 0.0
+    if top > HUGE_COUNT:  # shares are what routing reads: scaled down, sums and means cannot overflow
+        arr = arr / top  # (a uniform histogram of 1e308 counts summed to inf: NaN shares, a segfault)
     if arr.ndim != 3:
         raise SourceError(f"expected [layers, experts] or [steps, layers, experts], got shape {arr.shape}")
     return arr, extra

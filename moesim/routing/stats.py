@@ -48,8 +48,14 @@ def expert_popularity(stats, layers: int, experts: int, rng: np.random.Generator
 
 
 def _normalise(load: np.ndarray) -> np.ndarray:
-    p = np.maximum(load, FLOOR * load.max(axis=1, keepdims=True).clip(min=1e-300))
-    return p / p.sum(axis=1, keepdims=True)
+    """Per-layer shares [layers, E], every one finite and positive (the compiled routing kernels index with
+    them: a NaN share read out of bounds)."""
+    load = load / load.max(axis=1, keepdims=True).clip(min=1e-300)  # shares: no sum can overflow
+    p = np.maximum(load, FLOOR)
+    p = p / p.sum(axis=1, keepdims=True)
+    if not np.isfinite(p).all():
+        raise ValueError("expert shares are not finite numbers: the histogram's counts cannot be normalised")
+    return p
 
 
 def _rank_by_latent(values: np.ndarray, rho: float, rng: np.random.Generator, drift: float = 0.0,
