@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[calibrate]')")
 
 from moesim.calibrate import pieces as P  # noqa: E402
 from moesim.calibrate.distributed import a2a_splits, run_job  # noqa: E402

@@ -86,5 +86,5 @@ def test_the_python_api_returns_records(scen, tmp_path):
                                                                                  for r in rows)
     written = api.report(tmp_path / "sw", tmp_path / "rep")
     assert written[0].name == "index.html" and written[0].is_file()
-    pd = pytest.importorskip("pandas")
+    pd = pytest.importorskip("pandas", reason="pandas is not installed (the test extra has it)")
     assert pd.DataFrame(rows).shape[0] == 2

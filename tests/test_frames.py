@@ -13,7 +13,7 @@ SCEN = "scenarios/deepseek-v3-decode-h800.yaml"
 
 
 def test_result_frames_hold_the_records():
-    pd = pytest.importorskip("pandas")
+    pd = pytest.importorskip("pandas", reason="pandas is not installed (the test extra has it)")
     r = api.run(SCEN, ["workload.scope=moe_layers"])
     frame = r.to_frame()
     assert isinstance(frame, pd.DataFrame) and frame.to_dict("records") == r.to_records()

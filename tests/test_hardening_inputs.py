@@ -108,3 +108,48 @@ def test_absurd_inputs_give_an_error_or_the_same_answer_not_an_absurd_one(tmp_pa
         np.save(tmp_path / "h.npy", np.full((4, 8), scale))
         docs.append(api.run(SCEN, [*sets, f"router.stats={{kind: histogram, path: {tmp_path / 'h.npy'}}}"]).doc)
     assert docs[0]["totals"] == docs[1]["totals"]
+
+
+def _stop(args: list[str], sig: int, after, tmp_path: Path):
+    """Start ``moesim ARGS``, wait until ``after()`` holds (or 60 s), send ``sig``: (exit code, stderr, s)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    env = {**os.environ, "MOESIM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "moesim", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not after() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be stopped"
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err.decode(), time.monotonic() - t0
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_keeps_what_finished(tmp_path):
+    import signal
+    (tmp_path / "base.yaml").write_text("model: {base: mixtral-8x7b, num_hidden_layers: 4}\n"
+                                        "cluster: {gpu: a100-80gb, nodes: 1, gpus_per_node: 8}\n"
+                                        "workload: {tokens_per_gpu: 256}\n")
+    seeds = ", ".join(str(i) for i in range(1, 301))
+    (tmp_path / "sw.yaml").write_text(f"base: base.yaml\ngrid: {{seed: [{seeds}]}}\n")
+    out = tmp_path / "out"
+    code, err, took = _stop(["sweep", str(tmp_path / "sw.yaml"), "-o", str(out), "-j", "2"], signal.SIGTERM,
+                            lambda: bool(list((out / "points").glob("*.json"))), tmp_path)
+    print(f"sweep stopped {took:.2f} s after SIGTERM")
+    assert code == 143 and "interrupted" in err and "Traceback" not in err, err
+    assert list((out / "points").glob("*.json")) and (out / "results.jsonl").is_file()
+
+
+def test_ctrl_c_stops_serve_with_130_not_1(tmp_path):
+    import signal
+    import time
+    start = time.monotonic()  # surfaces take minutes from an empty cache: stop it 5 s in, while it builds them
+    code, err, took = _stop(["serve", str(ROOT / "scenarios" / "deepseek-v3-serve-h800.yaml"), "-j", "1",
+                             "--no-cache"], signal.SIGINT, lambda: time.monotonic() - start > 5, tmp_path)
+    print(f"serve stopped {took:.2f} s after Ctrl-C")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err and "Aborted" not in err, err

@@ -284,7 +284,7 @@ def test_trace_replay_keeps_the_trace_order():
 
 def test_host_calibration_pieces(tmp_path):
     """moesim/calibrate/host.py's measurements on tiny sizes, and its fit recovering known rates."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[calibrate]')")
     from moesim.calibrate import host
     read, copy = host.memory_rates(mib=8, reps=2)
     assert read > 0 and copy > 0

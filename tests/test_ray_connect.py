@@ -54,7 +54,7 @@ def test_a_listening_cluster_gets_moesim_shipped_and_missing_client_is_named():
 
 
 def test_cli_plan_with_a_wrong_address_is_one_line_exit_2(tmp_path):
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     r = CliRunner().invoke(main, ["sweep", "sweeps/v3-nodes-placement.yaml", "-o", str(tmp_path), "--executor", "ray",
                                   "--address", f"ray://127.0.0.1:{closed_port()}"])
     assert r.exit_code == 2 and "no Ray cluster answers there" in r.output and "Traceback" not in r.output

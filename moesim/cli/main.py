@@ -10,7 +10,7 @@ import click
 from moesim import __version__, api
 from moesim.cli import parquet
 from moesim.cli.outputs import SILICON_INTRO, offload_out, pipeline_out
-from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice, dumps
+from moesim.cli.types import EXECUTOR, PLACEMENT_LIST, Group, RegistryChoice, dumps, handle_signals, stop_code
 from moesim.util import alloc
 from moesim.util.errors import MoesimError
 
@@ -33,6 +33,7 @@ def main() -> None:
       moesim list models
     """
     alloc.tune()  # the command owns this process: large temporaries reused, not faulted in per phase
+    handle_signals()  # SIGTERM stops a command as Ctrl-C does (exit 143)
 
 
 @main.command()
@@ -287,7 +288,7 @@ def rebalance_cmd(scenario: Path, iterations: int, every: int, window: int, over
                nl=as_json)
     if stopped:
         click.echo(f"interrupted after {len(rows)} of {iterations} iterations (their rows are above)", err=True)
-        sys.exit(130)
+        sys.exit(stop_code())
 
 
 @main.command(name="plan")

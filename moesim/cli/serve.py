@@ -12,7 +12,7 @@ import click
 
 from moesim import api
 from moesim.cli import parquet
-from moesim.cli.types import dumps
+from moesim.cli.types import dumps, stop_code
 from moesim.util.progress import Phases
 
 SET_HELP = "Override a scenario field by dotted path, e.g. --set serving.arrival.rate_per_s=8 (repeatable)."
@@ -85,7 +85,7 @@ def finish_plan(result: dict[str, Any], out_dir: Path | None, as_json: bool,
     click.echo(dumps(result, indent=1) if as_json else plan_table(result), nl=as_json)
     if result["interrupted"]:
         click.echo("interrupted: the rows above are the deployments that finished", err=True)
-        sys.exit(130)
+        sys.exit(stop_code())
     if result["best"] is None:
         click.echo("error: no deployment meets the target at the SLO (the notes above say why; outputs kept): "
                    "add nodes or GPU types, or relax serving.slo / target", err=True)

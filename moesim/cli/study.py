@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from moesim.cli.types import dumps
+from moesim.cli.types import dumps, stop_code
 from moesim.util.progress import Progress
 
 
@@ -31,7 +31,7 @@ def finish_compare(rows: list[dict], scenario: Path, out_dir: Path | None, as_js
         also()
     if stopped:
         click.echo(f"interrupted: the {len(rows)} rows above are the variants that finished", err=True)
-        sys.exit(130)
+        sys.exit(stop_code())
     if all(r.get("error") for r in rows):
         sys.exit(2)
 
@@ -55,7 +55,7 @@ def sweep_with_progress(spec: Any, out_dir: Path, executor: Any, objective: str 
         if bar:
             bar[0].close()
         click.echo(f"interrupted: every finished point is in {out_dir}; run the same command to resume", err=True)
-        sys.exit(130)
+        sys.exit(stop_code())
     if bar:
         bar[0].close()
     return summary

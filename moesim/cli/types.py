@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import warnings
 from typing import Any
@@ -71,6 +72,35 @@ PLACEMENT_LIST = CommaChoice("moesim.placement:PLACEMENTS")
 EXECUTOR = RegistryChoice("moesim.exec:EXECUTORS")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: every command stops within its current step, keeps what finished and
+    exits 143 (Ctrl-C: 130), the shell's codes for the two signals."""
+
+
+_STOPPED_BY: list[int] = []  # the signal that stopped this process's command (the CLI owns the process)
+
+
+def stop_code() -> int:
+    """The exit code of a stopped command: 143 after SIGTERM, 130 after Ctrl-C."""
+    return 128 + (_STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT)
+
+
+def handle_signals() -> None:
+    """SIGTERM raises Terminated in the main thread, as SIGINT raises KeyboardInterrupt (before: no handler,
+    so a terminated plan wrote nothing and built surfaces were lost)."""
+    def on_term(signum: int, _frame: Any) -> None:
+        _STOPPED_BY.append(signum)
+        raise Terminated()
+
+    def on_int(signum: int, frame: Any) -> None:
+        _STOPPED_BY.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_int)
+
+
 class Group(click.Group):
     """Every MoesimError is one line on stderr and exit code 2; anything unexpected one "internal error" line
     and exit code 3 (MOESIM_DEBUG=1 shows the traceback); never a raw traceback."""
@@ -86,8 +116,10 @@ class Group(click.Group):
             click.echo("error: out of memory: the run is larger than this machine (fix: fewer nodes or "
                        "sim.sampled_tokens; `moesim check` prints the size estimate)", err=True)
             sys.exit(2)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit,
-                KeyboardInterrupt):
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM past the command's own handling: what finished is kept
+            click.echo("interrupted: stopped (what finished was written)", err=True)
+            sys.exit(stop_code())
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:  # the last line of defence: one line, not a traceback
             if os.environ.get("MOESIM_DEBUG"):

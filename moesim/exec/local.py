@@ -88,6 +88,9 @@ def _kill(pool: ProcessPoolExecutor) -> None:
             p.terminate()
     for p in procs:
         p.join(timeout=1.0)
+    manager = getattr(pool, "_executor_manager_thread", None)  # let it see the pool gone and end now, not
+    if manager is not None:  # at interpreter exit, where a late error of its would print a traceback
+        manager.join(timeout=2.0)
 
 
 def _parent_death_signal() -> bool:
@@ -107,6 +110,9 @@ def die_with_parent(parent: int) -> None:
     import signal
     import threading
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    # the parent's SIGTERM handler (the CLI's: raise and stop the command) came with the fork; the parent
+    # stops a worker with SIGTERM, which must simply end it (its handler printed a traceback from the queue)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     alloc.tune()  # the worker is the pool's own process (moesim.util.alloc)
     if _parent_death_signal() and os.getppid() == parent:
         return

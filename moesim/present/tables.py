@@ -120,12 +120,13 @@ def plan_table(result: dict[str, Any]) -> str:
         note = r["reason"] or ("meets the target" if r["meets_target"] else "below the target")
         lines.append(f"{r['label']:<44}{r['max_batch'] or '-':>6}{tput:>10}{per:>10}"
                      f"{_ms(r['ttft_slo_s']):>9}{_ms(r['tpot_slo_s']):>9}{r['cost_per_hour']:>8,.0f}"
-                     f"{cpm:>8}  {note[:90]}")
+                     f"{cpm:>8}  {note}")  # the whole note (cut at 90 it read "no room for a KV cach")
     lines.append("")
     for gpu, r in result["best_per_gpu"].items():
         lines.append(f"{gpu}: " + (_answer(r) if r else "no deployment meets the target and the SLO"))
     b = result["best"]
-    lines.append(("overall: " + _answer(b)) if b else
+    head = "overall so far (interrupted: partial)" if result["interrupted"] else "overall"  # not the search's answer
+    lines.append(f"{head}: " + _answer(b) if b else
                  "overall: nothing meets the target at the SLO: see the notes, add nodes or GPU types, or relax it")
     t = result.get("best_per_token")
     if t and b and t["label"] != b["label"]:
@@ -140,7 +141,8 @@ def plan_table(result: dict[str, Any]) -> str:
 
 
 def _answer(r: dict[str, Any]) -> str:
-    return (f"{r['gpus']} GPUs ({r['nodes']} nodes), {r['label']}, max_batch {r['max_batch']}: "
+    nodes = f"{r['nodes']} node{'' if r['nodes'] == 1 else 's'}"
+    return (f"{r['gpus']} GPUs ({nodes}), {r['label']}, max_batch {r['max_batch']}: "
             f"{r['output_tokens_per_s']:,.0f} output tokens/s at the SLO "
             f"({r['output_tokens_per_s_per_gpu']:,.1f} per GPU), ${r['cost_per_hour']:,.2f}/h, "
             f"${r['cost_per_million_tokens']:.2f}/Mtok")
