@@ -133,7 +133,10 @@ def serve(path: str | Path, overrides: Iterable[str] = (), rate: float | None = 
     s = load_scenario(path, sets)
     if s.serving is None:
         s = s.model_copy(update={"serving": ServingSpec()})
-    return run_serve(s, make_executor("local", jobs), use_cache, progress, write_atomic)
+    try:
+        return run_serve(s, make_executor("local", jobs), use_cache, progress, write_atomic)
+    except ScenarioError as err:  # the deployment, the stream, a trace: all the scenario file's
+        raise err.located(file=err.file or str(path)) from None
 
 
 def launch(path: str | Path, engine: str, overrides: Iterable[str] = ()) -> Any:

@@ -153,3 +153,25 @@ def test_ctrl_c_stops_serve_with_130_not_1(tmp_path):
                              "--no-cache"], signal.SIGINT, lambda: time.monotonic() - start > 5, tmp_path)
     print(f"serve stopped {took:.2f} s after Ctrl-C")
     assert code == 130 and "interrupted" in err and "Traceback" not in err and "Aborted" not in err, err
+
+
+def test_message_families_name_the_file_the_place_and_the_right_fix(tmp_path):
+    import json
+
+    import numpy as np
+    (tmp_path / "fake.npz").write_text("hello\n")  # a text file under an .npz name
+    _one_line(CliRunner().invoke(main, ["check", str(SCEN), "--set",
+                                        f"router.stats={{kind: histogram, path: {tmp_path / 'fake.npz'}}}"]),
+              "not a NumPy .npz archive", "rename it to its real format")
+    np.save(tmp_path / "neg.npy", -np.ones((32, 8)))  # `run` refused these; `stats` said "zero tokens"
+    _one_line(CliRunner().invoke(main, ["stats", str(tmp_path / "neg.npy")]), "finite and non-negative")
+    serve = str(ROOT / "scenarios" / "deepseek-v3-serve-h800.yaml")
+    _one_line(CliRunner().invoke(main, ["serve", serve, "--set", "serving.deployment.ep_gpus=3"]),
+              "deepseek-v3-serve-h800.yaml: serving.deployment.ep_gpus")
+    moe = {"hidden_size": 64, "moe_intermediate_size": 32, "num_experts_per_tok": 2, "num_hidden_layers": 2,
+           "n_routed_experts": [8, 16]}  # an MoE config moesim cannot model (experts differ per layer)
+    dense = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    for cfg, fix in ((moe, "describe the model by its fields"), (dense, "point at a Hugging Face MoE config.json")):
+        (tmp_path / "config.json").write_text(json.dumps(cfg))
+        (tmp_path / "s.yaml").write_text("model: {hf_config: config.json}\ncluster: {gpu: h100}\n")
+        _one_line(CliRunner().invoke(main, ["check", str(tmp_path / "s.yaml")]), "model.hf_config", fix)

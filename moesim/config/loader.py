@@ -196,8 +196,11 @@ def _hf_file(name: Any, base: Path) -> dict[str, Any]:
     except ScenarioError as err:  # safeio: missing, not a file, not UTF-8, not JSON
         raise ScenarioError(err.problem, file=err.file, path="model.hf_config", fix=err.fix) from None
     except (ValueError, AttributeError) as exc:
+        moe = "routed experts" not in str(exc) and "one JSON object" not in str(exc)  # MoE, not modelled
         raise ScenarioError(f"cannot read {str(path)!r}: {exc}", path="model.hf_config",
-                            fix="point at a Hugging Face MoE config.json") from None
+                            fix="describe the model by its fields instead (model: {base: <a close catalogue model>, "
+                                "...}, `moesim list models`)" if moe else
+                                "point at a Hugging Face MoE config.json") from None
 
 
 def _with_base(value: Any, resolve: Any, base: Path, field: str) -> dict[str, Any] | None:

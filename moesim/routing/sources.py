@@ -77,6 +77,7 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
                  keys: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
     path = Path(p)
     suffix = path.suffix.lower()
+    _check_magic(path, suffix)
     if suffix == ".npy":
         return np.load(path), {}
     if suffix == ".csv":
@@ -105,6 +106,23 @@ def _load_cached(p: str, _mtime: int, _size: int, key: str | None,
                           "set router.stats.key")
     extra = {k: _to_numpy(v) for k, v in data.items() if k != name}
     return np.asarray(_to_numpy(data[name])), {**extra, "source_key": name}
+
+
+MAGIC = {".npy": (b"\x93NUMPY", "a NumPy .npy file (numpy.save writes one)"),
+         ".npz": (b"PK", "a NumPy .npz archive (a zip file: numpy.savez writes one)")}
+
+
+def _check_magic(path: Path, suffix: str) -> None:
+    """A file named .npy / .npz must start as one: a text file under that name was reported as "pickled
+    (object) data" in a message cut mid-word."""
+    if suffix not in MAGIC:
+        return
+    magic, what = MAGIC[suffix]
+    with path.open("rb") as fh:
+        head = fh.read(len(magic))
+    if head != magic:
+        raise SourceError(f"not {what}: it does not start with its signature; save it with numpy or rename it "
+                          "to its real format (.csv, .json)")
 
 
 def _numeric(text: str) -> bool:
