@@ -137,10 +137,7 @@ def _trace_loads(trace: np.ndarray, experts: int) -> np.ndarray:
 def _histogram_loads(path: Any, key: str | None, step: str, extra: dict) -> np.ndarray:
     """[counted layers, logical experts] of one step (or the mean), empty steps and layers left out."""
     from moesim.routing import dumps, sources
-    raw = sources.series(path, key)[0]
-    if not np.isfinite(raw).all() or (raw < 0).any():  # as `moesim run` refuses them (it said "zero tokens")
-        raise ValueError("loads must be finite and non-negative")
-    series = dumps.drop_empty_steps(raw)
+    series = dumps.drop_empty_steps(sources.series(path, key)[0])
     p2l = extra.get("physical_to_logical_map")
     experts = int(np.asarray(p2l).max()) + 1 if p2l is not None else series.shape[2]
     if step != "mean" and not (step.lstrip("-").isdigit() and -series.shape[0] <= int(step) < series.shape[0]):

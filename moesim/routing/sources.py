@@ -161,9 +161,8 @@ def load_histogram(path: str | Path | list, key: str | None, step: int | str, la
 
 
 def _step(arr: np.ndarray, extra: dict[str, Any], step: int | str, layers: int, experts: int) -> np.ndarray:
-    """One step (or the mean) of a loaded series [steps, layers, E], checked, folded and cut to MoE layers."""
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise SourceError("loads must be finite and non-negative")
+    """One step (or the mean) of a loaded series [steps, layers, E] (``series``), folded and cut to MoE
+    layers."""
     try:
         arr = dumps.drop_empty_steps(arr)
         empty = arr.sum(axis=(0, 2)) == 0
@@ -177,12 +176,15 @@ HUGE_COUNT = 1e100  # counts above this are scaled to shares before any sum
 
 
 def series(path: str | Path | list, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """A histogram file's loads as [steps, layers, E] floats, and the file's other entries."""
+    """A histogram file's loads as [steps, layers, E] floats (checked finite and non-negative: every reader of
+    histograms, ``run`` and ``stats`` alike, gets them through here), and the file's other entries."""
     arr, extra = load_array(path, key, HISTOGRAM_KEYS)
     arr = np.asarray(arr, dtype=float)
     if arr.ndim == 2:
         arr = arr[None]
-    top = float(np.nanmax(arr)) if arr.size else 0.0
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise SourceError("loads must be finite and non-negative")
+    top = float(arr.max()) if arr.size else 0.0
     if top > HUGE_COUNT:  # shares are what routing reads: scaled down, sums and means cannot overflow
         arr = arr / top  # (a uniform histogram of 1e308 counts summed to inf: NaN shares, a segfault)
     if arr.ndim != 3:

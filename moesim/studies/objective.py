@@ -127,9 +127,8 @@ def recommend_line(row: dict[str, Any], objective: str, prices: Prices, what: st
     """"Recommendation (objective: ...): WHAT: its score", the objective stated on the page."""
     o = OBJECTIVES.get(objective)
     v = o.value(row, prices)
-    score = f"{v:,.4g} {o.unit}" if o.unit in ("s", "USD/Mtok") else f"{v:,.0f} {o.unit}"
-    if o.name == "latency":
-        score = f"{v * 1e3:,.4g} ms"
+    score = f"{v * 1e3:,.4g} ms" if o.name == "latency" else f"{v:,.4g} {o.unit}" if o.name == "cost" else \
+        f"{v:,.0f} {o.unit}"
     return (f"Recommendation by {o.phrase} (objective {o.name}; moesim report --objective "
             f"{'|'.join(OBJECTIVES.names())} ranks otherwise): {what}: {score}.")
 
