@@ -112,14 +112,8 @@ def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, in
     then the misses; the fetched ones compete for the slots with what the cache holds (lru / lfu)."""
     staged = _prefetch(s, cache, layer, need, hot)
     la.prefetched[gpu] = len(staged)
-    miss = s.offload.miss
-    fetch_s = costs.fetch_s() if miss == "cheaper" else 0.0
     hits = cache.use_batch([(layer, e) for e, _ in need])
-    fetched = []
-    # cheaper: each miss goes where it would finish first, counting what this batch already queued on the
-    # host link and on the CPU (a choice per miss alone sends every miss down the link once the link is
-    # the cheaper way for one, and a faster link could then make the step slower)
-    link_busy = cpu_busy = 0.0
+    missed = []
     for (e, n), hit in zip(need, hits):
         if e in staged:
             la.prefetch_hits[gpu] += 1
@@ -127,13 +121,25 @@ def _serve(s: Scenario, cache: ExpertCache, layer: int, need: list[tuple[int, in
         elif hit:
             la.hits[gpu] += 1
             la.gpu_tokens[gpu].append(n)
-        elif miss == "fetch" or (miss == "cheaper" and link_busy + fetch_s <= cpu_busy + costs.cpu_s(n)):
+        else:
+            missed.append((e, n))
+    fetch = _fetched(s.offload.miss, missed, costs)
+    for e, n in missed:
+        if e in fetch:
             la.fetched[gpu] += 1
             la.fetched_tokens[gpu].append(n)
-            fetched.append(e)
-            link_busy += fetch_s
         else:
             la.cpu[gpu] += 1
             la.cpu_tokens[gpu].append(n)
-            cpu_busy += costs.cpu_s(n) if miss == "cheaper" else 0.0
-    cache.insert_batch([(layer, e) for e in fetched])
+    # lru / lfu keep what was fetched (static keeps nothing); an expert run on the CPU never reached the GPU
+    cache.insert_batch([(layer, e) for e, _ in missed if e in fetch])
+
+
+def _fetched(miss: str, missed: list[tuple[int, int]], costs: MissCosts) -> set[int]:
+    """The misses whose weights are fetched (the rest run on the CPU): all, none, or ``cheaper``'s split
+    (the most-token misses first, as ``MissCosts.split`` chooses)."""
+    if miss != "cheaper":
+        return {e for e, _ in missed} if miss == "fetch" else set()
+    order = sorted(missed, key=lambda x: (-x[1], x[0]))
+    k = costs.split([n for _, n in order])
+    return {e for e, _ in order[:k]}

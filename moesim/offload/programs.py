@@ -73,8 +73,8 @@ def _experts(cm, plan: TierPlan, costs: MissCosts, la: LayerAccess, tier: int, g
     branches: list[tuple[Stage, ...]] = [(gpu,)]
     fetch = _host_flows(la.fetched * plan.expert_bytes, tier)
     if fetch is not None:
-        branches.append((Comm("expert_fetch", fetch), Compute("fetched_experts",
-                                                              cm.expert(_slot_matrix(la.fetched_tokens)))))
+        gemm = np.where(la.fetched > 0, cm.expert(_slot_matrix(la.fetched_tokens)), 0.0)
+        branches.append((Comm("expert_fetch", fetch), Compute("fetched_experts", gemm)))
     if la.cpu.any():
         secs = np.array([float(costs.cpu_expert_s(np.array(x)).sum()) if x else 0.0 for x in la.cpu_tokens])
         act = np.array([float(costs.act_bytes(np.array(x)).sum()) if x else 0.0 for x in la.cpu_tokens])

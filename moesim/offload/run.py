@@ -50,12 +50,12 @@ def run_offload(s: Scenario, kv: bool = True) -> OffloadResult:
     scenario's KV cache must fit beside the expert budget (serving's points leave that to its scheduler)."""
     r = resolve(s)
     plan = plan_tiers(s, kv)
-    mc = MissCosts(s, plan.expert_bytes)
+    cm = cost_model(s.cluster, r.model, r.routing.top_k)
+    mc = MissCosts(s, plan.expert_bytes, cm.expert)
     popularity = popularity_of(s)
     g, b, steps = s.cluster.gpus_per_node, s.workload.tokens_per_gpu, steps_of(s)
     ids, exact = step_ids(s, r.routing, popularity, steps, g * b)
     acc = walk(s, plan, popularity, ids, mc)
-    cm = cost_model(s.cluster, r.model, r.routing.top_k)
     before, after = non_moe_pieces(r, g, cm) if r.whole_model else ([{}] * r.model.num_moe_layers, {})
     last = r.model.num_moe_layers - 1
     programs = [layer_program(r, cm, plan, mc, acc[t][layer], layer, r.model.moe_layer_ids[layer], before[layer],

@@ -9,6 +9,7 @@ caches only its own. Every routed expert also has its home copy on the host (``o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -214,10 +215,13 @@ def initial_set(s: Scenario, popularity: np.ndarray, owner: np.ndarray, gpu: int
 
 @dataclass(frozen=True)
 class MissCosts:
-    """Seconds to serve one missed expert each way, for ``miss: cheaper`` and the CPU stage's time."""
+    """Seconds to serve one missed expert each way, for ``miss: cheaper`` and the CPU stage's time.
+    gemm: seconds of the GPU's grouped GEMM of fetched experts, rows [R, S] of tokens per expert → [R]
+    (the cost model's ``expert``; without it the fetched experts' GEMM counts as free in the choice)."""
 
     s: Scenario
     expert_bytes: float
+    gemm: Callable[[np.ndarray], np.ndarray] | None = None
 
     @cached_property
     def expert_flops_per_token(self) -> float:
@@ -241,17 +245,52 @@ class MissCosts:
             return np.zeros(np.shape(tokens))
         return np.asarray(tokens, dtype=float) * self.s.model.hidden_size * ACT_BYTES
 
-    def fetch_s(self) -> float:
-        """One expert's weights over the host link from its home (alone on the link)."""
+    @cached_property
+    def link_bandwidth(self) -> float:
+        """Bytes/s of an expert copy from its home to the GPU: the slower of the home and the host link."""
         h = self.s.cluster.host
         src = h.nvme_read_bandwidth if self.s.offload.home == "nvme" else h.dram_bandwidth
-        link = src if h.unified else min(src, h.host_link_bandwidth)
-        return self.expert_bytes / link + h.host_link_latency
+        return src if h.unified else min(src, h.host_link_bandwidth)
 
-    def cpu_s(self, tokens: int) -> float:
-        """Run it on the CPU instead: the CPU time, the activations both ways, and an NVMe read first when
-        the weights live on NVMe."""
+    def finish_s(self, tokens: list[int]) -> np.ndarray:
+        """[m+1] seconds until one GPU's misses of one layer are served when the ``k`` with the most tokens are
+        fetched and the rest run on the CPU (k = 0..m), as ``programs._experts`` charges them: one copy over
+        the link then the GPU's grouped GEMM, beside the CPU's branch (activations there, the experts,
+        activations back). tokens [m]: the misses' tokens, most first. Alone on the links: the node's other
+        GPUs' copies are not counted."""
+        m = len(tokens)
+        tok = np.asarray(tokens, dtype=float)
+        k = np.arange(m + 1)
+        link = np.where(k > 0, k * self.expert_bytes / self.link_bandwidth + self._latency(), 0.0)
+        rows = np.where(k[:, None] > np.arange(m)[None, :], tok[None, :], 0.0)  # row k: the k largest
+        gemm = self.gemm(rows) if self.gemm is not None and m else np.zeros(m + 1)
+        return np.maximum(link + np.where(k > 0, gemm, 0.0), self._cpu_branch(tok))
+
+    def split(self, tokens: list[int]) -> int:
+        """``miss: cheaper``: how many of the misses (most tokens first) to fetch: the ``k`` whose time
+        (``finish_s``) is least, ties to fetching. Every candidate's time falls as the link gets faster, so
+        the least of them does too: for the same cache contents a faster link never makes a layer's misses
+        slower (a greedy choice per miss could)."""
+        if not tokens:
+            return 0
+        done = self.finish_s(tokens)
+        return int(np.flatnonzero(done <= done.min() * (1 + 1e-12))[-1])
+
+    def _latency(self) -> float:
+        """Start-up of a copy from the experts' home: the NVMe's (when they live there) and the host link's."""
         h = self.s.cluster.host
-        t = float(self.cpu_expert_s(np.array([tokens]))[0]) + 2 * float(self.act_bytes(np.array([tokens]))[0]) / \
-            h.host_link_bandwidth
-        return t + (self.expert_bytes / h.nvme_read_bandwidth if self.s.offload.home == "nvme" else 0.0)
+        return h.host_link_latency + (h.nvme_latency if self.s.offload.home == "nvme" else 0.0)
+
+    def _cpu_branch(self, tok: np.ndarray) -> np.ndarray:
+        """[m+1] seconds of the CPU branch when misses k..m-1 of ``tok`` [m] run there: activations to the host
+        (beside the NVMe reads of their weights when they live there), the experts, activations back."""
+        h = self.s.cluster.host
+        m = tok.size
+        tail = np.concatenate([np.cumsum(self.cpu_expert_s(tok)[::-1])[::-1], [0.0]])
+        act = np.concatenate([np.cumsum(self.act_bytes(tok)[::-1])[::-1], [0.0]])
+        n_rest = m - np.arange(m + 1)
+        move = np.where(act > 0, act / h.host_link_bandwidth + h.host_link_latency, 0.0)
+        if self.s.offload.home == "nvme":
+            read = np.where(n_rest > 0, n_rest * self.expert_bytes / h.nvme_read_bandwidth + h.nvme_latency, 0.0)
+            return np.maximum(move, read) + tail + move
+        return move + tail + move
