@@ -3,7 +3,8 @@ when the memory estimate exceeds what this machine has (``sim.size_guard: false`
 
 The estimate counts what dominates at scale: the flows every layer's dispatch and combine hold from build
 to engine (one per (source GPU, destination GPU) pair that exchanges tokens, or fewer when each GPU routes
-only a few sampled tokens), the engine's records [programs, GPUs, stages, 3] and the routed tokens. The
+only a few sampled tokens, for every micro-batch and accumulation step), the engine's records [programs, GPUs,
+stages, 3] and the routed tokens (drawn once). The
 coefficients are fitted to two measured runs on the 2-core reference machine (DeepSeek-V3 decode at 144
 and 10,000 GPUs: peak RSS 0.21 and 2.9 GiB, docs/performance.md); it is an estimate, good to a factor of
 about 1.5, meant to stop runs that cannot fit, not to budget them.
@@ -40,9 +41,13 @@ def estimate(s: Scenario) -> SizeEstimate:
     top_k = s.top_k
     routed = routed_tokens_per_gpu(s)
     partners = min(g, max(1, routed * top_k))
-    passes = 2 if s.workload.mode == "training" else 1
-    flows = g * partners * 2 * layers * s.workload.micro_batches
-    stages = 16 * layers * passes * s.workload.micro_batches
+    w = s.workload
+    passes = 2 if w.mode == "training" else 1
+    # training without a pipeline simulates every accumulation step (ir/programs.training_programs); a
+    # pipeline composes its micro-batches from one (pipeline/run.py)
+    steps = w.accumulation_steps if w.mode == "training" and w.pipeline_stages == 1 else 1
+    flows = g * partners * 2 * layers * w.micro_batches * steps
+    stages = 16 * layers * passes * w.micro_batches * steps
     mem = BASE_BYTES + flows * FLOW_BYTES + stages * g * RECORD_BYTES + g * routed * top_k * 16
     sec = flows * passes * FLOW_S + 2 * g * routed * layers * TOKEN_S
     return SizeEstimate(mem, sec, flows)
