@@ -15,6 +15,7 @@ from moesim.serve import simulate_serving
 from moesim.serve.deploy import deployment_of
 from moesim.serve.run import prefix_hit, requests_of
 from moesim.serve.sim import ServeSim
+from moesim.serve.spans import exact_delay
 from moesim.serve.terms import mtp_of, overheads
 from tests.test_serve_golden import surface
 
@@ -119,3 +120,26 @@ def test_a_span_stops_where_its_own_finish_wakes_an_idle_instance():
     s, dep, surf = build(serving, 2, 2)
     req = requests_of(s)
     assert same(simulate_serving(s, dep, req, surf), simulate_serving(s, dep, req, surf, spans=False))
+
+
+def test_a_span_lands_on_its_end_when_the_sum_rounds_past_it():
+    """The case seed 2 of bench/seed_rotation.py found: 0.015694390513808082 + d rounds half to even past
+    0.2856945684587931 for every d, so one delay cannot reach it; the second (exact) one does."""
+    now, end = 0.015694390513808082, 0.2856945684587931
+    d = exact_delay(now, end)
+    assert now + d < end and (now + d) + (end - (now + d)) == end
+    serving = {"requests": 80, "input_tokens": {"kind": "random", "value": 50, "range_ratio": 0.5},
+               "output_tokens": {"kind": "random", "value": 184, "range_ratio": 0.3},
+               "scheduler": {"policy": "prefill_first", "max_batch": 16, "admission": "optimistic",
+                             "kv_memory_fraction": 0.3},
+               "overheads": {"host_s": 0.0, "request_s": 0.0, "handoff_s": 0.003}}
+    s, dep, surf = shaped(serving, 40, 1.0, "one")
+    req = requests_of(s)
+    assert same(simulate_serving(s, dep, req, surf), simulate_serving(s, dep, req, surf, spans=False))
+
+
+@given(st.floats(0, 1e4), st.floats(0, 1e4))
+def test_one_or_two_delays_reach_any_later_float(now, gap):
+    end = now + gap
+    t = now + exact_delay(now, end)
+    assert t <= end and (t == end or t + (end - t) == end)

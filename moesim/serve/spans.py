@@ -104,8 +104,10 @@ def horizon(sim: Any, inst: Any) -> float:
 
 
 def exact_delay(now: float, end: float) -> float:
-    """The delay d with now + d == end in floating point (SimPy schedules at now + delay), so that a span
-    ends at the float its steps' sum reached, as the step-by-step path would."""
+    """The largest delay d with now + d <= end in floating point (SimPy schedules at now + delay). Usually
+    now + d == end; where the sums round half to even past ``end`` (no d reaches it), now + d is the float just
+    below, and a second delay of end - (now + d) (exact: the two are within a factor of two) lands on it, so
+    that a span ends at the float its steps' sum reached, as the step-by-step path would."""
     d = end - now
     while now + d < end:
         d = math.nextafter(d, math.inf)
