@@ -270,3 +270,74 @@ def test_assemble_searches_batch_limits_upwards_until_one_decides():
     error = {"max_batch": 2, "reason": "does not fit"}  # one limit that cannot run: the next is searched
     assert assemble(batches, {2: error}) is None
     assert len(assemble(batches, {2: error, 4: ok(4, 5), 8: ok(8, 9), 16: ok(16, 12)})) == 4
+
+
+def test_a_search_longer_than_max_hours_is_refused_before_its_points_run(tmp_path, monkeypatch):
+    """The estimate of the first wave (moesim/plan/guard.py) is past limits.max_hours: exit 2, one line naming
+    the field, how long, the widest axes and the fix, and no surface point was simulated."""
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    text = PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}") + "limits: {max_hours: 1e-6}\n"
+    (tmp_path / "p.yaml").write_text(text)
+    ran = []
+    monkeypatch.setattr("moesim.serve.surface._task", lambda item: ran.append(item))
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1"])
+    assert r.exit_code == 2 and not ran, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: {tmp_path / 'p.yaml'}: limits.max_hours: 1 deployments need about ")
+    assert "estimated" in line and "(search.max_batch: 3 values)" in line and "raise limits.max_hours" in line
+
+
+def test_a_wave_that_runs_slower_than_estimated_is_stopped_at_its_measured_pace(tmp_path, monkeypatch):
+    """The estimate lets the wave start; the pace measured while it runs projects past what is left: exit 2
+    naming the measured pace (overrun's arithmetic by hand below)."""
+    monkeypatch.setattr("moesim.plan.planner.overrun", lambda done, total, el, left, w: 7200.0 if done >= 2 else None)
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}"))
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "p.yaml"), "-j", "1"])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert "need about 2.0 h of simulation" in line and "at the pace of the first 2)" in line
+
+
+def test_overrun_projects_the_measured_pace():
+    from moesim.plan.guard import CHECK_AFTER_S, overrun
+    late = CHECK_AFTER_S + 10
+    assert overrun(4, 40, late, 1e9, 2) is None  # on time
+    assert overrun(4, 40, late, 100.0, 2) == pytest.approx(late / 4 * 40)  # 10 x the time so far
+    assert overrun(3, 40, late, 100.0, 2) is None  # fewer than 2 points per worker: too early to tell
+    assert overrun(4, 40, CHECK_AFTER_S / 2, 1.0, 2) is None  # too soon
+    assert overrun(40, 40, late, 1.0, 2) is None  # done
+
+
+def test_a_later_wave_past_max_hours_ends_the_search_with_what_finished(tmp_path, monkeypatch):
+    from moesim.plan import guard
+    calls = []
+
+    def cost(grids, cached, workers):
+        calls.append(len(grids))
+        return guard.WaveCost(0.0 if len(calls) == 1 else 1e9, 7, 1)
+
+    monkeypatch.setattr("moesim.plan.planner.wave_cost", cost)
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    text = PLAN.replace("TARGET", "1e9").replace("GPUS", "{h100: {price_per_hour: 2.5}}").replace(
+        "nodes: [3], ep_gpus: [12]", "nodes: [3, 6], ep_gpus: [12]").replace(  # nothing meets it: no pruning
+        "rate_steps: 3}", "rate_steps: 3, cost_slack: 0.5}")  # 6 nodes in a wave of their own
+    (tmp_path / "p.yaml").write_text(text)
+    p, path = load_plan(tmp_path / "p.yaml")
+    res = plan(p, path.parent, SerialExecutor(), wave=1)
+    assert len(calls) == 2 and res["stopped"] and "limits.max_hours" in res["stopped"] and not res["interrupted"]
+    assert {r["nodes"] for r in res["rows"] if r["feasible"]} == {3}
+    assert all("stopped at limits.max_hours" in r["reason"] for r in res["rows"] if r["nodes"] == 6)
+    from moesim.present.tables import plan_table
+    text = plan_table(res)
+    assert "overall so far (stopped at limits.max_hours: partial): nothing meets" in text and "; STOPPED: " in text
+
+
+def test_screening_reports_progress(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "p.yaml").write_text(PLAN.replace("TARGET", "1").replace("GPUS", "{h100: {price_per_hour: 2.5}}"))
+    p, path = load_plan(tmp_path / "p.yaml")
+    plan(p, path.parent, SerialExecutor(), lambda phase, done, total, note: seen.append((phase, done, total)))
+    assert [x for x in seen if x[0] == "screening"] == [("screening", 1, 1)]
+    assert seen.index(("screening", 1, 1)) < next(i for i, x in enumerate(seen) if x[0] == "surface points")

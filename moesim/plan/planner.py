@@ -20,13 +20,15 @@ from typing import Any
 
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.model.memory import memory_per_gpu
+from moesim.plan.guard import hours, overrun, wave_cost
 from moesim.plan.search import assemble, search_batch, slots
 from moesim.plan.space import Deployment, deployments, scenario_dict
 from moesim.plan.spec import PlanSpec
 from moesim.serve.deploy import deployment_of
 from moesim.serve.run import grids_of, requests_of
 from moesim.serve.surface import Grid, build_surfaces
-from moesim.util.errors import MoesimError
+from moesim.serve.surface_cache import is_cached
+from moesim.util.errors import MoesimError, ScenarioError
 
 Progress = Callable[[str, int, int, str], None]  # (phase, done, total, label)
 
@@ -88,18 +90,10 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
     started = time.monotonic()
     space = deployments(p)
     experts = check_plan(p, base_dir, space)
-    ready: list[tuple[Deployment, list, Any]] = []
-    for d in space:
-        try:
-            by_batch, sd = _screen(p, base_dir, d, experts)
-        except MoesimError as exc:
-            d.reason = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
-            continue
-        ready.append((d, by_batch, sd))
-    ready.sort(key=lambda x: (x[0].cost_per_hour, x[0].gpus, x[0].label()))
+    ready = _screened(p, base_dir, space, experts, progress)
     rows: dict[int, list[dict[str, Any]]] = {}
     best_cost: dict[str, float] = {}
-    interrupted = False
+    interrupted, stopped = False, None
     done = 0
     try:
         for start, stop in _waves(p, ready, wave):
@@ -107,7 +101,15 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
             done += sum(1 for d, _, _ in ready[start:stop] if d.reason)
             if not batch:
                 continue
-            surfaces = _surfaces(batch, executor, use_cache, store, progress, p)
+            left = p.limits.max_hours * 3600 - (time.monotonic() - started)
+            try:
+                surfaces = _surfaces(batch, executor, use_cache, store, progress, p, left)
+            except OverBudget as over:
+                if rows:  # what finished stands; the rest is said to be cut
+                    stopped = over.text
+                    break
+                raise ScenarioError(over.text, path="limits.max_hours",
+                                    fix=f"narrow the search ({over.axes}), or raise limits.max_hours") from None
             for d, res in _search(batch, surfaces, base_dir, p, executor):
                 rows[id(d)] = res
                 done += 1
@@ -117,7 +119,32 @@ def plan(p: PlanSpec, base_dir: str | Path, executor: Any, progress: Progress | 
     except KeyboardInterrupt:
         interrupted = True
     scope = ready[0][2][0].workload.scope if ready else None
-    return _result(p, space, rows, interrupted, time.monotonic() - started, scope)
+    return _result(p, space, rows, interrupted, time.monotonic() - started, scope, stopped)
+
+
+def _screened(p: PlanSpec, base_dir: str, space: list[Deployment], experts: int, progress: Progress | None
+              ) -> list[tuple[Deployment, list, Any]]:
+    """The deployments that validate (the others get their reason), cheapest first."""
+    ready: list[tuple[Deployment, list, Any]] = []
+    for i, d in enumerate(space):
+        if progress:
+            progress("screening", i + 1, len(space), d.label())
+        try:
+            by_batch, sd = _screen(p, base_dir, d, experts)
+        except MoesimError as exc:
+            d.reason = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+            continue
+        ready.append((d, by_batch, sd))
+    ready.sort(key=lambda x: (x[0].cost_per_hour, x[0].gpus, x[0].label()))
+    return ready
+
+
+class OverBudget(Exception):
+    """A wave's surfaces would take longer than what ``limits.max_hours`` leaves (``text`` says how long)."""
+
+    def __init__(self, text: str, axes: str) -> None:
+        super().__init__(text)
+        self.text, self.axes = text, axes
 
 
 def _search(batch: list, surfaces: dict[int, dict], base_dir: str, p: PlanSpec, executor: Any):
@@ -177,8 +204,10 @@ def _pruned(p: PlanSpec, d: Deployment, best_cost: dict[str, float]) -> bool:
     return False
 
 
-def _surfaces(batch, executor, use_cache, store, progress, p: PlanSpec) -> dict[int, dict]:
-    """Build every surface the batch needs at once; map each deployment to its role surfaces."""
+def _surfaces(batch, executor, use_cache, store, progress, p: PlanSpec, left_s: float = float("inf")
+              ) -> dict[int, dict]:
+    """Build every surface the batch needs at once; map each deployment to its role surfaces. OverBudget
+    (before any point runs) where the missing points would take longer than ``left_s``."""
     grids: dict[str, Grid] = {}
     need: dict[int, dict[tuple[str, str], str]] = {}
     for d, _, (s, dep) in batch:
@@ -190,9 +219,24 @@ def _surfaces(batch, executor, use_cache, store, progress, p: PlanSpec) -> dict[
             grids[key] = replace(g, key=key)  # deployments with the same instance share one surface
             need[id(d)][role] = key
 
+    workers = max(1, int(getattr(executor, "jobs", 1) or 1))
+    cost = wave_cost(list(grids.values()), lambda g: use_cache and is_cached(g.key), workers)
+
+    def over(seconds: float, how: str) -> OverBudget:
+        return OverBudget(f"{len(batch):,} deployments need about {hours(seconds)} of simulation ({cost.points:,} "
+                          f"surface points of {cost.grids:,} surfaces on {workers} workers, {how}), more than the "
+                          f"{hours(max(0.0, left_s))} left of limits.max_hours {p.limits.max_hours:g}", _widest_axes(p))
+
+    if cost.seconds > left_s:
+        raise over(cost.seconds, "estimated")
+    t0 = time.monotonic()
+
     def prog(done: int, total: int) -> None:
         if progress:
             progress("surface points", done, total, "")
+        late = overrun(done, total, time.monotonic() - t0, left_s, workers)
+        if late is not None:
+            raise over(late, f"at the pace of the first {done:,}")
 
     built = build_surfaces(list(grids.values()), executor, use_cache, prog, store)
     return {k: {role: built[key] for role, key in v.items()} for k, v in need.items()}
@@ -237,13 +281,26 @@ def _flat(p: PlanSpec, d: Deployment, r: dict[str, Any] | None, pct: int) -> dic
     return row
 
 
+def _widest_axes(p: PlanSpec) -> str:
+    """The search axes with the most values, e.g. 'search.node_limit has 3 values, search.attention_tp 4'."""
+    sr = p.search
+    sizes = {f"search.{k}": len(getattr(sr, k)) for k in ("nodes", "micro_batches", "placement", "redundant_slots",
+                                                          "node_limit", "attention_tp", "moe", "engine",
+                                                          "prefill_share", "max_batch")}
+    if "disaggregated" not in sr.deployment:
+        sizes.pop("search.prefill_share")
+    top = sorted((v, k) for k, v in sizes.items() if v > 1)[::-1][:3]
+    return ", ".join(f"{k}: {v} values" for v, k in top) or "fewer GPU types"
+
+
 def _result(p: PlanSpec, space: list[Deployment], rows: dict[int, list], interrupted: bool,
-            wall_s: float, scope: str | None) -> dict[str, Any]:
+            wall_s: float, scope: str | None, stopped: str | None = None) -> dict[str, Any]:
     flat, pct = [], _slo(p)["percentile"]
     for d in space:
         res = rows.get(id(d))
         if res is None and not d.reason:
-            d.reason = "not evaluated: the plan was interrupted" if interrupted else "not evaluated"
+            d.reason = ("not evaluated: the plan was interrupted" if interrupted else
+                        "not evaluated: the search stopped at limits.max_hours" if stopped else "not evaluated")
         flat += [_flat(p, d, r, pct) for r in res] if res else [_flat(p, d, None, pct)]
     ok = [r for r in flat if r["feasible"]]
     meeting = sorted([r for r in ok if r["meets_target"]], key=_cost_key)
@@ -254,7 +311,7 @@ def _result(p: PlanSpec, space: list[Deployment], rows: dict[int, list], interru
             "runners_up": [{**r, "cost_over_best": r["cost_per_hour"] / best["cost_per_hour"] - 1.0}
                            for r in _distinct(meeting[1:], best)[:5]] if best else [],
             "frontier": pareto(ok), "target": p.target.model_dump(), "slo": _slo(p),
-            "throughput_scope": scope, "interrupted": interrupted, "wall_s": wall_s,
+            "throughput_scope": scope, "interrupted": interrupted, "stopped": stopped, "wall_s": wall_s,
             "counts": {"deployments": len(space), "simulated": len(rows),
                        "screened_out": sum(1 for d in space if id(d) not in rows)}}
 

@@ -80,6 +80,9 @@ class TargetSpec(_Strict):
 
 class LimitsSpec(_Strict):
     max_gpus: int | None = Field(default=None, ge=1)
+    # wall hours the search may take: a wave of deployments whose surfaces would take longer (estimated,
+    # moesim/plan/guard.py) is refused before it starts (exit 2 on the first; later ones end the search)
+    max_hours: float = Field(default=2.0, gt=0, le=1e4)
 
 
 class EffortSpec(_Strict):

@@ -125,8 +125,10 @@ def plan_table(result: dict[str, Any]) -> str:
     for gpu, r in result["best_per_gpu"].items():
         lines.append(f"{gpu}: " + (_answer(r) if r else "no deployment meets the target and the SLO"))
     b = result["best"]
-    head = "overall so far (interrupted: partial)" if result["interrupted"] else "overall"  # not the search's answer
-    lines.append(f"{head}: " + _answer(b) if b else
+    head = ("overall so far (interrupted: partial)" if result["interrupted"] else  # not the search's answer
+            "overall so far (stopped at limits.max_hours: partial)" if result.get("stopped") else "overall")
+    lines.append(f"{head}: " + _answer(b) if b else f"{head}: nothing meets the target at the SLO among the "
+                 "deployments that finished" if head != "overall" else
                  "overall: nothing meets the target at the SLO: see the notes, add nodes or GPU types, or relax it")
     t = result.get("best_per_token")
     if t and b and t["label"] != b["label"]:
@@ -136,7 +138,8 @@ def plan_table(result: dict[str, Any]) -> str:
     c = result["counts"]
     lines.append(f"{c['deployments']} deployments: {c['simulated']} simulated, {c['screened_out']} screened out or "
                  f"pruned; cost/throughput frontier: {len(result['frontier'])} rows; {result['wall_s']:.0f} s"
-                 + ("; INTERRUPTED: partial results" if result["interrupted"] else ""))
+                 + ("; INTERRUPTED: partial results" if result["interrupted"] else "")
+                 + (f"; STOPPED: {result['stopped']}" if result.get("stopped") else ""))
     return "\n".join(lines) + "\n"
 
 

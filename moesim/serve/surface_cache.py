@@ -28,3 +28,10 @@ def read(path: Path, key: str) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or doc.get("key") != key or doc.get("digest") != digest(key, body):
         return None
     return body
+
+
+def is_cached(key: str) -> bool:
+    """Whether the surface cache holds a file for ``key`` (``Grid.cache_key``); whether it is sound is
+    checked when it is read."""
+    from moesim.util.fingerprint import cache_dir
+    return (cache_dir() / "surfaces" / f"{key}.json").is_file()

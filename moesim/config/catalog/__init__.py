@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,19 @@ def gpu_entry(name: str) -> dict[str, Any]:
 
 
 def read_gpu_file(path: Path) -> dict[str, Any]:
-    """A GPU profile file in the catalogue's format (figures as {value, label, source} or plain values)."""
+    """A GPU profile file in the catalogue's format (figures as {value, label, source} or plain values): a
+    new mapping whose figures the caller reads, not changes. Parsed once per process for each version of a
+    file (path, modification time, size): a silicon profile is about 1 MB of kernel tables, 40 ms to parse,
+    which a plan otherwise paid for each of its deployments."""
+    try:
+        st = path.stat()
+    except OSError:
+        return dict(_parse_gpu_file(path, 0, -1))  # the reader names the missing file
+    return dict(_parse_gpu_file(path, st.st_mtime_ns, st.st_size))
+
+
+@lru_cache(maxsize=32)
+def _parse_gpu_file(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
     from moesim.util import safeio
     data = safeio.load_json(path, "GPU profile") if path.suffix == ".json" else safeio.load_yaml(path, "GPU profile")
     if not isinstance(data, dict):
