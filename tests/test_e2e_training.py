@@ -24,7 +24,9 @@ def test_rows_convert_as_the_table_describes_and_misprints_are_refused():
     assert sc["cluster"] == {"gpu": "gb200", "nodes": 8, "gpus_per_node": 32}
     assert sc["model"]["weight_dtype"] == "fp8" and sc["router"] == {"stats": {"kind": "uniform"}}
     assert sc["workload"] == {"mode": "training", "tokens_per_gpu": 4096, "context_tokens": 4096,
-                              "accumulation_steps": 128, "pipeline_stages": 8, "pipeline_virtual_stages": 4}
+                              "accumulation_steps": 128, "pipeline_stages": 8, "pipeline_virtual_stages": 4,
+                              "data_parallel": 1}  # dp 256 / 8 = 32 = ep: one replica of the group
+    assert megatron.scenario(rows[0], 1)["workload"]["data_parallel"] == 4  # GB300: dp 256 / 2 = 128 over ep 32
     assert sc["runtime"] == {"framework": "megatron"}
     for i, r in enumerate(rows, start=1):
         if not why[i]:

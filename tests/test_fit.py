@@ -4,6 +4,7 @@ a context beyond the model's maximum is refused; the maximum comes from the mode
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from moesim import api
@@ -66,3 +67,43 @@ def test_a_sweep_point_that_does_not_fit_is_recorded_with_why(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
     bad = [row for row in rows if row.get("error")]
     assert len(bad) == 1 and bad[0]["model.num_hidden_layers"] == 12 and "GiB per GPU" in bad[0]["error"]
+
+
+V3_TRAIN = """model: deepseek-v3
+cluster: {gpu: h800, nodes: 4, gpus_per_node: 8}
+workload: {mode: training, tokens_per_gpu: 4096, pipeline_stages: 4, accumulation_steps: 8}
+"""
+
+
+def test_training_counts_gradients_and_the_sharded_optimizer_state(tmp_path):
+    """fp32 gradients (4 bytes) for every parameter a GPU holds, and Adam's master weights and moments (12
+    bytes) shared over the GPUs holding the same parameter (Megatron's distributed optimizer): the experts'
+    over ``data_parallel`` replicas, the other weights over those times the group's GPUs."""
+    from moesim.iteration.scenario import scenario_from_dict
+    from moesim.model.memory import memory_per_gpu, param_counts
+    from moesim.model.moe import MoEModel
+
+    def mem(d, mode="training"):
+        return memory_per_gpu(scenario_from_dict({
+            "model": {"base": "qwen3-30b-a3b", "weight_dtype": "bf16"}, "cluster": {"gpu": "h100", "nodes": 1},
+            "workload": {"mode": mode, "tokens_per_gpu": 4096, "context_tokens": 4096, "data_parallel": d}}))
+
+    one, four = mem(1), mem(4)
+    s = scenario_from_dict({"model": {"base": "qwen3-30b-a3b", "weight_dtype": "bf16"}, "cluster": {"gpu": "h100"}})
+    moe, p = MoEModel.from_spec(s.model), param_counts(s.model)
+    experts = moe.expert_params * moe.num_moe_layers * s.model.n_routed_experts / 8  # per GPU
+    other = p.attention + p.dense_ffn + p.shared_experts + p.router + p.embeddings  # every GPU holds them
+    assert one["optimizer_state_bytes"] == pytest.approx(experts * 16 + other * (4 + 12 / 8), rel=1e-9)
+    assert four["optimizer_state_bytes"] == pytest.approx(experts * (4 + 3) + other * (4 + 12 / 32), rel=1e-9)
+    assert "optimizer_state_bytes" not in mem(1, "prefill")
+    assert one["total_bytes"] - four["total_bytes"] == pytest.approx(
+        one["optimizer_state_bytes"] - four["optimizer_state_bytes"])
+
+
+def test_training_deepseek_v3_on_32_h800_is_refused_for_its_optimizer_state(tmp_path):
+    (tmp_path / "s.yaml").write_text(V3_TRAIN)
+    r = CliRunner().invoke(main, ["check", str(tmp_path / "s.yaml")])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert "needs 354.4 GiB per GPU" in line and "biggest is the gradients and optimizer state" in line
+    assert "workload.data_parallel" in line and "--allow-oversubscribe" in line

@@ -15,7 +15,7 @@ from moesim.util.errors import ScenarioError
 GiB = 2**30
 PARTS = {"expert_weights_bytes": "expert weights", "other_weights_bytes": "other weights (attention, dense, "
          "embeddings)", "kv_cache_bytes": "KV cache", "dispatch_buffers_bytes": "dispatch buffers",
-         "activations_bytes": "activations"}
+         "activations_bytes": "activations", "optimizer_state_bytes": "gradients and optimizer state"}
 
 
 def memory_of(s: Scenario) -> dict:
@@ -31,7 +31,7 @@ def check_fit(s: Scenario) -> None:
     mem = memory_of(s)
     if not mem["known"] or mem["fits"]:
         return
-    parts = sorted(PARTS, key=lambda k: -mem[k])
+    parts = sorted((k for k in PARTS if k in mem), key=lambda k: -mem[k])
     split = ", ".join(f"{PARTS[k]} {mem[k] / GiB:,.1f}" for k in parts if mem[k] > 0)
     raise ScenarioError(f"the deployment needs {mem['total_bytes'] / GiB:,.1f} GiB per GPU, the "
                         f"{s.cluster.gpu.name} has {mem['capacity_bytes'] / GiB:,.1f} GiB ({split} GiB); the "
@@ -55,6 +55,9 @@ def _fix(s: Scenario, mem: dict, part: str) -> str:
         return f"a smaller weight_dtype or a GPU with more memory, {what_if}"
     if part == "kv_cache_bytes":
         return f"fewer sequences or a shorter context, an fp8 kv_cache_dtype, {what_if}"
+    if part == "optimizer_state_bytes":
+        return (f"more GPUs per stage (cluster.nodes: fp32 gradients are 4 bytes a parameter the GPU holds), "
+                f"data-parallel replicas sharing the optimizer's 12 (workload.data_parallel), {what_if}")
     if part in ("activations_bytes", "dispatch_buffers_bytes"):
         return f"fewer tokens_per_gpu (or more micro_batches), {what_if}"
     return f"more attention TP (workload.attention_tp), a GPU with more memory, {what_if}"

@@ -122,9 +122,30 @@ def memory_per_gpu(s: Scenario, stages: int = 1) -> dict[str, float | bool | str
     # dispatch in + combine out, worst case all remote (an attention TP group's tokens do not move)
     buffers = 2.0 * t * top_k * m.hidden_size * ACT_BYTES if not grouped else 0.0
     activations = 8.0 * t * max(m.hidden_size, m.moe_intermediate_size) * ACT_BYTES
-    total = experts + replicated + kv + buffers + activations
+    state = _training_state(s, slots_per_gpu * moe.expert_params * moe.num_moe_layers / stages,
+                            (replicated - ends * ACT_BYTES) / db + ends, g / tp)
+    total = experts + replicated + kv + buffers + activations + state
     cap = s.cluster.gpu.hbm_bytes
     return {"known": True, "expert_weights_bytes": experts, "other_weights_bytes": replicated, "kv_cache_bytes": kv,
-            "dispatch_buffers_bytes": buffers, "activations_bytes": activations, "total_bytes": total,
+            "dispatch_buffers_bytes": buffers, "activations_bytes": activations,
+            **({"optimizer_state_bytes": state} if s.workload.mode == "training" else {}), "total_bytes": total,
             "capacity_bytes": cap, "fits": total <= cap, "over_by_bytes": max(0.0, total - cap),
             "model_params": p.total, "model_active_params": p.active}
+
+
+GRAD_BYTES = 4  # fp32 gradients (Megatron-LM's main_grad buffers, bf16 params with fp32 grads)
+ADAM_BYTES = 12  # fp32 master weights + Adam's two moments, sharded by the distributed optimizer
+
+
+def _training_state(s: Scenario, expert_params: float, other_params: float, dense_replicas: float) -> float:
+    """Bytes per GPU of gradients and Adam state in training (0 otherwise): every parameter the GPU holds has
+    an fp32 gradient; the master weights and moments (12 bytes a parameter) are sharded over the GPUs that
+    hold the same parameter: an expert's over ``workload.data_parallel`` replicas, the other weights over
+    those replicas times the GPUs of the group that each hold them (``dense_replicas``). Megatron-LM's
+    distributed optimizer: 6 + 12/d bytes a parameter for bf16 parameters with fp32 gradients, of which the
+    weights' 2 are counted apart (docs/sources.md)."""
+    if s.workload.mode != "training":
+        return 0.0
+    d = s.workload.data_parallel
+    return (expert_params * (GRAD_BYTES + ADAM_BYTES / d)
+            + other_params * (GRAD_BYTES + ADAM_BYTES / (d * max(1.0, dense_replicas))))

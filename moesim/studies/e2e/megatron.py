@@ -9,7 +9,8 @@ Mapping:
   sit inside it; moesim simulates one of them per pipeline stage: ``ep`` x ``pp`` GPUs, a stage per node
   (an NVL72 domain holds a GB stage; DGX stages are ``ep / 8`` nodes). The other data-parallel replicas do
   the same work at the same time; their gradient all-reduce is not simulated (Megatron overlaps it with
-  the last micro-batches' backward);
+  the last micro-batches' backward), but they share the distributed optimizer's state (``data_parallel``:
+  dp / ep replicas, for memory);
 - a micro-batch is ``mbs`` sequences of ``seq`` tokens per GPU (``tokens_per_gpu``, ``context_tokens``), a
   step ``ga`` of them (``accumulation_steps``; 1F1B over the stages when ``pp`` > 1, interleaved over ``vp``
   model chunks per stage when ``vp`` > 1: ``pipeline_virtual_stages``);
@@ -60,8 +61,9 @@ def scenario(row: dict[str, str], index: int) -> dict[str, Any]:
     pp, ep, seq = int(row["pp"]), int(row["ep"]), int(row["seq"])
     dtype = "bf16" if row["precision"].upper() == "BF16" else "fp8"
     gpn = ep if row["system"] in NVL else 8
+    dp = int(row["gpus"]) // pp  # tp = cp = 1 (why_not)
     wl: dict[str, Any] = {"mode": "training", "tokens_per_gpu": int(row["mbs"]) * seq, "context_tokens": seq,
-                          "accumulation_steps": int(row["ga"])}
+                          "accumulation_steps": int(row["ga"]), "data_parallel": dp // ep}
     if pp > 1:
         wl["pipeline_stages"] = pp
         if int(row["vp"]) > 1:  # Megatron's virtual pipeline: the interleaved 1F1B schedule
