@@ -238,6 +238,55 @@ def test_surface_interpolation_error_on_held_out_points(tmp_path, monkeypatch):
     assert not again and surf2["a/decode"].time_s == surf["a/decode"].time_s  # read from the cache
 
 
+class _StopAfter:
+    """An executor that runs ``n`` token rows, then raises KeyboardInterrupt (Ctrl-C, or SIGTERM as moesim
+    handles it); ``rows`` lists every row it ran."""
+
+    def __init__(self, n):
+        self.n, self.rows = n, []
+
+    def run(self, fn, items):
+        for item in items:
+            if len(self.rows) == self.n:
+                raise KeyboardInterrupt
+            self.rows.append(item[1])
+            yield item, fn(item)
+
+
+def test_an_interrupted_build_keeps_its_finished_points_for_the_next(tmp_path, monkeypatch):
+    from moesim.exec import SerialExecutor
+    from moesim.serve.surface import Grid, build_surfaces
+    from moesim.util.files import write_atomic
+
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
+    s = scenario({}, gpn=8, layers=2, router={"stats": {"kind": "dirichlet", "concentration": 8.0}})
+    inst = deployment_of(s).role("aggregated").scenario
+    grids = [Grid("a/decode", inst, "decode", [1, 4, 16, 64], [1024, 4096], False)]
+    first = _StopAfter(2)
+    with pytest.raises(KeyboardInterrupt):
+        build_surfaces(grids, first, True, None, write_atomic)
+    partial = list((tmp_path / "cache" / "surfaces").glob("*.partial.json"))
+    assert len(partial) == 1 and first.rows == [64, 16]  # the longest rows go first
+    second = _StopAfter(99)
+    surf = build_surfaces(grids, second, True, None, write_atomic)["a/decode"]
+    assert second.rows == [4, 1]  # only the rows that had not finished
+    assert not list((tmp_path / "cache" / "surfaces").glob("*.partial.json"))  # the whole surface replaces it
+    whole = build_surfaces(grids, SerialExecutor(), False)["a/decode"]
+    assert surf.time_s == whole.time_s  # the same floats as a build that was never interrupted
+
+
+def test_a_damaged_partial_file_is_run_again(tmp_path):
+    from moesim.serve.surface_cache import partial_path, partial_text, read_partial
+    path = tmp_path / "k.json"
+    partial_path(path).write_text(partial_text({(1, 8): (0.5, 1.0, 0.0), (4, 8): (0.7, 1.1, 0.0)}, "k"))
+    assert read_partial(path, "k") == {(1, 8): (0.5, 1.0, 0.0), (4, 8): (0.7, 1.1, 0.0)}
+    assert read_partial(path, "other key") == {}
+    partial_path(path).write_text(partial_text({(1, 8): (float("nan"), 1.0, 0.0)}, "k"))
+    assert read_partial(path, "k") == {}
+    partial_path(path).write_text(partial_text({(1, 8): (0.5, 1.0, 0.0)}, "k").replace("0.5", "0.05"))
+    assert read_partial(path, "k") == {}  # edited: the digest no longer holds
+
+
 def test_surfaces_are_keyed_by_what_times_an_iteration_not_by_the_name_or_the_load():
     """Issue 32: a renamed scenario, or one served at another rate, length or SLO, reuses the surfaces;
     another seed or layout does not."""

@@ -17,11 +17,12 @@ import numpy as np
 from moesim.config.schema import Scenario
 from moesim.hw.topology import build_topology
 from moesim.serve.deploy import Deployment, Role, deployment_of
+from moesim.serve.grid_points import geometric_grid
 from moesim.serve.guard import SloGuard
 from moesim.serve.metrics import request_table, summarize, timeline
 from moesim.serve.mixed import check_mixed
 from moesim.serve.sim import ServeSim
-from moesim.serve.surface import Grid, Surface, build_surfaces, geometric_grid, token_unit
+from moesim.serve.surface import Grid, Surface, build_surfaces, token_unit
 from moesim.serve.terms import mtp_of, overheads
 from moesim.serve.workload import Requests, generate
 from moesim.util.errors import ScenarioError

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from moesim.config.schema import Scenario
+from moesim.serve.grid_points import midpoints
+from moesim.serve.surface_cache import partial_path, partial_text, read_partial
 from moesim.serve.surface_cache import read as read_cache
 from moesim.serve.surface_cache import text as cache_text
 from moesim.util.files import check_writable
@@ -159,27 +161,6 @@ def _blend_many(zz: np.ndarray, ti: Any, tw: Any, ci: np.ndarray, cw: np.ndarray
         return zz[i, ci] if cols == 1 else zz[i, ci] * (1 - cw) + zz[i, ci + 1] * cw
 
     return row(ti) if rows == 1 else row(ti) * (1 - tw) + row(ti + 1) * tw
-
-
-def geometric_grid(lo: float, hi: float, ratio: float) -> list[int]:
-    """Integers from lo to hi (both included), consecutive points at most ``ratio`` apart. The ends are
-    rounded out to powers of sqrt(2) unless they coincide, so request streams drawn from one law give the
-    same grid (and hit the cache) while a constant length keeps its single point."""
-    lo, hi = max(1.0, lo), max(1.0, hi)
-    if hi > lo * 1.02:
-        lo = max(1, math.floor(2 ** (math.floor(2 * math.log2(lo)) / 2)))
-        hi = math.ceil(2 ** (math.ceil(2 * math.log2(hi)) / 2))
-    if hi <= lo * 1.02:
-        return [max(1, round(lo))]
-    n = math.ceil(math.log(hi / lo) / math.log(ratio)) + 1
-    pts = sorted({round(v) for v in np.geomspace(lo, hi, n)})
-    return pts
-
-
-def midpoints(grid: list[int]) -> list[int]:
-    """Geometric midpoints of consecutive grid points (the held-out points), where distinct from both."""
-    out = [round(math.sqrt(a * b)) for a, b in zip(grid, grid[1:], strict=False)]
-    return [m for m, a, b in zip(out, grid, grid[1:], strict=False) if a < m < b]
 
 
 def token_unit(s: Scenario, mode: str) -> int:
@@ -343,6 +324,25 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
                 out[g.key] = cached
                 continue
         todo.append(_Build(g, path))
+        if use_cache:  # points that finished before an interrupted build
+            todo[-1].res.update(read_partial(path, g.cache_key()))
+    try:
+        _run_builds(todo, executor, progress)
+    except BaseException:  # Ctrl-C, SIGTERM, a stop: keep the points that finished for the next build
+        for b in todo:
+            if use_cache and store and b.res:
+                store(partial_path(b.path), partial_text(b.res, b.g.cache_key()))
+        raise
+    for b in todo:
+        out[b.g.key] = surf = b.surface()
+        if use_cache and store:
+            store(b.path, cache_text(surf.to_dict(), b.g.cache_key()))
+            partial_path(b.path).unlink(missing_ok=True)
+    return out
+
+
+def _run_builds(todo: list[_Build], executor: Any, progress: Callable[[int, int], None] | None) -> None:
+    """Run every missing point of ``todo`` (one task per token row), then refine, REFINE_ROUNDS at most."""
     done, total = 0, sum(len(b.missing()) for b in todo)
     for round_ in range(REFINE_ROUNDS + 1):
         # one task per token row: its contexts share the row's routing, placement and traffic
@@ -362,11 +362,6 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
         if round_ < REFINE_ROUNDS:
             for b in todo:
                 b.refine()
-    for b in todo:
-        out[b.g.key] = surf = b.surface()
-        if use_cache and store:
-            store(b.path, cache_text(surf.to_dict(), b.g.cache_key()))
-    return out
 
 
 def load_cached(path: Path, key: str) -> Surface | None:

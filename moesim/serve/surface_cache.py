@@ -35,3 +35,31 @@ def is_cached(key: str) -> bool:
     checked when it is read."""
     from moesim.util.fingerprint import cache_dir
     return (cache_dir() / "surfaces" / f"{key}.json").is_file()
+
+
+def partial_path(path: Path) -> Path:
+    """Where the points of ``path``'s surface that finished before an interruption are kept."""
+    return path.with_name(path.stem + ".partial.json")
+
+
+def partial_text(points: dict[tuple[int, int], tuple[float, float, float]], key: str) -> str:
+    """The partial file of a grid: its finished points {(tokens, context): (seconds, imbalance, group s)}."""
+    return text({"points": [[t, c, *v] for (t, c), v in sorted(points.items())]}, key)
+
+
+def read_partial(path: Path, key: str) -> dict[tuple[int, int], tuple[float, float, float]]:
+    """The finished points kept at ``partial_path(path)`` for ``key``: only well-formed, finite, positive-time
+    ones (a damaged file gives none, and the points run again)."""
+    import math
+    body = read(partial_path(path), key)
+    out: dict[tuple[int, int], tuple[float, float, float]] = {}
+    for row in (body or {}).get("points", []):
+        try:
+            t, c, s, imb, grp = row
+            vals = (float(s), float(imb), float(grp))
+        except (TypeError, ValueError):
+            return {}
+        if not (isinstance(t, int) and isinstance(c, int) and all(math.isfinite(v) for v in vals) and vals[0] > 0):
+            return {}
+        out[(t, c)] = vals
+    return out
