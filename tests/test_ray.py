@@ -2,6 +2,7 @@
 resolved scenario plus the bytes of the files it reads); results, cache and resume match the local run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,26 @@ def test_sweep_on_ray_matches_the_local_run_and_resumes(tmp_path):
     victim.unlink()
     again = run_sweep(spec, ray_out, RayExecutor(jobs=2))
     assert (again["ran"], again["cached"]) == (1, 3)
+
+
+@pytest.mark.slow
+def test_sigterm_on_a_ray_sweep_stops_it_as_ctrl_c_without_a_stack_dump(tmp_path):
+    """ray.init installs a C++ SIGTERM handler that printed '*** SIGTERM received ***' and a stack, and died
+    by the signal; moesim re-installs its own: exit 143, finished points kept, Ray stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'moesim[ray]')")
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "moesim", "sweep", str(root / "sweeps" / "v3-nodes-placement.yaml"),
+           "--executor", "ray", "-j", "2", "-o", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=root)
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "[sweep] " not in seen and time.monotonic() < deadline:  # Ray is up and points are running
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGTERM)
+    err = seen + proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143, err[-800:]
+    assert "SIGTERM received" not in err and "interrupted: every finished point is in" in err

@@ -44,7 +44,8 @@ class RayExecutor:
             return
         started = not ray.is_initialized()
         if started:
-            connect(ray, self.address, self.jobs)
+            with _keep_signal_handlers():
+                connect(ray, self.address, self.jobs)
         task = ray.remote(num_cpus=1)(_call)
         refs = {task.remote(fn, item): item for item in items}
         try:
@@ -57,6 +58,26 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if started:
                 ray.shutdown()
+
+
+class _keep_signal_handlers:
+    """``ray.init`` installs its C++ fatal-signal handler for SIGTERM (it prints a stack dump and dies with
+    the signal), under Python's back: re-install the Python-level handlers afterwards, so SIGTERM stays
+    moesim's (stop, keep what finished, exit 143). Only from the main thread, where handlers can be set."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+        self.saved = ({name: signal.getsignal(getattr(signal, name)) for name in self.SIGNALS}
+                      if threading.current_thread() is threading.main_thread() else {})
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        for name, handler in self.saved.items():
+            if handler is not None:
+                signal.signal(getattr(signal, name), handler)
 
 
 CONNECT_TIMEOUT_S = 10.0  # a cluster that does not answer within this is reported, not waited for
