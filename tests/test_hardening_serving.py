@@ -80,3 +80,26 @@ def test_a_request_stream_too_big_for_this_machine_is_refused_before_it_is_drawn
     ok = CliRunner().invoke(main, ["check", SERVE, "--set", "serving.requests=100000000", "--set",
                                    "sim.size_guard=false"])
     assert ok.exit_code == 0
+
+
+def test_surfaces_too_long_to_build_are_refused_before_a_point_runs(tmp_path, monkeypatch):
+    """moesim serve estimates its surface build (moesim/serve/size.py) and refuses one past SERVE_MAX_S (here
+    lowered to 1 s, against the 2 h of a real run) with the field and the fix; sim.size_guard=false passes."""
+    from moesim.iteration.scenario import load_scenario
+    from moesim.serve.deploy import deployment_of
+    from moesim.serve.run import grids_of, requests_of
+    from moesim.serve.size import guard_surfaces, wave_cost
+    monkeypatch.setenv("MOESIM_CACHE", str(tmp_path))
+    monkeypatch.setattr("moesim.serve.size.SERVE_MAX_S", 1.0)
+    ran = []
+    monkeypatch.setattr("moesim.serve.surface._task", lambda item: ran.append(item))
+    r = CliRunner().invoke(main, ["serve", SERVE, *SMALL])
+    assert r.exit_code == 2 and not ran, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert ": serving.surface: the iteration surfaces need about " in line and "sim.size_guard=false" in line
+    s = load_scenario(SERVE, [*SMALL[1:6:2], "sim.size_guard=false"])
+    grids = grids_of(s, deployment_of(s), requests_of(s))
+    guard_surfaces(s, grids, lambda g: False, 1)  # overridden: no error
+    cost = wave_cost(grids, lambda g: False, 1)
+    assert cost.points == sum(len(g.tokens) * len(g.contexts) for g in grids) and cost.seconds >= 0.2 * cost.points
+    assert wave_cost(grids, lambda g: True, 1).points == 0  # cached surfaces cost nothing

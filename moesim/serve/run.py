@@ -22,7 +22,9 @@ from moesim.serve.guard import SloGuard
 from moesim.serve.metrics import request_table, summarize, timeline
 from moesim.serve.mixed import check_mixed
 from moesim.serve.sim import ServeSim
+from moesim.serve.size import guard_surfaces
 from moesim.serve.surface import Grid, Surface, build_surfaces, token_unit
+from moesim.serve.surface_cache import is_cached
 from moesim.serve.terms import mtp_of, overheads
 from moesim.serve.workload import Requests, generate
 from moesim.util.errors import ScenarioError
@@ -140,7 +142,9 @@ def serve(s: Scenario, executor: Any, use_cache: bool = True,
     dep = deployment_of(s)
     req = requests_of(s)
     check_fits(dep, req)
-    built = build_surfaces(grids_of(s, dep, req), executor, use_cache and s.serving.surface.cache, progress, store)
+    grids, cache = grids_of(s, dep, req), use_cache and s.serving.surface.cache
+    guard_surfaces(s, grids, lambda g: cache and is_cached(g.cache_key()), max(1, int(getattr(executor, "jobs", 1))))
+    built = build_surfaces(grids, executor, cache, progress, store)
     surfaces = {tuple(k.split("/")): v for k, v in built.items()}
     out = simulate_serving(s, dep, req, surfaces)
     roles = [(r.name, r.scenario, r.prefill_budget // r.gpus_per_instance) for r in dep.roles
