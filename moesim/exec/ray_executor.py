@@ -9,8 +9,11 @@ moesim package itself goes with the job (``runtime_env``), so workers need only 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -60,24 +63,17 @@ class RayExecutor:
                 ray.shutdown()
 
 
-class _keep_signal_handlers:
+@contextlib.contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
     """``ray.init`` installs its C++ fatal-signal handler for SIGTERM (it prints a stack dump and dies with
     the signal), under Python's back: re-install the Python-level handlers afterwards, so SIGTERM stays
     moesim's (stop, keep what finished, exit 143). Only from the main thread, where handlers can be set."""
-
-    SIGNALS = ("SIGTERM", "SIGINT")
-
-    def __enter__(self) -> None:
-        import signal
-        import threading
-        self.saved = ({name: signal.getsignal(getattr(signal, name)) for name in self.SIGNALS}
-                      if threading.current_thread() is threading.main_thread() else {})
-
-    def __exit__(self, *exc: object) -> None:
-        import signal
-        for name, handler in self.saved.items():
-            if handler is not None:
-                signal.signal(getattr(signal, name), handler)
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 CONNECT_TIMEOUT_S = 10.0  # a cluster that does not answer within this is reported, not waited for

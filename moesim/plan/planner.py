@@ -26,6 +26,7 @@ from moesim.plan.space import Deployment, deployments, scenario_dict
 from moesim.plan.spec import PlanSpec
 from moesim.serve.deploy import deployment_of
 from moesim.serve.run import grids_of, requests_of
+from moesim.serve.size import workers_of
 from moesim.serve.surface import Grid, build_surfaces
 from moesim.serve.surface_cache import is_cached
 from moesim.util.errors import MoesimError, ScenarioError
@@ -219,7 +220,7 @@ def _surfaces(batch, executor, use_cache, store, progress, p: PlanSpec, left_s: 
             grids[key] = replace(g, key=key)  # deployments with the same instance share one surface
             need[id(d)][role] = key
 
-    workers = max(1, int(getattr(executor, "jobs", 1) or 1))
+    workers = workers_of(executor)
     cost = wave_cost(list(grids.values()), lambda g: use_cache and is_cached(g.key), workers)
 
     def over(seconds: float, how: str) -> OverBudget:

@@ -127,9 +127,12 @@ def plan_table(result: dict[str, Any]) -> str:
     b = result["best"]
     head = ("overall so far (interrupted: partial)" if result["interrupted"] else  # not the search's answer
             "overall so far (stopped at limits.max_hours: partial)" if result.get("stopped") else "overall")
-    lines.append(f"{head}: " + _answer(b) if b else f"{head}: nothing meets the target at the SLO among the "
-                 "deployments that finished" if head != "overall" else
-                 "overall: nothing meets the target at the SLO: see the notes, add nodes or GPU types, or relax it")
+    if b:
+        lines.append(f"{head}: " + _answer(b))
+    elif head != "overall":
+        lines.append(f"{head}: nothing meets the target at the SLO among the deployments that finished")
+    else:
+        lines.append("overall: nothing meets the target at the SLO: see the notes, add nodes or GPU types, or relax it")
     t = result.get("best_per_token")
     if t and b and t["label"] != b["label"]:
         lines.append("lowest cost per token at the SLO capacity: " + _answer(t))

@@ -22,7 +22,7 @@ from moesim.serve.guard import SloGuard
 from moesim.serve.metrics import request_table, summarize, timeline
 from moesim.serve.mixed import check_mixed
 from moesim.serve.sim import ServeSim
-from moesim.serve.size import guard_surfaces
+from moesim.serve.size import guard_surfaces, workers_of
 from moesim.serve.surface import Grid, Surface, build_surfaces, token_unit
 from moesim.serve.surface_cache import is_cached
 from moesim.serve.terms import mtp_of, overheads
@@ -143,7 +143,7 @@ def serve(s: Scenario, executor: Any, use_cache: bool = True,
     req = requests_of(s)
     check_fits(dep, req)
     grids, cache = grids_of(s, dep, req), use_cache and s.serving.surface.cache
-    guard_surfaces(s, grids, lambda g: cache and is_cached(g.cache_key()), max(1, int(getattr(executor, "jobs", 1))))
+    guard_surfaces(s, grids, lambda g: cache and is_cached(g.cache_key()), workers_of(executor))
     built = build_surfaces(grids, executor, cache, progress, store)
     surfaces = {tuple(k.split("/")): v for k, v in built.items()}
     out = simulate_serving(s, dep, req, surfaces)

@@ -39,6 +39,11 @@ def grid_seconds(g) -> float:
                for t in g.tokens)
 
 
+def workers_of(executor) -> int:
+    """How many points an executor runs at once (its ``jobs``; 1 when it does not say)."""
+    return max(1, int(getattr(executor, "jobs", 1) or 1))
+
+
 def wave_cost(grids: list, cached, workers: int) -> WaveCost:
     """The cost of the grids ``cached(grid)`` says are not in the surface cache, spread over ``workers``."""
     todo = [g for g in grids if not cached(g)]

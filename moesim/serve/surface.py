@@ -22,7 +22,7 @@ import numpy as np
 
 from moesim.config.schema import Scenario
 from moesim.serve.grid_points import midpoints
-from moesim.serve.surface_cache import partial_path, partial_text, read_partial
+from moesim.serve.surface_cache import partial_path, partial_text, read_partial, surface_path
 from moesim.serve.surface_cache import read as read_cache
 from moesim.serve.surface_cache import text as cache_text
 from moesim.util.files import check_writable
@@ -273,8 +273,8 @@ def holdout_points(tokens: list[int], contexts: list[int]) -> list[tuple[int, in
 class _Build:
     """One grid being built: its points so far, and the held-out points not (yet) in the grid."""
 
-    def __init__(self, g: Grid, path: Path) -> None:
-        self.g, self.path, self.tokens, self.res = g, path, list(g.tokens), {}
+    def __init__(self, g: Grid, path: Path, key: str) -> None:
+        self.g, self.path, self.key, self.tokens, self.res = g, path, key, list(g.tokens), {}
         self.hold = holdout_points(self.tokens, g.contexts) if g.holdout else []
 
     def missing(self) -> list[tuple[int, int]]:
@@ -317,26 +317,27 @@ def build_surfaces(grids: list[Grid], executor: Any, use_cache: bool = True,
         check_writable(cache_dir() / "surfaces", "the surface cache",
                        "set MOESIM_CACHE to a writable folder, or run with --no-cache")
     for g in grids:
-        path = cache_dir() / "surfaces" / f"{g.cache_key()}.json"
+        key = g.cache_key()
+        path = surface_path(key)
         if use_cache and path.is_file():
-            cached = load_cached(path, g.cache_key())
+            cached = load_cached(path, key)
             if cached is not None:
                 out[g.key] = cached
                 continue
-        todo.append(_Build(g, path))
+        todo.append(_Build(g, path, key))
         if use_cache:  # points that finished before an interrupted build
-            todo[-1].res.update(read_partial(path, g.cache_key()))
+            todo[-1].res.update(read_partial(path, key))
     try:
         _run_builds(todo, executor, progress)
     except BaseException:  # Ctrl-C, SIGTERM, a stop: keep the points that finished for the next build
         for b in todo:
             if use_cache and store and b.res:
-                store(partial_path(b.path), partial_text(b.res, b.g.cache_key()))
+                store(partial_path(b.path), partial_text(b.res, b.key))
         raise
     for b in todo:
         out[b.g.key] = surf = b.surface()
         if use_cache and store:
-            store(b.path, cache_text(surf.to_dict(), b.g.cache_key()))
+            store(b.path, cache_text(surf.to_dict(), b.key))
             partial_path(b.path).unlink(missing_ok=True)
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,15 @@ def read(path: Path, key: str) -> dict[str, Any] | None:
     return body
 
 
-def is_cached(key: str) -> bool:
-    """Whether the surface cache holds a file for ``key`` (``Grid.cache_key``); whether it is sound is
-    checked when it is read."""
+def surface_path(key: str) -> Path:
+    """The cache file of the surface whose grid has ``key`` (``Grid.cache_key``)."""
     from moesim.util.fingerprint import cache_dir
-    return (cache_dir() / "surfaces" / f"{key}.json").is_file()
+    return cache_dir() / "surfaces" / f"{key}.json"
+
+
+def is_cached(key: str) -> bool:
+    """Whether the surface cache holds a file for ``key``; whether it is sound is checked when it is read."""
+    return surface_path(key).is_file()
 
 
 def partial_path(path: Path) -> Path:
@@ -50,7 +55,6 @@ def partial_text(points: dict[tuple[int, int], tuple[float, float, float]], key:
 def read_partial(path: Path, key: str) -> dict[tuple[int, int], tuple[float, float, float]]:
     """The finished points kept at ``partial_path(path)`` for ``key``: only well-formed, finite, positive-time
     ones (a damaged file gives none, and the points run again)."""
-    import math
     body = read(partial_path(path), key)
     out: dict[tuple[int, int], tuple[float, float, float]] = {}
     for row in (body or {}).get("points", []):
