@@ -271,10 +271,10 @@ def test_shipped_offload_scenarios_run(scenario):
 
 def test_ktransformers_published_decode():
     """KTransformers V0.2, DeepSeek-V3 Q4_K_M, one Xeon Gold 6454S socket + RTX 4090 D: 8.73 tokens/s
-    published (docs/offload.md says what differs). The prediction stays within 25% of it."""
+    published, a test row of the engine's fit (moesim validate offload). The prediction stays within 10%."""
     r = CliRunner().invoke(main, ["run", str(ROOT / "scenarios/deepseek-v3-ktransformers.yaml"), "--json"])
     got = json.loads(r.stdout)["tokens_per_s"]
-    assert abs(got / 8.73 - 1) < 0.25
+    assert abs(got / 8.73 - 1) < 0.10
 
 
 # ---- bad input ----

@@ -115,11 +115,12 @@ def list_(what: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["kernels", "e2e", "training"]), default="kernels", required=False)
+@click.argument("what", type=click.Choice(["kernels", "e2e", "training", "offload"]), default="kernels",
+                required=False)
 @click.option("--rows", "rows_csv", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="e2e: an InferenceX export (default: the shipped rows, moesim/studies/e2e/data).")
-@click.option("--only", help="e2e, training: rows whose group contains this text (e.g. trtllm/agg, "
-                             "b200/training), or row numbers 1,5,9.")
+@click.option("--only", help="e2e, training, offload: rows whose group contains this text (e.g. trtllm/agg, "
+                             "b200/training, 1-socket/decode), or row numbers 1,5,9.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=2, show_default=True,
               help="e2e: processes building iteration surfaces.")
 @click.option("--profile", default="cpu-ref", show_default=True,
@@ -134,17 +135,19 @@ def list_(what: str, as_json: bool) -> None:
               help="e2e: fit the engine terms again from the shipped base run and measured rows (seconds, no "
                    "simulation, deterministic), write them to moesim/serve/data/engine_terms.json and print them "
                    "with their leave-one-group-out errors; training: the same for Megatron's term "
-                   "(moesim/config/catalog/frameworks.json).")
+                   "(moesim/config/catalog/frameworks.json); offload: KTransformers' CPU-kernel and hand-off terms "
+                   "(moesim/config/catalog/offload_engines.json).")
 @click.option("--rebase", is_flag=True,
-              help="e2e, training: run every row with no fitted terms first (the base run the fit starts from; "
-                   "e2e minutes, training about a minute), write it beside the rows, then --refit.")
+              help="e2e, training, offload: run every row with no fitted terms first (the base run the fit starts "
+                   "from; e2e minutes, training and offload about a minute), write it beside the rows, then --refit.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows, errors and the DeepEP table as JSON.")
 def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, profile: str, stored: bool,
              out_dir: Path | None, refit: bool, rebase: bool, as_json: bool) -> None:
     """Compare the simulator's predictions with measured MoE layers it was not fitted on (``kernels``, the
     default), or with measured deployments end to end (``e2e``: every row of an InferenceX export served,
     median TTFT, median TPOT and throughput per GPU, errors per group; fit and test rows apart; ``training``:
-    Megatron-Bridge's published MoE pre-training throughput per GPU, fit and test rows apart).
+    Megatron-Bridge's published MoE pre-training throughput per GPU, fit and test rows apart; ``offload``:
+    KTransformers' published DeepSeek-V3 prefill and decode tokens/s with every routed expert on the CPU).
 
     \b
     Per piece and end to end: MAPE, P90 and max absolute percentage error, signed mean error (bias).
@@ -158,6 +161,7 @@ def validate(what: str, rows_csv: Path | None, only: str | None, jobs: int, prof
                moesim validate e2e --refit                   (the engine terms fitted again, seconds)
                moesim validate training --only b200          (Megatron-Bridge pre-training rows)
                moesim validate training --refit              (Megatron's term fitted again, a second)
+               moesim validate offload --only decode         (KTransformers' local decode rows)
     """
     if what != "kernels":
         from moesim.cli.study import validate_measured

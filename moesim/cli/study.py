@@ -68,6 +68,10 @@ def validate_measured(what: str, rows_csv: Path | None, only: str | None, jobs: 
         return refit_training(rebase, as_json)
     if what == "training":
         return validate_training(only, as_json)
+    if what == "offload" and (refit or rebase):
+        return refit_offload(rebase, as_json)
+    if what == "offload":
+        return validate_offload(only, as_json)
     if refit or rebase:
         return refit_e2e(jobs, rebase, as_json)
     return validate_e2e(rows_csv, only, jobs, out_dir, as_json)
@@ -83,6 +87,33 @@ def refit_training(rebase: bool, as_json: bool) -> None:
     rows = select()[0] if rebase else None
     _refit("training base rows", rows, lambda r, progress: base_document(r, predict, progress=progress), BASE, refit,
            FRAMEWORKS, fit_table, as_json)
+
+
+def refit_offload(rebase: bool, as_json: bool) -> None:
+    """``moesim validate offload --refit`` (and ``--rebase``): the base run (again, with --rebase), the fit of
+    the local engine's terms, catalog/offload_engines.json written, the terms and their errors printed."""
+    from moesim.config.catalog import OFFLOAD_ENGINES
+    from moesim.studies.e2e.ktransformers import select
+    from moesim.studies.e2e.offload import BASE, fit_table, seconds
+    from moesim.studies.e2e.offload_fit import base_document, refit
+
+    rows = select()[0] if rebase else None
+    _refit("offload base rows", rows, lambda r, progress: base_document(r, seconds, progress=progress), BASE,
+           refit, OFFLOAD_ENGINES, fit_table, as_json)
+
+
+def validate_offload(only: str | None, as_json: bool) -> None:
+    """``moesim validate offload``: KTransformers' published rows simulated with a progress line, the table
+    (or JSON)."""
+    from moesim.studies.e2e.ktransformers import select
+    from moesim.studies.e2e.offload import compare, table
+    rows, skipped = select(only)
+    if not rows and not skipped:
+        raise click.UsageError(f"--only {only!r} matches no row")
+    bar = Progress("offload rows", len(rows))
+    doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
+    bar.close()
+    click.echo(dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
 
 
 def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str, Any]], base_path: Path,

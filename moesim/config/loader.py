@@ -94,6 +94,8 @@ def parse_scenario(raw: Any, base_dir: str | Path = ".") -> Scenario:
     raw = _resolve_trace_path(raw, Path(base_dir))
     if isinstance(raw.get("runtime"), dict):
         raw["runtime"] = _resolve_runtime(raw["runtime"])
+    if isinstance(raw.get("offload"), dict):
+        raw["offload"] = _resolve_offload_engine(raw["offload"])
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -107,6 +109,15 @@ def _resolve_runtime(rt: dict[str, Any]) -> dict[str, Any]:
         return rt
     fitted = catalog.framework_terms(str(rt["framework"])).get("layer_sync_s")
     return rt if fitted is None else {**rt, "layer_sync_s": fitted}
+
+
+def _resolve_offload_engine(off: dict[str, Any]) -> dict[str, Any]:
+    """A local engine named (``offload.engine``): its fitted terms (catalog/offload_engines.json) where the
+    scenario leaves them unset."""
+    if off.get("engine") is None:
+        return off
+    fitted = catalog.offload_engine_terms(str(off["engine"]))
+    return {**fitted, **{k: v for k, v in off.items() if v is not None}}
 
 
 def _default_scope(s: Scenario) -> Scenario:

@@ -31,13 +31,14 @@ class ModelSpec(Strict):
     scoring_func: Literal["softmax", "sigmoid"] = "softmax"
     norm_topk_prob: bool = True
     routed_scaling_factor: float = Field(default=1.0, gt=0)
-    # nvfp4 / mxfp4: 4-bit weights with their block scales (moesim.model.moe.BYTES_PER_PARAM); fp4: the bits alone
-    weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4"] = "bf16"
+    # nvfp4 / mxfp4: 4-bit weights with their block scales (moesim.model.moe.BYTES_PER_PARAM); fp4: the bits alone;
+    # q8_0 / q4_k_m: llama.cpp's GGUF quantisations (8.5 and 4.84 bits a weight; GPU GEMMs at the BF16 peak)
+    weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4", "q8_0", "q4_k_m"] = "bf16"
     kv_cache_dtype: Literal["bf16", "fp8"] = "bf16"  # the KV cache's element (engines' --kv-cache-dtype fp8)
     # attention, dense FFN, shared-expert and router weights; default: weight_dtype, but BF16 under nvfp4 and
     # mxfp4, whose checkpoints quantise the routed experts only (gpt-oss modules_to_not_convert, ModelOpt NVFP4
     # exclude_modules); plain fp4 stands for a whole-model 4-bit quantisation (GGUF Q4) and covers them too
-    dense_weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4"] | None = None
+    dense_weight_dtype: Literal["bf16", "fp8", "fp4", "nvfp4", "mxfp4", "q8_0", "q4_k_m"] | None = None
     # the non-MoE shape (optional: memory per GPU needs it). Attention is MLA when kv_lora_rank is set
     # (DeepSeek-V2/V3), else MHA/GQA from the head counts.
     # the longest context the checkpoint supports (config.json's max_position_embeddings; None: not known)

@@ -78,6 +78,17 @@ class OffloadSpec(Strict):
     prefetch_experts: int = Field(default=2, ge=1)
     home: Literal["dram", "nvme"] = "dram"
     steps: int = Field(default=16, ge=1, le=4096)  # decode steps simulated (prefill: one pass)
+    # the local inference engine that runs it: ``ktransformers`` gives the three terms below their ``fitted``
+    # values (catalog/offload_engines.json, fitted on KTransformers' published DeepSeek-V3 rows by
+    # ``moesim validate offload --refit``); a term set here wins. None: the host's figures and no hand-off
+    engine: Literal["ktransformers"] | None = None
+    # seconds per MoE layer and pass in which experts run on the CPU: the GPU hands the layer's tokens to the
+    # CPU's threads and waits for their results (stage ``host_sync``, first on the CPU branch)
+    layer_sync_s: Seconds | None = None
+    # the engine's CPU expert kernels: share of the host's DRAM bandwidth they stream weights at, and of its
+    # cpu_flops they compute at (None: the host's cpu_memory_efficiency / cpu_gemm_efficiency)
+    cpu_memory_efficiency: float | None = Field(default=None, gt=0, le=1)
+    cpu_gemm_efficiency: float | None = Field(default=None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _llama_cpp(self) -> OffloadSpec:

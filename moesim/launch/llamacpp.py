@@ -20,7 +20,8 @@ from moesim.model.moe import MoEModel
 
 VERSION = "llama-cpp-python-0.3.36"
 PORT = 8080
-QUANT = {"fp4": "Q4_K_M", "int4": "Q4_K_M", "fp8": "Q8_0", "int8": "Q8_0", "bf16": "BF16", "fp16": "F16"}
+QUANT = {"q4_k_m": "Q4_K_M", "q8_0": "Q8_0", "fp4": "Q4_K_M", "int4": "Q4_K_M", "fp8": "Q8_0", "int8": "Q8_0",
+         "bf16": "BF16", "fp16": "F16"}
 
 
 def host_layers(s: Scenario) -> tuple[list[int], str | None]:

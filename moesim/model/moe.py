@@ -7,8 +7,13 @@ from dataclasses import dataclass
 from moesim.config.schema import ModelSpec
 
 # bytes per weight, scales included: NVFP4 keeps one FP8 (E4M3) scale per 16 values (4 + 8/16 bits), MXFP4 one
-# E8M0 scale per 32 (4 + 8/32 bits; OCP Microscaling spec v1.0); plain fp4 counts the 4 bits alone
-BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5, "nvfp4": 0.5625, "mxfp4": 0.53125}
+# E8M0 scale per 32 (4 + 8/32 bits; OCP Microscaling spec v1.0); plain fp4 counts the 4 bits alone.
+# GGUF (llama.cpp ggml-common.h block layouts): Q8_0 is 34 bytes per 32 weights (8.5 bits); Q4_K_M keeps gate
+# and up in Q4_K (144 bytes per 256: 4.5 bits) and down in Q6_K (210 per 256: 6.5625 bits) on half the layers
+# (llama.cpp's use_more_bits: the first and last eighth and every third layer between), Q4_K on the rest:
+# (2 x 4.5 + (6.5625 + 4.5) / 2) / 3 = 4.84 bits a weight
+BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5, "nvfp4": 0.5625, "mxfp4": 0.53125,
+                   "q8_0": 8.5 / 8, "q4_k_m": (2 * 4.5 + (6.5625 + 4.5) / 2) / 3 / 8}
 FP4_FAMILY = ("fp4", "nvfp4", "mxfp4")
 
 

@@ -4,7 +4,8 @@ Per layer, on every GPU (empty stages are left out):
   [attention_proj → attention_core → norms → dense_ffn] → router → permute → [dispatch] (several GPUs:
   token copies to the experts' GPUs) → routed_experts (the cached experts, on the SMs)
     ∥ expert_fetch → fetched_experts  (missed experts' weights over the host link, then their GEMMs)
-    ∥ to_cpu → cpu_experts → from_cpu  (activations to the host, experts on the CPU, results back)
+    ∥ [host_sync] → to_cpu → cpu_experts → from_cpu  (the engine's hand-off to the CPU's threads, activations
+      to the host, experts on the CPU, results back)
 With prefetch, ``prefetch`` (host → GPU) runs beside everything up to routed_experts, and
 ``prefetched_experts`` takes routed_experts' place in the region after it; the demand fetch then starts
 once the prefetch is in (the host link serves the two in turn, as one copy engine would).
@@ -82,7 +83,11 @@ def _experts(cm, plan: TierPlan, costs: MissCosts, la: LayerAccess, tier: int, g
         if tier == FROM_NVME:  # weights a CPU expert needs come off the NVMe first
             w = _host_flows(la.cpu * plan.expert_bytes, NVME_TO_DRAM)
             out = w if out is None else FlowSet.concat([out, w])
-        cpu: list[Stage] = [Comm("to_cpu", out)] if out is not None else []
+        cpu: list[Stage] = []
+        sync = costs.s.offload.layer_sync_s
+        if sync:  # the engine hands the layer's tokens to the CPU's threads and waits for them (offload.engine)
+            cpu.append(Compute("host_sync", np.where(la.cpu > 0, sync, 0.0), HOST))
+        cpu += [Comm("to_cpu", out)] if out is not None else []
         cpu.append(Compute("cpu_experts", secs, HOST))
         back = _host_flows(act, FROM_HOST)
         cpu += [Comm("from_cpu", back)] if back is not None else []

@@ -231,13 +231,18 @@ class MissCosts:
     def cpu_expert_s(self, tokens: np.ndarray) -> np.ndarray:
         """CPU time of experts with ``tokens`` [n] tokens each (the node's cores split over its GPUs):
         call overhead + weight streaming + GEMM FLOPs (the CPU overlaps little of the two)."""
-        h = self.s.cluster.host
+        h, o = self.s.cluster.host, self.s.offload
         share = 1.0 / self.s.cluster.gpus_per_node
         tokens = np.asarray(tokens, dtype=float)
         flops = self.expert_flops_per_token * tokens
-        eff = np.where(tokens == 1, h.cpu_gemv_memory_efficiency or h.cpu_memory_efficiency, h.cpu_memory_efficiency)
+        if o.cpu_memory_efficiency is not None:  # the engine's kernels (offload.engine), one rate for every batch
+            eff = np.full(tokens.shape, o.cpu_memory_efficiency)
+        else:
+            eff = np.where(tokens == 1, h.cpu_gemv_memory_efficiency or h.cpu_memory_efficiency,
+                           h.cpu_memory_efficiency)
         mem_s = self.expert_bytes / (h.dram_bandwidth * eff * share)
-        return h.cpu_expert_overhead + mem_s + flops / (h.cpu_flops * h.cpu_gemm_efficiency * share)
+        gemm = o.cpu_gemm_efficiency or h.cpu_gemm_efficiency
+        return h.cpu_expert_overhead + mem_s + flops / (h.cpu_flops * gemm * share)
 
     def act_bytes(self, tokens: np.ndarray) -> np.ndarray:
         """Activation bytes one way for experts run on the CPU (zero on unified memory)."""

@@ -146,6 +146,16 @@ def is_profile_file(path: Path) -> bool:
 FRAMEWORKS = Path(__file__).parent / "frameworks.json"  # training frameworks' fitted terms (moesim.studies.e2e)
 
 
+OFFLOAD_ENGINES = Path(__file__).parent / "offload_engines.json"  # local engines' fitted terms (moesim.studies.e2e)
+
+
+def offload_engine_terms(name: str) -> dict[str, float]:
+    """A local inference engine's fitted offload terms ({term: value}), {} for one none were fitted for."""
+    if not OFFLOAD_ENGINES.is_file():
+        return {}
+    return dict(json.loads(OFFLOAD_ENGINES.read_text(encoding="utf-8")).get("engines", {}).get(name, {}))
+
+
 def framework_terms(name: str) -> dict[str, float]:
     """A training framework's fitted terms ({term: value}), {} for a framework none were fitted for."""
     if not FRAMEWORKS.is_file():

@@ -1,0 +1,115 @@
+"""Published local offloaded inference (moesim.studies.e2e.ktransformers's rows) against moesim's offload
+simulation: per row the signed error of tokens/s (prefill: prompt tokens per second; decode: generated tokens
+per second of the one sequence), per group (engine-version / GPU / sockets / mode) and over the fit and the
+test rows their MAPE and bias. Rows the engine's terms were fitted on (catalog/offload_engines.json
+``fit_rows``, moesim.studies.e2e.offload_fit) are marked ``fit``, the others ``test``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from moesim.config.catalog import OFFLOAD_ENGINES
+from moesim.iteration.scenario import scenario_from_dict
+from moesim.offload.run import run_offload
+from moesim.studies.e2e import ktransformers
+from moesim.studies.e2e.offload_fit import TERMS
+
+BASE = ktransformers.DATA.with_name("ktransformers-dsv3-base.json")  # moesim validate offload --rebase
+
+
+def seconds(sc: dict[str, Any]) -> float:
+    """Simulated seconds per token of the offload scenario ``sc``: per prompt token (prefill) or per generated
+    token of one sequence (decode)."""
+    return float(run_offload(scenario_from_dict(sc)).summary["time_per_token_s"])
+
+
+def fitted() -> dict[str, Any]:
+    """The shipped fit document ({} before the first fit)."""
+    if not OFFLOAD_ENGINES.is_file():
+        return {}
+    return json.loads(OFFLOAD_ENGINES.read_text(encoding="utf-8"))
+
+
+def compare(rows: list[tuple[int, str, dict[str, str]]], skipped: list[dict[str, Any]] = (),
+            progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """The ``select``-ed rows simulated with the engine's fitted terms and compared: {rows: [...], skipped,
+    groups: {name: stats}, splits, overall}."""
+    out, fit_rows = [], frozenset(fitted().get("fit_rows", []))
+    for k, (i, g, r) in enumerate(rows):
+        if progress:
+            progress(k, len(rows), g)
+        pred, meas = 1.0 / seconds(ktransformers.scenario(r, i)), ktransformers.measured(r)
+        out.append({"row": i, "group": g, "split": "fit" if i in fit_rows else "test",
+                    "experts_per_token": int(r["experts_per_token"]), "prompt_tokens": int(r["prompt_tokens"]),
+                    "measured": meas, "predicted": pred, "signed_error": pred / meas - 1})
+    if progress:
+        progress(len(rows), len(rows), "")
+    groups = {name: stats([x for x in out if x["group"] == name]) for name in sorted({x["group"] for x in out})}
+    splits = {sp: stats([x for x in out if x["split"] == sp]) for sp in ("fit", "test")}
+    return {"rows": out, "skipped": list(skipped), "groups": groups, "overall": stats(out), "splits": splits,
+            "source": "kvcache-ai/ktransformers doc/en/DeepseekR1_V3_tutorial.md (data/SOURCES.md)"}
+
+
+def stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """MAPE and bias (fractions) of tokens/s over ``rows``, and their count."""
+    e = np.array([x["signed_error"] for x in rows])
+    return {"rows": len(rows), "mape": float(np.abs(e).mean()) if e.size else None,
+            "bias": float(e.mean()) if e.size else None}
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The comparison as text: per row, then per group and overall."""
+    lines = ["offload: published local inference through moesim (tokens/s; fit and test rows apart)", "",
+             f"  {'row':>3}  {'group':40s} {'split':5s} {'k':>2} {'prompt':>6} {'measured':>9} {'predicted':>9} "
+             f"{'error':>7}"]
+    for x in doc["rows"]:
+        lines.append(f"  {x['row']:>3}  {x['group']:40s} {x['split']:5s} {x['experts_per_token']:>2} "
+                     f"{x['prompt_tokens']:>6} {x['measured']:>9.2f} {x['predicted']:>9.2f} "
+                     f"{x['signed_error'] * 100:>+6.1f}%")
+    lines += ["", f"  {'group':40s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
+    sp = doc.get("splits", {})
+    for name, s in [*doc["groups"].items(), ("all fit rows", sp.get("fit", {"rows": 0})),
+                    ("all test rows", sp.get("test", {"rows": 0})), ("all rows", doc["overall"])]:
+        if s["rows"]:
+            lines.append(f"  {name:40s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
+    for x in doc["skipped"]:
+        lines.append(f"  row {x['row']} ({x['group']}) not run: {x['why']}")
+    return "\n".join(lines) + "\n"
+
+
+def fit_table(doc: dict[str, Any]) -> str:
+    """The engine terms' fit (offload_fit.refit) as text: values, rows, errors, leave one group out."""
+    x = doc["engines"]["ktransformers"]
+    lines = [f"offload engine terms, fitted on rows {_ranges(doc['fit_rows'])} "
+             f"(test rows: {_ranges(doc['test_rows'])})", ""]
+    for k in TERMS:
+        val = f"{x[k] * 1e3:8.3f} ms" if k.endswith("_s") else f"{x[k]:8.3f}   "
+        lines.append(f"  ktransformers  {k:22s} {val}  {doc['units'][k]}")
+    lines += ["", f"  {'tokens/s (fit surrogate)':50s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
+    se = doc["surrogate_errors"]
+    named = [("host estimates, no hand-off (all rows)", se["host estimates"]), ("fit rows", se["fit"]),
+             ("test rows", se["test"]),
+             *[(f"{k} held out" if not k.startswith("all") else k, v) for k, v in doc["leave_one_group_out"].items()]]
+    for name, s in named:
+        lines.append(f"  {name:50s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
+    return "\n".join(lines) + "\n"
+
+
+def _ranges(nums: list[int]) -> str:
+    """1,3,5-7 style."""
+    out, run = [], []
+    for n in sorted(nums):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [n]
+    if run:
+        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ",".join(out)
