@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from moesim.cli.main import main
 from moesim.iteration.run import run_scenario
 from moesim.iteration.scenario import scenario_from_dict
+from moesim.model.memory import param_counts
 from moesim.studies.e2e import megatron, training
 
 
@@ -73,6 +75,25 @@ def test_framework_sync_waits_per_moe_layer_and_pass_by_hand():
     assert abs(synced["iteration_time_s"] - plain["iteration_time_s"] - 0.016) < 1e-9
     assert abs(synced["totals"]["stages"]["framework_sync"] / 0.016 - 1) < 0.01  # on the critical path
     assert "framework_sync" not in plain["totals"]["stages"]
+
+
+def test_data_parallel_replicas_reduce_each_gpus_gradients_over_its_nic_by_hand():
+    """4 replicas: every GPU's gradients (its dense copy and its 16 experts x 4 layers, BF16) ride a ring
+    of 2 x 3/4 of them over its NIC (B200: 48 GB/s, one NIC a GPU), with 2 x 3 start-ups."""
+    plain = run_scenario(scenario_from_dict(_tiny())).doc
+    dp = run_scenario(scenario_from_dict(_tiny(data_parallel=4))).doc
+    s = scenario_from_dict(_tiny())
+    m = s.model
+    p = param_counts(m)
+    dense = (p.attention + p.dense_ffn + p.shared_experts + p.router + p.embeddings) * 2
+    experts = 4 * (128 // 8) * 3 * m.hidden_size * m.moe_intermediate_size * 2
+    g = s.cluster.gpu
+    assert g.nic_bandwidth == 48e9  # the catalogue's B200 NIC (one a GPU)
+    want = 2 * 3 / 4 * (dense + experts) / g.nic_bandwidth + 6 * g.collective_latency
+    assert dp["totals"]["stages"]["data_parallel_sync"] == pytest.approx(want, rel=1e-9)
+    assert dp["iteration_time_s"] - plain["iteration_time_s"] == pytest.approx(want, rel=1e-9)
+    assert dp["gradient_sync_s"] - plain["gradient_sync_s"] == pytest.approx(want, rel=1e-9)
+    assert "data_parallel_sync" not in plain["totals"]["stages"]
 
 
 def test_the_framework_names_its_fitted_term_and_an_explicit_value_wins():

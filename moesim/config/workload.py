@@ -34,8 +34,9 @@ class WorkloadSpec(Strict):
     # over its replicas) with a ring on the slowest link tier
     gradient_sync: bool = True
     # training: replicas of the simulated GPUs (Megatron's data-parallel size over the expert-parallel group)
-    # that the distributed optimizer shards its state over (Megatron's --use-distributed-optimizer, ZeRO-1);
-    # memory only: the replicas run the same work at the same time and are not simulated
+    # that the distributed optimizer shards its state over (Megatron's --use-distributed-optimizer, ZeRO-1).
+    # The replicas run the same work at the same time and are not simulated; their gradient reduction ends
+    # the iteration (stage data_parallel_sync, moesim.ir.training: closed-form over each GPU's NIC share)
     data_parallel: int = Field(default=1, ge=1, le=10**6)
     # training: micro-batches of tokens_per_gpu each run forward and backward in turn before one gradient
     # sync (gradient accumulation); the iteration's tokens are micro-batches x tokens_per_gpu per GPU

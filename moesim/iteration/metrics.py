@@ -212,7 +212,7 @@ def summarize(records: SimRecords, programs: list[list[Program]], stats: list[li
     rows = layer_rows(tl, programs, stats)
     totals = _totals(tl, rows, stats, programs)
     g = records.times.shape[2]
-    sync = sum(totals.stages.get(n, 0.0) for n in ("gradient_sync", "expert_gradient_sync"))
+    sync = sum(totals.stages.get(n, 0.0) for n in ("gradient_sync", "expert_gradient_sync", "data_parallel_sync"))
     return Summary(meta=meta, scope=scope, context_tokens=context, gpus=g, nodes=g // gpus_per_node,
                    iteration_time_s=records.iteration_time_s, tokens_per_iteration=tokens,
                    stage_names=tl.names, layers=tuple(rows),

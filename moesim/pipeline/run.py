@@ -24,7 +24,7 @@ from moesim.model.layers import ACT_BYTES
 from moesim.model.memory import memory_per_gpu
 from moesim.pipeline.schedule import Link, Timeline, simulate_pipeline
 
-SYNC_STAGES = ("gradient_sync", "expert_gradient_sync")
+SYNC_STAGES = ("gradient_sync", "expert_gradient_sync", "data_parallel_sync")
 
 
 @dataclass(frozen=True)
