@@ -64,6 +64,7 @@ def test_the_shipped_terms_refit_from_the_shipped_data_files():
     shipped = fitted_terms(TERMS_FILE)
     again = refit(json.loads(BASE.read_text(encoding="utf-8")))
     assert again["engines"] == shipped["engines"] and again["fit_rows"] == shipped["fit_rows"]
+    assert again["pooled"] == shipped["pooled"]
     for g, st in shipped["leave_one_group_out"].items():
         for m in ("ttft_s", "tpot_s", "tokens_per_s_per_gpu"):
             assert again["leave_one_group_out"][g][m] == pytest.approx(st[m])
@@ -104,10 +105,34 @@ def test_scenario_overheads_win_over_the_engine_terms():
     assert overheads(ServingSpec()).host_s == 0.0  # no engine: nothing fitted applies
 
 
+def test_an_engine_with_no_rows_takes_the_pooled_terms():
+    """vLLM has no measured rows: it takes the terms fitted on every engine's rows together, which lie
+    between the fitted engines' own (one shared loss over both)."""
+    from moesim.config.serving import ServingSpec
+    doc = fitted_terms()
+    assert "vllm" not in doc["engines"]
+    o = overheads(ServingSpec(engine="vllm"))
+    assert o.host_s == doc["pooled"]["host_s"] and o.request_s == doc["pooled"]["request_s"]
+    own = [e["request_s"] for e in doc["engines"].values()]
+    assert min(own) <= o.request_s <= max(own)
+    assert mtp_of(ServingSpec(engine="vllm", mtp={"draft_tokens": 1})).acceptance == doc["pooled"]["mtp_acceptance"]
+
+
+def test_leave_one_engine_out_fits_without_the_engine():
+    rows = [_row(i, e, d, m) for i, (e, d, m) in enumerate(
+        [(e, d, m) for e in fit.ENGINES for d in (False, True) for m in (False, True)] * 2, start=1)]
+    out = fit.leave_one_engine_out(rows, fit_rows(rows))
+    assert set(out) == set(fit.ENGINES)
+    for e in fit.ENGINES:
+        assert out[e]["rows"] == sum(r.engine == e for r in rows)
+        assert out[e]["terms"] == fit.fit_pooled([r for r in rows if r.engine != e and r.index in fit_rows(rows)])
+
+
 def test_refit_command_prints_the_terms_and_logo(tmp_path, monkeypatch):
     import moesim.serve.terms as terms
     monkeypatch.setattr(terms, "TERMS_FILE", tmp_path / "engine_terms.json")
     r = CliRunner().invoke(main, ["validate", "e2e", "--refit"])
     assert r.exit_code == 0, r.output
     assert "leave one group out" in r.stdout and "sglang" in r.stdout and "fitted on rows" in r.stdout
+    assert "leave one engine out" in r.stdout and "pooled over every engine" in r.stdout
     assert json.loads((tmp_path / "engine_terms.json").read_text())["engines"] == fitted_terms()["engines"]

@@ -242,7 +242,8 @@ class SurfaceSpec(_Strict):
 class OverheadSpec(_Strict):
     """The engine's time outside the GPU's kernels, spent by the serving DES as named delays. Each field left
     out takes the engine profile's ``fitted`` value (moesim/serve/data/engine_terms.json, fitted on measured
-    deployments: `moesim validate e2e --refit`), 0 without an engine.
+    deployments: `moesim validate e2e --refit`; an engine with no measured rows, vLLM, takes the terms
+    pooled over all engines), 0 without an engine.
 
     host_s: per iteration (the scheduler, sampling, detokenisation and launches on the host, between GPU
     passes). request_s: per request, before it reaches the scheduler (HTTP front end, tokenizer, streaming

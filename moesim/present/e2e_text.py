@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from moesim.util.text import ranges
+
 NAMES = (("ttft_s", "TTFT p50"), ("tpot_s", "TPOT p50"), ("tokens_per_s_per_gpu", "tok/s/GPU"))
 
 
@@ -91,31 +93,28 @@ def fit_table(doc: dict[str, Any]) -> str:
     """The fitted terms (value, unit, rows), the surrogate's errors on fit and test rows, and the
     leave-one-group-out errors (each group predicted by terms fitted without it)."""
     head = "  ".join(f"{label:>15}" for _, label in NAMES)
-    lines = [f"engine terms, {doc['label']} on rows {_ranges(doc['fit_rows'])} "
-             f"(test rows: {_ranges(doc['test_rows'])})", ""]
+    lines = [f"engine terms, {doc['label']} on rows {ranges(doc['fit_rows'])} "
+             f"(test rows: {ranges(doc['test_rows'])})", ""]
     for eng, terms in doc["engines"].items():
         for k, v in terms.items():
-            shown = f"{v * 1e3:8.2f} ms" if k.endswith("_s") else f"{v:8.3f}   "
-            lines.append(f"  {eng:<8} {k:<16} {shown}  {doc['units'][k]}")
+            lines.append(f"  {eng:<8} {k:<16} {_shown(k, v)}  {doc['units'][k]}")
     lines += ["", f"  {'with the terms (fit surrogate)':<34} {'rows':>4}  {head}"]
     for split, st in doc["surrogate_errors"].items():
         lines.append(f"  {split + ' rows':<34} {st['rows']:>4}  {_cells(st)}")
     lines += ["", f"  {'leave one group out':<34} {'rows':>4}  {head}"]
     for g, st in doc["leave_one_group_out"].items():
         lines.append(f"  {g:<34} {st['rows']:>4}  {_cells(st)}")
+    if "pooled" in doc:
+        lines += ["", "  pooled over every engine (for an engine with no rows of its own, e.g. vllm):"]
+        lines += [f"  {'any':<8} {k:<16} {_shown(k, v)}  {doc['units'][k]}" for k, v in doc["pooled"].items()]
+    if "leave_one_engine_out" in doc:
+        lines += ["", f"  {'leave one engine out (pooled)':<34} {'rows':>4}  {head}"]
+        for e, st in doc["leave_one_engine_out"].items():
+            lines.append(f"  {e + ' held out':<34} {st['rows']:>4}  {_cells(st)}")
+            if "nothing fitted" in st:
+                lines.append(f"  {'  ' + e + ' with no terms':<34} {st['rows']:>4}  {_cells(st['nothing fitted'])}")
     return "\n".join(lines) + "\n"
 
 
-def _ranges(ix: list[int]) -> str:
-    """1,3,5 -> '1,3,5'; runs of consecutive numbers as a-b."""
-    out, run = [], []
-    for i in ix:
-        if run and i == run[-1] + 1:
-            run.append(i)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [i]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
+def _shown(k: str, v: float) -> str:
+    return f"{v * 1e3:8.2f} ms" if k.endswith("_s") else f"{v:8.3f}   "

@@ -2,7 +2,8 @@
 iteration on the host, per request in the front end, per disaggregated request in the hand-over; and the MTP
 acceptance the engine reaches. Values are ``fitted`` on measured deployments (moesim.studies.e2e.fit,
 `moesim validate e2e --refit`) and read from ``data/engine_terms.json``, which names the rows each was fitted
-on. A scenario's ``serving.overheads`` and ``serving.mtp.acceptance`` win over them.
+on; an engine with no measured rows (vLLM) takes the ``pooled`` terms, fitted on all engines' rows together.
+A scenario's ``serving.overheads`` and ``serving.mtp.acceptance`` win over them.
 """
 
 from __future__ import annotations
@@ -39,10 +40,13 @@ def fitted_terms(path: Path = TERMS_FILE) -> dict[str, Any]:
 
 
 def engine_terms(engine: str | None) -> dict[str, float]:
-    """One engine's fitted values ({} for none, or for an engine nothing was fitted on)."""
+    """One engine's fitted values; an engine with no rows of its own (vLLM) gets the ``pooled`` ones, fitted on
+    every engine's rows together; {} without an engine."""
     if engine is None:
         return {}
-    return {k: float(v) for k, v in fitted_terms()["engines"].get(engine, {}).items()}
+    doc = fitted_terms()
+    own = doc["engines"].get(engine)
+    return {k: float(v) for k, v in (own if own is not None else doc.get("pooled", {})).items()}
 
 
 def overheads(sv: ServingSpec) -> Overheads:

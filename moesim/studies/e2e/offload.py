@@ -18,6 +18,7 @@ from moesim.iteration.scenario import scenario_from_dict
 from moesim.offload.run import run_offload
 from moesim.studies.e2e import ktransformers
 from moesim.studies.e2e.offload_fit import TERMS
+from moesim.util.text import ranges
 
 BASE = ktransformers.DATA.with_name("ktransformers-dsv3-base.json")  # moesim validate offload --rebase
 
@@ -85,8 +86,8 @@ def table(doc: dict[str, Any]) -> str:
 def fit_table(doc: dict[str, Any]) -> str:
     """The engine terms' fit (offload_fit.refit) as text: values, rows, errors, leave one group out."""
     x = doc["engines"]["ktransformers"]
-    lines = [f"offload engine terms, fitted on rows {_ranges(doc['fit_rows'])} "
-             f"(test rows: {_ranges(doc['test_rows'])})", ""]
+    lines = [f"offload engine terms, fitted on rows {ranges(doc['fit_rows'])} "
+             f"(test rows: {ranges(doc['test_rows'])})", ""]
     for k in TERMS:
         val = f"{x[k] * 1e3:8.3f} ms" if k.endswith("_s") else f"{x[k]:8.3f}   "
         lines.append(f"  ktransformers  {k:22s} {val}  {doc['units'][k]}")
@@ -98,18 +99,3 @@ def fit_table(doc: dict[str, Any]) -> str:
     for name, s in named:
         lines.append(f"  {name:50s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
     return "\n".join(lines) + "\n"
-
-
-def _ranges(nums: list[int]) -> str:
-    """1,3,5-7 style."""
-    out, run = [], []
-    for n in sorted(nums):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-        run = [n]
-    if run:
-        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-    return ",".join(out)
