@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -70,14 +71,42 @@ def test_the_engine_names_its_fitted_terms_and_an_explicit_value_wins():
     assert scenario_from_dict(offload_fit.with_terms(sc, {})).offload.layer_sync_s is None
 
 
-def test_the_surrogate_is_the_simulator_on_a_prefill_and_a_decode_row():
+@pytest.mark.parametrize("overlap", [False, True])
+def test_the_surrogate_is_the_simulator_on_prefill_and_decode_rows(overlap):
+    """Rows 1 (prefill, 500 tokens: calls of many sizes), 2 (decode) and 11 (a 2-token prefill, eager)."""
     rows = ktransformers.read_rows()
-    x = {"cpu_memory_efficiency": 0.7, "cpu_gemm_efficiency": 0.3, "layer_sync_s": 3e-4}
-    for i in (1, 2):
+    x = {"cpu_memory_efficiency": 0.7, "cpu_gemm_efficiency": 0.3, "layer_sync_s": 3e-4, "kernel_launch_s": 2e-5,
+         "cpu_overlap": overlap}
+    for i in (1, 2, 11):
         sc = ktransformers.scenario(rows[i - 1], i)
-        row = offload_fit.coefficients(sc, offload.seconds)
+        row = offload_fit.coefficients(sc, offload.simulate)
         assert offload_fit.tokens_per_s(row, x) == pytest.approx(1 / offload.seconds(offload_fit.with_terms(sc, x)),
                                                                   rel=1e-6)
+
+
+def test_a_roofline_call_takes_the_longer_of_stream_and_compute_by_hand():
+    from moesim.offload.tiers import MissCosts
+    sc = offload_fit.with_terms(ktransformers.scenario(ktransformers.read_rows()[1], 2),
+                                {"cpu_memory_efficiency": 0.5, "cpu_gemm_efficiency": 0.25})
+    s = scenario_from_dict(sc)
+    h, eb = s.cluster.host, 44040192 * BYTES_PER_PARAM["q4_k_m"]  # 3 x 7168 x 2048 weights
+    mem, per_tok = eb / (h.dram_bandwidth * 0.5), 2 * 44040192 / (h.cpu_flops * 0.25)
+    tok = np.array([1, 100])
+    summed = MissCosts(s, eb).cpu_expert_s(tok)
+    assert summed == pytest.approx(h.cpu_expert_overhead + mem + tok * per_tok)
+    s2 = scenario_from_dict({**sc, "offload": {**sc["offload"], "cpu_overlap": True}})
+    assert MissCosts(s2, eb).cpu_expert_s(tok) == pytest.approx(h.cpu_expert_overhead + np.maximum(mem, tok * per_tok))
+
+
+def test_eager_prefill_launches_every_kernel_and_decode_replays_a_graph():
+    rows = ktransformers.read_rows()
+    for i, eager in ((11, True), (12, False)):  # the 2-token prefill; its decode
+        sc = ktransformers.scenario(rows[i - 1], i)
+        assert sc["runtime"]["launch"] == ("eager" if eager else "cuda_graph")
+        base = offload.seconds(offload_fit.with_terms(sc, {"kernel_launch_s": 0.0}))
+        more = offload.seconds(offload_fit.with_terms(sc, {"kernel_launch_s": 1e-5}))
+        # DeepSeek-V3: 61 blocks x 7 + 3 dense FFNs x 3 + 58 MoE layers x 10 + the head = 1,017 kernels a pass
+        assert more - base == pytest.approx(1017e-5 / 2 if eager else 0.0, abs=1e-12)
 
 
 def test_refit_is_deterministic_and_the_shipped_terms_are_its_output():
@@ -90,6 +119,9 @@ def test_refit_is_deterministic_and_the_shipped_terms_are_its_output():
     x = doc["engines"]["ktransformers"]
     assert 0.05 < x["cpu_memory_efficiency"] < 1 and 0.05 < x["cpu_gemm_efficiency"] < 1  # inside the bounds
     assert doc["surrogate_errors"]["test"]["mape"] < doc["surrogate_errors"]["host estimates"]["mape"]
+    # the form kept is the one that fits the fit rows better; both are reported
+    kept = "roofline" if x["cpu_overlap"] else "sum"
+    assert doc["forms"][kept]["fit"]["mape"] <= max(f["fit"]["mape"] for f in doc["forms"].values())
 
 
 def test_validate_offload_cli_rows_by_hand(monkeypatch):

@@ -94,11 +94,11 @@ def refit_offload(rebase: bool, as_json: bool) -> None:
     the local engine's terms, catalog/offload_engines.json written, the terms and their errors printed."""
     from moesim.config.catalog import OFFLOAD_ENGINES
     from moesim.studies.e2e.ktransformers import select
-    from moesim.studies.e2e.offload import BASE, fit_table, seconds
+    from moesim.studies.e2e.offload import BASE, fit_table, simulate
     from moesim.studies.e2e.offload_fit import base_document, refit
 
     rows = select()[0] if rebase else None
-    _refit("offload base rows", rows, lambda r, progress: base_document(r, seconds, progress=progress), BASE,
+    _refit("offload base rows", rows, lambda r, progress: base_document(r, simulate, progress=progress), BASE,
            refit, OFFLOAD_ENGINES, fit_table, as_json)
 
 

@@ -95,7 +95,9 @@ def parse_scenario(raw: Any, base_dir: str | Path = ".") -> Scenario:
     if isinstance(raw.get("runtime"), dict):
         raw["runtime"] = _resolve_runtime(raw["runtime"])
     if isinstance(raw.get("offload"), dict):
-        raw["offload"] = _resolve_offload_engine(raw["offload"])
+        raw["offload"], rt = _resolve_offload_engine(raw["offload"], raw.get("runtime"))
+        if rt is not None:
+            raw["runtime"] = rt
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -111,13 +113,20 @@ def _resolve_runtime(rt: dict[str, Any]) -> dict[str, Any]:
     return rt if fitted is None else {**rt, "layer_sync_s": fitted}
 
 
-def _resolve_offload_engine(off: dict[str, Any]) -> dict[str, Any]:
+RUNTIME_TERMS = ("kernel_launch_s",)  # a local engine's fitted terms that live in ``runtime``
+
+
+def _resolve_offload_engine(off: dict[str, Any], rt: Any) -> tuple[dict[str, Any], Any]:
     """A local engine named (``offload.engine``): its fitted terms (catalog/offload_engines.json) where the
-    scenario leaves them unset."""
+    scenario leaves them unset; the launch cost goes to ``runtime`` (it counts when launches are eager)."""
     if off.get("engine") is None:
-        return off
+        return off, rt
     fitted = catalog.offload_engine_terms(str(off["engine"]))
-    return {**fitted, **{k: v for k, v in off.items() if v is not None}}
+    mine = {k: v for k, v in fitted.items() if k not in RUNTIME_TERMS}
+    launch = {k: v for k, v in fitted.items() if k in RUNTIME_TERMS}
+    if launch and (rt is None or isinstance(rt, dict)):
+        rt = {**launch, **{k: v for k, v in (rt or {}).items() if v is not None}}
+    return {**mine, **{k: v for k, v in off.items() if v is not None}}, rt
 
 
 def _default_scope(s: Scenario) -> Scenario:

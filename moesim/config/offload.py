@@ -89,6 +89,9 @@ class OffloadSpec(Strict):
     # cpu_flops they compute at (None: the host's cpu_memory_efficiency / cpu_gemm_efficiency)
     cpu_memory_efficiency: float | None = Field(default=None, gt=0, le=1)
     cpu_gemm_efficiency: float | None = Field(default=None, gt=0, le=1)
+    # the engine's CPU kernels stream an expert's weights while they compute: a call takes the longer of the
+    # two (a roofline). None / False: one after the other, as calibrate/host.py fits torch's kernels
+    cpu_overlap: bool | None = None
 
     @model_validator(mode="after")
     def _llama_cpp(self) -> OffloadSpec:

@@ -25,9 +25,10 @@ def kernels(program: Program, blocks: int, trailing: int) -> int:
     """Kernels one pass of ``program`` launches: its stages' kernels, block-level ones once per block it
     covers (``blocks`` before the MoE layer, ``trailing`` dense blocks after the last one)."""
     names = set(program.names)
-    per_block = sum(k for n, k in PER_BLOCK.items() if n in names)
+    attention = sum(k for n, k in PER_BLOCK.items() if n in names and n != "dense_ffn")
+    dense = PER_BLOCK["dense_ffn"] if "dense_ffn" in names else 0  # the blocks before the MoE layer's own
     tail = sum(PER_BLOCK.values()) * trailing if "tail_blocks" in names else 0
-    return per_block * blocks + tail + sum(k for n, k in PER_LAYER.items() if n in names)
+    return attention * blocks + dense * (blocks - 1) + tail + sum(k for n, k in PER_LAYER.items() if n in names)
 
 
 def with_overheads(programs: list[Program], model_blocks: int, gpus: int, host_s: float, launch_s: float

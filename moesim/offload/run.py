@@ -14,6 +14,7 @@ from moesim.config.schema import Scenario, TraceStats
 from moesim.engine import SimRecords, simulate
 from moesim.hw.costs.loader import cost_model
 from moesim.hw.topology import build_topology
+from moesim.ir.overheads import with_overheads
 from moesim.ir.program import Program
 from moesim.ir.resolve import resolve
 from moesim.iteration.build import fidelity, non_moe_pieces, popularity_of
@@ -58,13 +59,23 @@ def run_offload(s: Scenario, kv: bool = True) -> OffloadResult:
     acc = walk(s, plan, popularity, ids, mc)
     before, after = non_moe_pieces(r, g, cm) if r.whole_model else ([{}] * r.model.num_moe_layers, {})
     last = r.model.num_moe_layers - 1
-    programs = [layer_program(r, cm, plan, mc, acc[t][layer], layer, r.model.moe_layer_ids[layer], before[layer],
-                              after if layer == last else {}, t)
-                for t in range(steps) for layer in range(r.model.num_moe_layers)]
+    programs = [p for t in range(steps) for p in _with_runtime(s, r, [
+        layer_program(r, cm, plan, mc, acc[t][layer], layer, r.model.moe_layer_ids[layer], before[layer],
+                      after if layer == last else {}, t) for layer in range(r.model.num_moe_layers)])]
     fluid = fidelity(s)[0]
     records = simulate([programs], build_topology(s.cluster), exact=fluid, engine=s.sim.engine)
     doc = _summary(s, plan, acc, records, exact, fluid)
     return OffloadResult(doc, records, (tuple(programs),), plan, acc)
+
+
+def _with_runtime(s: Scenario, r, step: list[Program]) -> list[Program]:
+    """One pass's programs with the engine's own time (``runtime``): host work at its start and, launched
+    eagerly (no CUDA graph), every kernel's launch (moesim.ir.overheads)."""
+    rt = s.runtime
+    launch = rt.kernel_launch_s if rt.launch == "eager" else 0.0
+    if rt.host_overhead_s <= 0 and launch <= 0:
+        return step
+    return with_overheads(step, s.model.num_hidden_layers, s.cluster.gpus_per_node, rt.host_overhead_s, launch)
 
 
 def _summary(s: Scenario, plan: TierPlan, acc, rec: SimRecords, exact: bool, fluid: bool) -> dict[str, Any]:

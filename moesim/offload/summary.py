@@ -4,8 +4,9 @@ Time per decode step is split on the GPU that finishes last, stage by stage: ``a
 blocks), ``gpu_experts`` (router, permute, routed, fetched and shared experts, unpermute: time the SMs
 ran), ``communication`` (dispatch, combine between GPUs, once every partner is ready), ``waiting`` (for
 the other GPUs to reach dispatch or combine: their fetches or experts took longer), ``fetch_stall`` (a
-prefetch still in flight when attention ended, and waiting for fetched weights) and ``cpu_experts``
-(waiting for the CPU's experts).
+prefetch still in flight when attention ended, and waiting for fetched weights), ``cpu_experts``
+(waiting for the CPU's experts) and ``host_overhead`` (the engine's eager kernel launches and per-pass host
+work, ``runtime``).
 The parts add up to the step time.
 """
 
@@ -20,7 +21,7 @@ from moesim.offload.access import LayerAccess
 from moesim.offload.programs import ATTENTION, GPU_EXPERTS
 from moesim.offload.tiers import TierPlan
 
-PARTS = ("attention", "gpu_experts", "communication", "waiting", "fetch_stall", "cpu_experts")
+PARTS = ("attention", "gpu_experts", "communication", "waiting", "fetch_stall", "cpu_experts", "host_overhead")
 
 
 def breakdown(rec: SimRecords) -> dict[str, float]:
@@ -52,7 +53,7 @@ def _program_parts(names: tuple[str, ...], x: np.ndarray, total: float) -> dict[
                            for n in ("dispatch", "combine") if n in names),
             "fetch_stall": max(0.0, end("prefetch") - max(end("routed_experts"), end("permute"), end("dispatch")))
             if "prefetch" in names else 0.0,
-            "cpu_experts": 0.0}
+            "cpu_experts": 0.0, "host_overhead": span("kernel_launch") + span("host_overhead")}
     rest = max(0.0, total - sum(part.values()))
     cpu_end = max(end("cpu_experts"), end("from_cpu"))
     part["cpu_experts" if cpu_end > -np.inf and cpu_end >= end("fetched_experts") else "fetch_stall"] += rest

@@ -229,8 +229,9 @@ class MissCosts:
         return 2.0 * MoEModel.from_spec(self.s.model).expert_params
 
     def cpu_expert_s(self, tokens: np.ndarray) -> np.ndarray:
-        """CPU time of experts with ``tokens`` [n] tokens each (the node's cores split over its GPUs):
-        call overhead + weight streaming + GEMM FLOPs (the CPU overlaps little of the two)."""
+        """CPU time of experts with ``tokens`` [n] tokens each (the node's cores split over its GPUs): call
+        overhead + weight streaming + GEMM FLOPs, or with ``offload.cpu_overlap`` overhead + the longer of
+        the two (the engine's kernels stream weights while they compute)."""
         h, o = self.s.cluster.host, self.s.offload
         share = 1.0 / self.s.cluster.gpus_per_node
         tokens = np.asarray(tokens, dtype=float)
@@ -241,8 +242,10 @@ class MissCosts:
             eff = np.where(tokens == 1, h.cpu_gemv_memory_efficiency or h.cpu_memory_efficiency,
                            h.cpu_memory_efficiency)
         mem_s = self.expert_bytes / (h.dram_bandwidth * eff * share)
-        gemm = o.cpu_gemm_efficiency or h.cpu_gemm_efficiency
-        return h.cpu_expert_overhead + mem_s + flops / (h.cpu_flops * gemm * share)
+        gemm_s = flops / (h.cpu_flops * (o.cpu_gemm_efficiency or h.cpu_gemm_efficiency) * share)
+        if o.cpu_overlap:  # weights stream while the cores compute: the longer of the two
+            return h.cpu_expert_overhead + np.maximum(mem_s, gemm_s)
+        return h.cpu_expert_overhead + mem_s + gemm_s
 
     def act_bytes(self, tokens: np.ndarray) -> np.ndarray:
         """Activation bytes one way for experts run on the CPU (zero on unified memory)."""

@@ -15,7 +15,9 @@ or 6 ("selectively using 6 experts"), prefill and decode tokens/s after warm-up.
   technical report, section 2.1.2), so a prefill pass touches nearly every expert of a layer;
 - prefill: one pass over the prompt; decode: 16 steps of one sequence at the KV length prompt + half the
   answer (300 tokens where the source does not say; its V0.2.1 table uses 300);
-- ``offload.engine: ktransformers`` (the fitted terms, catalog/offload_engines.json).
+- ``offload.engine: ktransformers`` (the fitted terms, catalog/offload_engines.json);
+- ``runtime.launch``: CUDA graphs in decode (local_chat's ``--use_cuda_graph``, on by default), eager
+  launches in prefill (graphs are captured for decode only).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def scenario(r: dict[str, str], index: int) -> dict[str, Any]:
             "router": {"stats": {"kind": "uniform"}},
             "workload": wl,
             "offload": {"plan": "host", "cache": "static", "miss": "cpu", "steps": DECODE_STEPS,
-                        "engine": r["engine"]}}
+                        "engine": r["engine"]},
+            "runtime": {"launch": "eager" if r["mode"] == "prefill" else "cuda_graph"}}
 
 
 def select(only: str | None = None, path: Path = DATA

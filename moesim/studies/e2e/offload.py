@@ -16,6 +16,7 @@ import numpy as np
 from moesim.config.catalog import OFFLOAD_ENGINES
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.offload.run import run_offload
+from moesim.offload.tiers import MissCosts
 from moesim.studies.e2e import ktransformers
 from moesim.studies.e2e.offload_fit import TERMS
 from moesim.util.text import ranges
@@ -26,7 +27,25 @@ BASE = ktransformers.DATA.with_name("ktransformers-dsv3-base.json")  # moesim va
 def seconds(sc: dict[str, Any]) -> float:
     """Simulated seconds per token of the offload scenario ``sc``: per prompt token (prefill) or per generated
     token of one sequence (decode)."""
-    return float(run_offload(scenario_from_dict(sc)).summary["time_per_token_s"])
+    return simulate(sc)[0]
+
+
+def simulate(sc: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """``seconds`` and what the fit's surrogate needs of the run (one GPU): its CPU expert calls counted by
+    tokens, per token, and one call's stream (m), per-token compute (f) and overhead (o) at full rates, s."""
+    s = scenario_from_dict(sc)
+    res = run_offload(s)
+    doc = res.summary
+    per = doc["simulated_s"] / doc["time_per_token_s"]  # decode steps, or prompt tokens
+    calls: dict[int, float] = {}
+    for row in res.accesses:
+        for la in row:
+            for n in la.cpu_tokens[0]:
+                calls[int(n)] = calls.get(int(n), 0.0) + 1.0 / per
+    h = s.cluster.host
+    flops = MissCosts(s, res.plan.expert_bytes).expert_flops_per_token
+    return float(doc["time_per_token_s"]), {"calls": calls, "m": res.plan.expert_bytes / h.dram_bandwidth,
+                                            "f": flops / h.cpu_flops, "o": h.cpu_expert_overhead}
 
 
 def fitted() -> dict[str, Any]:
@@ -91,6 +110,13 @@ def fit_table(doc: dict[str, Any]) -> str:
     for k in TERMS:
         val = f"{x[k] * 1e3:8.3f} ms" if k.endswith("_s") else f"{x[k]:8.3f}   "
         lines.append(f"  ktransformers  {k:22s} {val}  {doc['units'][k]}")
+    form = "roofline: the longer of stream and compute" if x["cpu_overlap"] else "sum: stream, then compute"
+    lines.append(f"  ktransformers  {'cpu_overlap':22s} {str(x['cpu_overlap']):>8}     a CPU call's form ({form})")
+    lines += ["", f"  {'both forms fitted (surrogate)':50s} {'mem':>5} {'gemm':>5} {'sync ms':>7} "
+                  f"{'fit':>7} {'test':>7}"]
+    for name, f in doc.get("forms", {}).items():
+        lines.append(f"  {name:50s} {f['cpu_memory_efficiency']:5.3f} {f['cpu_gemm_efficiency']:5.3f} "
+                     f"{f['layer_sync_s'] * 1e3:7.3f} {f['fit']['mape'] * 100:6.1f}% {f['test']['mape'] * 100:6.1f}%")
     lines += ["", f"  {'tokens/s (fit surrogate)':50s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
     se = doc["surrogate_errors"]
     named = [("host estimates, no hand-off (all rows)", se["host estimates"]), ("fit rows", se["fit"]),
