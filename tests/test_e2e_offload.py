@@ -140,3 +140,14 @@ def test_validate_offload_cli_rows_by_hand(monkeypatch):
     assert "1-socket/decode" in text and "+14.5%" in text
     bad = CliRunner().invoke(main, ["validate", "offload", "--only", "nothing"])
     assert bad.exit_code == 2 and "matches no row" in bad.output
+
+
+def test_llama_cpp_flags_borrow_ktransformers_kernels_and_hand_off_but_not_its_launch_cost():
+    fitted = json.loads(OFFLOAD_ENGINES.read_text(encoding="utf-8"))["engines"]
+    sc = ktransformers.scenario(ktransformers.read_rows()[1], 2)
+    off = {k: v for k, v in sc["offload"].items() if k not in ("plan", "cache", "miss", "engine")}
+    s = scenario_from_dict({**sc, "offload": {**off, "llama_cpp": "-ngl 999 --cpu-moe"}, "runtime": {}})
+    assert s.offload.engine == "llama.cpp" and s.offload.plan == "layers" and s.offload.miss == "cpu"
+    assert s.offload.layer_sync_s == fitted["ktransformers"]["layer_sync_s"] and s.offload.cpu_overlap
+    assert s.offload.cpu_memory_efficiency == fitted["ktransformers"]["cpu_memory_efficiency"]
+    assert s.runtime.kernel_launch_s == 0.0 and "kernel_launch_s" not in fitted["llama.cpp"]

@@ -119,6 +119,8 @@ RUNTIME_TERMS = ("kernel_launch_s",)  # a local engine's fitted terms that live 
 def _resolve_offload_engine(off: dict[str, Any], rt: Any) -> tuple[dict[str, Any], Any]:
     """A local engine named (``offload.engine``): its fitted terms (catalog/offload_engines.json) where the
     scenario leaves them unset; the launch cost goes to ``runtime`` (it counts when launches are eager)."""
+    if off.get("engine") is None and off.get("llama_cpp") is not None:
+        off = {**off, "engine": "llama.cpp"}  # llama.cpp's flags: llama.cpp runs it
     if off.get("engine") is None:
         return off, rt
     fitted = catalog.offload_engine_terms(str(off["engine"]))

@@ -78,10 +78,12 @@ class OffloadSpec(Strict):
     prefetch_experts: int = Field(default=2, ge=1)
     home: Literal["dram", "nvme"] = "dram"
     steps: int = Field(default=16, ge=1, le=4096)  # decode steps simulated (prefill: one pass)
-    # the local inference engine that runs it: ``ktransformers`` gives the three terms below their ``fitted``
-    # values (catalog/offload_engines.json, fitted on KTransformers' published DeepSeek-V3 rows by
-    # ``moesim validate offload --refit``); a term set here wins. None: the host's figures and no hand-off
-    engine: Literal["ktransformers"] | None = None
+    # the local inference engine that runs it: ``ktransformers`` gives the terms below their ``fitted`` values
+    # (catalog/offload_engines.json, fitted on KTransformers' published DeepSeek-V3 rows by ``moesim validate
+    # offload --refit``; its eager launch cost goes to runtime.kernel_launch_s); ``llama.cpp`` (the default
+    # with ``llama_cpp`` flags) borrows KTransformers' CPU-kernel and hand-off terms, not its Python launch
+    # cost: no llama.cpp rows convert. A term set here wins. None: the host's figures and no hand-off
+    engine: Literal["ktransformers", "llama.cpp"] | None = None
     # seconds per MoE layer and pass in which experts run on the CPU: the GPU hands the layer's tokens to the
     # CPU's threads and waits for their results (stage ``host_sync``, first on the CPU branch)
     layer_sync_s: Seconds | None = None
