@@ -142,6 +142,16 @@ def test_validate_offload_cli_rows_by_hand(monkeypatch):
     assert bad.exit_code == 2 and "matches no row" in bad.output
 
 
+def test_validate_offload_writes_its_report(tmp_path, monkeypatch):
+    monkeypatch.setattr(offload, "seconds", lambda sc: 0.1)
+    r = CliRunner().invoke(main, ["validate", "offload", "--only", "7,8", "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "rep" / "offload.json").read_text())
+    assert [x["row"] for x in doc["rows"]] == [7, 8]
+    assert (tmp_path / "rep" / "offload.png").stat().st_size > 1000
+    assert "1-socket/decode" in (tmp_path / "rep" / "README.md").read_text()
+
+
 def test_llama_cpp_flags_borrow_ktransformers_kernels_and_hand_off_but_not_its_launch_cost():
     fitted = json.loads(OFFLOAD_ENGINES.read_text(encoding="utf-8"))["engines"]
     sc = ktransformers.scenario(ktransformers.read_rows()[1], 2)

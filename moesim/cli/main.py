@@ -130,7 +130,8 @@ def list_(what: str, as_json: bool) -> None:
               help="--stored re-predicts the measurements kept beside the profile (no torch, no timing); "
                    "--live measures the held-out layers again on this machine first (needs torch).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write a report (README.md + predicted_vs_measured.png) to this folder.")
+              help="Also write a report (README.md, the rows as JSON, measured-vs-predicted PNGs) to this folder "
+                   "(kernels, e2e, training, offload).")
 @click.option("--refit", is_flag=True,
               help="e2e: fit the engine terms again from the shipped base run and measured rows (seconds, no "
                    "simulation, deterministic), write them to moesim/serve/data/engine_terms.json and print them "

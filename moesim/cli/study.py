@@ -63,15 +63,16 @@ def sweep_with_progress(spec: Any, out_dir: Path, executor: Any, objective: str 
 
 def validate_measured(what: str, rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None,
                       refit: bool, rebase: bool, as_json: bool) -> None:
-    """``moesim validate e2e`` (or its ``--refit``/``--rebase``) and ``moesim validate training``."""
+    """``moesim validate e2e`` (or its ``--refit``/``--rebase``), ``moesim validate training`` and
+    ``moesim validate offload`` (the same)."""
     if what == "training" and (refit or rebase):
         return refit_training(rebase, as_json)
     if what == "training":
-        return validate_training(only, as_json)
+        return validate_training(only, as_json, out_dir)
     if what == "offload" and (refit or rebase):
         return refit_offload(rebase, as_json)
     if what == "offload":
-        return validate_offload(only, as_json)
+        return validate_offload(only, as_json, out_dir)
     if refit or rebase:
         return refit_e2e(jobs, rebase, as_json)
     return validate_e2e(rows_csv, only, jobs, out_dir, as_json)
@@ -102,9 +103,9 @@ def refit_offload(rebase: bool, as_json: bool) -> None:
            refit, OFFLOAD_ENGINES, fit_table, as_json)
 
 
-def validate_offload(only: str | None, as_json: bool) -> None:
+def validate_offload(only: str | None, as_json: bool, out_dir: Path | None = None) -> None:
     """``moesim validate offload``: KTransformers' published rows simulated with a progress line, the table
-    (or JSON)."""
+    (or JSON), and with ``-o`` the report."""
     from moesim.studies.e2e.ktransformers import select
     from moesim.studies.e2e.offload import compare, table
     rows, skipped = select(only)
@@ -113,7 +114,7 @@ def validate_offload(only: str | None, as_json: bool) -> None:
     bar = Progress("offload rows", len(rows))
     doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
     bar.close()
-    click.echo(dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
+    _measured_out(doc, table(doc), as_json, out_dir, "offload", "tokens/s")
 
 
 def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str, Any]], base_path: Path,
@@ -135,9 +136,9 @@ def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str
     click.echo(dumps(doc, indent=1) if as_json else text(doc), nl=as_json)
 
 
-def validate_training(only: str | None, as_json: bool) -> None:
+def validate_training(only: str | None, as_json: bool, out_dir: Path | None = None) -> None:
     """``moesim validate training``: the Megatron-Bridge rows simulated with a progress line, the table (or
-    JSON)."""
+    JSON), and with ``-o`` the report."""
     from moesim.studies.e2e.training import compare, select, table
     rows, skipped = select(only)
     if not rows and not skipped:
@@ -145,7 +146,16 @@ def validate_training(only: str | None, as_json: bool) -> None:
     bar = Progress("training rows", len(rows))
     doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
     bar.close()
-    click.echo(dumps(doc, indent=1) if as_json else table(doc), nl=as_json)
+    _measured_out(doc, table(doc), as_json, out_dir, "training", "tokens/s/GPU")
+
+
+def _measured_out(doc: dict[str, Any], text: str, as_json: bool, out_dir: Path | None, name: str, unit: str) -> None:
+    """Print the table (or JSON); with ``out_dir``, write the report there too."""
+    click.echo(dumps(doc, indent=1) if as_json else text, nl=as_json)
+    if out_dir:
+        from moesim.present.measured_report import write_measured_report
+        for path in write_measured_report(doc, text, out_dir, name, unit):
+            click.echo(f"wrote {path}", err=True)
 
 
 def validate_e2e(rows_csv: Path | None, only: str | None, jobs: int, out_dir: Path | None, as_json: bool) -> None:
