@@ -104,17 +104,9 @@ def refit_offload(rebase: bool, as_json: bool) -> None:
 
 
 def validate_offload(only: str | None, as_json: bool, out_dir: Path | None = None) -> None:
-    """``moesim validate offload``: KTransformers' published rows simulated with a progress line, the table
-    (or JSON), and with ``-o`` the report."""
-    from moesim.studies.e2e.ktransformers import select
-    from moesim.studies.e2e.offload import compare, table
-    rows, skipped = select(only)
-    if not rows and not skipped:
-        raise click.UsageError(f"--only {only!r} matches no row")
-    bar = Progress("offload rows", len(rows))
-    doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
-    bar.close()
-    _measured_out(doc, table(doc), as_json, out_dir, "offload", "tokens/s")
+    """``moesim validate offload``: KTransformers' published rows (see _validate_rows)."""
+    from moesim.studies.e2e import ktransformers, offload
+    _validate_rows("offload", "tokens/s", ktransformers.select, offload.compare, offload.table, only, as_json, out_dir)
 
 
 def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str, Any]], base_path: Path,
@@ -137,16 +129,24 @@ def _refit(label: str, rows: list[Any] | None, make_base: Callable[..., dict[str
 
 
 def validate_training(only: str | None, as_json: bool, out_dir: Path | None = None) -> None:
-    """``moesim validate training``: the Megatron-Bridge rows simulated with a progress line, the table (or
-    JSON), and with ``-o`` the report."""
-    from moesim.studies.e2e.training import compare, select, table
+    """``moesim validate training``: the Megatron-Bridge rows (see _validate_rows)."""
+    from moesim.studies.e2e import training
+    _validate_rows("training", "tokens/s/GPU", training.select, training.compare, training.table, only, as_json,
+                   out_dir)
+
+
+def _validate_rows(name: str, unit: str, select: Callable[..., Any], compare: Callable[..., dict[str, Any]],
+                   table: Callable[[dict[str, Any]], str], only: str | None, as_json: bool,
+                   out_dir: Path | None) -> None:
+    """The rows ``only`` names simulated with a progress line, the table (or JSON), and with ``out_dir``
+    the report; an ``only`` that names no row is a usage error."""
     rows, skipped = select(only)
     if not rows and not skipped:
         raise click.UsageError(f"--only {only!r} matches no row")
-    bar = Progress("training rows", len(rows))
+    bar = Progress(f"{name} rows", len(rows))
     doc = compare(rows, skipped, progress=lambda k, n, g: bar.update(k, note=g))
     bar.close()
-    _measured_out(doc, table(doc), as_json, out_dir, "training", "tokens/s/GPU")
+    _measured_out(doc, table(doc), as_json, out_dir, name, unit)
 
 
 def _measured_out(doc: dict[str, Any], text: str, as_json: bool, out_dir: Path | None, name: str, unit: str) -> None:

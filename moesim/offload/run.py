@@ -59,7 +59,7 @@ def run_offload(s: Scenario, kv: bool = True) -> OffloadResult:
     acc = walk(s, plan, popularity, ids, mc)
     before, after = non_moe_pieces(r, g, cm) if r.whole_model else ([{}] * r.model.num_moe_layers, {})
     last = r.model.num_moe_layers - 1
-    programs = [p for t in range(steps) for p in _with_runtime(s, r, [
+    programs = [p for t in range(steps) for p in _with_runtime(s, [
         layer_program(r, cm, plan, mc, acc[t][layer], layer, r.model.moe_layer_ids[layer], before[layer],
                       after if layer == last else {}, t) for layer in range(r.model.num_moe_layers)])]
     fluid = fidelity(s)[0]
@@ -68,7 +68,7 @@ def run_offload(s: Scenario, kv: bool = True) -> OffloadResult:
     return OffloadResult(doc, records, (tuple(programs),), plan, acc)
 
 
-def _with_runtime(s: Scenario, r, step: list[Program]) -> list[Program]:
+def _with_runtime(s: Scenario, step: list[Program]) -> list[Program]:
     """One pass's programs with the engine's own time (``runtime``): host work at its start and, launched
     eagerly (no CUDA graph), every kernel's launch (moesim.ir.overheads)."""
     rt = s.runtime

@@ -11,14 +11,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from moesim.config.catalog import OFFLOAD_ENGINES
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.offload.run import run_offload
 from moesim.offload.tiers import MissCosts
 from moesim.studies.e2e import ktransformers
 from moesim.studies.e2e.offload_fit import TERMS
+from moesim.studies.e2e.rows import summary, summary_lines
 from moesim.util.text import ranges
 
 BASE = ktransformers.DATA.with_name("ktransformers-dsv3-base.json")  # moesim validate offload --rebase
@@ -69,17 +68,7 @@ def compare(rows: list[tuple[int, str, dict[str, str]]], skipped: list[dict[str,
                     "measured": meas, "predicted": pred, "signed_error": pred / meas - 1})
     if progress:
         progress(len(rows), len(rows), "")
-    groups = {name: stats([x for x in out if x["group"] == name]) for name in sorted({x["group"] for x in out})}
-    splits = {sp: stats([x for x in out if x["split"] == sp]) for sp in ("fit", "test")}
-    return {"rows": out, "skipped": list(skipped), "groups": groups, "overall": stats(out), "splits": splits,
-            "source": "kvcache-ai/ktransformers doc/en/DeepseekR1_V3_tutorial.md (data/SOURCES.md)"}
-
-
-def stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """MAPE and bias (fractions) of tokens/s over ``rows``, and their count."""
-    e = np.array([x["signed_error"] for x in rows])
-    return {"rows": len(rows), "mape": float(np.abs(e).mean()) if e.size else None,
-            "bias": float(e.mean()) if e.size else None}
+    return summary(out, skipped, "kvcache-ai/ktransformers doc/en/DeepseekR1_V3_tutorial.md (data/SOURCES.md)")
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -91,15 +80,7 @@ def table(doc: dict[str, Any]) -> str:
         lines.append(f"  {x['row']:>3}  {x['group']:40s} {x['split']:5s} {x['experts_per_token']:>2} "
                      f"{x['prompt_tokens']:>6} {x['measured']:>9.2f} {x['predicted']:>9.2f} "
                      f"{x['signed_error'] * 100:>+6.1f}%")
-    lines += ["", f"  {'group':40s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
-    sp = doc.get("splits", {})
-    for name, s in [*doc["groups"].items(), ("all fit rows", sp.get("fit", {"rows": 0})),
-                    ("all test rows", sp.get("test", {"rows": 0})), ("all rows", doc["overall"])]:
-        if s["rows"]:
-            lines.append(f"  {name:40s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
-    for x in doc["skipped"]:
-        lines.append(f"  row {x['row']} ({x['group']}) not run: {x['why']}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + summary_lines(doc, 40)) + "\n"
 
 
 def fit_table(doc: dict[str, Any]) -> str:

@@ -15,13 +15,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from moesim.config.catalog import FRAMEWORKS
 from moesim.iteration.run import run_scenario
 from moesim.iteration.scenario import scenario_from_dict
 from moesim.pipeline import run_pipeline
 from moesim.studies.e2e import megatron
+from moesim.studies.e2e.rows import summary, summary_lines
 
 
 def predict(sc: dict[str, Any]) -> float:
@@ -80,17 +79,7 @@ def compare(rows: list[tuple[int, str, dict[str, str]]], skipped: list[dict[str,
                     "signed_error": pred / meas - 1})
     if progress:
         progress(len(rows), len(rows), "")
-    groups = {name: stats([x for x in out if x["group"] == name]) for name in sorted({x["group"] for x in out})}
-    splits = {sp: stats([x for x in out if x["split"] == sp]) for sp in ("fit", "test")}
-    return {"rows": out, "skipped": list(skipped), "groups": groups, "overall": stats(out), "splits": splits,
-            "source": "Megatron-Bridge docs/performance-summary.md, 25.11 NeMo container (data/SOURCES.md)"}
-
-
-def stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """MAPE and bias (fractions) of tokens/s/GPU over ``rows``, and their count."""
-    e = np.array([x["signed_error"] for x in rows])
-    return {"rows": len(rows), "mape": float(np.abs(e).mean()) if e.size else None,
-            "bias": float(e.mean()) if e.size else None}
+    return summary(out, skipped, "Megatron-Bridge docs/performance-summary.md, 25.11 NeMo container (data/SOURCES.md)")
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -102,15 +91,7 @@ def table(doc: dict[str, Any]) -> str:
         lines.append(f"  {x['row']:>3}  {x['group']:22s} {x['split']:5s} {x['model']:16s} {x['gpus']:>4}  "
                      f"{x['layout']:28s} {x['measured']:>9.0f} {x['predicted']:>9.0f} "
                      f"{x['signed_error'] * 100:>+6.1f}%")
-    lines += ["", f"  {'group':34s} {'rows':>4} {'MAPE':>7} {'bias':>7}"]
-    sp = doc.get("splits", {})
-    for name, s in [*doc["groups"].items(), ("all fit rows", sp.get("fit", {"rows": 0})),
-                    ("all test rows", sp.get("test", {"rows": 0})), ("all rows", doc["overall"])]:
-        if s["rows"]:
-            lines.append(f"  {name:34s} {s['rows']:>4} {s['mape'] * 100:>6.1f}% {s['bias'] * 100:>+6.1f}%")
-    for x in doc["skipped"]:
-        lines.append(f"  row {x['row']} ({x['group']}) not run: {x['why']}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + summary_lines(doc, 34)) + "\n"
 
 
 def fit_table(doc: dict[str, Any]) -> str:
