@@ -51,6 +51,7 @@ def test_uneven_splits_conserve_bytes():
     assert a2a_splits(1000, 2, True)[0][1] == 750
 
 
+@pytest.mark.slow  # two torch.distributed processes: seconds; CI runs it
 def test_gloo_all_to_all_and_ep_layer_with_two_processes():
     pts = run_job("all_to_all", {"bytes": [4096], "uneven": [True], "reps": 3})
     assert pts[0]["bytes"] == 3072 and pts[0]["median_s"] > 0

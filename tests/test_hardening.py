@@ -265,6 +265,7 @@ def test_forcing_the_exact_network_on_many_gpus_warns(tmp_path):
         guard(s)
 
 
+@pytest.mark.slow  # a child process stopped or killed mid-run: seconds; CI runs it
 def test_ctrl_c_stops_a_sweep_at_once_and_keeps_finished_points(tmp_path):
     d = yaml.safe_load(yaml.safe_dump(BASE))
     d["model"]["num_hidden_layers"] = 8
@@ -298,6 +299,7 @@ def test_ctrl_c_stops_a_sweep_at_once_and_keeps_finished_points(tmp_path):
     assert found == kept > 0  # every finished point is found again by the next run
 
 
+@pytest.mark.slow  # a child process stopped or killed mid-run: seconds; CI runs it
 def test_kill_9_mid_write_never_leaves_a_torn_result(tmp_path):
     """A writer killed with SIGKILL at random moments while it rewrites a 16 MB result over and over (each
     version one letter repeated): the file is always a whole version, never a mix or a prefix. A kill -9

@@ -130,6 +130,7 @@ def _stop(args: list[str], sig: int, after, tmp_path: Path):
     return proc.returncode, err.decode(), time.monotonic() - t0
 
 
+@pytest.mark.slow  # a child process stopped or killed mid-run: seconds; CI runs it
 def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_keeps_what_finished(tmp_path):
     import signal
     (tmp_path / "base.yaml").write_text("model: {base: mixtral-8x7b, num_hidden_layers: 4}\n"
@@ -145,6 +146,7 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_keeps_what_finished(tmp_path):
     assert list((out / "points").glob("*.json")) and (out / "results.jsonl").is_file()
 
 
+@pytest.mark.slow  # a child process stopped or killed mid-run: seconds; CI runs it
 def test_ctrl_c_stops_serve_with_130_not_1(tmp_path):
     import signal
     import time

@@ -41,6 +41,7 @@ def test_json_output_is_valid_json_whatever_the_numbers():
     assert json.loads(text) == {"p90": None, "rows": [None, 1.5, {"x": None}]} and "NaN" not in text
 
 
+@pytest.mark.slow  # two surface builds: seconds; CI runs it
 def test_an_edited_cached_surface_is_rebuilt_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("MOESIM_CACHE", str(tmp_path / "cache"))
     first = CliRunner().invoke(main, ["serve", SERVE, *SMALL, "--json"])

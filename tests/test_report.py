@@ -130,6 +130,7 @@ def test_table_columns_units_and_order():
     assert cell("ttft_slo_s", float("nan"), {})[0] == "–"
 
 
+@pytest.mark.slow  # a headless browser draws each page: seconds; CI runs it
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
                     reason="headless Chromium not installed (Debian: apt-get install chromium)")
 def test_pages_draw_in_headless_chromium(results):
