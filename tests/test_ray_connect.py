@@ -81,6 +81,9 @@ def test_a_sweep_runs_on_a_cluster_started_by_ray_start(tmp_path):
                                         "workload: {tokens_per_gpu: 64}\n")
     (tmp_path / "sw.yaml").write_text("base: base.yaml\ngrid: {placement.kind: [contiguous, eplb]}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    # a local Ray left by an earlier test (a sweep stopped by SIGTERM) can make the client server fail to
+    # start: stop it first (this test owns the machine's Ray while it runs)
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
     start = subprocess.run(["ray", "start", "--head", "--port=0", f"--ray-client-server-port={port}", "--num-cpus=2",
                             "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True,
                            timeout=180, env=env)
