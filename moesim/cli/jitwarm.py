@@ -111,4 +111,6 @@ def warm(ready: Path, scenarios: list[dict] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover (a background process of the moesim command)
+    with contextlib.suppress(AttributeError, OSError):  # the command that started it keeps the CPU first
+        os.nice(19)
     warm(Path(sys.argv[1]))
