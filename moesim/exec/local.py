@@ -4,6 +4,7 @@ finish, in any order; callers depend only on this, so a distributed engine can r
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from itertools import chain, islice
@@ -28,12 +29,28 @@ class SerialExecutor:
 
 
 class LocalProcessExecutor:
-    """A pool of local worker processes (``jobs`` of them). Interrupted (Ctrl-C, or the caller stops
-    iterating), it cancels what has not started and terminates the workers at once instead of waiting
-    for the running items."""
+    """A pool of local worker processes (``jobs`` of them), started on the first ``run`` and kept for the
+    next ones (a surface build's refinement rounds, the mixed-batch check), so workers start, and load the
+    compiled kernels, once per command; ``close`` (or the executor's collection) ends them. Interrupted
+    (Ctrl-C, or the caller stops iterating), it cancels what has not started and terminates the workers at
+    once instead of waiting for the running items."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = max(1, jobs)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=die_with_parent,
+                                             initargs=(os.getpid(),))
+            weakref.finalize(self, self._pool.shutdown, wait=True)
+        return self._pool
+
+    def close(self) -> None:
+        """End the workers (the next ``run`` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def run(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         """Items are taken from ``items`` as workers free up (at most ``jobs`` in flight), so a caller that
@@ -43,7 +60,7 @@ class LocalProcessExecutor:
         if self.jobs == 1 or len(head) <= 1:
             yield from SerialExecutor().run(fn, chain(head, source))
             return
-        pool = ProcessPoolExecutor(max_workers=len(head), initializer=die_with_parent, initargs=(os.getpid(),))
+        pool = self._started()
         finished, pending = False, {pool.submit(fn, item): item for item in head}
         try:
             while pending:
@@ -54,10 +71,9 @@ class LocalProcessExecutor:
                     pending[pool.submit(fn, item)] = item
             finished = True
         finally:
-            if finished:
-                pool.shutdown(wait=True)
-            else:
+            if not finished:  # the workers may be mid-item: stop them now; a later run starts new ones
                 _kill(pool)
+                self._pool = None
 
 
 def _ray(jobs: int, address: str | None) -> Executor:
