@@ -18,13 +18,17 @@ from moesim.util.errors import MoesimError
 
 
 class FakeRay:
-    def __init__(self, error=None):
-        self.error, self.calls = error, []
+    def __init__(self, error=None, failures=None):
+        self.error, self.calls, self.shutdowns = error, [], 0
+        self.failures = failures  # fail this many times, then connect
 
     def init(self, **kw):
         self.calls.append(kw)
-        if self.error:
+        if self.error and (self.failures is None or len(self.calls) <= self.failures):
             raise self.error
+
+    def shutdown(self):
+        self.shutdowns += 1
 
 
 def closed_port() -> int:
@@ -51,6 +55,22 @@ def test_a_listening_cluster_gets_moesim_shipped_and_missing_client_is_named():
         assert fake.calls[0]["address"] == address and mods[0].endswith("moesim")
         with pytest.raises(MoesimError, match=r"pip install 'ray\[client\]'"):
             ray_executor.connect(FakeRay(ImportError("No module named 'grpc'")), address, 0)
+
+
+def test_a_client_server_that_dies_at_start_is_retried_then_named(monkeypatch):
+    monkeypatch.setattr(ray_executor, "CLIENT_RETRY_S", 0.0)
+    died = ConnectionError("Initialization failure from server: RuntimeError: Starting Ray client server failed.")
+    fake = FakeRay(died, failures=1)
+    ray_executor.connect(fake, "auto", 0)  # the second attempt connects
+    assert len(fake.calls) == 2 and fake.shutdowns == 1
+    always = FakeRay(died)
+    with pytest.raises(MoesimError, match="Starting Ray client server failed"):
+        ray_executor.connect(always, "auto", 0)
+    assert len(always.calls) == 1 + ray_executor.CLIENT_RETRIES
+    other = FakeRay(ConnectionError("token rejected"))  # any other refusal is said at once
+    with pytest.raises(MoesimError, match="token rejected"):
+        ray_executor.connect(other, "auto", 0)
+    assert len(other.calls) == 1
 
 
 def test_cli_plan_with_a_wrong_address_is_one_line_exit_2(tmp_path):

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,13 @@ def _keep_signal_handlers() -> Iterator[None]:
 CONNECT_TIMEOUT_S = 10.0  # a cluster that does not answer within this is reported, not waited for
 
 
+# Ray Client's proxy starts one server process per client; where that process dies at start (seen on a
+# 2-core machine right after `ray start`), the connection fails with this text and a new one usually works
+CLIENT_SERVER_DIED = "Starting Ray client server failed"
+CLIENT_RETRIES = 2
+CLIENT_RETRY_S = 2.0
+
+
 def connect(ray: Any, address: str | None, jobs: int) -> None:
     """``ray.init`` for this run: a local instance (``address`` None), or the cluster at ``address`` after a
     TCP probe of its port (a wrong address fails in seconds, not after Ray's minutes of retries), with this
@@ -91,15 +99,21 @@ def connect(ray: Any, address: str | None, jobs: int) -> None:
     import moesim
     env = {"py_modules": [str(Path(moesim.__file__).parent)]}
     token = use_token_auth(os.environ)  # (again, for callers that imported Ray themselves)
-    try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
-    except ImportError as exc:  # ray:// needs Ray Client (grpcio): ray[client]
-        raise MoesimError(f"--address {address}: Ray Client is not installed ({exc}): pip install 'ray[client]' "
-                          "(moesim's ray extra includes it)") from None
-    except ConnectionError as exc:
-        hint = ("" if token else "; a cluster with token authentication (the default of `ray start` since Ray "
-                "2.5x) needs its token here: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
-        raise MoesimError(f"--address {address}: {exc}{hint}") from None
+    for attempt in range(1 + CLIENT_RETRIES):
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
+            return
+        except ImportError as exc:  # ray:// needs Ray Client (grpcio): ray[client]
+            raise MoesimError(f"--address {address}: Ray Client is not installed ({exc}): pip install "
+                              "'ray[client]' (moesim's ray extra includes it)") from None
+        except ConnectionError as exc:
+            if CLIENT_SERVER_DIED in str(exc) and attempt < CLIENT_RETRIES:  # the proxy starts a new one
+                ray.shutdown()
+                time.sleep(CLIENT_RETRY_S * (attempt + 1))
+                continue
+            hint = ("" if token else "; a cluster with token authentication (the default of `ray start` since Ray "
+                    "2.5x) needs its token here: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
+            raise MoesimError(f"--address {address}: {exc}{hint}") from None
 
 
 def use_token_auth(environ: MutableMapping[str, str]) -> bool:
