@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from moesim.config import catalog
 from moesim.config.hf import from_hf_config, normalise_keys
+from moesim.config.offload import ENGINE_RUNTIME_TERMS
 from moesim.config.schema import Scenario
 from moesim.util import safeio
 from moesim.util.errors import ScenarioError
@@ -113,9 +114,6 @@ def _resolve_runtime(rt: dict[str, Any]) -> dict[str, Any]:
     return rt if fitted is None else {**rt, "layer_sync_s": fitted}
 
 
-RUNTIME_TERMS = ("kernel_launch_s",)  # a local engine's fitted terms that live in ``runtime``
-
-
 def _resolve_offload_engine(off: dict[str, Any], rt: Any) -> tuple[dict[str, Any], Any]:
     """A local engine named (``offload.engine``): its fitted terms (catalog/offload_engines.json) where the
     scenario leaves them unset; the launch cost goes to ``runtime`` (it counts when launches are eager)."""
@@ -124,8 +122,8 @@ def _resolve_offload_engine(off: dict[str, Any], rt: Any) -> tuple[dict[str, Any
     if off.get("engine") is None:
         return off, rt
     fitted = catalog.offload_engine_terms(str(off["engine"]))
-    mine = {k: v for k, v in fitted.items() if k not in RUNTIME_TERMS}
-    launch = {k: v for k, v in fitted.items() if k in RUNTIME_TERMS}
+    mine = {k: v for k, v in fitted.items() if k not in ENGINE_RUNTIME_TERMS}
+    launch = {k: v for k, v in fitted.items() if k in ENGINE_RUNTIME_TERMS}
     if launch and (rt is None or isinstance(rt, dict)):
         rt = {**launch, **{k: v for k, v in (rt or {}).items() if v is not None}}
     return {**mine, **{k: v for k, v in off.items() if v is not None}}, rt

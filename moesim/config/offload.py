@@ -36,6 +36,10 @@ class HostSpec(Strict):
     cpu_expert_overhead: Seconds  # per expert call on the CPU (dispatch to threads, quantised-kernel set-up)
 
 
+# a local engine's fitted terms that live in the scenario's ``runtime`` (eager launches), not in ``offload``
+ENGINE_RUNTIME_TERMS = ("kernel_launch_s",)
+
+
 class OffloadSpec(Strict):
     """Experts across memory tiers (see moesim/offload/__init__.py): which routed experts sit in GPU memory,
     how that set changes, and how a token's other experts are served.

@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from moesim.config.offload import ENGINE_RUNTIME_TERMS
 from moesim.studies.e2e import ktransformers
 
 TERMS = ("cpu_memory_efficiency", "cpu_gemm_efficiency", "layer_sync_s", "kernel_launch_s")
-RUNTIME = ("kernel_launch_s",)  # the terms that live in the scenario's ``runtime``
+RUNTIME = ENGINE_RUNTIME_TERMS  # the terms that live in the scenario's ``runtime``
 REFERENCE = {"cpu_memory_efficiency": 0.5, "cpu_gemm_efficiency": 0.5, "layer_sync_s": 0.0, "kernel_launch_s": 0.0}
 MOVED = {"layer_sync_s": 1e-3, "kernel_launch_s": 1e-5}
 BOUNDS = {"cpu_memory_efficiency": (0.05, 1.0), "cpu_gemm_efficiency": (0.05, 1.0), "layer_sync_s": (0.0, 0.01),
@@ -123,12 +124,24 @@ def _fit_form(rows: list[dict[str, Any]], overlap: bool) -> tuple[dict[str, Any]
     return {**{k: float(round(v, 7)) for k, v in zip(TERMS, res.x)}, "cpu_overlap": overlap}, float(res.cost)
 
 
+FORMS = (("sum", False), ("roofline", True))
+
+
+def _fit_forms(rows: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], float]]:
+    """Each form's fitted terms over ``rows`` and the loss they reach."""
+    return {name: _fit_form(rows, overlap) for name, overlap in FORMS}
+
+
+def _best(forms: dict[str, tuple[dict[str, Any], float]]) -> dict[str, Any]:
+    """The terms of the form with the lower loss (the first on a tie)."""
+    return min(forms.values(), key=lambda f: f[1])[0]
+
+
 def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The terms and form with the lower robust loss over ``rows`` (the reference without rows)."""
     if not rows:
         return {**REFERENCE, "cpu_overlap": False}
-    forms = [_fit_form(rows, overlap) for overlap in (False, True)]
-    return min(forms, key=lambda f: f[1])[0]
+    return _best(_fit_forms(rows))
 
 
 def borrowed(x: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +163,8 @@ def refit(base: dict[str, Any]) -> dict[str, Any]:
     rows = base["rows"]
     train = fit_split(rows)
     test = [r for r in rows if r not in train]
-    x = fit(train)
+    fitted = _fit_forms(train)
+    x = _best(fitted)
     logo, pooled = {}, []
     for g in sorted({r["group"] for r in rows}):
         xg = fit([r for r in train if r["group"] != g])
@@ -159,7 +173,7 @@ def refit(base: dict[str, Any]) -> dict[str, Any]:
         pooled += [tokens_per_s(r, xg) / r["measured"] - 1 for r in mine]
     logo["all rows, each group held out"] = {"rows": len(pooled), "mape": float(np.mean(np.abs(pooled))),
                                             "bias": float(np.mean(pooled))}
-    forms = {name: _fit_form(train, overlap)[0] for name, overlap in (("sum", False), ("roofline", True))}
+    forms = {name: terms for name, (terms, _) in fitted.items()}
     estimates = {**REFERENCE, "cpu_memory_efficiency": 0.6, "cpu_overlap": False}
     return {"label": "fitted",
             "how": "moesim validate offload --refit (moesim.studies.e2e.offload_fit): robust least squares of log "
